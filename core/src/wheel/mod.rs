@@ -1,0 +1,1 @@
+//! Placeholder: the timer wheel is being written.
