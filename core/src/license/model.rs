@@ -118,6 +118,15 @@ impl Version {
     /// Parses `12`, `1.0`, `2024.0501`. Returns `None` for anything else
     /// (signs, exponents, more than 9 fraction digits, empty).
     pub fn parse(text: &str) -> Option<Version> {
+        Some(Version {
+            scaled: Self::scaled_of(text)?,
+            text: text.to_string(),
+        })
+    }
+
+    /// The numeric value of a version string, without allocating; `None`
+    /// where [`Version::parse`] would fail.
+    pub fn scaled_of(text: &str) -> Option<u64> {
         let (int, frac) = match text.split_once('.') {
             Some((i, f)) => (i, f),
             None => (text, ""),
@@ -138,11 +147,7 @@ impl Version {
             let d = frac.as_bytes().get(i).map_or(0, |b| u64::from(b - b'0'));
             frac_val = frac_val * 10 + d;
         }
-        let scaled = int_val.checked_mul(1_000_000_000)?.checked_add(frac_val)?;
-        Some(Version {
-            scaled,
-            text: text.to_string(),
-        })
+        int_val.checked_mul(1_000_000_000)?.checked_add(frac_val)
     }
 
     /// Version `0.0`, which every pool satisfies.
