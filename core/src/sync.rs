@@ -1,4 +1,4 @@
-//! The one place tally-core takes its atomics, cells and thread hints from.
+//! The one place tally-core takes its atomics and thread hints from.
 //!
 //! Under `--cfg loom` every item is loom's model-checked twin; otherwise the
 //! std item. The checkout table and anything else shared between threads
@@ -7,15 +7,10 @@
 //! `src/sync.rs`.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::Arc;
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 #[cfg(not(loom))]
-#[allow(unused_imports)]
-pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-#[cfg(not(loom))]
-pub(crate) use std::sync::Arc;
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Tells the scheduler (or loom) that this thread is waiting for another
 /// thread to finish a short critical step.

@@ -1,1 +1,694 @@
-//! engine
+//! The checkout engine: admission, one instance per key, linger deadlines.
+//!
+//! An [`Engine`] is built once from a [`LicenseSet`] and shared by every
+//! thread (`&self` everywhere). It does no I/O and reads no clock: each call
+//! takes `now` in Unix milliseconds.
+//!
+//! ```
+//! use tally_core::engine::{Engine, EngineConfig, Request};
+//! use tally_core::license::parse_str;
+//!
+//! let lic = parse_str("demo", "FEATURE MPM_ADV_RC CITRIX 1.0 permanent 2\n");
+//! let engine = Engine::new(&lic, EngineConfig::default());
+//! let now = 1_700_000_000_000;
+//! let mut req = Request::new("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8");
+//! req.linger_ms = 21 * 24 * 3600 * 1000;
+//! let grant = engine.checkout(&req, now).unwrap();
+//! assert_eq!(grant.deadline, Some(now + req.linger_ms));
+//! // Returning the license: check it out again with linger 1 s.
+//! req.linger_ms = 1000;
+//! let again = engine.checkout(&req, now + 5).unwrap();
+//! assert_eq!(again.id, grant.id);
+//! ```
+//!
+//! Hot path (checkout, check-in, expiry): no allocation, no lock, no
+//! syscall, no formatting. The feature lookup reads an immutable `HashMap`;
+//! admission is a CAS on the pool counter ([`pool`]); the instance slot is
+//! claimed with atomics ([`table`]). Releases found due are reported to the
+//! caller, who logs them; [`Lingers`] drives expiry from a timer wheel.
+
+mod denial;
+mod holder;
+mod key;
+// mod lingers; (enabled with the wheel)
+mod pool;
+mod table;
+
+use std::collections::HashMap;
+
+pub use denial::{Denial, Reason};
+pub use holder::HolderBuf;
+// pub use lingers::Lingers;
+pub use table::InstanceId;
+
+use crate::clock::Millis;
+use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
+use key::{InstanceKey, KeyFields, KeySeed};
+use pool::Pool;
+use table::{Insert, NewInstance, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+
+/// Most licenses one checkout may ask for.
+pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
+
+/// Longest linger accepted: 100 years, in ms.
+pub const MAX_LINGER_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Index of a feature in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FeatureId(pub u32);
+
+/// Index of a pool (one FEATURE/INCREMENT line) in the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolId(pub u32);
+
+/// Settings for building an [`Engine`].
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Secret for the instance-key hash (give it random bits in a server, so
+    /// clients cannot aim hash collisions at each other).
+    pub seed: (u64, u64),
+    /// Minimum number of instances the table holds room for, beyond the
+    /// licenses the counted pools can grant.
+    pub min_instances: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seed: (0x7461_6c6c_7973_6565, 0x6420_6b65_7973_2121),
+            min_instances: 0,
+        }
+    }
+}
+
+/// A checkout request. Strings are borrowed: building one does not allocate.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Feature name.
+    pub feature: &'a str,
+    /// User name.
+    pub user: &'a str,
+    /// Host name.
+    pub host: &'a str,
+    /// Display (terminal) name.
+    pub display: &'a str,
+    /// The client's handle (one instance per handle).
+    pub handle: &'a str,
+    /// Lowest version the client accepts (scaled as [`Version::scaled`]);
+    /// `None` accepts any.
+    pub version: Option<u64>,
+    /// Licenses to take (default 1).
+    pub count: u32,
+    /// Linger in ms: held until `last checkout + linger`. 0 = held until
+    /// check-in (or, in a server, disconnect).
+    pub linger_ms: u64,
+}
+
+impl<'a> Request<'a> {
+    /// A request for one license with no linger and display `""`.
+    pub fn new(feature: &'a str, user: &'a str, host: &'a str, handle: &'a str) -> Request<'a> {
+        Request {
+            feature,
+            user,
+            host,
+            display: "",
+            handle,
+            version: None,
+            count: 1,
+            linger_ms: 0,
+        }
+    }
+
+    fn key_fields(&self) -> KeyFields<'a> {
+        KeyFields {
+            user: self.user,
+            host: self.host,
+            display: self.display,
+            handle: self.handle,
+        }
+    }
+
+    fn validate(&self) -> Result<(), Reason> {
+        if self.feature.is_empty() {
+            return Err(Reason::BadRequest("empty feature name"));
+        }
+        if self.handle.is_empty() {
+            return Err(Reason::BadRequest("empty handle"));
+        }
+        if self.count == 0 {
+            return Err(Reason::BadRequest("count must be at least 1"));
+        }
+        if self.count > MAX_COUNT_PER_CHECKOUT {
+            return Err(Reason::BadRequest("count is larger than 1000000"));
+        }
+        if self.linger_ms > MAX_LINGER_MS {
+            return Err(Reason::BadRequest("linger is longer than 100 years"));
+        }
+        Ok(())
+    }
+}
+
+/// How a checkout was satisfied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantKind {
+    /// A new instance took licenses from a pool.
+    New,
+    /// The key already held an instance: its deadline moved, nothing taken.
+    Renewed,
+    /// A startup license (`LT=SYS`): checked out and at once checked in.
+    Startup,
+    /// An uncounted pool: granted, not tracked.
+    Uncounted,
+}
+
+/// A successful checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The instance (`None` for startup and uncounted grants).
+    pub id: Option<InstanceId>,
+    /// What happened.
+    pub kind: GrantKind,
+    /// The feature.
+    pub feature: FeatureId,
+    /// The pool charged (for a renewal: the pool first charged).
+    pub pool: PoolId,
+    /// Licenses held by the instance.
+    pub count: u32,
+    /// When the instance will be checked in; `None` = held until check-in.
+    pub deadline: Option<Millis>,
+    /// The caller must arm a timer for this deadline (the instance is new,
+    /// or its deadline moved earlier than any timer already armed).
+    pub schedule: Option<Millis>,
+    /// The grant took the pool past its count (an overdraft license).
+    pub overdraft: bool,
+}
+
+/// A license instance that was checked in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// The instance (its slot may already hold another one).
+    pub id: InstanceId,
+    /// The feature.
+    pub feature: FeatureId,
+    /// The pool credited.
+    pub pool: PoolId,
+    /// Licenses returned.
+    pub count: u32,
+    /// When the instance was first checked out.
+    pub since_ms: Millis,
+    /// Its deadline at release (`None` if it had none).
+    pub deadline: Option<Millis>,
+    /// Who held it.
+    pub holder: HolderBuf,
+}
+
+/// What [`Engine::expire`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// The deadline had passed: checked in.
+    Released(Release),
+    /// Renewed since the timer was armed: due at this later time.
+    Later(Millis),
+    /// Already checked in, or no longer lingering: nothing to do.
+    Gone,
+}
+
+/// A check-in of something not held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CheckinError {
+    /// No such feature.
+    #[error("no such feature")]
+    NoSuchFeature,
+    /// The feature exists but this client holds no instance of it.
+    #[error("no license of this feature is held by this client")]
+    NotHeld,
+}
+
+#[derive(Debug)]
+struct Feature {
+    name: String,
+    vendor: String,
+    pools: Vec<u32>,
+    dup: DupGroup,
+}
+
+/// The license engine. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    source: String,
+    features: Vec<Feature>,
+    by_name: HashMap<String, u32>,
+    pools: Vec<Pool>,
+    table: Table,
+    seed: KeySeed,
+}
+
+impl Engine {
+    /// Builds an engine serving the pools of `licenses`. The table is sized
+    /// for every license the counted pools can grant (count + overdraft).
+    pub fn new(licenses: &LicenseSet, config: EngineConfig) -> Engine {
+        let mut features: Vec<Feature> = Vec::new();
+        let mut by_name: HashMap<String, u32> = HashMap::new();
+        let mut pools = Vec::with_capacity(licenses.pools.len());
+        for line in &licenses.pools {
+            let fid = *by_name.entry(line.feature.clone()).or_insert_with(|| {
+                features.push(Feature {
+                    name: line.feature.clone(),
+                    vendor: line.vendor.clone(),
+                    pools: Vec::new(),
+                    dup: line.dup_group,
+                });
+                (features.len() - 1) as u32
+            });
+            features[fid as usize].pools.push(pools.len() as u32);
+            pools.push(Pool::new(line, fid));
+        }
+        let instances: usize = pools
+            .iter()
+            .filter(|p| p.counted && !p.startup)
+            .map(|p| p.limit as usize)
+            .sum();
+        Engine {
+            source: licenses.source.clone(),
+            features,
+            by_name,
+            pools,
+            table: Table::with_capacity(instances.max(config.min_instances)),
+            seed: KeySeed(config.seed.0, config.seed.1),
+        }
+    }
+
+    /// Where the licenses came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Number of slots in the checkout table.
+    pub fn table_slots(&self) -> usize {
+        self.table.slot_count()
+    }
+
+    /// Looks a feature up by name.
+    pub fn feature_id(&self, name: &str) -> Option<FeatureId> {
+        self.by_name.get(name).map(|&i| FeatureId(i))
+    }
+
+    /// The feature's name.
+    pub fn feature_name(&self, id: FeatureId) -> &str {
+        &self.features[id.0 as usize].name
+    }
+
+    /// The feature's vendor daemon name.
+    pub fn feature_vendor(&self, id: FeatureId) -> &str {
+        &self.features[id.0 as usize].vendor
+    }
+
+    /// Checks a license out, or renews the key's instance. See the module
+    /// docs and `docs/architecture.md` for the protocol.
+    pub fn checkout(&self, req: &Request<'_>, now: Millis) -> Result<Grant, Denial> {
+        req.validate()?;
+        let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
+        let feature = &self.features[fid as usize];
+        let eligible = self.eligible(feature, req, now)?;
+
+        // Startup and uncounted pools hold nothing in the table.
+        if let Some(p) = eligible
+            .clone()
+            .find(|&p| self.pools[p as usize].startup || !self.pools[p as usize].counted)
+        {
+            let pool = &self.pools[p as usize];
+            return Ok(Grant {
+                id: None,
+                kind: if pool.startup {
+                    GrantKind::Startup
+                } else {
+                    GrantKind::Uncounted
+                },
+                feature: FeatureId(fid),
+                pool: PoolId(p),
+                count: req.count,
+                deadline: None,
+                schedule: None,
+                overdraft: false,
+            });
+        }
+
+        let key = InstanceKey::new(self.seed, fid, feature.dup, req.key_fields());
+        let deadline = if req.linger_ms == 0 {
+            NO_DEADLINE
+        } else {
+            now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
+        };
+        let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
+        loop {
+            if let Some((id, _)) = self.table.find(key) {
+                match self.renew(fid, id, deadline, now) {
+                    Some(result) => return result,
+                    None => continue, // released meanwhile: start over
+                }
+            }
+            let Some((p, in_use)) = eligible
+                .clone()
+                .find_map(|p| self.pools[p as usize].reserve(req.count).map(|n| (p, n)))
+            else {
+                // A racing checkout of this key may have taken the last
+                // license: then this is a renewal, not a denial.
+                if self.table.find(key).is_some() {
+                    continue;
+                }
+                return Err(Reason::AllInUse.into());
+            };
+            let pool = &self.pools[p as usize];
+            let outcome = self.table.insert(NewInstance {
+                key,
+                pool: p,
+                count: req.count,
+                since: now,
+                deadline,
+                holder: &holder,
+            });
+            match outcome {
+                Insert::Inserted(id) => {
+                    return Ok(Grant {
+                        id: Some(id),
+                        kind: GrantKind::New,
+                        feature: FeatureId(fid),
+                        pool: PoolId(p),
+                        count: req.count,
+                        deadline: deadline_out(deadline),
+                        schedule: deadline_out(deadline),
+                        overdraft: in_use > pool.count,
+                    })
+                }
+                Insert::Exists(id) => {
+                    pool.unreserve(req.count);
+                    if let Some(result) = self.renew(fid, id, deadline, now) {
+                        return result;
+                    }
+                }
+                Insert::Retry => pool.unreserve(req.count),
+                Insert::Full => {
+                    pool.unreserve(req.count);
+                    return Err(Reason::TableFull.into());
+                }
+            }
+        }
+    }
+
+    /// The pools that may serve `req` now (in file order), or why none may.
+    fn eligible<'s>(
+        &'s self,
+        feature: &'s Feature,
+        req: &Request<'_>,
+        now: Millis,
+    ) -> Result<impl Iterator<Item = u32> + Clone + 's, Denial> {
+        let want = req.version.unwrap_or(0);
+        let pools = &self.pools;
+        let serves = move |p: &u32| {
+            let pool = &pools[*p as usize];
+            pool.version >= want && !pool.is_expired(now) && pool.is_started(now)
+        };
+        if !feature.pools.iter().any(serves) {
+            let of_version = || {
+                feature
+                    .pools
+                    .iter()
+                    .map(|&p| &pools[p as usize])
+                    .filter(|p| p.version >= want)
+            };
+            let reason = if of_version().next().is_none() {
+                Reason::VersionTooHigh
+            } else if of_version().any(|p| !p.is_expired(now) && !p.is_started(now)) {
+                Reason::NotYetStarted
+            } else {
+                Reason::Expired
+            };
+            return Err(reason.into());
+        }
+        Ok(feature.pools.iter().copied().filter(move |p| serves(p)))
+    }
+
+    /// Renews a found instance; `None` if it was released before the
+    /// renewal landed (the caller starts over).
+    fn renew(
+        &self,
+        fid: u32,
+        id: InstanceId,
+        deadline: u64,
+        now: Millis,
+    ) -> Option<Result<Grant, Denial>> {
+        let read = self.table.read(id)?;
+        let pool = &self.pools[read.pool as usize];
+        if pool.is_expired(now) {
+            return Some(Err(Reason::Expired.into()));
+        }
+        match self.table.renew(id, deadline) {
+            Renew::Gone => None,
+            Renew::Renewed { old_deadline } => {
+                let moved_earlier = deadline != NO_DEADLINE && deadline < old_deadline;
+                Some(Ok(Grant {
+                    id: Some(id),
+                    kind: GrantKind::Renewed,
+                    feature: FeatureId(fid),
+                    pool: PoolId(read.pool),
+                    count: read.count,
+                    deadline: deadline_out(deadline),
+                    schedule: if moved_earlier {
+                        deadline_out(deadline)
+                    } else {
+                        None
+                    },
+                    overdraft: false,
+                }))
+            }
+        }
+    }
+
+    /// Finds the live instance a client with these names holds of `feature`
+    /// (under the feature's duplicate grouping).
+    pub fn find(
+        &self,
+        feature: &str,
+        user: &str,
+        host: &str,
+        display: &str,
+        handle: &str,
+    ) -> Option<InstanceId> {
+        let fid = *self.by_name.get(feature)?;
+        let f = &self.features[fid as usize];
+        let fields = KeyFields {
+            user,
+            host,
+            display,
+            handle,
+        };
+        let key = InstanceKey::new(self.seed, fid, f.dup, fields);
+        self.table.find(key).map(|(id, _)| id)
+    }
+
+    /// Checks in the instance of `feature` held by the client with these
+    /// names, whatever its deadline.
+    pub fn checkin(
+        &self,
+        feature: &str,
+        user: &str,
+        host: &str,
+        display: &str,
+        handle: &str,
+    ) -> Result<Release, CheckinError> {
+        if !self.by_name.contains_key(feature) {
+            return Err(CheckinError::NoSuchFeature);
+        }
+        let id = self
+            .find(feature, user, host, display, handle)
+            .ok_or(CheckinError::NotHeld)?;
+        self.release(id).ok_or(CheckinError::NotHeld)
+    }
+
+    /// Checks in instance `id` whatever its deadline (admin removal,
+    /// disconnect). `None` if it is no longer live.
+    pub fn release(&self, id: InstanceId) -> Option<Release> {
+        self.release_if(id, |_| true)
+    }
+
+    /// Checks in instance `id` only if it is held until check-in (no linger
+    /// deadline): what a server does when the connection that checked it out
+    /// closes. A lingering instance survives its connection.
+    pub fn release_if_unlingered(&self, id: InstanceId) -> Option<Release> {
+        self.release_if(id, |d| d == NO_DEADLINE)
+    }
+
+    fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
+        let read = self.table.release(id, should)?;
+        let pool = &self.pools[read.pool as usize];
+        pool.unreserve(read.count);
+        Some(Release {
+            id: read.id,
+            feature: FeatureId(pool.feature),
+            pool: PoolId(read.pool),
+            count: read.count,
+            since_ms: read.since,
+            deadline: deadline_out(read.deadline),
+            holder: read.holder,
+        })
+    }
+
+    /// Checks in instance `id` if its deadline has passed at `now`.
+    pub fn expire(&self, id: InstanceId, now: Millis) -> Expired {
+        loop {
+            let Some(read) = self.table.read(id) else {
+                return Expired::Gone;
+            };
+            if read.deadline == NO_DEADLINE {
+                return Expired::Gone;
+            }
+            if read.deadline > now {
+                return Expired::Later(read.deadline);
+            }
+            if let Some(r) = self.release_if(id, |d| d != NO_DEADLINE && d <= now) {
+                return Expired::Released(r);
+            }
+        }
+    }
+
+    /// A read-only picture of every pool and holder. Each holder is read
+    /// consistently; the picture as a whole is not one atomic instant.
+    pub fn snapshot(&self, now: Millis) -> Snapshot {
+        let mut holders: Vec<Vec<HolderSnapshot>> = vec![Vec::new(); self.pools.len()];
+        self.table.for_each_live(|r| {
+            if let Some(list) = holders.get_mut(r.pool as usize) {
+                list.push(HolderSnapshot {
+                    ticket: r.id.ticket(),
+                    id: r.id,
+                    user: r.holder.user().to_string(),
+                    host: r.holder.host().to_string(),
+                    display: r.holder.display().to_string(),
+                    handle: r.holder.handle().to_string(),
+                    count: r.count,
+                    since_ms: r.since,
+                    deadline_ms: deadline_out(r.deadline),
+                });
+            }
+        });
+        for list in &mut holders {
+            list.sort_by_key(|h| (h.since_ms, h.ticket));
+        }
+        let features = self
+            .features
+            .iter()
+            .map(|f| FeatureSnapshot {
+                name: f.name.clone(),
+                vendor: f.vendor.clone(),
+                dup_group: f.dup,
+                pools: f
+                    .pools
+                    .iter()
+                    .map(|&p| {
+                        let pool = &self.pools[p as usize];
+                        let list = std::mem::take(&mut holders[p as usize]);
+                        let in_use = pool.in_use();
+                        PoolSnapshot {
+                            id: PoolId(p),
+                            kind: pool.line.kind,
+                            line: pool.line.line,
+                            version: pool.line.version.clone(),
+                            expiry: pool.line.expiry,
+                            count: pool.line.count,
+                            overdraft_limit: pool.line.overdraft,
+                            startup: pool.startup,
+                            in_use,
+                            overdraft: in_use.saturating_sub(pool.count),
+                            expired: pool.is_expired(now),
+                            holders: list,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Snapshot {
+            taken_ms: now,
+            features,
+        }
+    }
+}
+
+fn deadline_out(d: u64) -> Option<Millis> {
+    (d != NO_DEADLINE).then_some(d)
+}
+
+/// A snapshot of the engine for status displays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub taken_ms: Millis,
+    /// Every feature, in license-file order.
+    pub features: Vec<FeatureSnapshot>,
+}
+
+/// One feature in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureSnapshot {
+    /// Feature name.
+    pub name: String,
+    /// Vendor daemon.
+    pub vendor: String,
+    /// Its duplicate grouping.
+    pub dup_group: DupGroup,
+    /// Its pools, in file order.
+    pub pools: Vec<PoolSnapshot>,
+}
+
+/// One pool in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSnapshot {
+    /// The pool.
+    pub id: PoolId,
+    /// FEATURE or INCREMENT.
+    pub kind: PoolKind,
+    /// License-file line.
+    pub line: u32,
+    /// Highest version served.
+    pub version: Version,
+    /// Expiry.
+    pub expiry: Expiry,
+    /// Licenses in the file (`None` = uncounted).
+    pub count: Option<u32>,
+    /// Overdraft allowed beyond `count`.
+    pub overdraft_limit: u32,
+    /// A startup (`LT=SYS`) pool.
+    pub startup: bool,
+    /// Licenses out now (the admission counter).
+    pub in_use: u32,
+    /// Of those, beyond `count`.
+    pub overdraft: u32,
+    /// Whether the pool has expired.
+    pub expired: bool,
+    /// Who holds them.
+    pub holders: Vec<HolderSnapshot>,
+}
+
+/// One holder in a [`Snapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HolderSnapshot {
+    /// The instance.
+    pub id: InstanceId,
+    /// Numeric license handle (lmstat's number after `server/port`).
+    pub ticket: u64,
+    /// User.
+    pub user: String,
+    /// Host.
+    pub host: String,
+    /// Display.
+    pub display: String,
+    /// Client handle string.
+    pub handle: String,
+    /// Licenses held.
+    pub count: u32,
+    /// First checkout.
+    pub since_ms: Millis,
+    /// Linger deadline; `None` = held until check-in.
+    pub deadline_ms: Option<Millis>,
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -134,8 +134,7 @@ impl Version {
         if int.is_empty() && frac.is_empty() {
             return None;
         }
-        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         if frac.len() > VERSION_FRACTION_DIGITS {
@@ -203,8 +202,12 @@ pub struct Date {
 impl Date {
     /// Unix milliseconds of 00:00:00 UTC on this date.
     pub fn start_ms(self) -> Millis {
-        days_from_civil(i64::from(self.year), u32::from(self.month), u32::from(self.day)).max(0)
-            as u64
+        days_from_civil(
+            i64::from(self.year),
+            u32::from(self.month),
+            u32::from(self.day),
+        )
+        .max(0) as u64
             * 86_400_000
     }
 

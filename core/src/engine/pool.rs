@@ -1,0 +1,85 @@
+//! A pool: the licenses of one FEATURE/INCREMENT line, and its admission.
+//!
+//! Admission is one CAS loop on the pool's `in_use` counter that never lets
+//! it pass `count + overdraft`. Read-modify-writes of one location are
+//! totally ordered, so the limit holds whatever the memory ordering; the
+//! counter publishes nothing else, hence `Relaxed`.
+
+use crate::clock::Millis;
+use crate::license::{Expiry, PoolLine};
+use crate::sync::{AtomicU32, Ordering};
+
+/// What a pool can serve, fixed when the engine is built.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) line: PoolLine,
+    pub(crate) feature: u32,
+    /// Licenses in the file; 0 when uncounted.
+    pub(crate) count: u32,
+    /// `count + overdraft`: the most that may be out at once.
+    pub(crate) limit: u32,
+    pub(crate) counted: bool,
+    pub(crate) startup: bool,
+    pub(crate) version: u64,
+    /// First instant the pool serves (0 if no START).
+    pub(crate) start_ms: Millis,
+    /// First instant the pool no longer serves (`u64::MAX` if permanent).
+    pub(crate) end_ms: Millis,
+    in_use: AtomicU32,
+}
+
+impl Pool {
+    pub(crate) fn new(line: &PoolLine, feature: u32) -> Pool {
+        let counted = line.count.is_some();
+        let count = line.count.unwrap_or(0);
+        Pool {
+            line: line.clone(),
+            feature,
+            count,
+            limit: count.saturating_add(line.overdraft),
+            counted,
+            startup: line.is_startup(),
+            version: line.version.scaled(),
+            start_ms: line.start.map_or(0, |d| d.start_ms()),
+            end_ms: match line.expiry {
+                Expiry::Permanent => u64::MAX,
+                Expiry::On(d) => d.end_ms(),
+            },
+            in_use: AtomicU32::new(0),
+        }
+    }
+
+    /// Takes `n` licenses if they fit under the limit; returns the new
+    /// in-use count.
+    pub(crate) fn reserve(&self, n: u32) -> Option<u32> {
+        let mut cur = self.in_use.load(Ordering::Relaxed);
+        loop {
+            let next = cur.checked_add(n).filter(|&v| v <= self.limit)?;
+            match self
+                .in_use
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(next),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Gives back `n` licenses taken by [`Pool::reserve`].
+    pub(crate) fn unreserve(&self, n: u32) {
+        let before = self.in_use.fetch_sub(n, Ordering::Relaxed);
+        debug_assert!(before >= n, "pool count underflow");
+    }
+
+    pub(crate) fn in_use(&self) -> u32 {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_expired(&self, now: Millis) -> bool {
+        now >= self.end_ms
+    }
+
+    pub(crate) fn is_started(&self, now: Millis) -> bool {
+        now >= self.start_ms
+    }
+}

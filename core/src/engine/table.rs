@@ -1,0 +1,608 @@
+//! The checkout table: one slot per held license instance, found by key.
+//!
+//! # Shape
+//!
+//! A fixed array of buckets of [`SLOTS_PER_BUCKET`] slots, sized when the
+//! engine is built (twice the licenses the counted pools can grant, so it is
+//! never more than half full). A key (a 128-bit keyed hash of the feature and
+//! the duplicate-grouping fields, see `key.rs`) may live in either of two
+//! buckets chosen by its two hash halves ("two-choice" hashing); a new key goes
+//! to the emptier of the two. Buckets are the table's shards: threads working
+//! on different keys touch different cache lines and share no lock.
+//!
+//! # The slot word
+//!
+//! Each slot's life is one `AtomicU64`, [`Word`]: a state, a generation and
+//! the linger deadline. Every transition is a single CAS or store on it:
+//!
+//! ```text
+//!   FREE(g) --CAS--> RESERVED(g) --store--> CLAIMING(g) --store--> LIVE(g, d)
+//!      ^                                        |                    |   ^
+//!      |             back off (duplicate key)   |                    |   | renew: CAS d -> d'
+//!      +---------------- store FREE(g+1) -------+                    +---+
+//!      +---------------- CAS LIVE(g, d) -> FREE(g+1) (check-in / expiry)
+//! ```
+//!
+//! The owner of a RESERVED slot writes its key, holder and pool fields with
+//! relaxed stores, then publishes them with the CLAIMING store. Nobody but
+//! the owner writes those fields, and the owner only exists between a
+//! successful FREE->RESERVED CAS and the store that ends its claim; a release
+//! bumps the generation, so a reader that saw LIVE(g) and still sees
+//! generation g afterwards read fields that belong to that instance
+//! (a seqlock, with the generation as its counter).
+//!
+//! # One instance per key
+//!
+//! Two threads may try to insert the same key at once. Each claims its own
+//! slot, publishes CLAIMING with a SeqCst store, then re-reads both buckets
+//! with SeqCst loads. By the store-then-load order at least one of the two
+//! sees the other. The rules, with slots ordered by their global index:
+//!
+//! - another slot is LIVE with my key: back off and renew that one;
+//! - another slot is CLAIMING my key at a lower index: back off and retry
+//!   (the retry waits for that claim to end);
+//! - another slot is CLAIMING my key at a higher index: wait until that claim
+//!   ends, then look again.
+//!
+//! A thread only ever waits for a higher index, so waits cannot form a cycle;
+//! if both see each other the higher backs off; if only one sees the other,
+//! that one backs off or waits for the other to go LIVE. Never both LIVE.
+//! The wait is the one place a thread can spin: a few dozen instructions of
+//! another thread's claim of the *same key*. Different keys never wait.
+//!
+//! Hot path: no allocation, no lock, no syscall.
+
+use super::holder::{HolderBuf, META_WORDS};
+use super::key::InstanceKey;
+use crate::sync::{spin_wait, AtomicU64, Ordering};
+
+/// Slots in one bucket. Small under loom so the model stays tractable.
+#[cfg(not(loom))]
+pub(crate) const SLOTS_PER_BUCKET: usize = 16;
+/// Slots in one bucket. Small under loom so the model stays tractable.
+#[cfg(loom)]
+pub(crate) const SLOTS_PER_BUCKET: usize = 2;
+
+/// Deadline field value meaning "no deadline: held until check-in".
+pub(crate) const NO_DEADLINE: u64 = (1 << DEADLINE_BITS) - 1;
+
+const STATE_BITS: u32 = 2;
+const GEN_BITS: u32 = 20;
+const DEADLINE_BITS: u32 = 64 - STATE_BITS - GEN_BITS;
+const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+
+/// The largest deadline (ms after the engine's epoch) a slot can hold:
+/// 2^42 - 2 ms, about 139 years.
+pub(crate) const MAX_DEADLINE: u64 = NO_DEADLINE - 1;
+
+/// What a slot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Empty, claimable.
+    Free = 0,
+    /// Claimed by one thread, fields being written; not yet visible by key.
+    Reserved = 1,
+    /// Fields written; key visible; the owner is checking for a duplicate.
+    Claiming = 2,
+    /// A held license instance.
+    Live = 3,
+}
+
+/// A decoded slot word: state, generation, deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word(u64);
+
+impl Word {
+    pub(crate) fn new(state: State, gen: u32, deadline: u64) -> Word {
+        debug_assert!(deadline <= NO_DEADLINE);
+        Word(
+            (deadline << (STATE_BITS + GEN_BITS))
+                | ((u64::from(gen) & GEN_MASK) << STATE_BITS)
+                | state as u64,
+        )
+    }
+    pub(crate) fn state(self) -> State {
+        match self.0 & STATE_MASK {
+            0 => State::Free,
+            1 => State::Reserved,
+            2 => State::Claiming,
+            _ => State::Live,
+        }
+    }
+    pub(crate) fn gen(self) -> u32 {
+        ((self.0 >> STATE_BITS) & GEN_MASK) as u32
+    }
+    pub(crate) fn deadline(self) -> u64 {
+        self.0 >> (STATE_BITS + GEN_BITS)
+    }
+    fn next_gen(self) -> u32 {
+        ((u64::from(self.gen()) + 1) & GEN_MASK) as u32
+    }
+}
+
+/// One slot. Only `word` decides anything; the rest is published by it.
+#[derive(Debug)]
+struct Slot {
+    word: AtomicU64,
+    key_lo: AtomicU64,
+    key_hi: AtomicU64,
+    /// Pool index (low 32 bits) and license count (high 32 bits).
+    grant: AtomicU64,
+    /// Unix ms of the first checkout of this instance.
+    since: AtomicU64,
+    meta: [AtomicU64; META_WORDS],
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            word: AtomicU64::new(Word::new(State::Free, 0, 0).0),
+            key_lo: AtomicU64::new(0),
+            key_hi: AtomicU64::new(0),
+            grant: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+            meta: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    fn load(&self, order: Ordering) -> Word {
+        Word(self.word.load(order))
+    }
+
+    /// True if this slot's published key is `key`. Call only after an
+    /// acquire load saw CLAIMING or LIVE; confirm with a second load of the
+    /// word (the key may be rewritten once the slot is released).
+    fn key_is(&self, key: InstanceKey) -> bool {
+        self.key_lo.load(Ordering::Relaxed) == key.lo
+            && self.key_hi.load(Ordering::Relaxed) == key.hi
+    }
+}
+
+/// Where an instance lives: slot index and the generation it was claimed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InstanceId {
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+impl InstanceId {
+    /// A number that names this instance while it lives and is never shared
+    /// with another live instance: lmstat's "license handle".
+    pub fn ticket(self) -> u64 {
+        u64::from(self.slot) + 1
+    }
+
+    /// Packs the id into a `u64` (for timer payloads and journals).
+    pub fn to_bits(self) -> u64 {
+        (u64::from(self.gen) << 32) | u64::from(self.slot)
+    }
+
+    /// Inverse of [`InstanceId::to_bits`].
+    pub fn from_bits(bits: u64) -> InstanceId {
+        InstanceId {
+            slot: bits as u32,
+            gen: (bits >> 32) as u32,
+        }
+    }
+}
+
+/// The fields a new instance starts with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewInstance<'a> {
+    pub(crate) key: InstanceKey,
+    pub(crate) pool: u32,
+    pub(crate) count: u32,
+    pub(crate) since: u64,
+    pub(crate) deadline: u64,
+    pub(crate) holder: &'a HolderBuf,
+}
+
+/// What [`Table::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Insert {
+    /// A new instance, now LIVE.
+    Inserted(InstanceId),
+    /// The key was already LIVE here; nothing was inserted.
+    Exists(InstanceId),
+    /// Another thread is inserting the key; look it up again.
+    Retry,
+    /// Both candidate buckets are full.
+    Full,
+}
+
+/// A live instance as read by [`Table::read`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveRead {
+    pub(crate) id: InstanceId,
+    pub(crate) pool: u32,
+    pub(crate) count: u32,
+    pub(crate) since: u64,
+    pub(crate) deadline: u64,
+    pub(crate) holder: HolderBuf,
+}
+
+/// What a renewal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renew {
+    /// The deadline is now the new one; the old one is returned.
+    Renewed { old_deadline: u64 },
+    /// The instance was released before the renewal landed.
+    Gone,
+}
+
+/// The slot array. See the module docs for the protocol.
+#[derive(Debug)]
+pub(crate) struct Table {
+    slots: Box<[Slot]>,
+    buckets: usize,
+}
+
+impl Table {
+    /// A table able to hold at least `instances` live instances with room
+    /// to spare (never more than half full).
+    pub(crate) fn with_capacity(instances: usize) -> Table {
+        let wanted = instances.saturating_mul(2).max(SLOTS_PER_BUCKET);
+        let buckets = wanted.div_ceil(SLOTS_PER_BUCKET).next_power_of_two();
+        let slots = (0..buckets * SLOTS_PER_BUCKET)
+            .map(|_| Slot::new())
+            .collect();
+        Table { slots, buckets }
+    }
+
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The first slot index of each of the key's two buckets (equal when the
+    /// table has a single bucket).
+    fn buckets_of(&self, key: InstanceKey) -> [usize; 2] {
+        let mask = self.buckets - 1;
+        let a = (key.lo as usize) & mask;
+        let mut b = (key.hi as usize) & mask;
+        if b == a && self.buckets > 1 {
+            b = (a + 1) & mask;
+        }
+        [a * SLOTS_PER_BUCKET, b * SLOTS_PER_BUCKET]
+    }
+
+    /// Every candidate slot index for `key`, lower bucket first is not
+    /// guaranteed; callers compare indices directly.
+    fn candidates(&self, key: InstanceKey) -> impl Iterator<Item = usize> {
+        let [a, b] = self.buckets_of(key);
+        let second = if a == b { 0 } else { SLOTS_PER_BUCKET };
+        (a..a + SLOTS_PER_BUCKET).chain(b..b + second)
+    }
+
+    /// Finds the LIVE instance holding `key`, waiting out a claim of the
+    /// same key in progress.
+    pub(crate) fn find(&self, key: InstanceKey) -> Option<(InstanceId, Word)> {
+        for i in self.candidates(key) {
+            let slot = &self.slots[i];
+            loop {
+                let w = slot.load(Ordering::Acquire);
+                match w.state() {
+                    State::Free | State::Reserved => break,
+                    State::Claiming | State::Live => {
+                        let same = slot.key_is(key);
+                        if slot.load(Ordering::Acquire) != w {
+                            continue; // changed under us: look again
+                        }
+                        if !same {
+                            break;
+                        }
+                        if w.state() == State::Live {
+                            return Some((
+                                InstanceId {
+                                    slot: i as u32,
+                                    gen: w.gen(),
+                                },
+                                w,
+                            ));
+                        }
+                        spin_wait(); // same key being claimed: wait for the outcome
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Inserts a new instance of `new.key` unless the key is already live.
+    pub(crate) fn insert(&self, new: NewInstance<'_>) -> Insert {
+        let Some((mine, gen)) = self.reserve(new.key) else {
+            return Insert::Full;
+        };
+        let slot = &self.slots[mine];
+        slot.key_lo.store(new.key.lo, Ordering::Relaxed);
+        slot.key_hi.store(new.key.hi, Ordering::Relaxed);
+        slot.grant.store(
+            u64::from(new.pool) | (u64::from(new.count) << 32),
+            Ordering::Relaxed,
+        );
+        slot.since.store(new.since, Ordering::Relaxed);
+        new.holder.store(&slot.meta);
+        // SeqCst: pairs with the SeqCst loads of a racing inserter's
+        // duplicate check below (store-then-load on both sides).
+        slot.word
+            .store(Word::new(State::Claiming, gen, 0).0, Ordering::SeqCst);
+
+        for j in self.candidates(new.key) {
+            if j == mine {
+                continue;
+            }
+            let other = &self.slots[j];
+            loop {
+                let w = Word(other.word.load(Ordering::SeqCst));
+                if !matches!(w.state(), State::Claiming | State::Live) {
+                    break;
+                }
+                let same = other.key_is(new.key);
+                if other.load(Ordering::SeqCst) != w {
+                    continue;
+                }
+                if !same {
+                    break;
+                }
+                if w.state() == State::Live {
+                    self.abandon(mine, gen);
+                    return Insert::Exists(InstanceId {
+                        slot: j as u32,
+                        gen: w.gen(),
+                    });
+                }
+                if j < mine {
+                    self.abandon(mine, gen);
+                    return Insert::Retry;
+                }
+                spin_wait(); // a higher claim of my key: wait for its outcome
+            }
+        }
+        // Release: publishes the fields to acquire loads of LIVE.
+        slot.word.store(
+            Word::new(State::Live, gen, new.deadline).0,
+            Ordering::Release,
+        );
+        Insert::Inserted(InstanceId {
+            slot: mine as u32,
+            gen,
+        })
+    }
+
+    /// Claims a FREE slot in the emptier candidate bucket.
+    fn reserve(&self, key: InstanceKey) -> Option<(usize, u32)> {
+        let [a, b] = self.buckets_of(key);
+        let used = |start: usize| {
+            self.slots[start..start + SLOTS_PER_BUCKET]
+                .iter()
+                .filter(|s| s.load(Ordering::Relaxed).state() != State::Free)
+                .count()
+        };
+        let order = if a != b && used(b) < used(a) {
+            [b, a]
+        } else {
+            [a, b]
+        };
+        let buckets = if a == b { &order[..1] } else { &order[..] };
+        for &start in buckets {
+            for i in start..start + SLOTS_PER_BUCKET {
+                let slot = &self.slots[i];
+                let w = slot.load(Ordering::Relaxed);
+                if w.state() != State::Free {
+                    continue;
+                }
+                // Acquire: the previous owner's release happened-before our
+                // field writes (their fields are dead; ours replace them).
+                if slot
+                    .word
+                    .compare_exchange(
+                        w.0,
+                        Word::new(State::Reserved, w.gen(), 0).0,
+                        Ordering::Acquire,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    return Some((i, w.gen()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Gives up a claim: the slot becomes FREE in the next generation.
+    fn abandon(&self, index: usize, gen: u32) {
+        let next = Word::new(State::Claiming, gen, 0).next_gen();
+        self.slots[index]
+            .word
+            .store(Word::new(State::Free, next, 0).0, Ordering::Release);
+    }
+
+    /// Moves a LIVE instance's deadline to `deadline`.
+    pub(crate) fn renew(&self, id: InstanceId, deadline: u64) -> Renew {
+        let slot = &self.slots[id.slot as usize];
+        let mut w = slot.load(Ordering::Acquire);
+        loop {
+            if w.state() != State::Live || w.gen() != id.gen {
+                return Renew::Gone;
+            }
+            let next = Word::new(State::Live, id.gen, deadline);
+            match slot
+                .word
+                .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Renew::Renewed {
+                        old_deadline: w.deadline(),
+                    }
+                }
+                Err(actual) => w = Word(actual),
+            }
+        }
+    }
+
+    /// Reads a LIVE instance's fields, or `None` if `id` is not live.
+    pub(crate) fn read(&self, id: InstanceId) -> Option<LiveRead> {
+        let slot = self.slots.get(id.slot as usize)?;
+        loop {
+            let w = slot.load(Ordering::Acquire);
+            if w.state() != State::Live || w.gen() != id.gen {
+                return None;
+            }
+            let read = self.read_fields(id.slot as usize, w);
+            // Seqlock check: fields are only rewritten after a release,
+            // which bumps the generation.
+            let again = slot.load(Ordering::Acquire);
+            if again.state() == State::Live && again.gen() == id.gen {
+                return Some(LiveRead {
+                    deadline: again.deadline(),
+                    ..read
+                });
+            }
+        }
+    }
+
+    fn read_fields(&self, index: usize, w: Word) -> LiveRead {
+        let slot = &self.slots[index];
+        let grant = slot.grant.load(Ordering::Relaxed);
+        LiveRead {
+            id: InstanceId {
+                slot: index as u32,
+                gen: w.gen(),
+            },
+            pool: grant as u32,
+            count: (grant >> 32) as u32,
+            since: slot.since.load(Ordering::Relaxed),
+            deadline: w.deadline(),
+            holder: HolderBuf::load(&slot.meta),
+        }
+    }
+
+    /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
+    /// its current deadline. Returns what was released. Exactly one caller
+    /// can release a given instance.
+    pub(crate) fn release(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<LiveRead> {
+        let slot = self.slots.get(id.slot as usize)?;
+        let mut w = slot.load(Ordering::Acquire);
+        loop {
+            if w.state() != State::Live || w.gen() != id.gen || !should(w.deadline()) {
+                return None;
+            }
+            // Read before the CAS: once FREE, a new owner may overwrite them.
+            let read = self.read_fields(id.slot as usize, w);
+            let free = Word::new(State::Free, w.next_gen(), 0);
+            match slot
+                .word
+                .compare_exchange(w.0, free.0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(read),
+                Err(actual) => w = Word(actual),
+            }
+        }
+    }
+
+    /// Calls `f` for every LIVE instance (a consistent read of each, not an
+    /// atomic picture of the whole table).
+    pub(crate) fn for_each_live(&self, mut f: impl FnMut(&LiveRead)) {
+        for i in 0..self.slots.len() {
+            let w = self.slots[i].load(Ordering::Acquire);
+            if w.state() != State::Live {
+                continue;
+            }
+            if let Some(r) = self.read(InstanceId {
+                slot: i as u32,
+                gen: w.gen(),
+            }) {
+                f(&r);
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn key(n: u64) -> InstanceKey {
+        InstanceKey {
+            lo: n,
+            hi: n.rotate_left(17) ^ 0x9e37,
+        }
+    }
+
+    fn new(k: InstanceKey, holder: &HolderBuf) -> NewInstance<'_> {
+        NewInstance {
+            key: k,
+            pool: 3,
+            count: 2,
+            since: 100,
+            deadline: 500,
+            holder,
+        }
+    }
+
+    #[test]
+    fn word_round_trips() {
+        let w = Word::new(State::Live, 0xfffff, MAX_DEADLINE);
+        assert_eq!(w.state(), State::Live);
+        assert_eq!(w.gen(), 0xfffff);
+        assert_eq!(w.deadline(), MAX_DEADLINE);
+        assert_eq!(w.next_gen(), 0);
+        let w = Word::new(State::Claiming, 7, NO_DEADLINE);
+        assert_eq!(
+            (w.state(), w.gen(), w.deadline()),
+            (State::Claiming, 7, NO_DEADLINE)
+        );
+    }
+
+    #[test]
+    fn insert_find_renew_release() {
+        let t = Table::with_capacity(8);
+        let h = HolderBuf::new("u", "h", "d", "x");
+        let Insert::Inserted(id) = t.insert(new(key(1), &h)) else {
+            panic!("not inserted")
+        };
+        assert_eq!(t.find(key(1)).map(|f| f.0), Some(id));
+        assert_eq!(t.find(key(2)), None);
+        assert_eq!(t.insert(new(key(1), &h)), Insert::Exists(id));
+        assert_eq!(t.renew(id, 900), Renew::Renewed { old_deadline: 500 });
+        let r = t.read(id).unwrap();
+        assert_eq!((r.pool, r.count, r.since, r.deadline), (3, 2, 100, 900));
+        assert_eq!(r.holder.user(), "u");
+        assert!(t.release(id, |d| d <= 800).is_none(), "not yet due");
+        let gone = t.release(id, |d| d <= 900).unwrap();
+        assert_eq!(gone.count, 2);
+        assert!(t.release(id, |_| true).is_none(), "released once only");
+        assert_eq!(t.renew(id, 1000), Renew::Gone);
+        assert_eq!(t.find(key(1)), None);
+    }
+
+    #[test]
+    fn fills_up_and_reports_full() {
+        let t = Table::with_capacity(1); // one bucket
+        let h = HolderBuf::new("u", "h", "d", "x");
+        let mut n = 0;
+        while let Insert::Inserted(_) = t.insert(new(key(n), &h)) {
+            n += 1;
+        }
+        assert_eq!(n as usize, t.slot_count());
+        assert_eq!(t.insert(new(key(n + 1), &h)), Insert::Full);
+    }
+
+    #[test]
+    fn reuses_released_slots_with_new_generation() {
+        let t = Table::with_capacity(1);
+        let h = HolderBuf::new("u", "h", "d", "x");
+        let Insert::Inserted(a) = t.insert(new(key(5), &h)) else {
+            panic!()
+        };
+        t.release(a, |_| true).unwrap();
+        let Insert::Inserted(b) = t.insert(new(key(6), &h)) else {
+            panic!()
+        };
+        assert_eq!(a.slot, b.slot);
+        assert_ne!(a.gen, b.gen);
+        assert!(t.read(a).is_none());
+        assert!(t.read(b).is_some());
+    }
+}
