@@ -45,7 +45,7 @@ use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use key::{InstanceKey, KeyFields, KeySeed};
 use pool::Pool;
-use table::{Insert, NewInstance, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+use table::{Claim, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
@@ -341,34 +341,23 @@ impl Engine {
         };
         let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
         loop {
-            if let Some((id, _)) = self.table.find(key) {
+            if let Some(id) = self.table.find(key) {
                 match self.renew(fid, id, deadline, now) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 }
             }
-            let Some((p, in_use)) = eligible
-                .clone()
-                .find_map(|p| self.pools[p as usize].reserve(req.count).map(|n| (p, n)))
-            else {
-                // A racing checkout of this key may have taken the last
-                // license: then this is a renewal, not a denial.
-                if self.table.find(key).is_some() {
-                    continue;
-                }
-                return Err(Reason::AllInUse.into());
-            };
-            let pool = &self.pools[p as usize];
-            let outcome = self.table.insert(NewInstance {
-                key,
-                pool: p,
-                count: req.count,
-                since: now,
-                deadline,
-                holder: &holder,
-            });
-            match outcome {
-                Insert::Inserted(id) => {
+            match self.table.claim(key, now, &holder) {
+                Claim::Owned(claim) => {
+                    // The key is ours alone: now charge a pool.
+                    let Some((p, in_use)) = eligible
+                        .clone()
+                        .find_map(|p| self.pools[p as usize].reserve(req.count).map(|n| (p, n)))
+                    else {
+                        self.table.abandon(claim);
+                        return Err(Reason::AllInUse.into());
+                    };
+                    let id = self.table.publish(claim, p, req.count, deadline);
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,
@@ -377,20 +366,16 @@ impl Engine {
                         count: req.count,
                         deadline: deadline_out(deadline),
                         schedule: deadline_out(deadline),
-                        overdraft: in_use > pool.count,
-                    })
+                        overdraft: in_use > self.pools[p as usize].count,
+                    });
                 }
-                Insert::Exists(id) => {
-                    pool.unreserve(req.count);
+                Claim::Exists(id) => {
                     if let Some(result) = self.renew(fid, id, deadline, now) {
                         return result;
                     }
                 }
-                Insert::Retry => pool.unreserve(req.count),
-                Insert::Full => {
-                    pool.unreserve(req.count);
-                    return Err(Reason::TableFull.into());
-                }
+                Claim::Retry => {}
+                Claim::Full => return Err(Reason::TableFull.into()),
             }
         }
     }
@@ -483,7 +468,7 @@ impl Engine {
             handle,
         };
         let key = InstanceKey::new(self.seed, fid, f.dup, fields);
-        self.table.find(key).map(|(id, _)| id)
+        self.table.find(key)
     }
 
     /// Checks in the instance of `feature` held by the client with these
@@ -519,9 +504,11 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let read = self.table.release(id, should)?;
+        let pools = &self.pools;
+        let read = self
+            .table
+            .release(id, should, |r| pools[r.pool as usize].unreserve(r.count))?;
         let pool = &self.pools[read.pool as usize];
-        pool.unreserve(read.count);
         Some(Release {
             id: read.id,
             feature: FeatureId(pool.feature),

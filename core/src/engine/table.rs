@@ -16,45 +16,53 @@
 //! the linger deadline. Every transition is a single CAS or store on it:
 //!
 //! ```text
-//!   FREE(g) --CAS--> RESERVED(g) --store--> CLAIMING(g) --store--> LIVE(g, d)
-//!      ^                                        |                    |   ^
-//!      |             back off (duplicate key)   |                    |   | renew: CAS d -> d'
-//!      +---------------- store FREE(g+1) -------+                    +---+
-//!      +---------------- CAS LIVE(g, d) -> FREE(g+1) (check-in / expiry)
+//!  FREE(g) -CAS-> RESERVED(g) -store-> CLAIMING(g) -store-> LIVE(g, d) <-CAS-> LIVE(g, d')  (renew)
+//!    ^                                    |                     |
+//!    +----- store FREE(g+1) (back off) ---+                     | CAS (check-in / expiry / removal)
+//!    +----- store FREE(g+1) <-- pool credited <-- RELEASING(g) <+
 //! ```
 //!
-//! The owner of a RESERVED slot writes its key, holder and pool fields with
-//! relaxed stores, then publishes them with the CLAIMING store. Nobody but
-//! the owner writes those fields, and the owner only exists between a
-//! successful FREE->RESERVED CAS and the store that ends its claim; a release
-//! bumps the generation, so a reader that saw LIVE(g) and still sees
-//! generation g afterwards read fields that belong to that instance
-//! (a seqlock, with the generation as its counter).
+//! The owner of a RESERVED slot writes its key and holder with relaxed
+//! stores and publishes them with the CLAIMING store; it writes the pool and
+//! count before the LIVE store (release). Nobody else writes those fields,
+//! and a slot only gets a new owner after it went FREE with the generation
+//! bumped, so a reader that saw LIVE(g) and still sees generation g
+//! afterwards read fields of that one instance (a seqlock, the generation as
+//! its counter).
 //!
 //! # One instance per key
 //!
-//! Two threads may try to insert the same key at once. Each claims its own
-//! slot, publishes CLAIMING with a SeqCst store, then re-reads both buckets
-//! with SeqCst loads. By the store-then-load order at least one of the two
-//! sees the other. The rules, with slots ordered by their global index:
+//! A new key is claimed *before* the pool is charged: publish CLAIMING with
+//! the key, then `fence(SeqCst)`, then re-read both buckets. By the
+//! store-fence-load order on both sides, of two threads claiming the same key
+//! at least one sees the other. With slots ordered by their global index:
 //!
 //! - another slot is LIVE with my key: back off and renew that one;
 //! - another slot is CLAIMING my key at a lower index: back off and retry
 //!   (the retry waits for that claim to end);
-//! - another slot is CLAIMING my key at a higher index: wait until that claim
-//!   ends, then look again.
+//! - another slot is CLAIMING my key at a higher index, or RELEASING it:
+//!   wait until that ends, then look again.
 //!
-//! A thread only ever waits for a higher index, so waits cannot form a cycle;
-//! if both see each other the higher backs off; if only one sees the other,
-//! that one backs off or waits for the other to go LIVE. Never both LIVE.
-//! The wait is the one place a thread can spin: a few dozen instructions of
-//! another thread's claim of the *same key*. Different keys never wait.
+//! A claimer only waits for a higher index or a release (which waits for
+//! nothing), so waits cannot form a cycle; if both see each other the higher
+//! backs off; if only one sees the other, that one backs off or waits for the
+//! other's outcome. Never two LIVE slots with one key. Only the surviving
+//! claimer charges the pool, so a same-key racer is never denied for want of
+//! the license its twin is taking.
+//!
+//! A release keeps the key visible (RELEASING) until the pool is credited,
+//! so a checkout of the same key never sees "no instance, and no license
+//! free" in between: it waits for the credit, then takes the license anew.
+//!
+//! The waits are the one place a thread can spin: for a few dozen
+//! instructions of another thread working on the *same key*. Different keys
+//! never wait for each other.
 //!
 //! Hot path: no allocation, no lock, no syscall.
 
 use super::holder::{HolderBuf, META_WORDS};
 use super::key::InstanceKey;
-use crate::sync::{spin_wait, AtomicU64, Ordering};
+use crate::sync::{fence, spin_wait, AtomicU64, Ordering};
 
 /// Slots in one bucket. Small under loom so the model stays tractable.
 #[cfg(not(loom))]
@@ -66,8 +74,8 @@ pub(crate) const SLOTS_PER_BUCKET: usize = 2;
 /// Deadline field value meaning "no deadline: held until check-in".
 pub(crate) const NO_DEADLINE: u64 = (1 << DEADLINE_BITS) - 1;
 
-const STATE_BITS: u32 = 2;
-const GEN_BITS: u32 = 20;
+const STATE_BITS: u32 = 3;
+const GEN_BITS: u32 = 19;
 const DEADLINE_BITS: u32 = 64 - STATE_BITS - GEN_BITS;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
@@ -87,6 +95,8 @@ pub(crate) enum State {
     Claiming = 2,
     /// A held license instance.
     Live = 3,
+    /// Being checked in: the key is still visible until the pool is credited.
+    Releasing = 4,
 }
 
 /// A decoded slot word: state, generation, deadline.
@@ -107,7 +117,8 @@ impl Word {
             0 => State::Free,
             1 => State::Reserved,
             2 => State::Claiming,
-            _ => State::Live,
+            3 => State::Live,
+            _ => State::Releasing,
         }
     }
     pub(crate) fn gen(self) -> u32 {
@@ -187,25 +198,22 @@ impl InstanceId {
     }
 }
 
-/// The fields a new instance starts with.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct NewInstance<'a> {
-    pub(crate) key: InstanceKey,
-    pub(crate) pool: u32,
-    pub(crate) count: u32,
-    pub(crate) since: u64,
-    pub(crate) deadline: u64,
-    pub(crate) holder: &'a HolderBuf,
+/// A slot claimed for a new key, not yet LIVE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a claim must be published or abandoned"]
+pub(crate) struct Claimed {
+    index: usize,
+    gen: u32,
 }
 
-/// What [`Table::insert`] did.
+/// What [`Table::claim`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Insert {
-    /// A new instance, now LIVE.
-    Inserted(InstanceId),
-    /// The key was already LIVE here; nothing was inserted.
+pub(crate) enum Claim {
+    /// The key is ours to publish (or abandon).
+    Owned(Claimed),
+    /// The key was already LIVE here; nothing was claimed.
     Exists(InstanceId),
-    /// Another thread is inserting the key; look it up again.
+    /// Another thread is claiming the key; look it up again.
     Retry,
     /// Both candidate buckets are full.
     Full,
@@ -274,99 +282,116 @@ impl Table {
         (a..a + SLOTS_PER_BUCKET).chain(b..b + second)
     }
 
-    /// Finds the LIVE instance holding `key`, waiting out a claim of the
-    /// same key in progress.
-    pub(crate) fn find(&self, key: InstanceKey) -> Option<(InstanceId, Word)> {
+    /// Finds the LIVE instance holding `key`, waiting out a claim or a
+    /// release of the same key in progress.
+    pub(crate) fn find(&self, key: InstanceKey) -> Option<InstanceId> {
         for i in self.candidates(key) {
-            let slot = &self.slots[i];
-            loop {
-                let w = slot.load(Ordering::Acquire);
-                match w.state() {
-                    State::Free | State::Reserved => break,
-                    State::Claiming | State::Live => {
-                        let same = slot.key_is(key);
-                        if slot.load(Ordering::Acquire) != w {
-                            continue; // changed under us: look again
-                        }
-                        if !same {
-                            break;
-                        }
-                        if w.state() == State::Live {
-                            return Some((
-                                InstanceId {
-                                    slot: i as u32,
-                                    gen: w.gen(),
-                                },
-                                w,
-                            ));
-                        }
-                        spin_wait(); // same key being claimed: wait for the outcome
-                    }
+            match self.wait_for_key(i, key, |_| false) {
+                Some(w) if w.state() == State::Live => {
+                    return Some(InstanceId {
+                        slot: i as u32,
+                        gen: w.gen(),
+                    })
                 }
+                _ => {}
             }
         }
         None
     }
 
-    /// Inserts a new instance of `new.key` unless the key is already live.
-    pub(crate) fn insert(&self, new: NewInstance<'_>) -> Insert {
-        let Some((mine, gen)) = self.reserve(new.key) else {
-            return Insert::Full;
+    /// Looks at slot `i`: returns its word if it is LIVE or CLAIMING with
+    /// `key` and `stop(word)` holds; waits while it is RELEASING `key`, or
+    /// CLAIMING it and `stop` is false; returns `None` when it holds
+    /// something else.
+    fn wait_for_key(
+        &self,
+        i: usize,
+        key: InstanceKey,
+        stop: impl Fn(Word) -> bool,
+    ) -> Option<Word> {
+        let slot = &self.slots[i];
+        loop {
+            let w = slot.load(Ordering::Acquire);
+            if matches!(w.state(), State::Free | State::Reserved) {
+                return None;
+            }
+            let same = slot.key_is(key);
+            if slot.load(Ordering::Acquire) != w {
+                continue; // changed under us: look again
+            }
+            if !same {
+                return None;
+            }
+            match w.state() {
+                State::Live => return Some(w),
+                State::Claiming if stop(w) => return Some(w),
+                _ => spin_wait(), // same key mid-claim or mid-release
+            }
+        }
+    }
+
+    /// Claims a slot for `key` unless the key is already live. On
+    /// [`Claim::Owned`] the caller must [`Table::publish`] or
+    /// [`Table::abandon`] the claim.
+    pub(crate) fn claim(&self, key: InstanceKey, since: u64, holder: &HolderBuf) -> Claim {
+        let Some((mine, gen)) = self.reserve(key) else {
+            return Claim::Full;
         };
         let slot = &self.slots[mine];
-        slot.key_lo.store(new.key.lo, Ordering::Relaxed);
-        slot.key_hi.store(new.key.hi, Ordering::Relaxed);
-        slot.grant.store(
-            u64::from(new.pool) | (u64::from(new.count) << 32),
-            Ordering::Relaxed,
-        );
-        slot.since.store(new.since, Ordering::Relaxed);
-        new.holder.store(&slot.meta);
-        // SeqCst: pairs with the SeqCst loads of a racing inserter's
-        // duplicate check below (store-then-load on both sides).
+        slot.key_lo.store(key.lo, Ordering::Relaxed);
+        slot.key_hi.store(key.hi, Ordering::Relaxed);
+        slot.since.store(since, Ordering::Relaxed);
+        holder.store(&slot.meta);
         slot.word
-            .store(Word::new(State::Claiming, gen, 0).0, Ordering::SeqCst);
-
-        for j in self.candidates(new.key) {
+            .store(Word::new(State::Claiming, gen, 0).0, Ordering::Release);
+        // Store-fence-load: pairs with the same fence in a racing claimer of
+        // this key, so at least one of us sees the other's CLAIMING.
+        fence(Ordering::SeqCst);
+        let claimed = Claimed { index: mine, gen };
+        for j in self.candidates(key) {
             if j == mine {
                 continue;
             }
-            let other = &self.slots[j];
-            loop {
-                let w = Word(other.word.load(Ordering::SeqCst));
-                if !matches!(w.state(), State::Claiming | State::Live) {
-                    break;
-                }
-                let same = other.key_is(new.key);
-                if other.load(Ordering::SeqCst) != w {
-                    continue;
-                }
-                if !same {
-                    break;
-                }
-                if w.state() == State::Live {
-                    self.abandon(mine, gen);
-                    return Insert::Exists(InstanceId {
-                        slot: j as u32,
-                        gen: w.gen(),
-                    });
-                }
-                if j < mine {
-                    self.abandon(mine, gen);
-                    return Insert::Retry;
-                }
-                spin_wait(); // a higher claim of my key: wait for its outcome
-            }
+            // Stop waiting on a CLAIMING twin at a lower index (we back off);
+            // wait for one at a higher index to go LIVE or away.
+            let Some(w) = self.wait_for_key(j, key, |_| j < mine) else {
+                continue;
+            };
+            self.abandon(claimed);
+            return if w.state() == State::Live {
+                Claim::Exists(InstanceId {
+                    slot: j as u32,
+                    gen: w.gen(),
+                })
+            } else {
+                Claim::Retry
+            };
         }
-        // Release: publishes the fields to acquire loads of LIVE.
-        slot.word.store(
-            Word::new(State::Live, gen, new.deadline).0,
-            Ordering::Release,
+        Claim::Owned(claimed)
+    }
+
+    /// Makes a claimed slot a LIVE instance charged to `pool`.
+    pub(crate) fn publish(&self, c: Claimed, pool: u32, count: u32, deadline: u64) -> InstanceId {
+        let slot = &self.slots[c.index];
+        slot.grant.store(
+            u64::from(pool) | (u64::from(count) << 32),
+            Ordering::Relaxed,
         );
-        Insert::Inserted(InstanceId {
-            slot: mine as u32,
-            gen,
-        })
+        // Release: publishes every field to acquire loads of LIVE.
+        slot.word
+            .store(Word::new(State::Live, c.gen, deadline).0, Ordering::Release);
+        InstanceId {
+            slot: c.index as u32,
+            gen: c.gen,
+        }
+    }
+
+    /// Gives up a claim: the slot becomes FREE in the next generation.
+    pub(crate) fn abandon(&self, c: Claimed) {
+        let next = Word::new(State::Claiming, c.gen, 0).next_gen();
+        self.slots[c.index]
+            .word
+            .store(Word::new(State::Free, next, 0).0, Ordering::Release);
     }
 
     /// Claims a FREE slot in the emptier candidate bucket.
@@ -408,14 +433,6 @@ impl Table {
             }
         }
         None
-    }
-
-    /// Gives up a claim: the slot becomes FREE in the next generation.
-    fn abandon(&self, index: usize, gen: u32) {
-        let next = Word::new(State::Claiming, gen, 0).next_gen();
-        self.slots[index]
-            .word
-            .store(Word::new(State::Free, next, 0).0, Ordering::Release);
     }
 
     /// Moves a LIVE instance's deadline to `deadline`.
@@ -479,26 +496,36 @@ impl Table {
     }
 
     /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
-    /// its current deadline. Returns what was released. Exactly one caller
+    /// its current deadline: LIVE -> RELEASING, then `credit` (the caller
+    /// gives the licenses back to the pool), then FREE. Exactly one caller
     /// can release a given instance.
-    pub(crate) fn release(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<LiveRead> {
+    pub(crate) fn release(
+        &self,
+        id: InstanceId,
+        should: impl Fn(u64) -> bool,
+        credit: impl FnOnce(&LiveRead),
+    ) -> Option<LiveRead> {
         let slot = self.slots.get(id.slot as usize)?;
         let mut w = slot.load(Ordering::Acquire);
         loop {
             if w.state() != State::Live || w.gen() != id.gen || !should(w.deadline()) {
                 return None;
             }
-            // Read before the CAS: once FREE, a new owner may overwrite them.
-            let read = self.read_fields(id.slot as usize, w);
-            let free = Word::new(State::Free, w.next_gen(), 0);
+            let releasing = Word::new(State::Releasing, id.gen, w.deadline());
             match slot
                 .word
-                .compare_exchange(w.0, free.0, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(w.0, releasing.0, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(read),
+                Ok(_) => break,
                 Err(actual) => w = Word(actual),
             }
         }
+        // The slot is ours until FREE: its fields are stable.
+        let read = self.read_fields(id.slot as usize, w);
+        credit(&read);
+        slot.word
+            .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
+        Some(read)
     }
 
     /// Calls `f` for every LIVE instance (a consistent read of each, not an
@@ -530,51 +557,68 @@ mod tests {
         }
     }
 
-    fn new(k: InstanceKey, holder: &HolderBuf) -> NewInstance<'_> {
-        NewInstance {
-            key: k,
-            pool: 3,
-            count: 2,
-            since: 100,
-            deadline: 500,
-            holder,
+    /// Claims and publishes (pool 3, count 2, since 100, deadline 500).
+    fn insert(t: &Table, k: InstanceKey, h: &HolderBuf) -> Result<InstanceId, Claim> {
+        match t.claim(k, 100, h) {
+            Claim::Owned(c) => Ok(t.publish(c, 3, 2, 500)),
+            other => Err(other),
         }
     }
 
     #[test]
     fn word_round_trips() {
-        let w = Word::new(State::Live, 0xfffff, MAX_DEADLINE);
+        let w = Word::new(State::Live, (1 << GEN_BITS) - 1, MAX_DEADLINE);
         assert_eq!(w.state(), State::Live);
-        assert_eq!(w.gen(), 0xfffff);
+        assert_eq!(w.gen(), (1 << GEN_BITS) - 1);
         assert_eq!(w.deadline(), MAX_DEADLINE);
         assert_eq!(w.next_gen(), 0);
-        let w = Word::new(State::Claiming, 7, NO_DEADLINE);
+        let w = Word::new(State::Releasing, 7, NO_DEADLINE);
         assert_eq!(
             (w.state(), w.gen(), w.deadline()),
-            (State::Claiming, 7, NO_DEADLINE)
+            (State::Releasing, 7, NO_DEADLINE)
         );
+        // Unix ms fit the deadline field until the 22nd century.
+        assert!(MAX_DEADLINE > 4_000_000_000_000);
     }
 
     #[test]
-    fn insert_find_renew_release() {
+    fn claim_find_renew_release() {
         let t = Table::with_capacity(8);
         let h = HolderBuf::new("u", "h", "d", "x");
-        let Insert::Inserted(id) = t.insert(new(key(1), &h)) else {
-            panic!("not inserted")
-        };
-        assert_eq!(t.find(key(1)).map(|f| f.0), Some(id));
+        let id = insert(&t, key(1), &h).unwrap();
+        assert_eq!(t.find(key(1)), Some(id));
         assert_eq!(t.find(key(2)), None);
-        assert_eq!(t.insert(new(key(1), &h)), Insert::Exists(id));
+        assert_eq!(insert(&t, key(1), &h), Err(Claim::Exists(id)));
         assert_eq!(t.renew(id, 900), Renew::Renewed { old_deadline: 500 });
         let r = t.read(id).unwrap();
         assert_eq!((r.pool, r.count, r.since, r.deadline), (3, 2, 100, 900));
         assert_eq!(r.holder.user(), "u");
-        assert!(t.release(id, |d| d <= 800).is_none(), "not yet due");
-        let gone = t.release(id, |d| d <= 900).unwrap();
-        assert_eq!(gone.count, 2);
-        assert!(t.release(id, |_| true).is_none(), "released once only");
+        assert!(t.release(id, |d| d <= 800, |_| {}).is_none(), "not yet due");
+        let mut credited = 0;
+        let gone = t
+            .release(id, |d| d <= 900, |r| credited += r.count)
+            .unwrap();
+        assert_eq!((gone.count, credited), (2, 2));
+        assert!(
+            t.release(id, |_| true, |_| {}).is_none(),
+            "released once only"
+        );
         assert_eq!(t.renew(id, 1000), Renew::Gone);
         assert_eq!(t.find(key(1)), None);
+    }
+
+    #[test]
+    fn abandoned_claims_leave_no_trace() {
+        let t = Table::with_capacity(2);
+        let h = HolderBuf::new("u", "h", "d", "x");
+        let Claim::Owned(c) = t.claim(key(9), 1, &h) else {
+            panic!("not claimed")
+        };
+        t.abandon(c);
+        assert_eq!(t.find(key(9)), None);
+        let mut live = 0;
+        t.for_each_live(|_| live += 1);
+        assert_eq!(live, 0);
     }
 
     #[test]
@@ -582,24 +626,20 @@ mod tests {
         let t = Table::with_capacity(1); // one bucket
         let h = HolderBuf::new("u", "h", "d", "x");
         let mut n = 0;
-        while let Insert::Inserted(_) = t.insert(new(key(n), &h)) {
+        while insert(&t, key(n), &h).is_ok() {
             n += 1;
         }
         assert_eq!(n as usize, t.slot_count());
-        assert_eq!(t.insert(new(key(n + 1), &h)), Insert::Full);
+        assert_eq!(insert(&t, key(n + 1), &h), Err(Claim::Full));
     }
 
     #[test]
     fn reuses_released_slots_with_new_generation() {
         let t = Table::with_capacity(1);
         let h = HolderBuf::new("u", "h", "d", "x");
-        let Insert::Inserted(a) = t.insert(new(key(5), &h)) else {
-            panic!()
-        };
-        t.release(a, |_| true).unwrap();
-        let Insert::Inserted(b) = t.insert(new(key(6), &h)) else {
-            panic!()
-        };
+        let a = insert(&t, key(5), &h).unwrap();
+        t.release(a, |_| true, |_| {}).unwrap();
+        let b = insert(&t, key(6), &h).unwrap();
         assert_eq!(a.slot, b.slot);
         assert_ne!(a.gen, b.gen);
         assert!(t.read(a).is_none());
