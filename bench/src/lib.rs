@@ -1,1 +1,64 @@
-//! tally-bench
+//! tally-bench: what tally is measured against, and how.
+//!
+//! [`baseline`] holds the tables a team would write instead of tally's
+//! lock-free one: a `Mutex<HashMap>` and a `DashMap`, doing the same work
+//! (same 128-bit SipHash key, same inline holder copy, same count check), so
+//! a bench compares the tables and their locking, nothing else.
+//! [`Workload`] is the common interface the benches drive.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod baseline;
+
+use tally_core::engine::{Engine, EngineConfig, Request};
+use tally_core::license::parse_str;
+
+/// A license table under test: checkout (or renew) and check-in by handle.
+pub trait Workload: Sync {
+    /// Name for reports.
+    fn name(&self) -> &'static str;
+    /// Checks out (or renews) feature `F` for `handle`; true if granted.
+    fn checkout(&self, handle: &str, linger_ms: u64, now: u64) -> bool;
+    /// Checks `handle`'s instance of `F` in; true if it was held.
+    fn checkin(&self, handle: &str) -> bool;
+}
+
+/// The feature every bench uses.
+pub const FEATURE: &str = "F";
+
+/// A license file with one feature `F` of `count` licenses.
+pub fn license_text(count: u32) -> String {
+    format!("FEATURE {FEATURE} BENCH 1.0 permanent {count}\n")
+}
+
+/// tally's engine as a [`Workload`].
+#[derive(Debug)]
+pub struct TallyEngine(pub Engine);
+
+impl TallyEngine {
+    /// An engine serving `count` licenses of `F`.
+    pub fn new(count: u32) -> TallyEngine {
+        let set = parse_str("bench", &license_text(count));
+        TallyEngine(Engine::new(&set, EngineConfig::default()))
+    }
+}
+
+impl Workload for TallyEngine {
+    fn name(&self) -> &'static str {
+        "tally"
+    }
+    fn checkout(&self, handle: &str, linger_ms: u64, now: u64) -> bool {
+        let mut r = Request::new(FEATURE, "user", "host", handle);
+        r.linger_ms = linger_ms;
+        self.0.checkout(&r, now).is_ok()
+    }
+    fn checkin(&self, handle: &str) -> bool {
+        self.0.checkin(FEATURE, "user", "host", "", handle).is_ok()
+    }
+}
+
+/// Handles `h0000000`.. as preformatted strings, so benches do not format
+/// inside the timed loop.
+pub fn handles(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("h{i:07}")).collect()
+}
