@@ -486,7 +486,8 @@ fn fragment() -> impl Strategy<Value = String> {
 
 proptest! {
     #[test]
-    fn never_panics_on_arbitrary_text(text in "\\PC*") {
+    fn never_panics_on_arbitrary_text(chars in prop::collection::vec(any::<char>(), 0..300)) {
+        let text: String = chars.into_iter().collect();
         let set = parse_str("p.lic", &text);
         prop_assert!(set.diagnostics.iter().all(|d| d.line >= 1 && d.column >= 1));
     }
