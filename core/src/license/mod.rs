@@ -1,7 +1,10 @@
 //! FlexLM license files: the model ([`model`]) and the parser ([`parse`]).
 
+mod date;
+mod lexer;
 pub mod model;
 mod parse;
+mod vendor_string;
 
 pub use model::*;
 pub use parse::{parse_file, parse_str, LicenseFileError};

@@ -34,12 +34,17 @@ pub struct LicenseSet {
 pub struct Diagnostic {
     /// The file (same as [`LicenseSet::source`]).
     pub file: String,
-    /// 1-based line number where the record starts.
+    /// 1-based physical line of the offending token. For a record continued
+    /// over several lines with `\` this may be after [`Diagnostic::record_line`];
+    /// when a field is missing it is the line of the record keyword.
     pub line: u32,
-    /// 1-based column of the offending token.
+    /// 1-based column (in characters, a tab counting one) of the offending
+    /// token on [`Diagnostic::line`].
     pub column: u32,
     /// What is wrong, in words an operator understands.
     pub message: String,
+    /// 1-based line number where the record starts.
+    pub record_line: u32,
 }
 
 impl fmt::Display for Diagnostic {
@@ -61,6 +66,9 @@ pub struct ServerLine {
     pub hostid: String,
     /// TCP port, when given.
     pub port: Option<u16>,
+    /// Every further keyword (`PRIMARY_IS_MASTER`, `HEARTBEAT_INTERVAL=n`, ...)
+    /// as `(key, value)`, `value` empty for a bare word, in order.
+    pub other: Vec<(String, String)>,
     /// 1-based line number.
     pub line: u32,
 }
@@ -77,6 +85,9 @@ pub struct VendorLine {
     pub options_path: Option<String>,
     /// Port of the vendor daemon, if given.
     pub port: Option<u16>,
+    /// Every further word or keyword as `(key, value)`, `value` empty for a
+    /// bare word, in order.
+    pub other: Vec<(String, String)>,
     /// 1-based line number.
     pub line: u32,
 }
