@@ -364,3 +364,6 @@ impl<T> fmt::Debug for Wheel<T> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;
