@@ -75,7 +75,14 @@ impl Model {
         self.held.values().filter(|h| h.pool == pool).count() as u32
     }
 
-    fn checkout(&mut self, feature: &'static str, handle: &str, linger: u64, want: u64, now: u64) -> Result<(GrantKind, usize, Option<u64>), Reason> {
+    fn checkout(
+        &mut self,
+        feature: &'static str,
+        handle: &str,
+        linger: u64,
+        want: u64,
+        now: u64,
+    ) -> Result<(GrantKind, usize, Option<u64>), Reason> {
         let deadline = (linger > 0).then_some(now + linger);
         let pools = model_pools(feature);
         if !pools.iter().any(|p| p.2 >= want) {
@@ -87,7 +94,14 @@ impl Model {
         }
         for (pool, count, version) in pools {
             if version >= want && self.in_use(pool) < count {
-                self.held.insert((feature, handle.to_string()), Held { pool, since: now, deadline });
+                self.held.insert(
+                    (feature, handle.to_string()),
+                    Held {
+                        pool,
+                        since: now,
+                        deadline,
+                    },
+                );
                 return Ok((GrantKind::New, pool, deadline));
             }
         }
@@ -116,7 +130,12 @@ fn check_state(engine: &Engine, model: &Model, now: u64) -> Result<(), TestCaseE
     let mut pool_index = 0;
     for f in &snap.features {
         for p in &f.pools {
-            prop_assert_eq!(p.in_use, model.in_use(pool_index), "in_use of pool {}", pool_index);
+            prop_assert_eq!(
+                p.in_use,
+                model.in_use(pool_index),
+                "in_use of pool {}",
+                pool_index
+            );
             let mut got: Vec<_> = p
                 .holders
                 .iter()

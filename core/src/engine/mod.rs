@@ -30,7 +30,7 @@
 mod denial;
 mod holder;
 mod key;
-// mod lingers; (enabled with the wheel)
+mod lingers;
 mod pool;
 mod table;
 
@@ -38,7 +38,7 @@ use std::collections::HashMap;
 
 pub use denial::{Denial, Reason};
 pub use holder::HolderBuf;
-// pub use lingers::Lingers;
+pub use lingers::Lingers;
 pub use table::InstanceId;
 
 use crate::clock::Millis;

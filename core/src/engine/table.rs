@@ -80,9 +80,12 @@ const DEADLINE_BITS: u32 = 64 - STATE_BITS - GEN_BITS;
 const STATE_MASK: u64 = (1 << STATE_BITS) - 1;
 const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 
-/// The largest deadline (ms after the engine's epoch) a slot can hold:
-/// 2^42 - 2 ms, about 139 years.
+/// The largest deadline a slot can hold, in Unix ms: 2^42 - 2 ms, which is
+/// in the year 2109.
 pub(crate) const MAX_DEADLINE: u64 = NO_DEADLINE - 1;
+
+// Unix ms deadlines must fit until at least 2100-01-01.
+const _: () = assert!(MAX_DEADLINE > 4_102_444_800_000);
 
 /// What a slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -577,8 +580,6 @@ mod tests {
             (w.state(), w.gen(), w.deadline()),
             (State::Releasing, 7, NO_DEADLINE)
         );
-        // Unix ms fit the deadline field until the 22nd century.
-        assert!(MAX_DEADLINE > 4_000_000_000_000);
     }
 
     #[test]
