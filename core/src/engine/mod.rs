@@ -34,7 +34,7 @@ mod lingers;
 mod pool;
 mod table;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 pub use denial::{Denial, Reason};
 pub use holder::HolderBuf;
@@ -45,7 +45,7 @@ use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use key::{InstanceKey, KeyFields, KeySeed};
 use pool::Pool;
-use table::{Claim, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+use table::{Claim, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
@@ -237,7 +237,9 @@ struct Feature {
 pub struct Engine {
     source: String,
     features: Vec<Feature>,
-    by_name: HashMap<String, u32>,
+    /// Feature name -> index. Fixed after build and only read, so a fast
+    /// non-keyed hash is safe: lookups cannot degrade a table nobody inserts into.
+    by_name: FxHashMap<String, u32>,
     pools: Vec<Pool>,
     table: Table,
     seed: KeySeed,
@@ -248,7 +250,7 @@ impl Engine {
     /// for every license the counted pools can grant (count + overdraft).
     pub fn new(licenses: &LicenseSet, config: EngineConfig) -> Engine {
         let mut features: Vec<Feature> = Vec::new();
-        let mut by_name: HashMap<String, u32> = HashMap::new();
+        let mut by_name: FxHashMap<String, u32> = FxHashMap::default();
         let mut pools = Vec::with_capacity(licenses.pools.len());
         for line in &licenses.pools {
             let fid = *by_name.entry(line.feature.clone()).or_insert_with(|| {
@@ -341,13 +343,14 @@ impl Engine {
         };
         let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
         loop {
-            if let Some(id) = self.table.find(key) {
-                match self.renew(fid, id, deadline, now) {
+            let used = match self.table.lookup(key) {
+                Lookup::Live(id) => match self.renew(fid, id, deadline, now) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
-                }
-            }
-            match self.table.claim(key, now, &holder) {
+                },
+                Lookup::Absent(used) => used,
+            };
+            match self.table.claim(key, used, now, &holder) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
                     let Some((p, in_use)) = eligible
@@ -460,15 +463,21 @@ impl Engine {
         handle: &str,
     ) -> Option<InstanceId> {
         let fid = *self.by_name.get(feature)?;
-        let f = &self.features[fid as usize];
-        let fields = KeyFields {
-            user,
-            host,
-            display,
-            handle,
-        };
-        let key = InstanceKey::new(self.seed, fid, f.dup, fields);
-        self.table.find(key)
+        self.find_in(
+            fid,
+            KeyFields {
+                user,
+                host,
+                display,
+                handle,
+            },
+        )
+    }
+
+    fn find_in(&self, fid: u32, fields: KeyFields<'_>) -> Option<InstanceId> {
+        let dup = self.features[fid as usize].dup;
+        self.table
+            .find(InstanceKey::new(self.seed, fid, dup, fields))
     }
 
     /// Checks in the instance of `feature` held by the client with these
@@ -481,11 +490,20 @@ impl Engine {
         display: &str,
         handle: &str,
     ) -> Result<Release, CheckinError> {
-        if !self.by_name.contains_key(feature) {
-            return Err(CheckinError::NoSuchFeature);
-        }
+        let fid = *self
+            .by_name
+            .get(feature)
+            .ok_or(CheckinError::NoSuchFeature)?;
         let id = self
-            .find(feature, user, host, display, handle)
+            .find_in(
+                fid,
+                KeyFields {
+                    user,
+                    host,
+                    display,
+                    handle,
+                },
+            )
             .ok_or(CheckinError::NotHeld)?;
         self.release(id).ok_or(CheckinError::NotHeld)
     }

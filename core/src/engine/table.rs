@@ -135,12 +135,31 @@ impl Word {
     }
 }
 
-/// One slot. Only `word` decides anything; the rest is published by it.
+/// One bucket's hot data, laid out so a scan reads contiguous words: the
+/// slot words first (two cache lines), then the keys, compared only for
+/// slots that are in use.
 #[derive(Debug)]
-struct Slot {
-    word: AtomicU64,
-    key_lo: AtomicU64,
-    key_hi: AtomicU64,
+#[repr(align(64))]
+struct Bucket {
+    words: [AtomicU64; SLOTS_PER_BUCKET],
+    key_lo: [AtomicU64; SLOTS_PER_BUCKET],
+    key_hi: [AtomicU64; SLOTS_PER_BUCKET],
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        let free = Word::new(State::Free, 0, 0).0;
+        Bucket {
+            words: std::array::from_fn(|_| AtomicU64::new(free)),
+            key_lo: std::array::from_fn(|_| AtomicU64::new(0)),
+            key_hi: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// A slot's cold data: read only for status, logging and release.
+#[derive(Debug)]
+struct Cold {
     /// Pool index (low 32 bits) and license count (high 32 bits).
     grant: AtomicU64,
     /// Unix ms of the first checkout of this instance.
@@ -148,25 +167,34 @@ struct Slot {
     meta: [AtomicU64; META_WORDS],
 }
 
-impl Slot {
-    fn new() -> Slot {
-        Slot {
-            word: AtomicU64::new(Word::new(State::Free, 0, 0).0),
-            key_lo: AtomicU64::new(0),
-            key_hi: AtomicU64::new(0),
+impl Cold {
+    fn new() -> Cold {
+        Cold {
             grant: AtomicU64::new(0),
             since: AtomicU64::new(0),
             meta: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
+}
 
+/// One slot's fields, gathered from its bucket and the cold array. Only
+/// `word` decides anything; the rest is published by it.
+#[derive(Debug, Clone, Copy)]
+struct Slot<'a> {
+    word: &'a AtomicU64,
+    key_lo: &'a AtomicU64,
+    key_hi: &'a AtomicU64,
+    cold: &'a Cold,
+}
+
+impl Slot<'_> {
     fn load(&self, order: Ordering) -> Word {
         Word(self.word.load(order))
     }
 
     /// True if this slot's published key is `key`. Call only after an
-    /// acquire load saw CLAIMING or LIVE; confirm with a second load of the
-    /// word (the key may be rewritten once the slot is released).
+    /// acquire load saw CLAIMING, LIVE or RELEASING; confirm with a second
+    /// load of the word (the key is rewritten once the slot is FREE again).
     fn key_is(&self, key: InstanceKey) -> bool {
         self.key_lo.load(Ordering::Relaxed) == key.lo
             && self.key_hi.load(Ordering::Relaxed) == key.hi
@@ -209,6 +237,15 @@ pub(crate) struct Claimed {
     gen: u32,
 }
 
+/// What [`Table::lookup`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// The key's live instance.
+    Live(InstanceId),
+    /// No instance; slots in use in each candidate bucket.
+    Absent([u32; 2]),
+}
+
 /// What [`Table::claim`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
@@ -245,7 +282,8 @@ pub(crate) enum Renew {
 /// The slot array. See the module docs for the protocol.
 #[derive(Debug)]
 pub(crate) struct Table {
-    slots: Box<[Slot]>,
+    hot: Box<[Bucket]>,
+    cold: Box<[Cold]>,
     buckets: usize,
 }
 
@@ -255,14 +293,34 @@ impl Table {
     pub(crate) fn with_capacity(instances: usize) -> Table {
         let wanted = instances.saturating_mul(2).max(SLOTS_PER_BUCKET);
         let buckets = wanted.div_ceil(SLOTS_PER_BUCKET).next_power_of_two();
-        let slots = (0..buckets * SLOTS_PER_BUCKET)
-            .map(|_| Slot::new())
-            .collect();
-        Table { slots, buckets }
+        Table {
+            hot: (0..buckets).map(|_| Bucket::new()).collect(),
+            cold: (0..buckets * SLOTS_PER_BUCKET)
+                .map(|_| Cold::new())
+                .collect(),
+            buckets,
+        }
     }
 
     pub(crate) fn slot_count(&self) -> usize {
-        self.slots.len()
+        self.cold.len()
+    }
+
+    /// Slot `i` (global index: bucket * SLOTS_PER_BUCKET + lane).
+    fn slot(&self, i: usize) -> Slot<'_> {
+        let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
+        let bucket = &self.hot[b];
+        Slot {
+            word: &bucket.words[lane],
+            key_lo: &bucket.key_lo[lane],
+            key_hi: &bucket.key_hi[lane],
+            cold: &self.cold[i],
+        }
+    }
+
+    /// Slot `i`, or `None` if out of range (ids come from callers).
+    fn try_slot(&self, i: usize) -> Option<Slot<'_>> {
+        (i < self.cold.len()).then(|| self.slot(i))
     }
 
     /// The first slot index of each of the key's two buckets (equal when the
@@ -288,18 +346,41 @@ impl Table {
     /// Finds the LIVE instance holding `key`, waiting out a claim or a
     /// release of the same key in progress.
     pub(crate) fn find(&self, key: InstanceKey) -> Option<InstanceId> {
-        for i in self.candidates(key) {
-            match self.wait_for_key(i, key, |_| false) {
-                Some(w) if w.state() == State::Live => {
-                    return Some(InstanceId {
+        match self.lookup(key) {
+            Lookup::Live(id) => Some(id),
+            Lookup::Absent(_) => None,
+        }
+    }
+
+    /// [`Table::find`], and when the key is absent, how many slots of each
+    /// candidate bucket were in use (so a claim need not count again).
+    pub(crate) fn lookup(&self, key: InstanceKey) -> Lookup {
+        let [a, b] = self.buckets_of(key);
+        let mut used = [0u32; 2];
+        for (n, start) in [a, b].into_iter().enumerate() {
+            if n == 1 && a == b {
+                used[1] = used[0];
+                break;
+            }
+            for i in start..start + SLOTS_PER_BUCKET {
+                // Fast path: most slots are FREE or hold other keys.
+                let w = self.slot(i).load(Ordering::Acquire);
+                if w.state() == State::Free {
+                    continue;
+                }
+                used[n] += 1;
+                if w.state() == State::Reserved {
+                    continue;
+                }
+                if let Some(w) = self.wait_for_key(i, key, |_| false) {
+                    return Lookup::Live(InstanceId {
                         slot: i as u32,
                         gen: w.gen(),
-                    })
+                    });
                 }
-                _ => {}
             }
         }
-        None
+        Lookup::Absent(used)
     }
 
     /// Looks at slot `i`: returns its word if it is LIVE or CLAIMING with
@@ -312,7 +393,7 @@ impl Table {
         key: InstanceKey,
         stop: impl Fn(Word) -> bool,
     ) -> Option<Word> {
-        let slot = &self.slots[i];
+        let slot = self.slot(i);
         loop {
             let w = slot.load(Ordering::Acquire);
             if matches!(w.state(), State::Free | State::Reserved) {
@@ -336,15 +417,21 @@ impl Table {
     /// Claims a slot for `key` unless the key is already live. On
     /// [`Claim::Owned`] the caller must [`Table::publish`] or
     /// [`Table::abandon`] the claim.
-    pub(crate) fn claim(&self, key: InstanceKey, since: u64, holder: &HolderBuf) -> Claim {
-        let Some((mine, gen)) = self.reserve(key) else {
+    pub(crate) fn claim(
+        &self,
+        key: InstanceKey,
+        used: [u32; 2],
+        since: u64,
+        holder: &HolderBuf,
+    ) -> Claim {
+        let Some((mine, gen)) = self.reserve(key, used) else {
             return Claim::Full;
         };
-        let slot = &self.slots[mine];
+        let slot = self.slot(mine);
         slot.key_lo.store(key.lo, Ordering::Relaxed);
         slot.key_hi.store(key.hi, Ordering::Relaxed);
-        slot.since.store(since, Ordering::Relaxed);
-        holder.store(&slot.meta);
+        slot.cold.since.store(since, Ordering::Relaxed);
+        holder.store(&slot.cold.meta);
         slot.word
             .store(Word::new(State::Claiming, gen, 0).0, Ordering::Release);
         // Store-fence-load: pairs with the same fence in a racing claimer of
@@ -354,6 +441,12 @@ impl Table {
         for j in self.candidates(key) {
             if j == mine {
                 continue;
+            }
+            if matches!(
+                self.slot(j).load(Ordering::Acquire).state(),
+                State::Free | State::Reserved
+            ) {
+                continue; // fast path: not my key
             }
             // Stop waiting on a CLAIMING twin at a lower index (we back off);
             // wait for one at a higher index to go LIVE or away.
@@ -375,8 +468,8 @@ impl Table {
 
     /// Makes a claimed slot a LIVE instance charged to `pool`.
     pub(crate) fn publish(&self, c: Claimed, pool: u32, count: u32, deadline: u64) -> InstanceId {
-        let slot = &self.slots[c.index];
-        slot.grant.store(
+        let slot = self.slot(c.index);
+        slot.cold.grant.store(
             u64::from(pool) | (u64::from(count) << 32),
             Ordering::Relaxed,
         );
@@ -392,21 +485,16 @@ impl Table {
     /// Gives up a claim: the slot becomes FREE in the next generation.
     pub(crate) fn abandon(&self, c: Claimed) {
         let next = Word::new(State::Claiming, c.gen, 0).next_gen();
-        self.slots[c.index]
+        self.slot(c.index)
             .word
             .store(Word::new(State::Free, next, 0).0, Ordering::Release);
     }
 
-    /// Claims a FREE slot in the emptier candidate bucket.
-    fn reserve(&self, key: InstanceKey) -> Option<(usize, u32)> {
+    /// Claims a FREE slot, trying the emptier candidate bucket first
+    /// (`used`: slots in use per bucket as [`Table::lookup`] saw them).
+    fn reserve(&self, key: InstanceKey, used: [u32; 2]) -> Option<(usize, u32)> {
         let [a, b] = self.buckets_of(key);
-        let used = |start: usize| {
-            self.slots[start..start + SLOTS_PER_BUCKET]
-                .iter()
-                .filter(|s| s.load(Ordering::Relaxed).state() != State::Free)
-                .count()
-        };
-        let order = if a != b && used(b) < used(a) {
+        let order = if a != b && used[1] < used[0] {
             [b, a]
         } else {
             [a, b]
@@ -414,7 +502,7 @@ impl Table {
         let buckets = if a == b { &order[..1] } else { &order[..] };
         for &start in buckets {
             for i in start..start + SLOTS_PER_BUCKET {
-                let slot = &self.slots[i];
+                let slot = self.slot(i);
                 let w = slot.load(Ordering::Relaxed);
                 if w.state() != State::Free {
                     continue;
@@ -440,7 +528,7 @@ impl Table {
 
     /// Moves a LIVE instance's deadline to `deadline`.
     pub(crate) fn renew(&self, id: InstanceId, deadline: u64) -> Renew {
-        let slot = &self.slots[id.slot as usize];
+        let slot = self.slot(id.slot as usize);
         let mut w = slot.load(Ordering::Acquire);
         loop {
             if w.state() != State::Live || w.gen() != id.gen {
@@ -463,7 +551,7 @@ impl Table {
 
     /// Reads a LIVE instance's fields, or `None` if `id` is not live.
     pub(crate) fn read(&self, id: InstanceId) -> Option<LiveRead> {
-        let slot = self.slots.get(id.slot as usize)?;
+        let slot = self.try_slot(id.slot as usize)?;
         loop {
             let w = slot.load(Ordering::Acquire);
             if w.state() != State::Live || w.gen() != id.gen {
@@ -483,8 +571,8 @@ impl Table {
     }
 
     fn read_fields(&self, index: usize, w: Word) -> LiveRead {
-        let slot = &self.slots[index];
-        let grant = slot.grant.load(Ordering::Relaxed);
+        let slot = self.slot(index);
+        let grant = slot.cold.grant.load(Ordering::Relaxed);
         LiveRead {
             id: InstanceId {
                 slot: index as u32,
@@ -492,9 +580,9 @@ impl Table {
             },
             pool: grant as u32,
             count: (grant >> 32) as u32,
-            since: slot.since.load(Ordering::Relaxed),
+            since: slot.cold.since.load(Ordering::Relaxed),
             deadline: w.deadline(),
-            holder: HolderBuf::load(&slot.meta),
+            holder: HolderBuf::load(&slot.cold.meta),
         }
     }
 
@@ -508,7 +596,7 @@ impl Table {
         should: impl Fn(u64) -> bool,
         credit: impl FnOnce(&LiveRead),
     ) -> Option<LiveRead> {
-        let slot = self.slots.get(id.slot as usize)?;
+        let slot = self.try_slot(id.slot as usize)?;
         let mut w = slot.load(Ordering::Acquire);
         loop {
             if w.state() != State::Live || w.gen() != id.gen || !should(w.deadline()) {
@@ -534,8 +622,8 @@ impl Table {
     /// Calls `f` for every LIVE instance (a consistent read of each, not an
     /// atomic picture of the whole table).
     pub(crate) fn for_each_live(&self, mut f: impl FnMut(&LiveRead)) {
-        for i in 0..self.slots.len() {
-            let w = self.slots[i].load(Ordering::Acquire);
+        for i in 0..self.slot_count() {
+            let w = self.slot(i).load(Ordering::Acquire);
             if w.state() != State::Live {
                 continue;
             }
@@ -562,7 +650,7 @@ mod tests {
 
     /// Claims and publishes (pool 3, count 2, since 100, deadline 500).
     fn insert(t: &Table, k: InstanceKey, h: &HolderBuf) -> Result<InstanceId, Claim> {
-        match t.claim(k, 100, h) {
+        match t.claim(k, [0, 0], 100, h) {
             Claim::Owned(c) => Ok(t.publish(c, 3, 2, 500)),
             other => Err(other),
         }
@@ -612,7 +700,7 @@ mod tests {
     fn abandoned_claims_leave_no_trace() {
         let t = Table::with_capacity(2);
         let h = HolderBuf::new("u", "h", "d", "x");
-        let Claim::Owned(c) = t.claim(key(9), 1, &h) else {
+        let Claim::Owned(c) = t.claim(key(9), [0, 0], 1, &h) else {
             panic!("not claimed")
         };
         t.abandon(c);
