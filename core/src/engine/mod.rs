@@ -344,13 +344,13 @@ impl Engine {
         let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
         loop {
             let used = match self.table.lookup(key) {
-                Lookup::Live(id) => match self.renew(fid, id, deadline, now) {
+                Lookup::Live(id) => match self.renew(fid, id, deadline, req.linger_ms, now) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 },
                 Lookup::Absent(used) => used,
             };
-            match self.table.claim(key, used, now, &holder) {
+            match self.table.claim(key, used, now, req.linger_ms, &holder) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
                     let Some((p, in_use)) = eligible
@@ -373,7 +373,7 @@ impl Engine {
                     });
                 }
                 Claim::Exists(id) => {
-                    if let Some(result) = self.renew(fid, id, deadline, now) {
+                    if let Some(result) = self.renew(fid, id, deadline, req.linger_ms, now) {
                         return result;
                     }
                 }
@@ -423,6 +423,7 @@ impl Engine {
         fid: u32,
         id: InstanceId,
         deadline: u64,
+        linger: u64,
         now: Millis,
     ) -> Option<Result<Grant, Denial>> {
         let read = self.table.read(id)?;
@@ -430,7 +431,7 @@ impl Engine {
         if pool.is_expired(now) {
             return Some(Err(Reason::Expired.into()));
         }
-        match self.table.renew(id, deadline) {
+        match self.table.renew(id, deadline, linger) {
             Renew::Gone => None,
             Renew::Renewed { old_deadline } => {
                 let moved_earlier = deadline != NO_DEADLINE && deadline < old_deadline;
@@ -571,6 +572,7 @@ impl Engine {
                     handle: r.holder.handle().to_string(),
                     count: r.count,
                     since_ms: r.since,
+                    linger_ms: r.linger,
                     deadline_ms: deadline_out(r.deadline),
                 });
             }
@@ -691,6 +693,8 @@ pub struct HolderSnapshot {
     pub count: u32,
     /// First checkout.
     pub since_ms: Millis,
+    /// Linger of the latest checkout, ms (0 = none).
+    pub linger_ms: u64,
     /// Linger deadline; `None` = held until check-in.
     pub deadline_ms: Option<Millis>,
 }

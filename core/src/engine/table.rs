@@ -164,6 +164,9 @@ struct Cold {
     grant: AtomicU64,
     /// Unix ms of the first checkout of this instance.
     since: AtomicU64,
+    /// Linger of the latest checkout, ms (for status; not part of the
+    /// protocol: the deadline in the word decides).
+    linger: AtomicU64,
     meta: [AtomicU64; META_WORDS],
 }
 
@@ -172,6 +175,7 @@ impl Cold {
         Cold {
             grant: AtomicU64::new(0),
             since: AtomicU64::new(0),
+            linger: AtomicU64::new(0),
             meta: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -266,6 +270,7 @@ pub(crate) struct LiveRead {
     pub(crate) pool: u32,
     pub(crate) count: u32,
     pub(crate) since: u64,
+    pub(crate) linger: u64,
     pub(crate) deadline: u64,
     pub(crate) holder: HolderBuf,
 }
@@ -422,6 +427,7 @@ impl Table {
         key: InstanceKey,
         used: [u32; 2],
         since: u64,
+        linger: u64,
         holder: &HolderBuf,
     ) -> Claim {
         let Some((mine, gen)) = self.reserve(key, used) else {
@@ -431,6 +437,7 @@ impl Table {
         slot.key_lo.store(key.lo, Ordering::Relaxed);
         slot.key_hi.store(key.hi, Ordering::Relaxed);
         slot.cold.since.store(since, Ordering::Relaxed);
+        slot.cold.linger.store(linger, Ordering::Relaxed);
         holder.store(&slot.cold.meta);
         slot.word
             .store(Word::new(State::Claiming, gen, 0).0, Ordering::Release);
@@ -526,8 +533,9 @@ impl Table {
         None
     }
 
-    /// Moves a LIVE instance's deadline to `deadline`.
-    pub(crate) fn renew(&self, id: InstanceId, deadline: u64) -> Renew {
+    /// Moves a LIVE instance's deadline to `deadline` (and records the
+    /// linger that produced it, for status).
+    pub(crate) fn renew(&self, id: InstanceId, deadline: u64, linger: u64) -> Renew {
         let slot = self.slot(id.slot as usize);
         let mut w = slot.load(Ordering::Acquire);
         loop {
@@ -540,9 +548,11 @@ impl Table {
                 .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    // Status only: a racing renewal may interleave here.
+                    slot.cold.linger.store(linger, Ordering::Relaxed);
                     return Renew::Renewed {
                         old_deadline: w.deadline(),
-                    }
+                    };
                 }
                 Err(actual) => w = Word(actual),
             }
@@ -581,6 +591,7 @@ impl Table {
             pool: grant as u32,
             count: (grant >> 32) as u32,
             since: slot.cold.since.load(Ordering::Relaxed),
+            linger: slot.cold.linger.load(Ordering::Relaxed),
             deadline: w.deadline(),
             holder: HolderBuf::load(&slot.cold.meta),
         }
@@ -650,7 +661,7 @@ mod tests {
 
     /// Claims and publishes (pool 3, count 2, since 100, deadline 500).
     fn insert(t: &Table, k: InstanceKey, h: &HolderBuf) -> Result<InstanceId, Claim> {
-        match t.claim(k, [0, 0], 100, h) {
+        match t.claim(k, [0, 0], 100, 0, h) {
             Claim::Owned(c) => Ok(t.publish(c, 3, 2, 500)),
             other => Err(other),
         }
@@ -678,7 +689,7 @@ mod tests {
         assert_eq!(t.find(key(1)), Some(id));
         assert_eq!(t.find(key(2)), None);
         assert_eq!(insert(&t, key(1), &h), Err(Claim::Exists(id)));
-        assert_eq!(t.renew(id, 900), Renew::Renewed { old_deadline: 500 });
+        assert_eq!(t.renew(id, 900, 1), Renew::Renewed { old_deadline: 500 });
         let r = t.read(id).unwrap();
         assert_eq!((r.pool, r.count, r.since, r.deadline), (3, 2, 100, 900));
         assert_eq!(r.holder.user(), "u");
@@ -692,7 +703,7 @@ mod tests {
             t.release(id, |_| true, |_| {}).is_none(),
             "released once only"
         );
-        assert_eq!(t.renew(id, 1000), Renew::Gone);
+        assert_eq!(t.renew(id, 1000, 1), Renew::Gone);
         assert_eq!(t.find(key(1)), None);
     }
 
@@ -700,7 +711,7 @@ mod tests {
     fn abandoned_claims_leave_no_trace() {
         let t = Table::with_capacity(2);
         let h = HolderBuf::new("u", "h", "d", "x");
-        let Claim::Owned(c) = t.claim(key(9), [0, 0], 1, &h) else {
+        let Claim::Owned(c) = t.claim(key(9), [0, 0], 1, 0, &h) else {
             panic!("not claimed")
         };
         t.abandon(c);
