@@ -1,2 +1,17 @@
 //! tally-server: the network front end of tally.
+//!
+//! - [`protocol`]: wire protocol v1, parsing requests and writing replies.
+//! - [`status`]: the STATUS reply's JSON, shared by `tallyd` and `tallyctl`.
+//! - [`server`]: the mio event loops (`tallyd`).
+//! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
+//! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status and admin.
+//!
+//! See `docs/protocol.md` and `docs/operations.md`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod ctl;
+pub mod debuglog;
+pub mod demo;
+pub mod protocol;
+pub mod server;
+pub mod status;

@@ -1,0 +1,1 @@
+//! tallyctl (being written).

@@ -1,0 +1,1 @@
+//! debuglog (being written).

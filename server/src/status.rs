@@ -1,0 +1,149 @@
+//! The STATUS reply: one line of JSON describing the server and every pool.
+//!
+//! `tallyd` builds a [`Status`] from an engine snapshot; `tallyctl` parses it
+//! back to print `lmstat -a`, `status --json` and friends. A feature served
+//! by several pools (INCREMENT lines) appears once per pool, in file order;
+//! lmstat-style output sums them per feature. Field names are part of the
+//! protocol (docs/protocol.md): new fields may be added, none renamed.
+
+use serde::{Deserialize, Serialize};
+use tally_core::engine::Snapshot;
+use tally_core::license::PoolKind;
+
+/// The whole STATUS reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// About the server.
+    pub server: ServerInfo,
+    /// One entry per pool (FEATURE/INCREMENT line), in license-file order.
+    pub features: Vec<FeatureStatus>,
+}
+
+/// About the server process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Always `tallyd`.
+    pub name: String,
+    /// tallyd's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// The host name the server reports (SERVER line, else the machine's).
+    pub host: String,
+    /// The TCP port it listens on.
+    pub port: u16,
+    /// The license file (path, or `<embedded demo>`).
+    pub license_file: String,
+    /// Vendor daemon names served, in file order.
+    pub vendors: Vec<String>,
+    /// When the server started, Unix ms.
+    pub started_ms: u64,
+    /// When this status was taken, Unix ms.
+    pub now_ms: u64,
+    /// Open client connections.
+    pub connections: u64,
+    /// Debug-log lines dropped because the writer fell behind.
+    pub log_dropped: u64,
+}
+
+/// One pool of one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureStatus {
+    /// Feature name.
+    pub name: String,
+    /// Vendor daemon.
+    pub vendor: String,
+    /// Highest version this pool serves, as written in the file.
+    pub version: String,
+    /// `FEATURE` or `INCREMENT`.
+    pub kind: String,
+    /// Line of the license file.
+    pub line: u32,
+    /// `permanent` or a date like `31-dec-2026`.
+    pub expiry: String,
+    /// The pool has expired.
+    pub expired: bool,
+    /// A Citrix startup license (`LT=SYS`): checked out and in at once.
+    pub startup: bool,
+    /// Licenses in the file; `null` when uncounted.
+    pub total: Option<u32>,
+    /// Licenses out now.
+    pub in_use: u32,
+    /// Of those, beyond `total` (overdraft licenses).
+    pub overdraft: u32,
+    /// Overdraft allowed beyond `total`.
+    pub overdraft_limit: u32,
+    /// Duplicate grouping (`NONE` = by handle, `UHD`, ...).
+    pub dup_group: String,
+    /// Who holds licenses of this pool.
+    pub holders: Vec<HolderStatus>,
+}
+
+/// One held instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HolderStatus {
+    /// User name.
+    pub user: String,
+    /// Host name.
+    pub host: String,
+    /// Display.
+    pub display: String,
+    /// The client's handle string.
+    pub handle: String,
+    /// Numeric license handle (lmstat's number after `server/port`; give it
+    /// to `REMOVE_HANDLE`).
+    pub ticket: u64,
+    /// Licenses held.
+    pub count: u32,
+    /// First checkout, Unix ms.
+    pub since_ms: u64,
+    /// Linger of the latest checkout, ms (0 = none).
+    pub linger_ms: u64,
+    /// When it will be checked in, Unix ms; `null` = held until check-in or
+    /// disconnect.
+    pub deadline_ms: Option<u64>,
+}
+
+impl Status {
+    /// Builds the reply from an engine snapshot and server facts.
+    pub fn from_snapshot(snapshot: &Snapshot, server: ServerInfo) -> Status {
+        let mut features = Vec::new();
+        for f in &snapshot.features {
+            for p in &f.pools {
+                features.push(FeatureStatus {
+                    name: f.name.clone(),
+                    vendor: f.vendor.clone(),
+                    version: p.version.to_string(),
+                    kind: match p.kind {
+                        PoolKind::Feature => "FEATURE",
+                        PoolKind::Increment => "INCREMENT",
+                    }
+                    .to_string(),
+                    line: p.line,
+                    expiry: p.expiry.flexlm(),
+                    expired: p.expired,
+                    startup: p.startup,
+                    total: p.count,
+                    in_use: p.in_use,
+                    overdraft: p.overdraft,
+                    overdraft_limit: p.overdraft_limit,
+                    dup_group: f.dup_group.to_string(),
+                    holders: p
+                        .holders
+                        .iter()
+                        .map(|h| HolderStatus {
+                            user: h.user.clone(),
+                            host: h.host.clone(),
+                            display: h.display.clone(),
+                            handle: h.handle.clone(),
+                            ticket: h.ticket,
+                            count: h.count,
+                            since_ms: h.since_ms,
+                            linger_ms: h.linger_ms,
+                            deadline_ms: h.deadline_ms,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        Status { server, features }
+    }
+}
