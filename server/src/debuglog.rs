@@ -1,1 +1,446 @@
-//! debuglog (being written).
+//! The debug log, in lmgrd's format, written by a thread of its own.
+//!
+//! Event loops never format or write: they hand an [`Event`] (plain values,
+//! no heap for OUT/IN/DENIED) to a bounded crossbeam channel with
+//! `try_send`. If the writer falls behind and the channel is full, the event
+//! is dropped and counted; the writer reports the count in the log and
+//! STATUS shows it (`log_dropped`). A loop never blocks on the log.
+//!
+//! Line formats (hour padded with a space, as lmgrd does):
+//!
+//! ```text
+//! 21:00:50 (CITRIX) OUT: "MPM_ADV_RC" USER15@GENE-VM-2K3 [ec26edf8]
+//! 21:01:40 (CITRIX) IN: "MPM_ADV_RC" USER15@GENE-VM-2K3 [ec26edf8]
+//! 21:02:00 (CITRIX) OUT: "F" alice@pc1 [h1]  (3 licenses)
+//! 21:02:01 (CITRIX) DENIED: "F" bob@pc2 [h2]  (Licensed number of users already reached. (-4,342))
+//! 21:03:00 (CITRIX) REMOVING alice@pc1:console from F
+//!  3:00:00 (lmgrd) TIMESTAMP 11/23/2026
+//! ```
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{Local, TimeZone, Timelike};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use tally_core::clock::{Clock, SystemClock};
+use tally_core::engine::{Engine, FeatureId, HolderBuf, Reason};
+
+/// Events the channel holds before new ones are dropped.
+pub const LOG_CHANNEL_EVENTS: usize = 65_536;
+
+/// How often a `TIMESTAMP` line is written: every 6 hours, in ms.
+pub const TIMESTAMP_EVERY_MS: u64 = 6 * 3600 * 1000;
+
+/// Where the log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard error.
+    Stderr,
+    /// A file, appended to (`-l +path`) or truncated at start (`-l path`).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Append instead of truncating.
+        append: bool,
+    },
+}
+
+impl LogTarget {
+    /// Parses lmgrd's `-l` argument: `+path` appends, `path` truncates.
+    pub fn from_arg(arg: &str) -> LogTarget {
+        match arg.strip_prefix('+') {
+            Some(p) => LogTarget::File {
+                path: PathBuf::from(p),
+                append: true,
+            },
+            None => LogTarget::File {
+                path: PathBuf::from(arg),
+                append: false,
+            },
+        }
+    }
+}
+
+/// A feature named in a log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeatureRef {
+    /// A feature of the current engine.
+    Id(FeatureId),
+    /// A name the license file does not have (denials of unknown features).
+    Name(Box<str>),
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A license went out (new instance or renewal).
+    Out,
+    /// A license came back.
+    In,
+    /// A checkout was refused.
+    Denied(Reason),
+    /// An admin removed a license.
+    Removing,
+}
+
+/// One thing for the log.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// OUT / IN / DENIED / REMOVING for a holder.
+    License {
+        /// Unix ms.
+        at_ms: u64,
+        /// Which.
+        action: Action,
+        /// Feature.
+        feature: FeatureRef,
+        /// Who.
+        holder: HolderBuf,
+        /// Licenses.
+        count: u32,
+    },
+    /// A free-form line for `(daemon)`: start, stop, reread.
+    Line {
+        /// Unix ms.
+        at_ms: u64,
+        /// `lmgrd` or a vendor name.
+        daemon: Box<str>,
+        /// The message.
+        text: String,
+    },
+    /// From now on, feature ids refer to this engine (after a reread).
+    Engine(Arc<Engine>),
+    /// Write everything queued so far, then answer.
+    Flush(Sender<()>),
+}
+
+/// The loops' end of the log: cheap to clone, never blocks.
+#[derive(Debug, Clone)]
+pub struct LogHandle {
+    tx: Sender<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LogHandle {
+    /// Queues an event, or counts it as dropped if the writer is behind.
+    pub fn send(&self, event: Event) {
+        if self.tx.try_send(event).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues a license event.
+    pub fn license(
+        &self,
+        at_ms: u64,
+        action: Action,
+        feature: FeatureRef,
+        holder: HolderBuf,
+        count: u32,
+    ) {
+        self.send(Event::License {
+            at_ms,
+            action,
+            feature,
+            holder,
+            count,
+        });
+    }
+
+    /// Queues a free-form line (blocking if the channel is full: for the
+    /// rare start/stop/reread lines, which must not be lost).
+    pub fn line(&self, at_ms: u64, daemon: &str, text: impl Into<String>) {
+        let _ = self.tx.send(Event::Line {
+            at_ms,
+            daemon: daemon.into(),
+            text: text.into(),
+        });
+    }
+
+    /// Events dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until everything queued before this call is written.
+    pub fn flush(&self) {
+        let (tx, rx) = bounded(1);
+        if self.tx.send(Event::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// The writer thread; dropping every [`LogHandle`] and then this ends it.
+#[derive(Debug)]
+pub struct DebugLog {
+    handle: LogHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DebugLog {
+    /// Opens the target and starts the writer thread.
+    pub fn start(target: &LogTarget, engine: Arc<Engine>) -> io::Result<DebugLog> {
+        let out: Box<dyn Write + Send> = match target {
+            LogTarget::Stderr => Box::new(io::stderr()),
+            LogTarget::File { path, append } => {
+                let mut o = OpenOptions::new();
+                o.create(true);
+                if *append {
+                    o.append(true);
+                } else {
+                    o.write(true).truncate(true);
+                }
+                Box::new(o.open(path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open debug log {}: {e}", path.display()),
+                    )
+                })?)
+            }
+        };
+        let (tx, rx) = bounded(LOG_CHANNEL_EVENTS);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            out: BufWriter::new(out),
+            engine,
+            dropped: dropped.clone(),
+            reported_drops: 0,
+            // The start line carries the date; the first TIMESTAMP comes
+            // six hours later.
+            last_timestamp_ms: SystemClock.now_ms(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("tally-log".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(DebugLog {
+            handle: LogHandle { tx, dropped },
+            thread: Some(thread),
+        })
+    }
+
+    /// A handle for a loop.
+    pub fn handle(&self) -> LogHandle {
+        self.handle.clone()
+    }
+
+    /// Writes everything queued and stops the writer.
+    pub fn shutdown(mut self) {
+        self.handle.flush();
+        let DebugLog { handle, thread } = &mut self;
+        // Dropping our sender ends the writer once the loops' handles are gone.
+        let (dead_tx, _) = bounded(1);
+        let _ = std::mem::replace(&mut handle.tx, dead_tx);
+        if let Some(t) = thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Writer {
+    out: BufWriter<Box<dyn Write + Send>>,
+    engine: Arc<Engine>,
+    dropped: Arc<AtomicU64>,
+    reported_drops: u64,
+    last_timestamp_ms: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Event>) {
+        loop {
+            let event = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.housekeeping(SystemClock.now_ms());
+                    let _ = self.out.flush();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.handle(event);
+            // Drain what is there, then flush once.
+            while let Ok(e) = rx.try_recv() {
+                self.handle(e);
+            }
+            let _ = self.out.flush();
+        }
+        let _ = self.out.flush();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::License {
+                at_ms,
+                action,
+                feature,
+                holder,
+                count,
+            } => {
+                self.housekeeping(at_ms);
+                let (name, vendor) = match &feature {
+                    FeatureRef::Id(id) => (
+                        self.engine.feature_name(*id).to_string(),
+                        self.engine.feature_vendor(*id).to_string(),
+                    ),
+                    FeatureRef::Name(n) => (n.to_string(), self.default_vendor()),
+                };
+                let line = format_license_line(&vendor, action, &name, &holder, count);
+                self.write(at_ms, &vendor, &line);
+            }
+            Event::Line {
+                at_ms,
+                daemon,
+                text,
+            } => {
+                self.housekeeping(at_ms);
+                self.write(at_ms, &daemon, &text);
+            }
+            Event::Engine(e) => self.engine = e,
+            Event::Flush(done) => {
+                let _ = self.out.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn default_vendor(&self) -> String {
+        self.engine
+            .feature_id_at(0)
+            .map(|id| self.engine.feature_vendor(id).to_string())
+            .unwrap_or_else(|| "tally".to_string())
+    }
+
+    /// TIMESTAMP lines and drop reports.
+    fn housekeeping(&mut self, now_ms: u64) {
+        if now_ms >= self.last_timestamp_ms + TIMESTAMP_EVERY_MS {
+            self.last_timestamp_ms = now_ms;
+            let date = local(now_ms).format("%-m/%-d/%Y").to_string();
+            self.write(now_ms, "lmgrd", &format!("TIMESTAMP {date}"));
+        }
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > self.reported_drops {
+            let n = dropped - self.reported_drops;
+            self.reported_drops = dropped;
+            self.write(
+                now_ms,
+                "lmgrd",
+                &format!(
+                    "{n} debug log lines dropped: the log writer fell behind ({dropped} in all)"
+                ),
+            );
+        }
+    }
+
+    fn write(&mut self, at_ms: u64, daemon: &str, text: &str) {
+        let t = local(at_ms);
+        let _ = writeln!(
+            self.out,
+            "{:>2}:{:02}:{:02} ({daemon}) {text}",
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+    }
+}
+
+fn local(ms: u64) -> chrono::DateTime<Local> {
+    Local
+        .timestamp_millis_opt(ms as i64)
+        .single()
+        .unwrap_or_else(Local::now)
+}
+
+/// FlexLM's minor code for a major code, where known (`-4,342`); 0 else.
+fn minor_code(major: i32) -> i32 {
+    match major {
+        -4 => 342,
+        -5 => 346,
+        -18 => 327,
+        _ => 0,
+    }
+}
+
+/// The text after `HH:MM:SS (VENDOR) ` for a license event.
+pub fn format_license_line(
+    _vendor: &str,
+    action: Action,
+    feature: &str,
+    h: &HolderBuf,
+    count: u32,
+) -> String {
+    let who = format!("{}@{} [{}]", h.user(), h.host(), h.handle());
+    let many = if count > 1 {
+        format!("  ({count} licenses)")
+    } else {
+        String::new()
+    };
+    match action {
+        Action::Out => format!("OUT: \"{feature}\" {who}{many}"),
+        Action::In => format!("IN: \"{feature}\" {who}{many}"),
+        Action::Denied(r) => format!(
+            "DENIED: \"{feature}\" {who}  ({} ({},{}))",
+            r.text(),
+            r.flexlm_code(),
+            minor_code(r.flexlm_code())
+        ),
+        Action::Removing => format!(
+            "REMOVING {}@{}:{} from {feature}",
+            h.user(),
+            h.host(),
+            h.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder() -> HolderBuf {
+        HolderBuf::new("USER15", "GENE-VM-2K3", "console", "ec26edf8")
+    }
+
+    #[test]
+    fn lines_match_lmgrd() {
+        let h = holder();
+        assert_eq!(
+            format_license_line("CITRIX", Action::Out, "MPM_ADV_RC", &h, 1),
+            "OUT: \"MPM_ADV_RC\" USER15@GENE-VM-2K3 [ec26edf8]"
+        );
+        assert_eq!(
+            format_license_line("CITRIX", Action::In, "MPM_ADV_RC", &h, 3),
+            "IN: \"MPM_ADV_RC\" USER15@GENE-VM-2K3 [ec26edf8]  (3 licenses)"
+        );
+        assert_eq!(
+            format_license_line("CITRIX", Action::Denied(Reason::AllInUse), "F", &h, 1),
+            "DENIED: \"F\" USER15@GENE-VM-2K3 [ec26edf8]  (Licensed number of users already reached. (-4,342))"
+        );
+        assert_eq!(
+            format_license_line("CITRIX", Action::Removing, "F", &h, 1),
+            "REMOVING USER15@GENE-VM-2K3:console from F"
+        );
+    }
+
+    #[test]
+    fn log_target_plus_means_append() {
+        assert_eq!(
+            LogTarget::from_arg("+/var/log/t.log"),
+            LogTarget::File {
+                path: "/var/log/t.log".into(),
+                append: true
+            }
+        );
+        assert_eq!(
+            LogTarget::from_arg("t.log"),
+            LogTarget::File {
+                path: "t.log".into(),
+                append: false
+            }
+        );
+    }
+}

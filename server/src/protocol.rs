@@ -1,1 +1,550 @@
-//! protocol (being written).
+//! Wire protocol v1: one request per line, one reply line per request.
+//!
+//! [`parse`] turns one line (without its LF) into a [`Command`] borrowing
+//! from the line (no allocation on success); errors carry the reply code and
+//! a text naming the offending field. The full protocol is in
+//! `docs/protocol.md`.
+
+use std::fmt;
+
+use tally_core::engine::{MAX_COUNT_PER_CHECKOUT, MAX_LINGER_MS};
+use tally_core::license::Version;
+
+/// Longest request line accepted, in bytes, not counting the LF.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// Longest single field, in bytes.
+pub const MAX_FIELD_BYTES: usize = 255;
+
+/// A parsed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `CHECKOUT <feature> <user> <host> <handle> [options]`.
+    Checkout(Checkout<'a>),
+    /// `CHECKIN <feature> <handle>`.
+    Checkin {
+        /// Feature name.
+        feature: &'a str,
+        /// Client handle.
+        handle: &'a str,
+    },
+    /// `STATUS`.
+    Status,
+    /// `PING`.
+    Ping,
+    /// `QUIT`.
+    Quit,
+    /// `AUTH <token>`.
+    Auth(&'a str),
+    /// `REMOVE <feature> <user> <host> <display>`.
+    Remove {
+        /// Feature name.
+        feature: &'a str,
+        /// User name.
+        user: &'a str,
+        /// Host name.
+        host: &'a str,
+        /// Display.
+        display: &'a str,
+    },
+    /// `REMOVE_HANDLE <feature> <ticket>`.
+    RemoveHandle {
+        /// Feature name.
+        feature: &'a str,
+        /// Numeric license handle from STATUS / lmstat.
+        ticket: u64,
+    },
+    /// `REREAD`.
+    Reread,
+    /// `DOWN`.
+    Down,
+}
+
+impl Command<'_> {
+    /// True for requests only an admin may make.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Command::Remove { .. } | Command::RemoveHandle { .. } | Command::Reread | Command::Down
+        )
+    }
+}
+
+/// The fields of a CHECKOUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkout<'a> {
+    /// Feature name.
+    pub feature: &'a str,
+    /// User name.
+    pub user: &'a str,
+    /// Host name.
+    pub host: &'a str,
+    /// Client handle.
+    pub handle: &'a str,
+    /// `display=`, or `""`.
+    pub display: &'a str,
+    /// `version=`, scaled as [`Version::scaled`].
+    pub version: Option<u64>,
+    /// `count=` (default 1).
+    pub count: u32,
+    /// `linger=` in ms (default 0).
+    pub linger_ms: u64,
+    /// `wait=` in ms (default 0).
+    pub wait_ms: u64,
+}
+
+/// Error codes of `ERR` replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrCode {
+    /// Empty line.
+    EmptyRequest,
+    /// First word is not a command.
+    UnknownCommand,
+    /// A required field is absent.
+    MissingField,
+    /// A field is empty, malformed, repeated or unknown.
+    BadField,
+    /// The line is not UTF-8.
+    BadUtf8,
+    /// The line is longer than [`MAX_LINE_BYTES`].
+    LineTooLong,
+    /// CHECKIN / REMOVE_HANDLE of something not held.
+    NotHeld,
+    /// CHECKIN of an unknown feature.
+    NoSuchFeature,
+    /// Admin request from a non-loopback peer without AUTH.
+    Forbidden,
+    /// AUTH failed.
+    AuthFailed,
+    /// REREAD could not read the license file.
+    RereadFailed,
+    /// The server is shutting down.
+    ShuttingDown,
+}
+
+impl ErrCode {
+    /// The code as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrCode::EmptyRequest => "EMPTY_REQUEST",
+            ErrCode::UnknownCommand => "UNKNOWN_COMMAND",
+            ErrCode::MissingField => "MISSING_FIELD",
+            ErrCode::BadField => "BAD_FIELD",
+            ErrCode::BadUtf8 => "BAD_UTF8",
+            ErrCode::LineTooLong => "LINE_TOO_LONG",
+            ErrCode::NotHeld => "NOT_HELD",
+            ErrCode::NoSuchFeature => "NO_SUCH_FEATURE",
+            ErrCode::Forbidden => "FORBIDDEN",
+            ErrCode::AuthFailed => "AUTH_FAILED",
+            ErrCode::RereadFailed => "REREAD_FAILED",
+            ErrCode::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
+}
+
+/// A request that could not be parsed: the reply is `ERR <code> <text>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtoError {
+    /// The code.
+    pub code: ErrCode,
+    /// What is wrong, naming the field.
+    pub text: String,
+}
+
+impl ProtoError {
+    fn new(code: ErrCode, text: impl Into<String>) -> ProtoError {
+        ProtoError {
+            code,
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for ProtoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ERR {} {}", self.code.as_str(), self.text)
+    }
+}
+
+/// Parses one request line (without the LF; a trailing CR is dropped).
+pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() > MAX_LINE_BYTES {
+        return Err(ProtoError::new(
+            ErrCode::LineTooLong,
+            format!("request is longer than {MAX_LINE_BYTES} bytes"),
+        ));
+    }
+    let text = std::str::from_utf8(line).map_err(|e| {
+        ProtoError::new(
+            ErrCode::BadUtf8,
+            format!(
+                "request is not UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if text.is_empty() {
+        return Err(ProtoError::new(ErrCode::EmptyRequest, "empty request line"));
+    }
+    let mut fields = Fields::new(text);
+    let verb = fields.next_required("command")?;
+    let cmd = if verb.eq_ignore_ascii_case("CHECKOUT") {
+        Command::Checkout(parse_checkout(&mut fields)?)
+    } else if verb.eq_ignore_ascii_case("CHECKIN") {
+        Command::Checkin {
+            feature: fields.next_required("feature")?,
+            handle: fields.next_required("handle")?,
+        }
+    } else if verb.eq_ignore_ascii_case("STATUS") {
+        Command::Status
+    } else if verb.eq_ignore_ascii_case("PING") {
+        Command::Ping
+    } else if verb.eq_ignore_ascii_case("QUIT") {
+        Command::Quit
+    } else if verb.eq_ignore_ascii_case("AUTH") {
+        Command::Auth(fields.next_required("token")?)
+    } else if verb.eq_ignore_ascii_case("REMOVE") {
+        Command::Remove {
+            feature: fields.next_required("feature")?,
+            user: fields.next_required("user")?,
+            host: fields.next_required("host")?,
+            display: fields.next_required("display")?,
+        }
+    } else if verb.eq_ignore_ascii_case("REMOVE_HANDLE") {
+        let feature = fields.next_required("feature")?;
+        let t = fields.next_required("ticket")?;
+        let ticket = t.parse().map_err(|_| {
+            ProtoError::new(
+                ErrCode::BadField,
+                format!("ticket \"{t}\" is not a number (lmstat's license handle)"),
+            )
+        })?;
+        Command::RemoveHandle { feature, ticket }
+    } else if verb.eq_ignore_ascii_case("REREAD") {
+        Command::Reread
+    } else if verb.eq_ignore_ascii_case("DOWN") {
+        Command::Down
+    } else {
+        return Err(ProtoError::new(
+            ErrCode::UnknownCommand,
+            format!(
+                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, REREAD or DOWN)",
+                printable(verb)
+            ),
+        ));
+    };
+    fields.expect_end(verb)?;
+    Ok(cmd)
+}
+
+fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoError> {
+    let mut c = Checkout {
+        feature: fields.next_required("feature")?,
+        user: fields.next_required("user")?,
+        host: fields.next_required("host")?,
+        handle: fields.next_required("handle")?,
+        display: "",
+        version: None,
+        count: 1,
+        linger_ms: 0,
+        wait_ms: 0,
+    };
+    let mut seen = [false; 5];
+    while let Some(opt) = fields.next()? {
+        let Some((key, value)) = opt.split_once('=') else {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "unexpected field \"{}\" (options are key=value: version=, count=, linger=, display=, wait=)",
+                    printable(opt)
+                ),
+            ));
+        };
+        let slot = match key {
+            "version" => 0,
+            "count" => 1,
+            "linger" => 2,
+            "display" => 3,
+            "wait" => 4,
+            _ => return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "unknown option \"{}\" (expected version=, count=, linger=, display=, wait=)",
+                    printable(key)
+                ),
+            )),
+        };
+        if std::mem::replace(&mut seen[slot], true) {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!("option {key}= given twice"),
+            ));
+        }
+        if value.is_empty() {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!("option {key}= has no value"),
+            ));
+        }
+        match slot {
+            0 => {
+                c.version = Some(Version::scaled_of(value).ok_or_else(|| {
+                    ProtoError::new(
+                        ErrCode::BadField,
+                        format!(
+                            "version=\"{}\" is not a version number (like 1.0)",
+                            printable(value)
+                        ),
+                    )
+                })?)
+            }
+            1 => {
+                let n: u32 = value.parse().map_err(|_| bad_number("count", value))?;
+                if n == 0 || n > MAX_COUNT_PER_CHECKOUT {
+                    return Err(ProtoError::new(
+                        ErrCode::BadField,
+                        format!("count={n} is out of range 1..={MAX_COUNT_PER_CHECKOUT}"),
+                    ));
+                }
+                c.count = n;
+            }
+            2 => {
+                c.linger_ms = seconds_to_ms(value).ok_or_else(|| bad_number("linger", value))?;
+                if c.linger_ms > MAX_LINGER_MS {
+                    return Err(ProtoError::new(
+                        ErrCode::BadField,
+                        format!("linger={value} is longer than 100 years"),
+                    ));
+                }
+            }
+            3 => c.display = value,
+            _ => c.wait_ms = seconds_to_ms(value).ok_or_else(|| bad_number("wait", value))?,
+        }
+    }
+    Ok(c)
+}
+
+fn bad_number(key: &str, value: &str) -> ProtoError {
+    ProtoError::new(
+        ErrCode::BadField,
+        format!(
+            "{key}=\"{}\" is not a number of seconds (like 30 or 0.5)",
+            printable(value)
+        ),
+    )
+}
+
+/// `"30"`, `"0.5"`, `"1.250"` seconds -> ms. At most 3 decimals.
+fn seconds_to_ms(text: &str) -> Option<u64> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if int.is_empty() || frac.len() > 3 || (text.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = int.parse().ok()?;
+    let mut ms = 0u64;
+    for i in 0..3 {
+        ms = ms * 10 + frac.as_bytes().get(i).map_or(0, |b| u64::from(b - b'0'));
+    }
+    secs.checked_mul(1000)?.checked_add(ms)
+}
+
+/// A field for an error message: at most 64 chars, control chars escaped.
+fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(64).flat_map(char::escape_default).collect();
+    if s.chars().count() > 64 {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Splits a line on single spaces, checking each field.
+struct Fields<'a> {
+    rest: Option<&'a str>,
+    index: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn new(line: &'a str) -> Fields<'a> {
+        Fields {
+            rest: Some(line),
+            index: 0,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<&'a str>, ProtoError> {
+        let Some(rest) = self.rest else {
+            return Ok(None);
+        };
+        let (field, rest) = match rest.split_once(' ') {
+            Some((f, r)) => (f, Some(r)),
+            None => (rest, None),
+        };
+        self.rest = rest;
+        self.index += 1;
+        if field.is_empty() {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "field {} is empty (fields are separated by single spaces)",
+                    self.index
+                ),
+            ));
+        }
+        if field.len() > MAX_FIELD_BYTES {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "field {} is longer than {MAX_FIELD_BYTES} bytes",
+                    self.index
+                ),
+            ));
+        }
+        if let Some(c) = field.chars().find(|c| c.is_control()) {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "field {} contains the control character {:?}",
+                    self.index, c
+                ),
+            ));
+        }
+        Ok(Some(field))
+    }
+
+    fn next_required(&mut self, name: &str) -> Result<&'a str, ProtoError> {
+        self.next()?.ok_or_else(|| {
+            ProtoError::new(
+                ErrCode::MissingField,
+                format!("missing field {} ({name})", self.index + 1),
+            )
+        })
+    }
+
+    fn expect_end(&mut self, verb: &str) -> Result<(), ProtoError> {
+        match self.next()? {
+            None => Ok(()),
+            Some(extra) => Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "unexpected field {} \"{}\" after {}",
+                    self.index,
+                    printable(extra),
+                    verb.to_ascii_uppercase()
+                ),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(line: &str) -> ErrCode {
+        parse(line.as_bytes()).unwrap_err().code
+    }
+
+    #[test]
+    fn checkout_with_all_options() {
+        let c = parse(b"CHECKOUT MPM_ADV_RC USER15 GENE-VM-2K3 ec26edf8 version=1.0 count=2 linger=1814400 display=console wait=0.5\r").unwrap();
+        let Command::Checkout(c) = c else { panic!() };
+        assert_eq!(
+            (c.feature, c.user, c.host, c.handle, c.display),
+            ("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8", "console")
+        );
+        assert_eq!(c.version, Some(1_000_000_000));
+        assert_eq!((c.count, c.linger_ms, c.wait_ms), (2, 1_814_400_000, 500));
+    }
+
+    #[test]
+    fn minimal_requests() {
+        assert_eq!(parse(b"ping").unwrap(), Command::Ping);
+        assert_eq!(parse(b"STATUS").unwrap(), Command::Status);
+        assert_eq!(
+            parse(b"CHECKIN F h").unwrap(),
+            Command::Checkin {
+                feature: "F",
+                handle: "h"
+            }
+        );
+        assert_eq!(
+            parse(b"REMOVE_HANDLE F 17").unwrap(),
+            Command::RemoveHandle {
+                feature: "F",
+                ticket: 17
+            }
+        );
+        assert!(parse(b"DOWN").unwrap().is_admin());
+        assert!(!parse(b"PING").unwrap().is_admin());
+    }
+
+    #[test]
+    fn malformed_requests_name_the_problem() {
+        let cases: &[(&str, ErrCode, &str)] = &[
+            ("", ErrCode::EmptyRequest, "empty"),
+            ("FROB", ErrCode::UnknownCommand, "FROB"),
+            ("CHECKOUT F u", ErrCode::MissingField, "host"),
+            ("CHECKOUT F u h", ErrCode::MissingField, "handle"),
+            ("CHECKOUT F  u h x", ErrCode::BadField, "field 3 is empty"),
+            ("CHECKOUT F u h x count=abc", ErrCode::BadField, "count"),
+            (
+                "CHECKOUT F u h x count=0",
+                ErrCode::BadField,
+                "out of range",
+            ),
+            ("CHECKOUT F u h x linger=-1", ErrCode::BadField, "linger"),
+            (
+                "CHECKOUT F u h x linger=1.2345",
+                ErrCode::BadField,
+                "linger",
+            ),
+            (
+                "CHECKOUT F u h x color=red",
+                ErrCode::BadField,
+                "unknown option",
+            ),
+            (
+                "CHECKOUT F u h x count=1 count=2",
+                ErrCode::BadField,
+                "twice",
+            ),
+            ("CHECKOUT F u h x bare", ErrCode::BadField, "key=value"),
+            ("CHECKOUT F u h x version=1.x", ErrCode::BadField, "version"),
+            ("CHECKOUT F u h x display=", ErrCode::BadField, "no value"),
+            ("CHECKIN F", ErrCode::MissingField, "handle"),
+            ("CHECKIN F h extra", ErrCode::BadField, "unexpected"),
+            ("PING now", ErrCode::BadField, "unexpected"),
+            ("REMOVE_HANDLE F x", ErrCode::BadField, "not a number"),
+            ("CHECKOUT F u\th x", ErrCode::BadField, "control"),
+        ];
+        for (line, code, needle) in cases {
+            let e = parse(line.as_bytes()).unwrap_err();
+            assert_eq!(e.code, *code, "{line:?}: {e}");
+            assert!(e.text.contains(needle), "{line:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        assert_eq!(err(&format!("CHECKIN F {long}")), ErrCode::BadField);
+        let line = "P".repeat(MAX_LINE_BYTES + 1);
+        assert_eq!(err(&line), ErrCode::LineTooLong);
+        assert_eq!(parse(b"CHECKIN F \xff").unwrap_err().code, ErrCode::BadUtf8);
+    }
+
+    #[test]
+    fn seconds_parse_exactly() {
+        assert_eq!(seconds_to_ms("1"), Some(1000));
+        assert_eq!(seconds_to_ms("0.5"), Some(500));
+        assert_eq!(seconds_to_ms("1.001"), Some(1001));
+        assert_eq!(seconds_to_ms(".5"), None);
+        assert_eq!(seconds_to_ms("1."), None);
+        assert_eq!(seconds_to_ms("1e3"), None);
+        assert_eq!(seconds_to_ms("99999999999999999999"), None);
+    }
+}

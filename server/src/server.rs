@@ -1,1 +1,1077 @@
-//! server (being written).
+//! tallyd's event loops.
+//!
+//! One loop per worker thread, each with its own mio `Poll`, connection
+//! slab, timer wheel ([`Lingers`]) and `Token`s. Every loop registers a
+//! clone of the listening socket and accepts until `WouldBlock`, so
+//! connections spread over the loops. The loops share the engine (lock-free
+//! on the checkout path) and nothing else on the request path.
+//!
+//! Edge-triggered rules, stated once: a connection is registered for
+//! READABLE | WRITABLE once and never re-registered; on every event the
+//! loop reads until `WouldBlock`, answers every complete line in order into
+//! the connection's write buffer, then writes until `WouldBlock`. If a
+//! client pipelines without reading, processing pauses at
+//! [`WRITE_HIGH_WATER`] bytes of unsent replies and resumes on WRITABLE.
+//!
+//! Linger expiry: each loop sleeps at most until its wheel's next deadline
+//! and releases what is due when it wakes; there is no periodic sweep.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use tally_core::clock::{Clock, SystemClock};
+use tally_core::engine::{
+    CheckinError, Engine, EngineConfig, FeatureId, GrantKind, HolderBuf, InstanceId, Lingers,
+    Request, Restore,
+};
+use tally_core::license::{parse_file, LicenseSet};
+
+use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
+use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
+use crate::status::{ServerInfo, Status};
+
+/// Unsent reply bytes at which a connection stops being read.
+pub const WRITE_HIGH_WATER: usize = 1 << 20;
+
+/// Longest a loop sleeps when no timer is due, so flags are seen even if a
+/// wake-up were lost.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// Bytes read from a socket per `read` call.
+const READ_CHUNK: usize = 16 * 1024;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// How to run a server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The parsed license file.
+    pub licenses: LicenseSet,
+    /// Its path, for REREAD (`None` for the embedded demo).
+    pub license_path: Option<PathBuf>,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Event-loop threads.
+    pub workers: usize,
+    /// Debug log destination.
+    pub log: LogTarget,
+    /// Token that lets non-loopback peers make admin requests.
+    pub admin_token: Option<String>,
+    /// Host name reported in STATUS and lmstat.
+    pub host_name: String,
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: io::Error,
+    },
+    /// Any other I/O failure while starting.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: io::Error,
+    },
+}
+
+fn io_err(what: &str) -> impl FnOnce(io::Error) -> ServerError + '_ {
+    move |source| ServerError::Io {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// State every loop shares (read-mostly; nothing here is touched per request
+/// except the engine).
+#[derive(Debug)]
+struct Shared {
+    engine: Mutex<Arc<Engine>>,
+    /// Bumped when the engine is replaced; loops compare it once per wake.
+    engine_gen: AtomicU64,
+    shutdown: AtomicBool,
+    /// A reread wants every loop to stop at the barrier.
+    pause: AtomicBool,
+    pause_barrier: Mutex<Option<Arc<Barrier>>>,
+    /// Held by the loop doing a reread; a second REREAD meanwhile is refused.
+    rereading: Mutex<()>,
+    /// Old instance -> (new instance, new feature), published by a reread.
+    remap: Mutex<Arc<HashMap<InstanceId, (InstanceId, FeatureId)>>>,
+    wakers: OnceLock<Vec<Arc<Waker>>>,
+    connections: AtomicU64,
+    log: LogHandle,
+    facts: Mutex<Facts>,
+    license_path: Option<PathBuf>,
+    admin_token: Option<String>,
+    workers: usize,
+    seed: (u64, u64),
+}
+
+#[derive(Debug, Clone)]
+struct Facts {
+    host: String,
+    port: u16,
+    license_file: String,
+    vendors: Vec<String>,
+    started_ms: u64,
+}
+
+impl Shared {
+    fn current_engine(&self) -> Arc<Engine> {
+        lock(&self.engine).clone()
+    }
+
+    fn wake_all(&self) {
+        if let Some(wakers) = self.wakers.get() {
+            for w in wakers {
+                let _ = w.wake();
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    log: Option<DebugLog>,
+    local_addr: SocketAddr,
+}
+
+/// Asks a running server to stop (from a signal handler thread, say).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle(Arc<Shared>);
+
+impl ShutdownHandle {
+    /// Starts an orderly shutdown.
+    pub fn shutdown(&self) {
+        self.0.shutdown.store(true, Ordering::SeqCst);
+        self.0.wake_all();
+    }
+}
+
+fn random_seed() -> (u64, u64) {
+    use std::hash::{BuildHasher, Hasher};
+    let a = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(a);
+    (a, h.finish())
+}
+
+fn vendors_of(set: &LicenseSet) -> Vec<String> {
+    let mut v: Vec<String> = set.vendors.iter().map(|v| v.name.clone()).collect();
+    for p in &set.pools {
+        if !v.contains(&p.vendor) {
+            v.push(p.vendor.clone());
+        }
+    }
+    v
+}
+
+impl Server {
+    /// Binds, starts the log writer and the loops. Returns once listening.
+    pub fn start(config: Config) -> Result<Server, ServerError> {
+        let now = SystemClock.now_ms();
+        let seed = random_seed();
+        let engine = Arc::new(Engine::new(
+            &config.licenses,
+            EngineConfig {
+                seed,
+                ..EngineConfig::default()
+            },
+        ));
+        let std_listener =
+            std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(io_err("set the listener non-blocking"))?;
+        let local_addr = std_listener
+            .local_addr()
+            .map_err(io_err("read the listen address"))?;
+        let log =
+            DebugLog::start(&config.log, engine.clone()).map_err(io_err("start the debug log"))?;
+        let handle = log.handle();
+        let workers = config.workers.max(1);
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(engine.clone()),
+            engine_gen: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            pause: AtomicBool::new(false),
+            pause_barrier: Mutex::new(None),
+            rereading: Mutex::new(()),
+            remap: Mutex::new(Arc::new(HashMap::new())),
+            wakers: OnceLock::new(),
+            connections: AtomicU64::new(0),
+            log: handle.clone(),
+            facts: Mutex::new(Facts {
+                host: config.host_name.clone(),
+                port: local_addr.port(),
+                license_file: config.licenses.source.clone(),
+                vendors: vendors_of(&config.licenses),
+                started_ms: now,
+            }),
+            license_path: config.license_path.clone(),
+            admin_token: config.admin_token.clone(),
+            workers,
+            seed,
+        });
+        log_startup(&handle, &config, local_addr, &engine, now);
+
+        let mut loops = Vec::with_capacity(workers);
+        let mut wakers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let poll = Poll::new().map_err(io_err("create a poll"))?;
+            let waker =
+                Arc::new(Waker::new(poll.registry(), WAKER).map_err(io_err("create a waker"))?);
+            let mut listener = TcpListener::from_std(
+                std_listener
+                    .try_clone()
+                    .map_err(io_err("clone the listener"))?,
+            );
+            poll.registry()
+                .register(&mut listener, LISTENER, Interest::READABLE)
+                .map_err(io_err("register the listener"))?;
+            wakers.push(waker);
+            loops.push((poll, listener));
+        }
+        let _ = shared.wakers.set(wakers);
+        let mut threads = Vec::with_capacity(workers);
+        for (i, (poll, listener)) in loops.into_iter().enumerate() {
+            let shared = shared.clone();
+            let engine = engine.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("tally-loop-{i}"))
+                .spawn(move || Loop::new(i, poll, listener, shared, engine).run())
+                .map_err(io_err("start a loop thread"))?;
+            threads.push(t);
+        }
+        Ok(Server {
+            shared,
+            workers: threads,
+            log: Some(log),
+            local_addr,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shared.clone())
+    }
+
+    /// Waits until the server is asked to stop (DOWN, or a
+    /// [`ShutdownHandle`]), then stops the loops and flushes the log.
+    pub fn wait(mut self) {
+        for t in self.workers.drain(..) {
+            let _ = t.join();
+        }
+        let now = SystemClock.now_ms();
+        let vendors = lock(&self.shared.facts).vendors.clone();
+        for v in &vendors {
+            self.shared.log.line(now, v, "Shutting down");
+        }
+        self.shared.log.line(now, "lmgrd", "tallyd shut down");
+        if let Some(log) = self.log.take() {
+            log.shutdown();
+        }
+    }
+}
+
+fn log_startup(log: &LogHandle, config: &Config, addr: SocketAddr, engine: &Engine, now: u64) {
+    let date = chrono::Local::now().format("%-m/%-d/%Y");
+    log.line(
+        now,
+        "lmgrd",
+        format!(
+            "FlexNet Licensing compatible tallyd (v{} build tally) started on {} ({}) ({date})",
+            env!("CARGO_PKG_VERSION"),
+            config.host_name,
+            std::env::consts::OS
+        ),
+    );
+    log.line(
+        now,
+        "lmgrd",
+        format!("License file(s): {}", config.licenses.source),
+    );
+    for d in &config.licenses.diagnostics {
+        log.line(
+            now,
+            "lmgrd",
+            format!("License file error, line skipped: {d}"),
+        );
+    }
+    log.line(now, "lmgrd", format!("lmgrd tcp-port {}", addr.port()));
+    for vendor in vendors_of(&config.licenses) {
+        let features: Vec<&str> = (0..engine.feature_count())
+            .filter_map(|i| engine.feature_id_at(i))
+            .filter(|&id| engine.feature_vendor(id) == vendor)
+            .map(|id| engine.feature_name(id))
+            .collect();
+        log.line(now, &vendor, "TCP_NODELAY enabled");
+        log.line(
+            now,
+            &vendor,
+            format!(
+                "Server started on {} for: {}",
+                config.host_name,
+                features.join(" ")
+            ),
+        );
+    }
+}
+
+/// A license this connection checked out (for disconnect and CHECKIN).
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    id: InstanceId,
+    feature: FeatureId,
+    holder: HolderBuf,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Instances checked out over this connection (pruned of released ones
+    /// as it grows): released on close if held until check-in.
+    held: Vec<Held>,
+    /// Prune `held` when it grows past this.
+    prune_at: usize,
+    authed: bool,
+    /// Close once `wbuf` is written.
+    closing: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
+        Conn {
+            stream,
+            peer,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::with_capacity(4096),
+            held: Vec::new(),
+            prune_at: 64,
+            authed: false,
+            closing: false,
+        }
+    }
+}
+
+/// Which instances an admin removal picks.
+#[derive(Debug, Clone, Copy)]
+enum Pick<'a> {
+    /// lmremove's `feature user host display`.
+    Names {
+        user: &'a str,
+        host: &'a str,
+        display: &'a str,
+    },
+    /// lmremove -h: the numeric license handle.
+    Ticket(u64),
+}
+
+/// One event loop: its sockets, and the context requests are served in.
+struct Loop {
+    poll: Poll,
+    listener: TcpListener,
+    conns: slab::Slab<Conn>,
+    ctx: Ctx,
+}
+
+/// Everything a request needs besides its connection.
+struct Ctx {
+    index: usize,
+    shared: Arc<Shared>,
+    engine: Arc<Engine>,
+    engine_gen: u64,
+    lingers: Lingers,
+    log: LogHandle,
+}
+
+impl Loop {
+    fn new(
+        index: usize,
+        poll: Poll,
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        engine: Arc<Engine>,
+    ) -> Loop {
+        Loop {
+            poll,
+            listener,
+            conns: slab::Slab::new(),
+            ctx: Ctx {
+                index,
+                log: shared.log.clone(),
+                engine_gen: shared.engine_gen.load(Ordering::SeqCst),
+                shared,
+                engine,
+                lingers: Lingers::new(SystemClock.now_ms()),
+            },
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = SystemClock.now_ms();
+            let wait = self.ctx.lingers.next_deadline().map_or(MAX_POLL_WAIT, |d| {
+                Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
+            });
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("tallyd: loop {}: poll failed: {e}", self.ctx.index);
+                    return;
+                }
+            }
+            if self.ctx.shared.shutdown.load(Ordering::SeqCst) {
+                self.close_all();
+                return;
+            }
+            if self.ctx.shared.pause.load(Ordering::SeqCst) {
+                self.wait_out_reread();
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => self.on_conn_event(t - FIRST_CONN),
+                }
+            }
+            self.ctx.expire(SystemClock.now_ms());
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key() + FIRST_CONN);
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        eprintln!("tallyd: cannot register a connection from {peer}: {e}");
+                        continue;
+                    }
+                    entry.insert(Conn::new(stream, peer));
+                    self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: say so, try again on the next event.
+                    eprintln!("tallyd: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_conn_event(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut keep = self.ctx.serve(conn);
+        if self.ctx.engine_gen != self.ctx.shared.engine_gen.load(Ordering::SeqCst) {
+            // This loop just did a REREAD: move every connection's ids
+            // across, then finish what this connection had pipelined.
+            self.adopt_engine();
+            if keep {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    keep = self.ctx.serve(conn);
+                }
+            }
+        }
+        if !keep {
+            let conn = self.conns.remove(key);
+            self.close(conn);
+        }
+    }
+
+    fn close(&mut self, mut conn: Conn) {
+        let now = SystemClock.now_ms();
+        for h in conn.held.drain(..) {
+            if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
+                self.ctx.log.license(
+                    now,
+                    Action::In,
+                    FeatureRef::Id(r.feature),
+                    r.holder,
+                    r.count,
+                );
+            }
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.ctx.shared.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn close_all(&mut self) {
+        for mut conn in self.conns.drain() {
+            let _ = flush(&mut conn);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.ctx.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        let _ = self.poll.registry().deregister(&mut self.listener);
+    }
+
+    /// Another loop is rereading: park at its barrier, then adopt the new
+    /// engine. Our timers point at old ids; the rereader re-armed every
+    /// lingering instance in its own wheel, so ours are dropped.
+    fn wait_out_reread(&mut self) {
+        let barrier = lock(&self.ctx.shared.pause_barrier).clone();
+        if let Some(b) = barrier {
+            b.wait(); // the rereader now moves the instances
+            b.wait(); // done
+            self.ctx.lingers = Lingers::new(SystemClock.now_ms());
+            self.adopt_engine();
+        }
+    }
+
+    /// Switches to the shared engine and maps every connection's held ids.
+    fn adopt_engine(&mut self) {
+        let remap = lock(&self.ctx.shared.remap).clone();
+        for (_, c) in self.conns.iter_mut() {
+            c.held.retain_mut(|h| match remap.get(&h.id) {
+                Some(&(id, feature)) => {
+                    h.id = id;
+                    h.feature = feature;
+                    true
+                }
+                None => false,
+            });
+        }
+        self.ctx.engine = self.ctx.shared.current_engine();
+        self.ctx.engine_gen = self.ctx.shared.engine_gen.load(Ordering::SeqCst);
+    }
+}
+
+impl Ctx {
+    fn expire(&mut self, now: u64) {
+        let (engine, log) = (&self.engine, &self.log);
+        self.lingers.expire(engine, now, |r| {
+            log.license(
+                now,
+                Action::In,
+                FeatureRef::Id(r.feature),
+                r.holder,
+                r.count,
+            );
+        });
+    }
+
+    /// Reads, answers and writes as far as the socket allows. Returns false
+    /// when the connection is done.
+    fn serve(&mut self, conn: &mut Conn) -> bool {
+        let mut peer_closed = false;
+        let mut chunk = [0u8; READ_CHUNK];
+        loop {
+            // Answer what is buffered before reading more (backpressure).
+            if !self.process_lines(conn) {
+                break;
+            }
+            match conn.stream.read(&mut chunk) {
+                Ok(0) => {
+                    peer_closed = true;
+                    break;
+                }
+                Ok(n) => conn.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+        if !flush(conn) {
+            return false;
+        }
+        if !conn.closing && conn.wbuf.len() < WRITE_HIGH_WATER {
+            // Writing made room: answer what is still buffered.
+            self.process_lines(conn);
+            if !flush(conn) {
+                return false;
+            }
+        }
+        if conn.closing {
+            return !conn.wbuf.is_empty();
+        }
+        // A peer that half-closed still gets its replies.
+        !(peer_closed && conn.wbuf.is_empty())
+    }
+
+    /// Answers every complete line in `rbuf`. Returns false to stop reading
+    /// (the connection is closing, its replies are backed up, or a reread
+    /// happened and the connection's ids must be mapped first).
+    fn process_lines(&mut self, conn: &mut Conn) -> bool {
+        loop {
+            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER {
+                return false;
+            }
+            if self.engine_gen != self.shared.engine_gen.load(Ordering::Relaxed) {
+                return false;
+            }
+            let Some(nl) = conn.rbuf.iter().position(|&b| b == b'\n') else {
+                if conn.rbuf.len() > MAX_LINE_BYTES {
+                    let e = ProtoError {
+                        code: ErrCode::LineTooLong,
+                        text: format!(
+                            "request is longer than {MAX_LINE_BYTES} bytes without a newline; closing"
+                        ),
+                    };
+                    let _ = writeln!(conn.wbuf, "{e}");
+                    conn.closing = true;
+                    return false;
+                }
+                return true;
+            };
+            let line = conn.rbuf.split_to(nl + 1);
+            self.answer(conn, &line[..nl]);
+        }
+    }
+
+    fn answer(&mut self, conn: &mut Conn, line: &[u8]) {
+        let now = SystemClock.now_ms();
+        let cmd = match protocol::parse(line) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = writeln!(conn.wbuf, "{e}");
+                if e.code == ErrCode::LineTooLong {
+                    conn.closing = true;
+                }
+                return;
+            }
+        };
+        if cmd.is_admin() && !conn.peer.ip().is_loopback() && !conn.authed {
+            let _ = writeln!(
+                conn.wbuf,
+                "ERR FORBIDDEN admin requests from {} need AUTH <token> first",
+                conn.peer.ip()
+            );
+            return;
+        }
+        match cmd {
+            Command::Checkout(c) => self.checkout(conn, &c, now),
+            Command::Checkin { feature, handle } => self.checkin(conn, feature, handle, now),
+            Command::Status => {
+                let json = serde_json::to_string(&self.status(now))
+                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+                let _ = writeln!(conn.wbuf, "OK {json}");
+            }
+            Command::Ping => conn.wbuf.extend_from_slice(b"PONG\n"),
+            Command::Quit => {
+                conn.wbuf.extend_from_slice(b"BYE\n");
+                conn.closing = true;
+            }
+            Command::Auth(token) => self.auth(conn, token),
+            Command::Remove {
+                feature,
+                user,
+                host,
+                display,
+            } => self.remove(
+                conn,
+                feature,
+                Pick::Names {
+                    user,
+                    host,
+                    display,
+                },
+                now,
+            ),
+            Command::RemoveHandle { feature, ticket } => {
+                self.remove(conn, feature, Pick::Ticket(ticket), now)
+            }
+            Command::Reread => self.reread(conn, now),
+            Command::Down => {
+                conn.wbuf.extend_from_slice(b"OK DOWN\n");
+                self.log.line(
+                    now,
+                    "lmgrd",
+                    format!("SERVER shutdown requested by {}", conn.peer),
+                );
+                conn.closing = true;
+                let _ = flush(conn);
+                self.shared.shutdown.store(true, Ordering::SeqCst);
+                self.shared.wake_all();
+            }
+        }
+    }
+
+    fn auth(&self, conn: &mut Conn, token: &str) {
+        match &self.shared.admin_token {
+            Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => {
+                conn.authed = true;
+                conn.wbuf.extend_from_slice(b"OK AUTH\n");
+            }
+            Some(_) => conn
+                .wbuf
+                .extend_from_slice(b"ERR AUTH_FAILED wrong admin token\n"),
+            None => conn.wbuf.extend_from_slice(
+                b"ERR AUTH_FAILED this server has no admin token (start tallyd with --admin-token-file)\n",
+            ),
+        }
+    }
+
+    fn checkout(&mut self, conn: &mut Conn, c: &protocol::Checkout<'_>, now: u64) {
+        let req = Request {
+            feature: c.feature,
+            user: c.user,
+            host: c.host,
+            display: c.display,
+            handle: c.handle,
+            version: c.version,
+            count: c.count,
+            linger_ms: c.linger_ms,
+        };
+        let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+        match self.engine.checkout(&req, now) {
+            Ok(g) => {
+                self.lingers.track(&g);
+                self.log
+                    .license(now, Action::Out, FeatureRef::Id(g.feature), holder, g.count);
+                match g.kind {
+                    // Startup: out and at once in. Renewal: lmgrd logs the
+                    // duplicate instance's check-in (seed 002), which keeps
+                    // OUT and IN lines balanced for log parsers.
+                    GrantKind::Startup | GrantKind::Renewed => self.log.license(
+                        now,
+                        Action::In,
+                        FeatureRef::Id(g.feature),
+                        holder,
+                        g.count,
+                    ),
+                    GrantKind::New | GrantKind::Uncounted => {}
+                }
+                if let Some(id) = g.id {
+                    if !conn.held.iter().any(|h| h.id == id) {
+                        self.prune_held(conn);
+                        conn.held.push(Held {
+                            id,
+                            feature: g.feature,
+                            holder,
+                        });
+                    }
+                }
+                let _ = writeln!(
+                    conn.wbuf,
+                    "OK {} {} {}",
+                    c.feature,
+                    c.handle,
+                    g.deadline.unwrap_or(0)
+                );
+            }
+            Err(d) => {
+                let f = match self.engine.feature_id(c.feature) {
+                    Some(id) => FeatureRef::Id(id),
+                    None => FeatureRef::Name(c.feature.into()),
+                };
+                self.log
+                    .license(now, Action::Denied(d.reason), f, holder, c.count);
+                let _ = writeln!(
+                    conn.wbuf,
+                    "DENIED {} {} {} {} {}",
+                    c.feature,
+                    c.handle,
+                    d.reason.name(),
+                    d.reason.flexlm_code(),
+                    d.reason.text()
+                );
+            }
+        }
+    }
+
+    /// Drops entries for instances no longer held, when the list has grown.
+    fn prune_held(&self, conn: &mut Conn) {
+        if conn.held.len() >= conn.prune_at {
+            let engine = &self.engine;
+            conn.held.retain(|h| engine.is_live(h.id));
+            conn.prune_at = (conn.held.len() * 2).max(64);
+        }
+    }
+
+    fn checkin(&mut self, conn: &mut Conn, feature: &str, handle: &str, now: u64) {
+        // Under DUP_GROUP the instance is keyed by the names this connection
+        // checked it out with; by handle, the names do not matter.
+        let mine = self.engine.feature_id(feature).and_then(|fid| {
+            conn.held
+                .iter()
+                .position(|h| h.feature == fid && h.holder.handle() == handle)
+        });
+        let names = mine.map(|i| conn.held[i].holder);
+        let (user, host, display) = names
+            .as_ref()
+            .map_or(("", "", ""), |h| (h.user(), h.host(), h.display()));
+        match self.engine.checkin(feature, user, host, display, handle) {
+            Ok(r) => {
+                if let Some(i) = mine {
+                    conn.held.swap_remove(i);
+                }
+                self.log.license(
+                    now,
+                    Action::In,
+                    FeatureRef::Id(r.feature),
+                    r.holder,
+                    r.count,
+                );
+                let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+            }
+            Err(CheckinError::NoSuchFeature) => {
+                let _ = writeln!(
+                    conn.wbuf,
+                    "ERR NO_SUCH_FEATURE the license file has no feature \"{feature}\""
+                );
+            }
+            Err(CheckinError::NotHeld) => {
+                let _ = writeln!(
+                    conn.wbuf,
+                    "ERR NOT_HELD handle {handle} holds no license of {feature}"
+                );
+            }
+        }
+    }
+
+    fn status(&self, now: u64) -> Status {
+        let facts = lock(&self.shared.facts).clone();
+        let info = ServerInfo {
+            name: "tallyd".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            host: facts.host,
+            port: facts.port,
+            license_file: facts.license_file,
+            vendors: facts.vendors,
+            started_ms: facts.started_ms,
+            now_ms: now,
+            connections: self.shared.connections.load(Ordering::Relaxed),
+            log_dropped: self.log.dropped(),
+        };
+        Status::from_snapshot(&self.engine.snapshot(now), info)
+    }
+
+    /// REMOVE / REMOVE_HANDLE: checks in the feature's instances `pick`
+    /// selects, logging each as lmremove does.
+    fn remove(&mut self, conn: &mut Conn, feature: &str, pick: Pick<'_>, now: u64) {
+        let Some(fid) = self.engine.feature_id(feature) else {
+            let _ = writeln!(
+                conn.wbuf,
+                "ERR NO_SUCH_FEATURE the license file has no feature \"{feature}\""
+            );
+            return;
+        };
+        let mut removed = 0;
+        for f in self
+            .engine
+            .snapshot(now)
+            .features
+            .iter()
+            .filter(|f| f.name == feature)
+        {
+            for h in f.pools.iter().flat_map(|p| &p.holders) {
+                let selected = match pick {
+                    Pick::Names {
+                        user,
+                        host,
+                        display,
+                    } => h.user == user && h.host == host && h.display == display,
+                    Pick::Ticket(t) => h.ticket == t,
+                };
+                if !selected {
+                    continue;
+                }
+                if let Some(r) = self.engine.release(h.id) {
+                    removed += 1;
+                    let f = FeatureRef::Id(fid);
+                    self.log
+                        .license(now, Action::Removing, f.clone(), r.holder, r.count);
+                    self.log.license(now, Action::In, f, r.holder, r.count);
+                }
+            }
+        }
+        match pick {
+            Pick::Ticket(t) if removed == 0 => {
+                let _ = writeln!(
+                    conn.wbuf,
+                    "ERR NOT_HELD no license of {feature} has handle {t}"
+                );
+            }
+            _ => {
+                let _ = writeln!(conn.wbuf, "OK REMOVED {removed}");
+            }
+        }
+    }
+
+    /// REREAD: parse the file, park every other loop at a barrier, move the
+    /// live instances into a new engine (with their deadlines, names and
+    /// start times), publish it, and let the loops go on. Nothing held is
+    /// dropped or counted twice; instances of features the new file lacks
+    /// are checked in and logged.
+    fn reread(&mut self, conn: &mut Conn, now: u64) {
+        let shared = self.shared.clone();
+        let Ok(_only_one) = shared.rereading.try_lock() else {
+            conn.wbuf
+                .extend_from_slice(b"ERR REREAD_FAILED another reread is in progress\n");
+            return;
+        };
+        let licenses = match &shared.license_path {
+            Some(path) => match parse_file(path) {
+                Ok(set) => set,
+                Err(e) => {
+                    let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
+                    return;
+                }
+            },
+            None => {
+                tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE)
+            }
+        };
+        let new_engine = Arc::new(Engine::new(
+            &licenses,
+            EngineConfig {
+                seed: shared.seed,
+                ..EngineConfig::default()
+            },
+        ));
+        let barrier = Arc::new(Barrier::new(shared.workers));
+        *lock(&shared.pause_barrier) = Some(barrier.clone());
+        shared.pause.store(true, Ordering::SeqCst);
+        shared.wake_all();
+        barrier.wait(); // every other loop is parked
+
+        // Ids of the old engine must never reach the new one: start a new
+        // wheel and arm it for every instance moved across.
+        self.lingers = Lingers::new(now);
+        let mut remap = HashMap::new();
+        let mut removed = 0usize;
+        for f in self.engine.snapshot(now).features {
+            for p in f.pools {
+                for h in p.holders {
+                    let r = Restore {
+                        feature: &f.name,
+                        user: &h.user,
+                        host: &h.host,
+                        display: &h.display,
+                        handle: &h.handle,
+                        count: h.count,
+                        version: p.version.scaled(),
+                        since_ms: h.since_ms,
+                        linger_ms: h.linger_ms,
+                        deadline_ms: h.deadline_ms,
+                    };
+                    match new_engine.restore(&r) {
+                        Ok(id) => {
+                            if let Some(d) = h.deadline_ms {
+                                self.lingers.arm(id, d);
+                            }
+                            let fid = new_engine.feature_id(&f.name);
+                            remap.insert(h.id, (id, fid.unwrap_or(FeatureId(0))));
+                        }
+                        Err(why) => {
+                            removed += 1;
+                            self.log.line(
+                                now,
+                                &f.vendor,
+                                format!(
+                                    "REMOVING {}@{}:{} from {} (after reread: {})",
+                                    h.user,
+                                    h.host,
+                                    h.display,
+                                    f.name,
+                                    why.text()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let kept = remap.len();
+        *lock(&shared.remap) = Arc::new(remap);
+        *lock(&shared.engine) = new_engine.clone();
+        {
+            let mut facts = lock(&shared.facts);
+            facts.license_file = licenses.source.clone();
+            facts.vendors = vendors_of(&licenses);
+        }
+        self.log.send(Event::Engine(new_engine.clone()));
+        self.engine = new_engine;
+        shared.engine_gen.fetch_add(1, Ordering::SeqCst);
+        shared.pause.store(false, Ordering::SeqCst);
+        let (pools, diags) = (licenses.pools.len(), licenses.diagnostics.len());
+        self.log.line(
+            now,
+            "lmgrd",
+            format!(
+                "Reread license file {}: {pools} pools, {diags} lines rejected, {kept} checkouts kept, {removed} removed",
+                licenses.source
+            ),
+        );
+        for d in &licenses.diagnostics {
+            self.log.line(
+                now,
+                "lmgrd",
+                format!("License file error, line skipped: {d}"),
+            );
+        }
+        barrier.wait(); // let the others go on
+                        // `engine_gen` stays behind the shared one until the loop has
+                        // mapped its connections' ids (see `Loop::on_conn_event`).
+        let _ = writeln!(conn.wbuf, "OK REREAD {pools} {diags}");
+    }
+}
+
+/// Writes `wbuf` until it is empty or the socket would block. False if the
+/// connection broke.
+fn flush(conn: &mut Conn) -> bool {
+    while !conn.wbuf.is_empty() {
+        match conn.stream.write(&conn.wbuf) {
+            Ok(0) => return false,
+            Ok(n) => conn.wbuf.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Compares secrets without an early exit on the first difference.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

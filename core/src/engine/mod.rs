@@ -148,6 +148,32 @@ impl<'a> Request<'a> {
     }
 }
 
+/// An instance that was already out, to put back into an engine (after a
+/// license-file reread, or from a journal after a restart).
+#[derive(Debug, Clone, Copy)]
+pub struct Restore<'a> {
+    /// Feature name.
+    pub feature: &'a str,
+    /// User.
+    pub user: &'a str,
+    /// Host.
+    pub host: &'a str,
+    /// Display.
+    pub display: &'a str,
+    /// Client handle.
+    pub handle: &'a str,
+    /// Licenses held.
+    pub count: u32,
+    /// Version of the pool it was charged to (the new pool must serve it).
+    pub version: u64,
+    /// First checkout, Unix ms.
+    pub since_ms: Millis,
+    /// Linger of the latest checkout, ms.
+    pub linger_ms: u64,
+    /// Deadline, Unix ms; `None` = held until check-in.
+    pub deadline_ms: Option<Millis>,
+}
+
 /// How a checkout was satisfied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrantKind {
@@ -288,6 +314,16 @@ impl Engine {
     /// Number of slots in the checkout table.
     pub fn table_slots(&self) -> usize {
         self.table.slot_count()
+    }
+
+    /// Number of features.
+    pub fn feature_count(&self) -> usize {
+        self.features.len()
+    }
+
+    /// The `i`-th feature in license-file order.
+    pub fn feature_id_at(&self, i: usize) -> Option<FeatureId> {
+        (i < self.features.len()).then_some(FeatureId(i as u32))
     }
 
     /// Looks a feature up by name.
@@ -507,6 +543,58 @@ impl Engine {
             )
             .ok_or(CheckinError::NotHeld)?;
         self.release(id).ok_or(CheckinError::NotHeld)
+    }
+
+    /// Whether instance `id` is still held.
+    pub fn is_live(&self, id: InstanceId) -> bool {
+        self.table.read(id).is_some()
+    }
+
+    /// Puts back an instance that was already out. It is charged to the
+    /// first counted pool of the feature serving its version, even beyond
+    /// that pool's limit (nothing already out is revoked; the pool refuses
+    /// new checkouts until it drains). Returns the new id, or why it cannot
+    /// be restored (the feature or a pool of its version is gone, or it is
+    /// uncounted / a startup license, which hold nothing).
+    pub fn restore(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
+        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let feature = &self.features[fid as usize];
+        let p = feature
+            .pools
+            .iter()
+            .copied()
+            .find(|&p| {
+                let pool = &self.pools[p as usize];
+                pool.counted && !pool.startup && pool.version >= r.version
+            })
+            .ok_or(Reason::VersionTooHigh)?;
+        let fields = KeyFields {
+            user: r.user,
+            host: r.host,
+            display: r.display,
+            handle: r.handle,
+        };
+        let key = InstanceKey::new(self.seed, fid, feature.dup, fields);
+        let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
+        let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
+        loop {
+            let used = match self.table.lookup(key) {
+                Lookup::Live(id) => return Ok(id),
+                Lookup::Absent(used) => used,
+            };
+            match self
+                .table
+                .claim(key, used, r.since_ms, r.linger_ms, &holder)
+            {
+                Claim::Owned(c) => {
+                    self.pools[p as usize].force(r.count);
+                    return Ok(self.table.publish(c, p, r.count, deadline));
+                }
+                Claim::Exists(id) => return Ok(id),
+                Claim::Retry => {}
+                Claim::Full => return Err(Reason::TableFull),
+            }
+        }
     }
 
     /// Checks in instance `id` whatever its deadline (admin removal,

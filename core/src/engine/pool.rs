@@ -65,6 +65,13 @@ impl Pool {
         }
     }
 
+    /// Takes `n` licenses whatever the limit: for restoring instances that
+    /// were already out (after a reread that shrank the pool, or a restart).
+    /// The pool then refuses new checkouts until it drains below its limit.
+    pub(crate) fn force(&self, n: u32) -> u32 {
+        self.in_use.fetch_add(n, Ordering::Relaxed) + n
+    }
+
     /// Gives back `n` licenses taken by [`Pool::reserve`].
     pub(crate) fn unreserve(&self, n: u32) {
         let before = self.in_use.fetch_sub(n, Ordering::Relaxed);

@@ -371,3 +371,49 @@ fn threads_racing_one_handle_take_one_license() {
         e.checkin("F", "user", "host", "", &h).unwrap();
     }
 }
+
+#[test]
+fn restore_puts_instances_back_even_over_the_limit() {
+    let e = engine(vec![line("F", "2.0", Some(1))]);
+    let r = |handle| Restore {
+        feature: "F",
+        user: "u",
+        host: "h",
+        display: "d",
+        handle,
+        count: 1,
+        version: Version::scaled_of("1.0").unwrap(),
+        since_ms: NOW - 5,
+        linger_ms: 10 * SEC,
+        deadline_ms: Some(NOW + 10 * SEC),
+    };
+    let a = e.restore(&r("a")).unwrap();
+    let b = e.restore(&r("b")).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(
+        e.restore(&r("a")).unwrap(),
+        a,
+        "restoring twice keeps one instance"
+    );
+    let s = e.snapshot(NOW);
+    assert_eq!(
+        s.features[0].pools[0].in_use, 2,
+        "over the limit, nothing revoked"
+    );
+    assert_eq!(s.features[0].pools[0].holders[0].since_ms, NOW - 5);
+    assert_eq!(
+        e.checkout(&req("F", "c"), NOW).unwrap_err().reason,
+        Reason::AllInUse
+    );
+    e.checkin("F", "u", "h", "d", "a").unwrap();
+    assert_eq!(
+        e.checkout(&req("F", "c"), NOW).unwrap_err().reason,
+        Reason::AllInUse,
+        "still at the limit"
+    );
+    e.checkin("F", "u", "h", "d", "b").unwrap();
+    assert!(e.checkout(&req("F", "c"), NOW).is_ok());
+    let mut gone = r("x");
+    gone.feature = "G";
+    assert_eq!(e.restore(&gone), Err(Reason::NoSuchFeature));
+}

@@ -1,1 +1,165 @@
-fn main() {}
+//! tallyd: the tally license server.
+//!
+//! `tallyd` with no arguments serves the embedded demo license on
+//! 127.0.0.1:27000 and logs to stderr. See `docs/operations.md`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tally_core::license::{parse_file, parse_str, LicenseSet};
+use tally_server::debuglog::LogTarget;
+use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
+use tally_server::server::{Config, Server};
+
+/// Port used when neither --port nor the license's SERVER line gives one.
+const DEFAULT_PORT: u16 = 27000;
+
+/// tally license server: FlexLM-compatible license files, lmgrd-style log.
+#[derive(Debug, Parser)]
+#[command(name = "tallyd", version, about, long_about = None)]
+struct Args {
+    /// License file (FlexLM syntax). Without it, the embedded demo license.
+    #[arg(short = 'c', value_name = "LICENSE_FILE")]
+    license: Option<PathBuf>,
+
+    /// Debug log file; `+FILE` appends (lmgrd's convention), `FILE`
+    /// truncates at start. Default: standard error.
+    #[arg(short = 'l', value_name = "[+]LOG_FILE")]
+    log: Option<String>,
+
+    /// FlexLM options file. Not supported yet: tallyd refuses to start
+    /// rather than ignore your INCLUDE/EXCLUDE/RESERVE rules.
+    #[arg(long = "options", value_name = "OPTIONS_FILE")]
+    options: Option<PathBuf>,
+
+    /// TCP port (default: the SERVER line's port, else 27000).
+    #[arg(long)]
+    port: Option<u16>,
+
+    /// Address to listen on. The default, 127.0.0.1, serves this machine
+    /// only; use 0.0.0.0 (or a specific address) to serve a farm.
+    #[arg(long, value_name = "ADDR", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    listen: IpAddr,
+
+    /// Event-loop threads (default: the number of cores).
+    #[arg(long)]
+    workers: Option<usize>,
+
+    /// File holding the token that lets non-loopback peers make admin
+    /// requests (AUTH <token>). Without it, admin is loopback-only.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+
+    /// Host name reported in status (default: the SERVER line's host, or
+    /// this machine's name).
+    #[arg(long)]
+    host_name: Option<String>,
+}
+
+fn machine_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
+    let set = match path {
+        Some(p) => parse_file(p).map_err(|e| e.to_string())?,
+        None => parse_str(DEMO_SOURCE, DEMO_LICENSE),
+    };
+    for d in &set.diagnostics {
+        eprintln!("tallyd: warning: {d} (line skipped)");
+    }
+    if set.pools.is_empty() {
+        return Err(format!(
+            "{}: no FEATURE or INCREMENT line loaded: nothing to serve",
+            set.source
+        ));
+    }
+    Ok(set)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    if let Some(opts) = &args.options {
+        return Err(format!(
+            "options files are not supported yet ({}); tallyd will not start and ignore its rules. Remove --options to run without them.",
+            opts.display()
+        ));
+    }
+    let licenses = load_licenses(args.license.as_ref())?;
+    let server_line = licenses.servers.first();
+    let port = args
+        .port
+        .or(server_line.and_then(|s| s.port))
+        .unwrap_or(DEFAULT_PORT);
+    let host_name =
+        args.host_name
+            .clone()
+            .unwrap_or_else(|| match server_line.map(|s| s.host.as_str()) {
+                Some(h) if !h.eq_ignore_ascii_case("this_host") && !h.is_empty() => h.to_string(),
+                _ => machine_host_name(),
+            });
+    let admin_token = match &args.admin_token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read admin token file {}: {e}", p.display()))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                return Err(format!("admin token file {} is empty", p.display()));
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let config = Config {
+        licenses,
+        license_path: args.license.clone(),
+        listen: SocketAddr::new(args.listen, port),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        log: args
+            .log
+            .as_deref()
+            .map_or(LogTarget::Stderr, LogTarget::from_arg),
+        admin_token,
+        host_name,
+    };
+    let server = Server::start(config).map_err(|e| e.to_string())?;
+    eprintln!(
+        "tallyd: serving {} on {}",
+        args.license
+            .as_ref()
+            .map_or(DEMO_SOURCE.to_string(), |p| p.display().to_string()),
+        server.local_addr()
+    );
+    let stop = server.shutdown_handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let signal_handle = signals.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            stop.shutdown();
+        }
+    });
+    server.wait();
+    signal_handle.close();
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tallyd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
