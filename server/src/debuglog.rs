@@ -117,6 +117,8 @@ pub enum Event {
     Engine(Arc<Engine>),
     /// Write everything queued so far, then answer.
     Flush(Sender<()>),
+    /// Write everything queued so far and end the writer thread.
+    Stop,
 }
 
 /// The loops' end of the log: cheap to clone, never blocks.
@@ -229,14 +231,11 @@ impl DebugLog {
         self.handle.clone()
     }
 
-    /// Writes everything queued and stops the writer.
+    /// Writes everything queued and stops the writer (handles still held
+    /// elsewhere then count their events as dropped).
     pub fn shutdown(mut self) {
-        self.handle.flush();
-        let DebugLog { handle, thread } = &mut self;
-        // Dropping our sender ends the writer once the loops' handles are gone.
-        let (dead_tx, _) = bounded(1);
-        let _ = std::mem::replace(&mut handle.tx, dead_tx);
-        if let Some(t) = thread.take() {
+        let _ = self.handle.tx.send(Event::Stop);
+        if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
@@ -262,17 +261,23 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            self.handle(event);
+            if !self.handle(event) {
+                break;
+            }
             // Drain what is there, then flush once.
             while let Ok(e) = rx.try_recv() {
-                self.handle(e);
+                if !self.handle(e) {
+                    let _ = self.out.flush();
+                    return;
+                }
             }
             let _ = self.out.flush();
         }
         let _ = self.out.flush();
     }
 
-    fn handle(&mut self, event: Event) {
+    /// Writes one event; false on [`Event::Stop`].
+    fn handle(&mut self, event: Event) -> bool {
         match event {
             Event::License {
                 at_ms,
@@ -305,7 +310,9 @@ impl Writer {
                 let _ = self.out.flush();
                 let _ = done.send(());
             }
+            Event::Stop => return false,
         }
+        true
     }
 
     fn default_vendor(&self) -> String {

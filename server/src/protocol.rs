@@ -267,13 +267,15 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
             "linger" => 2,
             "display" => 3,
             "wait" => 4,
-            _ => return Err(ProtoError::new(
-                ErrCode::BadField,
-                format!(
+            _ => {
+                return Err(ProtoError::new(
+                    ErrCode::BadField,
+                    format!(
                     "unknown option \"{}\" (expected version=, count=, linger=, display=, wait=)",
                     printable(key)
                 ),
-            )),
+                ))
+            }
         };
         if std::mem::replace(&mut seen[slot], true) {
             return Err(ProtoError::new(

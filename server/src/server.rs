@@ -679,7 +679,7 @@ impl Ctx {
                 return;
             }
         };
-        if cmd.is_admin() && !conn.peer.ip().is_loopback() && !conn.authed {
+        if cmd.is_admin() && !is_local_admin(conn.peer.ip()) && !conn.authed {
             let _ = writeln!(
                 conn.wbuf,
                 "ERR FORBIDDEN admin requests from {} need AUTH <token> first",
@@ -1069,6 +1069,18 @@ fn flush(conn: &mut Conn) -> bool {
         }
     }
     true
+}
+
+/// Peers that may make admin requests without AUTH: exactly 127.0.0.1 and
+/// ::1 (and ::ffff:127.0.0.1). Other 127.x sources, such as a port-forwarding
+/// proxy, count as remote.
+fn is_local_admin(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
 }
 
 /// Compares secrets without an early exit on the first difference.

@@ -1,0 +1,238 @@
+//! Starts the real `tallyd` binary on a free port and talks to it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest a test waits for one reply before failing (generous: CI is slow).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "tally-test-{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            name
+        ));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running tallyd.
+pub struct Tallyd {
+    child: Child,
+    pub addr: SocketAddr,
+    pub license: PathBuf,
+    pub log: PathBuf,
+    pub scratch: Scratch,
+}
+
+impl Tallyd {
+    /// Starts tallyd on `license_text` (written to a file), on 127.0.0.1 and
+    /// a free port, logging to a file, with `extra` arguments.
+    pub fn start(license_text: &str, extra: &[&str]) -> Tallyd {
+        let scratch = Scratch::new("tallyd");
+        let license = scratch.path("license.lic");
+        std::fs::write(&license, license_text).expect("write license");
+        let log = scratch.path("debug.log");
+        let log_arg = format!("+{}", log.display());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyd"))
+            .arg("-c")
+            .arg(&license)
+            .args(["-l", &log_arg, "--port", "0", "--workers", "2"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tallyd");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("tallyd exited before listening")
+                .expect("read tallyd stderr");
+            if let Some(rest) = line.strip_prefix("tallyd: serving ") {
+                let a = rest.rsplit(" on ").next().expect("address");
+                break a.parse().expect("socket address");
+            }
+        };
+        // Keep draining stderr so tallyd never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Tallyd {
+            child,
+            addr,
+            license,
+            log,
+            scratch,
+        }
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::new(TcpStream::connect(self.addr).expect("connect to tallyd"))
+    }
+
+    /// Connects from a given local address (e.g. 127.0.0.2).
+    pub fn connect_from(&self, local: &str) -> Client {
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let local: SocketAddr = format!("{local}:0").parse().expect("local addr");
+        sock.bind(&local.into()).expect("bind local address");
+        sock.connect(&self.addr.into()).expect("connect");
+        Client::new(sock.into())
+    }
+
+    /// The debug log's lines with the `HH:MM:SS ` prefix removed.
+    pub fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                l.trim_start()
+                    .splitn(2, ' ')
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// Waits for the process to exit (after DOWN), up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn license_path(&self) -> &Path {
+        &self.license
+    }
+}
+
+impl Drop for Tallyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One protocol connection.
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Client {
+    pub fn new(stream: TcpStream) -> Client {
+        stream
+            .set_read_timeout(Some(REPLY_TIMEOUT))
+            .expect("read timeout");
+        let writer = stream.try_clone().expect("clone stream");
+        Client {
+            reader: BufReader::new(stream),
+            writer,
+        }
+    }
+
+    /// Sends one request line, returns the reply line (without LF).
+    pub fn req(&mut self, line: &str) -> String {
+        self.send(format!("{line}\n").as_bytes());
+        self.read_line()
+            .unwrap_or_else(|| panic!("no reply to {line:?}"))
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// The next reply line, or `None` at end of stream.
+    pub fn read_line(&mut self) -> Option<String> {
+        let mut s = String::new();
+        match self.reader.read_line(&mut s) {
+            Ok(0) => None,
+            Ok(_) => Some(s.trim_end_matches('\n').to_string()),
+            Err(e) => panic!("reading a reply: {e}"),
+        }
+    }
+
+    /// True if the server closed the connection (EOF).
+    pub fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0))
+    }
+
+    /// The STATUS JSON.
+    pub fn status(&mut self) -> serde_json::Value {
+        let r = self.req("STATUS");
+        let json = r
+            .strip_prefix("OK ")
+            .unwrap_or_else(|| panic!("STATUS: {r}"));
+        serde_json::from_str(json).expect("STATUS is JSON")
+    }
+
+    /// in_use of the first pool of `feature`.
+    pub fn in_use(&mut self, feature: &str) -> u64 {
+        let s = self.status();
+        s["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .filter(|f| f["name"] == feature)
+            .map(|f| f["in_use"].as_u64().expect("in_use"))
+            .sum()
+    }
+
+    /// Handles holding `feature`, sorted.
+    pub fn holders(&mut self, feature: &str) -> Vec<String> {
+        let s = self.status();
+        let mut v: Vec<String> = s["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .filter(|f| f["name"] == feature)
+            .flat_map(|f| f["holders"].as_array().cloned().unwrap_or_default())
+            .map(|h| h["handle"].as_str().unwrap_or("").to_string())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
