@@ -111,9 +111,8 @@ impl Tallyd {
             .lines()
             .map(|l| {
                 l.trim_start()
-                    .splitn(2, ' ')
-                    .nth(1)
-                    .unwrap_or("")
+                    .split_once(' ')
+                    .map_or("", |(_, rest)| rest)
                     .to_string()
             })
             .collect()
