@@ -156,7 +156,9 @@ where
     out.push(format!("{host}: license server UP (MASTER) v{version}"));
     out.blank();
     out.push(format!("Vendor daemon status (on {host}):"));
-    out.blank();
+    if !status.server.vendors.is_empty() {
+        out.blank();
+    }
     for vendor in &status.server.vendors {
         let vendor = name(vendor);
         out.push(format!(
