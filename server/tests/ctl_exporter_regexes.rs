@@ -49,6 +49,10 @@ const FEATURE_EXP: &str = concat!(
 // Lines 50-51.
 const TIME: &str = r"^\w+ (?P<month>\d+)/(?P<day>\d+) (?P<time>\d+:\d+)$";
 
+/// A feature as the exporter sees it: name, (issued, used) from its `Users
+/// of` line (`None` when uncounted), and the sum of its holder lines.
+type Usage = (String, Option<(u64, u64)>, u64);
+
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"))
 }
@@ -97,8 +101,7 @@ fn lmstat_a_parses_like_the_exporter() {
     // then indexes that map with the server line's host (lmstat.go 224-235).
     let mut server_map: HashMap<String, bool> = HashMap::new();
     let mut vendors = Vec::new();
-    // feature -> (issued, used, holder-line sum)
-    let mut features: Vec<(String, Option<(u64, u64)>, u64)> = Vec::new();
+    let mut features: Vec<Usage> = Vec::new();
     let mut holder_lines = 0;
     for line in text.lines() {
         if let Some(c) = servers.captures(line) {

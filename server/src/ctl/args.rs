@@ -108,7 +108,7 @@ pub struct LmstatArgs {
     #[arg(short = 's', value_name = "SERVER", hide = true)]
     pub server_status: Option<Option<String>>,
     /// Timeout in seconds (overrides --timeout).
-    #[arg(short = 't', value_name = "SECS")]
+    #[arg(short = 't', id = "lmstat_timeout", value_name = "SECS")]
     pub timeout: Option<f64>,
 }
 
@@ -185,6 +185,20 @@ mod tests {
                 other => panic!("{words:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn global_timeout_and_lmstat_t() {
+        let cli = parse(&["tallyctl", "lmstat", "-a", "--timeout", "3", "-t", "2"]);
+        let Ok(Cli {
+            timeout,
+            command: Command::Lmstat(a),
+            ..
+        }) = cli
+        else {
+            panic!("no parse: {cli:?}");
+        };
+        assert_eq!((timeout, a.timeout), (3.0, Some(2.0)));
     }
 
     #[test]
