@@ -1,1 +1,361 @@
-//! tallyctl (being written).
+//! `tallyctl`: status and administration of a tally license server, and a
+//! drop-in `lmutil` for tools that parse `lmstat`.
+//!
+//! # Usage
+//!
+//! ```text
+//! tallyctl lmstat -a [-c PORT@HOST]       FlexLM's lmstat -a report
+//! tallyctl lmstat [-f [FEATURE]] [-A] [-S VENDOR] [-c ...]
+//! tallyctl lmstat -i [FEATURE] [-c ...]   feature table (one row per pool)
+//! tallyctl lmstat -v                      lmstat version line
+//! tallyctl status [--json [--pretty]]     short table, or the STATUS JSON
+//! tallyctl remove FEATURE USER HOST DISPLAY
+//! tallyctl remove --handle TICKET FEATURE
+//! tallyctl reread                         reload the license file
+//! tallyctl down                           shut the server down
+//! tallyctl ping                           does it answer?
+//! tallyctl hostid                         this machine's host ID
+//! tallyctl check-license FILE [--json]    parse a license file, list problems
+//! ```
+//!
+//! Options for every command that talks to a server: `-c PORT@HOST` (also
+//! `--server`; several separated by `:` are tried in order), `--timeout
+//! SECS` (connect and read, default 5; `lmstat -t SECS` too), and
+//! `--admin-token-file FILE` (sends `AUTH <token>` before `remove`, `reread`,
+//! `down`; needed only from a non-loopback address). Without `-c` the server
+//! comes from `TALLY_LICENSE_FILE`, then `LM_LICENSE_FILE`, then
+//! `27000@localhost`; values must be `PORT@HOST` lists (see [`addr`]).
+//!
+//! **As lmutil.** Link or copy the binary as `lmutil` and point an exporter
+//! at it: `lmutil lmstat -c 27000@lic1 -a`, `lmutil lmstat -v`, `lmutil
+//! lmstat -c 27000@lic1 -i` work as with FlexLM, options in any order. Named
+//! `lmstat`, `lmremove`, `lmreread`, `lmdown` or `lmhostid` it runs that
+//! tool ([`args`]). What the text looks like and why is in [`lmstat`].
+//!
+//! **Exit status**: 0 on success; `lmstat` exits 0 whenever it printed a
+//! report and, when no server answered, prints lmutil's `Error getting
+//! status: Cannot connect to license server system. (-15,570:111
+//! "Connection refused")` and exits 241 as lmutil does; an `ERR ...` reply
+//! (e.g. `ERR FORBIDDEN`) is printed and exits 1; a bad command line exits
+//! 2. Full table in [`error`]; `check-license` exits 0 / 1 / 2 (clean /
+//! lines rejected / unreadable).
+//!
+//! `remove` exits 1 when nothing matched. A holder with an empty display
+//! (lmstat prints its host there) can only be removed with `--handle`.
+//!
+//! **For tests only**: the environment variable `TALLYCTL_NOW`, an RFC 3339
+//! time such as `2026-04-22T11:08:00+02:00`, replaces the clock and the
+//! local time zone (every time is printed in that offset), so output can be
+//! compared byte for byte.
+
+pub mod addr;
+pub mod args;
+pub mod check_license;
+pub mod client;
+pub mod error;
+pub mod hostid;
+pub mod lmstat;
+pub mod table;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, FixedOffset, Local};
+use clap::Parser;
+
+pub use addr::ServerAddr;
+pub use error::CtlError;
+
+use args::{Cli, Command, LmstatArgs, RemoveArgs};
+use client::{exchange, expect_ok, field, not_ok};
+use lmstat::{FeatureSelection, LmstatOptions};
+
+use crate::status::Status;
+
+/// Environment variable that fixes "now" and the time zone (tests only).
+pub const ENV_NOW: &str = "TALLYCTL_NOW";
+
+/// The whole program: parses `args` (including the program name) and runs
+/// the command; returns the exit status.
+pub fn main_from(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args::normalize(args)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tallyctl: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// "Now" and the time zone output is printed in.
+#[derive(Debug, Clone, Copy)]
+enum Now {
+    /// The clock, local time zone.
+    Local(DateTime<Local>),
+    /// From [`ENV_NOW`].
+    Fixed(DateTime<FixedOffset>),
+}
+
+impl Now {
+    fn get() -> Result<Now, CtlError> {
+        match std::env::var(ENV_NOW) {
+            Ok(v) => DateTime::parse_from_rfc3339(&v)
+                .map(Now::Fixed)
+                .map_err(|e| CtlError::BadField {
+                    what: ENV_NOW.to_string(),
+                    value: v,
+                    why: format!("not an RFC 3339 time: {e}"),
+                }),
+            Err(_) => Ok(Now::Local(Local::now())),
+        }
+    }
+}
+
+/// Writes `s` to stdout; a closed pipe (`tallyctl lmstat -a | head`) is not
+/// an error.
+pub(crate) fn print(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(s.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Seconds as a timeout.
+fn timeout(secs: f64) -> Result<Duration, CtlError> {
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(CtlError::BadField {
+            what: "timeout".to_string(),
+            value: secs.to_string(),
+            why: "must be a positive number of seconds".to_string(),
+        }),
+    }
+}
+
+/// Runs a parsed command line.
+fn run(cli: Cli) -> Result<i32, CtlError> {
+    let servers = || addr::discover(cli.server.as_deref(), |n| std::env::var(n).ok());
+    let wait = timeout(cli.timeout)?;
+    match &cli.command {
+        Command::Lmstat(a) => run_lmstat(a, servers, wait),
+        Command::Status { json, pretty } => {
+            let (server, reply) = request(&servers()?, "STATUS".to_string(), None, wait)?;
+            let body = expect_ok(&server, &reply)?;
+            if *json {
+                let text = if *pretty {
+                    serde_json::from_str::<serde_json::Value>(body)
+                        .and_then(|v| serde_json::to_string_pretty(&v))
+                        .map_err(|e| bad_json(&server, body, &e))?
+                } else {
+                    body.to_string()
+                };
+                print(&format!("{text}\n"));
+            } else {
+                let status = parse_status(&server, body)?;
+                let table = match Now::get()? {
+                    Now::Local(now) => table::status_table(&status, &now),
+                    Now::Fixed(now) => table::status_table(&status, &now),
+                };
+                print(&table);
+            }
+            Ok(0)
+        }
+        Command::Remove(r) => run_remove(r, &servers()?, &cli, wait),
+        Command::Reread => {
+            let (server, reply) = request(&servers()?, "REREAD".to_string(), token(&cli)?, wait)?;
+            let rest = expect_ok(&server, &reply)?;
+            let mut words = rest.split(' ');
+            match (words.next(), words.next(), words.next()) {
+                (Some("REREAD"), Some(pools), Some(diags)) => {
+                    print(&format!(
+                        "{server}: license file reread: {pools} pools, {diags} lines rejected\n"
+                    ));
+                    Ok(0)
+                }
+                _ => Err(not_ok(&server, &reply, "OK REREAD <pools> <diagnostics>")),
+            }
+        }
+        Command::Down { .. } => {
+            let (server, reply) = request(&servers()?, "DOWN".to_string(), token(&cli)?, wait)?;
+            if expect_ok(&server, &reply)? != "DOWN" {
+                return Err(not_ok(&server, &reply, "OK DOWN"));
+            }
+            print(&format!("{server}: license server is shutting down\n"));
+            Ok(0)
+        }
+        Command::Ping => {
+            let started = Instant::now();
+            let (server, reply) = request(&servers()?, "PING".to_string(), None, wait)?;
+            if reply != "PONG" {
+                return Err(not_ok(&server, &reply, "PONG"));
+            }
+            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            print(&format!("PONG from {server} in {ms:.1} ms\n"));
+            Ok(0)
+        }
+        Command::Hostid => {
+            let id = hostid::hostid_from(std::path::Path::new(hostid::SYS_CLASS_NET));
+            print(&hostid::hostid_line(&id));
+            Ok(0)
+        }
+        Command::CheckLicense { file, json } => Ok(check_license::run(file, *json)),
+    }
+}
+
+/// `lmstat`: every failure to get a status is printed lmutil's way on
+/// stdout (that is where exporters read it) and exits 256 + code.
+fn run_lmstat(
+    a: &LmstatArgs,
+    servers: impl Fn() -> Result<Vec<ServerAddr>, CtlError>,
+    wait: Duration,
+) -> Result<i32, CtlError> {
+    if a.version {
+        print(&lmstat::lmstat_v());
+        return Ok(0);
+    }
+    let wait = match a.timeout {
+        Some(t) => timeout(t)?,
+        None => wait,
+    };
+    let servers = servers()?;
+    let now = Now::get()?;
+    let fetched =
+        request(&servers, "STATUS".to_string(), None, wait).and_then(|(server, reply)| {
+            let body = expect_ok(&server, &reply)?;
+            Ok((parse_status(&server, body)?, server))
+        });
+    let (status, server) = match fetched {
+        Ok(v) => v,
+        Err(e) => {
+            let text = e.lmstat_text();
+            print(&match now {
+                Now::Local(now) => lmstat::lmstat_error(&text, &now),
+                Now::Fixed(now) => lmstat::lmstat_error(&text, &now),
+            });
+            return Ok(e.exit_code());
+        }
+    };
+    if let Some(feature) = &a.info {
+        print(&lmstat::lmstat_i(&status, feature.as_deref()));
+        return Ok(0);
+    }
+    let features = match (&a.feature, a.all || a.active) {
+        (Some(Some(f)), _) => FeatureSelection::One(f.clone()),
+        (Some(None), _) | (None, true) => FeatureSelection::All,
+        (None, false) => FeatureSelection::None,
+    };
+    let options = LmstatOptions {
+        features,
+        active_only: a.active,
+        vendor: a.vendor.clone().flatten(),
+    };
+    print(&match now {
+        Now::Local(now) => lmstat::lmstat_report(&status, &server, &now, &options),
+        Now::Fixed(now) => lmstat::lmstat_report(&status, &server, &now, &options),
+    });
+    Ok(0)
+}
+
+/// `remove` / `remove --handle`.
+fn run_remove(
+    r: &RemoveArgs,
+    servers: &[ServerAddr],
+    cli: &Cli,
+    wait: Duration,
+) -> Result<i32, CtlError> {
+    let feature = field("feature", &r.feature)?;
+    let (line, what) = match (r.handle, &r.user, &r.host, &r.display) {
+        (Some(ticket), ..) => (
+            format!("REMOVE_HANDLE {feature} {ticket}"),
+            format!("ticket {ticket} of {feature}"),
+        ),
+        (None, Some(u), Some(h), Some(d)) => {
+            let (u, h, d) = (field("user", u)?, field("host", h)?, field("display", d)?);
+            (
+                format!("REMOVE {feature} {u} {h} {d}"),
+                format!("{feature} held by {u}@{h} display {d}"),
+            )
+        }
+        _ => {
+            return Err(CtlError::BadField {
+                what: "arguments".to_string(),
+                value: String::new(),
+                why: "give FEATURE USER HOST DISPLAY, or --handle TICKET FEATURE".to_string(),
+            })
+        }
+    };
+    let (server, reply) = request(servers, line, token(cli)?, wait)?;
+    let rest = expect_ok(&server, &reply)?;
+    let n: u64 = match rest.strip_prefix("REMOVED ").map(str::parse) {
+        Some(Ok(n)) => n,
+        _ => return Err(not_ok(&server, &reply, "OK REMOVED <n>")),
+    };
+    if n == 0 {
+        eprintln!("tallyctl: {server}: nothing removed: no instance of {what}");
+        return Ok(1);
+    }
+    print(&format!(
+        "{server}: removed {n} instance{} of {what}\n",
+        if n == 1 { "" } else { "s" }
+    ));
+    Ok(0)
+}
+
+/// Sends `line` (after `AUTH <token>` when a token is given) to the first
+/// server that answers; returns that server and the reply to `line`. A
+/// refused AUTH is the error.
+fn request(
+    servers: &[ServerAddr],
+    line: String,
+    token: Option<String>,
+    wait: Duration,
+) -> Result<(ServerAddr, String), CtlError> {
+    let mut lines = Vec::with_capacity(2);
+    if let Some(t) = &token {
+        lines.push(format!("AUTH {t}"));
+    }
+    lines.push(line);
+    let (server, mut replies) = exchange(servers, &lines, wait)?;
+    let last = replies.pop().unwrap_or_default();
+    if let Some(auth) = replies.first() {
+        if auth != "OK AUTH" {
+            return Err(not_ok(&server, auth, "OK AUTH"));
+        }
+    }
+    Ok((server, last))
+}
+
+/// The admin token from `--admin-token-file`, if given.
+fn token(cli: &Cli) -> Result<Option<String>, CtlError> {
+    let Some(path) = &cli.admin_token_file else {
+        return Ok(None);
+    };
+    let bad = |why: String| CtlError::TokenFile {
+        path: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let t = text.trim();
+    field("token", t).map_err(|_| bad("must hold one token, without spaces".to_string()))?;
+    Ok(Some(t.to_string()))
+}
+
+/// Parses the JSON after `OK `.
+fn parse_status(server: &ServerAddr, body: &str) -> Result<Status, CtlError> {
+    serde_json::from_str(body).map_err(|e| bad_json(server, body, &e))
+}
+
+/// A STATUS body that is not the JSON the protocol describes.
+fn bad_json(server: &ServerAddr, body: &str, e: &serde_json::Error) -> CtlError {
+    CtlError::BadReply {
+        addr: server.clone(),
+        reply: body.chars().take(200).collect(),
+        why: format!("STATUS JSON: {e}"),
+    }
+}

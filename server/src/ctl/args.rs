@@ -1,0 +1,234 @@
+//! The command line (clap), and the lmutil-style multi-call entry.
+//!
+//! The binary answers to several names: as `tallyctl` (or any other name)
+//! the first argument is the subcommand; as `lmutil` likewise (`lmutil
+//! lmstat -a -c 27000@lic1`, what exporters run); as `lmstat`, `lmremove`,
+//! `lmreread`, `lmdown` or `lmhostid` (a symlink) the name itself is the
+//! subcommand. lmstat's options are FlexLM's single-dash letters, in any
+//! order (`-a -c 27000@lic1` or `-c 27000@lic1 -a`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// FlexLM tool names that, as the program name, stand for a subcommand.
+const MULTI_CALL: [&str; 5] = ["lmstat", "lmremove", "lmreread", "lmdown", "lmhostid"];
+
+/// `tallyctl`: status and administration of a tally license server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tallyctl",
+    version,
+    about = "Status and administration of a tally license server (lmutil-compatible)",
+    after_help = "Servers: -c PORT@HOST[:PORT@HOST...], else $TALLY_LICENSE_FILE, \
+                  else $LM_LICENSE_FILE, else 27000@localhost. The first that answers is used."
+)]
+pub struct Cli {
+    /// License server(s): PORT@HOST (or @HOST for port 27000), several
+    /// separated by ':' and tried in order.
+    #[arg(short = 'c', long = "server", global = true, value_name = "PORT@HOST")]
+    pub server: Option<String>,
+    /// Connect / read timeout in seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Send `AUTH <token>` with the token in FILE before admin requests
+    /// (needed for remove, reread and down from a non-loopback address).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// FlexLM-compatible status report (`lmutil lmstat`).
+    Lmstat(LmstatArgs),
+    /// The server's status: a short table, or the STATUS JSON.
+    Status {
+        /// Print the STATUS JSON as the server sent it (one line).
+        #[arg(long)]
+        json: bool,
+        /// With --json: indent the JSON.
+        #[arg(long, requires = "json")]
+        pretty: bool,
+    },
+    /// Check licenses in (lmremove): by user, host and display, or by ticket.
+    #[command(alias = "lmremove")]
+    Remove(RemoveArgs),
+    /// Make the server reload its license file (lmreread).
+    #[command(alias = "lmreread")]
+    Reread,
+    /// Shut the server down (lmdown).
+    #[command(alias = "lmdown")]
+    Down {
+        /// Accepted for lmdown compatibility (tallyctl never asks).
+        #[arg(short = 'q', hide = true)]
+        quiet: bool,
+    },
+    /// Check that the server answers (PING).
+    Ping,
+    /// Print this machine's host ID (lmhostid).
+    #[command(alias = "lmhostid")]
+    Hostid,
+    /// Parse a license file and report every pool and every rejected line.
+    CheckLicense {
+        /// The license file.
+        file: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `lmstat`'s options, FlexLM's letters.
+#[derive(Debug, Args, Default)]
+pub struct LmstatArgs {
+    /// Everything: servers, vendors and the usage of every feature.
+    #[arg(short = 'a')]
+    pub all: bool,
+    /// Only features with licenses in use.
+    #[arg(short = 'A')]
+    pub active: bool,
+    /// Usage of FEATURE (of every feature without a name).
+    #[arg(short = 'f', value_name = "FEATURE")]
+    pub feature: Option<Option<String>>,
+    /// The feature table (every pool, or FEATURE's).
+    #[arg(short = 'i', value_name = "FEATURE")]
+    pub info: Option<Option<String>>,
+    /// Print lmstat's version line and exit.
+    #[arg(short = 'v')]
+    pub version: bool,
+    /// Only the features of VENDOR.
+    #[arg(short = 'S', value_name = "VENDOR")]
+    pub vendor: Option<Option<String>>,
+    /// Accepted for lmstat compatibility, ignored.
+    #[arg(short = 's', value_name = "SERVER", hide = true)]
+    pub server_status: Option<Option<String>>,
+    /// Timeout in seconds (overrides --timeout).
+    #[arg(short = 't', id = "lmstat_timeout", value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+/// `remove` / `lmremove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Remove the one instance with this ticket (the number after
+    /// `server/port` in lmstat -a).
+    #[arg(long, value_name = "TICKET")]
+    pub handle: Option<u64>,
+    /// The feature.
+    pub feature: String,
+    /// The user (not with --handle).
+    #[arg(required_unless_present = "handle", conflicts_with = "handle")]
+    pub user: Option<String>,
+    /// The user's host (not with --handle).
+    #[arg(required_unless_present = "handle", conflicts_with = "handle")]
+    pub host: Option<String>,
+    /// The display, as lmstat -a shows it (not with --handle).
+    #[arg(required_unless_present = "handle", conflicts_with = "handle")]
+    pub display: Option<String>,
+}
+
+/// Rewrites the arguments of a multi-call invocation so clap sees
+/// `tallyctl <subcommand> ...`: the program name becomes `lmutil` or
+/// `tallyctl`, and a FlexLM tool name (`lmstat`, ...) is inserted as the
+/// subcommand.
+pub fn normalize(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let Some(first) = args.first() else {
+        return vec![OsString::from("tallyctl")];
+    };
+    let base = std::path::Path::new(first)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let base = base.strip_suffix(".exe").unwrap_or(&base).to_string();
+    if base == "lmutil" {
+        args[0] = OsString::from("lmutil");
+    } else if MULTI_CALL.contains(&base.as_str()) {
+        args[0] = OsString::from(&base);
+        args.insert(1, OsString::from(&base));
+    } else {
+        args[0] = OsString::from("tallyctl");
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(normalize(words.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lmstat_flags_in_any_order_and_as_lmutil() {
+        for words in [
+            &["/usr/bin/lmutil", "lmstat", "-c", "27000@h", "-a"][..],
+            &["tallyctl", "lmstat", "-a", "-c", "27000@h"][..],
+            &["lmstat", "-a", "-c27000@h"][..],
+        ] {
+            let cli = parse(words).unwrap_or_else(|e| panic!("{words:?}: {e}"));
+            assert_eq!(cli.server.as_deref(), Some("27000@h"), "{words:?}");
+            match cli.command {
+                Command::Lmstat(a) => assert!(a.all, "{words:?}"),
+                other => panic!("{words:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn global_timeout_and_lmstat_t() {
+        let cli = parse(&["tallyctl", "lmstat", "-a", "--timeout", "3", "-t", "2"]);
+        let Ok(Cli {
+            timeout,
+            command: Command::Lmstat(a),
+            ..
+        }) = cli
+        else {
+            panic!("no parse: {cli:?}");
+        };
+        assert_eq!((timeout, a.timeout), (3.0, Some(2.0)));
+    }
+
+    #[test]
+    fn optional_values() {
+        let cli = parse(&["lmutil", "lmstat", "-f", "-c", "1@h"]).ok();
+        let Some(Cli {
+            command: Command::Lmstat(a),
+            ..
+        }) = cli
+        else {
+            panic!("no parse");
+        };
+        assert_eq!(a.feature, Some(None));
+        let cli = parse(&["lmutil", "lmstat", "-i", "F1"]).ok();
+        let Some(Cli {
+            command: Command::Lmstat(a),
+            ..
+        }) = cli
+        else {
+            panic!("no parse");
+        };
+        assert_eq!(a.info, Some(Some("F1".to_string())));
+    }
+
+    #[test]
+    fn remove_forms() {
+        assert!(parse(&["tallyctl", "remove", "F", "u", "h", "d"]).is_ok());
+        assert!(parse(&["tallyctl", "remove", "--handle", "17", "F"]).is_ok());
+        assert!(parse(&["tallyctl", "remove", "F", "u"]).is_err());
+        assert!(parse(&["tallyctl", "remove", "--handle", "17", "F", "u", "h", "d"]).is_err());
+        assert!(parse(&["lmremove", "F", "u", "h", "d"]).is_ok());
+    }
+}
