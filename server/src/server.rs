@@ -368,9 +368,11 @@ struct Conn {
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
-    /// Instances checked out over this connection (pruned of released ones
-    /// as it grows): released on close if held until check-in.
-    held: Vec<Held>,
+    /// Instances this connection checked out that its close or a CHECKIN
+    /// by handle must find: connection-bound ones (no linger) and those of
+    /// DUP_GROUP features (keyed by the names used). Pruned of released
+    /// instances as it grows; O(1) per checkout whatever its size.
+    held: HashMap<InstanceId, Held>,
     /// Prune `held` when it grows past this.
     prune_at: usize,
     authed: bool,
@@ -385,7 +387,7 @@ impl Conn {
             peer,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::with_capacity(4096),
-            held: Vec::new(),
+            held: HashMap::new(),
             prune_at: 64,
             authed: false,
             closing: false,
@@ -530,7 +532,7 @@ impl Loop {
 
     fn close(&mut self, mut conn: Conn) {
         let now = SystemClock.now_ms();
-        for h in conn.held.drain(..) {
+        for (_, h) in conn.held.drain() {
             if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
                 self.ctx.log.license(
                     now,
@@ -571,14 +573,14 @@ impl Loop {
     fn adopt_engine(&mut self) {
         let remap = lock(&self.ctx.shared.remap).clone();
         for (_, c) in self.conns.iter_mut() {
-            c.held.retain_mut(|h| match remap.get(&h.id) {
-                Some(&(id, feature)) => {
-                    h.id = id;
-                    h.feature = feature;
-                    true
-                }
-                None => false,
-            });
+            c.held = c
+                .held
+                .drain()
+                .filter_map(|(old, h)| {
+                    let &(id, feature) = remap.get(&old)?;
+                    Some((id, Held { id, feature, ..h }))
+                })
+                .collect();
         }
         self.ctx.engine = self.ctx.shared.current_engine();
         self.ctx.engine_gen = self.ctx.shared.engine_gen.load(Ordering::SeqCst);
@@ -781,13 +783,17 @@ impl Ctx {
                     GrantKind::New | GrantKind::Uncounted => {}
                 }
                 if let Some(id) = g.id {
-                    if !conn.held.iter().any(|h| h.id == id) {
+                    let grouped = !self.engine.dup_group(g.feature).is_by_handle();
+                    if (c.linger_ms == 0 || grouped) && !conn.held.contains_key(&id) {
                         self.prune_held(conn);
-                        conn.held.push(Held {
+                        conn.held.insert(
                             id,
-                            feature: g.feature,
-                            holder,
-                        });
+                            Held {
+                                id,
+                                feature: g.feature,
+                                holder,
+                            },
+                        );
                     }
                 }
                 let _ = writeln!(
@@ -822,28 +828,30 @@ impl Ctx {
     fn prune_held(&self, conn: &mut Conn) {
         if conn.held.len() >= conn.prune_at {
             let engine = &self.engine;
-            conn.held.retain(|h| engine.is_live(h.id));
+            conn.held.retain(|_, h| engine.is_live(h.id));
             conn.prune_at = (conn.held.len() * 2).max(64);
         }
     }
 
     fn checkin(&mut self, conn: &mut Conn, feature: &str, handle: &str, now: u64) {
-        // Under DUP_GROUP the instance is keyed by the names this connection
-        // checked it out with; by handle, the names do not matter.
-        let mine = self.engine.feature_id(feature).and_then(|fid| {
+        // By handle, the names do not matter. Under DUP_GROUP the instance
+        // is keyed by the names this connection checked it out with.
+        let grouped = self
+            .engine
+            .feature_id(feature)
+            .filter(|&fid| !self.engine.dup_group(fid).is_by_handle());
+        let names = grouped.and_then(|fid| {
             conn.held
-                .iter()
-                .position(|h| h.feature == fid && h.holder.handle() == handle)
+                .values()
+                .find(|h| h.feature == fid && h.holder.handle() == handle)
+                .map(|h| h.holder)
         });
-        let names = mine.map(|i| conn.held[i].holder);
         let (user, host, display) = names
             .as_ref()
             .map_or(("", "", ""), |h| (h.user(), h.host(), h.display()));
         match self.engine.checkin(feature, user, host, display, handle) {
             Ok(r) => {
-                if let Some(i) = mine {
-                    conn.held.swap_remove(i);
-                }
+                conn.held.remove(&r.id);
                 self.log.license(
                     now,
                     Action::In,

@@ -326,6 +326,11 @@ impl Engine {
         (i < self.features.len()).then_some(FeatureId(i as u32))
     }
 
+    /// The feature's duplicate grouping.
+    pub fn dup_group(&self, id: FeatureId) -> DupGroup {
+        self.features[id.0 as usize].dup
+    }
+
     /// Looks a feature up by name.
     pub fn feature_id(&self, name: &str) -> Option<FeatureId> {
         self.by_name.get(name).map(|&i| FeatureId(i))
