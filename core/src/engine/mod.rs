@@ -382,7 +382,8 @@ impl Engine {
         } else {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
-        let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
+        // Built on the first claim only: renewals never need it.
+        let mut holder: Option<HolderBuf> = None;
         loop {
             let used = match self.table.lookup(key) {
                 Lookup::Live(id) => match self.renew(fid, id, deadline, req.linger_ms, now) {
@@ -391,7 +392,9 @@ impl Engine {
                 },
                 Lookup::Absent(used) => used,
             };
-            match self.table.claim(key, used, now, req.linger_ms, &holder) {
+            let holder = holder
+                .get_or_insert_with(|| HolderBuf::new(req.user, req.host, req.display, req.handle));
+            match self.table.claim(key, used, now, req.linger_ms, holder) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
                     let Some((p, in_use)) = eligible
@@ -467,8 +470,8 @@ impl Engine {
         linger: u64,
         now: Millis,
     ) -> Option<Result<Grant, Denial>> {
-        let read = self.table.read(id)?;
-        let pool = &self.pools[read.pool as usize];
+        let (pool_index, count) = self.table.grant_of(id)?;
+        let pool = &self.pools[pool_index as usize];
         if pool.is_expired(now) {
             return Some(Err(Reason::Expired.into()));
         }
@@ -480,8 +483,8 @@ impl Engine {
                     id: Some(id),
                     kind: GrantKind::Renewed,
                     feature: FeatureId(fid),
-                    pool: PoolId(read.pool),
-                    count: read.count,
+                    pool: PoolId(pool_index),
+                    count,
                     deadline: deadline_out(deadline),
                     schedule: if moved_earlier {
                         deadline_out(deadline)

@@ -559,6 +559,23 @@ impl Table {
         }
     }
 
+    /// The pool a LIVE instance is charged to and its count, without
+    /// reading its holder text; `None` if `id` is not live.
+    pub(crate) fn grant_of(&self, id: InstanceId) -> Option<(u32, u32)> {
+        let slot = self.try_slot(id.slot as usize)?;
+        loop {
+            let w = slot.load(Ordering::Acquire);
+            if w.state() != State::Live || w.gen() != id.gen {
+                return None;
+            }
+            let grant = slot.cold.grant.load(Ordering::Relaxed);
+            // Seqlock check, as in `read`.
+            if slot.load(Ordering::Acquire).gen() == id.gen {
+                return Some((grant as u32, (grant >> 32) as u32));
+            }
+        }
+    }
+
     /// Reads a LIVE instance's fields, or `None` if `id` is not live.
     pub(crate) fn read(&self, id: InstanceId) -> Option<LiveRead> {
         let slot = self.try_slot(id.slot as usize)?;
