@@ -10,31 +10,12 @@
 use loom::sync::Arc;
 use loom::thread;
 use tally_core::engine::{Engine, EngineConfig, Expired, GrantKind, Reason, Request};
-use tally_core::license::{DupGroup, Expiry, LicenseSet, PoolKind, PoolLine, Version};
+use tally_core::license::{LicenseSet, PoolLine, Version};
 
 const NOW: u64 = 1_000;
 
 fn engine(count: u32) -> Arc<Engine> {
-    let line = PoolLine {
-        kind: PoolKind::Feature,
-        feature: "F".into(),
-        vendor: "V".into(),
-        version: Version::parse("1.0").unwrap(),
-        expiry: Expiry::Permanent,
-        count: Some(count),
-        start: None,
-        vendor_string: None,
-        dup_group: DupGroup::by_handle(),
-        overdraft: 0,
-        hostid: None,
-        issuer: None,
-        issued: None,
-        notice: None,
-        sign: None,
-        supersede: None,
-        other: Vec::new(),
-        line: 1,
-    };
+    let line = PoolLine::new("F", "V", Version::parse("1.0").unwrap(), Some(count));
     let set = LicenseSet {
         source: "loom".into(),
         pools: vec![line],

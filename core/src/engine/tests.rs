@@ -8,26 +8,9 @@ const NOW: Millis = 1_700_000_000_000;
 const SEC: u64 = 1000;
 
 pub(crate) fn line(feature: &str, version: &str, count: Option<u32>) -> PoolLine {
-    PoolLine {
-        kind: PoolKind::Increment,
-        feature: feature.to_string(),
-        vendor: "CITRIX".to_string(),
-        version: Version::parse(version).unwrap(),
-        expiry: Expiry::Permanent,
-        count,
-        start: None,
-        vendor_string: None,
-        dup_group: DupGroup::by_handle(),
-        overdraft: 0,
-        hostid: None,
-        issuer: None,
-        issued: None,
-        notice: None,
-        sign: None,
-        supersede: None,
-        other: Vec::new(),
-        line: 1,
-    }
+    let mut l = PoolLine::new(feature, "CITRIX", Version::parse(version).unwrap(), count);
+    l.kind = PoolKind::Increment;
+    l
 }
 
 pub(crate) fn engine(lines: Vec<PoolLine>) -> Engine {

@@ -433,6 +433,32 @@ pub struct PoolLine {
 }
 
 impl PoolLine {
+    /// A FEATURE line with only the five positional fields set: permanent,
+    /// no keywords, line 0. For embedders and tests that build licenses in
+    /// code; set other fields afterwards.
+    pub fn new(feature: &str, vendor: &str, version: Version, count: Option<u32>) -> PoolLine {
+        PoolLine {
+            kind: PoolKind::Feature,
+            feature: feature.to_string(),
+            vendor: vendor.to_string(),
+            version,
+            expiry: Expiry::Permanent,
+            count,
+            start: None,
+            vendor_string: None,
+            dup_group: DupGroup::by_handle(),
+            overdraft: 0,
+            hostid: None,
+            issuer: None,
+            issued: None,
+            notice: None,
+            sign: None,
+            supersede: None,
+            other: Vec::new(),
+            line: 0,
+        }
+    }
+
     /// True for the Citrix startup license (`LT=SYS` in the vendor string).
     pub fn is_startup(&self) -> bool {
         self.vendor_string
