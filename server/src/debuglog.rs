@@ -294,7 +294,7 @@ impl Writer {
                     ),
                     FeatureRef::Name(n) => (n.to_string(), self.default_vendor()),
                 };
-                let line = format_license_line(&vendor, action, &name, &holder, count);
+                let line = format_license_line(action, &name, &holder, count);
                 self.write(at_ms, &vendor, &line);
             }
             Event::Line {
@@ -373,13 +373,7 @@ fn minor_code(major: i32) -> i32 {
 }
 
 /// The text after `HH:MM:SS (VENDOR) ` for a license event.
-pub fn format_license_line(
-    _vendor: &str,
-    action: Action,
-    feature: &str,
-    h: &HolderBuf,
-    count: u32,
-) -> String {
+pub fn format_license_line(action: Action, feature: &str, h: &HolderBuf, count: u32) -> String {
     let who = format!("{}@{} [{}]", h.user(), h.host(), h.handle());
     let many = if count > 1 {
         format!("  ({count} licenses)")
@@ -416,19 +410,19 @@ mod tests {
     fn lines_match_lmgrd() {
         let h = holder();
         assert_eq!(
-            format_license_line("CITRIX", Action::Out, "MPM_ADV_RC", &h, 1),
+            format_license_line(Action::Out, "MPM_ADV_RC", &h, 1),
             "OUT: \"MPM_ADV_RC\" USER15@GENE-VM-2K3 [ec26edf8]"
         );
         assert_eq!(
-            format_license_line("CITRIX", Action::In, "MPM_ADV_RC", &h, 3),
+            format_license_line(Action::In, "MPM_ADV_RC", &h, 3),
             "IN: \"MPM_ADV_RC\" USER15@GENE-VM-2K3 [ec26edf8]  (3 licenses)"
         );
         assert_eq!(
-            format_license_line("CITRIX", Action::Denied(Reason::AllInUse), "F", &h, 1),
+            format_license_line(Action::Denied(Reason::AllInUse), "F", &h, 1),
             "DENIED: \"F\" USER15@GENE-VM-2K3 [ec26edf8]  (Licensed number of users already reached. (-4,342))"
         );
         assert_eq!(
-            format_license_line("CITRIX", Action::Removing, "F", &h, 1),
+            format_license_line(Action::Removing, "F", &h, 1),
             "REMOVING USER15@GENE-VM-2K3:console from F"
         );
     }

@@ -555,7 +555,7 @@ impl Engine {
 
     /// Whether instance `id` is still held.
     pub fn is_live(&self, id: InstanceId) -> bool {
-        self.table.read(id).is_some()
+        self.table.deadline_of(id).is_some()
     }
 
     /// Puts back an instance that was already out. It is charged to the
@@ -638,14 +638,14 @@ impl Engine {
     /// Checks in instance `id` if its deadline has passed at `now`.
     pub fn expire(&self, id: InstanceId, now: Millis) -> Expired {
         loop {
-            let Some(read) = self.table.read(id) else {
+            let Some(deadline) = self.table.deadline_of(id) else {
                 return Expired::Gone;
             };
-            if read.deadline == NO_DEADLINE {
+            if deadline == NO_DEADLINE {
                 return Expired::Gone;
             }
-            if read.deadline > now {
-                return Expired::Later(read.deadline);
+            if deadline > now {
+                return Expired::Later(deadline);
             }
             if let Some(r) = self.release_if(id, |d| d != NO_DEADLINE && d <= now) {
                 return Expired::Released(r);

@@ -559,6 +559,13 @@ impl Table {
         }
     }
 
+    /// The deadline of a LIVE instance (one load of its word, no field
+    /// reads); `None` if `id` is not live.
+    pub(crate) fn deadline_of(&self, id: InstanceId) -> Option<u64> {
+        let w = self.try_slot(id.slot as usize)?.load(Ordering::Acquire);
+        (w.state() == State::Live && w.gen() == id.gen).then(|| w.deadline())
+    }
+
     /// The pool a LIVE instance is charged to and its count, without
     /// reading its holder text; `None` if `id` is not live.
     pub(crate) fn grant_of(&self, id: InstanceId) -> Option<(u32, u32)> {

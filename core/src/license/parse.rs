@@ -339,31 +339,19 @@ fn parse_pool(kind: PoolKind, head: &Word, rest: &[Word], line: u32) -> Result<P
         ));
     };
     let what = format!("{} {}", kind.keyword(), name.text);
-    let mut pool = PoolLine {
-        kind,
-        feature: name.text.clone(),
-        vendor: vendor.text.clone(),
-        version: parse_version(&what, version)?,
-        expiry: parse_expiry(&expiry.text).map_err(|e| {
-            Problem::new(
-                expiry.pos,
-                format!("{what}: bad expiry date \"{}\" ({e})", expiry.text),
-            )
-        })?,
-        count: parse_count(&what, count)?,
-        start: None,
-        vendor_string: None,
-        dup_group: DupGroup::by_handle(),
-        overdraft: 0,
-        hostid: None,
-        issuer: None,
-        issued: None,
-        notice: None,
-        sign: None,
-        supersede: None,
-        other: Vec::new(),
-        line,
-    };
+    // Checked in field order, so the first bad field is the one reported.
+    let version = parse_version(&what, version)?;
+    let parsed_expiry = parse_expiry(&expiry.text).map_err(|e| {
+        Problem::new(
+            expiry.pos,
+            format!("{what}: bad expiry date \"{}\" ({e})", expiry.text),
+        )
+    })?;
+    let count = parse_count(&what, count)?;
+    let mut pool = PoolLine::new(&name.text, &vendor.text, version, count);
+    pool.kind = kind;
+    pool.line = line;
+    pool.expiry = parsed_expiry;
     let mut extras = PoolExtras::default();
     for word in keywords.unwrap_or_default() {
         apply_pool_keyword(&what, &mut pool, &mut extras, word)?;
