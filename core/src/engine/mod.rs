@@ -45,7 +45,7 @@ use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use key::{InstanceKey, KeyFields, KeySeed};
 use pool::Pool;
-use table::{Claim, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+use table::{Claim, Fields, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
@@ -382,8 +382,6 @@ impl Engine {
         } else {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
-        // Built on the first claim only: renewals never need it.
-        let mut holder: Option<HolderBuf> = None;
         loop {
             let used = match self.table.lookup(key) {
                 Lookup::Live(id) => match self.renew(fid, id, deadline, req.linger_ms, now) {
@@ -392,9 +390,7 @@ impl Engine {
                 },
                 Lookup::Absent(used) => used,
             };
-            let holder = holder
-                .get_or_insert_with(|| HolderBuf::new(req.user, req.host, req.display, req.handle));
-            match self.table.claim(key, used, now, req.linger_ms, holder) {
+            match self.table.claim(key, used) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
                     let Some((p, in_use)) = eligible
@@ -404,7 +400,19 @@ impl Engine {
                         self.table.abandon(claim);
                         return Err(Reason::AllInUse.into());
                     };
-                    let id = self.table.publish(claim, p, req.count, deadline);
+                    // Built only now: renewals and denials never need it.
+                    let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
+                    let id = self.table.publish(
+                        claim,
+                        &Fields {
+                            pool: p,
+                            count: req.count,
+                            since: now,
+                            linger: req.linger_ms,
+                            deadline,
+                            holder: &holder,
+                        },
+                    );
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,
@@ -590,13 +598,20 @@ impl Engine {
                 Lookup::Live(id) => return Ok(id),
                 Lookup::Absent(used) => used,
             };
-            match self
-                .table
-                .claim(key, used, r.since_ms, r.linger_ms, &holder)
-            {
+            match self.table.claim(key, used) {
                 Claim::Owned(c) => {
                     self.pools[p as usize].force(r.count);
-                    return Ok(self.table.publish(c, p, r.count, deadline));
+                    return Ok(self.table.publish(
+                        c,
+                        &Fields {
+                            pool: p,
+                            count: r.count,
+                            since: r.since_ms,
+                            linger: r.linger_ms,
+                            deadline,
+                            holder: &holder,
+                        },
+                    ));
                 }
                 Claim::Exists(id) => return Ok(id),
                 Claim::Retry => {}

@@ -5,6 +5,8 @@
 //! totally ordered, so the limit holds whatever the memory ordering; the
 //! counter publishes nothing else, hence `Relaxed`.
 
+use crossbeam_utils::CachePadded;
+
 use crate::clock::Millis;
 use crate::license::{Expiry, PoolLine};
 use crate::sync::{AtomicU32, Ordering};
@@ -25,7 +27,9 @@ pub(crate) struct Pool {
     pub(crate) start_ms: Millis,
     /// First instant the pool no longer serves (`u64::MAX` if permanent).
     pub(crate) end_ms: Millis,
-    in_use: AtomicU32,
+    /// On a cache line of its own: every admission writes it, while the
+    /// fields above are read by every checkout on every core.
+    in_use: CachePadded<AtomicU32>,
 }
 
 impl Pool {
@@ -45,7 +49,7 @@ impl Pool {
                 Expiry::Permanent => u64::MAX,
                 Expiry::On(d) => d.end_ms(),
             },
-            in_use: AtomicU32::new(0),
+            in_use: CachePadded::new(AtomicU32::new(0)),
         }
     }
 

@@ -22,9 +22,12 @@
 //!    +----- store FREE(g+1) <-- pool credited <-- RELEASING(g) <+
 //! ```
 //!
-//! The owner of a RESERVED slot writes its key and holder with relaxed
-//! stores and publishes them with the CLAIMING store; it writes the pool and
-//! count before the LIVE store (release). Nobody else writes those fields,
+//! The owner of a RESERVED slot writes its key with relaxed stores and
+//! publishes it with the CLAIMING store; once the claim is validated it
+//! writes the rest (pool, count, start, linger, holder) and publishes them
+//! with the LIVE store (release). Keeping the holder out of the claim keeps
+//! the store buffer short at the claim's fence, and a claim that backs off
+//! or finds no license never writes it. Nobody else writes those fields,
 //! and a slot only gets a new owner after it went FREE with the generation
 //! bumped, so a reader that saw LIVE(g) and still sees generation g
 //! afterwards read fields of that one instance (a seqlock, the generation as
@@ -32,10 +35,12 @@
 //!
 //! # One instance per key
 //!
-//! A new key is claimed *before* the pool is charged: publish CLAIMING with
-//! the key, then `fence(SeqCst)`, then re-read both buckets. By the
-//! store-fence-load order on both sides, of two threads claiming the same key
-//! at least one sees the other. With slots ordered by their global index:
+//! A new key is claimed *before* the pool is charged: write the key, set the
+//! slot's fingerprint byte, publish CLAIMING, then `fence(SeqCst)`, then
+//! re-scan both buckets' fingerprints and look at the matching slots. By the
+//! store-fence-load order on both sides (fingerprint and CLAIMING both stored
+//! before the fence, both loaded after it), of two threads claiming the same
+//! key at least one sees the other. With slots ordered by their global index:
 //!
 //! - another slot is LIVE with my key: back off and renew that one;
 //! - another slot is CLAIMING my key at a lower index: back off and retry
@@ -54,6 +59,16 @@
 //! so a checkout of the same key never sees "no instance, and no license
 //! free" in between: it waits for the credit, then takes the license anew.
 //!
+//! # Fingerprints
+//!
+//! Each bucket keeps a byte per slot ([`Bucket::tags`]): 7 bits of the key
+//! with the high bit set, from before the CLAIMING store until after the
+//! pool is credited on release, else 0. A scan reads two words per bucket
+//! instead of sixteen slot words and compares all lanes at once; only lanes
+//! whose byte matches are looked at (a false match costs one slot check).
+//! The release clear is a release XOR: a scanner that no longer sees the
+//! byte also sees the pool credit that preceded it.
+//!
 //! The waits are the one place a thread can spin: for a few dozen
 //! instructions of another thread working on the *same key*. Different keys
 //! never wait for each other.
@@ -70,6 +85,13 @@ pub(crate) const SLOTS_PER_BUCKET: usize = 16;
 /// Slots in one bucket. Small under loom so the model stays tractable.
 #[cfg(loom)]
 pub(crate) const SLOTS_PER_BUCKET: usize = 2;
+
+/// Words of fingerprint bytes per bucket: one byte per slot.
+const TAG_WORDS: usize = SLOTS_PER_BUCKET.div_ceil(8);
+/// The low bit of every byte of a word.
+const BYTE_LO: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word (set in every fingerprint).
+const BYTE_HI: u64 = 0x8080_8080_8080_8080;
 
 /// Deadline field value meaning "no deadline: held until check-in".
 pub(crate) const NO_DEADLINE: u64 = (1 << DEADLINE_BITS) - 1;
@@ -135,12 +157,24 @@ impl Word {
     }
 }
 
-/// One bucket's hot data, laid out so a scan reads contiguous words: the
-/// slot words first (two cache lines), then the keys, compared only for
-/// slots that are in use.
+/// A key's fingerprint byte: 7 bits of the key, high bit set so that it is
+/// never 0 (the byte of an empty slot). The bits are not the ones that
+/// choose the buckets.
+fn tag_of(key: InstanceKey) -> u8 {
+    0x80 | (key.hi >> 57) as u8
+}
+
+/// One bucket's hot data: the fingerprint bytes first (a scan reads these
+/// two words and nothing else for slots that cannot hold its key), then the
+/// slot words and the keys.
 #[derive(Debug)]
 #[repr(align(64))]
 struct Bucket {
+    /// Byte `lane % 8` of word `lane / 8` is the fingerprint of the key in
+    /// slot `lane` from just before its CLAIMING store until just before
+    /// its FREE store, else 0. Only the slot's owner changes its byte, by
+    /// XOR, so concurrent owners of other lanes never undo each other.
+    tags: [AtomicU64; TAG_WORDS],
     words: [AtomicU64; SLOTS_PER_BUCKET],
     key_lo: [AtomicU64; SLOTS_PER_BUCKET],
     key_hi: [AtomicU64; SLOTS_PER_BUCKET],
@@ -150,6 +184,7 @@ impl Bucket {
     fn new() -> Bucket {
         let free = Word::new(State::Free, 0, 0).0;
         Bucket {
+            tags: std::array::from_fn(|_| AtomicU64::new(0)),
             words: std::array::from_fn(|_| AtomicU64::new(free)),
             key_lo: std::array::from_fn(|_| AtomicU64::new(0)),
             key_hi: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -239,6 +274,24 @@ impl InstanceId {
 pub(crate) struct Claimed {
     index: usize,
     gen: u32,
+    tag: u8,
+}
+
+/// What a claimed slot becomes when published.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    /// The pool charged.
+    pub(crate) pool: u32,
+    /// Licenses charged.
+    pub(crate) count: u32,
+    /// Unix ms of the first checkout.
+    pub(crate) since: u64,
+    /// Linger of the checkout, ms.
+    pub(crate) linger: u64,
+    /// Deadline field: Unix ms, or [`NO_DEADLINE`].
+    pub(crate) deadline: u64,
+    /// Who holds it.
+    pub(crate) holder: &'a HolderBuf,
 }
 
 /// What [`Table::lookup`] found.
@@ -340,12 +393,52 @@ impl Table {
         [a * SLOTS_PER_BUCKET, b * SLOTS_PER_BUCKET]
     }
 
-    /// Every candidate slot index for `key`, lower bucket first is not
-    /// guaranteed; callers compare indices directly.
-    fn candidates(&self, key: InstanceKey) -> impl Iterator<Item = usize> {
+    /// The key's candidate buckets, each once.
+    fn distinct_buckets(&self, key: InstanceKey) -> ([usize; 2], usize) {
         let [a, b] = self.buckets_of(key);
-        let second = if a == b { 0 } else { SLOTS_PER_BUCKET };
-        (a..a + SLOTS_PER_BUCKET).chain(b..b + second)
+        ([a, b], if a == b { 1 } else { 2 })
+    }
+
+    /// One pass over the fingerprints of the bucket starting at slot
+    /// `start`: how many of its slots are in use, and a bit per lane whose
+    /// fingerprint is `key`'s (a filter, confirmed by
+    /// [`Table::wait_for_key`]; about one other key in 128 passes it).
+    ///
+    /// A slot whose key is `key` and that was CLAIMING or LIVE before the
+    /// caller's last SeqCst fence has its bit set: its owner set the
+    /// fingerprint before its CLAIMING store. RESERVED slots whose owner has
+    /// not yet set its fingerprint are not counted as in use (the count only
+    /// picks the emptier bucket).
+    fn scan(&self, start: usize, key: InstanceKey) -> (u32, u32) {
+        let bucket = &self.hot[start / SLOTS_PER_BUCKET];
+        let pattern = BYTE_LO * u64::from(tag_of(key));
+        let mut used = 0;
+        let mut maybe = 0u32;
+        for (k, tags) in bucket.tags.iter().enumerate() {
+            // Acquire: pairs with the owner's release XOR, so the key fields
+            // written before it are visible when the bit is followed up.
+            let t = tags.load(Ordering::Acquire);
+            used += (t & BYTE_HI).count_ones();
+            // Bytes equal to the pattern become 0; flag the zero bytes (a
+            // borrow may flag a byte above a true match too: harmless).
+            let x = t ^ pattern;
+            let mut zero = x.wrapping_sub(BYTE_LO) & !x & BYTE_HI;
+            while zero != 0 {
+                let lane = k * 8 + zero.trailing_zeros() as usize / 8;
+                zero &= zero - 1;
+                if lane < SLOTS_PER_BUCKET {
+                    maybe |= 1 << lane;
+                }
+            }
+        }
+        (used, maybe)
+    }
+
+    /// XORs `tag` into slot `i`'s fingerprint byte: sets it when the byte is
+    /// 0, clears it when it is `tag`.
+    fn flip_tag(&self, i: usize, tag: u8, order: Ordering) {
+        let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
+        self.hot[b].tags[lane / 8].fetch_xor(u64::from(tag) << (8 * (lane % 8)), order);
     }
 
     /// Finds the LIVE instance holding `key`, waiting out a claim or a
@@ -360,23 +453,14 @@ impl Table {
     /// [`Table::find`], and when the key is absent, how many slots of each
     /// candidate bucket were in use (so a claim need not count again).
     pub(crate) fn lookup(&self, key: InstanceKey) -> Lookup {
-        let [a, b] = self.buckets_of(key);
+        let (buckets, n) = self.distinct_buckets(key);
         let mut used = [0u32; 2];
-        for (n, start) in [a, b].into_iter().enumerate() {
-            if n == 1 && a == b {
-                used[1] = used[0];
-                break;
-            }
-            for i in start..start + SLOTS_PER_BUCKET {
-                // Fast path: most slots are FREE or hold other keys.
-                let w = self.slot(i).load(Ordering::Acquire);
-                if w.state() == State::Free {
-                    continue;
-                }
-                used[n] += 1;
-                if w.state() == State::Reserved {
-                    continue;
-                }
+        for (k, &start) in buckets[..n].iter().enumerate() {
+            let (in_use, mut maybe) = self.scan(start, key);
+            used[k] = in_use;
+            while maybe != 0 {
+                let i = start + maybe.trailing_zeros() as usize;
+                maybe &= maybe - 1;
                 if let Some(w) = self.wait_for_key(i, key, |_| false) {
                     return Lookup::Live(InstanceId {
                         slot: i as u32,
@@ -384,6 +468,9 @@ impl Table {
                     });
                 }
             }
+        }
+        if n == 1 {
+            used[1] = used[0];
         }
         Lookup::Absent(used)
     }
@@ -422,67 +509,71 @@ impl Table {
     /// Claims a slot for `key` unless the key is already live. On
     /// [`Claim::Owned`] the caller must [`Table::publish`] or
     /// [`Table::abandon`] the claim.
-    pub(crate) fn claim(
-        &self,
-        key: InstanceKey,
-        used: [u32; 2],
-        since: u64,
-        linger: u64,
-        holder: &HolderBuf,
-    ) -> Claim {
+    pub(crate) fn claim(&self, key: InstanceKey, used: [u32; 2]) -> Claim {
         let Some((mine, gen)) = self.reserve(key, used) else {
             return Claim::Full;
         };
         let slot = self.slot(mine);
         slot.key_lo.store(key.lo, Ordering::Relaxed);
         slot.key_hi.store(key.hi, Ordering::Relaxed);
-        slot.cold.since.store(since, Ordering::Relaxed);
-        slot.cold.linger.store(linger, Ordering::Relaxed);
-        holder.store(&slot.cold.meta);
+        // Release: a scanner that sees the fingerprint sees the key. Set
+        // before the CLAIMING store, so both precede the fence below.
+        let tag = tag_of(key);
+        self.flip_tag(mine, tag, Ordering::Release);
         slot.word
             .store(Word::new(State::Claiming, gen, 0).0, Ordering::Release);
         // Store-fence-load: pairs with the same fence in a racing claimer of
         // this key, so at least one of us sees the other's CLAIMING.
         fence(Ordering::SeqCst);
-        let claimed = Claimed { index: mine, gen };
-        for j in self.candidates(key) {
-            if j == mine {
-                continue;
+        let claimed = Claimed {
+            index: mine,
+            gen,
+            tag,
+        };
+        let (buckets, n) = self.distinct_buckets(key);
+        for &start in &buckets[..n] {
+            let (_, mut maybe) = self.scan(start, key);
+            while maybe != 0 {
+                let j = start + maybe.trailing_zeros() as usize;
+                maybe &= maybe - 1;
+                if j == mine {
+                    continue;
+                }
+                // Stop waiting on a CLAIMING twin at a lower index (we back
+                // off); wait for one at a higher index to go LIVE or away.
+                let Some(w) = self.wait_for_key(j, key, |_| j < mine) else {
+                    continue;
+                };
+                self.abandon(claimed);
+                return if w.state() == State::Live {
+                    Claim::Exists(InstanceId {
+                        slot: j as u32,
+                        gen: w.gen(),
+                    })
+                } else {
+                    Claim::Retry
+                };
             }
-            if matches!(
-                self.slot(j).load(Ordering::Acquire).state(),
-                State::Free | State::Reserved
-            ) {
-                continue; // fast path: not my key
-            }
-            // Stop waiting on a CLAIMING twin at a lower index (we back off);
-            // wait for one at a higher index to go LIVE or away.
-            let Some(w) = self.wait_for_key(j, key, |_| j < mine) else {
-                continue;
-            };
-            self.abandon(claimed);
-            return if w.state() == State::Live {
-                Claim::Exists(InstanceId {
-                    slot: j as u32,
-                    gen: w.gen(),
-                })
-            } else {
-                Claim::Retry
-            };
         }
         Claim::Owned(claimed)
     }
 
-    /// Makes a claimed slot a LIVE instance charged to `pool`.
-    pub(crate) fn publish(&self, c: Claimed, pool: u32, count: u32, deadline: u64) -> InstanceId {
+    /// Makes a claimed slot a LIVE instance: writes its fields, then
+    /// publishes them with the LIVE store.
+    pub(crate) fn publish(&self, c: Claimed, fields: &Fields<'_>) -> InstanceId {
         let slot = self.slot(c.index);
         slot.cold.grant.store(
-            u64::from(pool) | (u64::from(count) << 32),
+            u64::from(fields.pool) | (u64::from(fields.count) << 32),
             Ordering::Relaxed,
         );
+        slot.cold.since.store(fields.since, Ordering::Relaxed);
+        slot.cold.linger.store(fields.linger, Ordering::Relaxed);
+        fields.holder.store(&slot.cold.meta);
         // Release: publishes every field to acquire loads of LIVE.
-        slot.word
-            .store(Word::new(State::Live, c.gen, deadline).0, Ordering::Release);
+        slot.word.store(
+            Word::new(State::Live, c.gen, fields.deadline).0,
+            Ordering::Release,
+        );
         InstanceId {
             slot: c.index as u32,
             gen: c.gen,
@@ -491,6 +582,8 @@ impl Table {
 
     /// Gives up a claim: the slot becomes FREE in the next generation.
     pub(crate) fn abandon(&self, c: Claimed) {
+        // Cleared before the FREE store, so the next owner finds it 0.
+        self.flip_tag(c.index, c.tag, Ordering::Release);
         let next = Word::new(State::Claiming, c.gen, 0).next_gen();
         self.slot(c.index)
             .word
@@ -649,6 +742,16 @@ impl Table {
         // The slot is ours until FREE: its fields are stable.
         let read = self.read_fields(id.slot as usize, w);
         credit(&read);
+        // The key can go unseen now that the pool is credited; cleared
+        // before the FREE store, so the next owner finds the byte 0.
+        // Release: a scanner that no longer sees the fingerprint must see
+        // the credit too (else a same-key checkout could find neither the
+        // instance nor its license: the loom model renewal_races_expiry).
+        let key = InstanceKey {
+            lo: slot.key_lo.load(Ordering::Relaxed),
+            hi: slot.key_hi.load(Ordering::Relaxed),
+        };
+        self.flip_tag(id.slot as usize, tag_of(key), Ordering::Release);
         slot.word
             .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
         Some(read)
@@ -685,8 +788,18 @@ mod tests {
 
     /// Claims and publishes (pool 3, count 2, since 100, deadline 500).
     fn insert(t: &Table, k: InstanceKey, h: &HolderBuf) -> Result<InstanceId, Claim> {
-        match t.claim(k, [0, 0], 100, 0, h) {
-            Claim::Owned(c) => Ok(t.publish(c, 3, 2, 500)),
+        match t.claim(k, [0, 0]) {
+            Claim::Owned(c) => Ok(t.publish(
+                c,
+                &Fields {
+                    pool: 3,
+                    count: 2,
+                    since: 100,
+                    linger: 0,
+                    deadline: 500,
+                    holder: h,
+                },
+            )),
             other => Err(other),
         }
     }
@@ -734,8 +847,7 @@ mod tests {
     #[test]
     fn abandoned_claims_leave_no_trace() {
         let t = Table::with_capacity(2);
-        let h = HolderBuf::new("u", "h", "d", "x");
-        let Claim::Owned(c) = t.claim(key(9), [0, 0], 1, 0, &h) else {
+        let Claim::Owned(c) = t.claim(key(9), [0, 0]) else {
             panic!("not claimed")
         };
         t.abandon(c);
