@@ -758,18 +758,28 @@ impl Table {
     }
 
     /// Calls `f` for every LIVE instance (a consistent read of each, not an
-    /// atomic picture of the whole table).
+    /// atomic picture of the whole table). Reads two fingerprint words per
+    /// bucket and only the slots whose byte is set, so an idle table of a
+    /// million seats is read in about a quarter of a million loads.
     pub(crate) fn for_each_live(&self, mut f: impl FnMut(&LiveRead)) {
-        for i in 0..self.slot_count() {
-            let w = self.slot(i).load(Ordering::Acquire);
-            if w.state() != State::Live {
-                continue;
-            }
-            if let Some(r) = self.read(InstanceId {
-                slot: i as u32,
-                gen: w.gen(),
-            }) {
-                f(&r);
+        for (b, bucket) in self.hot.iter().enumerate() {
+            for (k, tags) in bucket.tags.iter().enumerate() {
+                let mut set = tags.load(Ordering::Acquire) & BYTE_HI;
+                while set != 0 {
+                    let lane = k * 8 + set.trailing_zeros() as usize / 8;
+                    set &= set - 1;
+                    let i = b * SLOTS_PER_BUCKET + lane;
+                    let w = self.slot(i).load(Ordering::Acquire);
+                    if w.state() != State::Live {
+                        continue;
+                    }
+                    if let Some(r) = self.read(InstanceId {
+                        slot: i as u32,
+                        gen: w.gen(),
+                    }) {
+                        f(&r);
+                    }
+                }
             }
         }
     }
