@@ -31,19 +31,22 @@ mod denial;
 mod holder;
 mod key;
 mod lingers;
+mod policy;
 mod pool;
 mod table;
 
 use rustc_hash::FxHashMap;
 
-pub use denial::{Denial, Reason};
+pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::Lingers;
 pub use table::InstanceId;
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
+use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeySeed};
+use policy::{Access, Policy, Who};
 use pool::Pool;
 use table::{Claim, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
@@ -269,12 +272,65 @@ pub struct Engine {
     pools: Vec<Pool>,
     table: Table,
     seed: KeySeed,
+    /// The compiled options file, if any (see `policy.rs`).
+    policy: Option<Box<Policy>>,
 }
 
 impl Engine {
     /// Builds an engine serving the pools of `licenses`. The table is sized
     /// for every license the counted pools can grant (count + overdraft).
     pub fn new(licenses: &LicenseSet, config: EngineConfig) -> Engine {
+        Engine::build(licenses, config)
+    }
+
+    /// Builds an engine that applies an options file: INCLUDE / EXCLUDE /
+    /// RESERVE / MAX rules are compiled into per-pool admission data and
+    /// `MAX_OVERDRAFT` lowers the pools' overdraft. Rules that cannot be
+    /// applied are listed by [`Engine::policy_warnings`]. See
+    /// `docs/options-file.md`.
+    pub fn with_options(
+        licenses: &LicenseSet,
+        options: &OptionsFile,
+        config: EngineConfig,
+    ) -> Engine {
+        let mut capped;
+        let mut licenses = licenses;
+        if !options.max_overdraft.is_empty() {
+            capped = licenses.clone();
+            for line in &mut capped.pools {
+                if let Some(m) = options
+                    .max_overdraft
+                    .iter()
+                    .rev()
+                    .find(|m| m.feature.name == line.feature)
+                {
+                    line.overdraft = line.overdraft.min(m.value);
+                }
+            }
+            licenses = &capped;
+        }
+        let mut engine = Engine::build(licenses, config);
+        engine.policy = Some(Box::new(Policy::compile(
+            options,
+            &engine.pools,
+            engine.features.len(),
+            engine.table.slot_count(),
+        )));
+        engine
+    }
+
+    /// Options-file rules that could not be applied (a feature no license
+    /// line serves, a reservation larger than its pools, ...), in words.
+    pub fn policy_warnings(&self) -> &[String] {
+        self.policy.as_deref().map_or(&[], |p| &p.warnings)
+    }
+
+    /// Licenses of `pool` that RESERVE rules hold back and nobody uses.
+    pub fn reserved_free(&self, pool: PoolId) -> u32 {
+        self.policy.as_deref().map_or(0, |p| p.reserved_free(pool.0))
+    }
+
+    fn build(licenses: &LicenseSet, config: EngineConfig) -> Engine {
         let mut features: Vec<Feature> = Vec::new();
         let mut by_name: FxHashMap<String, u32> = FxHashMap::default();
         let mut pools = Vec::with_capacity(licenses.pools.len());
@@ -303,6 +359,7 @@ impl Engine {
             pools,
             table: Table::with_capacity(instances.max(config.min_instances)),
             seed: KeySeed(config.seed.0, config.seed.1),
+            policy: None,
         }
     }
 
@@ -349,10 +406,27 @@ impl Engine {
     /// Checks a license out, or renews the key's instance. See the module
     /// docs and `docs/architecture.md` for the protocol.
     pub fn checkout(&self, req: &Request<'_>, now: Millis) -> Result<Grant, Denial> {
+        self.checkout_from(req, None, now)
+    }
+
+    /// [`Engine::checkout`] for a client at address `ip`, which options-file
+    /// `INTERNET` rules test.
+    pub fn checkout_from(
+        &self,
+        req: &Request<'_>,
+        ip: Option<std::net::IpAddr>,
+        now: Millis,
+    ) -> Result<Grant, Denial> {
         req.validate()?;
         let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
         let feature = &self.features[fid as usize];
-        let eligible = self.eligible(feature, req, now)?;
+        // Names interned only when the options file has rules for the feature.
+        let who = self
+            .policy
+            .as_deref()
+            .filter(|p| p.covers(fid))
+            .map(|p| (p, p.who(req.user, req.host, req.display, ip)));
+        let eligible = self.eligible(feature, req, who.as_ref(), now)?;
 
         // Startup and uncounted pools hold nothing in the table.
         if let Some(p) = eligible
@@ -397,14 +471,18 @@ impl Engine {
             match self.table.claim(key, used, now, req.linger_ms, holder) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
-                    let Some((p, in_use)) = eligible
-                        .clone()
-                        .find_map(|p| self.pools[p as usize].reserve(req.count).map(|n| (p, n)))
-                    else {
-                        self.table.abandon(claim);
-                        return Err(Reason::AllInUse.into());
+                    let (p, in_use, record) = match self.charge(eligible.clone(), who, req.count)
+                    {
+                        Ok(c) => c,
+                        Err(reason) => {
+                            self.table.abandon(claim);
+                            return Err(reason.into());
+                        }
                     };
                     let id = self.table.publish(claim, p, req.count, deadline);
+                    if let Some((policy, _)) = who {
+                        policy.record(id.slot, record);
+                    }
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,
@@ -427,20 +505,68 @@ impl Engine {
         }
     }
 
+    /// Takes `n` licenses from the first eligible pool that admits them:
+    /// (pool, its new in-use count, charge record).
+    fn charge(
+        &self,
+        mut eligible: impl Iterator<Item = u32>,
+        who: Option<(&Policy, Who)>,
+        n: u32,
+    ) -> Result<(u32, u32, u64), Reason> {
+        let Some((policy, who)) = who else {
+            return eligible
+                .find_map(|p| self.pools[p as usize].reserve(n).map(|u| (p, u, 0)))
+                .ok_or(Reason::AllInUse);
+        };
+        // The most telling refusal if no pool admits: MAX, then RESERVE.
+        let mut why = Reason::AllInUse;
+        for p in eligible {
+            match policy.admit(p, &self.pools[p as usize], &who, n) {
+                Ok((in_use, record)) => return Ok((p, in_use, record)),
+                Err(r) => {
+                    why = match (why, r) {
+                        (Reason::OverMax, _) | (_, Reason::OverMax) => Reason::OverMax,
+                        (Reason::ReservedForOthers { .. }, _) => why,
+                        _ => r,
+                    }
+                }
+            }
+        }
+        Err(why)
+    }
+
     /// The pools that may serve `req` now (in file order), or why none may.
     fn eligible<'s>(
         &'s self,
         feature: &'s Feature,
         req: &Request<'_>,
+        who: Option<&'s (&'s Policy, Who)>,
         now: Millis,
     ) -> Result<impl Iterator<Item = u32> + Clone + 's, Denial> {
         let want = req.version.unwrap_or(0);
         let pools = &self.pools;
-        let serves = move |p: &u32| {
+        let dated = move |p: &u32| {
             let pool = &pools[*p as usize];
             pool.version >= want && !pool.is_expired(now) && pool.is_started(now)
         };
+        let serves = move |p: &u32| {
+            dated(p) && who.map_or(true, |(policy, w)| policy.access(*p, w) == Access::Allowed)
+        };
         if !feature.pools.iter().any(serves) {
+            if let Some((policy, w)) = who {
+                // Dates and versions allow a pool, the options file does not.
+                let refused = feature
+                    .pools
+                    .iter()
+                    .filter(|p| dated(p))
+                    .map(|&p| policy.access(p, w))
+                    .find(|a| *a != Access::Allowed);
+                match refused {
+                    Some(Access::Excluded) => return Err(Reason::Excluded.into()),
+                    Some(_) => return Err(Reason::NotIncluded.into()),
+                    None => {}
+                }
+            }
             let of_version = || {
                 feature
                     .pools
@@ -596,7 +722,15 @@ impl Engine {
             {
                 Claim::Owned(c) => {
                     self.pools[p as usize].force(r.count);
-                    return Ok(self.table.publish(c, p, r.count, deadline));
+                    let record = self.policy.as_deref().map(|policy| {
+                        let who = policy.who(r.user, r.host, r.display, None);
+                        (policy, policy.force(p, &who, r.count))
+                    });
+                    let id = self.table.publish(c, p, r.count, deadline);
+                    if let Some((policy, record)) = record {
+                        policy.record(id.slot, record);
+                    }
+                    return Ok(id);
                 }
                 Claim::Exists(id) => return Ok(id),
                 Claim::Retry => {}
@@ -619,10 +753,13 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let pools = &self.pools;
-        let read = self
-            .table
-            .release(id, should, |r| pools[r.pool as usize].unreserve(r.count))?;
+        let (pools, policy) = (&self.pools, self.policy.as_deref());
+        let read = self.table.release(id, should, |r| {
+            if let Some(policy) = policy {
+                policy.release(r.pool, r.id.slot, r.count);
+            }
+            pools[r.pool as usize].unreserve(r.count)
+        })?;
         let pool = &self.pools[read.pool as usize];
         Some(Release {
             id: read.id,
