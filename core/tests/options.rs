@@ -30,7 +30,12 @@ fn precedence_table() {
         ("EXCLUDE f1 USER bob\n", "bob", "h", Err(Reason::Excluded)),
         ("EXCLUDE f1 USER bob\n", "ann", "h", Ok(())),
         ("INCLUDE f1 USER bob\n", "bob", "h", Ok(())),
-        ("INCLUDE f1 USER bob\n", "ann", "h", Err(Reason::NotIncluded)),
+        (
+            "INCLUDE f1 USER bob\n",
+            "ann",
+            "h",
+            Err(Reason::NotIncluded),
+        ),
         // On both lists: EXCLUDE wins.
         (
             "INCLUDE f1 USER bob\nEXCLUDE f1 USER bob\n",
@@ -46,7 +51,12 @@ fn precedence_table() {
             Err(Reason::Excluded),
         ),
         ("EXCLUDEALL USER bob\n", "bob", "h", Err(Reason::Excluded)),
-        ("INCLUDEALL USER bob\n", "ann", "h", Err(Reason::NotIncluded)),
+        (
+            "INCLUDEALL USER bob\n",
+            "ann",
+            "h",
+            Err(Reason::NotIncluded),
+        ),
         (
             "INCLUDEALL USER bob\nINCLUDE f1 USER ann\n",
             "ann",
@@ -190,7 +200,10 @@ fn qualifiers_select_pools() {
     assert_eq!(e.checkout(&r, NOW).unwrap_err().reason, Reason::Excluded);
     r.version = Some(1_000_000_000);
     let g = e.checkout(&r, NOW).unwrap();
-    assert_eq!(g.pool.0, 0, "served from the 1.0 pool it is not excluded from");
+    assert_eq!(
+        g.pool.0, 0,
+        "served from the 1.0 pool it is not excluded from"
+    );
 }
 
 #[test]
@@ -211,9 +224,17 @@ fn max_overdraft_lowers_the_overdraft() {
     let e = engine(lic, "MAX_OVERDRAFT f1 1\n");
     let grants: Vec<bool> = ["a", "b", "c"]
         .iter()
-        .map(|h| e.checkout(&Request::new("f1", "u", "h", h), NOW).unwrap().overdraft)
+        .map(|h| {
+            e.checkout(&Request::new("f1", "u", "h", h), NOW)
+                .unwrap()
+                .overdraft
+        })
         .collect();
-    assert_eq!(grants, vec![false, false, true], "the third is an overdraft");
+    assert_eq!(
+        grants,
+        vec![false, false, true],
+        "the third is an overdraft"
+    );
     assert_eq!(out(&e, "u", "h", "d"), Err(Reason::AllInUse));
     let snap = e.snapshot(NOW);
     assert_eq!(snap.features[0].pools[0].overdraft, 1);
@@ -286,7 +307,11 @@ fn versions_are_served_across_increment_lines() {
     let e = engine(lic, "");
     let mut r = Request::new("f1", "u", "h", "a");
     r.version = Some(2_000_000_000);
-    assert_eq!(e.checkout(&r, NOW).unwrap().pool.0, 1, "only 3.0 serves 2.0");
+    assert_eq!(
+        e.checkout(&r, NOW).unwrap().pool.0,
+        1,
+        "only 3.0 serves 2.0"
+    );
     r.handle = "b";
     assert_eq!(
         e.checkout(&r, NOW).unwrap_err().reason,

@@ -327,7 +327,9 @@ impl Engine {
 
     /// Licenses of `pool` that RESERVE rules hold back and nobody uses.
     pub fn reserved_free(&self, pool: PoolId) -> u32 {
-        self.policy.as_deref().map_or(0, |p| p.reserved_free(pool.0))
+        self.policy
+            .as_deref()
+            .map_or(0, |p| p.reserved_free(pool.0))
     }
 
     fn build(licenses: &LicenseSet, config: EngineConfig) -> Engine {
@@ -471,8 +473,7 @@ impl Engine {
             match self.table.claim(key, used, now, req.linger_ms, holder) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
-                    let (p, in_use, record) = match self.charge(eligible.clone(), who, req.count)
-                    {
+                    let (p, in_use, record) = match self.charge(eligible.clone(), who, req.count) {
                         Ok(c) => c,
                         Err(reason) => {
                             self.table.abandon(claim);

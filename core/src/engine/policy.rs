@@ -397,9 +397,7 @@ impl Policy {
         for (p, rules) in policy.pools.iter_mut().enumerate() {
             if let Some(rules) = rules {
                 if !rules.reservations.is_empty() {
-                    rules.general = Some(Counter::new(
-                        pools[p].limit.saturating_sub(reserved[p]),
-                    ));
+                    rules.general = Some(Counter::new(pools[p].limit.saturating_sub(reserved[p])));
                 }
                 policy.features[pools[p].feature as usize] = true;
             }

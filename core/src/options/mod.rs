@@ -331,8 +331,7 @@ impl IpPattern {
             *o = if part == "*" {
                 None
             } else {
-                if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit())
-                {
+                if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
                     return None;
                 }
                 Some(part.parse().ok()?)

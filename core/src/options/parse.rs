@@ -132,7 +132,10 @@ struct Words<'a> {
 impl<'a> Words<'a> {
     fn next(&mut self, what: &str) -> Result<&'a Word, Problem> {
         let w = self.words.get(self.next).ok_or_else(|| {
-            let last = self.words.last().map_or(Pos { line: 1, column: 1 }, |w| w.pos);
+            let last = self
+                .words
+                .last()
+                .map_or(Pos { line: 1, column: 1 }, |w| w.pos);
             Problem::at(last, format!("{} needs {what}", self.keyword))
         })?;
         self.next += 1;
@@ -144,7 +147,10 @@ impl<'a> Words<'a> {
             None => Ok(()),
             Some(w) => Err(Problem::at(
                 w.pos,
-                format!("unexpected \"{}\" after the end of {}", w.text, self.keyword),
+                format!(
+                    "unexpected \"{}\" after the end of {}",
+                    w.text, self.keyword
+                ),
             )),
         }
     }
@@ -275,7 +281,10 @@ fn parse_record(file: &mut OptionsFile, record: &Record) -> Result<Option<Pos>, 
                 None => (v.text.clone(), false),
             };
             if path.is_empty() {
-                return Err(Problem::at(v.pos, format!("{} needs a file path", first.text)));
+                return Err(Problem::at(
+                    v.pos,
+                    format!("{} needs a file path", first.text),
+                ));
             }
             w.end()?;
             let lp = Some(LogPath { path, append });

@@ -82,7 +82,13 @@ fn continuation_and_quotes() {
     let f = p("GROUP big a b \\\n   c d\nINCLUDE \"f1:VENDOR_STRING=;LT=SYS;GP=96\" GROUP big\n");
     assert!(f.diagnostics.is_empty(), "{:?}", f.diagnostics);
     assert_eq!(f.group("big").unwrap().members, vec!["a", "b", "c", "d"]);
-    let q = f.rules[0].feature.as_ref().unwrap().qualifier.as_ref().unwrap();
+    let q = f.rules[0]
+        .feature
+        .as_ref()
+        .unwrap()
+        .qualifier
+        .as_ref()
+        .unwrap();
     assert_eq!(q.key, QualifierKey::VendorString);
     assert_eq!(q.value, ";LT=SYS;GP=96");
 }
@@ -122,7 +128,9 @@ EXCLUDE f2 USER eve
     assert_eq!(f.rules.len(), 2, "the good lines still load");
     let shown = f.diagnostics[0].to_string();
     assert!(shown.starts_with("t.opt:2:5: "), "{shown}");
-    assert!(f.diagnostics[4].message.contains("GROUP nobody is not defined"));
+    assert!(f.diagnostics[4]
+        .message
+        .contains("GROUP nobody is not defined"));
 }
 
 #[test]
