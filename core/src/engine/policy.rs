@@ -30,9 +30,10 @@
 //! admission writes a *charge record* per table slot: the reservation index
 //! and the three name ids. It is stored (`Release`) just after the slot is
 //! published LIVE; the release that wins the slot (it alone runs the credit
-//! step, while the slot is RELEASING so nobody can reuse it) takes it with
-//! `swap(0)` (`Acquire`) and, should it run in the instant between publish
-//! and store, waits for the store. Record words are never 0 (bit 63 set).
+//! step, while the slot is RELEASING so nobody can reuse it) reads it
+//! (`Acquire`), clears it and, should it run in the instant between publish
+//! and store, waits for the store (a few instructions of the publisher: the
+//! only wait policy adds). Record words are never 0 (bit 63 set).
 
 use std::net::IpAddr;
 
@@ -638,8 +639,11 @@ impl Policy {
         let cell = &self.charges[slot as usize];
         let rec = loop {
             // Acquire: pairs with the Release store in `record`.
-            let rec = cell.swap(0, Ordering::Acquire);
+            let rec = cell.load(Ordering::Acquire);
             if rec != 0 {
+                // The publisher is done with the cell and the next owner of
+                // the slot cannot exist before this release frees it.
+                cell.store(0, Ordering::Relaxed);
                 break rec;
             }
             // Published LIVE, record not stored yet: a few instructions away.
