@@ -80,6 +80,8 @@ pub enum FeatureRef {
 pub enum Action {
     /// A license went out (new instance or renewal).
     Out,
+    /// A license went out beyond the pool's count (OVERDRAFT / ODP).
+    OutOverdraft,
     /// A license came back.
     In,
     /// A checkout was refused.
@@ -382,10 +384,11 @@ pub fn format_license_line(action: Action, feature: &str, h: &HolderBuf, count: 
     };
     match action {
         Action::Out => format!("OUT: \"{feature}\" {who}{many}"),
+        Action::OutOverdraft => format!("OUT: \"{feature}\" {who}{many}  (OVERDRAFT)"),
         Action::In => format!("IN: \"{feature}\" {who}{many}"),
         Action::Denied(r) => format!(
             "DENIED: \"{feature}\" {who}  ({} ({},{}))",
-            r.text(),
+            r.full_text(),
             r.flexlm_code(),
             minor_code(r.flexlm_code())
         ),

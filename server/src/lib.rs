@@ -12,6 +12,7 @@
 pub mod ctl;
 pub mod debuglog;
 pub mod demo;
+pub mod options;
 pub mod protocol;
 pub mod server;
 pub mod status;

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -35,8 +35,10 @@ use tally_core::engine::{
     Request, Restore,
 };
 use tally_core::license::{parse_file, LicenseSet};
+use tally_core::options::OptionsFile;
 
 use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
+use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::status::{ServerInfo, Status};
 
@@ -71,6 +73,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Host name reported in STATUS and lmstat.
     pub host_name: String,
+    /// The options file (issue 7; see `options.rs`).
+    pub policy: PolicyConfig,
 }
 
 /// Errors starting the server.
@@ -124,6 +128,9 @@ struct Shared {
     admin_token: Option<String>,
     workers: usize,
     seed: (u64, u64),
+    /// Options-file settings the loops apply; replaced with the engine.
+    server_options: Mutex<Arc<ServerOptions>>,
+    policy: PolicyConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -199,12 +206,19 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, ServerError> {
         let now = SystemClock.now_ms();
         let seed = random_seed();
-        let engine = Arc::new(Engine::new(
+        let options = config.policy.loaded.as_ref().map(|(_, o)| o);
+        let engine = Arc::new(crate::options::build_engine(
             &config.licenses,
+            options,
             EngineConfig {
                 seed,
                 ..EngineConfig::default()
             },
+        ));
+        let server_options = Arc::new(ServerOptions::new(
+            &engine,
+            options,
+            config.policy.min_timeout_secs,
         ));
         let std_listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
@@ -243,8 +257,13 @@ impl Server {
             admin_token: config.admin_token.clone(),
             workers,
             seed,
+            server_options: Mutex::new(server_options.clone()),
+            policy: config.policy.clone(),
         });
         log_startup(&handle, &config, local_addr, &engine, now);
+        if let Some((path, o)) = &config.policy.loaded {
+            log_options(&handle, now, path, o, &engine);
+        }
 
         let mut loops = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
@@ -268,9 +287,10 @@ impl Server {
         for (i, (poll, listener)) in loops.into_iter().enumerate() {
             let shared = shared.clone();
             let engine = engine.clone();
+            let opts = server_options.clone();
             let t = std::thread::Builder::new()
                 .name(format!("tally-loop-{i}"))
-                .spawn(move || Loop::new(i, poll, listener, shared, engine).run())
+                .spawn(move || Loop::new(i, poll, listener, shared, engine, opts).run())
                 .map_err(io_err("start a loop thread"))?;
             threads.push(t);
         }
@@ -354,6 +374,38 @@ fn log_startup(log: &LogHandle, config: &Config, addr: SocketAddr, engine: &Engi
     }
 }
 
+/// Logs what the options file did: its path, skipped lines, rules the
+/// engine could not apply, and what tally does not do yet.
+fn log_options(log: &LogHandle, now: u64, path: &Path, o: &OptionsFile, engine: &Engine) {
+    log.line(
+        now,
+        "lmgrd",
+        format!(
+            "Options file: {} ({} rules, {} lines skipped)",
+            path.display(),
+            o.rules.len(),
+            o.diagnostics.len()
+        ),
+    );
+    for d in &o.diagnostics {
+        log.line(
+            now,
+            "lmgrd",
+            format!("Options file error, line skipped: {d}"),
+        );
+    }
+    for w in engine.policy_warnings() {
+        log.line(now, "lmgrd", format!("Options file warning: {w}"));
+    }
+    if let Some(r) = &o.report_log {
+        log.line(
+            now,
+            "lmgrd",
+            format!("REPORTLOG {} is not supported yet; ignored", r.path),
+        );
+    }
+}
+
 /// A license this connection checked out (for disconnect and CHECKIN).
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -424,6 +476,8 @@ struct Ctx {
     engine_gen: u64,
     lingers: Lingers,
     log: LogHandle,
+    /// Options-file settings for `engine`.
+    opts: Arc<ServerOptions>,
 }
 
 impl Loop {
@@ -433,6 +487,7 @@ impl Loop {
         listener: TcpListener,
         shared: Arc<Shared>,
         engine: Arc<Engine>,
+        opts: Arc<ServerOptions>,
     ) -> Loop {
         Loop {
             poll,
@@ -445,6 +500,7 @@ impl Loop {
                 shared,
                 engine,
                 lingers: Lingers::new(SystemClock.now_ms()),
+                opts,
             },
         }
     }
@@ -534,7 +590,7 @@ impl Loop {
         let now = SystemClock.now_ms();
         for (_, h) in conn.held.drain() {
             if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
-                self.ctx.log.license(
+                self.ctx.log_license(
                     now,
                     Action::In,
                     FeatureRef::Id(r.feature),
@@ -583,14 +639,33 @@ impl Loop {
                 .collect();
         }
         self.ctx.engine = self.ctx.shared.current_engine();
+        self.ctx.opts = lock(&self.ctx.shared.server_options).clone();
         self.ctx.engine_gen = self.ctx.shared.engine_gen.load(Ordering::SeqCst);
     }
 }
 
 impl Ctx {
+    /// Queues a license event unless the options file's NOLOG drops it.
+    fn log_license(&self, now: u64, action: Action, f: FeatureRef, holder: HolderBuf, count: u32) {
+        let nolog = &self.opts.nolog;
+        let dropped = match action {
+            Action::Out | Action::OutOverdraft => nolog.checkout,
+            Action::In => nolog.checkin,
+            Action::Denied(_) => nolog.denied,
+            _ => false,
+        };
+        if !dropped {
+            self.log.license(now, action, f, holder, count);
+        }
+    }
+
     fn expire(&mut self, now: u64) {
         let (engine, log) = (&self.engine, &self.log);
+        let quiet = self.opts.nolog.checkin;
         self.lingers.expire(engine, now, |r| {
+            if quiet {
+                return;
+            }
             log.license(
                 now,
                 Action::In,
@@ -753,6 +828,11 @@ impl Ctx {
     }
 
     fn checkout(&mut self, conn: &mut Conn, c: &protocol::Checkout<'_>, now: u64) {
+        // The options file's LINGER is the default for checkouts without one.
+        let linger_ms = match c.linger_ms {
+            0 => self.opts.default_linger_ms(&self.engine, c.feature),
+            l => l,
+        };
         let req = Request {
             feature: c.feature,
             user: c.user,
@@ -761,19 +841,23 @@ impl Ctx {
             handle: c.handle,
             version: c.version,
             count: c.count,
-            linger_ms: c.linger_ms,
+            linger_ms,
         };
         let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
-        match self.engine.checkout(&req, now) {
+        match self.engine.checkout_from(&req, Some(conn.peer.ip()), now) {
             Ok(g) => {
                 self.lingers.track(&g);
-                self.log
-                    .license(now, Action::Out, FeatureRef::Id(g.feature), holder, g.count);
+                let out = if g.overdraft {
+                    Action::OutOverdraft
+                } else {
+                    Action::Out
+                };
+                self.log_license(now, out, FeatureRef::Id(g.feature), holder, g.count);
                 match g.kind {
                     // Startup: out and at once in. Renewal: lmgrd logs the
                     // duplicate instance's check-in (seed 002), which keeps
                     // OUT and IN lines balanced for log parsers.
-                    GrantKind::Startup | GrantKind::Renewed => self.log.license(
+                    GrantKind::Startup | GrantKind::Renewed => self.log_license(
                         now,
                         Action::In,
                         FeatureRef::Id(g.feature),
@@ -784,7 +868,7 @@ impl Ctx {
                 }
                 if let Some(id) = g.id {
                     let grouped = !self.engine.dup_group(g.feature).is_by_handle();
-                    if (c.linger_ms == 0 || grouped) && !conn.held.contains_key(&id) {
+                    if (linger_ms == 0 || grouped) && !conn.held.contains_key(&id) {
                         self.prune_held(conn);
                         conn.held.insert(
                             id,
@@ -809,8 +893,7 @@ impl Ctx {
                     Some(id) => FeatureRef::Id(id),
                     None => FeatureRef::Name(c.feature.into()),
                 };
-                self.log
-                    .license(now, Action::Denied(d.reason), f, holder, c.count);
+                self.log_license(now, Action::Denied(d.reason), f, holder, c.count);
                 let _ = writeln!(
                     conn.wbuf,
                     "DENIED {} {} {} {} {}",
@@ -818,7 +901,7 @@ impl Ctx {
                     c.handle,
                     d.reason.name(),
                     d.reason.flexlm_code(),
-                    d.reason.text()
+                    d.reason.full_text()
                 );
             }
         }
@@ -852,7 +935,7 @@ impl Ctx {
         match self.engine.checkin(feature, user, host, display, handle) {
             Ok(r) => {
                 conn.held.remove(&r.id);
-                self.log.license(
+                self.log_license(
                     now,
                     Action::In,
                     FeatureRef::Id(r.feature),
@@ -928,7 +1011,7 @@ impl Ctx {
                     let f = FeatureRef::Id(fid);
                     self.log
                         .license(now, Action::Removing, f.clone(), r.holder, r.count);
-                    self.log.license(now, Action::In, f, r.holder, r.count);
+                    self.log_license(now, Action::In, f, r.holder, r.count);
                 }
             }
         }
@@ -969,12 +1052,32 @@ impl Ctx {
                 tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE)
             }
         };
-        let new_engine = Arc::new(Engine::new(
+        // The options file is reread with the license file; if it cannot
+        // be read, nothing changes.
+        let options_path = crate::options::locate(
+            shared.policy.explicit.as_deref(),
             &licenses,
+            shared.license_path.as_deref(),
+        );
+        let options = match crate::options::load(options_path.as_deref()) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
+                return;
+            }
+        };
+        let new_engine = Arc::new(crate::options::build_engine(
+            &licenses,
+            options.as_ref(),
             EngineConfig {
                 seed: shared.seed,
                 ..EngineConfig::default()
             },
+        ));
+        let new_opts = Arc::new(ServerOptions::new(
+            &new_engine,
+            options.as_ref(),
+            shared.policy.min_timeout_secs,
         ));
         let barrier = Arc::new(Barrier::new(shared.workers));
         *lock(&shared.pause_barrier) = Some(barrier.clone());
@@ -1032,6 +1135,8 @@ impl Ctx {
         let kept = remap.len();
         *lock(&shared.remap) = Arc::new(remap);
         *lock(&shared.engine) = new_engine.clone();
+        *lock(&shared.server_options) = new_opts.clone();
+        self.opts = new_opts;
         {
             let mut facts = lock(&shared.facts);
             facts.license_file = licenses.source.clone();
@@ -1056,6 +1161,9 @@ impl Ctx {
                 "lmgrd",
                 format!("License file error, line skipped: {d}"),
             );
+        }
+        if let (Some(path), Some(o)) = (&options_path, &options) {
+            log_options(&self.log, now, path, o, &self.engine);
         }
         barrier.wait(); // let the others go on
                         // `engine_gen` stays behind the shared one until the loop has
