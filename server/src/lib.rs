@@ -14,5 +14,6 @@ pub mod debuglog;
 pub mod demo;
 pub mod options;
 pub mod protocol;
+pub mod reread;
 pub mod server;
 pub mod status;

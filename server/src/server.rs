@@ -1052,6 +1052,10 @@ impl Ctx {
                 tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE)
             }
         };
+        // Features the new file drops keep their holders until they drain.
+        let mut licenses = licenses;
+        let retired =
+            crate::reread::keep_removed_features(&mut licenses, &self.engine.snapshot(now));
         // The options file is reread with the license file; if it cannot
         // be read, nothing changes.
         let options_path = crate::options::locate(
@@ -1146,7 +1150,7 @@ impl Ctx {
         self.engine = new_engine;
         shared.engine_gen.fetch_add(1, Ordering::SeqCst);
         shared.pause.store(false, Ordering::SeqCst);
-        let (pools, diags) = (licenses.pools.len(), licenses.diagnostics.len());
+        let (pools, diags) = (licenses.pools.len() - retired, licenses.diagnostics.len());
         self.log.line(
             now,
             "lmgrd",

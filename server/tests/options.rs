@@ -255,3 +255,28 @@ fn max_overdraft_limits_the_overdraft() {
         .req("CHECKOUT F2 bob h b")
         .starts_with("DENIED F2 b ALL_IN_USE"));
 }
+
+#[test]
+fn a_reread_that_removes_a_feature_keeps_its_holders_until_they_drain() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut c = t.connect();
+    assert!(c.req("CHECKOUT F3 ann h a").starts_with("OK "));
+    assert!(c.req("CHECKOUT F3 bob h b linger=600").starts_with("OK "));
+    std::fs::write(
+        t.license_path(),
+        LICENSE.replace("FEATURE F3 CITRIX 1.0 permanent 5\n", ""),
+    )
+    .expect("rewrite license");
+    assert_eq!(c.req("REREAD"), "OK REREAD 2 0");
+    assert_eq!(c.in_use("F3"), 2, "nothing is revoked");
+    assert!(c
+        .req("CHECKOUT F3 carl h c")
+        .starts_with("DENIED F3 c NO_SUCH_FEATURE -5"));
+    assert!(
+        c.req("CHECKOUT F3 bob h b linger=600")
+            .starts_with("DENIED F3 b NO_SUCH_FEATURE"),
+        "a removed feature is not renewed"
+    );
+    assert_eq!(c.req("CHECKIN F3 a"), "OK F3 a");
+    assert_eq!(c.in_use("F3"), 1);
+}

@@ -53,6 +53,12 @@ use table::{Claim, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
 
+/// A keyword on a pool line that marks it *retired*: a reread removed it
+/// while instances were out. The engine keeps the pool so they stay held
+/// and counted, serves nothing new from it (new checkouts and renewals are
+/// denied as if the feature did not exist) and lets them drain.
+pub const RETIRED_KEYWORD: &str = "TALLY_RETIRED";
+
 /// Longest linger accepted: 100 years, in ms.
 pub const MAX_LINGER_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
@@ -548,7 +554,7 @@ impl Engine {
         let pools = &self.pools;
         let dated = move |p: &u32| {
             let pool = &pools[*p as usize];
-            pool.version >= want && !pool.is_expired(now) && pool.is_started(now)
+            pool.version >= want && !pool.is_expired(now) && pool.is_started(now) && !pool.retired
         };
         let serves = move |p: &u32| {
             dated(p) && who.map_or(true, |(policy, w)| policy.access(*p, w) == Access::Allowed)
@@ -573,9 +579,11 @@ impl Engine {
                     .pools
                     .iter()
                     .map(|&p| &pools[p as usize])
-                    .filter(|p| p.version >= want)
+                    .filter(|p| p.version >= want && !p.retired)
             };
-            let reason = if of_version().next().is_none() {
+            let reason = if feature.pools.iter().all(|&p| pools[p as usize].retired) {
+                Reason::NoSuchFeature
+            } else if of_version().next().is_none() {
                 Reason::VersionTooHigh
             } else if of_version().any(|p| !p.is_expired(now) && !p.is_started(now)) {
                 Reason::NotYetStarted
@@ -601,6 +609,9 @@ impl Engine {
         let pool = &self.pools[pool_index as usize];
         if pool.is_expired(now) {
             return Some(Err(Reason::Expired.into()));
+        }
+        if pool.retired {
+            return Some(Err(Reason::NoSuchFeature.into()));
         }
         match self.table.renew(id, deadline, linger) {
             Renew::Gone => None,
