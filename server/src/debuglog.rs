@@ -88,6 +88,8 @@ pub enum Action {
     Denied(Reason),
     /// An admin removed a license.
     Removing,
+    /// A license checked in because its client was idle (`TIMEOUT`).
+    Inactive,
 }
 
 /// One thing for the log.
@@ -386,6 +388,7 @@ pub fn format_license_line(action: Action, feature: &str, h: &HolderBuf, count: 
         Action::Out => format!("OUT: \"{feature}\" {who}{many}"),
         Action::OutOverdraft => format!("OUT: \"{feature}\" {who}{many}  (OVERDRAFT)"),
         Action::In => format!("IN: \"{feature}\" {who}{many}"),
+        Action::Inactive => format!("IN: \"{feature}\" {who}{many}  (INACTIVE)"),
         Action::Denied(r) => format!(
             "DENIED: \"{feature}\" {who}  ({} ({},{}))",
             r.full_text(),

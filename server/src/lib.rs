@@ -17,3 +17,4 @@ pub mod protocol;
 pub mod reread;
 pub mod server;
 pub mod status;
+mod timeout;

@@ -141,6 +141,14 @@ impl ServerOptions {
             .filter(|&t| t > 0)
     }
 
+    /// The shortest idle timeout of any feature, ms.
+    pub fn shortest_timeout_ms(&self) -> Option<u64> {
+        if !self.any_timeout {
+            return None;
+        }
+        self.timeout_ms.iter().copied().filter(|&t| t > 0).min()
+    }
+
     /// Whether any feature has an idle timeout.
     pub fn has_timeouts(&self) -> bool {
         self.any_timeout

@@ -41,6 +41,7 @@ use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget}
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::status::{ServerInfo, Status};
+use crate::timeout::IdleTimers;
 
 /// Unsent reply bytes at which a connection stops being read.
 pub const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -430,10 +431,14 @@ struct Conn {
     authed: bool,
     /// Close once `wbuf` is written.
     closing: bool,
+    /// Unix ms of the last request (idle TIMEOUT).
+    last_seen: u64,
+    /// Tells this connection from a later one in the same slab slot.
+    serial: u64,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
+    fn new(stream: TcpStream, peer: SocketAddr, now: u64, serial: u64) -> Conn {
         Conn {
             stream,
             peer,
@@ -443,6 +448,8 @@ impl Conn {
             prune_at: 64,
             authed: false,
             closing: false,
+            last_seen: now,
+            serial,
         }
     }
 }
@@ -466,6 +473,9 @@ struct Loop {
     listener: TcpListener,
     conns: slab::Slab<Conn>,
     ctx: Ctx,
+    /// Idle-timeout checks (`timeout.rs`).
+    idle: IdleTimers,
+    next_serial: u64,
 }
 
 /// Everything a request needs besides its connection.
@@ -493,6 +503,8 @@ impl Loop {
             poll,
             listener,
             conns: slab::Slab::new(),
+            idle: IdleTimers::default(),
+            next_serial: 0,
             ctx: Ctx {
                 index,
                 log: shared.log.clone(),
@@ -509,7 +521,11 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = SystemClock.now_ms();
-            let wait = self.ctx.lingers.next_deadline().map_or(MAX_POLL_WAIT, |d| {
+            let next = match (self.ctx.lingers.next_deadline(), self.idle.next_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let wait = next.map_or(MAX_POLL_WAIT, |d| {
                 Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
             });
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
@@ -533,6 +549,45 @@ impl Loop {
                 }
             }
             self.ctx.expire(SystemClock.now_ms());
+            self.check_idle(SystemClock.now_ms());
+        }
+    }
+
+    /// Checks in the licenses of connections idle past their features'
+    /// TIMEOUT (see `timeout.rs`).
+    fn check_idle(&mut self, now: u64) {
+        let Some(shortest) = self.ctx.opts.shortest_timeout_ms() else {
+            return;
+        };
+        while let Some((key, serial)) = self.idle.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                continue; // closed since
+            };
+            let idle = now.saturating_sub(conn.last_seen);
+            let ctx = &self.ctx;
+            conn.held
+                .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
+                    Some(t) if idle >= t => {
+                        if let Some(r) = ctx.engine.release(h.id) {
+                            let f = FeatureRef::Id(r.feature);
+                            ctx.log_license(now, Action::Inactive, f, r.holder, r.count);
+                        }
+                        false
+                    }
+                    _ => true,
+                });
+            let due = conn.last_seen.saturating_add(shortest).max(now + 1000);
+            self.idle.arm(due, key, serial);
+        }
+    }
+
+    /// Arms an idle check for every connection (a reread turned TIMEOUTs on).
+    fn arm_idle_all(&mut self, now: u64) {
+        if let Some(shortest) = self.ctx.opts.shortest_timeout_ms() {
+            for (key, c) in self.conns.iter() {
+                self.idle
+                    .arm(now.max(c.last_seen) + shortest, key, c.serial);
+            }
         }
     }
 
@@ -551,7 +606,12 @@ impl Loop {
                         eprintln!("tallyd: cannot register a connection from {peer}: {e}");
                         continue;
                     }
-                    entry.insert(Conn::new(stream, peer));
+                    let now = SystemClock.now_ms();
+                    self.next_serial += 1;
+                    if let Some(t) = self.ctx.opts.shortest_timeout_ms() {
+                        self.idle.arm(now + t, entry.key(), self.next_serial);
+                    }
+                    entry.insert(Conn::new(stream, peer, now, self.next_serial));
                     self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -641,6 +701,7 @@ impl Loop {
         self.ctx.engine = self.ctx.shared.current_engine();
         self.ctx.opts = lock(&self.ctx.shared.server_options).clone();
         self.ctx.engine_gen = self.ctx.shared.engine_gen.load(Ordering::SeqCst);
+        self.arm_idle_all(SystemClock.now_ms());
     }
 }
 
@@ -650,7 +711,7 @@ impl Ctx {
         let nolog = &self.opts.nolog;
         let dropped = match action {
             Action::Out | Action::OutOverdraft => nolog.checkout,
-            Action::In => nolog.checkin,
+            Action::In | Action::Inactive => nolog.checkin,
             Action::Denied(_) => nolog.denied,
             _ => false,
         };
@@ -746,6 +807,7 @@ impl Ctx {
 
     fn answer(&mut self, conn: &mut Conn, line: &[u8]) {
         let now = SystemClock.now_ms();
+        conn.last_seen = now;
         let cmd = match protocol::parse(line) {
             Ok(c) => c,
             Err(e) => {

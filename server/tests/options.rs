@@ -280,3 +280,31 @@ fn a_reread_that_removes_a_feature_keeps_its_holders_until_they_drain() {
     assert_eq!(c.req("CHECKIN F3 a"), "OK F3 a");
     assert_eq!(c.in_use("F3"), 1);
 }
+
+#[test]
+fn an_idle_client_loses_its_licenses_after_timeout() {
+    // --min-timeout lowers FlexLM's 900 s minimum so the test is short.
+    let Run { t, .. } = start("TIMEOUT F1 1\n", &["--min-timeout", "1"]);
+    let mut idle = t.connect();
+    assert!(idle.req("CHECKOUT F1 ann h a").starts_with("OK "));
+    assert!(idle.req("CHECKOUT F3 ann h a3").starts_with("OK "));
+    let mut admin = t.connect();
+    assert!(eventually(GENEROUS, || admin.in_use("F1") == 0));
+    assert_eq!(admin.in_use("F3"), 1, "F3 has no TIMEOUT");
+    assert!(wait_log(&t, "IN: \"F1\" ann@h [a]  (INACTIVE)"));
+    // The connection itself stays usable.
+    assert_eq!(idle.req("PING"), "PONG");
+}
+
+#[test]
+fn ping_keeps_an_idle_timeout_away() {
+    let Run { t, .. } = start("TIMEOUTALL 3\n", &["--min-timeout", "3"]);
+    let mut c = t.connect();
+    assert!(c.req("CHECKOUT F1 ann h a").starts_with("OK "));
+    // Heartbeats every 100 ms for 4.5 s: never 3 s without a request.
+    for _ in 0..45 {
+        assert_eq!(c.req("PING"), "PONG");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.in_use("F1"), 1);
+}
