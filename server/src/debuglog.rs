@@ -90,6 +90,8 @@ pub enum Action {
     Removing,
     /// A license checked in because its client was idle (`TIMEOUT`).
     Inactive,
+    /// A checkout joined the queue (`wait=`).
+    Queued,
 }
 
 /// One thing for the log.
@@ -389,6 +391,7 @@ pub fn format_license_line(action: Action, feature: &str, h: &HolderBuf, count: 
         Action::OutOverdraft => format!("OUT: \"{feature}\" {who}{many}  (OVERDRAFT)"),
         Action::In => format!("IN: \"{feature}\" {who}{many}"),
         Action::Inactive => format!("IN: \"{feature}\" {who}{many}  (INACTIVE)"),
+        Action::Queued => format!("QUEUED: \"{feature}\" {who}{many}"),
         Action::Denied(r) => format!(
             "DENIED: \"{feature}\" {who}  ({} ({},{}))",
             r.full_text(),

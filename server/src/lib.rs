@@ -14,6 +14,7 @@ pub mod debuglog;
 pub mod demo;
 pub mod options;
 pub mod protocol;
+pub mod queue;
 pub mod reread;
 pub mod server;
 pub mod status;

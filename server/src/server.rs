@@ -40,6 +40,7 @@ use tally_core::options::OptionsFile;
 use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
+use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
 use crate::status::{ServerInfo, Status};
 use crate::timeout::IdleTimers;
 
@@ -49,6 +50,10 @@ pub const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Longest a loop sleeps when no timer is due, so flags are seen even if a
 /// wake-up were lost.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// Unanswered bytes a waiting connection may buffer (it is read only to see
+/// it close).
+const WAITING_READ_LIMIT: usize = 64 * 1024;
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -132,6 +137,8 @@ struct Shared {
     /// Options-file settings the loops apply; replaced with the engine.
     server_options: Mutex<Arc<ServerOptions>>,
     policy: PolicyConfig,
+    /// Queued checkouts (`queue.rs`).
+    queues: Queues,
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +267,7 @@ impl Server {
             seed,
             server_options: Mutex::new(server_options.clone()),
             policy: config.policy.clone(),
+            queues: Queues::default(),
         });
         log_startup(&handle, &config, local_addr, &engine, now);
         if let Some((path, o)) = &config.policy.loaded {
@@ -435,10 +443,15 @@ struct Conn {
     last_seen: u64,
     /// Tells this connection from a later one in the same slab slot.
     serial: u64,
+    /// Its slab key.
+    key: usize,
+    /// Queued (feature, sequence number): no further line is answered
+    /// until this one is.
+    waiting: Option<(String, u64)>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr, now: u64, serial: u64) -> Conn {
+    fn new(stream: TcpStream, peer: SocketAddr, now: u64, serial: u64, key: usize) -> Conn {
         Conn {
             stream,
             peer,
@@ -450,6 +463,8 @@ impl Conn {
             closing: false,
             last_seen: now,
             serial,
+            key,
+            waiting: None,
         }
     }
 }
@@ -488,6 +503,8 @@ struct Ctx {
     log: LogHandle,
     /// Options-file settings for `engine`.
     opts: Arc<ServerOptions>,
+    /// Deadlines of this loop's queued checkouts.
+    wait_deadlines: WaitDeadlines,
 }
 
 impl Loop {
@@ -513,6 +530,7 @@ impl Loop {
                 engine,
                 lingers: Lingers::new(SystemClock.now_ms()),
                 opts,
+                wait_deadlines: WaitDeadlines::default(),
             },
         }
     }
@@ -521,10 +539,14 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = SystemClock.now_ms();
-            let next = match (self.ctx.lingers.next_deadline(), self.idle.next_due()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [
+                self.ctx.lingers.next_deadline(),
+                self.idle.next_due(),
+                self.ctx.wait_deadlines.next_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let wait = next.map_or(MAX_POLL_WAIT, |d| {
                 Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
             });
@@ -550,7 +572,55 @@ impl Loop {
             }
             self.ctx.expire(SystemClock.now_ms());
             self.check_idle(SystemClock.now_ms());
+            self.serve_queue(SystemClock.now_ms());
         }
+    }
+
+    /// Serves the queue heads that sit on this loop, and denies this loop's
+    /// waiters whose wait ran out (see `queue.rs`).
+    fn serve_queue(&mut self, now: u64) {
+        while let Some((seq, feature)) = self.ctx.wait_deadlines.pop_due(now) {
+            if let Some(w) = self.ctx.shared.queues.remove(&feature, seq) {
+                self.answer_waiter(&w.seat, &w.line, now, true);
+            }
+        }
+        loop {
+            let mut progress = false;
+            for (feature, w) in self.ctx.shared.queues.heads_on(self.ctx.index) {
+                if self.answer_waiter(&w.seat, &w.line, now, false) {
+                    self.ctx.shared.queues.remove(&feature, w.seq);
+                    progress = true;
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// Tries a waiter's checkout again (`give_up`: its wait ran out, so a
+    /// full pool now denies). True if it was answered; then its connection
+    /// goes on with the lines it sent meanwhile.
+    fn answer_waiter(&mut self, seat: &Seat, line: &[u8], now: u64, give_up: bool) -> bool {
+        let Some(conn) = self
+            .conns
+            .get_mut(seat.conn)
+            .filter(|c| c.serial == seat.serial)
+        else {
+            return true; // gone: nothing to answer
+        };
+        let answered = match protocol::parse(line) {
+            Ok(Command::Checkout(c)) => self.ctx.checkout(conn, &c, line, now, Some(give_up)),
+            _ => true,
+        };
+        if answered {
+            conn.waiting = None;
+            if !self.ctx.serve(conn) {
+                let conn = self.conns.remove(seat.conn);
+                self.close(conn);
+            }
+        }
+        answered
     }
 
     /// Checks in the licenses of connections idle past their features'
@@ -611,7 +681,8 @@ impl Loop {
                     if let Some(t) = self.ctx.opts.shortest_timeout_ms() {
                         self.idle.arm(now + t, entry.key(), self.next_serial);
                     }
-                    entry.insert(Conn::new(stream, peer, now, self.next_serial));
+                    let key = entry.key();
+                    entry.insert(Conn::new(stream, peer, now, self.next_serial, key));
                     self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -648,6 +719,9 @@ impl Loop {
 
     fn close(&mut self, mut conn: Conn) {
         let now = SystemClock.now_ms();
+        if let Some((feature, seq)) = conn.waiting.take() {
+            self.ctx.shared.queues.remove(&feature, seq);
+        }
         for (_, h) in conn.held.drain() {
             if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
                 self.ctx.log_license(
@@ -718,12 +792,19 @@ impl Ctx {
         if !dropped {
             self.log.license(now, action, f, holder, count);
         }
+        if matches!(action, Action::In | Action::Inactive) && !self.shared.queues.is_empty() {
+            self.shared.wake_all(); // a waiter's loop may serve it now
+        }
     }
 
     fn expire(&mut self, now: u64) {
         let (engine, log) = (&self.engine, &self.log);
         let quiet = self.opts.nolog.checkin;
+        let shared = &self.shared;
         self.lingers.expire(engine, now, |r| {
+            if !shared.queues.is_empty() {
+                shared.wake_all();
+            }
             if quiet {
                 return;
             }
@@ -743,8 +824,11 @@ impl Ctx {
         let mut peer_closed = false;
         let mut chunk = [0u8; READ_CHUNK];
         loop {
-            // Answer what is buffered before reading more (backpressure).
-            if !self.process_lines(conn) {
+            // Answer what is buffered before reading more (backpressure). A
+            // queued connection is still read, to see it close.
+            if !self.process_lines(conn)
+                && (conn.waiting.is_none() || conn.rbuf.len() > WAITING_READ_LIMIT)
+            {
                 break;
             }
             match conn.stream.read(&mut chunk) {
@@ -780,7 +864,7 @@ impl Ctx {
     /// happened and the connection's ids must be mapped first).
     fn process_lines(&mut self, conn: &mut Conn) -> bool {
         loop {
-            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER {
+            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER || conn.waiting.is_some() {
                 return false;
             }
             if self.engine_gen != self.shared.engine_gen.load(Ordering::Relaxed) {
@@ -827,7 +911,9 @@ impl Ctx {
             return;
         }
         match cmd {
-            Command::Checkout(c) => self.checkout(conn, &c, now),
+            Command::Checkout(c) => {
+                self.checkout(conn, &c, line, now, None);
+            }
             Command::Checkin { feature, handle } => self.checkin(conn, feature, handle, now),
             Command::Status => {
                 let json = serde_json::to_string(&self.status(now))
@@ -889,7 +975,29 @@ impl Ctx {
         }
     }
 
-    fn checkout(&mut self, conn: &mut Conn, c: &protocol::Checkout<'_>, now: u64) {
+    /// Answers a CHECKOUT, or queues it (`wait=`). `from_queue`: the
+    /// request is a queued one tried again (`Some(true)` when its wait ran
+    /// out). Returns false if it is (still) waiting, unanswered.
+    fn checkout(
+        &mut self,
+        conn: &mut Conn,
+        c: &protocol::Checkout<'_>,
+        line: &[u8],
+        now: u64,
+        from_queue: Option<bool>,
+    ) -> bool {
+        // Nobody overtakes the queue, except a renewal (it takes nothing).
+        let behind = from_queue.is_none()
+            && !self.shared.queues.is_empty()
+            && self.shared.queues.has_waiters(c.feature)
+            && self
+                .engine
+                .find(c.feature, c.user, c.host, c.display, c.handle)
+                .is_none();
+        if behind && c.wait_ms > 0 {
+            self.enqueue(conn, c, line, now);
+            return false;
+        }
         // The options file's LINGER is the default for checkouts without one.
         let linger_ms = match c.linger_ms {
             0 => self.opts.default_linger_ms(&self.engine, c.feature),
@@ -906,7 +1014,27 @@ impl Ctx {
             linger_ms,
         };
         let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
-        match self.engine.checkout_from(&req, Some(conn.peer.ip()), now) {
+        let result = if behind {
+            Err(tally_core::engine::Reason::AllInUse.into())
+        } else {
+            self.engine.checkout_from(&req, Some(conn.peer.ip()), now)
+        };
+        if let Err(d) = &result {
+            let full = matches!(
+                d.reason,
+                tally_core::engine::Reason::AllInUse
+                    | tally_core::engine::Reason::ReservedForOthers { .. }
+            );
+            match from_queue {
+                None if full && c.wait_ms > 0 => {
+                    self.enqueue(conn, c, line, now);
+                    return false;
+                }
+                Some(false) if full => return false, // keep waiting
+                _ => {}
+            }
+        }
+        match result {
             Ok(g) => {
                 self.lingers.track(&g);
                 let out = if g.overdraft {
@@ -966,6 +1094,39 @@ impl Ctx {
                     d.reason.full_text()
                 );
             }
+        }
+        true
+    }
+
+    /// Queues a CHECKOUT with `wait=`: the connection answers nothing more
+    /// until it is served or its wait runs out.
+    fn enqueue(&mut self, conn: &mut Conn, c: &protocol::Checkout<'_>, line: &[u8], now: u64) {
+        let deadline = now.saturating_add(c.wait_ms);
+        let seat = Seat {
+            loop_index: self.index,
+            conn: conn.key,
+            serial: conn.serial,
+        };
+        let entry = QueuedStatus {
+            feature: c.feature.to_string(),
+            user: c.user.to_string(),
+            host: c.host.to_string(),
+            display: c.display.to_string(),
+            handle: c.handle.to_string(),
+            count: c.count,
+            since_ms: now,
+            deadline_ms: deadline,
+        };
+        let seq = self.shared.queues.push(seat, line, entry);
+        self.wait_deadlines.arm(deadline, seq, c.feature);
+        conn.waiting = Some((c.feature.to_string(), seq));
+        if !self.opts.nolog.queued {
+            let f = match self.engine.feature_id(c.feature) {
+                Some(id) => FeatureRef::Id(id),
+                None => FeatureRef::Name(c.feature.into()),
+            };
+            let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+            self.log.license(now, Action::Queued, f, holder, c.count);
         }
     }
 
@@ -1035,7 +1196,9 @@ impl Ctx {
             connections: self.shared.connections.load(Ordering::Relaxed),
             log_dropped: self.log.dropped(),
         };
-        Status::from_snapshot(&self.engine.snapshot(now), info)
+        let mut status = Status::from_snapshot(&self.engine.snapshot(now), info);
+        status.queue = self.shared.queues.snapshot();
+        status
     }
 
     /// REMOVE / REMOVE_HANDLE: checks in the feature's instances `pick`
