@@ -556,10 +556,29 @@ impl Engine {
             let pool = &pools[*p as usize];
             pool.version >= want && !pool.is_expired(now) && pool.is_started(now) && !pool.retired
         };
-        let serves = move |p: &u32| {
-            dated(p) && who.map_or(true, |(policy, w)| policy.access(*p, w) == Access::Allowed)
+        // The options file's verdict on each pool, computed once (a bit per
+        // pool for the first 64; any further pools are asked each time).
+        let allowed: u64 = match who {
+            None => u64::MAX,
+            Some((policy, w)) => {
+                feature
+                    .pools
+                    .iter()
+                    .take(64)
+                    .enumerate()
+                    .fold(0, |mask, (i, &p)| match policy.access(p, w) {
+                        Access::Allowed => mask | 1 << i,
+                        _ => mask,
+                    })
+            }
         };
-        if !feature.pools.iter().any(serves) {
+        let admitted = move |i: usize, p: u32| match who {
+            None => true,
+            Some(_) if i < 64 => allowed >> i & 1 == 1,
+            Some((policy, w)) => policy.access(p, w) == Access::Allowed,
+        };
+        let serves = move |&(i, p): &(usize, &u32)| dated(p) && admitted(i, *p);
+        if !feature.pools.iter().enumerate().any(|x| serves(&x)) {
             if let Some((policy, w)) = who {
                 // Dates and versions allow a pool, the options file does not.
                 let refused = feature
@@ -592,7 +611,12 @@ impl Engine {
             };
             return Err(reason.into());
         }
-        Ok(feature.pools.iter().copied().filter(move |p| serves(p)))
+        Ok(feature
+            .pools
+            .iter()
+            .enumerate()
+            .filter(serves)
+            .map(|(_, &p)| p))
     }
 
     /// Renews a found instance; `None` if it was released before the

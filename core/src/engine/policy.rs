@@ -148,50 +148,23 @@ impl Who {
     }
 }
 
-/// A set of people: name ids (tagged by kind) and address patterns.
+/// The people a rule names: name ids (tagged by kind) and address
+/// patterns. Used while compiling.
 #[derive(Debug, Default)]
 struct IdSet {
     ids: FxHashSet<u64>,
     ips: Vec<IpPattern>,
 }
 
-impl IdSet {
-    fn contains(&self, who: &Who) -> bool {
-        who.keys()
-            .iter()
-            .any(|k| k & 0xffff_ffff != 0 && self.ids.contains(k))
-            || who
-                .ip
-                .is_some_and(|ip| self.ips.iter().any(|p| p.matches(ip)))
-    }
-
-    fn is_empty(&self) -> bool {
-        self.ids.is_empty() && self.ips.is_empty()
-    }
-}
-
-/// Name id -> indices of the counters (or reservations) it is subject to.
+/// What the rules of one pool say about one name id.
 #[derive(Debug, Default)]
-struct IdMap {
-    map: FxHashMap<u64, Vec<u16>>,
-}
-
-impl IdMap {
-    fn add(&mut self, key: u64, index: u16) {
-        let list = self.map.entry(key).or_default();
-        if !list.contains(&index) {
-            list.push(index);
-        }
-    }
-
-    fn lists<'a>(&'a self, who: &Who) -> impl Iterator<Item = u16> + 'a {
-        let keys = who.keys();
-        keys.into_iter()
-            .filter(|k| k & 0xffff_ffff != 0)
-            .filter_map(|k| self.map.get(&k))
-            .flatten()
-            .copied()
-    }
+struct Entry {
+    excluded: bool,
+    included: bool,
+    /// Indices into [`Policy::max`].
+    max: Vec<u16>,
+    /// Indices into [`PoolRules::reservations`].
+    reserved: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -201,26 +174,52 @@ struct Reservation {
     line: u32,
 }
 
-/// What the rules say about one pool.
+/// What the rules say about one pool: one hash map from name id to
+/// everything about that name, so a request costs three lookups per pool.
 #[derive(Debug, Default)]
 struct PoolRules {
-    exclude: IdSet,
-    /// `Some` once any INCLUDE / INCLUDEALL applies.
-    include: Option<IdSet>,
-    /// Indices into [`Policy::max`].
-    max: IdMap,
+    by_id: FxHashMap<u64, Entry>,
+    exclude_ips: Vec<IpPattern>,
+    /// Some INCLUDE / INCLUDEALL applies to the pool.
+    has_include: bool,
+    include_ips: Vec<IpPattern>,
+    has_max: bool,
     reservations: Vec<Reservation>,
-    /// Indices into `reservations`.
-    reserved_for: IdMap,
     /// Capped at `limit - reserved`; `Some` iff there are reservations.
     general: Option<Counter>,
 }
 
+/// The entries of a requester's user, host and display in one pool.
+type View<'a> = [Option<&'a Entry>; 3];
+
 impl PoolRules {
     /// Whether admission takes counters (and so writes a charge record).
     fn counts(&self) -> bool {
-        !self.max.map.is_empty() || self.general.is_some()
+        self.has_max || self.general.is_some()
     }
+
+    fn view(&self, who: &Who) -> View<'_> {
+        who.keys()
+            .map(|k| (k & 0xffff_ffff != 0).then(|| self.by_id.get(&k)).flatten())
+    }
+
+    fn entry(&mut self, key: u64) -> &mut Entry {
+        self.by_id.entry(key).or_default()
+    }
+}
+
+fn max_of<'a>(view: &'a View<'a>) -> impl Iterator<Item = u16> + 'a {
+    view.iter().flatten().flat_map(|e| e.max.iter().copied())
+}
+
+fn reserved_of<'a>(view: &'a View<'a>) -> impl Iterator<Item = u16> + 'a {
+    view.iter()
+        .flatten()
+        .flat_map(|e| e.reserved.iter().copied())
+}
+
+fn ip_in(ips: &[IpPattern], who: &Who) -> bool {
+    !ips.is_empty() && who.ip.is_some_and(|ip| ips.iter().any(|p| p.matches(ip)))
 }
 
 /// Why access to a pool is refused.
@@ -326,15 +325,23 @@ impl Policy {
             }
             match rule.kind {
                 RuleKind::Include | RuleKind::Exclude => {
+                    let exclude = rule.kind == RuleKind::Exclude;
                     for &p in &targets {
                         let rules = policy.rules_mut(p, pools);
-                        let set = if rule.kind == RuleKind::Exclude {
-                            &mut rules.exclude
+                        for &k in &members.ids {
+                            let e = rules.entry(k);
+                            if exclude {
+                                e.excluded = true;
+                            } else {
+                                e.included = true;
+                            }
+                        }
+                        if exclude {
+                            rules.exclude_ips.extend(members.ips.iter().copied());
                         } else {
-                            rules.include.get_or_insert_with(IdSet::default)
-                        };
-                        set.ids.extend(members.ids.iter().copied());
-                        set.ips.extend(members.ips.iter().copied());
+                            rules.has_include = true;
+                            rules.include_ips.extend(members.ips.iter().copied());
+                        }
                     }
                 }
                 RuleKind::Max(n) => {
@@ -352,8 +359,12 @@ impl Policy {
                             continue; // untracked pools hold nothing to cap
                         }
                         let rules = policy.rules_mut(p, pools);
+                        rules.has_max = true;
                         for &k in &members.ids {
-                            rules.max.add(k, index);
+                            let list = &mut rules.entry(k).max;
+                            if !list.contains(&index) {
+                                list.push(index);
+                            }
                         }
                     }
                 }
@@ -379,7 +390,10 @@ impl Policy {
                             line: rule.line,
                         });
                         for &k in &members.ids {
-                            rules.reserved_for.add(k, index);
+                            let list = &mut rules.entry(k).reserved;
+                            if !list.contains(&index) {
+                                list.push(index);
+                            }
                         }
                         reserved[p] += here;
                         left -= here;
@@ -507,13 +521,17 @@ impl Policy {
         let Some(rules) = self.pools.get(p as usize).and_then(|r| r.as_deref()) else {
             return Access::Allowed;
         };
-        if !rules.exclude.is_empty() && rules.exclude.contains(who) {
+        let view = rules.view(who);
+        if view.iter().flatten().any(|e| e.excluded) || ip_in(&rules.exclude_ips, who) {
             return Access::Excluded;
         }
-        match &rules.include {
-            Some(inc) if !inc.contains(who) => Access::NotIncluded,
-            _ => Access::Allowed,
+        if rules.has_include
+            && !view.iter().flatten().any(|e| e.included)
+            && !ip_in(&rules.include_ips, who)
+        {
+            return Access::NotIncluded;
         }
+        Access::Allowed
     }
 
     /// Takes `n` licenses from pool `p` under its rules. On success returns
@@ -528,10 +546,11 @@ impl Policy {
         let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
             return pool.reserve(n).map(|u| (u, 0)).ok_or(Reason::AllInUse);
         };
+        let view = rules.view(who);
         // MAX: every counter that applies.
         let mut taken = 0usize;
         let mut over = false;
-        for index in rules.max.lists(who) {
+        for index in max_of(&view) {
             if self.max[usize::from(index)].take(n) {
                 taken += 1;
             } else {
@@ -540,7 +559,7 @@ impl Policy {
             }
         }
         let give_max = |count: usize| {
-            for index in rules.max.lists(who).take(count) {
+            for index in max_of(&view).take(count) {
                 self.max[usize::from(index)].give(n);
             }
         };
@@ -550,7 +569,7 @@ impl Policy {
         }
         // RESERVE: the requester's reservations first, then the general part.
         let mut reservation = 0u8;
-        for index in rules.reserved_for.lists(who) {
+        for index in reserved_of(&view) {
             if rules.reservations[usize::from(index)].counter.take(n) {
                 reservation = index as u8 + 1;
                 break;
@@ -591,11 +610,12 @@ impl Policy {
         let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
             return 0;
         };
-        for index in rules.max.lists(who) {
+        let view = rules.view(who);
+        for index in max_of(&view) {
             self.max[usize::from(index)].force(n);
         }
         let mut reservation = 0u8;
-        for index in rules.reserved_for.lists(who) {
+        for index in reserved_of(&view) {
             if rules.reservations[usize::from(index)].counter.take(n) {
                 reservation = index as u8 + 1;
                 break;
@@ -650,7 +670,8 @@ impl Policy {
             spin_wait();
         };
         let (who, reservation) = Who::from_record(rec);
-        for index in rules.max.lists(&who) {
+        let view = rules.view(&who);
+        for index in max_of(&view) {
             self.max[usize::from(index)].give(n);
         }
         self.give_reservation(rules, reservation, n);
