@@ -1256,8 +1256,9 @@ impl Ctx {
     /// REREAD: parse the file, park every other loop at a barrier, move the
     /// live instances into a new engine (with their deadlines, names and
     /// start times), publish it, and let the loops go on. Nothing held is
-    /// dropped or counted twice; instances of features the new file lacks
-    /// are checked in and logged.
+    /// dropped or counted twice; features the new file lacks keep their
+    /// holders in retired pools (`reread.rs`). The options file is reread
+    /// and compiled with it.
     fn reread(&mut self, conn: &mut Conn, now: u64) {
         let shared = self.shared.clone();
         let Ok(_only_one) = shared.rereading.try_lock() else {
