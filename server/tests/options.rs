@@ -308,3 +308,40 @@ fn ping_keeps_an_idle_timeout_away() {
     }
     assert_eq!(c.in_use("F1"), 1);
 }
+
+#[test]
+fn debuglog_is_used_when_no_log_is_given() {
+    use std::io::{BufRead, BufReader};
+    let dir = common::Scratch::new("debuglog");
+    let license = dir.path("l.lic");
+    let log = dir.path("from-options.log");
+    std::fs::write(&license, LICENSE).expect("license");
+    let opts = dir.path("o.opt");
+    std::fs::write(&opts, format!("DEBUGLOG +{}\n", log.display())).expect("options");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tallyd"))
+        .arg("-c")
+        .arg(&license)
+        .args(["--port", "0", "--workers", "1", "--options"])
+        .arg(&opts)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tallyd");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("tallyd: serving "));
+    // Keep draining stderr so tallyd never writes to a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let written = serving
+        && eventually(GENEROUS, || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.contains("Server started on"))
+        });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(serving, "tallyd did not start");
+    assert!(written, "the DEBUGLOG file got the start lines");
+}
