@@ -327,7 +327,7 @@ impl Policy {
                 RuleKind::Include | RuleKind::Exclude => {
                     let exclude = rule.kind == RuleKind::Exclude;
                     for &p in &targets {
-                        let rules = policy.rules_mut(p, pools);
+                        let rules = policy.rules_mut(p);
                         for &k in &members.ids {
                             let e = rules.entry(k);
                             if exclude {
@@ -358,7 +358,7 @@ impl Policy {
                         if !pools[p].counted || pools[p].startup {
                             continue; // untracked pools hold nothing to cap
                         }
-                        let rules = policy.rules_mut(p, pools);
+                        let rules = policy.rules_mut(p);
                         rules.has_max = true;
                         for &k in &members.ids {
                             let list = &mut rules.entry(k).max;
@@ -380,7 +380,7 @@ impl Policy {
                         if here == 0 {
                             continue;
                         }
-                        let rules = policy.rules_mut(p, pools);
+                        let rules = policy.rules_mut(p);
                         if rules.reservations.len() >= MAX_RESERVATIONS_PER_POOL {
                             break;
                         }
@@ -420,7 +420,7 @@ impl Policy {
         policy
     }
 
-    fn rules_mut(&mut self, p: usize, _pools: &[Pool]) -> &mut PoolRules {
+    fn rules_mut(&mut self, p: usize) -> &mut PoolRules {
         self.pools[p].get_or_insert_with(Box::default)
     }
 
