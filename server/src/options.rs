@@ -80,6 +80,8 @@ pub struct ServerOptions {
     any_linger: bool,
     /// Some feature has an idle timeout.
     any_timeout: bool,
+    /// The shortest idle timeout, ms.
+    shortest_timeout: Option<u64>,
 }
 
 impl ServerOptions {
@@ -101,6 +103,7 @@ impl ServerOptions {
             timeout_ms: vec![0; n],
             any_linger: false,
             any_timeout: false,
+            shortest_timeout: None,
         };
         for i in 0..n {
             let Some(id) = engine.feature_id_at(i) else {
@@ -116,6 +119,7 @@ impl ServerOptions {
                 s.any_timeout = true;
             }
         }
+        s.shortest_timeout = s.timeout_ms.iter().copied().filter(|&t| t > 0).min();
         s
     }
 
@@ -143,10 +147,7 @@ impl ServerOptions {
 
     /// The shortest idle timeout of any feature, ms.
     pub fn shortest_timeout_ms(&self) -> Option<u64> {
-        if !self.any_timeout {
-            return None;
-        }
-        self.timeout_ms.iter().copied().filter(|&t| t > 0).min()
+        self.shortest_timeout
     }
 
     /// Whether any feature has an idle timeout.
