@@ -433,7 +433,7 @@ impl Engine {
             .policy
             .as_deref()
             .filter(|p| p.covers(fid))
-            .map(|p| (p, p.who(req.user, req.host, req.display, ip)));
+            .map(|p| (p, p.who(fid, req.user, req.host, req.display, ip)));
         let eligible = self.eligible(feature, req, who.as_ref(), now)?;
 
         // Startup and uncounted pools hold nothing in the table.
@@ -759,7 +759,7 @@ impl Engine {
                 Claim::Owned(c) => {
                     self.pools[p as usize].force(r.count);
                     let record = self.policy.as_deref().map(|policy| {
-                        let who = policy.who(r.user, r.host, r.display, None);
+                        let who = policy.who(fid, r.user, r.host, r.display, None);
                         (policy, policy.force(p, &who, r.count))
                     });
                     let id = self.table.publish(c, p, r.count, deadline);

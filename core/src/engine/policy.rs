@@ -56,6 +56,12 @@ const MAX_IDS: u32 = (1 << ID_BITS) - 1;
 /// Bit set in every charge record.
 const WRITTEN: u64 = 1 << 63;
 
+/// Bits of [`Policy::features`].
+const KIND_ANY: u8 = 1;
+const KIND_USER: u8 = 2;
+const KIND_HOST: u8 = 4;
+const KIND_DISPLAY: u8 = 8;
+
 /// Name kinds, as tags in the high bits of a set key.
 const USER: u64 = 1 << 32;
 const HOST: u64 = 2 << 32;
@@ -239,8 +245,10 @@ pub(crate) struct Policy {
     displays: FxHashMap<Box<str>, u32>,
     /// By pool index.
     pools: Vec<Option<Box<PoolRules>>>,
-    /// By feature index: some pool of it has rules.
-    features: Vec<bool>,
+    /// By feature index: which name kinds its pools' rules mention
+    /// ([`KIND_USER`] ...; [`KIND_ANY`] alone: rules, but only by address).
+    /// 0: no rules.
+    features: Vec<u8>,
     /// One per MAX rule.
     max: Vec<Counter>,
     /// One per table slot (see "The charge record").
@@ -295,7 +303,7 @@ impl Policy {
             hosts: FxHashMap::default(),
             displays: FxHashMap::default(),
             pools: (0..pools.len()).map(|_| None).collect(),
-            features: vec![false; features],
+            features: vec![0; features],
             max: Vec::new(),
             charges: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             warnings: Vec::new(),
@@ -414,7 +422,15 @@ impl Policy {
                 if !rules.reservations.is_empty() {
                     rules.general = Some(Counter::new(pools[p].limit.saturating_sub(reserved[p])));
                 }
-                policy.features[pools[p].feature as usize] = true;
+                let mut kinds = KIND_ANY;
+                for key in rules.by_id.keys() {
+                    kinds |= match key & !0xffff_ffff {
+                        USER => KIND_USER,
+                        HOST => KIND_HOST,
+                        _ => KIND_DISPLAY,
+                    };
+                }
+                policy.features[pools[p].feature as usize] |= kinds;
             }
         }
         policy
@@ -481,15 +497,32 @@ impl Policy {
     /// Whether any pool of feature `fid` has rules.
     #[inline]
     pub(crate) fn covers(&self, fid: u32) -> bool {
-        self.features.get(fid as usize).copied().unwrap_or(false)
+        self.features.get(fid as usize).is_some_and(|&k| k != 0)
     }
 
-    /// Interns the requester's names (no allocation).
-    pub(crate) fn who(&self, user: &str, host: &str, display: &str, ip: Option<IpAddr>) -> Who {
+    /// Interns the requester's names (no allocation), for a checkout of
+    /// feature `fid`: a kind of name no rule of the feature mentions is not
+    /// looked up (id 0, which matches nothing).
+    pub(crate) fn who(
+        &self,
+        fid: u32,
+        user: &str,
+        host: &str,
+        display: &str,
+        ip: Option<IpAddr>,
+    ) -> Who {
+        let kinds = self.features.get(fid as usize).copied().unwrap_or(0);
+        let id = |bit: u8, map, name| {
+            if kinds & bit != 0 {
+                self.id(map, name)
+            } else {
+                0
+            }
+        };
         Who {
-            user: self.id(&self.users, user),
-            host: self.id(&self.hosts, host),
-            display: self.id(&self.displays, display),
+            user: id(KIND_USER, &self.users, user),
+            host: id(KIND_HOST, &self.hosts, host),
+            display: id(KIND_DISPLAY, &self.displays, display),
             ip,
         }
     }
