@@ -15,6 +15,7 @@
 pub mod clock;
 pub mod engine;
 pub mod license;
+pub mod options;
 pub(crate) mod sync;
 pub mod wheel;
 

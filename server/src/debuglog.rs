@@ -80,12 +80,18 @@ pub enum FeatureRef {
 pub enum Action {
     /// A license went out (new instance or renewal).
     Out,
+    /// A license went out beyond the pool's count (OVERDRAFT / ODP).
+    OutOverdraft,
     /// A license came back.
     In,
     /// A checkout was refused.
     Denied(Reason),
     /// An admin removed a license.
     Removing,
+    /// A license checked in because its client was idle (`TIMEOUT`).
+    Inactive,
+    /// A checkout joined the queue (`wait=`).
+    Queued,
 }
 
 /// One thing for the log.
@@ -382,10 +388,13 @@ pub fn format_license_line(action: Action, feature: &str, h: &HolderBuf, count: 
     };
     match action {
         Action::Out => format!("OUT: \"{feature}\" {who}{many}"),
+        Action::OutOverdraft => format!("OUT: \"{feature}\" {who}{many}  (OVERDRAFT)"),
         Action::In => format!("IN: \"{feature}\" {who}{many}"),
+        Action::Inactive => format!("IN: \"{feature}\" {who}{many}  (INACTIVE)"),
+        Action::Queued => format!("QUEUED: \"{feature}\" {who}{many}"),
         Action::Denied(r) => format!(
             "DENIED: \"{feature}\" {who}  ({} ({},{}))",
-            r.text(),
+            r.full_text(),
             r.flexlm_code(),
             minor_code(r.flexlm_code())
         ),

@@ -12,6 +12,10 @@
 pub mod ctl;
 pub mod debuglog;
 pub mod demo;
+pub mod options;
 pub mod protocol;
+pub mod queue;
+pub mod reread;
 pub mod server;
 pub mod status;
+mod timeout;

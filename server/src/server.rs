@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -35,10 +35,14 @@ use tally_core::engine::{
     Request, Restore,
 };
 use tally_core::license::{parse_file, LicenseSet};
+use tally_core::options::OptionsFile;
 
 use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
+use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
+use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
 use crate::status::{ServerInfo, Status};
+use crate::timeout::IdleTimers;
 
 /// Unsent reply bytes at which a connection stops being read.
 pub const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -46,6 +50,10 @@ pub const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Longest a loop sleeps when no timer is due, so flags are seen even if a
 /// wake-up were lost.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// Unanswered bytes a waiting connection may buffer (it is read only to see
+/// it close).
+const WAITING_READ_LIMIT: usize = 64 * 1024;
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -71,6 +79,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Host name reported in STATUS and lmstat.
     pub host_name: String,
+    /// The options file (issue 7; see `options.rs`).
+    pub policy: PolicyConfig,
 }
 
 /// Errors starting the server.
@@ -124,6 +134,11 @@ struct Shared {
     admin_token: Option<String>,
     workers: usize,
     seed: (u64, u64),
+    /// Options-file settings the loops apply; replaced with the engine.
+    server_options: Mutex<Arc<ServerOptions>>,
+    policy: PolicyConfig,
+    /// Queued checkouts (`queue.rs`).
+    queues: Queues,
 }
 
 #[derive(Debug, Clone)]
@@ -199,12 +214,19 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, ServerError> {
         let now = SystemClock.now_ms();
         let seed = random_seed();
-        let engine = Arc::new(Engine::new(
+        let options = config.policy.loaded.as_ref().map(|(_, o)| o);
+        let engine = Arc::new(crate::options::build_engine(
             &config.licenses,
+            options,
             EngineConfig {
                 seed,
                 ..EngineConfig::default()
             },
+        ));
+        let server_options = Arc::new(ServerOptions::new(
+            &engine,
+            options,
+            config.policy.min_timeout_secs,
         ));
         let std_listener =
             std::net::TcpListener::bind(config.listen).map_err(|source| ServerError::Bind {
@@ -243,8 +265,14 @@ impl Server {
             admin_token: config.admin_token.clone(),
             workers,
             seed,
+            server_options: Mutex::new(server_options.clone()),
+            policy: config.policy.clone(),
+            queues: Queues::default(),
         });
         log_startup(&handle, &config, local_addr, &engine, now);
+        if let Some((path, o)) = &config.policy.loaded {
+            log_options(&handle, now, path, o, &engine);
+        }
 
         let mut loops = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
@@ -268,9 +296,10 @@ impl Server {
         for (i, (poll, listener)) in loops.into_iter().enumerate() {
             let shared = shared.clone();
             let engine = engine.clone();
+            let opts = server_options.clone();
             let t = std::thread::Builder::new()
                 .name(format!("tally-loop-{i}"))
-                .spawn(move || Loop::new(i, poll, listener, shared, engine).run())
+                .spawn(move || Loop::new(i, poll, listener, shared, engine, opts).run())
                 .map_err(io_err("start a loop thread"))?;
             threads.push(t);
         }
@@ -354,6 +383,38 @@ fn log_startup(log: &LogHandle, config: &Config, addr: SocketAddr, engine: &Engi
     }
 }
 
+/// Logs what the options file did: its path, skipped lines, rules the
+/// engine could not apply, and what tally does not do yet.
+fn log_options(log: &LogHandle, now: u64, path: &Path, o: &OptionsFile, engine: &Engine) {
+    log.line(
+        now,
+        "lmgrd",
+        format!(
+            "Options file: {} ({} rules, {} lines skipped)",
+            path.display(),
+            o.rules.len(),
+            o.diagnostics.len()
+        ),
+    );
+    for d in &o.diagnostics {
+        log.line(
+            now,
+            "lmgrd",
+            format!("Options file error, line skipped: {d}"),
+        );
+    }
+    for w in engine.policy_warnings() {
+        log.line(now, "lmgrd", format!("Options file warning: {w}"));
+    }
+    if let Some(r) = &o.report_log {
+        log.line(
+            now,
+            "lmgrd",
+            format!("REPORTLOG {} is not supported yet; ignored", r.path),
+        );
+    }
+}
+
 /// A license this connection checked out (for disconnect and CHECKIN).
 #[derive(Debug, Clone, Copy)]
 struct Held {
@@ -378,10 +439,19 @@ struct Conn {
     authed: bool,
     /// Close once `wbuf` is written.
     closing: bool,
+    /// Unix ms of the last request (idle TIMEOUT).
+    last_seen: u64,
+    /// Tells this connection from a later one in the same slab slot.
+    serial: u64,
+    /// Its slab key.
+    key: usize,
+    /// Queued (feature, sequence number): no further line is answered
+    /// until this one is.
+    waiting: Option<(String, u64)>,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
+    fn new(stream: TcpStream, peer: SocketAddr, now: u64, serial: u64, key: usize) -> Conn {
         Conn {
             stream,
             peer,
@@ -391,6 +461,10 @@ impl Conn {
             prune_at: 64,
             authed: false,
             closing: false,
+            last_seen: now,
+            serial,
+            key,
+            waiting: None,
         }
     }
 }
@@ -414,6 +488,9 @@ struct Loop {
     listener: TcpListener,
     conns: slab::Slab<Conn>,
     ctx: Ctx,
+    /// Idle-timeout checks (`timeout.rs`).
+    idle: IdleTimers,
+    next_serial: u64,
 }
 
 /// Everything a request needs besides its connection.
@@ -424,6 +501,10 @@ struct Ctx {
     engine_gen: u64,
     lingers: Lingers,
     log: LogHandle,
+    /// Options-file settings for `engine`.
+    opts: Arc<ServerOptions>,
+    /// Deadlines of this loop's queued checkouts.
+    wait_deadlines: WaitDeadlines,
 }
 
 impl Loop {
@@ -433,11 +514,14 @@ impl Loop {
         listener: TcpListener,
         shared: Arc<Shared>,
         engine: Arc<Engine>,
+        opts: Arc<ServerOptions>,
     ) -> Loop {
         Loop {
             poll,
             listener,
             conns: slab::Slab::new(),
+            idle: IdleTimers::default(),
+            next_serial: 0,
             ctx: Ctx {
                 index,
                 log: shared.log.clone(),
@@ -445,6 +529,8 @@ impl Loop {
                 shared,
                 engine,
                 lingers: Lingers::new(SystemClock.now_ms()),
+                opts,
+                wait_deadlines: WaitDeadlines::default(),
             },
         }
     }
@@ -453,7 +539,15 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = SystemClock.now_ms();
-            let wait = self.ctx.lingers.next_deadline().map_or(MAX_POLL_WAIT, |d| {
+            let next = [
+                self.ctx.lingers.next_deadline(),
+                self.idle.next_due(),
+                self.ctx.wait_deadlines.next_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let wait = next.map_or(MAX_POLL_WAIT, |d| {
                 Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
             });
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
@@ -477,6 +571,93 @@ impl Loop {
                 }
             }
             self.ctx.expire(SystemClock.now_ms());
+            self.check_idle(SystemClock.now_ms());
+            self.serve_queue(SystemClock.now_ms());
+        }
+    }
+
+    /// Serves the queue heads that sit on this loop, and denies this loop's
+    /// waiters whose wait ran out (see `queue.rs`).
+    fn serve_queue(&mut self, now: u64) {
+        while let Some((seq, feature)) = self.ctx.wait_deadlines.pop_due(now) {
+            if let Some(w) = self.ctx.shared.queues.remove(&feature, seq) {
+                self.answer_waiter(&w.seat, &w.line, now, true);
+            }
+        }
+        loop {
+            let mut progress = false;
+            for (feature, w) in self.ctx.shared.queues.heads_on(self.ctx.index) {
+                if self.answer_waiter(&w.seat, &w.line, now, false) {
+                    self.ctx.shared.queues.remove(&feature, w.seq);
+                    progress = true;
+                }
+            }
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// Tries a waiter's checkout again (`give_up`: its wait ran out, so a
+    /// full pool now denies). True if it was answered; then its connection
+    /// goes on with the lines it sent meanwhile.
+    fn answer_waiter(&mut self, seat: &Seat, line: &[u8], now: u64, give_up: bool) -> bool {
+        let Some(conn) = self
+            .conns
+            .get_mut(seat.conn)
+            .filter(|c| c.serial == seat.serial)
+        else {
+            return true; // gone: nothing to answer
+        };
+        let answered = match protocol::parse(line) {
+            Ok(Command::Checkout(c)) => self.ctx.checkout(conn, &c, line, now, Some(give_up)),
+            _ => true,
+        };
+        if answered {
+            conn.waiting = None;
+            if !self.ctx.serve(conn) {
+                let conn = self.conns.remove(seat.conn);
+                self.close(conn);
+            }
+        }
+        answered
+    }
+
+    /// Checks in the licenses of connections idle past their features'
+    /// TIMEOUT (see `timeout.rs`).
+    fn check_idle(&mut self, now: u64) {
+        let Some(shortest) = self.ctx.opts.shortest_timeout_ms() else {
+            return;
+        };
+        while let Some((key, serial)) = self.idle.pop_due(now) {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                continue; // closed since
+            };
+            let idle = now.saturating_sub(conn.last_seen);
+            let ctx = &self.ctx;
+            conn.held
+                .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
+                    Some(t) if idle >= t => {
+                        if let Some(r) = ctx.engine.release(h.id) {
+                            let f = FeatureRef::Id(r.feature);
+                            ctx.log_license(now, Action::Inactive, f, r.holder, r.count);
+                        }
+                        false
+                    }
+                    _ => true,
+                });
+            let due = conn.last_seen.saturating_add(shortest).max(now + 1000);
+            self.idle.arm(due, key, serial);
+        }
+    }
+
+    /// Arms an idle check for every connection (a reread turned TIMEOUTs on).
+    fn arm_idle_all(&mut self, now: u64) {
+        if let Some(shortest) = self.ctx.opts.shortest_timeout_ms() {
+            for (key, c) in self.conns.iter() {
+                self.idle
+                    .arm(now.max(c.last_seen) + shortest, key, c.serial);
+            }
         }
     }
 
@@ -495,7 +676,13 @@ impl Loop {
                         eprintln!("tallyd: cannot register a connection from {peer}: {e}");
                         continue;
                     }
-                    entry.insert(Conn::new(stream, peer));
+                    let now = SystemClock.now_ms();
+                    self.next_serial += 1;
+                    if let Some(t) = self.ctx.opts.shortest_timeout_ms() {
+                        self.idle.arm(now + t, entry.key(), self.next_serial);
+                    }
+                    let key = entry.key();
+                    entry.insert(Conn::new(stream, peer, now, self.next_serial, key));
                     self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -532,9 +719,12 @@ impl Loop {
 
     fn close(&mut self, mut conn: Conn) {
         let now = SystemClock.now_ms();
+        if let Some((feature, seq)) = conn.waiting.take() {
+            self.ctx.shared.queues.remove(&feature, seq);
+        }
         for (_, h) in conn.held.drain() {
             if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
-                self.ctx.log.license(
+                self.ctx.log_license(
                     now,
                     Action::In,
                     FeatureRef::Id(r.feature),
@@ -583,14 +773,41 @@ impl Loop {
                 .collect();
         }
         self.ctx.engine = self.ctx.shared.current_engine();
+        self.ctx.opts = lock(&self.ctx.shared.server_options).clone();
         self.ctx.engine_gen = self.ctx.shared.engine_gen.load(Ordering::SeqCst);
+        self.arm_idle_all(SystemClock.now_ms());
     }
 }
 
 impl Ctx {
+    /// Queues a license event unless the options file's NOLOG drops it.
+    fn log_license(&self, now: u64, action: Action, f: FeatureRef, holder: HolderBuf, count: u32) {
+        let nolog = &self.opts.nolog;
+        let dropped = match action {
+            Action::Out | Action::OutOverdraft => nolog.checkout,
+            Action::In | Action::Inactive => nolog.checkin,
+            Action::Denied(_) => nolog.denied,
+            _ => false,
+        };
+        if !dropped {
+            self.log.license(now, action, f, holder, count);
+        }
+        if matches!(action, Action::In | Action::Inactive) && !self.shared.queues.is_empty() {
+            self.shared.wake_all(); // a waiter's loop may serve it now
+        }
+    }
+
     fn expire(&mut self, now: u64) {
         let (engine, log) = (&self.engine, &self.log);
+        let quiet = self.opts.nolog.checkin;
+        let shared = &self.shared;
         self.lingers.expire(engine, now, |r| {
+            if !shared.queues.is_empty() {
+                shared.wake_all();
+            }
+            if quiet {
+                return;
+            }
             log.license(
                 now,
                 Action::In,
@@ -607,8 +824,11 @@ impl Ctx {
         let mut peer_closed = false;
         let mut chunk = [0u8; READ_CHUNK];
         loop {
-            // Answer what is buffered before reading more (backpressure).
-            if !self.process_lines(conn) {
+            // Answer what is buffered before reading more (backpressure). A
+            // queued connection is still read, to see it close.
+            if !self.process_lines(conn)
+                && (conn.waiting.is_none() || conn.rbuf.len() > WAITING_READ_LIMIT)
+            {
                 break;
             }
             match conn.stream.read(&mut chunk) {
@@ -644,7 +864,7 @@ impl Ctx {
     /// happened and the connection's ids must be mapped first).
     fn process_lines(&mut self, conn: &mut Conn) -> bool {
         loop {
-            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER {
+            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER || conn.waiting.is_some() {
                 return false;
             }
             if self.engine_gen != self.shared.engine_gen.load(Ordering::Relaxed) {
@@ -671,6 +891,7 @@ impl Ctx {
 
     fn answer(&mut self, conn: &mut Conn, line: &[u8]) {
         let now = SystemClock.now_ms();
+        conn.last_seen = now;
         let cmd = match protocol::parse(line) {
             Ok(c) => c,
             Err(e) => {
@@ -690,7 +911,9 @@ impl Ctx {
             return;
         }
         match cmd {
-            Command::Checkout(c) => self.checkout(conn, &c, now),
+            Command::Checkout(c) => {
+                self.checkout(conn, &c, line, now, None);
+            }
             Command::Checkin { feature, handle } => self.checkin(conn, feature, handle, now),
             Command::Status => {
                 let json = serde_json::to_string(&self.status(now))
@@ -752,7 +975,34 @@ impl Ctx {
         }
     }
 
-    fn checkout(&mut self, conn: &mut Conn, c: &protocol::Checkout<'_>, now: u64) {
+    /// Answers a CHECKOUT, or queues it (`wait=`). `from_queue`: the
+    /// request is a queued one tried again (`Some(true)` when its wait ran
+    /// out). Returns false if it is (still) waiting, unanswered.
+    fn checkout(
+        &mut self,
+        conn: &mut Conn,
+        c: &protocol::Checkout<'_>,
+        line: &[u8],
+        now: u64,
+        from_queue: Option<bool>,
+    ) -> bool {
+        // Nobody overtakes the queue, except a renewal (it takes nothing).
+        let behind = from_queue.is_none()
+            && !self.shared.queues.is_empty()
+            && self.shared.queues.has_waiters(c.feature)
+            && self
+                .engine
+                .find(c.feature, c.user, c.host, c.display, c.handle)
+                .is_none();
+        if behind && c.wait_ms > 0 {
+            self.enqueue(conn, c, line, now);
+            return false;
+        }
+        // The options file's LINGER is the default for checkouts without one.
+        let linger_ms = match c.linger_ms {
+            0 => self.opts.default_linger_ms(&self.engine, c.feature),
+            l => l,
+        };
         let req = Request {
             feature: c.feature,
             user: c.user,
@@ -761,19 +1011,43 @@ impl Ctx {
             handle: c.handle,
             version: c.version,
             count: c.count,
-            linger_ms: c.linger_ms,
+            linger_ms,
         };
         let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
-        match self.engine.checkout(&req, now) {
+        let result = if behind {
+            Err(tally_core::engine::Reason::AllInUse.into())
+        } else {
+            self.engine.checkout_from(&req, Some(conn.peer.ip()), now)
+        };
+        if let Err(d) = &result {
+            let full = matches!(
+                d.reason,
+                tally_core::engine::Reason::AllInUse
+                    | tally_core::engine::Reason::ReservedForOthers { .. }
+            );
+            match from_queue {
+                None if full && c.wait_ms > 0 => {
+                    self.enqueue(conn, c, line, now);
+                    return false;
+                }
+                Some(false) if full => return false, // keep waiting
+                _ => {}
+            }
+        }
+        match result {
             Ok(g) => {
                 self.lingers.track(&g);
-                self.log
-                    .license(now, Action::Out, FeatureRef::Id(g.feature), holder, g.count);
+                let out = if g.overdraft {
+                    Action::OutOverdraft
+                } else {
+                    Action::Out
+                };
+                self.log_license(now, out, FeatureRef::Id(g.feature), holder, g.count);
                 match g.kind {
                     // Startup: out and at once in. Renewal: lmgrd logs the
                     // duplicate instance's check-in (seed 002), which keeps
                     // OUT and IN lines balanced for log parsers.
-                    GrantKind::Startup | GrantKind::Renewed => self.log.license(
+                    GrantKind::Startup | GrantKind::Renewed => self.log_license(
                         now,
                         Action::In,
                         FeatureRef::Id(g.feature),
@@ -784,7 +1058,7 @@ impl Ctx {
                 }
                 if let Some(id) = g.id {
                     let grouped = !self.engine.dup_group(g.feature).is_by_handle();
-                    if (c.linger_ms == 0 || grouped) && !conn.held.contains_key(&id) {
+                    if (linger_ms == 0 || grouped) && !conn.held.contains_key(&id) {
                         self.prune_held(conn);
                         conn.held.insert(
                             id,
@@ -809,8 +1083,7 @@ impl Ctx {
                     Some(id) => FeatureRef::Id(id),
                     None => FeatureRef::Name(c.feature.into()),
                 };
-                self.log
-                    .license(now, Action::Denied(d.reason), f, holder, c.count);
+                self.log_license(now, Action::Denied(d.reason), f, holder, c.count);
                 let _ = writeln!(
                     conn.wbuf,
                     "DENIED {} {} {} {} {}",
@@ -818,9 +1091,42 @@ impl Ctx {
                     c.handle,
                     d.reason.name(),
                     d.reason.flexlm_code(),
-                    d.reason.text()
+                    d.reason.full_text()
                 );
             }
+        }
+        true
+    }
+
+    /// Queues a CHECKOUT with `wait=`: the connection answers nothing more
+    /// until it is served or its wait runs out.
+    fn enqueue(&mut self, conn: &mut Conn, c: &protocol::Checkout<'_>, line: &[u8], now: u64) {
+        let deadline = now.saturating_add(c.wait_ms);
+        let seat = Seat {
+            loop_index: self.index,
+            conn: conn.key,
+            serial: conn.serial,
+        };
+        let entry = QueuedStatus {
+            feature: c.feature.to_string(),
+            user: c.user.to_string(),
+            host: c.host.to_string(),
+            display: c.display.to_string(),
+            handle: c.handle.to_string(),
+            count: c.count,
+            since_ms: now,
+            deadline_ms: deadline,
+        };
+        let seq = self.shared.queues.push(seat, line, entry);
+        self.wait_deadlines.arm(deadline, seq, c.feature);
+        conn.waiting = Some((c.feature.to_string(), seq));
+        if !self.opts.nolog.queued {
+            let f = match self.engine.feature_id(c.feature) {
+                Some(id) => FeatureRef::Id(id),
+                None => FeatureRef::Name(c.feature.into()),
+            };
+            let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+            self.log.license(now, Action::Queued, f, holder, c.count);
         }
     }
 
@@ -852,7 +1158,7 @@ impl Ctx {
         match self.engine.checkin(feature, user, host, display, handle) {
             Ok(r) => {
                 conn.held.remove(&r.id);
-                self.log.license(
+                self.log_license(
                     now,
                     Action::In,
                     FeatureRef::Id(r.feature),
@@ -890,7 +1196,9 @@ impl Ctx {
             connections: self.shared.connections.load(Ordering::Relaxed),
             log_dropped: self.log.dropped(),
         };
-        Status::from_snapshot(&self.engine.snapshot(now), info)
+        let mut status = Status::from_snapshot(&self.engine.snapshot(now), info);
+        status.queue = self.shared.queues.snapshot();
+        status
     }
 
     /// REMOVE / REMOVE_HANDLE: checks in the feature's instances `pick`
@@ -928,7 +1236,7 @@ impl Ctx {
                     let f = FeatureRef::Id(fid);
                     self.log
                         .license(now, Action::Removing, f.clone(), r.holder, r.count);
-                    self.log.license(now, Action::In, f, r.holder, r.count);
+                    self.log_license(now, Action::In, f, r.holder, r.count);
                 }
             }
         }
@@ -948,8 +1256,9 @@ impl Ctx {
     /// REREAD: parse the file, park every other loop at a barrier, move the
     /// live instances into a new engine (with their deadlines, names and
     /// start times), publish it, and let the loops go on. Nothing held is
-    /// dropped or counted twice; instances of features the new file lacks
-    /// are checked in and logged.
+    /// dropped or counted twice; features the new file lacks keep their
+    /// holders in retired pools (`reread.rs`). The options file is reread
+    /// and compiled with it.
     fn reread(&mut self, conn: &mut Conn, now: u64) {
         let shared = self.shared.clone();
         let Ok(_only_one) = shared.rereading.try_lock() else {
@@ -969,12 +1278,36 @@ impl Ctx {
                 tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE)
             }
         };
-        let new_engine = Arc::new(Engine::new(
+        // Features the new file drops keep their holders until they drain.
+        let mut licenses = licenses;
+        let retired =
+            crate::reread::keep_removed_features(&mut licenses, &self.engine.snapshot(now));
+        // The options file is reread with the license file; if it cannot
+        // be read, nothing changes.
+        let options_path = crate::options::locate(
+            shared.policy.explicit.as_deref(),
             &licenses,
+            shared.license_path.as_deref(),
+        );
+        let options = match crate::options::load(options_path.as_deref()) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
+                return;
+            }
+        };
+        let new_engine = Arc::new(crate::options::build_engine(
+            &licenses,
+            options.as_ref(),
             EngineConfig {
                 seed: shared.seed,
                 ..EngineConfig::default()
             },
+        ));
+        let new_opts = Arc::new(ServerOptions::new(
+            &new_engine,
+            options.as_ref(),
+            shared.policy.min_timeout_secs,
         ));
         let barrier = Arc::new(Barrier::new(shared.workers));
         *lock(&shared.pause_barrier) = Some(barrier.clone());
@@ -1032,6 +1365,8 @@ impl Ctx {
         let kept = remap.len();
         *lock(&shared.remap) = Arc::new(remap);
         *lock(&shared.engine) = new_engine.clone();
+        *lock(&shared.server_options) = new_opts.clone();
+        self.opts = new_opts;
         {
             let mut facts = lock(&shared.facts);
             facts.license_file = licenses.source.clone();
@@ -1041,7 +1376,7 @@ impl Ctx {
         self.engine = new_engine;
         shared.engine_gen.fetch_add(1, Ordering::SeqCst);
         shared.pause.store(false, Ordering::SeqCst);
-        let (pools, diags) = (licenses.pools.len(), licenses.diagnostics.len());
+        let (pools, diags) = (licenses.pools.len() - retired, licenses.diagnostics.len());
         self.log.line(
             now,
             "lmgrd",
@@ -1056,6 +1391,9 @@ impl Ctx {
                 "lmgrd",
                 format!("License file error, line skipped: {d}"),
             );
+        }
+        if let (Some(path), Some(o)) = (&options_path, &options) {
+            log_options(&self.log, now, path, o, &self.engine);
         }
         barrier.wait(); // let the others go on
                         // `engine_gen` stays behind the shared one until the loop has

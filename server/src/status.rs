@@ -17,6 +17,9 @@ pub struct Status {
     pub server: ServerInfo,
     /// One entry per pool (FEATURE/INCREMENT line), in license-file order.
     pub features: Vec<FeatureStatus>,
+    /// Queued checkouts (`wait=`), oldest first; absent from older servers.
+    #[serde(default)]
+    pub queue: Vec<crate::queue::QueuedStatus>,
 }
 
 /// About the server process.
@@ -144,6 +147,10 @@ impl Status {
                 });
             }
         }
-        Status { server, features }
+        Status {
+            server,
+            features,
+            queue: Vec::new(),
+        }
     }
 }

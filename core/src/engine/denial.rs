@@ -29,6 +29,20 @@ pub enum Reason {
     /// is sized at twice the licenses in the file, so this means a bug or a
     /// pathological hash distribution; it is counted and reported).
     TableFull,
+    /// The options file excludes the requester (EXCLUDE / EXCLUDEALL).
+    Excluded,
+    /// The options file has an INCLUDE list for the feature and the
+    /// requester is not on it.
+    NotIncluded,
+    /// A MAX rule of the options file caps the requester (or their group)
+    /// below this checkout.
+    OverMax,
+    /// Licenses are free, but RESERVE rules hold them for others; `line` is
+    /// the options-file line of one such reservation.
+    ReservedForOthers {
+        /// Options-file line of the RESERVE rule.
+        line: u32,
+    },
 }
 
 impl Reason {
@@ -42,6 +56,10 @@ impl Reason {
             Reason::NotYetStarted => "NOT_YET_STARTED",
             Reason::BadRequest(_) => "BAD_REQUEST",
             Reason::TableFull => "TABLE_FULL",
+            Reason::Excluded => "EXCLUDED",
+            Reason::NotIncluded => "NOT_INCLUDED",
+            Reason::OverMax => "OVER_MAX",
+            Reason::ReservedForOthers { .. } => "RESERVED",
         }
     }
 
@@ -49,7 +67,11 @@ impl Reason {
     pub fn flexlm_code(&self) -> i32 {
         match self {
             Reason::NoSuchFeature => -5,
-            Reason::AllInUse | Reason::TableFull => -4,
+            Reason::AllInUse | Reason::TableFull | Reason::ReservedForOthers { .. } => -4,
+            // LM_USERSEXCLUDED, LM_USERNOTINCLUDED, LM_MAXLIMIT.
+            Reason::Excluded => -38,
+            Reason::NotIncluded => -39,
+            Reason::OverMax => -87,
             Reason::VersionTooHigh => -25,
             Reason::Expired => -10,
             Reason::NotYetStarted => -31,
@@ -71,7 +93,33 @@ impl Reason {
             Reason::NotYetStarted => "Feature start date is in the future.",
             Reason::BadRequest(why) => why,
             Reason::TableFull => "Licensed number of users already reached (checkout table full).",
+            Reason::Excluded => "User/host on EXCLUDE list for feature.",
+            Reason::NotIncluded => "User/host not on INCLUDE list for feature.",
+            Reason::OverMax => "Checkout exceeds MAX specified in options file.",
+            Reason::ReservedForOthers { .. } => {
+                "Licensed number of users already reached (the free licenses are reserved for others)."
+            }
         }
+    }
+
+    /// [`Reason::text`] plus what only a value can say (which RESERVE rule
+    /// holds the licenses back). Formats without allocating.
+    pub fn full_text(&self) -> FullText {
+        FullText(*self)
+    }
+}
+
+/// A reason's text with its details; see [`Reason::full_text`].
+#[derive(Debug, Clone, Copy)]
+pub struct FullText(Reason);
+
+impl fmt::Display for FullText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.text())?;
+        if let Reason::ReservedForOthers { line } = self.0 {
+            write!(f, " (RESERVE on line {line} of the options file)")?;
+        }
+        Ok(())
     }
 }
 

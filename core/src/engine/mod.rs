@@ -31,24 +31,33 @@ mod denial;
 mod holder;
 mod key;
 mod lingers;
+mod policy;
 mod pool;
 mod table;
 
 use rustc_hash::FxHashMap;
 
-pub use denial::{Denial, Reason};
+pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::Lingers;
 pub use table::InstanceId;
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
+use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeySeed};
+use policy::{Access, Policy, Who};
 use pool::Pool;
 use table::{Claim, Fields, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
+
+/// A keyword on a pool line that marks it *retired*: a reread removed it
+/// while instances were out. The engine keeps the pool so they stay held
+/// and counted, serves nothing new from it (new checkouts and renewals are
+/// denied as if the feature did not exist) and lets them drain.
+pub const RETIRED_KEYWORD: &str = "TALLY_RETIRED";
 
 /// Longest linger accepted: 100 years, in ms.
 pub const MAX_LINGER_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
@@ -269,12 +278,67 @@ pub struct Engine {
     pools: Vec<Pool>,
     table: Table,
     seed: KeySeed,
+    /// The compiled options file, if any (see `policy.rs`).
+    policy: Option<Box<Policy>>,
 }
 
 impl Engine {
     /// Builds an engine serving the pools of `licenses`. The table is sized
     /// for every license the counted pools can grant (count + overdraft).
     pub fn new(licenses: &LicenseSet, config: EngineConfig) -> Engine {
+        Engine::build(licenses, config)
+    }
+
+    /// Builds an engine that applies an options file: INCLUDE / EXCLUDE /
+    /// RESERVE / MAX rules are compiled into per-pool admission data and
+    /// `MAX_OVERDRAFT` lowers the pools' overdraft. Rules that cannot be
+    /// applied are listed by [`Engine::policy_warnings`]. See
+    /// `docs/options-file.md`.
+    pub fn with_options(
+        licenses: &LicenseSet,
+        options: &OptionsFile,
+        config: EngineConfig,
+    ) -> Engine {
+        let mut capped;
+        let mut licenses = licenses;
+        if !options.max_overdraft.is_empty() {
+            capped = licenses.clone();
+            for line in &mut capped.pools {
+                if let Some(m) = options
+                    .max_overdraft
+                    .iter()
+                    .rev()
+                    .find(|m| m.feature.name == line.feature)
+                {
+                    line.overdraft = line.overdraft.min(m.value);
+                }
+            }
+            licenses = &capped;
+        }
+        let mut engine = Engine::build(licenses, config);
+        engine.policy = Some(Box::new(Policy::compile(
+            options,
+            &engine.pools,
+            engine.features.len(),
+            engine.table.slot_count(),
+        )));
+        engine
+    }
+
+    /// Options-file rules that could not be applied (a feature no license
+    /// line serves, a reservation larger than its pools, ...), in words.
+    pub fn policy_warnings(&self) -> &[String] {
+        self.policy.as_deref().map_or(&[], |p| &p.warnings)
+    }
+
+    /// Licenses of `pool` that RESERVE rules hold back and nobody uses.
+    pub fn reserved_free(&self, pool: PoolId) -> u32 {
+        self.policy
+            .as_deref()
+            .map_or(0, |p| p.reserved_free(pool.0))
+    }
+
+    fn build(licenses: &LicenseSet, config: EngineConfig) -> Engine {
         let mut features: Vec<Feature> = Vec::new();
         let mut by_name: FxHashMap<String, u32> = FxHashMap::default();
         let mut pools = Vec::with_capacity(licenses.pools.len());
@@ -303,6 +367,7 @@ impl Engine {
             pools,
             table: Table::with_capacity(instances.max(config.min_instances)),
             seed: KeySeed(config.seed.0, config.seed.1),
+            policy: None,
         }
     }
 
@@ -349,10 +414,27 @@ impl Engine {
     /// Checks a license out, or renews the key's instance. See the module
     /// docs and `docs/architecture.md` for the protocol.
     pub fn checkout(&self, req: &Request<'_>, now: Millis) -> Result<Grant, Denial> {
+        self.checkout_from(req, None, now)
+    }
+
+    /// [`Engine::checkout`] for a client at address `ip`, which options-file
+    /// `INTERNET` rules test.
+    pub fn checkout_from(
+        &self,
+        req: &Request<'_>,
+        ip: Option<std::net::IpAddr>,
+        now: Millis,
+    ) -> Result<Grant, Denial> {
         req.validate()?;
         let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
         let feature = &self.features[fid as usize];
-        let eligible = self.eligible(feature, req, now)?;
+        // Names interned only when the options file has rules for the feature.
+        let who = self
+            .policy
+            .as_deref()
+            .filter(|p| p.covers(fid))
+            .map(|p| (p, p.who(fid, req.user, req.host, req.display, ip)));
+        let eligible = self.eligible(feature, req, who.as_ref(), now)?;
 
         // Startup and uncounted pools hold nothing in the table.
         if let Some(p) = eligible
@@ -393,12 +475,12 @@ impl Engine {
             match self.table.claim(key, used) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
-                    let Some((p, in_use)) = eligible
-                        .clone()
-                        .find_map(|p| self.pools[p as usize].reserve(req.count).map(|n| (p, n)))
-                    else {
-                        self.table.abandon(claim);
-                        return Err(Reason::AllInUse.into());
+                    let (p, in_use, record) = match self.charge(eligible.clone(), who, req.count) {
+                        Ok(c) => c,
+                        Err(reason) => {
+                            self.table.abandon(claim);
+                            return Err(reason.into());
+                        }
                     };
                     // Built only now: renewals and denials never need it.
                     let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
@@ -413,6 +495,9 @@ impl Engine {
                             holder: &holder,
                         },
                     );
+                    if let Some((policy, _)) = who {
+                        policy.record(id.slot, record);
+                    }
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,
@@ -435,28 +520,97 @@ impl Engine {
         }
     }
 
+    /// Takes `n` licenses from the first eligible pool that admits them:
+    /// (pool, its new in-use count, charge record).
+    fn charge(
+        &self,
+        mut eligible: impl Iterator<Item = u32>,
+        who: Option<(&Policy, Who)>,
+        n: u32,
+    ) -> Result<(u32, u32, u64), Reason> {
+        let Some((policy, who)) = who else {
+            return eligible
+                .find_map(|p| self.pools[p as usize].reserve(n).map(|u| (p, u, 0)))
+                .ok_or(Reason::AllInUse);
+        };
+        // The most telling refusal if no pool admits: MAX, then RESERVE.
+        let mut why = Reason::AllInUse;
+        for p in eligible {
+            match policy.admit(p, &self.pools[p as usize], &who, n) {
+                Ok((in_use, record)) => return Ok((p, in_use, record)),
+                Err(r) => {
+                    why = match (why, r) {
+                        (Reason::OverMax, _) | (_, Reason::OverMax) => Reason::OverMax,
+                        (Reason::ReservedForOthers { .. }, _) => why,
+                        _ => r,
+                    }
+                }
+            }
+        }
+        Err(why)
+    }
+
     /// The pools that may serve `req` now (in file order), or why none may.
     fn eligible<'s>(
         &'s self,
         feature: &'s Feature,
         req: &Request<'_>,
+        who: Option<&'s (&'s Policy, Who)>,
         now: Millis,
     ) -> Result<impl Iterator<Item = u32> + Clone + 's, Denial> {
         let want = req.version.unwrap_or(0);
         let pools = &self.pools;
-        let serves = move |p: &u32| {
+        let dated = move |p: &u32| {
             let pool = &pools[*p as usize];
-            pool.version >= want && !pool.is_expired(now) && pool.is_started(now)
+            pool.version >= want && !pool.is_expired(now) && pool.is_started(now) && !pool.retired
         };
-        if !feature.pools.iter().any(serves) {
+        // The options file's verdict on each pool, computed once (a bit per
+        // pool for the first 64; any further pools are asked each time).
+        let allowed: u64 = match who {
+            None => u64::MAX,
+            Some((policy, w)) => {
+                feature
+                    .pools
+                    .iter()
+                    .take(64)
+                    .enumerate()
+                    .fold(0, |mask, (i, &p)| match policy.access(p, w) {
+                        Access::Allowed => mask | 1 << i,
+                        _ => mask,
+                    })
+            }
+        };
+        let admitted = move |i: usize, p: u32| match who {
+            None => true,
+            Some(_) if i < 64 => allowed >> i & 1 == 1,
+            Some((policy, w)) => policy.access(p, w) == Access::Allowed,
+        };
+        let serves = move |&(i, p): &(usize, &u32)| dated(p) && admitted(i, *p);
+        if !feature.pools.iter().enumerate().any(|x| serves(&x)) {
+            if let Some((policy, w)) = who {
+                // Dates and versions allow a pool, the options file does not.
+                let refused = feature
+                    .pools
+                    .iter()
+                    .filter(|p| dated(p))
+                    .map(|&p| policy.access(p, w))
+                    .find(|a| *a != Access::Allowed);
+                match refused {
+                    Some(Access::Excluded) => return Err(Reason::Excluded.into()),
+                    Some(_) => return Err(Reason::NotIncluded.into()),
+                    None => {}
+                }
+            }
             let of_version = || {
                 feature
                     .pools
                     .iter()
                     .map(|&p| &pools[p as usize])
-                    .filter(|p| p.version >= want)
+                    .filter(|p| p.version >= want && !p.retired)
             };
-            let reason = if of_version().next().is_none() {
+            let reason = if feature.pools.iter().all(|&p| pools[p as usize].retired) {
+                Reason::NoSuchFeature
+            } else if of_version().next().is_none() {
                 Reason::VersionTooHigh
             } else if of_version().any(|p| !p.is_expired(now) && !p.is_started(now)) {
                 Reason::NotYetStarted
@@ -465,7 +619,12 @@ impl Engine {
             };
             return Err(reason.into());
         }
-        Ok(feature.pools.iter().copied().filter(move |p| serves(p)))
+        Ok(feature
+            .pools
+            .iter()
+            .enumerate()
+            .filter(serves)
+            .map(|(_, &p)| p))
     }
 
     /// Renews a found instance; `None` if it was released before the
@@ -482,6 +641,9 @@ impl Engine {
         let pool = &self.pools[pool_index as usize];
         if pool.is_expired(now) {
             return Some(Err(Reason::Expired.into()));
+        }
+        if pool.retired {
+            return Some(Err(Reason::NoSuchFeature.into()));
         }
         match self.table.renew(id, deadline, linger) {
             Renew::Gone => None,
@@ -601,7 +763,11 @@ impl Engine {
             match self.table.claim(key, used) {
                 Claim::Owned(c) => {
                     self.pools[p as usize].force(r.count);
-                    return Ok(self.table.publish(
+                    let record = self.policy.as_deref().map(|policy| {
+                        let who = policy.who(fid, r.user, r.host, r.display, None);
+                        (policy, policy.force(p, &who, r.count))
+                    });
+                    let id = self.table.publish(
                         c,
                         &Fields {
                             pool: p,
@@ -611,7 +777,11 @@ impl Engine {
                             deadline,
                             holder: &holder,
                         },
-                    ));
+                    );
+                    if let Some((policy, record)) = record {
+                        policy.record(id.slot, record);
+                    }
+                    return Ok(id);
                 }
                 Claim::Exists(id) => return Ok(id),
                 Claim::Retry => {}
@@ -634,10 +804,13 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let pools = &self.pools;
-        let read = self
-            .table
-            .release(id, should, |r| pools[r.pool as usize].unreserve(r.count))?;
+        let (pools, policy) = (&self.pools, self.policy.as_deref());
+        let read = self.table.release(id, should, |r| {
+            if let Some(policy) = policy {
+                policy.release(r.pool, r.id.slot, r.count);
+            }
+            pools[r.pool as usize].unreserve(r.count)
+        })?;
         let pool = &self.pools[read.pool as usize];
         Some(Release {
             id: read.id,

@@ -27,6 +27,9 @@ pub(crate) struct Pool {
     pub(crate) start_ms: Millis,
     /// First instant the pool no longer serves (`u64::MAX` if permanent).
     pub(crate) end_ms: Millis,
+    /// Kept only for instances still out after a reread removed its line
+    /// (keyword [`super::RETIRED_KEYWORD`]): serves nothing new.
+    pub(crate) retired: bool,
     /// On a cache line of its own: every admission writes it, while the
     /// fields above are read by every checkout on every core.
     in_use: CachePadded<AtomicU32>,
@@ -49,6 +52,7 @@ impl Pool {
                 Expiry::Permanent => u64::MAX,
                 Expiry::On(d) => d.end_ms(),
             },
+            retired: line.other.iter().any(|(k, _)| k == super::RETIRED_KEYWORD),
             in_use: CachePadded::new(AtomicU32::new(0)),
         }
     }

@@ -1,7 +1,7 @@
 //! FlexLM license files: the model ([`model`]) and the parser ([`parse`]).
 
 mod date;
-mod lexer;
+pub(crate) mod lexer;
 pub mod model;
 mod parse;
 mod vendor_string;

@@ -11,6 +11,7 @@ use clap::Parser;
 use tally_core::license::{parse_file, parse_str, LicenseSet};
 use tally_server::debuglog::LogTarget;
 use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
+use tally_server::options::PolicyConfig;
 use tally_server::server::{Config, Server};
 
 /// Port used when neither --port nor the license's SERVER line gives one.
@@ -29,10 +30,15 @@ struct Args {
     #[arg(short = 'l', value_name = "[+]LOG_FILE")]
     log: Option<String>,
 
-    /// FlexLM options file. Not supported yet: tallyd refuses to start
-    /// rather than ignore your INCLUDE/EXCLUDE/RESERVE rules.
+    /// FlexLM options file (docs/options-file.md). Default: the
+    /// `OPTIONS=` path on the license file's VENDOR line, if any.
     #[arg(long = "options", value_name = "OPTIONS_FILE")]
     options: Option<PathBuf>,
+
+    /// Smallest TIMEOUT/TIMEOUTALL honoured, in seconds. FlexLM's (and the
+    /// default) is 900; lower it only for tests.
+    #[arg(long, value_name = "SECS", default_value_t = tally_core::options::FLEXLM_MIN_TIMEOUT_SECS)]
+    min_timeout: u64,
 
     /// TCP port (default: the SERVER line's port, else 27000).
     #[arg(long)]
@@ -83,14 +89,38 @@ fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
     Ok(set)
 }
 
+/// Finds and reads the options file (`--options`, else the VENDOR line's).
+fn load_options(args: &Args, licenses: &LicenseSet) -> Result<PolicyConfig, String> {
+    let path =
+        tally_server::options::locate(args.options.as_deref(), licenses, args.license.as_deref());
+    let loaded = match tally_server::options::load(path.as_deref()) {
+        Ok(Some(o)) => {
+            for d in &o.diagnostics {
+                eprintln!("tallyd: warning: {d} (options line skipped)");
+            }
+            path.map(|p| (p, o))
+        }
+        Ok(None) => None,
+        Err(e) => return Err(e.to_string()),
+    };
+    Ok(PolicyConfig {
+        explicit: args.options.clone(),
+        loaded,
+        min_timeout_secs: args.min_timeout,
+    })
+}
+
 fn run(args: Args) -> Result<(), String> {
-    if let Some(opts) = &args.options {
-        return Err(format!(
-            "options files are not supported yet ({}); tallyd will not start and ignore its rules. Remove --options to run without them.",
-            opts.display()
-        ));
-    }
     let licenses = load_licenses(args.license.as_ref())?;
+    let policy = load_options(&args, &licenses)?;
+    // The options file's DEBUGLOG is used when -l is not given.
+    let log_arg = args.log.clone().or_else(|| {
+        policy.loaded.as_ref().and_then(|(_, o)| {
+            o.debug_log
+                .as_ref()
+                .map(|d| format!("{}{}", if d.append { "+" } else { "" }, d.path))
+        })
+    });
     let server_line = licenses.servers.first();
     let port = args
         .port
@@ -122,12 +152,12 @@ fn run(args: Args) -> Result<(), String> {
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        log: args
-            .log
+        log: log_arg
             .as_deref()
             .map_or(LogTarget::Stderr, LogTarget::from_arg),
         admin_token,
         host_name,
+        policy,
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
     eprintln!(

@@ -56,6 +56,10 @@
 //!   send the host as display when there is no terminal, and the exporter's
 //!   user regex needs a non-empty display field).
 //! - **Overdraft** adds nothing: no capture shows how FlexLM marks it.
+//! - **Queued checkouts** (`wait=`) follow a feature's holders as
+//!   `    user host display (vVER) (HOST/PORT), start Ddd M/D H:MM  (queued
+//!   for N license[s])`: no ticket, and a tail the exporter's user regex
+//!   does not accept, so they are never counted as users.
 //! - **Text.** Names are printed as ASCII: any other character, and any
 //!   space or control character in a name, becomes `?`. No line ends in a
 //!   space.
@@ -222,8 +226,54 @@ where
             }
             out.blank();
         }
+        let waiting: Vec<_> = status
+            .queue
+            .iter()
+            .filter(|q| q.feature == feature.name)
+            .collect();
+        for q in &waiting {
+            out.push(queued_line(q, feature, &host, port, now));
+        }
+        if !waiting.is_empty() {
+            out.blank();
+        }
     }
     out.finish()
+}
+
+/// A queued checkout (`wait=`): a holder line without a ticket, ending in
+/// `  (queued for N license[s])`, so exporters that parse holder lines do
+/// not count it as a user.
+fn queued_line<Tz: TimeZone>(
+    q: &crate::queue::QueuedStatus,
+    pool: &FeatureStatus,
+    server_host: &str,
+    port: u16,
+    now: &DateTime<Tz>,
+) -> String
+where
+    Tz::Offset: fmt::Display,
+{
+    let host = name(&q.host);
+    let display = if q.display.is_empty() {
+        host.clone()
+    } else {
+        name(&q.display)
+    };
+    let start = i64::try_from(q.since_ms)
+        .ok()
+        .and_then(|ms| now.timezone().timestamp_millis_opt(ms).single())
+        .map_or_else(
+            || "??? 0/0 0:00".to_string(),
+            |t| t.format("%a %-m/%-d %-H:%M").to_string(),
+        );
+    format!(
+        "    {} {host} {display} (v{}) ({server_host}/{port}), start {start}  (queued for {} {})",
+        name(&q.user),
+        version_word(&pool.version),
+        q.count,
+        licenses(u64::from(q.count))
+    )
 }
 
 /// What lmutil prints when no server answered: the header, then

@@ -1,0 +1,246 @@
+//! Queued checkout: `CHECKOUT ... wait=<secs>` waits for a license when
+//! none is free, and is served first come, first served.
+//!
+//! # Shape
+//!
+//! One FIFO per feature, shared by every loop behind one mutex. It is only
+//! touched while somebody waits: the checkout path reads one atomic
+//! ([`Queues::is_empty`]) and goes on when nobody does, so an idle queue
+//! costs a relaxed load.
+//!
+//! - A checkout that finds the pool full (`ALL_IN_USE` / `RESERVED`) with
+//!   `wait=` joins the tail. Its connection stops answering further lines
+//!   until it is served, so replies stay in request order.
+//! - While a feature has waiters, a new checkout of it that is not a
+//!   renewal joins the tail too (with `wait=`) or is denied at once
+//!   (without): nobody overtakes the queue.
+//! - Any loop that checks a license in while somebody waits wakes every
+//!   loop; each loop serves the heads that belong to it (only the head of a
+//!   feature is ever tried, so order holds across loops). Every loop also
+//!   tries at least once a second (its longest sleep), so a lost wake-up
+//!   only delays.
+//! - Each loop keeps its waiters' deadlines in a min-heap; a waiter still
+//!   queued at its deadline is taken out and denied.
+//! - A waiting client that disconnects leaves the queue.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a waiter's connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seat {
+    /// Loop index.
+    pub(crate) loop_index: usize,
+    /// Slab key of the connection in that loop.
+    pub(crate) conn: usize,
+    /// The connection's serial number (slab keys are reused).
+    pub(crate) serial: u64,
+}
+
+/// One queued request.
+#[derive(Debug, Clone)]
+pub(crate) struct Waiter {
+    /// Queue-wide sequence number (order of arrival).
+    pub(crate) seq: u64,
+    /// Its connection.
+    pub(crate) seat: Seat,
+    /// The CHECKOUT line as received (parsed again when tried).
+    pub(crate) line: Box<[u8]>,
+    /// Shown in STATUS.
+    pub(crate) entry: QueuedStatus,
+}
+
+/// A queued request as shown in STATUS (`queue`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedStatus {
+    /// Feature.
+    pub feature: String,
+    /// User.
+    pub user: String,
+    /// Host.
+    pub host: String,
+    /// Display.
+    pub display: String,
+    /// Client handle.
+    pub handle: String,
+    /// Licenses asked for.
+    pub count: u32,
+    /// When it was queued, Unix ms.
+    pub since_ms: u64,
+    /// When it gives up, Unix ms.
+    pub deadline_ms: u64,
+}
+
+/// Every feature's queue.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    by_feature: Mutex<HashMap<String, VecDeque<Waiter>>>,
+    /// Waiters in all queues.
+    waiting: AtomicUsize,
+    next_seq: AtomicU64,
+}
+
+impl Queues {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Waiter>>> {
+        self.by_feature.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when nobody waits (one relaxed load: the checkout fast path).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) == 0
+    }
+
+    /// Whether `feature` has waiters.
+    pub(crate) fn has_waiters(&self, feature: &str) -> bool {
+        !self.is_empty() && self.lock().get(feature).is_some_and(|q| !q.is_empty())
+    }
+
+    /// Appends a waiter; returns its sequence number.
+    pub(crate) fn push(&self, seat: Seat, line: &[u8], entry: QueuedStatus) -> u64 {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.lock();
+        map.entry(entry.feature.clone())
+            .or_default()
+            .push_back(Waiter {
+                seq,
+                seat,
+                line: line.into(),
+                entry,
+            });
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        seq
+    }
+
+    /// Features that have waiters whose head sits on loop `loop_index`:
+    /// (feature, head waiter).
+    pub(crate) fn heads_on(&self, loop_index: usize) -> Vec<(String, Waiter)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        self.lock()
+            .iter()
+            .filter_map(|(f, q)| {
+                q.front()
+                    .filter(|w| w.seat.loop_index == loop_index)
+                    .map(|w| (f.clone(), w.clone()))
+            })
+            .collect()
+    }
+
+    /// Removes the waiter `seq` of `feature` if still queued.
+    pub(crate) fn remove(&self, feature: &str, seq: u64) -> Option<Waiter> {
+        let mut map = self.lock();
+        let q = map.get_mut(feature)?;
+        let at = q.iter().position(|w| w.seq == seq)?;
+        let w = q.remove(at);
+        if q.is_empty() {
+            map.remove(feature);
+        }
+        if w.is_some() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        w
+    }
+
+    /// Every queued request, oldest first per feature.
+    pub(crate) fn snapshot(&self) -> Vec<QueuedStatus> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        let map = self.lock();
+        let mut all: Vec<(u64, QueuedStatus)> = map
+            .values()
+            .flatten()
+            .map(|w| (w.seq, w.entry.clone()))
+            .collect();
+        all.sort_by_key(|(seq, _)| *seq);
+        all.into_iter().map(|(_, e)| e).collect()
+    }
+}
+
+/// One loop's waiter deadlines.
+#[derive(Debug, Default)]
+pub(crate) struct WaitDeadlines {
+    heap: BinaryHeap<Reverse<(u64, u64, String)>>,
+}
+
+impl WaitDeadlines {
+    /// Remembers that waiter `seq` of `feature` gives up at `deadline`.
+    pub(crate) fn arm(&mut self, deadline: u64, seq: u64, feature: &str) {
+        self.heap
+            .push(Reverse((deadline, seq, feature.to_string())));
+    }
+
+    /// The next waiter due at or before `now`: (seq, feature).
+    pub(crate) fn pop_due(&mut self, now: u64) -> Option<(u64, String)> {
+        match self.heap.peek() {
+            Some(Reverse((d, _, _))) if *d <= now => {
+                self.heap.pop().map(|Reverse((_, s, f))| (s, f))
+            }
+            _ => None,
+        }
+    }
+
+    /// When the next deadline is, if any.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((d, _, _))| *d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(f: &str, h: &str) -> QueuedStatus {
+        QueuedStatus {
+            feature: f.into(),
+            user: "u".into(),
+            host: "h".into(),
+            display: String::new(),
+            handle: h.into(),
+            count: 1,
+            since_ms: 0,
+            deadline_ms: 10,
+        }
+    }
+
+    #[test]
+    fn fifo_per_feature_and_removal() {
+        let q = Queues::default();
+        assert!(q.is_empty());
+        let seat = |l, c| Seat {
+            loop_index: l,
+            conn: c,
+            serial: 1,
+        };
+        let a = q.push(seat(0, 1), b"a", entry("F", "a"));
+        let b = q.push(seat(1, 2), b"b", entry("F", "b"));
+        q.push(seat(1, 3), b"c", entry("G", "c"));
+        assert!(q.has_waiters("F") && !q.has_waiters("H"));
+        let heads = q.heads_on(0);
+        assert_eq!(heads.len(), 1);
+        assert_eq!(heads[0].1.seq, a);
+        assert_eq!(q.heads_on(1).len(), 1, "F's head is on loop 0");
+        assert!(q.remove("F", a).is_some());
+        assert!(q.remove("F", a).is_none(), "removed once");
+        assert_eq!(q.heads_on(1).len(), 2);
+        let shown: Vec<String> = q.snapshot().into_iter().map(|e| e.handle).collect();
+        assert_eq!(shown, ["b", "c"]);
+        q.remove("F", b);
+        assert!(!q.has_waiters("F"));
+    }
+
+    #[test]
+    fn deadlines_come_due_in_order() {
+        let mut d = WaitDeadlines::default();
+        d.arm(20, 2, "F");
+        d.arm(10, 1, "G");
+        assert_eq!(d.next_due(), Some(10));
+        assert_eq!(d.pop_due(15), Some((1, "G".to_string())));
+        assert_eq!(d.pop_due(15), None);
+    }
+}

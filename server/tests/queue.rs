@@ -1,0 +1,138 @@
+//! Black-box tests of queued checkout (`wait=`): the real `tallyd` over TCP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, Client, Tallyd};
+
+const GENEROUS: Duration = Duration::from_secs(10);
+
+const LICENSE: &str = "\
+VENDOR CITRIX
+FEATURE ONE CITRIX 1.0 permanent 1
+";
+
+/// Handles queued for `feature`, oldest first.
+fn queued(c: &mut Client, feature: &str) -> Vec<String> {
+    c.status()["queue"]
+        .as_array()
+        .expect("queue")
+        .iter()
+        .filter(|q| q["feature"] == feature)
+        .map(|q| q["handle"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn waiters_are_served_first_come_first_served() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut a = t.connect();
+    let mut b = t.connect();
+    let mut c = t.connect();
+    let mut admin = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
+    b.send(b"CHECKOUT ONE bob h b wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut admin, "ONE") == ["b"]));
+    c.send(b"CHECKOUT ONE carl h c wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut admin, "ONE") == ["b", "c"]));
+    // Without wait=, a checkout behind the queue is denied at once.
+    assert!(admin
+        .req("CHECKOUT ONE dora h d")
+        .starts_with("DENIED ONE d ALL_IN_USE -4"));
+    assert_eq!(a.req("CHECKIN ONE a"), "OK ONE a");
+    let got = b.read_line().expect("b is answered");
+    assert!(got.starts_with("OK ONE b "), "{got}");
+    assert_eq!(queued(&mut admin, "ONE"), ["c"]);
+    assert_eq!(b.req("CHECKIN ONE b"), "OK ONE b");
+    let got = c.read_line().expect("c is answered");
+    assert!(got.starts_with("OK ONE c "), "{got}");
+    assert!(queued(&mut admin, "ONE").is_empty());
+    assert!(eventually(GENEROUS, || t
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("QUEUED: \"ONE\" bob@h [b]"))));
+}
+
+#[test]
+fn a_waiter_is_denied_when_its_wait_runs_out() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut a = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
+    let mut b = t.connect();
+    let got = b.req("CHECKOUT ONE bob h b wait=1");
+    assert!(got.starts_with("DENIED ONE b ALL_IN_USE -4"), "{got}");
+    assert!(queued(&mut a, "ONE").is_empty());
+    assert_eq!(a.in_use("ONE"), 1);
+}
+
+#[test]
+fn a_waiter_that_disconnects_leaves_the_queue() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut a = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
+    let mut b = t.connect();
+    b.send(b"CHECKOUT ONE bob h b wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut a, "ONE") == ["b"]));
+    drop(b);
+    assert!(eventually(GENEROUS, || queued(&mut a, "ONE").is_empty()));
+    assert_eq!(a.req("CHECKIN ONE a"), "OK ONE a");
+    assert_eq!(a.in_use("ONE"), 0, "the gone waiter got nothing");
+}
+
+#[test]
+fn replies_stay_in_request_order_behind_a_waiter() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut a = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a linger=1").starts_with("OK "));
+    // Pipelined: the PING is answered only after the queued checkout,
+    // which the linger expiry serves.
+    let mut b = t.connect();
+    b.send(b"CHECKOUT ONE bob h b wait=60\nPING\n");
+    let first = b.read_line().expect("reply");
+    assert!(first.starts_with("OK ONE b "), "{first}");
+    assert_eq!(b.read_line().as_deref(), Some("PONG"));
+}
+
+#[test]
+fn a_renewal_is_not_held_behind_the_queue() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut a = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a linger=600").starts_with("OK "));
+    let mut b = t.connect();
+    b.send(b"CHECKOUT ONE bob h b wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut a, "ONE") == ["b"]));
+    assert!(a
+        .req("CHECKOUT ONE ann h a linger=600")
+        .starts_with("OK ONE a "));
+}
+
+#[test]
+fn lmstat_shows_queued_checkouts() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut a = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
+    let mut b = t.connect();
+    b.send(b"CHECKOUT ONE bob bhost b display=term wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut a, "ONE") == ["b"]));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyctl"))
+        .args([
+            "lmstat",
+            "-a",
+            "-c",
+            &format!("{}@127.0.0.1", t.addr.port()),
+        ])
+        .output()
+        .expect("run tallyctl");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("ASCII");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("    bob bhost term (v1.0) ("))
+        .unwrap_or_else(|| panic!("no queued line in:\n{text}"));
+    assert!(line.ends_with("  (queued for 1 license)"), "{line}");
+    assert!(
+        text.contains("Total of 1 license in use)"),
+        "the waiter is not counted: {text}"
+    );
+}
