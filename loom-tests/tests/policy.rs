@@ -88,8 +88,8 @@ fn release_right_after_publish_reads_the_charge_record() {
     loom::model(|| {
         let e = engine(2, "MAX 1 F USER ann\nRESERVE 1 F USER ann\n");
         let e2 = e.clone();
-        // Check in the instance, possibly between its publish and the store
-        // of its charge record.
+        // Check in the instance, possibly the moment it is published (its
+        // charge record is stored before the LIVE store, so no wait).
         let t = thread::spawn(move || e2.checkin("F", "ann", "h", "", "a").is_ok());
         assert_eq!(out(&e, "ann", "a"), Ok(()));
         let released = t.join().unwrap();

@@ -482,6 +482,11 @@ impl Engine {
                             return Err(reason.into());
                         }
                     };
+                    // Before publish: a release that wins the LIVE slot
+                    // then finds the record without waiting for us.
+                    if let Some((policy, _)) = who {
+                        policy.record(claim.slot(), record);
+                    }
                     // Built only now: renewals and denials never need it.
                     let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
                     let id = self.table.publish(
@@ -495,9 +500,6 @@ impl Engine {
                             holder: &holder,
                         },
                     );
-                    if let Some((policy, _)) = who {
-                        policy.record(id.slot, record);
-                    }
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,
@@ -767,6 +769,9 @@ impl Engine {
                         let who = policy.who(fid, r.user, r.host, r.display, None);
                         (policy, policy.force(p, &who, r.count))
                     });
+                    if let Some((policy, record)) = record {
+                        policy.record(c.slot(), record);
+                    }
                     let id = self.table.publish(
                         c,
                         &Fields {
@@ -778,9 +783,6 @@ impl Engine {
                             holder: &holder,
                         },
                     );
-                    if let Some((policy, record)) = record {
-                        policy.record(id.slot, record);
-                    }
                     return Ok(id);
                 }
                 Claim::Exists(id) => return Ok(id),

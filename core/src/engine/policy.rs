@@ -674,10 +674,13 @@ impl Policy {
         }
     }
 
-    /// Stores the charge record of a just-published instance in `slot`.
+    /// Stores the charge record of the instance about to be published in
+    /// `slot` (before the table's LIVE store, so a release that wins the
+    /// slot finds it).
     pub(crate) fn record(&self, slot: u32, record: u64) {
         if record != 0 {
-            // Release: pairs with the Acquire swap in `release`.
+            // Release: pairs with the Acquire load in `release` (the LIVE
+            // store and the releaser's CAS order it too).
             self.charges[slot as usize].store(record, Ordering::Release);
         }
     }
@@ -699,7 +702,8 @@ impl Policy {
                 cell.store(0, Ordering::Relaxed);
                 break rec;
             }
-            // Published LIVE, record not stored yet: a few instructions away.
+            // Not reached while records are stored before publish; kept so
+            // that an embedder publishing first would wait, not miscount.
             spin_wait();
         };
         let (who, reservation) = Who::from_record(rec);

@@ -277,6 +277,14 @@ pub(crate) struct Claimed {
     tag: u8,
 }
 
+impl Claimed {
+    /// The claimed slot's index: per-slot side data (the policy's charge
+    /// record) can be written before [`Table::publish`] publishes it.
+    pub(crate) fn slot(self) -> u32 {
+        self.index as u32
+    }
+}
+
 /// What a claimed slot becomes when published.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields<'a> {
