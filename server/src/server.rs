@@ -37,6 +37,7 @@ use tally_core::engine::{
 use tally_core::license::{parse_file, LicenseSet};
 
 use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
+use crate::journal::{self, Durability, Journal, LoopJournal, ReplyGate};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::status::{ServerInfo, Status};
 
@@ -46,6 +47,9 @@ pub const WRITE_HIGH_WATER: usize = 1 << 20;
 /// Longest a loop sleeps when no timer is due, so flags are seen even if a
 /// wake-up were lost.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest a loop waits at shutdown for its last journal records.
+const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -71,6 +75,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Host name reported in STATUS and lmstat.
     pub host_name: String,
+    /// When a grant is durable (see `journal`).
+    pub durability: Durability,
+    /// Where the journal and snapshots live.
+    pub state_dir: PathBuf,
 }
 
 /// Errors starting the server.
@@ -84,6 +92,9 @@ pub enum ServerError {
         /// Cause.
         source: io::Error,
     },
+    /// The state directory could not be used or recovered.
+    #[error("{0}")]
+    Journal(#[from] journal::JournalError),
     /// Any other I/O failure while starting.
     #[error("{what}: {source}")]
     Io {
@@ -159,7 +170,10 @@ pub struct Server {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     log: Option<DebugLog>,
+    journal: Option<Journal>,
     local_addr: SocketAddr,
+    /// What recovery did at start (`None` when durability is off).
+    recovery: Option<String>,
 }
 
 /// Asks a running server to stop (from a signal handler thread, say).
@@ -245,6 +259,18 @@ impl Server {
             seed,
         });
         log_startup(&handle, &config, local_addr, &engine, now);
+        // Durability: recover before any connection is accepted.
+        let booted = journal::boot::recover_into(
+            &config.state_dir,
+            config.durability,
+            &engine,
+            &handle,
+            now,
+        )?;
+        let mut arm: Vec<Vec<(InstanceId, u64)>> = vec![Vec::new(); workers];
+        for (n, a) in booted.arm.iter().enumerate() {
+            arm[n % workers].push(*a);
+        }
 
         let mut loops = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
@@ -263,14 +289,19 @@ impl Server {
             wakers.push(waker);
             loops.push((poll, listener));
         }
+        let journal = match booted.prepared {
+            Some(p) => Some(p.start(wakers.clone(), handle.clone())?),
+            None => None,
+        };
         let _ = shared.wakers.set(wakers);
         let mut threads = Vec::with_capacity(workers);
-        for (i, (poll, listener)) in loops.into_iter().enumerate() {
+        for ((i, (poll, listener)), arm) in loops.into_iter().enumerate().zip(arm) {
             let shared = shared.clone();
             let engine = engine.clone();
+            let lj = journal.as_ref().map(|j| j.for_loop(i));
             let t = std::thread::Builder::new()
                 .name(format!("tally-loop-{i}"))
-                .spawn(move || Loop::new(i, poll, listener, shared, engine).run())
+                .spawn(move || Loop::new(i, poll, listener, shared, engine, lj, arm).run())
                 .map_err(io_err("start a loop thread"))?;
             threads.push(t);
         }
@@ -278,13 +309,25 @@ impl Server {
             shared,
             workers: threads,
             log: Some(log),
+            journal,
             local_addr,
+            recovery: booted.summary,
         })
+    }
+
+    /// What journal recovery did at start (`None` when durability is off).
+    pub fn recovery_summary(&self) -> Option<&str> {
+        self.recovery.as_deref()
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The debug log's handle (to reopen it on SIGHUP).
+    pub fn log_handle(&self) -> LogHandle {
+        self.shared.log.clone()
     }
 
     /// A handle that stops the server.
@@ -297,6 +340,10 @@ impl Server {
     pub fn wait(mut self) {
         for t in self.workers.drain(..) {
             let _ = t.join();
+        }
+        // Every loop has handed over its records: write, sync, snapshot.
+        if let Some(j) = self.journal.take() {
+            j.shutdown();
         }
         let now = SystemClock.now_ms();
         let vendors = lock(&self.shared.facts).vendors.clone();
@@ -378,10 +425,14 @@ struct Conn {
     authed: bool,
     /// Close once `wbuf` is written.
     closing: bool,
+    /// Replies waiting for the journal stay in `wbuf` behind this.
+    gate: ReplyGate,
+    /// Listed in the loop's `gated` (to be served when the journal wakes it).
+    gated: bool,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr) -> Conn {
+    fn new(stream: TcpStream, peer: SocketAddr, gate: ReplyGate) -> Conn {
         Conn {
             stream,
             peer,
@@ -391,6 +442,8 @@ impl Conn {
             prune_at: 64,
             authed: false,
             closing: false,
+            gate,
+            gated: false,
         }
     }
 }
@@ -414,6 +467,8 @@ struct Loop {
     listener: TcpListener,
     conns: slab::Slab<Conn>,
     ctx: Ctx,
+    /// Connections with replies waiting for the journal.
+    gated: Vec<usize>,
 }
 
 /// Everything a request needs besides its connection.
@@ -424,6 +479,8 @@ struct Ctx {
     engine_gen: u64,
     lingers: Lingers,
     log: LogHandle,
+    /// This loop's end of the journal (`None` when durability is off).
+    journal: Option<LoopJournal>,
 }
 
 impl Loop {
@@ -433,7 +490,13 @@ impl Loop {
         listener: TcpListener,
         shared: Arc<Shared>,
         engine: Arc<Engine>,
+        journal: Option<LoopJournal>,
+        arm: Vec<(InstanceId, u64)>,
     ) -> Loop {
+        let mut lingers = Lingers::with_capacity(SystemClock.now_ms(), arm.len());
+        for (id, at) in arm {
+            lingers.arm(id, at);
+        }
         Loop {
             poll,
             listener,
@@ -444,8 +507,10 @@ impl Loop {
                 engine_gen: shared.engine_gen.load(Ordering::SeqCst),
                 shared,
                 engine,
-                lingers: Lingers::new(SystemClock.now_ms()),
+                lingers,
+                journal,
             },
+            gated: Vec::new(),
         }
     }
 
@@ -463,6 +528,10 @@ impl Loop {
                 }
             }
             if self.ctx.shared.shutdown.load(Ordering::SeqCst) {
+                // Replies waiting for the journal go out before closing.
+                if let Some(j) = self.ctx.journal.as_mut() {
+                    j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
+                }
                 self.close_all();
                 return;
             }
@@ -472,11 +541,26 @@ impl Loop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
-                    WAKER => {}
+                    WAKER => self.serve_gated(),
                     Token(t) => self.on_conn_event(t - FIRST_CONN),
                 }
             }
             self.ctx.expire(SystemClock.now_ms());
+            // One batch of journal records per round (group commit).
+            if let Some(j) = self.ctx.journal.as_mut() {
+                j.send();
+            }
+        }
+    }
+
+    /// The journal made some batch durable: serve the connections whose
+    /// replies waited for it.
+    fn serve_gated(&mut self) {
+        for key in std::mem::take(&mut self.gated) {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.gated = false;
+            }
+            self.on_conn_event(key);
         }
     }
 
@@ -495,7 +579,12 @@ impl Loop {
                         eprintln!("tallyd: cannot register a connection from {peer}: {e}");
                         continue;
                     }
-                    entry.insert(Conn::new(stream, peer));
+                    let gate = self
+                        .ctx
+                        .journal
+                        .as_ref()
+                        .map_or_else(ReplyGate::default, LoopJournal::gate);
+                    entry.insert(Conn::new(stream, peer, gate));
                     self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -527,6 +616,11 @@ impl Loop {
         if !keep {
             let conn = self.conns.remove(key);
             self.close(conn);
+        } else if let Some(conn) = self.conns.get_mut(key) {
+            if conn.gate.is_waiting() && !conn.gated {
+                conn.gated = true;
+                self.gated.push(key);
+            }
         }
     }
 
@@ -589,8 +683,11 @@ impl Loop {
 
 impl Ctx {
     fn expire(&mut self, now: u64) {
-        let (engine, log) = (&self.engine, &self.log);
+        let (engine, log, journal) = (&self.engine, &self.log, &mut self.journal);
         self.lingers.expire(engine, now, |r| {
+            if let Some(j) = journal.as_mut() {
+                j.release(r.id.to_bits(), now);
+            }
             log.license(
                 now,
                 Action::In,
@@ -722,6 +819,11 @@ impl Ctx {
                 self.remove(conn, feature, Pick::Ticket(ticket), now)
             }
             Command::Reread => self.reread(conn, now),
+            Command::ReopenLog => {
+                self.log.reopen();
+                self.log.flush();
+                conn.wbuf.extend_from_slice(b"OK REOPEN_LOG\n");
+            }
             Command::Down => {
                 conn.wbuf.extend_from_slice(b"OK DOWN\n");
                 self.log.line(
@@ -796,6 +898,7 @@ impl Ctx {
                         );
                     }
                 }
+                let reply_at = conn.wbuf.len();
                 let _ = writeln!(
                     conn.wbuf,
                     "OK {} {} {}",
@@ -803,6 +906,27 @@ impl Ctx {
                     c.handle,
                     g.deadline.unwrap_or(0)
                 );
+                // Durability: a lingering grant or any renewal is journaled;
+                // its reply waits for the record in sync mode.
+                if let (Some(j), Some(id)) = (self.journal.as_mut(), g.id) {
+                    if g.deadline.is_some() || g.kind == GrantKind::Renewed {
+                        let batch = j.out(&journal::Instance {
+                            id: id.to_bits(),
+                            at_ms: now,
+                            linger_ms: c.linger_ms,
+                            deadline_ms: g.deadline,
+                            count: g.count,
+                            version: c.version.unwrap_or(0),
+                            renewed: g.kind == GrantKind::Renewed,
+                            feature: c.feature,
+                            user: c.user,
+                            host: c.host,
+                            display: c.display,
+                            handle: c.handle,
+                        });
+                        conn.gate.hold(reply_at, batch);
+                    }
+                }
             }
             Err(d) => {
                 let f = match self.engine.feature_id(c.feature) {
@@ -852,6 +976,10 @@ impl Ctx {
         match self.engine.checkin(feature, user, host, display, handle) {
             Ok(r) => {
                 conn.held.remove(&r.id);
+                if let (Some(j), Some(_)) = (self.journal.as_mut(), r.deadline) {
+                    let batch = j.release(r.id.to_bits(), now);
+                    conn.gate.hold(conn.wbuf.len(), batch);
+                }
                 self.log.license(
                     now,
                     Action::In,
@@ -925,6 +1053,10 @@ impl Ctx {
                 }
                 if let Some(r) = self.engine.release(h.id) {
                     removed += 1;
+                    if let (Some(j), Some(_)) = (self.journal.as_mut(), r.deadline) {
+                        let batch = j.release(r.id.to_bits(), now);
+                        conn.gate.hold(conn.wbuf.len(), batch);
+                    }
                     let f = FeatureRef::Id(fid);
                     self.log
                         .license(now, Action::Removing, f.clone(), r.holder, r.count);
@@ -1030,6 +1162,14 @@ impl Ctx {
             }
         }
         let kept = remap.len();
+        if let Some(j) = self.journal.as_mut() {
+            j.remap(
+                remap
+                    .iter()
+                    .map(|(old, (new, _))| (old.to_bits(), new.to_bits()))
+                    .collect(),
+            );
+        }
         *lock(&shared.remap) = Arc::new(remap);
         *lock(&shared.engine) = new_engine.clone();
         {
@@ -1067,10 +1207,18 @@ impl Ctx {
 /// Writes `wbuf` until it is empty or the socket would block. False if the
 /// connection broke.
 fn flush(conn: &mut Conn) -> bool {
-    while !conn.wbuf.is_empty() {
-        match conn.stream.write(&conn.wbuf) {
+    loop {
+        // Replies waiting for the journal (sync mode) stay behind.
+        let limit = conn.gate.writable(conn.wbuf.len());
+        if limit == 0 {
+            break;
+        }
+        match conn.stream.write(&conn.wbuf[..limit]) {
             Ok(0) => return false,
-            Ok(n) => conn.wbuf.advance(n),
+            Ok(n) => {
+                conn.wbuf.advance(n);
+                conn.gate.advance(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,

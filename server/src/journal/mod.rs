@@ -28,6 +28,7 @@
 //! the buffer's capacity is reused across batches). The channel send and
 //! the batch's allocation happen once per event round, not per request.
 
+pub mod boot;
 pub mod files;
 pub mod record;
 pub mod state;
