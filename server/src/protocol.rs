@@ -67,7 +67,11 @@ impl Command<'_> {
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Command::Remove { .. } | Command::RemoveHandle { .. } | Command::Reread | Command::Down | Command::ReopenLog
+            Command::Remove { .. }
+                | Command::RemoveHandle { .. }
+                | Command::Reread
+                | Command::Down
+                | Command::ReopenLog
         )
     }
 }

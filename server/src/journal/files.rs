@@ -158,11 +158,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
     snapshots.sort_unstable();
     segments.sort_unstable();
     let mut out = Recovered {
-        next_gen: snapshots
-            .iter()
-            .chain(&segments)
-            .max()
-            .map_or(1, |g| g + 1),
+        next_gen: snapshots.iter().chain(&segments).max().map_or(1, |g| g + 1),
         ..Recovered::default()
     };
     let from = snapshots.last().copied();
@@ -305,4 +301,114 @@ pub fn start_generation(dir: &Path, gen: u64, state: &State) -> Result<File, Jou
     let f = create_segment(dir, gen)?;
     delete_before(dir, gen)?;
     Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::{encode_in, encode_instance, Instance, TAG_OUT};
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tally-journal-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn out(id: u64, renewed: bool, deadline: u64) -> Vec<u8> {
+        let mut p = Vec::new();
+        encode_instance(
+            &mut p,
+            TAG_OUT,
+            &Instance {
+                id,
+                at_ms: 1000 + id,
+                linger_ms: 60_000,
+                deadline_ms: Some(deadline),
+                count: 1,
+                version: 0,
+                renewed,
+                feature: "F",
+                user: "u",
+                host: "h",
+                display: "",
+                handle: &format!("h{id}"),
+            },
+        );
+        p
+    }
+
+    fn append(path: &Path, first_seq: u64, payloads: &[Vec<u8>]) {
+        let mut buf = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            record::frame(&mut buf, first_seq + i as u64, p);
+        }
+        let mut f = OpenOptions::new().append(true).open(path).expect("open");
+        f.write_all(&buf).expect("append");
+    }
+
+    /// The live state, built record by record, equals snapshot + tail after
+    /// a recovery, and a torn tail costs only the torn record.
+    #[test]
+    fn snapshot_plus_tail_equals_the_live_state() {
+        let d = dir("snap");
+        let _lock = lock_dir(&d).expect("lock");
+        let mut live = State::default();
+        let mut first: Vec<Vec<u8>> = (1..=5).map(|i| out(i, false, 50_000)).collect();
+        let mut rel = Vec::new();
+        encode_in(&mut rel, 2, 1500);
+        first.push(rel);
+        for p in &first {
+            live.apply(&record::decode(p).expect("decode"), p);
+        }
+        start_generation(&d, 1, &State::default()).expect("gen 1");
+        append(&segment_path(&d, 1), 0, &first);
+        // A snapshot of the state so far starts generation 2.
+        start_generation(&d, 2, &live).expect("gen 2");
+        let tail = vec![out(3, true, 90_000), out(6, false, 70_000)];
+        for p in &tail {
+            live.apply(&record::decode(p).expect("decode"), p);
+        }
+        append(&segment_path(&d, 2), 6, &tail);
+        // A torn record after the tail.
+        let mut torn = Vec::new();
+        record::frame(&mut torn, 8, &out(7, false, 1));
+        torn.truncate(torn.len() - 3);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(segment_path(&d, 2))
+            .expect("open");
+        f.write_all(&torn).expect("append");
+        drop(f);
+
+        let rec = recover(&d).expect("recover");
+        assert_eq!(rec.state, live);
+        assert_eq!(rec.next_gen, 3);
+        assert_eq!(rec.records, 2);
+        assert_eq!(rec.dropped_bytes, torn.len() as u64);
+        assert!(rec.notes[0].contains("torn write"), "{:?}", rec.notes);
+        // Generation 1 was deleted when 2 began.
+        assert!(!segment_path(&d, 1).exists() && !snapshot_path(&d, 1).exists());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_with_its_name() {
+        let d = dir("damaged");
+        let _lock = lock_dir(&d).expect("lock");
+        let mut s = State::default();
+        let p = out(1, false, 9);
+        s.apply(&record::decode(&p).expect("decode"), &p);
+        start_generation(&d, 4, &s).expect("gen");
+        let path = snapshot_path(&d, 4);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let n = bytes.len();
+        bytes[n - 5] ^= 0x10;
+        std::fs::write(&path, bytes).expect("write");
+        let e = recover(&d).expect_err("must refuse").to_string();
+        assert!(
+            e.contains("snapshot-0000000000000004.tly is damaged"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

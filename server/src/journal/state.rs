@@ -106,12 +106,10 @@ impl State {
 
     /// Each live instance, decoded.
     pub fn instances(&self) -> impl Iterator<Item = Instance<'_>> {
-        self.live
-            .values()
-            .filter_map(|p| match record::decode(p) {
-                Ok(Record::Instance(i)) => Some(i),
-                _ => None,
-            })
+        self.live.values().filter_map(|p| match record::decode(p) {
+            Ok(Record::Instance(i)) => Some(i),
+            _ => None,
+        })
     }
 }
 
