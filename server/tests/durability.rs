@@ -518,3 +518,42 @@ fn crash_kill9_under_load_loses_no_acknowledged_checkout() {
     assert_eq!((lost, over, resurrected), (0, 0, 0));
     assert!(acked_total > 0, "the load never got a grant");
 }
+
+const TWO_POOLS: &str = "\
+SERVER this_host ANY 27000
+VENDOR CITRIX
+INCREMENT MPM_ADV_RC CITRIX 1.0 permanent 2 VENDOR_STRING=\";LT=Retail;GP=720\"
+INCREMENT MPM_ADV_RC CITRIX 1.0 permanent 2 VENDOR_STRING=\";LT=Retail;GP=720\"
+";
+
+#[test]
+fn recovery_spreads_over_several_pools_and_survives_a_reread() {
+    let state = Scratch::new("state");
+    let mut t = Tallyd::start_with_state(TWO_POOLS, &[], &state.0);
+    let mut c = t.connect();
+    for h in ["h1", "h2", "h3"] {
+        let r = c.req(&format!("CHECKOUT MPM_ADV_RC u{h} pc {h} linger=3600"));
+        assert!(r.starts_with("OK "), "{r}");
+    }
+    // Ids change at a reread: the journal must follow them.
+    assert!(c.req("REREAD").starts_with("OK REREAD "));
+    let r = c.req("CHECKOUT MPM_ADV_RC uh4 pc h4 linger=3600");
+    assert!(r.starts_with("OK "), "{r}");
+    assert!(c.req("CHECKOUT MPM_ADV_RC uh1 pc h1 linger=7200").starts_with("OK "));
+    assert_eq!(c.req("CHECKIN MPM_ADV_RC h2"), "OK MPM_ADV_RC h2");
+    let before = holders(&t, "MPM_ADV_RC");
+    drop(c);
+    t.kill9();
+    let t2 = Tallyd::start_with_state(TWO_POOLS, &[], &state.0);
+    let after = holders(&t2, "MPM_ADV_RC");
+    assert_eq!(after, before);
+    let mut kept: Vec<_> = after.keys().cloned().collect();
+    kept.sort();
+    assert_eq!(kept, ["h1", "h3", "h4"]);
+    // Three held across two pools of 2: one seat left, then full.
+    let mut c2 = t2.connect();
+    assert!(c2.req("CHECKOUT MPM_ADV_RC u5 pc h5 linger=60").starts_with("OK "));
+    assert!(c2
+        .req("CHECKOUT MPM_ADV_RC u6 pc h6 linger=60")
+        .starts_with("DENIED MPM_ADV_RC h6 ALL_IN_USE"));
+}
