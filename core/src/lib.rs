@@ -16,6 +16,7 @@ pub mod clock;
 pub mod engine;
 pub mod license;
 pub(crate) mod sync;
+pub mod watermark;
 pub mod wheel;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};

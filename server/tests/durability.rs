@@ -539,7 +539,9 @@ fn recovery_spreads_over_several_pools_and_survives_a_reread() {
     assert!(c.req("REREAD").starts_with("OK REREAD "));
     let r = c.req("CHECKOUT MPM_ADV_RC uh4 pc h4 linger=3600");
     assert!(r.starts_with("OK "), "{r}");
-    assert!(c.req("CHECKOUT MPM_ADV_RC uh1 pc h1 linger=7200").starts_with("OK "));
+    assert!(c
+        .req("CHECKOUT MPM_ADV_RC uh1 pc h1 linger=7200")
+        .starts_with("OK "));
     assert_eq!(c.req("CHECKIN MPM_ADV_RC h2"), "OK MPM_ADV_RC h2");
     let before = holders(&t, "MPM_ADV_RC");
     drop(c);
@@ -552,7 +554,9 @@ fn recovery_spreads_over_several_pools_and_survives_a_reread() {
     assert_eq!(kept, ["h1", "h3", "h4"]);
     // Three held across two pools of 2: one seat left, then full.
     let mut c2 = t2.connect();
-    assert!(c2.req("CHECKOUT MPM_ADV_RC u5 pc h5 linger=60").starts_with("OK "));
+    assert!(c2
+        .req("CHECKOUT MPM_ADV_RC u5 pc h5 linger=60")
+        .starts_with("OK "));
     assert!(c2
         .req("CHECKOUT MPM_ADV_RC u6 pc h6 linger=60")
         .starts_with("DENIED MPM_ADV_RC h6 ALL_IN_USE"));

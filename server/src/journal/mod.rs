@@ -37,13 +37,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use mio::Waker;
+use tally_core::watermark::Watermark;
 
 pub use files::{JournalError, Recovered};
 pub use record::Instance;
@@ -110,16 +110,13 @@ pub enum Msg {
 /// Counters a loop reads: the last batch of each loop that is durable.
 #[derive(Debug)]
 pub struct Durable {
-    per_loop: Vec<AtomicU64>,
+    per_loop: Vec<Watermark>,
 }
 
 impl Durable {
     /// The last durable batch of loop `i`.
     pub fn of(&self, i: usize) -> u64 {
-        // Acquire: pairs with the journal thread's Release store after fsync.
-        self.per_loop
-            .get(i)
-            .map_or(u64::MAX, |a| a.load(Ordering::Acquire))
+        self.per_loop.get(i).map_or(u64::MAX, Watermark::get)
     }
 }
 
@@ -286,7 +283,7 @@ impl Journal {
         let segment = files::start_generation(dir, gen, &state)?;
         let loops = wakers.len();
         let counters = Arc::new(Durable {
-            per_loop: (0..loops).map(|_| AtomicU64::new(0)).collect(),
+            per_loop: (0..loops).map(|_| Watermark::new()).collect(),
         });
         let (tx, rx) = bounded(JOURNAL_CHANNEL_BATCHES);
         let (mut recycle_tx, mut recycle_rx) = (Vec::new(), Vec::new());
@@ -430,8 +427,8 @@ impl Writer {
                 .filter_map(|(i, d)| d.map(|n| (i, n)))
             {
                 if let Some(c) = self.counters.per_loop.get(i) {
-                    // Release: the records of batch `no` are durable.
-                    c.store(no, Ordering::Release);
+                    // The records of batch `no` are durable.
+                    c.publish(no);
                 }
                 if let Some(w) = self.wakers.get(i) {
                     let _ = w.wake();
