@@ -69,7 +69,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/tally";
 pub enum Durability {
     /// Grouped fsync before the reply (default).
     Sync,
-    /// Written at once, synced every [`ASYNC_SYNC_MS`]; replies do not wait.
+    /// Written at once, synced every 100 ms (`ASYNC_SYNC_MS`); replies do not wait.
     Async,
     /// No journal: a restart loses every checkout.
     Off,
