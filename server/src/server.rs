@@ -469,6 +469,8 @@ struct Loop {
     ctx: Ctx,
     /// Connections with replies waiting for the journal.
     gated: Vec<usize>,
+    /// The journal's durable batch when `gated` was last served.
+    seen_durable: u64,
 }
 
 /// Everything a request needs besides its connection.
@@ -511,6 +513,7 @@ impl Loop {
                 journal,
             },
             gated: Vec::new(),
+            seen_durable: 0,
         }
     }
 
@@ -541,12 +544,21 @@ impl Loop {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(),
-                    WAKER => self.serve_gated(),
+                    WAKER => {}
                     Token(t) => self.on_conn_event(t - FIRST_CONN),
                 }
             }
             self.ctx.expire(SystemClock.now_ms());
             // One batch of journal records per round (group commit).
+            // The journal wakes this loop when a batch becomes durable;
+            // checked every round, so a coalesced wake-up loses nothing.
+            // Before `send`: what those connections pipelined joins this batch.
+            if let Some(durable) = self.ctx.journal.as_ref().map(LoopJournal::durable) {
+                if durable != self.seen_durable {
+                    self.seen_durable = durable;
+                    self.serve_gated();
+                }
+            }
             if let Some(j) = self.ctx.journal.as_mut() {
                 j.send();
             }
