@@ -17,6 +17,7 @@ pub mod engine;
 pub mod license;
 pub mod options;
 pub(crate) mod sync;
+pub mod watermark;
 pub mod wheel;
 
 pub use clock::{Clock, ManualClock, Millis, SystemClock};

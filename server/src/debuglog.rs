@@ -121,6 +121,8 @@ pub enum Event {
     },
     /// From now on, feature ids refer to this engine (after a reread).
     Engine(Arc<Engine>),
+    /// Reopen the log file (after logrotate moved it away).
+    Reopen,
     /// Write everything queued so far, then answer.
     Flush(Sender<()>),
     /// Write everything queued so far and end the writer thread.
@@ -175,6 +177,11 @@ impl LogHandle {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Asks the writer to reopen the log file (SIGHUP, REOPEN_LOG).
+    pub fn reopen(&self) {
+        let _ = self.tx.send(Event::Reopen);
+    }
+
     /// Waits until everything queued before this call is written.
     pub fn flush(&self) {
         let (tx, rx) = bounded(1);
@@ -194,28 +201,12 @@ pub struct DebugLog {
 impl DebugLog {
     /// Opens the target and starts the writer thread.
     pub fn start(target: &LogTarget, engine: Arc<Engine>) -> io::Result<DebugLog> {
-        let out: Box<dyn Write + Send> = match target {
-            LogTarget::Stderr => Box::new(io::stderr()),
-            LogTarget::File { path, append } => {
-                let mut o = OpenOptions::new();
-                o.create(true);
-                if *append {
-                    o.append(true);
-                } else {
-                    o.write(true).truncate(true);
-                }
-                Box::new(o.open(path).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot open debug log {}: {e}", path.display()),
-                    )
-                })?)
-            }
-        };
+        let out = open_target(target)?;
         let (tx, rx) = bounded(LOG_CHANNEL_EVENTS);
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             out: BufWriter::new(out),
+            target: target.clone(),
             engine,
             dropped: dropped.clone(),
             reported_drops: 0,
@@ -247,8 +238,31 @@ impl DebugLog {
     }
 }
 
+fn open_target(target: &LogTarget) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match target {
+        LogTarget::Stderr => Box::new(io::stderr()),
+        LogTarget::File { path, append } => {
+            let mut o = OpenOptions::new();
+            o.create(true);
+            if *append {
+                o.append(true);
+            } else {
+                o.write(true).truncate(true);
+            }
+            Box::new(o.open(path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open debug log {}: {e}", path.display()),
+                )
+            })?)
+        }
+    })
+}
+
 struct Writer {
     out: BufWriter<Box<dyn Write + Send>>,
+    /// Where to reopen to (always appending).
+    target: LogTarget,
     engine: Arc<Engine>,
     dropped: Arc<AtomicU64>,
     reported_drops: u64,
@@ -312,6 +326,7 @@ impl Writer {
                 self.write(at_ms, &daemon, &text);
             }
             Event::Engine(e) => self.engine = e,
+            Event::Reopen => self.reopen(),
             Event::Flush(done) => {
                 let _ = self.out.flush();
                 let _ = done.send(());
@@ -319,6 +334,27 @@ impl Writer {
             Event::Stop => return false,
         }
         true
+    }
+
+    /// Reopens the file in append mode; on failure keeps writing to the
+    /// old one and says why.
+    fn reopen(&mut self) {
+        let now = SystemClock.now_ms();
+        let target = match &self.target {
+            LogTarget::Stderr => return,
+            LogTarget::File { path, .. } => LogTarget::File {
+                path: path.clone(),
+                append: true,
+            },
+        };
+        let _ = self.out.flush();
+        match open_target(&target) {
+            Ok(out) => {
+                self.out = BufWriter::new(out);
+                self.write(now, "lmgrd", "Debug log reopened");
+            }
+            Err(e) => self.write(now, "lmgrd", &format!("Debug log not reopened: {e}")),
+        }
     }
 
     fn default_vendor(&self) -> String {

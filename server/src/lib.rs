@@ -4,6 +4,7 @@
 //! - [`status`]: the STATUS reply's JSON, shared by `tallyd` and `tallyctl`.
 //! - [`server`]: the mio event loops (`tallyd`).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
+//! - [`journal`]: the durability journal (group commit, snapshots, recovery).
 //! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status and admin.
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
@@ -12,6 +13,7 @@
 pub mod ctl;
 pub mod debuglog;
 pub mod demo;
+pub mod journal;
 pub mod options;
 pub mod protocol;
 pub mod queue;

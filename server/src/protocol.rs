@@ -58,6 +58,8 @@ pub enum Command<'a> {
     Reread,
     /// `DOWN`.
     Down,
+    /// `REOPEN_LOG`: reopen the debug log file (after logrotate).
+    ReopenLog,
 }
 
 impl Command<'_> {
@@ -65,7 +67,11 @@ impl Command<'_> {
     pub fn is_admin(&self) -> bool {
         matches!(
             self,
-            Command::Remove { .. } | Command::RemoveHandle { .. } | Command::Reread | Command::Down
+            Command::Remove { .. }
+                | Command::RemoveHandle { .. }
+                | Command::Reread
+                | Command::Down
+                | Command::ReopenLog
         )
     }
 }
@@ -225,11 +231,13 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
         Command::Reread
     } else if verb.eq_ignore_ascii_case("DOWN") {
         Command::Down
+    } else if verb.eq_ignore_ascii_case("REOPEN_LOG") {
+        Command::ReopenLog
     } else {
         return Err(ProtoError::new(
             ErrCode::UnknownCommand,
             format!(
-                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, REREAD or DOWN)",
+                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, REREAD, REOPEN_LOG or DOWN)",
                 printable(verb)
             ),
         ));

@@ -38,6 +38,7 @@ use tally_core::license::{parse_file, LicenseSet};
 use tally_core::options::OptionsFile;
 
 use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
+use crate::journal::{self, Durability, Journal, LoopJournal, ReplyGate};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
@@ -54,6 +55,8 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// Unanswered bytes a waiting connection may buffer (it is read only to see
 /// it close).
 const WAITING_READ_LIMIT: usize = 64 * 1024;
+/// Longest a loop waits at shutdown for its last journal records.
+const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -81,6 +84,10 @@ pub struct Config {
     pub host_name: String,
     /// The options file (issue 7; see `options.rs`).
     pub policy: PolicyConfig,
+    /// When a grant is durable (see `journal`).
+    pub durability: Durability,
+    /// Where the journal and snapshots live.
+    pub state_dir: PathBuf,
 }
 
 /// Errors starting the server.
@@ -94,6 +101,9 @@ pub enum ServerError {
         /// Cause.
         source: io::Error,
     },
+    /// The state directory could not be used or recovered.
+    #[error("{0}")]
+    Journal(#[from] journal::JournalError),
     /// Any other I/O failure while starting.
     #[error("{what}: {source}")]
     Io {
@@ -174,7 +184,10 @@ pub struct Server {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     log: Option<DebugLog>,
+    journal: Option<Journal>,
     local_addr: SocketAddr,
+    /// What recovery did at start (`None` when durability is off).
+    recovery: Option<String>,
 }
 
 /// Asks a running server to stop (from a signal handler thread, say).
@@ -273,6 +286,18 @@ impl Server {
         if let Some((path, o)) = &config.policy.loaded {
             log_options(&handle, now, path, o, &engine);
         }
+        // Durability: recover before any connection is accepted.
+        let booted = journal::boot::recover_into(
+            &config.state_dir,
+            config.durability,
+            &engine,
+            &handle,
+            now,
+        )?;
+        let mut arm: Vec<Vec<(InstanceId, u64)>> = vec![Vec::new(); workers];
+        for (n, a) in booted.arm.iter().enumerate() {
+            arm[n % workers].push(*a);
+        }
 
         let mut loops = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);
@@ -291,15 +316,31 @@ impl Server {
             wakers.push(waker);
             loops.push((poll, listener));
         }
+        let journal = match booted.prepared {
+            Some(p) => Some(p.start(wakers.clone(), handle.clone())?),
+            None => None,
+        };
         let _ = shared.wakers.set(wakers);
         let mut threads = Vec::with_capacity(workers);
-        for (i, (poll, listener)) in loops.into_iter().enumerate() {
+        for ((i, (poll, listener)), arm) in loops.into_iter().enumerate().zip(arm) {
             let shared = shared.clone();
             let engine = engine.clone();
             let opts = server_options.clone();
+            let lj = journal.as_ref().map(|j| j.for_loop(i));
             let t = std::thread::Builder::new()
                 .name(format!("tally-loop-{i}"))
-                .spawn(move || Loop::new(i, poll, listener, shared, engine, opts).run())
+                .spawn(move || {
+                    Loop::new(
+                        i,
+                        poll,
+                        listener,
+                        shared,
+                        engine,
+                        opts,
+                        LoopStart { journal: lj, arm },
+                    )
+                    .run()
+                })
                 .map_err(io_err("start a loop thread"))?;
             threads.push(t);
         }
@@ -307,13 +348,25 @@ impl Server {
             shared,
             workers: threads,
             log: Some(log),
+            journal,
             local_addr,
+            recovery: booted.summary,
         })
+    }
+
+    /// What journal recovery did at start (`None` when durability is off).
+    pub fn recovery_summary(&self) -> Option<&str> {
+        self.recovery.as_deref()
     }
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The debug log's handle (to reopen it on SIGHUP).
+    pub fn log_handle(&self) -> LogHandle {
+        self.shared.log.clone()
     }
 
     /// A handle that stops the server.
@@ -326,6 +379,10 @@ impl Server {
     pub fn wait(mut self) {
         for t in self.workers.drain(..) {
             let _ = t.join();
+        }
+        // Every loop has handed over its records: write, sync, snapshot.
+        if let Some(j) = self.journal.take() {
+            j.shutdown();
         }
         let now = SystemClock.now_ms();
         let vendors = lock(&self.shared.facts).vendors.clone();
@@ -448,10 +505,21 @@ struct Conn {
     /// Queued (feature, sequence number): no further line is answered
     /// until this one is.
     waiting: Option<(String, u64)>,
+    /// Replies waiting for the journal stay in `wbuf` behind this.
+    gate: ReplyGate,
+    /// Listed in the loop's `gated` (to be served when the journal wakes it).
+    gated: bool,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, peer: SocketAddr, now: u64, serial: u64, key: usize) -> Conn {
+    fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        now: u64,
+        serial: u64,
+        key: usize,
+        gate: ReplyGate,
+    ) -> Conn {
         Conn {
             stream,
             peer,
@@ -465,6 +533,8 @@ impl Conn {
             serial,
             key,
             waiting: None,
+            gate,
+            gated: false,
         }
     }
 }
@@ -482,6 +552,13 @@ enum Pick<'a> {
     Ticket(u64),
 }
 
+/// What a loop starts with besides the shared state: its end of the journal
+/// and the recovered lingering instances whose expiry it arms.
+struct LoopStart {
+    journal: Option<LoopJournal>,
+    arm: Vec<(InstanceId, u64)>,
+}
+
 /// One event loop: its sockets, and the context requests are served in.
 struct Loop {
     poll: Poll,
@@ -491,6 +568,10 @@ struct Loop {
     /// Idle-timeout checks (`timeout.rs`).
     idle: IdleTimers,
     next_serial: u64,
+    /// Connections with replies waiting for the journal.
+    gated: Vec<usize>,
+    /// The journal's durable batch when `gated` was last served.
+    seen_durable: u64,
 }
 
 /// Everything a request needs besides its connection.
@@ -505,6 +586,8 @@ struct Ctx {
     opts: Arc<ServerOptions>,
     /// Deadlines of this loop's queued checkouts.
     wait_deadlines: WaitDeadlines,
+    /// This loop's end of the journal (`None` when durability is off).
+    journal: Option<LoopJournal>,
 }
 
 impl Loop {
@@ -515,7 +598,12 @@ impl Loop {
         shared: Arc<Shared>,
         engine: Arc<Engine>,
         opts: Arc<ServerOptions>,
+        start: LoopStart,
     ) -> Loop {
+        let mut lingers = Lingers::with_capacity(SystemClock.now_ms(), start.arm.len());
+        for (id, at) in start.arm {
+            lingers.arm(id, at);
+        }
         Loop {
             poll,
             listener,
@@ -528,10 +616,13 @@ impl Loop {
                 engine_gen: shared.engine_gen.load(Ordering::SeqCst),
                 shared,
                 engine,
-                lingers: Lingers::new(SystemClock.now_ms()),
+                lingers,
                 opts,
                 wait_deadlines: WaitDeadlines::default(),
+                journal: start.journal,
             },
+            gated: Vec::new(),
+            seen_durable: 0,
         }
     }
 
@@ -557,6 +648,10 @@ impl Loop {
                 }
             }
             if self.ctx.shared.shutdown.load(Ordering::SeqCst) {
+                // Replies waiting for the journal go out before closing.
+                if let Some(j) = self.ctx.journal.as_mut() {
+                    j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
+                }
                 self.close_all();
                 return;
             }
@@ -573,6 +668,19 @@ impl Loop {
             self.ctx.expire(SystemClock.now_ms());
             self.check_idle(SystemClock.now_ms());
             self.serve_queue(SystemClock.now_ms());
+            // One batch of journal records per round (group commit).
+            // The journal wakes this loop when a batch becomes durable;
+            // checked every round, so a coalesced wake-up loses nothing.
+            // Before `send`: what those connections pipelined joins this batch.
+            if let Some(durable) = self.ctx.journal.as_ref().map(LoopJournal::durable) {
+                if durable != self.seen_durable {
+                    self.seen_durable = durable;
+                    self.serve_gated();
+                }
+            }
+            if let Some(j) = self.ctx.journal.as_mut() {
+                j.send();
+            }
         }
     }
 
@@ -618,6 +726,10 @@ impl Loop {
             if !self.ctx.serve(conn) {
                 let conn = self.conns.remove(seat.conn);
                 self.close(conn);
+            } else if conn.gate.is_waiting() && !conn.gated {
+                // Its grant waits for the journal: flush when durable.
+                conn.gated = true;
+                self.gated.push(seat.conn);
             }
         }
         answered
@@ -634,11 +746,15 @@ impl Loop {
                 continue; // closed since
             };
             let idle = now.saturating_sub(conn.last_seen);
-            let ctx = &self.ctx;
+            let ctx = &mut self.ctx;
             conn.held
                 .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
                     Some(t) if idle >= t => {
                         if let Some(r) = ctx.engine.release(h.id) {
+                            // A lingering (DUP_GROUP) instance was journaled.
+                            if let (Some(j), Some(_)) = (ctx.journal.as_mut(), r.deadline) {
+                                j.release(r.id.to_bits(), now);
+                            }
                             let f = FeatureRef::Id(r.feature);
                             ctx.log_license(now, Action::Inactive, f, r.holder, r.count);
                         }
@@ -658,6 +774,17 @@ impl Loop {
                 self.idle
                     .arm(now.max(c.last_seen) + shortest, key, c.serial);
             }
+        }
+    }
+
+    /// The journal made some batch durable: serve the connections whose
+    /// replies waited for it.
+    fn serve_gated(&mut self) {
+        for key in std::mem::take(&mut self.gated) {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.gated = false;
+            }
+            self.on_conn_event(key);
         }
     }
 
@@ -682,7 +809,12 @@ impl Loop {
                         self.idle.arm(now + t, entry.key(), self.next_serial);
                     }
                     let key = entry.key();
-                    entry.insert(Conn::new(stream, peer, now, self.next_serial, key));
+                    let gate = self
+                        .ctx
+                        .journal
+                        .as_ref()
+                        .map_or_else(ReplyGate::default, LoopJournal::gate);
+                    entry.insert(Conn::new(stream, peer, now, self.next_serial, key, gate));
                     self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -714,6 +846,11 @@ impl Loop {
         if !keep {
             let conn = self.conns.remove(key);
             self.close(conn);
+        } else if let Some(conn) = self.conns.get_mut(key) {
+            if conn.gate.is_waiting() && !conn.gated {
+                conn.gated = true;
+                self.gated.push(key);
+            }
         }
     }
 
@@ -798,10 +935,13 @@ impl Ctx {
     }
 
     fn expire(&mut self, now: u64) {
-        let (engine, log) = (&self.engine, &self.log);
+        let (engine, log, journal) = (&self.engine, &self.log, &mut self.journal);
         let quiet = self.opts.nolog.checkin;
         let shared = &self.shared;
         self.lingers.expire(engine, now, |r| {
+            if let Some(j) = journal.as_mut() {
+                j.release(r.id.to_bits(), now);
+            }
             if !shared.queues.is_empty() {
                 shared.wake_all();
             }
@@ -945,6 +1085,11 @@ impl Ctx {
                 self.remove(conn, feature, Pick::Ticket(ticket), now)
             }
             Command::Reread => self.reread(conn, now),
+            Command::ReopenLog => {
+                self.log.reopen();
+                self.log.flush();
+                conn.wbuf.extend_from_slice(b"OK REOPEN_LOG\n");
+            }
             Command::Down => {
                 conn.wbuf.extend_from_slice(b"OK DOWN\n");
                 self.log.line(
@@ -1070,6 +1215,7 @@ impl Ctx {
                         );
                     }
                 }
+                let reply_at = conn.wbuf.len();
                 let _ = writeln!(
                     conn.wbuf,
                     "OK {} {} {}",
@@ -1077,6 +1223,27 @@ impl Ctx {
                     c.handle,
                     g.deadline.unwrap_or(0)
                 );
+                // Durability: a lingering grant or any renewal is journaled;
+                // its reply waits for the record in sync mode.
+                if let (Some(j), Some(id)) = (self.journal.as_mut(), g.id) {
+                    if g.deadline.is_some() || g.kind == GrantKind::Renewed {
+                        let batch = j.out(&journal::Instance {
+                            id: id.to_bits(),
+                            at_ms: now,
+                            linger_ms: c.linger_ms,
+                            deadline_ms: g.deadline,
+                            count: g.count,
+                            version: c.version.unwrap_or(0),
+                            renewed: g.kind == GrantKind::Renewed,
+                            feature: c.feature,
+                            user: c.user,
+                            host: c.host,
+                            display: c.display,
+                            handle: c.handle,
+                        });
+                        conn.gate.hold(reply_at, batch);
+                    }
+                }
             }
             Err(d) => {
                 let f = match self.engine.feature_id(c.feature) {
@@ -1158,6 +1325,10 @@ impl Ctx {
         match self.engine.checkin(feature, user, host, display, handle) {
             Ok(r) => {
                 conn.held.remove(&r.id);
+                if let (Some(j), Some(_)) = (self.journal.as_mut(), r.deadline) {
+                    let batch = j.release(r.id.to_bits(), now);
+                    conn.gate.hold(conn.wbuf.len(), batch);
+                }
                 self.log_license(
                     now,
                     Action::In,
@@ -1233,6 +1404,10 @@ impl Ctx {
                 }
                 if let Some(r) = self.engine.release(h.id) {
                     removed += 1;
+                    if let (Some(j), Some(_)) = (self.journal.as_mut(), r.deadline) {
+                        let batch = j.release(r.id.to_bits(), now);
+                        conn.gate.hold(conn.wbuf.len(), batch);
+                    }
                     let f = FeatureRef::Id(fid);
                     self.log
                         .license(now, Action::Removing, f.clone(), r.holder, r.count);
@@ -1363,6 +1538,14 @@ impl Ctx {
             }
         }
         let kept = remap.len();
+        if let Some(j) = self.journal.as_mut() {
+            j.remap(
+                remap
+                    .iter()
+                    .map(|(old, (new, _))| (old.to_bits(), new.to_bits()))
+                    .collect(),
+            );
+        }
         *lock(&shared.remap) = Arc::new(remap);
         *lock(&shared.engine) = new_engine.clone();
         *lock(&shared.server_options) = new_opts.clone();
@@ -1395,9 +1578,10 @@ impl Ctx {
         if let (Some(path), Some(o)) = (&options_path, &options) {
             log_options(&self.log, now, path, o, &self.engine);
         }
-        barrier.wait(); // let the others go on
-                        // `engine_gen` stays behind the shared one until the loop has
-                        // mapped its connections' ids (see `Loop::on_conn_event`).
+        // Let the others go on. `engine_gen` stays behind the shared one
+        // until this loop has mapped its connections' ids (see
+        // `Loop::on_conn_event`).
+        barrier.wait();
         let _ = writeln!(conn.wbuf, "OK REREAD {pools} {diags}");
     }
 }
@@ -1405,10 +1589,18 @@ impl Ctx {
 /// Writes `wbuf` until it is empty or the socket would block. False if the
 /// connection broke.
 fn flush(conn: &mut Conn) -> bool {
-    while !conn.wbuf.is_empty() {
-        match conn.stream.write(&conn.wbuf) {
+    loop {
+        // Replies waiting for the journal (sync mode) stay behind.
+        let limit = conn.gate.writable(conn.wbuf.len());
+        if limit == 0 {
+            break;
+        }
+        match conn.stream.write(&conn.wbuf[..limit]) {
             Ok(0) => return false,
-            Ok(n) => conn.wbuf.advance(n),
+            Ok(n) => {
+                conn.wbuf.advance(n);
+                conn.gate.advance(n);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return false,

@@ -136,3 +136,23 @@ fn lmstat_shows_queued_checkouts() {
         "the waiter is not counted: {text}"
     );
 }
+
+#[test]
+fn a_queued_lingering_grant_is_answered_once_durable() {
+    // `--durability sync` (the default): the grant's reply waits for its
+    // journal record, and must still go out when it is durable.
+    let t = Tallyd::start(LICENSE, &["--durability", "sync"]);
+    let mut a = t.connect();
+    let mut b = t.connect();
+    let mut admin = t.connect();
+    assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
+    b.send(b"CHECKOUT ONE bob h b linger=600 wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut admin, "ONE") == ["b"]));
+    assert_eq!(a.req("CHECKIN ONE a"), "OK ONE a");
+    let got = b.read_line().expect("b is answered");
+    assert!(got.starts_with("OK ONE b "), "{got}");
+    assert!(
+        !got.ends_with(" 0"),
+        "a lingering grant has a deadline: {got}"
+    );
+}

@@ -119,6 +119,9 @@ fn spawn_tallyd(args: &Args) -> Result<(SocketAddr, Spawned), String> {
         .arg("-l")
         .arg(&log)
         .args(["--port", "0", "--workers", &args.server_workers.to_string()])
+        // A private journal: never the shared default /var/lib/tally.
+        .arg("--state-dir")
+        .arg(dir.join("state"))
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

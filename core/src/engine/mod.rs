@@ -792,6 +792,73 @@ impl Engine {
         }
     }
 
+    /// Like [`Engine::restore`], but never beyond a count: the instance is
+    /// charged to the first counted pool serving its version that still has
+    /// room (count plus overdraft), in file order. [`Reason::AllInUse`] if
+    /// none has. For recovery after a restart, where the license file may
+    /// have shrunk while the server was down.
+    pub fn restore_within_count(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
+        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let feature = &self.features[fid as usize];
+        let serves = |p: &u32| {
+            let pool = &self.pools[*p as usize];
+            pool.counted && !pool.startup && pool.version >= r.version
+        };
+        if !feature.pools.iter().any(serves) {
+            return Err(Reason::VersionTooHigh);
+        }
+        let fields = KeyFields {
+            user: r.user,
+            host: r.host,
+            display: r.display,
+            handle: r.handle,
+        };
+        let key = InstanceKey::new(self.seed, fid, feature.dup, fields);
+        let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
+        let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
+        loop {
+            let used = match self.table.lookup(key) {
+                Lookup::Live(id) => return Ok(id),
+                Lookup::Absent(used) => used,
+            };
+            match self.table.claim(key, used) {
+                Claim::Owned(c) => {
+                    let Some(p) = feature
+                        .pools
+                        .iter()
+                        .copied()
+                        .filter(serves)
+                        .find(|&p| self.pools[p as usize].reserve(r.count).is_some())
+                    else {
+                        self.table.abandon(c);
+                        return Err(Reason::AllInUse);
+                    };
+                    // As in `restore`: the options' counters take it too
+                    // (whatever their caps: it was out already), and the
+                    // charge record is in place before the slot is LIVE.
+                    if let Some(policy) = self.policy.as_deref() {
+                        let who = policy.who(fid, r.user, r.host, r.display, None);
+                        policy.record(c.slot(), policy.force(p, &who, r.count));
+                    }
+                    return Ok(self.table.publish(
+                        c,
+                        &Fields {
+                            pool: p,
+                            count: r.count,
+                            since: r.since_ms,
+                            linger: r.linger_ms,
+                            deadline,
+                            holder: &holder,
+                        },
+                    ));
+                }
+                Claim::Exists(id) => return Ok(id),
+                Claim::Retry => {}
+                Claim::Full => return Err(Reason::TableFull),
+            }
+        }
+    }
+
     /// Checks in instance `id` whatever its deadline (admin removal,
     /// disconnect). `None` if it is no longer live.
     pub fn release(&self, id: InstanceId) -> Option<Release> {

@@ -11,6 +11,7 @@ use clap::Parser;
 use tally_core::license::{parse_file, parse_str, LicenseSet};
 use tally_server::debuglog::LogTarget;
 use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
+use tally_server::journal::{Durability, DEFAULT_STATE_DIR};
 use tally_server::options::PolicyConfig;
 use tally_server::server::{Config, Server};
 
@@ -25,10 +26,28 @@ struct Args {
     #[arg(short = 'c', value_name = "LICENSE_FILE")]
     license: Option<PathBuf>,
 
-    /// Debug log file; `+FILE` appends (lmgrd's convention), `FILE`
-    /// truncates at start. Default: standard error.
+    /// Debug log file, appended to across restarts (`+FILE`, lmgrd's
+    /// spelling of append, is accepted too). Reopened on SIGHUP and
+    /// `tallyctl reopen-log`, for logrotate. Default: standard error.
     #[arg(short = 'l', value_name = "[+]LOG_FILE")]
     log: Option<String>,
+
+    /// Truncate the debug log file at start, as lmgrd does with `-l FILE`.
+    #[arg(long)]
+    truncate_log: bool,
+
+    /// When a grant is durable: `sync` (its record is on disk, synced in a
+    /// group with others, before the reply), `async` (written at once,
+    /// synced every 100 ms), `off` (no journal: a restart loses every
+    /// checkout).
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    durability: Durability,
+
+    /// Directory of the journal and snapshots (default /var/lib/tally; the
+    /// embedded demo uses $XDG_STATE_HOME/tally-demo or
+    /// /tmp/tallyd-demo-UID). One tallyd per directory.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 
     /// FlexLM options file (docs/options-file.md). Default: the
     /// `OPTIONS=` path on the license file's VENDOR line, if any.
@@ -110,6 +129,16 @@ fn load_options(args: &Args, licenses: &LicenseSet) -> Result<PolicyConfig, Stri
     })
 }
 
+/// The embedded demo's state directory: per user, so a demo never needs
+/// root and two users' demos do not collide.
+fn demo_state_dir() -> PathBuf {
+    match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("tally-demo"),
+        // Safety: getuid has no preconditions and cannot fail.
+        None => std::env::temp_dir().join(format!("tallyd-demo-{}", unsafe { libc::getuid() })),
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     let licenses = load_licenses(args.license.as_ref())?;
     let policy = load_options(&args, &licenses)?;
@@ -152,14 +181,42 @@ fn run(args: Args) -> Result<(), String> {
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        log: log_arg
-            .as_deref()
-            .map_or(LogTarget::Stderr, LogTarget::from_arg),
+        log: match log_arg.as_deref().map(LogTarget::from_arg) {
+            // -l appends across restarts unless --truncate-log; the options
+            // file's DEBUGLOG says itself (`+path` appends).
+            Some(LogTarget::File { path, append }) => LogTarget::File {
+                path,
+                append: if args.log.is_some() {
+                    !args.truncate_log
+                } else {
+                    append
+                },
+            },
+            other => other.unwrap_or(LogTarget::Stderr),
+        },
         admin_token,
         host_name,
         policy,
+        durability: args.durability,
+        state_dir: match (&args.state_dir, &args.license) {
+            (Some(d), _) => d.clone(),
+            (None, Some(_)) => PathBuf::from(DEFAULT_STATE_DIR),
+            (None, None) => {
+                let d = demo_state_dir();
+                if args.durability != Durability::Off {
+                    eprintln!(
+                        "tallyd: demo: journal in {} (--state-dir to choose another)",
+                        d.display()
+                    );
+                }
+                d
+            }
+        },
     };
     let server = Server::start(config).map_err(|e| e.to_string())?;
+    if let Some(summary) = server.recovery_summary() {
+        eprintln!("tallyd: {summary}");
+    }
     eprintln!(
         "tallyd: serving {} on {}",
         args.license
@@ -168,15 +225,22 @@ fn run(args: Args) -> Result<(), String> {
         server.local_addr()
     );
     let stop = server.shutdown_handle();
+    let log = server.log_handle();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let signal_handle = signals.handle();
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            stop.shutdown();
+        for sig in signals.forever() {
+            if sig == signal_hook::consts::SIGHUP {
+                log.reopen();
+            } else {
+                stop.shutdown();
+                break;
+            }
         }
     });
     server.wait();

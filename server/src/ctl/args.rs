@@ -61,6 +61,8 @@ pub enum Command {
     /// Make the server reload its license file (lmreread).
     #[command(alias = "lmreread")]
     Reread,
+    /// Make the server reopen its debug log file (after logrotate moved it).
+    ReopenLog,
     /// Shut the server down (lmdown).
     #[command(alias = "lmdown")]
     Down {

@@ -13,6 +13,7 @@
 //! tallyctl remove --handle TICKET FEATURE
 //! tallyctl reread                         reload the license file
 //! tallyctl down                           shut the server down
+//! tallyctl reopen-log                     reopen the debug log (logrotate)
 //! tallyctl ping                           does it answer?
 //! tallyctl hostid                         this machine's host ID
 //! tallyctl check-license FILE [--json]    parse a license file, list problems
@@ -180,6 +181,15 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
                 }
                 _ => Err(not_ok(&server, &reply, "OK REREAD <pools> <diagnostics>")),
             }
+        }
+        Command::ReopenLog => {
+            let (server, reply) =
+                request(&servers()?, "REOPEN_LOG".to_string(), token(&cli)?, wait)?;
+            if expect_ok(&server, &reply)? != "REOPEN_LOG" {
+                return Err(not_ok(&server, &reply, "OK REOPEN_LOG"));
+            }
+            print(&format!("{server}: debug log reopened\n"));
+            Ok(0)
         }
         Command::Down { .. } => {
             let (server, reply) = request(&servers()?, "DOWN".to_string(), token(&cli)?, wait)?;

@@ -51,16 +51,33 @@ pub struct Tallyd {
 impl Tallyd {
     /// Starts tallyd on `license_text` (written to a file), on 127.0.0.1 and
     /// a free port, logging to a file, with `extra` arguments.
+    /// Its journal goes to a state directory of its own inside the scratch
+    /// directory (unless `extra` names one).
     pub fn start(license_text: &str, extra: &[&str]) -> Tallyd {
         let scratch = Scratch::new("tallyd");
+        let state = scratch.path("state");
+        Tallyd::start_in(scratch, license_text, extra, &state)
+    }
+
+    /// Starts tallyd with its journal in `state` (a directory the test owns,
+    /// to restart a server on the same state).
+    pub fn start_with_state(license_text: &str, extra: &[&str], state: &Path) -> Tallyd {
+        Tallyd::start_in(Scratch::new("tallyd"), license_text, extra, state)
+    }
+
+    fn start_in(scratch: Scratch, license_text: &str, extra: &[&str], state: &Path) -> Tallyd {
         let license = scratch.path("license.lic");
         std::fs::write(&license, license_text).expect("write license");
         let log = scratch.path("debug.log");
         let log_arg = format!("+{}", log.display());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tallyd"))
-            .arg("-c")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tallyd"));
+        cmd.arg("-c")
             .arg(&license)
-            .args(["-l", &log_arg, "--port", "0", "--workers", "2"])
+            .args(["-l", &log_arg, "--port", "0", "--workers", "2"]);
+        if !extra.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(state);
+        }
+        let mut child = cmd
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -128,6 +145,17 @@ impl Tallyd {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// The process id (to send signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn license_path(&self) -> &Path {

@@ -1,0 +1,192 @@
+//! Recovery at start: the journal's instances back into a new engine,
+//! before the first connection is accepted.
+//!
+//! Each recovered instance whose deadline is still ahead is restored with
+//! its original deadline, names, count and first-checkout time, charged only
+//! within the license's counts ([`Engine::restore_within_count`]), oldest
+//! first; if the license shrank while the server was down, the newest ones
+//! that no longer fit are not restored and the log says which and why.
+//! Those whose deadline passed while the server was down are checked in and
+//! logged with `(expired while server was down)`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tally_core::engine::{Engine, InstanceId, Reason, Restore};
+
+use super::files::{self, JournalError};
+use super::record::{self, Instance, TAG_INSTANCE};
+use super::state::State;
+use super::{Durability, Journal};
+use crate::debuglog::LogHandle;
+
+/// The state directory, locked and recovered, ready to start the journal
+/// thread once the loops' wakers exist.
+#[derive(Debug)]
+pub struct Prepared {
+    dir: PathBuf,
+    lock: std::fs::File,
+    gen: u64,
+    state: State,
+    mode: Durability,
+}
+
+/// What recovery did.
+#[derive(Debug)]
+pub struct Booted {
+    /// `None` when durability is off.
+    pub prepared: Option<Prepared>,
+    /// Timers to arm: restored instances and their deadlines.
+    pub arm: Vec<(InstanceId, u64)>,
+    /// Restored instances.
+    pub restored: usize,
+    /// Checked in because their deadline passed while the server was down.
+    pub expired: usize,
+    /// Not restored (feature gone, license shrank).
+    pub not_restored: usize,
+    /// One line for stderr and the log.
+    pub summary: Option<String>,
+}
+
+/// Locks and reads `dir`, restores what it holds into `engine` at `now`.
+pub fn recover_into(
+    dir: &Path,
+    mode: Durability,
+    engine: &Engine,
+    log: &LogHandle,
+    now: u64,
+) -> Result<Booted, JournalError> {
+    let mut booted = Booted {
+        prepared: None,
+        arm: Vec::new(),
+        restored: 0,
+        expired: 0,
+        not_restored: 0,
+        summary: None,
+    };
+    if mode == Durability::Off {
+        return Ok(booted);
+    }
+    let started = Instant::now();
+    let lock = files::lock_dir(dir)?;
+    let rec = files::recover(dir)?;
+    for note in &rec.notes {
+        eprintln!("tallyd: journal: {note}");
+        log.line(now, "lmgrd", format!("Journal: {note}"));
+    }
+    let mut found: Vec<Instance<'_>> = rec.state.instances().collect();
+    // Oldest first: if the license shrank, the newest checkouts give way.
+    found.sort_by_key(|i| (i.at_ms, i.id));
+    let mut state = State::default();
+    let mut payload = Vec::with_capacity(128);
+    for i in &found {
+        let vendor = engine
+            .feature_id(i.feature)
+            .map_or("lmgrd", |f| engine.feature_vendor(f));
+        let Some(deadline) = i.deadline_ms.filter(|&d| d > now) else {
+            booted.expired += 1;
+            log.line(
+                now,
+                vendor,
+                format!(
+                    "IN: \"{}\" {}@{} [{}]  (expired while server was down)",
+                    i.feature, i.user, i.host, i.handle
+                ),
+            );
+            continue;
+        };
+        let r = Restore {
+            feature: i.feature,
+            user: i.user,
+            host: i.host,
+            display: i.display,
+            handle: i.handle,
+            count: i.count,
+            version: i.version,
+            since_ms: i.at_ms,
+            linger_ms: i.linger_ms,
+            deadline_ms: Some(deadline),
+        };
+        match engine.restore_within_count(&r) {
+            Ok(id) => {
+                booted.restored += 1;
+                booted.arm.push((id, deadline));
+                payload.clear();
+                record::encode_instance(
+                    &mut payload,
+                    TAG_INSTANCE,
+                    &Instance {
+                        id: id.to_bits(),
+                        renewed: false,
+                        ..*i
+                    },
+                );
+                state.live.insert(id.to_bits(), payload.as_slice().into());
+            }
+            Err(why) => {
+                booted.not_restored += 1;
+                let because = match why {
+                    Reason::AllInUse => "the license file now has fewer licenses than were out",
+                    Reason::NoSuchFeature => "the license file no longer has this feature",
+                    Reason::VersionTooHigh => "no counted pool of this version any more",
+                    other => other.text(),
+                };
+                log.line(
+                    now,
+                    vendor,
+                    format!(
+                        "IN: \"{}\" {}@{} [{}]  (not restored after restart: {because})",
+                        i.feature, i.user, i.host, i.handle
+                    ),
+                );
+            }
+        }
+    }
+    let summary = format!(
+        "journal: recovered {} ({} mode): restored {}, expired while down {}, not restored {}, {} records replayed from {} and {} segment(s), {} bytes of torn tail dropped, in {} ms",
+        dir.display(),
+        mode,
+        booted.restored,
+        booted.expired,
+        booted.not_restored,
+        rec.records,
+        rec.snapshot
+            .as_ref()
+            .map_or("no snapshot".to_string(), |p| p.display().to_string()),
+        rec.segments,
+        rec.dropped_bytes,
+        started.elapsed().as_millis()
+    );
+    log.line(now, "lmgrd", summary.clone());
+    booted.summary = Some(summary);
+    booted.prepared = Some(Prepared {
+        dir: dir.to_path_buf(),
+        lock,
+        gen: rec.next_gen,
+        state,
+        mode,
+    });
+    Ok(booted)
+}
+
+impl Prepared {
+    /// Starts the journal thread (snapshot of the restored state first).
+    pub fn start(
+        self,
+        wakers: Vec<std::sync::Arc<mio::Waker>>,
+        log: LogHandle,
+    ) -> Result<Journal, JournalError> {
+        Journal::start(
+            &self.dir,
+            self.lock,
+            self.gen,
+            self.state,
+            self.mode,
+            wakers,
+            move |line| {
+                let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
+                log.line(now, "lmgrd", line);
+            },
+        )
+    }
+}

@@ -1,0 +1,568 @@
+//! The durability journal: grants, renewals and releases of lingering
+//! licenses, written by a thread of its own with group commit.
+//!
+//! Data path:
+//!
+//! ```text
+//! loop i: checkout -> engine -> LoopJournal::out (encode into the loop's
+//!         batch buffer; the reply waits in the connection behind a gate)
+//!   end of each event round: one Batch { from: i, no } -> channel
+//! journal thread: take every batch that arrived, frame each record
+//!   (len, crc32c, seq), one write(), one fdatasync() (sync mode),
+//!   then durable[i] = no and wake loop i, which lets the gated replies go.
+//! ```
+//!
+//! Modes ([`Durability`]): `sync` (a reply of a grant, renewal or release
+//! of a lingering license is sent only once its record is on disk, batched
+//! with whatever else arrived meanwhile), `async` (records are written at
+//! once and synced every [`ASYNC_SYNC_MS`]; replies do not wait), `off` (no
+//! journal). Connection-bound checkouts (no linger) are not journaled: a
+//! restart closes their connections, which releases them anyway.
+//!
+//! The thread also keeps [`State`], the live lingering instances built from
+//! the records, and from it writes a snapshot and starts a new segment every
+//! [`SNAPSHOT_EVERY_BYTES`] of journal, at [`SNAPSHOT_EVERY_MS`], and at a
+//! clean shutdown. See [`files`] for the directory layout and recovery.
+//!
+//! Hot path: the loop only appends to its own buffer (no syscall, no lock;
+//! the buffer's capacity is reused across batches). The channel send and
+//! the batch's allocation happen once per event round, not per request.
+
+pub mod boot;
+pub mod files;
+pub mod record;
+pub mod state;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use mio::Waker;
+use tally_core::watermark::Watermark;
+
+pub use files::{JournalError, Recovered};
+pub use record::Instance;
+pub use state::State;
+
+/// How often `async` mode syncs the journal, ms.
+pub const ASYNC_SYNC_MS: u64 = 100;
+
+/// Journal bytes after which a snapshot starts a new segment.
+pub const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+
+/// Longest time between snapshots (if anything was journaled), ms.
+pub const SNAPSHOT_EVERY_MS: u64 = 10 * 60 * 1000;
+
+/// Batches the channel holds before a loop's send blocks (backpressure).
+pub const JOURNAL_CHANNEL_BATCHES: usize = 4096;
+
+/// Default state directory of a production server.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tally";
+
+/// When a grant is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// Grouped fsync before the reply (default).
+    Sync,
+    /// Written at once, synced every 100 ms (`ASYNC_SYNC_MS`); replies do not wait.
+    Async,
+    /// No journal: a restart loses every checkout.
+    Off,
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Sync => "sync",
+            Durability::Async => "async",
+            Durability::Off => "off",
+        })
+    }
+}
+
+/// A loop's records of one event round.
+#[derive(Debug)]
+pub struct Batch {
+    /// The loop.
+    pub from: usize,
+    /// The loop's batch number (1, 2, ...).
+    pub no: u64,
+    /// Records, each a `u32` length and a payload.
+    pub bytes: Vec<u8>,
+}
+
+/// What the journal thread is sent.
+#[derive(Debug)]
+pub enum Msg {
+    /// Records.
+    Batch(Batch),
+    /// After a license reread: old id -> new id (absent = dropped).
+    Remap(HashMap<u64, u64>),
+    /// Write everything, snapshot, and stop; then answer.
+    Stop(Sender<()>),
+}
+
+/// Counters a loop reads: the last batch of each loop that is durable.
+#[derive(Debug)]
+pub struct Durable {
+    per_loop: Vec<Watermark>,
+}
+
+impl Durable {
+    /// The last durable batch of loop `i`.
+    pub fn of(&self, i: usize) -> u64 {
+        self.per_loop.get(i).map_or(u64::MAX, Watermark::get)
+    }
+}
+
+/// A loop's end of the journal. Not shared: one per loop.
+#[derive(Debug)]
+pub struct LoopJournal {
+    index: usize,
+    tx: Sender<Msg>,
+    recycle: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    /// The batch being filled.
+    no: u64,
+    durable: Arc<Durable>,
+    sync: bool,
+}
+
+impl LoopJournal {
+    /// Records a grant or renewal; returns the batch a reply must wait for
+    /// (`None` if it need not wait).
+    pub fn out(&mut self, i: &Instance<'_>) -> Option<u64> {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        record::encode_instance(&mut self.buf, record::TAG_OUT, i);
+        self.seal(at)
+    }
+
+    /// Records a release; returns the batch a reply must wait for.
+    pub fn release(&mut self, id: u64, at_ms: u64) -> Option<u64> {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        record::encode_in(&mut self.buf, id, at_ms);
+        self.seal(at)
+    }
+
+    fn seal(&mut self, at: usize) -> Option<u64> {
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        self.sync.then_some(self.no)
+    }
+
+    /// Hands this round's records to the journal thread (end of a round).
+    /// Returns the batch number sent, if any.
+    pub fn send(&mut self) -> Option<u64> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let next = self.recycle.try_recv().unwrap_or_default();
+        let bytes = std::mem::replace(&mut self.buf, next);
+        let no = self.no;
+        self.no += 1;
+        // Blocks only if the journal is thousands of batches behind.
+        let _ = self.tx.send(Msg::Batch(Batch {
+            from: self.index,
+            no,
+            bytes,
+        }));
+        Some(no)
+    }
+
+    /// Sends this round's records, then the id map of a reread.
+    pub fn remap(&mut self, map: HashMap<u64, u64>) {
+        self.send();
+        let _ = self.tx.send(Msg::Remap(map));
+    }
+
+    /// Waits (at most `limit`) until every batch sent is durable.
+    pub fn wait_durable(&mut self, limit: Duration) {
+        self.send();
+        let start = Instant::now();
+        while self.sync && self.durable.of(self.index) + 1 < self.no && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A gate for a connection of this loop.
+    pub fn gate(&self) -> ReplyGate {
+        ReplyGate {
+            pending: VecDeque::new(),
+            base: 0,
+            durable: self.sync.then(|| (self.durable.clone(), self.index)),
+        }
+    }
+
+    /// The last durable batch of this loop.
+    pub fn durable(&self) -> u64 {
+        self.durable.of(self.index)
+    }
+}
+
+/// Which reply bytes of a connection may be written: bytes from the first
+/// reply that waits for a batch not yet durable stay in the buffer, and so
+/// does everything after them (replies keep request order).
+#[derive(Debug, Default)]
+pub struct ReplyGate {
+    /// (absolute offset of the first waiting reply, batch it waits for),
+    /// in batch order.
+    pending: VecDeque<(u64, u64)>,
+    /// Absolute offset of the write buffer's first byte.
+    base: u64,
+    durable: Option<(Arc<Durable>, usize)>,
+}
+
+impl ReplyGate {
+    /// A reply starting at `offset` in the write buffer waits for `batch`.
+    pub fn hold(&mut self, offset: usize, batch: Option<u64>) {
+        let Some(batch) = batch else { return };
+        if self.pending.back().is_some_and(|&(_, b)| b >= batch) {
+            return; // an earlier reply already holds everything after it
+        }
+        self.pending.push_back((self.base + offset as u64, batch));
+    }
+
+    /// How many bytes of a buffer of `len` may be written now.
+    pub fn writable(&mut self, len: usize) -> usize {
+        let Some((durable, i)) = &self.durable else {
+            return len;
+        };
+        let done = durable.of(*i);
+        while self.pending.front().is_some_and(|&(_, b)| b <= done) {
+            self.pending.pop_front();
+        }
+        match self.pending.front() {
+            Some(&(at, _)) => (at.saturating_sub(self.base) as usize).min(len),
+            None => len,
+        }
+    }
+
+    /// `n` bytes were written.
+    pub fn advance(&mut self, n: usize) {
+        self.base += n as u64;
+    }
+
+    /// Whether some reply waits for the journal.
+    pub fn is_waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// The journal thread and what loops need to reach it.
+#[derive(Debug)]
+pub struct Journal {
+    tx: Sender<Msg>,
+    recycle_tx: Vec<Sender<Vec<u8>>>,
+    recycle_rx: Vec<Receiver<Vec<u8>>>,
+    counters: Arc<Durable>,
+    mode: Durability,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Journal {
+    /// Starts generation `gen` in `dir` from `state` (snapshot, fresh
+    /// segment, old files deleted), then the writer thread. `lock` is the
+    /// directory's lock, held until the thread ends; `log` receives lines
+    /// for the debug log.
+    pub fn start(
+        dir: &Path,
+        lock: File,
+        gen: u64,
+        state: State,
+        mode: Durability,
+        wakers: Vec<Arc<Waker>>,
+        log: impl Fn(String) + Send + 'static,
+    ) -> Result<Journal, JournalError> {
+        let segment = files::start_generation(dir, gen, &state)?;
+        let loops = wakers.len();
+        let counters = Arc::new(Durable {
+            per_loop: (0..loops).map(|_| Watermark::new()).collect(),
+        });
+        let (tx, rx) = bounded(JOURNAL_CHANNEL_BATCHES);
+        let (mut recycle_tx, mut recycle_rx) = (Vec::new(), Vec::new());
+        for _ in 0..loops {
+            let (t, r) = bounded(8);
+            recycle_tx.push(t);
+            recycle_rx.push(r);
+        }
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            gen,
+            segment,
+            segment_bytes: 0,
+            seq: 0,
+            state,
+            mode,
+            counters: counters.clone(),
+            wakers,
+            recycle: recycle_tx.clone(),
+            out: Vec::with_capacity(1 << 16),
+            last_sync: Instant::now(),
+            dirty: false,
+            last_snapshot: Instant::now(),
+            journaled_since_snapshot: false,
+            log: Box::new(log),
+            failing: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name("tally-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| JournalError::Io {
+                what: "start the journal thread for",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(Journal {
+            tx,
+            recycle_tx,
+            recycle_rx,
+            counters,
+            mode,
+            thread: Some(thread),
+        })
+    }
+
+    /// The journal end for loop `index`.
+    pub fn for_loop(&self, index: usize) -> LoopJournal {
+        LoopJournal {
+            index,
+            tx: self.tx.clone(),
+            recycle: self.recycle_rx[index].clone(),
+            buf: Vec::with_capacity(4096),
+            no: 1,
+            durable: self.counters.clone(),
+            sync: self.mode == Durability::Sync,
+        }
+    }
+
+    /// Writes everything sent so far, takes a snapshot and stops the thread.
+    pub fn shutdown(mut self) {
+        let (done_tx, done_rx) = bounded(1);
+        if self.tx.send(Msg::Stop(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(Duration::from_secs(120));
+        }
+        self.recycle_tx.clear();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    _lock: File,
+    gen: u64,
+    segment: File,
+    segment_bytes: u64,
+    seq: u64,
+    state: State,
+    mode: Durability,
+    counters: Arc<Durable>,
+    wakers: Vec<Arc<Waker>>,
+    recycle: Vec<Sender<Vec<u8>>>,
+    out: Vec<u8>,
+    last_sync: Instant,
+    dirty: bool,
+    last_snapshot: Instant,
+    journaled_since_snapshot: bool,
+    log: Box<dyn Fn(String) + Send>,
+    failing: bool,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let tick = Duration::from_millis(ASYNC_SYNC_MS);
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.finish();
+                    return;
+                }
+            };
+            // Group commit: everything that is already waiting joins.
+            let mut done: Vec<Option<u64>> = vec![None; self.counters.per_loop.len()];
+            let mut stop = None;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Batch(b) => {
+                        self.take(&b.bytes);
+                        if let Some(d) = done.get_mut(b.from) {
+                            *d = Some(b.no);
+                        }
+                        self.give_back(b);
+                    }
+                    Msg::Remap(map) => {
+                        self.commit();
+                        self.state.remap(&map);
+                        self.snapshot();
+                    }
+                    Msg::Stop(reply) => {
+                        stop = Some(reply);
+                        break;
+                    }
+                }
+                match rx.try_recv() {
+                    Ok(m) => next = Some(m),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+                }
+            }
+            self.commit();
+            for (i, no) in done
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.map(|n| (i, n)))
+            {
+                if let Some(c) = self.counters.per_loop.get(i) {
+                    // The records of batch `no` are durable.
+                    c.publish(no);
+                }
+                if let Some(w) = self.wakers.get(i) {
+                    let _ = w.wake();
+                }
+            }
+            if let Some(reply) = stop {
+                // Whatever was sent after Stop (nothing, in an orderly
+                // shutdown) is written too.
+                while let Ok(Msg::Batch(b)) = rx.try_recv() {
+                    self.take(&b.bytes);
+                }
+                self.finish();
+                let _ = reply.send(());
+                return;
+            }
+            if self.segment_bytes >= SNAPSHOT_EVERY_BYTES {
+                self.snapshot();
+            }
+        }
+    }
+
+    /// Frames a batch's records into the output and applies them.
+    fn take(&mut self, bytes: &[u8]) {
+        let mut at = 0;
+        while let Some(len) = bytes.get(at..at + 4) {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(payload) = bytes.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            at += 4 + len;
+            match record::decode(payload) {
+                Ok(rec) => {
+                    self.state.apply(&rec, payload);
+                    record::frame(&mut self.out, self.seq, payload);
+                    self.seq += 1;
+                }
+                Err(e) => (self.log)(format!("journal: a loop sent a bad record ({e}); skipped")),
+            }
+        }
+    }
+
+    fn give_back(&self, mut b: Batch) {
+        b.bytes.clear();
+        if let Some(tx) = self.recycle.get(b.from) {
+            let _ = tx.try_send(b.bytes);
+        }
+    }
+
+    /// Writes the output; syncs it in sync mode (or when due in async).
+    /// Retries every second while the disk refuses: replies keep waiting.
+    fn commit(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        loop {
+            let r = self.segment.write_all(&self.out).and_then(|_| {
+                if self.mode == Durability::Sync {
+                    self.segment.sync_data()
+                } else {
+                    Ok(())
+                }
+            });
+            match r {
+                Ok(()) => break,
+                Err(e) => {
+                    if !self.failing {
+                        self.failing = true;
+                        let msg = format!(
+                            "journal: cannot write {}: {e}; checkouts wait until it can",
+                            files::segment_path(&self.dir, self.gen).display()
+                        );
+                        eprintln!("tallyd: {msg}");
+                        (self.log)(msg);
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        if self.failing {
+            self.failing = false;
+            (self.log)("journal: writing again".into());
+        }
+        self.segment_bytes += self.out.len() as u64;
+        self.out.clear();
+        self.journaled_since_snapshot = true;
+        if self.mode == Durability::Sync {
+            self.last_sync = Instant::now();
+        } else {
+            self.dirty = true;
+            self.idle();
+        }
+    }
+
+    /// Async mode's periodic sync; periodic snapshots.
+    fn idle(&mut self) {
+        if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_MS) {
+            let _ = self.segment.sync_data();
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        if self.journaled_since_snapshot
+            && self.last_snapshot.elapsed() >= Duration::from_millis(SNAPSHOT_EVERY_MS)
+        {
+            self.snapshot();
+        }
+    }
+
+    /// Snapshot of the state as generation `gen + 1`, a new segment, older
+    /// files deleted. On failure the current segment goes on.
+    fn snapshot(&mut self) {
+        let _ = self.segment.sync_data();
+        self.dirty = false;
+        let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
+        self.state.prune(now);
+        let gen = self.gen + 1;
+        match files::start_generation(&self.dir, gen, &self.state) {
+            Ok(f) => {
+                self.segment = f;
+                self.gen = gen;
+                self.segment_bytes = 0;
+                self.journaled_since_snapshot = false;
+            }
+            Err(e) => {
+                let msg = format!("journal: snapshot failed ({e}); the journal goes on growing");
+                eprintln!("tallyd: {msg}");
+                (self.log)(msg);
+            }
+        }
+        self.last_snapshot = Instant::now();
+    }
+
+    /// Clean stop: write, sync, snapshot.
+    fn finish(&mut self) {
+        self.commit();
+        self.snapshot();
+    }
+}

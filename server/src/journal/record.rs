@@ -1,0 +1,544 @@
+//! Journal records: what is written, and how a file of them is read back.
+//!
+//! A file (segment or snapshot) is a 16-byte header (8-byte magic, then the
+//! file's generation as a little-endian `u64`) followed by frames:
+//!
+//! ```text
+//! +---------+---------+---------+----------------------+
+//! | len u32 | crc u32 | seq u64 | payload (len bytes)  |
+//! +---------+---------+---------+----------------------+
+//! ```
+//!
+//! All integers little-endian. `crc` is CRC-32C of the `seq` bytes and the
+//! payload. Sequence numbers go up by one from frame to frame, across
+//! segments. A reader stops at the first frame that is short, too long,
+//! fails its checksum or breaks the sequence: everything from there on is a
+//! torn or corrupt tail ([`Scan`] says how much).
+//!
+//! Payloads (first byte is the tag):
+//!
+//! - [`TAG_OUT`] / [`TAG_INSTANCE`]: an instance, fixed fields then five
+//!   strings (feature, user, host, display, handle), each a `u16` length and
+//!   UTF-8 bytes. In a segment, `OUT` is a grant or a renewal (`at` = time of
+//!   the checkout); in a snapshot, `INSTANCE` is a live instance (`at` = its
+//!   first checkout). Layout: tag u8, id u64, at u64, linger u64, deadline
+//!   u64 (0 = none), count u32, version u64, renewed u8, strings.
+//! - [`TAG_IN`]: a release: tag, id u64, at u64.
+//! - [`TAG_TOMBSTONE`] (snapshots only): a recent release, kept so a
+//!   renewal record that was written after it cannot bring it back.
+//! - [`TAG_END`] (snapshots only): tag, instances u64, tombstones u64; a
+//!   snapshot without it is incomplete.
+//!
+//! The `id` is the server's journal id of the instance (its engine id in
+//! the run that wrote the record); each run starts from a snapshot written
+//! with its own ids, so ids never cross runs.
+
+use std::fmt;
+
+/// Bytes of a frame header (len, crc, seq).
+pub const FRAME_HEADER: usize = 16;
+
+/// Bytes of a file header (magic, generation).
+pub const FILE_HEADER: usize = 16;
+
+/// Largest payload accepted: five strings of a request line fit well within.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Magic of a journal segment.
+pub const SEGMENT_MAGIC: &[u8; 8] = b"TALLYJ01";
+
+/// Magic of a snapshot.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"TALLYS01";
+
+/// Grant or renewal (segments).
+pub const TAG_OUT: u8 = 1;
+/// Release (segments).
+pub const TAG_IN: u8 = 2;
+/// A live instance (snapshots).
+pub const TAG_INSTANCE: u8 = 3;
+/// A recent release (snapshots).
+pub const TAG_TOMBSTONE: u8 = 4;
+/// End of a snapshot.
+pub const TAG_END: u8 = 5;
+
+/// Offset of the fixed fields in an instance payload.
+const OFF_ID: usize = 1;
+const OFF_AT: usize = 9;
+const OFF_LINGER: usize = 17;
+const OFF_DEADLINE: usize = 25;
+const OFF_COUNT: usize = 33;
+const OFF_VERSION: usize = 37;
+const OFF_RENEWED: usize = 45;
+const OFF_STRINGS: usize = 46;
+
+/// An instance as the journal knows it (borrowed from a payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance<'a> {
+    /// Journal id.
+    pub id: u64,
+    /// Checkout time (OUT) or first checkout (INSTANCE), Unix ms.
+    pub at_ms: u64,
+    /// Linger, ms.
+    pub linger_ms: u64,
+    /// Deadline, Unix ms; `None` = held until check-in.
+    pub deadline_ms: Option<u64>,
+    /// Licenses held.
+    pub count: u32,
+    /// Lowest version the client asked for (scaled).
+    pub version: u64,
+    /// A renewal of an instance already out (OUT only).
+    pub renewed: bool,
+    /// Feature name.
+    pub feature: &'a str,
+    /// User.
+    pub user: &'a str,
+    /// Host.
+    pub host: &'a str,
+    /// Display.
+    pub display: &'a str,
+    /// Client handle.
+    pub handle: &'a str,
+}
+
+/// A decoded payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A grant or renewal.
+    Out(Instance<'a>),
+    /// A release.
+    In {
+        /// Journal id.
+        id: u64,
+        /// When, Unix ms.
+        at_ms: u64,
+    },
+    /// A live instance in a snapshot.
+    Instance(Instance<'a>),
+    /// A recent release in a snapshot.
+    Tombstone {
+        /// Journal id.
+        id: u64,
+        /// When, Unix ms.
+        at_ms: u64,
+    },
+    /// The end of a snapshot.
+    End {
+        /// Instances written before it.
+        instances: u64,
+        /// Tombstones written before it.
+        tombstones: u64,
+    },
+}
+
+/// Why a payload could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than its fields.
+    #[error("record is truncated")]
+    Short,
+    /// Unknown first byte.
+    #[error("unknown record tag {0}")]
+    Tag(u8),
+    /// A string is not UTF-8.
+    #[error("record text is not UTF-8")]
+    Utf8,
+    /// Bytes left after the last field.
+    #[error("record has {0} trailing bytes")]
+    Trailing(usize),
+}
+
+/// Appends an instance payload (no length prefix) to `out`.
+pub fn encode_instance(out: &mut Vec<u8>, tag: u8, i: &Instance<'_>) {
+    out.push(tag);
+    out.extend_from_slice(&i.id.to_le_bytes());
+    out.extend_from_slice(&i.at_ms.to_le_bytes());
+    out.extend_from_slice(&i.linger_ms.to_le_bytes());
+    out.extend_from_slice(&i.deadline_ms.unwrap_or(0).to_le_bytes());
+    out.extend_from_slice(&i.count.to_le_bytes());
+    out.extend_from_slice(&i.version.to_le_bytes());
+    out.push(u8::from(i.renewed));
+    for s in [i.feature, i.user, i.host, i.display, i.handle] {
+        let s = clip(s);
+        out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Appends a release payload to `out`.
+pub fn encode_in(out: &mut Vec<u8>, id: u64, at_ms: u64) {
+    out.push(TAG_IN);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&at_ms.to_le_bytes());
+}
+
+/// Appends a tombstone payload to `out`.
+pub fn encode_tombstone(out: &mut Vec<u8>, id: u64, at_ms: u64) {
+    out.push(TAG_TOMBSTONE);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&at_ms.to_le_bytes());
+}
+
+/// Appends a snapshot end payload to `out`.
+pub fn encode_end(out: &mut Vec<u8>, instances: u64, tombstones: u64) {
+    out.push(TAG_END);
+    out.extend_from_slice(&instances.to_le_bytes());
+    out.extend_from_slice(&tombstones.to_le_bytes());
+}
+
+/// `s` cut to at most `u16::MAX` bytes on a character boundary (request
+/// lines are far shorter; this only keeps the length field honest).
+fn clip(s: &str) -> &str {
+    let mut end = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn u64_at(b: &[u8], at: usize) -> Result<u64, DecodeError> {
+    let bytes = b.get(at..at + 8).ok_or(DecodeError::Short)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(bytes);
+    Ok(u64::from_le_bytes(a))
+}
+
+fn u32_at(b: &[u8], at: usize) -> Result<u32, DecodeError> {
+    let bytes = b.get(at..at + 4).ok_or(DecodeError::Short)?;
+    let mut a = [0u8; 4];
+    a.copy_from_slice(bytes);
+    Ok(u32::from_le_bytes(a))
+}
+
+/// Decodes one payload.
+pub fn decode(b: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let tag = *b.first().ok_or(DecodeError::Short)?;
+    let fixed = |len: usize| {
+        if b.len() < len {
+            Err(DecodeError::Short)
+        } else if b.len() > len {
+            Err(DecodeError::Trailing(b.len() - len))
+        } else {
+            Ok(())
+        }
+    };
+    match tag {
+        TAG_OUT | TAG_INSTANCE => {
+            let i = decode_instance(b)?;
+            Ok(if tag == TAG_OUT {
+                Record::Out(i)
+            } else {
+                Record::Instance(i)
+            })
+        }
+        TAG_IN | TAG_TOMBSTONE => {
+            fixed(17)?;
+            let (id, at_ms) = (u64_at(b, 1)?, u64_at(b, 9)?);
+            Ok(if tag == TAG_IN {
+                Record::In { id, at_ms }
+            } else {
+                Record::Tombstone { id, at_ms }
+            })
+        }
+        TAG_END => {
+            fixed(17)?;
+            Ok(Record::End {
+                instances: u64_at(b, 1)?,
+                tombstones: u64_at(b, 9)?,
+            })
+        }
+        t => Err(DecodeError::Tag(t)),
+    }
+}
+
+fn decode_instance(b: &[u8]) -> Result<Instance<'_>, DecodeError> {
+    let deadline = u64_at(b, OFF_DEADLINE)?;
+    let renewed = *b.get(OFF_RENEWED).ok_or(DecodeError::Short)? != 0;
+    let mut at = OFF_STRINGS;
+    let mut strings = [""; 5];
+    for s in &mut strings {
+        let len_bytes = b.get(at..at + 2).ok_or(DecodeError::Short)?;
+        let len = usize::from(u16::from_le_bytes([len_bytes[0], len_bytes[1]]));
+        let bytes = b.get(at + 2..at + 2 + len).ok_or(DecodeError::Short)?;
+        *s = std::str::from_utf8(bytes).map_err(|_| DecodeError::Utf8)?;
+        at += 2 + len;
+    }
+    if at != b.len() {
+        return Err(DecodeError::Trailing(b.len() - at));
+    }
+    Ok(Instance {
+        id: u64_at(b, OFF_ID)?,
+        at_ms: u64_at(b, OFF_AT)?,
+        linger_ms: u64_at(b, OFF_LINGER)?,
+        deadline_ms: (deadline != 0).then_some(deadline),
+        count: u32_at(b, OFF_COUNT)?,
+        version: u64_at(b, OFF_VERSION)?,
+        renewed,
+        feature: strings[0],
+        user: strings[1],
+        host: strings[2],
+        display: strings[3],
+        handle: strings[4],
+    })
+}
+
+/// Rewrites an encoded instance payload in place: new tag, linger and
+/// deadline (for a renewal of an instance the journal already holds).
+pub fn patch_instance(payload: &mut [u8], linger_ms: u64, deadline_ms: u64) {
+    if payload.len() >= OFF_STRINGS {
+        payload[OFF_LINGER..OFF_LINGER + 8].copy_from_slice(&linger_ms.to_le_bytes());
+        payload[OFF_DEADLINE..OFF_DEADLINE + 8].copy_from_slice(&deadline_ms.to_le_bytes());
+    }
+}
+
+/// Turns an OUT payload into an INSTANCE payload with first checkout
+/// `since_ms` (in place).
+pub fn as_instance(payload: &mut [u8], since_ms: u64) {
+    if payload.len() >= OFF_STRINGS {
+        payload[0] = TAG_INSTANCE;
+        payload[OFF_AT..OFF_AT + 8].copy_from_slice(&since_ms.to_le_bytes());
+        payload[OFF_RENEWED] = 0;
+    }
+}
+
+/// Appends one frame (header and payload) to `out`.
+pub fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    let seq_bytes = seq.to_le_bytes();
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&seq_bytes), payload);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&seq_bytes);
+    out.extend_from_slice(payload);
+}
+
+/// Appends a file header to `out`.
+pub fn file_header(out: &mut Vec<u8>, magic: &[u8; 8], generation: u64) {
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&generation.to_le_bytes());
+}
+
+/// Why a scan stopped before the end of the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Fewer bytes than a frame header or its payload: a torn write.
+    Torn,
+    /// A length beyond [`MAX_PAYLOAD`].
+    BadLength(u32),
+    /// The checksum does not match.
+    BadChecksum,
+    /// The sequence number is not the next one.
+    BadSequence {
+        /// Expected.
+        want: u64,
+        /// Found.
+        got: u64,
+    },
+    /// The frame is sound but its payload does not decode.
+    BadPayload(DecodeError),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Torn => write!(f, "torn write (frame cut short)"),
+            Stop::BadLength(n) => write!(f, "impossible record length {n}"),
+            Stop::BadChecksum => write!(f, "checksum mismatch"),
+            Stop::BadSequence { want, got } => {
+                write!(f, "sequence number {got} where {want} was expected")
+            }
+            Stop::BadPayload(e) => write!(f, "undecodable record: {e}"),
+        }
+    }
+}
+
+/// The good prefix of a run of frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// Each good frame: its sequence number and the payload's byte range.
+    pub frames: Vec<(u64, std::ops::Range<usize>)>,
+    /// Bytes of good frames (where a repaired file is cut).
+    pub good_len: usize,
+    /// Why the scan stopped early, if it did.
+    pub stop: Option<Stop>,
+    /// Bytes after `good_len`.
+    pub dropped_bytes: usize,
+}
+
+/// Scans `bytes` (frames only, no file header) from the start. `first_seq`
+/// is the sequence number the first frame must carry (`None`: any).
+pub fn scan(bytes: &[u8], first_seq: Option<u64>) -> Scan {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    let mut want = first_seq;
+    let stop = loop {
+        if at == bytes.len() {
+            break None;
+        }
+        let Some(h) = bytes.get(at..at + FRAME_HEADER) else {
+            break Some(Stop::Torn);
+        };
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        if len as usize > MAX_PAYLOAD || len == 0 {
+            break Some(Stop::BadLength(len));
+        }
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let seq_bytes = &h[8..16];
+        let start = at + FRAME_HEADER;
+        let Some(payload) = bytes.get(start..start + len as usize) else {
+            break Some(Stop::Torn);
+        };
+        if crc32c::crc32c_append(crc32c::crc32c(seq_bytes), payload) != crc {
+            break Some(Stop::BadChecksum);
+        }
+        let mut s = [0u8; 8];
+        s.copy_from_slice(seq_bytes);
+        let seq = u64::from_le_bytes(s);
+        if let Some(w) = want {
+            if seq != w {
+                break Some(Stop::BadSequence { want: w, got: seq });
+            }
+        }
+        if let Err(e) = decode(payload) {
+            break Some(Stop::BadPayload(e));
+        }
+        frames.push((seq, start..start + len as usize));
+        want = Some(seq + 1);
+        at = start + len as usize;
+    };
+    Scan {
+        frames,
+        good_len: at,
+        stop,
+        dropped_bytes: bytes.len() - at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample(id: u64) -> Vec<u8> {
+        let mut p = Vec::new();
+        encode_instance(
+            &mut p,
+            TAG_OUT,
+            &Instance {
+                id,
+                at_ms: 1_700_000_000_000 + id,
+                linger_ms: 60_000,
+                deadline_ms: Some(1_700_000_060_000 + id),
+                count: 1,
+                version: 0,
+                renewed: false,
+                feature: "MPM_ADV_RC",
+                user: "USER15",
+                host: "GENE-VM-2K3",
+                display: "console",
+                handle: "ec26edf8",
+            },
+        );
+        p
+    }
+
+    fn frames(n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            frame(&mut out, 10 + i, &sample(i));
+        }
+        out
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[^\\s]{0,40}").expect("regex")
+    }
+
+    proptest! {
+        #[test]
+        fn instance_round_trips(
+            id: u64, at_ms: u64, linger_ms: u64, deadline in proptest::option::of(1u64..),
+            count: u32, version: u64, renewed: bool, instance: bool,
+            feature in name(), user in name(), host in name(), display in name(), handle in name(),
+            seq: u64,
+        ) {
+            let i = Instance {
+                id, at_ms, linger_ms, deadline_ms: deadline, count, version, renewed,
+                feature: &feature, user: &user, host: &host, display: &display, handle: &handle,
+            };
+            let tag = if instance { TAG_INSTANCE } else { TAG_OUT };
+            let mut p = Vec::new();
+            encode_instance(&mut p, tag, &i);
+            let want = if instance { Record::Instance(i) } else { Record::Out(i) };
+            prop_assert_eq!(decode(&p), Ok(want));
+            let mut f = Vec::new();
+            frame(&mut f, seq, &p);
+            let s = scan(&f, Some(seq));
+            prop_assert_eq!(s.stop, None);
+            prop_assert_eq!(s.frames.len(), 1);
+            prop_assert_eq!(&f[s.frames[0].1.clone()], &p[..]);
+        }
+
+        #[test]
+        fn release_round_trips(id: u64, at_ms: u64, tomb: bool) {
+            let mut p = Vec::new();
+            if tomb {
+                encode_tombstone(&mut p, id, at_ms);
+                prop_assert_eq!(decode(&p), Ok(Record::Tombstone { id, at_ms }));
+            } else {
+                encode_in(&mut p, id, at_ms);
+                prop_assert_eq!(decode(&p), Ok(Record::In { id, at_ms }));
+            }
+        }
+
+        /// Cutting the bytes anywhere keeps exactly the whole frames before
+        /// the cut.
+        #[test]
+        fn any_cut_keeps_the_whole_frames(cut in 0usize..1000) {
+            let all = frames(8);
+            let cut = cut % (all.len() + 1);
+            let s = scan(&all[..cut], Some(10));
+            let whole = all[..cut].len() / (FRAME_HEADER + sample(0).len());
+            prop_assert_eq!(s.frames.len(), whole);
+            prop_assert_eq!(s.good_len + s.dropped_bytes, cut);
+        }
+
+        /// Flipping any bit stops the scan at or before the frame it is in,
+        /// never later, and never accepts a changed frame.
+        #[test]
+        fn a_bit_flip_is_caught(bit in 0usize..8000) {
+            let all = frames(8);
+            let frame_len = FRAME_HEADER + sample(0).len();
+            let bit = bit % (all.len() * 8);
+            let mut bad = all.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let s = scan(&bad, Some(10));
+            let hit = (bit / 8) / frame_len;
+            prop_assert!(s.frames.len() <= hit, "kept {} frames, flip in frame {}", s.frames.len(), hit);
+            prop_assert!(s.stop.is_some());
+            for (_, r) in &s.frames {
+                prop_assert_eq!(&bad[r.clone()], &all[r.clone()]);
+            }
+        }
+    }
+
+    #[test]
+    fn sequence_gaps_stop_the_scan() {
+        let mut out = Vec::new();
+        frame(&mut out, 1, &sample(1));
+        frame(&mut out, 3, &sample(3));
+        let s = scan(&out, Some(1));
+        assert_eq!(s.frames.len(), 1);
+        assert_eq!(s.stop, Some(Stop::BadSequence { want: 2, got: 3 }));
+    }
+
+    #[test]
+    fn patching_a_renewal_keeps_the_names() {
+        let mut p = sample(7);
+        patch_instance(&mut p, 1000, 42);
+        as_instance(&mut p, 5);
+        let Ok(Record::Instance(i)) = decode(&p) else {
+            panic!("not an instance: {:?}", decode(&p));
+        };
+        assert_eq!((i.linger_ms, i.deadline_ms, i.at_ms), (1000, Some(42), 5));
+        assert_eq!(i.handle, "ec26edf8");
+    }
+}

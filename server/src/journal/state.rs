@@ -1,0 +1,193 @@
+//! The journal's own picture of the live lingering instances, built from
+//! the records alone (never from the engine), so a snapshot costs the event
+//! loops nothing.
+//!
+//! Records of one instance can reach the journal out of engine order when
+//! two loops touch it (a renewal on one connection, a check-in of the same
+//! handle on another, each in its own loop's batch). Engine ids are never
+//! reused within a run, so a release leaves a tombstone, and a later OUT
+//! for a tombstoned id is ignored: a released instance never comes back.
+//! Tombstones older than [`TOMBSTONE_KEEP_MS`] are dropped at snapshots.
+
+use std::collections::HashMap;
+
+use super::record::{self, Instance, Record};
+
+/// How long a tombstone is kept: far longer than a batch can be in flight.
+pub const TOMBSTONE_KEEP_MS: u64 = 60_000;
+
+/// Live instances (encoded INSTANCE payloads by journal id) and recent
+/// releases.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct State {
+    /// Journal id -> INSTANCE payload.
+    pub live: HashMap<u64, Box<[u8]>>,
+    /// Journal id -> release time, Unix ms.
+    pub tombstones: HashMap<u64, u64>,
+}
+
+impl State {
+    /// Applies one decoded record (its encoded payload is `payload`).
+    pub fn apply(&mut self, rec: &Record<'_>, payload: &[u8]) {
+        match rec {
+            Record::Out(i) | Record::Instance(i) => self.apply_out(i, payload),
+            Record::In { id, at_ms } | Record::Tombstone { id, at_ms } => {
+                self.live.remove(id);
+                self.tombstones.insert(*id, *at_ms);
+            }
+            Record::End { .. } => {}
+        }
+    }
+
+    fn apply_out(&mut self, i: &Instance<'_>, payload: &[u8]) {
+        if self.tombstones.contains_key(&i.id) {
+            return;
+        }
+        let Some(deadline) = i.deadline_ms else {
+            // Held until check-in from now on: connection-bound, released
+            // by a restart, so no longer the journal's business.
+            self.live.remove(&i.id);
+            return;
+        };
+        match self.live.get_mut(&i.id) {
+            Some(p) if i.renewed => record::patch_instance(p, i.linger_ms, deadline),
+            _ => {
+                let mut p: Box<[u8]> = payload.into();
+                // A renewal of an instance the journal never saw out with a
+                // linger (it was connection-bound): its first checkout time
+                // is unknown, the renewal's is the best there is.
+                record::as_instance(&mut p, i.at_ms);
+                self.live.insert(i.id, p);
+            }
+        }
+    }
+
+    /// Drops tombstones older than [`TOMBSTONE_KEEP_MS`] at `now`.
+    pub fn prune(&mut self, now: u64) {
+        self.tombstones
+            .retain(|_, at| at.saturating_add(TOMBSTONE_KEEP_MS) >= now);
+    }
+
+    /// Re-keys every live instance after a license reread: `remap` maps old
+    /// ids to new ones; instances it lacks were dropped by the reread.
+    /// Tombstones are cleared: old ids are never seen again.
+    pub fn remap(&mut self, remap: &HashMap<u64, u64>) {
+        let old = std::mem::take(&mut self.live);
+        for (id, mut p) in old {
+            if let Some(&new) = remap.get(&id) {
+                if p.len() > 9 {
+                    p[1..9].copy_from_slice(&new.to_le_bytes());
+                }
+                self.live.insert(new, p);
+            }
+        }
+        self.tombstones.clear();
+    }
+
+    /// The snapshot body: every live instance, every tombstone, then END,
+    /// as frames numbered from `seq`. Returns the next sequence number.
+    pub fn write_frames(&self, out: &mut Vec<u8>, mut seq: u64) -> u64 {
+        let mut p = Vec::with_capacity(128);
+        for payload in self.live.values() {
+            record::frame(out, seq, payload);
+            seq += 1;
+        }
+        for (&id, &at) in &self.tombstones {
+            p.clear();
+            record::encode_tombstone(&mut p, id, at);
+            record::frame(out, seq, &p);
+            seq += 1;
+        }
+        p.clear();
+        record::encode_end(&mut p, self.live.len() as u64, self.tombstones.len() as u64);
+        record::frame(out, seq, &p);
+        seq + 1
+    }
+
+    /// Each live instance, decoded.
+    pub fn instances(&self) -> impl Iterator<Item = Instance<'_>> {
+        self.live.values().filter_map(|p| match record::decode(p) {
+            Ok(Record::Instance(i)) => Some(i),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::record::{decode, encode_in, encode_instance, TAG_OUT};
+
+    fn out(id: u64, at: u64, deadline: Option<u64>, renewed: bool, handle: &str) -> Vec<u8> {
+        let mut p = Vec::new();
+        encode_instance(
+            &mut p,
+            TAG_OUT,
+            &Instance {
+                id,
+                at_ms: at,
+                linger_ms: deadline.map_or(0, |d| d - at),
+                deadline_ms: deadline,
+                count: 1,
+                version: 0,
+                renewed,
+                feature: "F",
+                user: "u",
+                host: "h",
+                display: "d",
+                handle,
+            },
+        );
+        p
+    }
+
+    fn apply(s: &mut State, p: &[u8]) {
+        s.apply(&decode(p).expect("decodes"), p);
+    }
+
+    #[test]
+    fn renewal_moves_the_deadline_and_keeps_since() {
+        let mut s = State::default();
+        apply(&mut s, &out(1, 100, Some(1100), false, "a"));
+        apply(&mut s, &out(1, 500, Some(2500), true, "b"));
+        let i: Vec<_> = s.instances().collect();
+        assert_eq!(i.len(), 1);
+        assert_eq!((i[0].at_ms, i[0].deadline_ms), (100, Some(2500)));
+        assert_eq!(i[0].handle, "a");
+    }
+
+    #[test]
+    fn a_renewal_after_its_release_does_not_bring_it_back() {
+        let mut s = State::default();
+        apply(&mut s, &out(1, 100, Some(1100), false, "a"));
+        let mut p = Vec::new();
+        encode_in(&mut p, 1, 200);
+        apply(&mut s, &p);
+        apply(&mut s, &out(1, 150, Some(9100), true, "a"));
+        assert!(s.live.is_empty());
+        s.prune(200 + TOMBSTONE_KEEP_MS + 1);
+        assert!(s.tombstones.is_empty());
+    }
+
+    #[test]
+    fn renewal_without_linger_leaves_the_journal() {
+        let mut s = State::default();
+        apply(&mut s, &out(1, 100, Some(1100), false, "a"));
+        apply(&mut s, &out(1, 200, None, true, "a"));
+        assert!(s.live.is_empty());
+        // And a connection-bound instance renewed with a linger enters it.
+        apply(&mut s, &out(2, 300, Some(1300), true, "b"));
+        assert_eq!(s.instances().next().map(|i| i.at_ms), Some(300));
+    }
+
+    #[test]
+    fn remap_rekeys_and_drops() {
+        let mut s = State::default();
+        apply(&mut s, &out(1, 100, Some(1100), false, "a"));
+        apply(&mut s, &out(2, 100, Some(1100), false, "b"));
+        s.remap(&HashMap::from([(1, 77)]));
+        let i: Vec<_> = s.instances().collect();
+        assert_eq!(i.len(), 1);
+        assert_eq!((i[0].id, i[0].handle), (77, "a"));
+    }
+}
