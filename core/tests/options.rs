@@ -273,6 +273,7 @@ fn restored_instances_are_charged_and_released() {
             since_ms: NOW,
             linger_ms: 0,
             deadline_ms: None,
+            identity: None,
         })
         .unwrap();
     assert_eq!(out(&e, "bob", "h", "b"), Err(Reason::OverMax));

@@ -1509,6 +1509,7 @@ impl Ctx {
                         since_ms: h.since_ms,
                         linger_ms: h.linger_ms,
                         deadline_ms: h.deadline_ms,
+                        identity: Some(h.identity),
                     };
                     match new_engine.restore(&r) {
                         Ok(id) => {

@@ -418,6 +418,25 @@ fn reread_keeps_existing_checkouts() {
 }
 
 #[test]
+fn reread_keeps_the_identity_of_long_names() {
+    // Names this long are shortened in the table's holder copy (and so in
+    // STATUS); the instance must still be the client's after a reread.
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut c = t.connect();
+    let (user, handle) = ("u".repeat(200), "h".repeat(150));
+    let out = format!("CHECKOUT MPM_ADV_RC {user} host {handle} linger=600");
+    assert!(c.req(&out).starts_with("OK "));
+    assert_eq!(c.req("REREAD"), "OK REREAD 4 0");
+    assert!(c.req(&out).starts_with("OK "), "renewed after the reread");
+    assert_eq!(c.in_use("MPM_ADV_RC"), 1, "one instance, not two");
+    assert_eq!(
+        c.req(&format!("CHECKIN MPM_ADV_RC {handle}")),
+        format!("OK MPM_ADV_RC {handle}")
+    );
+    assert_eq!(c.in_use("MPM_ADV_RC"), 0);
+}
+
+#[test]
 fn reread_then_disconnect_releases_the_moved_unlingered_checkout() {
     let t = Tallyd::start(LICENSE, &[]);
     let mut a = t.connect();

@@ -1,6 +1,7 @@
 //! The identity of an instance: which checkouts are "the same" one.
 //!
-//! A checkout's key is a 128-bit SipHash-1-3 of the feature and the fields
+//! A checkout's key is a 128-bit SipHash-1-3 of the feature's name and the
+//! fields
 //! its duplicate grouping names (the handle by default; user, host and/or
 //! display under `DUP_GROUP`), each length-prefixed so `("ab","c")` and
 //! `("a","bc")` differ. The hash keys are the engine's secret seed, so a
@@ -34,9 +35,18 @@ pub(crate) struct KeyFields<'a> {
 }
 
 impl InstanceKey {
-    pub(crate) fn new(seed: KeySeed, feature: u32, dup: DupGroup, f: KeyFields<'_>) -> InstanceKey {
+    /// The key of a checkout of `feature` (by name, so that a key stays
+    /// valid in an engine built from a reread file, where the feature's
+    /// index may differ) under grouping `dup`.
+    pub(crate) fn new(
+        seed: KeySeed,
+        feature: &str,
+        dup: DupGroup,
+        f: KeyFields<'_>,
+    ) -> InstanceKey {
         let mut h = SipHasher13::new_with_keys(seed.0, seed.1);
-        h.write_u32(feature);
+        h.write_usize(feature.len());
+        h.write(feature.as_bytes());
         h.write_u8(dup.mask());
         let mut field = |s: &str| {
             h.write_usize(s.len());
@@ -83,34 +93,34 @@ mod tests {
     #[test]
     fn handle_grouping_ignores_user_and_host() {
         let by = DupGroup::by_handle();
-        let a = InstanceKey::new(SEED, 0, by, fields("u1", "h1", "x"));
-        let b = InstanceKey::new(SEED, 0, by, fields("u2", "h2", "x"));
-        let c = InstanceKey::new(SEED, 0, by, fields("u1", "h1", "y"));
+        let a = InstanceKey::new(SEED, "F0", by, fields("u1", "h1", "x"));
+        let b = InstanceKey::new(SEED, "F0", by, fields("u2", "h2", "x"));
+        let c = InstanceKey::new(SEED, "F0", by, fields("u1", "h1", "y"));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_ne!(a, InstanceKey::new(SEED, 1, by, fields("u1", "h1", "x")));
+        assert_ne!(a, InstanceKey::new(SEED, "F1", by, fields("u1", "h1", "x")));
     }
 
     #[test]
     fn dup_group_widens_sameness() {
         let uh = DupGroup::parse("UH").unwrap();
-        let a = InstanceKey::new(SEED, 0, uh, fields("u", "h", "x"));
-        let b = InstanceKey::new(SEED, 0, uh, fields("u", "h", "y"));
-        let c = InstanceKey::new(SEED, 0, uh, fields("u", "h2", "x"));
+        let a = InstanceKey::new(SEED, "F0", uh, fields("u", "h", "x"));
+        let b = InstanceKey::new(SEED, "F0", uh, fields("u", "h", "y"));
+        let c = InstanceKey::new(SEED, "F0", uh, fields("u", "h2", "x"));
         assert_eq!(a, b);
         assert_ne!(a, c);
         let v = DupGroup::parse("V").unwrap();
         assert_eq!(
-            InstanceKey::new(SEED, 0, v, fields("a", "b", "c")),
-            InstanceKey::new(SEED, 0, v, fields("d", "e", "f"))
+            InstanceKey::new(SEED, "F0", v, fields("a", "b", "c")),
+            InstanceKey::new(SEED, "F0", v, fields("d", "e", "f"))
         );
     }
 
     #[test]
     fn fields_are_length_prefixed() {
         let uh = DupGroup::parse("UH").unwrap();
-        let a = InstanceKey::new(SEED, 0, uh, fields("ab", "c", "x"));
-        let b = InstanceKey::new(SEED, 0, uh, fields("a", "bc", "x"));
+        let a = InstanceKey::new(SEED, "F0", uh, fields("ab", "c", "x"));
+        let b = InstanceKey::new(SEED, "F0", uh, fields("a", "bc", "x"));
         assert_ne!(a, b);
     }
 }

@@ -181,6 +181,21 @@ pub struct Restore<'a> {
     pub linger_ms: u64,
     /// Deadline, Unix ms; `None` = held until check-in.
     pub deadline_ms: Option<Millis>,
+    /// The instance's identity in the engine it comes from
+    /// ([`HolderSnapshot::identity`]), when that engine had the same seed
+    /// (a reread): used instead of the names, which a snapshot may have
+    /// shortened. `None`: the key is computed from the names (full names
+    /// from a journal, say).
+    pub identity: Option<Identity>,
+}
+
+/// Who an instance is, as the engine knows it: its key (a keyed hash of the
+/// feature name and the fields its duplicate grouping names) and that
+/// grouping. Opaque; only meaningful to engines built with the same seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    key: InstanceKey,
+    dup: DupGroup,
 }
 
 /// How a checkout was satisfied.
@@ -458,7 +473,7 @@ impl Engine {
             });
         }
 
-        let key = InstanceKey::new(self.seed, fid, feature.dup, req.key_fields());
+        let key = InstanceKey::new(self.seed, &feature.name, feature.dup, req.key_fields());
         let deadline = if req.linger_ms == 0 {
             NO_DEADLINE
         } else {
@@ -692,9 +707,13 @@ impl Engine {
     }
 
     fn find_in(&self, fid: u32, fields: KeyFields<'_>) -> Option<InstanceId> {
-        let dup = self.features[fid as usize].dup;
-        self.table
-            .find(InstanceKey::new(self.seed, fid, dup, fields))
+        let feature = &self.features[fid as usize];
+        self.table.find(InstanceKey::new(
+            self.seed,
+            &feature.name,
+            feature.dup,
+            fields,
+        ))
     }
 
     /// Checks in the instance of `feature` held by the client with these
@@ -748,13 +767,7 @@ impl Engine {
                 pool.counted && !pool.startup && pool.version >= r.version
             })
             .ok_or(Reason::VersionTooHigh)?;
-        let fields = KeyFields {
-            user: r.user,
-            host: r.host,
-            display: r.display,
-            handle: r.handle,
-        };
-        let key = InstanceKey::new(self.seed, fid, feature.dup, fields);
+        let key = self.restore_key(feature, r);
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
         loop {
@@ -792,6 +805,26 @@ impl Engine {
         }
     }
 
+    /// The key a restored instance gets: its identity from the engine it
+    /// comes from if the grouping is unchanged, else computed from the
+    /// names.
+    fn restore_key(&self, feature: &Feature, r: &Restore<'_>) -> InstanceKey {
+        match r.identity {
+            Some(i) if i.dup == feature.dup => i.key,
+            _ => InstanceKey::new(
+                self.seed,
+                &feature.name,
+                feature.dup,
+                KeyFields {
+                    user: r.user,
+                    host: r.host,
+                    display: r.display,
+                    handle: r.handle,
+                },
+            ),
+        }
+    }
+
     /// Like [`Engine::restore`], but never beyond a count: the instance is
     /// charged to the first counted pool serving its version that still has
     /// room (count plus overdraft), in file order. [`Reason::AllInUse`] if
@@ -807,13 +840,7 @@ impl Engine {
         if !feature.pools.iter().any(serves) {
             return Err(Reason::VersionTooHigh);
         }
-        let fields = KeyFields {
-            user: r.user,
-            host: r.host,
-            display: r.display,
-            handle: r.handle,
-        };
-        let key = InstanceKey::new(self.seed, fid, feature.dup, fields);
+        let key = self.restore_key(feature, r);
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
         loop {
@@ -919,6 +946,10 @@ impl Engine {
                 list.push(HolderSnapshot {
                     ticket: r.id.ticket(),
                     id: r.id,
+                    identity: Identity {
+                        key: r.key,
+                        dup: self.features[self.pools[r.pool as usize].feature as usize].dup,
+                    },
                     user: r.holder.user().to_string(),
                     host: r.holder.host().to_string(),
                     display: r.holder.display().to_string(),
@@ -1032,6 +1063,9 @@ pub struct PoolSnapshot {
 pub struct HolderSnapshot {
     /// The instance.
     pub id: InstanceId,
+    /// Its identity, for [`Restore::identity`] (the names below may be
+    /// shortened: see [`HolderBuf`]).
+    pub identity: Identity,
     /// Numeric license handle (lmstat's number after `server/port`).
     pub ticket: u64,
     /// User.

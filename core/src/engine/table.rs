@@ -334,6 +334,7 @@ pub(crate) struct LiveRead {
     pub(crate) linger: u64,
     pub(crate) deadline: u64,
     pub(crate) holder: HolderBuf,
+    pub(crate) key: InstanceKey,
 }
 
 /// What a renewal did.
@@ -719,6 +720,10 @@ impl Table {
             linger: slot.cold.linger.load(Ordering::Relaxed),
             deadline: w.deadline(),
             holder: HolderBuf::load(&slot.cold.meta),
+            key: InstanceKey {
+                lo: slot.key_lo.load(Ordering::Relaxed),
+                hi: slot.key_hi.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -755,11 +760,7 @@ impl Table {
         // Release: a scanner that no longer sees the fingerprint must see
         // the credit too (else a same-key checkout could find neither the
         // instance nor its license: the loom model renewal_races_expiry).
-        let key = InstanceKey {
-            lo: slot.key_lo.load(Ordering::Relaxed),
-            hi: slot.key_hi.load(Ordering::Relaxed),
-        };
-        self.flip_tag(id.slot as usize, tag_of(key), Ordering::Release);
+        self.flip_tag(id.slot as usize, tag_of(read.key), Ordering::Release);
         slot.word
             .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
         Some(read)

@@ -369,6 +369,7 @@ fn restore_puts_instances_back_even_over_the_limit() {
         since_ms: NOW - 5,
         linger_ms: 10 * SEC,
         deadline_ms: Some(NOW + 10 * SEC),
+        identity: None,
     };
     let a = e.restore(&r("a")).unwrap();
     let b = e.restore(&r("b")).unwrap();
@@ -399,4 +400,46 @@ fn restore_puts_instances_back_even_over_the_limit() {
     let mut gone = r("x");
     gone.feature = "G";
     assert_eq!(e.restore(&gone), Err(Reason::NoSuchFeature));
+}
+
+/// A reread moves instances into a new engine from a snapshot, whose names
+/// may be shortened; with their identity they keep their key, so the
+/// client's next checkout renews instead of taking a second license.
+#[test]
+fn restore_with_identity_keeps_the_key_of_long_names() {
+    let lines = || vec![line("G", "1.0", Some(5)), line("F", "1.0", Some(5))];
+    let old = engine(lines());
+    let (long_user, long_handle) = ("u".repeat(200), "h".repeat(150));
+    let mut r = Request::new("F", &long_user, "host", &long_handle);
+    r.linger_ms = 60 * SEC;
+    old.checkout(&r, NOW).unwrap();
+    let snap = old.snapshot(NOW);
+    let h = &snap.features[1].pools[0].holders[0];
+    assert!(
+        h.handle.len() < long_handle.len(),
+        "the snapshot shortened the handle"
+    );
+    // The new file lists F first: its index changes, its name does not.
+    let moved = |identity| {
+        let new = engine(vec![line("F", "1.0", Some(5)), line("G", "1.0", Some(5))]);
+        new.restore(&Restore {
+            feature: "F",
+            user: &h.user,
+            host: &h.host,
+            display: &h.display,
+            handle: &h.handle,
+            count: h.count,
+            version: Version::scaled_of("1.0").unwrap(),
+            since_ms: h.since_ms,
+            linger_ms: h.linger_ms,
+            deadline_ms: h.deadline_ms,
+            identity,
+        })
+        .unwrap();
+        let kind = new.checkout(&r, NOW + SEC).unwrap().kind;
+        (kind, new.snapshot(NOW).features[0].pools[0].in_use)
+    };
+    assert_eq!(moved(Some(h.identity)), (GrantKind::Renewed, 1));
+    // Without it the shortened names make another key: a second license.
+    assert_eq!(moved(None), (GrantKind::New, 2));
 }

@@ -106,6 +106,7 @@ pub fn recover_into(
             since_ms: i.at_ms,
             linger_ms: i.linger_ms,
             deadline_ms: Some(deadline),
+            identity: None,
         };
         match engine.restore_within_count(&r) {
             Ok(id) => {
