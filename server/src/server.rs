@@ -330,16 +330,22 @@ impl Server {
             let t = std::thread::Builder::new()
                 .name(format!("tally-loop-{i}"))
                 .spawn(move || {
-                    Loop::new(
-                        i,
-                        poll,
-                        listener,
-                        shared,
-                        engine,
-                        opts,
-                        LoopStart { journal: lj, arm },
-                    )
-                    .run()
+                    let log = shared.log.clone();
+                    let run = std::panic::AssertUnwindSafe(move || {
+                        Loop::new(
+                            i,
+                            poll,
+                            listener,
+                            shared,
+                            engine,
+                            opts,
+                            LoopStart { journal: lj, arm },
+                        )
+                        .run()
+                    });
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        exit_after_loop_panic(i, &log, panic.as_ref());
+                    }
                 })
                 .map_err(io_err("start a loop thread"))?;
             threads.push(t);
@@ -1030,6 +1036,12 @@ impl Ctx {
     }
 
     fn answer(&mut self, conn: &mut Conn, line: &[u8]) {
+        // Test hook, debug builds only: lets a black-box test make a loop
+        // panic (see `exit_after_loop_panic`).
+        #[cfg(debug_assertions)]
+        if line == b"DEBUG_PANIC" && std::env::var_os("TALLYD_DEBUG_PANIC").is_some() {
+            panic!("DEBUG_PANIC requested by {}", conn.peer);
+        }
         let now = SystemClock.now_ms();
         conn.last_seen = now;
         let cmd = match protocol::parse(line) {
@@ -1613,6 +1625,30 @@ fn flush(conn: &mut Conn) -> bool {
 /// Peers that may make admin requests without AUTH: exactly 127.0.0.1 and
 /// ::1 (and ::ffff:127.0.0.1). Other 127.x sources, such as a port-forwarding
 /// proxy, count as remote.
+/// Exit status of a tallyd whose event loop panicked.
+pub const EXIT_LOOP_PANIC: i32 = 70;
+
+/// A loop panicked: its connections are gone and its lingering licenses
+/// would never expire, and a reread would wait for it forever. Rather than
+/// run on half alive, say so and exit, so that the supervisor restarts
+/// tallyd and the journal brings every acknowledged checkout back
+/// (docs/operations.md).
+fn exit_after_loop_panic(index: usize, log: &LogHandle, panic: &(dyn std::any::Any + Send)) -> ! {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let text = format!(
+        "event loop {index} panicked ({what}); exiting with status {EXIT_LOOP_PANIC} for a restart from the journal"
+    );
+    eprintln!("tallyd: {text}");
+    log.line(SystemClock.now_ms(), "lmgrd", text);
+    // Give the log writer a moment to write the line; nothing else waits.
+    std::thread::sleep(Duration::from_millis(200));
+    std::process::exit(EXIT_LOOP_PANIC);
+}
+
 fn is_local_admin(ip: std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,

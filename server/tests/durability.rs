@@ -127,6 +127,32 @@ fn clean_restart_resumes_lingering_checkouts_with_their_deadlines() {
 }
 
 #[test]
+fn a_panicking_loop_exits_tallyd_and_the_restart_resumes_from_the_journal() {
+    let state = Scratch::new("state");
+    let env = [("TALLYD_DEBUG_PANIC", "1")];
+    let mut t = Tallyd::start_with_env(LICENSE, &[], &state.0, &env);
+    let mut c = t.connect();
+    let a = c.req("CHECKOUT MPM_ADV_RC alice pc1 ha linger=3600");
+    assert!(a.starts_with("OK MPM_ADV_RC ha "), "{a}");
+    // A debug-build test hook makes the loop serving `c` panic.
+    c.send(b"DEBUG_PANIC\n");
+    let status = t
+        .wait_exit(GENEROUS)
+        .expect("tallyd exits after a loop panic");
+    assert_eq!(status.code(), Some(70), "{status:?}");
+    assert!(
+        t.log_lines()
+            .iter()
+            .any(|l| l.contains("event loop") && l.contains("panicked")),
+        "the panic is in the debug log: {:?}",
+        t.log_lines()
+    );
+    let t2 = Tallyd::start_with_state(LICENSE, &[], &state.0);
+    let after = holders(&t2, "MPM_ADV_RC");
+    assert_eq!(after["ha"].1, Some(deadline_of(&a)), "{after:?}");
+}
+
+#[test]
 fn sigterm_drains_and_the_next_server_resumes() {
     let state = Scratch::new("state");
     let mut t = Tallyd::start_with_state(LICENSE, &["--durability", "sync"], &state.0);

@@ -56,24 +56,45 @@ impl Tallyd {
     pub fn start(license_text: &str, extra: &[&str]) -> Tallyd {
         let scratch = Scratch::new("tallyd");
         let state = scratch.path("state");
-        Tallyd::start_in(scratch, license_text, extra, &state)
+        Tallyd::start_in(scratch, license_text, extra, &state, &[])
     }
 
     /// Starts tallyd with its journal in `state` (a directory the test owns,
     /// to restart a server on the same state).
     pub fn start_with_state(license_text: &str, extra: &[&str], state: &Path) -> Tallyd {
-        Tallyd::start_in(Scratch::new("tallyd"), license_text, extra, state)
+        Tallyd::start_in(Scratch::new("tallyd"), license_text, extra, state, &[])
     }
 
-    fn start_in(scratch: Scratch, license_text: &str, extra: &[&str], state: &Path) -> Tallyd {
+    /// [`Tallyd::start_with_state`] with environment variables set for it.
+    pub fn start_with_env(
+        license_text: &str,
+        extra: &[&str],
+        state: &Path,
+        env: &[(&str, &str)],
+    ) -> Tallyd {
+        Tallyd::start_in(Scratch::new("tallyd"), license_text, extra, state, env)
+    }
+
+    fn start_in(
+        scratch: Scratch,
+        license_text: &str,
+        extra: &[&str],
+        state: &Path,
+        env: &[(&str, &str)],
+    ) -> Tallyd {
         let license = scratch.path("license.lic");
         std::fs::write(&license, license_text).expect("write license");
         let log = scratch.path("debug.log");
         let log_arg = format!("+{}", log.display());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tallyd"));
-        cmd.arg("-c")
-            .arg(&license)
-            .args(["-l", &log_arg, "--port", "0", "--workers", "2"]);
+        cmd.envs(env.iter().copied()).arg("-c").arg(&license).args([
+            "-l",
+            &log_arg,
+            "--port",
+            "0",
+            "--workers",
+            "2",
+        ]);
         if !extra.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(state);
         }
