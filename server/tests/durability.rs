@@ -280,6 +280,52 @@ fn a_second_server_on_the_same_state_dir_is_refused() {
     assert!(err.contains(&state.0.display().to_string()), "{err}");
 }
 
+/// Rewrites the format version in the magic of every state file.
+fn set_format(dir: &std::path::Path, from: &[u8], to: &[u8]) {
+    for e in std::fs::read_dir(dir).expect("state dir") {
+        let path = e.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "tly") {
+            let mut b = std::fs::read(&path).expect("read");
+            if b.len() >= 8 && &b[6..8] == from {
+                b[6..8].copy_from_slice(to);
+                std::fs::write(&path, b).expect("write");
+            }
+        }
+    }
+}
+
+#[test]
+fn state_in_another_format_version_is_refused_not_dropped() {
+    // What a downgrade (or a format change) looks like to tallyd: files
+    // whose magic names another format version. Refusing to start keeps
+    // their checkouts; skipping them would lose them.
+    let state = Scratch::new("state");
+    let mut t = Tallyd::start_with_state(LICENSE, &[], &state.0);
+    let a = t
+        .connect()
+        .req("CHECKOUT MPM_ADV_RC alice pc1 ha linger=3600");
+    assert!(a.starts_with("OK "), "{a}");
+    down(&mut t);
+    set_format(&state.0, b"01", b"02");
+    let lic = state.path("l.lic");
+    std::fs::write(&lic, LICENSE).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyd"))
+        .arg("-c")
+        .arg(&lic)
+        .args(["--port", "0", "--state-dir"])
+        .arg(&state.0)
+        .output()
+        .expect("run tallyd");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("journal format \"TALLY"), "{err}");
+    assert!(err.contains("02\", this tallyd reads"), "{err}");
+    // Nothing was deleted: with the format back, the checkout is back.
+    set_format(&state.0, b"02", b"01");
+    let t2 = Tallyd::start_with_state(LICENSE, &[], &state.0);
+    assert_eq!(holders(&t2, "MPM_ADV_RC")["ha"].1, Some(deadline_of(&a)));
+}
+
 #[test]
 fn an_unusable_state_dir_is_named() {
     let scratch = Scratch::new("bad-state");

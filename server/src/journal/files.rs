@@ -49,6 +49,31 @@ pub enum JournalError {
         /// What is wrong.
         why: String,
     },
+    /// A state file in a format this tallyd does not read, e.g. written by
+    /// a newer version (a downgrade): refused rather than skipped, since
+    /// skipping it would lose its checkouts.
+    #[error("{} is in journal format {found:?}, this tallyd reads {reads:?}: start the tallyd version that wrote it, or move the state dir away (its checkouts would be lost)", path.display())]
+    OtherFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its magic.
+        found: String,
+        /// The magic this build reads.
+        reads: String,
+    },
+}
+
+/// `Err(OtherFormat)` if `bytes` start like a tally state file of kind
+/// `magic` (same 6-byte prefix) in another format version.
+fn check_format(path: &Path, bytes: &[u8], magic: &[u8; 8]) -> Result<(), JournalError> {
+    match bytes.get(..8) {
+        Some(m) if m != magic && m[..6] == magic[..6] => Err(JournalError::OtherFormat {
+            path: path.to_path_buf(),
+            found: String::from_utf8_lossy(m).into_owned(),
+            reads: String::from_utf8_lossy(magic).into_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn io_at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> JournalError + 'a {
@@ -171,6 +196,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         let path = segment_path(dir, g);
         let bytes = read(&path)?;
         out.segments += 1;
+        check_format(&path, &bytes, SEGMENT_MAGIC)?;
         if bytes.len() < FILE_HEADER || &bytes[..8] != SEGMENT_MAGIC {
             out.dropped_bytes += bytes.len() as u64;
             out.notes.push(format!(
@@ -210,6 +236,7 @@ fn load_snapshot(path: &Path, gen: u64) -> Result<State, JournalError> {
         why,
     };
     let bytes = read(path)?;
+    check_format(path, &bytes, SNAPSHOT_MAGIC)?;
     if bytes.len() < FILE_HEADER || &bytes[..8] != SNAPSHOT_MAGIC {
         return Err(bad("no snapshot header".into()));
     }
