@@ -34,6 +34,10 @@ const GENEROUS: Duration = Duration::from_secs(20);
 
 /// Crash cycles run by a plain `cargo test`.
 const DEFAULT_CRASH_CYCLES: usize = 3;
+/// The crash test's tallyd: every grant synced, and a snapshot every 16 KiB
+/// of journal (about every 150 records), so background snapshots are being
+/// written when the kill -9 lands.
+const CRASH_ARGS: [&str; 4] = ["--durability", "sync", "--snapshot-every-kib", "16"];
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -529,7 +533,7 @@ fn crash_kill9_under_load_loses_no_acknowledged_checkout() {
     let state = Scratch::new("crash-state");
     let mut rng = seed();
     let (mut acked_total, mut lost, mut over, mut resurrected) = (0u64, 0u64, 0u64, 0u64);
-    let mut t = Tallyd::start_with_state(LICENSE, &["--durability", "sync"], &state.0);
+    let mut t = Tallyd::start_with_state(LICENSE, &CRASH_ARGS, &state.0);
     for cycle in 0..cycles {
         // Start each cycle clean: check in what the last one left.
         let mut admin = t.connect();
@@ -554,7 +558,7 @@ fn crash_kill9_under_load_loses_no_acknowledged_checkout() {
             .into_iter()
             .map(|h| h.join().expect("client thread"))
             .collect();
-        t = Tallyd::start_with_state(LICENSE, &["--durability", "sync"], &state.0);
+        t = Tallyd::start_with_state(LICENSE, &CRASH_ARGS, &state.0);
         let held = holders(&t, "CRASH");
         let now = now_ms();
         let in_use = t.connect().in_use("CRASH");

@@ -49,6 +49,12 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
+    /// Journal KiB after which a snapshot is taken (in the background) and
+    /// older journal files deleted; also taken every 10 minutes.
+    #[arg(long, value_name = "KIB", default_value_t = tally_server::journal::SNAPSHOT_EVERY_BYTES / 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every_kib: u64,
+
     /// FlexLM options file (docs/options-file.md). Default: the
     /// `OPTIONS=` path on the license file's VENDOR line, if any.
     #[arg(long = "options", value_name = "OPTIONS_FILE")]
@@ -140,6 +146,7 @@ fn demo_state_dir() -> PathBuf {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    tally_server::journal::set_snapshot_every_bytes(args.snapshot_every_kib.saturating_mul(1024));
     let licenses = load_licenses(args.license.as_ref())?;
     let policy = load_options(&args, &licenses)?;
     // The options file's DEBUGLOG is used when -l is not given.

@@ -52,8 +52,23 @@ pub use state::State;
 /// How often `async` mode syncs the journal, ms.
 pub const ASYNC_SYNC_MS: u64 = 100;
 
-/// Journal bytes after which a snapshot starts a new segment.
+/// Journal bytes after which a snapshot starts a new segment, by default
+/// (`tallyd --snapshot-every-kib`).
 pub const SNAPSHOT_EVERY_BYTES: u64 = 64 << 20;
+
+/// The process's snapshot threshold, bytes: set once by `tallyd` from its
+/// flag before the server starts; read by the journal thread.
+static SNAPSHOT_EVERY: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(SNAPSHOT_EVERY_BYTES);
+
+/// Sets the journal bytes after which a snapshot is taken (at least 1).
+pub fn set_snapshot_every_bytes(bytes: u64) {
+    SNAPSHOT_EVERY.store(bytes.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn snapshot_every_bytes() -> u64 {
+    SNAPSHOT_EVERY.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Longest time between snapshots (if anything was journaled), ms.
 pub const SNAPSHOT_EVERY_MS: u64 = 10 * 60 * 1000;
@@ -311,6 +326,7 @@ impl Journal {
             journaled_since_snapshot: false,
             log: Box::new(log),
             failing: false,
+            writing: None,
         };
         let thread = std::thread::Builder::new()
             .name("tally-journal".into())
@@ -375,6 +391,8 @@ struct Writer {
     journaled_since_snapshot: bool,
     log: Box<dyn Fn(String) + Send>,
     failing: bool,
+    /// A periodic snapshot being written by a thread of its own.
+    writing: Option<std::thread::JoinHandle<Result<u64, JournalError>>>,
 }
 
 impl Writer {
@@ -444,8 +462,8 @@ impl Writer {
                 let _ = reply.send(());
                 return;
             }
-            if self.segment_bytes >= SNAPSHOT_EVERY_BYTES {
-                self.snapshot();
+            if self.segment_bytes >= snapshot_every_bytes() {
+                self.snapshot_in_background();
             }
         }
     }
@@ -532,13 +550,76 @@ impl Writer {
         if self.journaled_since_snapshot
             && self.last_snapshot.elapsed() >= Duration::from_millis(SNAPSHOT_EVERY_MS)
         {
-            self.snapshot();
+            self.snapshot_in_background();
         }
     }
 
+    /// A periodic snapshot, written without holding up the journal: the
+    /// state is copied into a buffer and a new segment `gen + 1` started
+    /// here; a thread writes and syncs snapshot `gen + 1` and only then
+    /// deletes the older files. A crash before that leaves the older
+    /// snapshot and segments, which recovery replays together with segment
+    /// `gen + 1` (it reads every segment from its snapshot's generation on).
+    /// If the previous one is still being written, this waits for a later
+    /// round.
+    fn snapshot_in_background(&mut self) {
+        if self.writing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        self.reap_snapshot();
+        let _ = self.segment.sync_data();
+        self.dirty = false;
+        let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
+        self.state.prune(now);
+        let gen = self.gen + 1;
+        let bytes = files::encode_snapshot(gen, &self.state);
+        match files::create_segment(&self.dir, gen) {
+            Ok(f) => {
+                self.segment = f;
+                self.gen = gen;
+                self.segment_bytes = 0;
+                self.journaled_since_snapshot = false;
+                let dir = self.dir.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("tally-snapshot".into())
+                    .spawn(move || {
+                        files::write_snapshot_bytes(&dir, gen, &bytes)?;
+                        files::delete_before(&dir, gen)?;
+                        Ok(gen)
+                    });
+                match spawned {
+                    Ok(h) => self.writing = Some(h),
+                    Err(e) => self.snapshot_failed(&format!("cannot start its thread: {e}")),
+                }
+            }
+            Err(e) => self.snapshot_failed(&e.to_string()),
+        }
+        self.last_snapshot = Instant::now();
+    }
+
+    /// Waits for a background snapshot and reports how it ended.
+    fn reap_snapshot(&mut self) {
+        if let Some(h) = self.writing.take() {
+            match h.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => self.snapshot_failed(&e.to_string()),
+                Err(_) => self.snapshot_failed("its thread panicked"),
+            }
+        }
+    }
+
+    fn snapshot_failed(&self, why: &str) {
+        let msg = format!("journal: snapshot failed ({why}); the journal goes on growing");
+        eprintln!("tallyd: {msg}");
+        (self.log)(msg);
+    }
+
     /// Snapshot of the state as generation `gen + 1`, a new segment, older
-    /// files deleted. On failure the current segment goes on.
+    /// files deleted, before anything else is journaled (after a remap and
+    /// at a clean stop, where the new segment's ids must not outrun the
+    /// snapshot). On failure the current segment goes on.
     fn snapshot(&mut self) {
+        self.reap_snapshot();
         let _ = self.segment.sync_data();
         self.dirty = false;
         let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
@@ -551,11 +632,7 @@ impl Writer {
                 self.segment_bytes = 0;
                 self.journaled_since_snapshot = false;
             }
-            Err(e) => {
-                let msg = format!("journal: snapshot failed ({e}); the journal goes on growing");
-                eprintln!("tallyd: {msg}");
-                (self.log)(msg);
-            }
+            Err(e) => self.snapshot_failed(&e.to_string()),
         }
         self.last_snapshot = Instant::now();
     }
