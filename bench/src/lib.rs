@@ -9,6 +9,11 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod baseline;
+pub mod load;
+pub mod results;
+pub mod servers;
+pub mod suite;
+pub mod wire;
 
 use tally_core::engine::{Engine, EngineConfig, Request};
 use tally_core::license::parse_str;
