@@ -9,6 +9,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod baseline;
+pub mod driver;
 pub mod load;
 pub mod results;
 pub mod servers;

@@ -6,14 +6,12 @@
 //! Every loop is bounded: a fixed warm-up and measured duration, and a
 //! read timeout ([`crate::wire::IO_TIMEOUT`]) on every socket.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::driver;
 use crate::wire::{Conn, Encoder, Op, Outcome};
 
 /// Highest latency recorded, in ns (60 s).
@@ -165,9 +163,58 @@ fn batches(
     }
 }
 
-/// Closed loop: `conns` connections (a thread each), each sending a batch
-/// of `pipeline` requests and waiting for all replies before the next.
-/// Latency of a request: send of its batch to receipt of its reply.
+/// Threads the generator drives connections from: the cores it may run on.
+pub fn generator_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn drive(
+    addr: SocketAddr,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    pipeline: usize,
+    mode: driver::Mode,
+    t: Timing,
+) -> Result<Measured, String> {
+    let threads = generator_threads().min(conns).max(1);
+    let start = Instant::now() + Duration::from_millis(100);
+    let warm_end = start + Duration::from_secs_f64(t.warmup_s);
+    let end = warm_end + Duration::from_secs_f64(t.seconds);
+    let interval_ns = match mode {
+        driver::Mode::Open { interval_ns } => interval_ns,
+        driver::Mode::Closed => 0.0,
+    };
+    let mut per_thread: Vec<Vec<(driver::Plan, f64)>> = vec![Vec::new(); threads];
+    for c in 0..conns {
+        // Stagger open-loop schedules evenly inside one interval.
+        let offset = interval_ns * c as f64 / conns as f64;
+        per_thread[c % threads].push((batches(enc, work, c, pipeline.max(1)), offset));
+    }
+    let resp = enc.target.is_redis();
+    let hs: Vec<_> = per_thread
+        .into_iter()
+        .map(|plans| {
+            std::thread::spawn(move || driver::run(addr, resp, plans, mode, start, warm_end, end))
+        })
+        .collect();
+    let mut all = histogram();
+    let mut counts = Counts::default();
+    for h in hs {
+        let r = h.join().map_err(|_| "a generator thread panicked")??;
+        let _ = all.add(&r.hist);
+        counts.merge(Counts {
+            ok: r.ok,
+            denied: r.denied,
+            err: r.err,
+        });
+    }
+    Ok(Measured::from(&all, counts, t.seconds))
+}
+
+/// Closed loop: `conns` connections, each sending a batch of `pipeline`
+/// requests and waiting for all replies before the next. Latency of a
+/// request: send of its batch to receipt of its reply.
 pub fn closed_loop(
     addr: SocketAddr,
     enc: &Encoder,
@@ -176,83 +223,13 @@ pub fn closed_loop(
     pipeline: usize,
     t: Timing,
 ) -> Result<Measured, String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let measuring = Arc::new(AtomicBool::new(false));
-    let barrier = Arc::new(Barrier::new(conns + 1));
-    let mut threads = Vec::new();
-    for c in 0..conns {
-        let (stop, measuring, barrier) = (stop.clone(), measuring.clone(), barrier.clone());
-        let plan = batches(enc, work, c, pipeline.max(1));
-        let resp = enc.target.is_redis();
-        threads.push(std::thread::spawn(
-            move || -> Result<(Histogram<u64>, Counts), String> {
-                let conn = Conn::connect(addr, resp);
-                barrier.wait();
-                let mut conn = conn.map_err(|e| format!("connect {addr}: {e}"))?;
-                let mut hist = histogram();
-                let mut counts = Counts::default();
-                let mut i = 0usize;
-                while !stop.load(Ordering::Relaxed) {
-                    let (bytes, rel) = &plan[i % plan.len()];
-                    i += 1;
-                    let start = Instant::now();
-                    conn.send(bytes).map_err(|e| format!("send: {e}"))?;
-                    let record = measuring.load(Ordering::Relaxed);
-                    for &r in rel {
-                        let o = conn.outcome().map_err(|e| format!("reply: {e}"))?;
-                        if record {
-                            counts.add(o, r);
-                            hist.saturating_record(start.elapsed().as_nanos() as u64);
-                        }
-                    }
-                }
-                // Leave nothing held that the next run would trip on.
-                if matches!(work, Workload::Pairs { .. }) && i % plan.len() == 1 {
-                    let (bytes, rel) = &plan[1];
-                    conn.send(bytes).map_err(|e| format!("send: {e}"))?;
-                    for _ in rel {
-                        conn.outcome().map_err(|e| format!("reply: {e}"))?;
-                    }
-                }
-                Ok((hist, counts))
-            },
-        ));
-    }
-    barrier.wait();
-    std::thread::sleep(Duration::from_secs_f64(t.warmup_s));
-    measuring.store(true, Ordering::SeqCst);
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(t.seconds));
-    measuring.store(false, Ordering::SeqCst);
-    let elapsed = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::SeqCst);
-    let mut all = histogram();
-    let mut counts = Counts::default();
-    let mut first_err = None;
-    for th in threads {
-        match th.join() {
-            Ok(Ok((h, c))) => {
-                let _ = all.add(&h);
-                counts.merge(c);
-            }
-            Ok(Err(e)) => {
-                first_err.get_or_insert(e);
-            }
-            Err(_) => {
-                first_err.get_or_insert_with(|| "a load thread panicked".to_string());
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    Ok(Measured::from(&all, counts, elapsed))
+    drive(addr, enc, work, conns, pipeline, driver::Mode::Closed, t)
 }
 
 /// Open loop: `conns` connections, each offered `rate / conns` requests
-/// per second on a fixed schedule by a writer thread; a reader thread
-/// takes each reply's latency from the request's intended send time.
-/// Requests whose intended time falls in the warm-up are not recorded.
+/// per second on a fixed schedule; each reply's latency is taken from its
+/// request's intended send time. Requests intended in the warm-up are not
+/// recorded.
 pub fn open_loop(
     addr: SocketAddr,
     enc: &Encoder,
@@ -265,105 +242,10 @@ pub fn open_loop(
     if per_conn <= 0.0 || !per_conn.is_finite() {
         return Err(format!("open loop: bad rate {rate}"));
     }
-    let interval_ns = 1e9 / per_conn;
-    let total_s = t.warmup_s + t.seconds;
-    let n_total = (total_s * per_conn).floor() as u64;
-    let warm_n = (t.warmup_s * per_conn).floor() as u64;
-    let barrier = Arc::new(Barrier::new(2 * conns + 1));
-    let mut readers = Vec::new();
-    let mut writers = Vec::new();
-    let resp = enc.target.is_redis();
-    // One request per element: split the batches of a pipeline-1 plan.
-    for c in 0..conns {
-        let plan = batches(enc, work, c, 1);
-        let conn = Conn::connect(addr, resp).map_err(|e| format!("connect {addr}: {e}"))?;
-        let mut w = conn.writer().map_err(|e| e.to_string())?;
-        let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
-        let (b1, b2) = (barrier.clone(), barrier.clone());
-        let start_w = start_at.clone();
-        let rel_flags: Vec<bool> = plan.iter().map(|(_, r)| r[0]).collect();
-        // Stagger connections' schedules evenly inside one interval.
-        let offset_ns = interval_ns * c as f64 / conns as f64;
-        writers.push(std::thread::spawn(move || -> Result<u64, String> {
-            b1.wait();
-            let start = Instant::now() + Duration::from_millis(10);
-            let _ = start_w.set(start);
-            let mut sent = 0u64;
-            let mut buf = Vec::new();
-            while sent < n_total {
-                let now = Instant::now();
-                let due =
-                    start + Duration::from_nanos((offset_ns + sent as f64 * interval_ns) as u64);
-                if due > now {
-                    std::thread::sleep(due - now);
-                    continue;
-                }
-                // Send everything already due in one write.
-                buf.clear();
-                while sent < n_total {
-                    let d = start
-                        + Duration::from_nanos((offset_ns + sent as f64 * interval_ns) as u64);
-                    if d > now {
-                        break;
-                    }
-                    buf.extend_from_slice(&plan[(sent % plan.len() as u64) as usize].0);
-                    sent += 1;
-                }
-                if w.write_all(&buf).is_err() {
-                    break;
-                }
-            }
-            Ok(sent)
-        }));
-        readers.push(std::thread::spawn(
-            move || -> Result<(Histogram<u64>, Counts, u64), String> {
-                let mut conn = conn;
-                b2.wait();
-                let mut hist = histogram();
-                let mut counts = Counts::default();
-                let mut got = 0u64;
-                while got < n_total {
-                    let o = match conn.outcome() {
-                        Ok(o) => o,
-                        Err(_) => break,
-                    };
-                    let Some(start) = start_at.get() else {
-                        break;
-                    };
-                    let intended = *start
-                        + Duration::from_nanos((offset_ns + got as f64 * interval_ns) as u64);
-                    if got >= warm_n {
-                        counts.add(o, rel_flags[(got % rel_flags.len() as u64) as usize]);
-                        hist.saturating_record(
-                            Instant::now()
-                                .saturating_duration_since(intended)
-                                .as_nanos() as u64,
-                        );
-                    }
-                    got += 1;
-                }
-                Ok((hist, counts, got))
-            },
-        ));
-    }
-    barrier.wait();
-    let mut all = histogram();
-    let mut counts = Counts::default();
-    let mut sent_total = 0u64;
-    for w in writers {
-        sent_total += w.join().map_err(|_| "writer panicked")??;
-    }
-    let mut got_total = 0u64;
-    for r in readers {
-        let (h, c, got) = r.join().map_err(|_| "reader panicked")??;
-        let _ = all.add(&h);
-        counts.merge(c);
-        got_total += got;
-    }
-    // Requests never answered count as errors.
-    counts.err += sent_total.saturating_sub(got_total);
-    counts.err += (n_total * conns as u64).saturating_sub(sent_total);
-    Ok(Measured::from(&all, counts, t.seconds))
+    let mode = driver::Mode::Open {
+        interval_ns: 1e9 / per_conn,
+    };
+    drive(addr, enc, work, conns, 1, mode, t)
 }
 
 /// Result of a logon storm.
