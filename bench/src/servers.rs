@@ -19,14 +19,22 @@ pub const STARTUP_FEATURE: &str = "CITRIX";
 /// The product feature of the logon storm.
 pub const PRODUCT_FEATURE: &str = "MPM";
 
+/// Licenses of the startup and the product feature (logon storm).
+pub const STORM_SEATS: u64 = 10_000;
+
 /// The bench license, with `seats` licenses of [`FEATURE`].
 pub fn bench_license(seats: u64) -> String {
     format!(
         "INCREMENT {FEATURE} BENCH 1.0 permanent {seats}\n\
          INCREMENT {EXPIRY_FEATURE} BENCH 1.0 permanent 1\n\
-         INCREMENT {STARTUP_FEATURE} BENCH 1.0 permanent 1000000 VENDOR_STRING=\";LT=SYS;GP=96\"\n\
-         INCREMENT {PRODUCT_FEATURE} BENCH 1.0 permanent 1000000\n"
+         INCREMENT {STARTUP_FEATURE} BENCH 1.0 permanent {STORM_SEATS} VENDOR_STRING=\";LT=SYS;GP=96\"\n\
+         INCREMENT {PRODUCT_FEATURE} BENCH 1.0 permanent {STORM_SEATS}\n"
     )
+}
+
+/// Every license [`bench_license`] serves: what tallyd preallocates for.
+pub fn bench_license_total(seats: u64) -> u64 {
+    seats + 1 + 2 * STORM_SEATS
 }
 
 /// A running server process: killed, reaped and its scratch dir removed

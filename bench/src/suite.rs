@@ -479,10 +479,10 @@ impl Suite {
         std::thread::sleep(Duration::from_millis(300));
         let held = tallyd.rss_bytes()?;
         let per = held.saturating_sub(idle) as f64 / n as f64;
-        let per_seat = idle as f64 / self.sizes.seats as f64;
+        let total_seats = servers::bench_license_total(self.sizes.seats);
+        let per_seat = idle as f64 / total_seats as f64;
         self.progress(&format!(
-            "  memory tally: RSS {idle} B idle ({per_seat:.0} B per licensed seat, {} seats), {held} B with {n} held: {per:.1} B per held license",
-            self.sizes.seats
+            "  memory tally: RSS {idle} B idle ({per_seat:.0} B per licensed seat, {total_seats} seats), {held} B with {n} held: {per:.1} B per held license"
         ));
         entries.push(single(
             "memory",
