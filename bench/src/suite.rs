@@ -86,7 +86,7 @@ impl Sizes {
                     warmup_s: 1.0,
                     seconds: 3.0,
                 },
-                seats: 1_100_000,
+                seats: 1_000_000,
                 storm_clients: 5_000,
                 expiry_backgrounds: vec![0, 100_000, 1_000_000],
                 expiry_rounds: 100,
