@@ -5,7 +5,9 @@
 //! metric, and the value of every repetition. Its noise is the relative
 //! spread of those values, `(max - min) / median`. `compare` calls a metric
 //! regressed when its median moved the wrong way by more than
-//! `max(floor, spread of A, spread of B)` (floor 5 % unless told).
+//! `max(floor, spread of A, spread of B)` (floor 5 % unless told). Only
+//! tally's own figures can regress; a baseline (Redis, the Mutex/DashMap
+//! tables) that moved is reported as a sign the machine changed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -182,7 +184,8 @@ fn fmt_num(v: f64, unit: &str) -> String {
 }
 
 /// Metrics the main table shows, in order.
-const TABLE_METRICS: [&str; 12] = [
+const TABLE_METRICS: [&str; 13] = [
+    "offered_per_s",
     "ops_per_s",
     "p50_us",
     "p99_us",
@@ -373,6 +376,22 @@ pub struct Comparison {
     pub unchanged: usize,
     /// Keys only in A (not measured in B).
     pub missing_in_b: Vec<String>,
+    /// Baseline figures (Redis, the in-process Mutex/DashMap tables) that
+    /// moved beyond their noise: not regressions of tally, but a sign the
+    /// machine itself changed between the runs.
+    pub baseline_moved: Vec<Delta>,
+}
+
+/// True if an entry measures tally itself (not a baseline).
+pub fn is_tally(e: &Entry) -> bool {
+    match e.target.as_str() {
+        "tally" => true,
+        "in-process" => {
+            let v = e.variant.to_ascii_lowercase();
+            !v.contains("mutex") && !v.contains("dashmap")
+        }
+        _ => false,
+    }
 }
 
 /// Compares B (new) against A (old).
@@ -403,7 +422,13 @@ pub fn compare(a: &Report, b: &Report, floor: f64) -> Comparison {
             worse_by,
             threshold,
         };
-        if worse_by > threshold {
+        if !is_tally(ea) {
+            if worse_by.abs() > threshold {
+                out.baseline_moved.push(d);
+            } else {
+                out.unchanged += 1;
+            }
+        } else if worse_by > threshold {
             out.regressions.push(d);
         } else if -worse_by > threshold {
             out.improvements.push(d);
@@ -469,6 +494,28 @@ mod tests {
         let c = compare(&b, &a, 0.05);
         assert!(c.regressions.is_empty());
         assert_eq!(c.improvements.len(), 1);
+    }
+
+    #[test]
+    fn a_baseline_moving_is_not_a_regression() {
+        let mut a = entry("ops_per_s", Better::Higher, &[100.0]);
+        a.target = "redis-lua".into();
+        let mut b = a.clone();
+        b.values = vec![50.0];
+        b.settle();
+        let c = compare(
+            &Report {
+                entries: vec![a],
+                ..Report::default()
+            },
+            &Report {
+                entries: vec![b],
+                ..Report::default()
+            },
+            0.05,
+        );
+        assert!(c.regressions.is_empty());
+        assert_eq!(c.baseline_moved.len(), 1);
     }
 
     #[test]

@@ -162,6 +162,9 @@ pub fn start_tallyd(spec: &TallydSpec, place: &Placement) -> Result<Running, Str
         .arg("-l")
         .arg(dir.join("debug.log"))
         .args(["--port", "0", "--workers", &spec.workers.to_string()]);
+    // A state directory for extra arguments that want one ({dir}/state).
+    let state = dir.join("state");
+    std::fs::create_dir_all(&state).map_err(|e| format!("{}: {e}", state.display()))?;
     let dir_s = dir.display().to_string();
     for a in &spec.extra {
         cmd.arg(a.replace("{dir}", &dir_s));

@@ -49,6 +49,9 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// The command line, for the report.
     pub command: String,
+    /// Open-loop rate (requests/s over 50 connections); default: half the
+    /// Redis Lua semaphore's closed-loop 50x1 throughput in this run.
+    pub open_rate: Option<f64>,
 }
 
 struct Sizes {
@@ -331,8 +334,16 @@ impl Suite {
             }
         }
         // Open loop at half the Lua semaphore's closed-loop capacity.
-        let rate = self.open_rate.unwrap_or(20_000.0).max(1_000.0).round();
-        let variant = format!("open 50 conns {rate:.0}/s");
+        let rate = self
+            .cfg
+            .open_rate
+            .or(self.open_rate)
+            .unwrap_or(20_000.0)
+            .max(1_000.0)
+            .round();
+        // The rate is an entry of its own, so the variant name (the key
+        // `compare` matches on) stays the same from run to run.
+        let variant = "open 50 conns".to_string();
         for &target in &targets {
             let enc = self.encoder(target, redis.as_ref());
             if let Some(r) = &redis {
@@ -351,6 +362,15 @@ impl Suite {
                 ms.push(m);
             }
             entries.extend(measured_entries(scenario, &variant, target.name(), &ms));
+            entries.push(single(
+                scenario,
+                &variant,
+                target.name(),
+                "offered_per_s",
+                "req/s",
+                Better::None,
+                vec![rate; ms.len()],
+            ));
         }
         self.push(entries);
         Ok(())

@@ -57,6 +57,11 @@ enum Cmd {
         /// redis-server binary (default: from PATH).
         #[arg(long)]
         redis: Option<PathBuf>,
+        /// Open-loop rate, requests/s over 50 connections (default: half
+        /// the Redis Lua semaphore's closed-loop 50x1 throughput in this
+        /// run; fix it to compare open-loop latency across runs).
+        #[arg(long)]
+        open_rate: Option<f64>,
     },
     /// Compare two result files; exit 1 if NEW regressed beyond the noise.
     Compare {
@@ -104,6 +109,7 @@ fn all(
     out: Option<PathBuf>,
     tallyd: Option<PathBuf>,
     redis: Option<PathBuf>,
+    open_rate: Option<f64>,
 ) -> Result<(), String> {
     for o in &only {
         if !SCENARIOS.contains(&o.as_str()) {
@@ -183,6 +189,7 @@ fn all(
         root: root.clone(),
         only,
         command,
+        open_rate,
     };
     let report = Suite::new(cfg, report).run();
     let dir = out.unwrap_or_else(|| root.join("bench").join("results"));
@@ -232,15 +239,17 @@ fn compare(old: &Path, new: &Path, floor: f64) -> Result<bool, String> {
     };
     show("REGRESSION", &c.regressions);
     show("improved  ", &c.improvements);
+    show("baseline moved (machine noise?)", &c.baseline_moved);
     for k in &c.missing_in_b {
         println!("missing in new: {k}");
     }
     println!(
-        "{} regression(s), {} improvement(s), {} within noise, {} missing",
+        "{} regression(s) of tally, {} improvement(s), {} within noise, {} missing, {} baseline figure(s) moved",
         c.regressions.len(),
         c.improvements.len(),
         c.unchanged,
-        c.missing_in_b.len()
+        c.missing_in_b.len(),
+        c.baseline_moved.len()
     );
     Ok(c.regressions.is_empty())
 }
@@ -257,7 +266,11 @@ fn main() -> ExitCode {
             out,
             tallyd,
             redis,
-        } => all(quick, reps, only, no_pin, root, out, tallyd, redis).map(|()| true),
+            open_rate,
+        } => all(
+            quick, reps, only, no_pin, root, out, tallyd, redis, open_rate,
+        )
+        .map(|()| true),
         Cmd::Compare { old, new, floor } => compare(&old, &new, floor),
         Cmd::Table { file } => results::load(&file).map(|r| {
             println!("{}", results::markdown(&r));
