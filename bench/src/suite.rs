@@ -867,20 +867,61 @@ fn criterion_entry(new: &std::path::Path, since: std::time::SystemTime) -> Optio
     let b: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(new.join("benchmark.json")).ok()?).ok()?;
     let id = b.get("full_id")?.as_str()?.to_string();
+    // Per element when the bench declares a throughput of n elements.
+    let per = b
+        .get("throughput")
+        .and_then(|t| t.get("Elements"))
+        .and_then(serde_json::Value::as_f64)
+        .filter(|&n| n > 1.0)
+        .unwrap_or(1.0);
     let med = v.get("median")?;
-    let point = med.get("point_estimate")?.as_f64()?;
+    let point = med.get("point_estimate")?.as_f64()? / per;
     let ci = med.get("confidence_interval")?;
-    let lo = ci.get("lower_bound")?.as_f64()?;
-    let hi = ci.get("upper_bound")?.as_f64()?;
+    let lo = ci.get("lower_bound")?.as_f64()? / per;
+    let hi = ci.get("upper_bound")?.as_f64()? / per;
     Some(Entry {
         scenario: "criterion".into(),
         variant: id,
         target: "in-process".into(),
         metric: "median_ns".into(),
-        unit: "ns".into(),
+        unit: if per > 1.0 { "ns/element" } else { "ns" }.into(),
         better: Better::Lower,
         values: vec![point],
         median: point,
         spread: if point > 0.0 { (hi - lo) / point } else { 0.0 },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_criterion_medians_per_element() {
+        let dir = std::env::temp_dir().join(format!("tally-bench-crit-{}", std::process::id()));
+        let new = dir.join("expiry").join("tally").join("100").join("new");
+        std::fs::create_dir_all(&new).expect("mkdir");
+        let since = std::time::SystemTime::now() - Duration::from_secs(60);
+        std::fs::write(
+            new.join("estimates.json"),
+            r#"{"median":{"point_estimate":2000.0,"confidence_interval":{"lower_bound":1900.0,"upper_bound":2100.0}}}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            new.join("benchmark.json"),
+            r#"{"full_id":"expiry/tally/100","throughput":{"Elements":100}}"#,
+        )
+        .expect("write");
+        let got = read_criterion(&dir, since);
+        // Files older than the run are not this run's.
+        let later = std::time::SystemTime::now() + Duration::from_secs(60);
+        let stale = read_criterion(&dir, later);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(stale.is_empty());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].variant, "expiry/tally/100");
+        assert_eq!(got[0].median, 20.0);
+        assert_eq!(got[0].unit, "ns/element");
+        assert!((got[0].spread - 0.1).abs() < 1e-9);
+    }
 }
