@@ -134,7 +134,11 @@ fn all(
     let place;
     let placement_text;
     if !no_pin && machine.nproc >= 2 && servers::have_taskset() {
-        let gen = format!("1-{}", machine.nproc - 1);
+        let gen = if machine.nproc == 2 {
+            "1".to_string()
+        } else {
+            format!("1-{}", machine.nproc - 1)
+        };
         if pin_self(&gen) {
             place = servers::Placement {
                 server_core: Some(0),
