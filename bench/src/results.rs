@@ -184,8 +184,9 @@ fn fmt_num(v: f64, unit: &str) -> String {
 }
 
 /// Metrics the main table shows, in order.
-const TABLE_METRICS: [&str; 13] = [
+const TABLE_METRICS: [&str; 14] = [
     "offered_per_s",
+    "listen_overflows",
     "ops_per_s",
     "p50_us",
     "p99_us",

@@ -402,19 +402,23 @@ impl Suite {
             let enc = self.encoder(target, redis.as_ref());
             let mut ms = Vec::new();
             let mut done = Vec::new();
+            let mut drops = Vec::new();
             for rep in 0..self.cfg.reps {
                 if let Some(r) = &redis {
                     r.flush()?;
                 }
+                let overflows0 = listen_overflows();
                 let s = load::storm(addr, &enc, n, Duration::from_secs(1), 32)?;
+                let overflows = listen_overflows().saturating_sub(overflows0);
                 self.progress(&format!(
-                    "  storm {} rep {}/{}: {} of {n} clients got both licenses; connect+2 grants {}",
+                    "  storm {} rep {}/{}: {} of {n} clients got both licenses; listen-queue overflows {overflows}; connect+2 grants {}",
                     target.name(),
                     rep + 1,
                     self.cfg.reps,
                     s.completed,
                     s.m.line()
                 ));
+                drops.push(overflows as f64);
                 done.push(s.completed as f64);
                 ms.push(s.m);
                 // Let the server settle the closed connections.
@@ -431,6 +435,17 @@ impl Suite {
                 "clients",
                 Better::Higher,
                 done,
+            ));
+            // SYNs dropped because the accept queue was full (machine-wide
+            // counter): each costs its client a one-second retransmission.
+            es.push(single(
+                "storm",
+                &variant,
+                target.name(),
+                "listen_overflows",
+                "count",
+                Better::None,
+                drops,
             ));
             entries.extend(es);
         }
@@ -783,6 +798,27 @@ impl Suite {
         self.report.entries.extend(entries);
         Ok(())
     }
+}
+
+/// The kernel's count of connections dropped for a full accept queue
+/// (TcpExtListenOverflows, machine-wide).
+fn listen_overflows() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    let mut lines = s.lines();
+    while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
+        if !h.starts_with("TcpExt:") {
+            continue;
+        }
+        let hv = h.split_whitespace().zip(v.split_whitespace());
+        for (k, val) in hv {
+            if k == "ListenOverflows" {
+                return val.parse().unwrap_or(0);
+            }
+        }
+    }
+    0
 }
 
 fn wait_accepted(addr: SocketAddr, target: Target, n: usize, limit: Duration) -> usize {
