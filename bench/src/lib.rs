@@ -5,6 +5,12 @@
 //! (same 128-bit SipHash key, same inline holder copy, same count check), so
 //! a bench compares the tables and their locking, nothing else.
 //! [`Workload`] is the common interface the benches drive.
+//!
+//! The loopback suite (`tally-bench all`, run by `bench/run`): [`wire`]
+//! speaks protocol v1 and RESP, [`driver`] and [`load`] generate closed-
+//! and open-loop load, [`servers`] starts a private tallyd and redis-server,
+//! [`suite`] runs the scenarios, [`results`] writes, tabulates and compares
+//! the result files.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
