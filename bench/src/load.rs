@@ -1,7 +1,7 @@
 //! The load generator: closed loop (C connections × P pipelined), open loop
 //! (fixed arrival rate, latency from the *intended* send time, so a slow
 //! reply delays no measurement: no coordinated omission), and the logon
-//! storm. Same code for every [`Target`]; only the bytes differ.
+//! storm. Same code for every [`crate::wire::Target`]; only the bytes differ.
 //!
 //! Every loop is bounded: a fixed warm-up and measured duration, and a
 //! read timeout ([`crate::wire::IO_TIMEOUT`]) on every socket.

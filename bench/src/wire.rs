@@ -51,7 +51,7 @@ impl Target {
     }
 }
 
-/// The semaphore script. KEYS[1] = feature hash, ARGV = handle, limit,
+/// The semaphore script. `KEYS[1]` = feature hash, `ARGV` = handle, limit,
 /// deadline (ms). Returns 1 (granted or renewed) or 0 (all in use).
 pub const SEMAPHORE_LUA: &str = "\
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
