@@ -5,10 +5,22 @@
 //! (same 128-bit SipHash key, same inline holder copy, same count check), so
 //! a bench compares the tables and their locking, nothing else.
 //! [`Workload`] is the common interface the benches drive.
+//!
+//! The loopback suite (`tally-bench all`, run by `bench/run`): [`wire`]
+//! speaks protocol v1 and RESP, [`driver`] and [`load`] generate closed-
+//! and open-loop load, [`servers`] starts a private tallyd and redis-server,
+//! [`suite`] runs the scenarios, [`results`] writes, tabulates and compares
+//! the result files.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod baseline;
+pub mod driver;
+pub mod load;
+pub mod results;
+pub mod servers;
+pub mod suite;
+pub mod wire;
 
 use tally_core::engine::{Engine, EngineConfig, Request};
 use tally_core::license::parse_str;

@@ -1,0 +1,292 @@
+//! tally-bench: the one-command benchmark suite and its regression check.
+//!
+//! ```text
+//! tally-bench all [--quick] [--reps 3] [--only steady,renew]   # what bench/run calls
+//! tally-bench compare OLD.json NEW.json [--floor 0.05]         # exit 1 on a regression
+//! tally-bench table RESULT.json                               # print its Markdown table
+//! ```
+//!
+//! `all` pins the servers (tallyd with one event loop, redis-server) to
+//! core 0 and itself to the other cores with `taskset`, runs every scenario
+//! against tally, the Redis Lua semaphore and Redis `SET`, and writes
+//! `bench/results/<date>-<git-sha>.json` and `.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::{Parser, Subcommand};
+use tally_bench::results::{self, Machine, Report};
+use tally_bench::servers;
+use tally_bench::suite::{Suite, SuiteConfig, SCENARIOS};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tally-bench",
+    about = "tally's benchmark suite: tally vs a Redis semaphore"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run every scenario (or --only some) and write the result files.
+    All {
+        /// Short smoke run: small sizes, sub-second durations, no criterion.
+        #[arg(long)]
+        quick: bool,
+        /// Repetitions of each measurement (default 3, or 1 with --quick).
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Comma-separated scenarios to run (default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Do not pin servers and generator to cores.
+        #[arg(long)]
+        no_pin: bool,
+        /// Workspace root (default: the current directory).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Directory for the result files (default: ROOT/bench/results).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// tallyd binary (default: next to this binary).
+        #[arg(long)]
+        tallyd: Option<PathBuf>,
+        /// redis-server binary (default: from PATH).
+        #[arg(long)]
+        redis: Option<PathBuf>,
+        /// Open-loop rate, requests/s over 50 connections (default: half
+        /// the Redis Lua semaphore's closed-loop 50x1 throughput in this
+        /// run; fix it to compare open-loop latency across runs).
+        #[arg(long)]
+        open_rate: Option<f64>,
+    },
+    /// Compare two result files; exit 1 if NEW regressed beyond the noise.
+    Compare {
+        /// The older result file.
+        old: PathBuf,
+        /// The newer result file.
+        new: PathBuf,
+        /// Smallest relative change ever called a regression.
+        #[arg(long, default_value_t = 0.05)]
+        floor: f64,
+    },
+    /// Print the Markdown table of a result file.
+    Table {
+        /// A result file.
+        file: PathBuf,
+    },
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let o = Command::new("git")
+        .current_dir(root)
+        .args(args)
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+fn pin_self(cores: &str) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", cores, &std::process::id().to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn all(
+    quick: bool,
+    reps: Option<usize>,
+    only: Vec<String>,
+    no_pin: bool,
+    root: PathBuf,
+    out: Option<PathBuf>,
+    tallyd: Option<PathBuf>,
+    redis: Option<PathBuf>,
+    open_rate: Option<f64>,
+) -> Result<(), String> {
+    for o in &only {
+        if !SCENARIOS.contains(&o.as_str()) {
+            return Err(format!(
+                "--only: no scenario {o:?} (have: {})",
+                SCENARIOS.join(", ")
+            ));
+        }
+    }
+    let machine = Machine::here();
+    let tallyd = match tallyd {
+        Some(p) => p,
+        None => servers::default_tallyd()?,
+    };
+    if !tallyd.is_file() {
+        return Err(format!(
+            "{} not found: build it with cargo build --release -p tally-server",
+            tallyd.display()
+        ));
+    }
+    let redis = redis.or_else(servers::find_redis);
+    let place;
+    let placement_text;
+    if !no_pin && machine.nproc >= 2 && servers::have_taskset() {
+        let gen = if machine.nproc == 2 {
+            "1".to_string()
+        } else {
+            format!("1-{}", machine.nproc - 1)
+        };
+        if pin_self(&gen) {
+            place = servers::Placement {
+                server_core: Some(0),
+            };
+            placement_text = format!(
+                "Pinned with taskset: tallyd (--workers 1) and redis-server share core 0 (one at a time), the load generator runs on core(s) {gen}."
+            );
+        } else {
+            place = servers::Placement { server_core: None };
+            placement_text =
+                "Not pinned (taskset -p failed): servers and generator share all cores.".into();
+        }
+    } else {
+        place = servers::Placement { server_core: None };
+        placement_text = if no_pin {
+            "Not pinned (--no-pin): servers and generator share all cores; tallyd runs one event loop.".into()
+        } else {
+            "Not pinned (taskset missing or one core): servers and generator share all cores; tallyd runs one event loop.".into()
+        };
+    }
+    eprintln!("tally-bench: {placement_text}");
+    if redis.is_none() {
+        eprintln!("tally-bench: {}", servers::redis_missing_message());
+    }
+    let reps = reps.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let sha = git(&root, &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "nogit".into());
+    let dirty = git(&root, &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    let sha = if dirty { format!("{sha}-dirty") } else { sha };
+    let now = chrono::Utc::now();
+    let command = std::env::var("TALLY_BENCH_COMMAND")
+        .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let report = Report {
+        schema: 1,
+        date: now.format("%Y-%m-%d %H:%M UTC").to_string(),
+        git_sha: sha.clone(),
+        command: command.clone(),
+        quick,
+        reps,
+        machine,
+        placement: placement_text.clone(),
+        ..Report::default()
+    };
+    let cfg = SuiteConfig {
+        quick,
+        reps,
+        tallyd,
+        redis,
+        redis_missing: servers::redis_missing_message(),
+        place,
+        placement_text,
+        root: root.clone(),
+        only,
+        command,
+        open_rate,
+    };
+    let report = Suite::new(cfg, report).run();
+    let dir = out.unwrap_or_else(|| root.join("bench").join("results"));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stem = format!(
+        "{}-{sha}{}",
+        now.format("%Y-%m-%d"),
+        if quick { "-quick" } else { "" }
+    );
+    let json = dir.join(format!("{stem}.json"));
+    let md = dir.join(format!("{stem}.md"));
+    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&json, text + "\n").map_err(|e| format!("{}: {e}", json.display()))?;
+    let table = results::markdown(&report);
+    std::fs::write(&md, &table).map_err(|e| format!("{}: {e}", md.display()))?;
+    println!("{table}");
+    println!("wrote {} and {}", json.display(), md.display());
+    Ok(())
+}
+
+fn compare(old: &Path, new: &Path, floor: f64) -> Result<bool, String> {
+    let a = results::load(old)?;
+    let b = results::load(new)?;
+    if a.quick != b.quick {
+        println!("note: one file is a --quick run, the other is not: sizes differ");
+    }
+    let c = results::compare(&a, &b, floor);
+    println!(
+        "{} ({}) -> {} ({}): noise threshold per metric = max({:.0} %, spread of its repetitions)",
+        a.git_sha,
+        a.date,
+        b.git_sha,
+        b.date,
+        floor * 100.0
+    );
+    let show = |label: &str, ds: &[results::Delta]| {
+        for d in ds {
+            println!(
+                "{label} {}: {:.2} -> {:.2} ({:+.1} % worse, threshold {:.1} %)",
+                d.key,
+                d.a,
+                d.b,
+                d.worse_by * 100.0,
+                d.threshold * 100.0
+            );
+        }
+    };
+    show("REGRESSION", &c.regressions);
+    show("improved  ", &c.improvements);
+    show("baseline moved (machine noise?)", &c.baseline_moved);
+    for k in &c.missing_in_b {
+        println!("missing in new: {k}");
+    }
+    println!(
+        "{} regression(s) of tally, {} improvement(s), {} within noise, {} missing, {} baseline figure(s) moved",
+        c.regressions.len(),
+        c.improvements.len(),
+        c.unchanged,
+        c.missing_in_b.len(),
+        c.baseline_moved.len()
+    );
+    Ok(c.regressions.is_empty())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let r = match args.cmd {
+        Cmd::All {
+            quick,
+            reps,
+            only,
+            no_pin,
+            root,
+            out,
+            tallyd,
+            redis,
+            open_rate,
+        } => all(
+            quick, reps, only, no_pin, root, out, tallyd, redis, open_rate,
+        )
+        .map(|()| true),
+        Cmd::Compare { old, new, floor } => compare(&old, &new, floor),
+        Cmd::Table { file } => results::load(&file).map(|r| {
+            println!("{}", results::markdown(&r));
+            true
+        }),
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("tally-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! The load generator: closed loop (C connections × P pipelined), open loop
+//! (fixed arrival rate, latency from the *intended* send time, so a slow
+//! reply delays no measurement: no coordinated omission), and the logon
+//! storm. Same code for every [`crate::wire::Target`]; only the bytes differ.
+//!
+//! Every loop is bounded: a fixed warm-up and measured duration, and a
+//! read timeout ([`crate::wire::IO_TIMEOUT`]) on every socket.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::driver;
+use crate::wire::{Conn, Encoder, Op, Outcome};
+
+/// Highest latency recorded, in ns (60 s).
+const MAX_NS: u64 = 60_000_000_000;
+
+fn histogram() -> Histogram<u64> {
+    // Bounds are constants known to be valid.
+    Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+}
+
+/// What one measured run produced.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Completed requests per second in the measured window.
+    pub ops_per_s: f64,
+    /// Latency percentiles in µs: p50, p90, p99, p99.9, max.
+    pub p50_us: f64,
+    /// p90 in µs.
+    pub p90_us: f64,
+    /// p99 in µs.
+    pub p99_us: f64,
+    /// p99.9 in µs.
+    pub p999_us: f64,
+    /// Largest latency in µs.
+    pub max_us: f64,
+    /// Replies counted OK.
+    pub ok: u64,
+    /// Replies counted DENIED.
+    pub denied: u64,
+    /// Replies counted ERR (and requests lost to an I/O error).
+    pub err: u64,
+}
+
+impl Measured {
+    fn from(h: &Histogram<u64>, c: Counts, seconds: f64) -> Measured {
+        let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        Measured {
+            ops_per_s: (c.ok + c.denied + c.err) as f64 / seconds,
+            p50_us: us(0.5),
+            p90_us: us(0.9),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            max_us: h.max() as f64 / 1000.0,
+            ok: c.ok,
+            denied: c.denied,
+            err: c.err,
+        }
+    }
+
+    /// One line for a terminal.
+    pub fn line(&self) -> String {
+        format!(
+            "{:.0} req/s | us p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} | OK {} DENIED {} ERR {}",
+            self.ops_per_s,
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us,
+            self.ok,
+            self.denied,
+            self.err
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    ok: u64,
+    denied: u64,
+    err: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Outcome, release: bool) {
+        match (o, release) {
+            (Outcome::Ok, _) => self.ok += 1,
+            // A release of nothing held is an error, not a denial.
+            (Outcome::Denied, true) | (Outcome::Err, _) => self.err += 1,
+            (Outcome::Denied, false) => self.denied += 1,
+        }
+    }
+    fn merge(&mut self, o: Counts) {
+        self.ok += o.ok;
+        self.denied += o.denied;
+        self.err += o.err;
+    }
+}
+
+/// What the requests do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Acquire then release a fresh instance (steady checkout+check-in);
+    /// the acquire carries `linger` seconds (0: connection-bound).
+    Pairs {
+        /// Linger of each checkout, seconds.
+        linger_s: u32,
+    },
+    /// Re-acquire held handles with a long linger (renewal churn).
+    Renew,
+}
+
+/// Linger of the renewal workload: one hour.
+pub const RENEW_LINGER_S: u32 = 3600;
+
+/// The timing of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Unmeasured seconds first.
+    pub warmup_s: f64,
+    /// Measured seconds.
+    pub seconds: f64,
+}
+
+/// Batches one connection cycles through, each with its release flags.
+fn batches(
+    enc: &Encoder,
+    work: Workload,
+    conn: usize,
+    pipeline: usize,
+) -> Vec<(Vec<u8>, Vec<bool>)> {
+    let handles: Vec<String> = (0..pipeline).map(|p| format!("c{conn}p{p}")).collect();
+    let mut acq = Vec::new();
+    let mut rel = Vec::new();
+    let linger_s = match work {
+        Workload::Pairs { linger_s } => linger_s,
+        Workload::Renew => RENEW_LINGER_S,
+    };
+    for h in &handles {
+        enc.encode(
+            Op::Acquire {
+                feature: crate::servers::FEATURE,
+                handle: h,
+                linger_s,
+            },
+            &mut acq,
+        );
+        enc.encode(
+            Op::Release {
+                feature: crate::servers::FEATURE,
+                handle: h,
+            },
+            &mut rel,
+        );
+    }
+    match work {
+        Workload::Pairs { .. } => vec![(acq, vec![false; pipeline]), (rel, vec![true; pipeline])],
+        Workload::Renew => vec![(acq, vec![false; pipeline])],
+    }
+}
+
+/// Threads the generator drives connections from: the cores it may run on.
+pub fn generator_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn drive(
+    addr: SocketAddr,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    pipeline: usize,
+    mode: driver::Mode,
+    t: Timing,
+) -> Result<Measured, String> {
+    let threads = generator_threads().min(conns).max(1);
+    let start = Instant::now() + Duration::from_millis(100);
+    let warm_end = start + Duration::from_secs_f64(t.warmup_s);
+    let end = warm_end + Duration::from_secs_f64(t.seconds);
+    let interval_ns = match mode {
+        driver::Mode::Open { interval_ns } => interval_ns,
+        driver::Mode::Closed => 0.0,
+    };
+    let mut per_thread: Vec<Vec<(driver::Plan, f64)>> = vec![Vec::new(); threads];
+    for c in 0..conns {
+        // Stagger open-loop schedules evenly inside one interval.
+        let offset = interval_ns * c as f64 / conns as f64;
+        per_thread[c % threads].push((batches(enc, work, c, pipeline.max(1)), offset));
+    }
+    let resp = enc.target.is_redis();
+    let hs: Vec<_> = per_thread
+        .into_iter()
+        .map(|plans| {
+            std::thread::spawn(move || driver::run(addr, resp, plans, mode, start, warm_end, end))
+        })
+        .collect();
+    let mut all = histogram();
+    let mut counts = Counts::default();
+    for h in hs {
+        let r = h.join().map_err(|_| "a generator thread panicked")??;
+        let _ = all.add(&r.hist);
+        counts.merge(Counts {
+            ok: r.ok,
+            denied: r.denied,
+            err: r.err,
+        });
+    }
+    Ok(Measured::from(&all, counts, t.seconds))
+}
+
+/// Closed loop: `conns` connections, each sending a batch of `pipeline`
+/// requests and waiting for all replies before the next. Latency of a
+/// request: send of its batch to receipt of its reply.
+pub fn closed_loop(
+    addr: SocketAddr,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    pipeline: usize,
+    t: Timing,
+) -> Result<Measured, String> {
+    drive(addr, enc, work, conns, pipeline, driver::Mode::Closed, t)
+}
+
+/// Open loop: `conns` connections, each offered `rate / conns` requests
+/// per second on a fixed schedule; each reply's latency is taken from its
+/// request's intended send time. Requests intended in the warm-up are not
+/// recorded.
+pub fn open_loop(
+    addr: SocketAddr,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    rate: f64,
+    t: Timing,
+) -> Result<Measured, String> {
+    let per_conn = rate / conns as f64;
+    if per_conn <= 0.0 || !per_conn.is_finite() {
+        return Err(format!("open loop: bad rate {rate}"));
+    }
+    let mode = driver::Mode::Open {
+        interval_ns: 1e9 / per_conn,
+    };
+    drive(addr, enc, work, conns, 1, mode, t)
+}
+
+/// Result of a logon storm.
+#[derive(Debug, Clone)]
+pub struct Storm {
+    /// Latency of connect + startup grant + product grant, from each
+    /// client's intended arrival time.
+    pub m: Measured,
+    /// Clients that completed both grants.
+    pub completed: u64,
+}
+
+/// Logon storm: `clients` new clients arrive evenly over `window`; each
+/// connects, takes the startup license and a product license, and stays
+/// connected until the storm is over. Driven by `threads` threads.
+pub fn storm(
+    addr: SocketAddr,
+    enc: &Encoder,
+    clients: usize,
+    window: Duration,
+    threads: usize,
+) -> Result<Storm, String> {
+    let start = Instant::now() + Duration::from_millis(50);
+    let resp = enc.target.is_redis();
+    let mut hs = Vec::new();
+    for t in 0..threads {
+        let enc = enc.clone();
+        hs.push(std::thread::spawn(move || {
+            let mut hist = histogram();
+            let mut counts = Counts::default();
+            let mut completed = 0u64;
+            let mut held = Vec::new();
+            let mut buf = Vec::new();
+            for j in (t..clients).step_by(threads) {
+                let intended = start
+                    + Duration::from_nanos(
+                        (window.as_nanos() * j as u128 / clients as u128) as u64,
+                    );
+                let now = Instant::now();
+                if intended > now {
+                    std::thread::sleep(intended - now);
+                }
+                let handle = format!("s{j}");
+                let mut conn = match Conn::connect(addr, resp) {
+                    Ok(c) => c,
+                    Err(_) => {
+                        counts.err += 2;
+                        continue;
+                    }
+                };
+                let mut ok = true;
+                for feature in [
+                    crate::servers::STARTUP_FEATURE,
+                    crate::servers::PRODUCT_FEATURE,
+                ] {
+                    buf.clear();
+                    enc.encode(
+                        Op::Acquire {
+                            feature,
+                            handle: &handle,
+                            linger_s: 0,
+                        },
+                        &mut buf,
+                    );
+                    let o = conn.send(&buf).and_then(|_| conn.outcome());
+                    match o {
+                        Ok(o) => {
+                            counts.add(o, false);
+                            ok &= o == Outcome::Ok;
+                        }
+                        Err(_) => {
+                            counts.err += 1;
+                            ok = false;
+                        }
+                    }
+                }
+                if ok {
+                    completed += 1;
+                    hist.saturating_record(
+                        Instant::now()
+                            .saturating_duration_since(intended)
+                            .as_nanos() as u64,
+                    );
+                }
+                held.push(conn);
+            }
+            (hist, counts, completed, held)
+        }));
+    }
+    let mut all = histogram();
+    let mut counts = Counts::default();
+    let mut completed = 0;
+    let mut held = Vec::new();
+    for h in hs {
+        let (hh, c, n, conns) = h.join().map_err(|_| "storm thread panicked")?;
+        let _ = all.add(&hh);
+        counts.merge(c);
+        completed += n;
+        held.push(conns);
+    }
+    let elapsed = start.elapsed().as_secs_f64().max(window.as_secs_f64());
+    drop(held);
+    Ok(Storm {
+        m: Measured::from(&all, counts, elapsed),
+        completed,
+    })
+}
+
+/// Result of the expiry-lateness scenario, in µs.
+#[derive(Debug, Clone)]
+pub struct Lateness {
+    /// Each round's lateness, µs.
+    pub samples_us: Vec<u64>,
+}
+
+impl Lateness {
+    /// The `q` quantile in ms.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        let mut h = histogram();
+        for &s in &self.samples_us {
+            h.saturating_record(s.max(1));
+        }
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Checks out `n` lingering licenses of the load feature (handles
+/// `{prefix}{i}`), pipelined in batches of 1000 over one connection.
+pub fn hold_lingering(
+    addr: SocketAddr,
+    enc: &Encoder,
+    n: usize,
+    prefix: &str,
+    linger_s: u32,
+) -> Result<(), String> {
+    let mut c = Conn::connect(addr, enc.target.is_redis()).map_err(|e| e.to_string())?;
+    let mut i = 0usize;
+    let mut buf = Vec::with_capacity(1000 * 64);
+    while i < n {
+        let batch = (n - i).min(1000);
+        buf.clear();
+        for k in i..i + batch {
+            let h = format!("{prefix}{k}");
+            enc.encode(
+                Op::Acquire {
+                    feature: crate::servers::FEATURE,
+                    handle: &h,
+                    linger_s,
+                },
+                &mut buf,
+            );
+        }
+        c.send(&buf).map_err(|e| format!("send: {e}"))?;
+        for _ in 0..batch {
+            let o = c.outcome().map_err(|e| format!("reply: {e}"))?;
+            if o != Outcome::Ok {
+                return Err(format!("lingering checkout {i} refused ({o:?})"));
+            }
+        }
+        i += batch;
+    }
+    Ok(())
+}
+
+/// Expiry lateness (tally only): a count=1 feature; a holder checks it out
+/// with `linger_ms`; a second client spins from just before the announced
+/// deadline until it is granted. Lateness = grant time − deadline
+/// (includes the spinning client's round trip).
+pub fn expiry(
+    addr: SocketAddr,
+    rounds: usize,
+    linger_ms: u64,
+    tag: &str,
+) -> Result<Lateness, String> {
+    let e = |e: std::io::Error| e.to_string();
+    let mut holder = Conn::connect(addr, false).map_err(e)?;
+    let mut spinner = Conn::connect(addr, false).map_err(e)?;
+    let f = crate::servers::EXPIRY_FEATURE;
+    let linger = format!("{}.{:03}", linger_ms / 1000, linger_ms % 1000);
+    let mut samples = Vec::with_capacity(rounds);
+    let bound = Instant::now()
+        + Duration::from_secs(30)
+        + Duration::from_millis(linger_ms * 3) * rounds as u32;
+    for round in 0..rounds {
+        let r = holder
+            .request_line(&format!(
+                "CHECKOUT {f} holder hh {tag}r{round} linger={linger}"
+            ))
+            .map_err(e)?;
+        let deadline_ms: u64 = r
+            .rsplit(' ')
+            .next()
+            .and_then(|d| d.parse().ok())
+            .filter(|_| r.starts_with("OK"))
+            .ok_or_else(|| format!("holder checkout: {r}"))?;
+        while unix_us() / 1000 + 5 < deadline_ms {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loop {
+            if Instant::now() > bound {
+                return Err(format!("expiry: round {round} never granted"));
+            }
+            let r = spinner
+                .request_line(&format!("CHECKOUT {f} spin sh {tag}s{round}"))
+                .map_err(e)?;
+            if r.starts_with("OK") {
+                samples.push(unix_us().saturating_sub(deadline_ms * 1000));
+                spinner
+                    .request_line(&format!("CHECKIN {f} {tag}s{round}"))
+                    .map_err(e)?;
+                break;
+            }
+        }
+    }
+    Ok(Lateness {
+        samples_us: samples,
+    })
+}
+
+/// Connects `n` idle connections from source addresses 127.0.0.1,
+/// 127.0.0.2, ... (`per_source` each, so ephemeral ports do not run out),
+/// using `threads` threads; gives up at `deadline`. Returns the streams
+/// and the first error if it stopped short.
+pub fn connect_idle(
+    addr: SocketAddr,
+    n: usize,
+    per_source: usize,
+    threads: usize,
+    deadline: Instant,
+) -> (Vec<TcpStream>, Option<String>) {
+    let mut hs = Vec::new();
+    for t in 0..threads {
+        hs.push(std::thread::spawn(move || {
+            let mut out = Vec::new();
+            for i in (t..n).step_by(threads) {
+                if Instant::now() > deadline {
+                    return (out, Some(format!("time limit reached after {i} connects")));
+                }
+                let src_n = i / per_source;
+                let src =
+                    std::net::Ipv4Addr::new(127, 0, (src_n / 250) as u8, (src_n % 250 + 1) as u8);
+                // The first block connects unbound (connect-time port
+                // choice is cheap); bind() with port 0 searches the whole
+                // ephemeral range per call, so only later blocks use it.
+                let r = if src_n == 0 {
+                    TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                } else {
+                    connect_from(src, addr)
+                };
+                match r {
+                    Ok(s) => out.push(s),
+                    Err(e) => return (out, Some(format!("connect #{i} from {src}: {e}"))),
+                }
+            }
+            (out, None)
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    let mut err = None;
+    for h in hs {
+        match h.join() {
+            Ok((s, e)) => {
+                all.extend(s);
+                if err.is_none() {
+                    err = e;
+                }
+            }
+            Err(_) => err = Some("connect thread panicked".into()),
+        }
+    }
+    (all, err)
+}
+
+fn connect_from(src: std::net::Ipv4Addr, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&SocketAddr::from((src, 0)).into())?;
+    s.connect_timeout(&dst.into(), Duration::from_secs(10))?;
+    Ok(s.into())
+}

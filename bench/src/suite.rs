@@ -1,0 +1,1000 @@
+//! The whole suite: every scenario against tally, the Redis Lua semaphore
+//! and Redis `SET`, repeated, with a progress display, into a [`Report`].
+//!
+//! Servers (tallyd with one event loop, redis-server) are pinned to core 0
+//! and the generator runs on the other cores (`bench/run` starts it under
+//! `taskset`), when `taskset` exists and the machine has 2+ cores.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::load::{self, Measured, Timing, Workload};
+use crate::results::{Better, Entry, Report, Skipped};
+use crate::servers::{self, Placement, Redis, Running, TallydSpec};
+use crate::wire::{Conn, Encoder, Target};
+
+/// Scenario names, in run order.
+pub const SCENARIOS: [&str; 8] = [
+    "steady",
+    "renew",
+    "storm",
+    "expiry",
+    "memory",
+    "idle",
+    "durability",
+    "criterion",
+];
+
+/// What to run and how big.
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    /// Small sizes, short durations, no criterion.
+    pub quick: bool,
+    /// Repetitions of each measurement.
+    pub reps: usize,
+    /// tallyd binary.
+    pub tallyd: PathBuf,
+    /// redis-server binary, if found.
+    pub redis: Option<PathBuf>,
+    /// Why Redis is missing.
+    pub redis_missing: String,
+    /// Server placement.
+    pub place: Placement,
+    /// Text describing the core split for the report.
+    pub placement_text: String,
+    /// Workspace root (for `cargo bench`).
+    pub root: PathBuf,
+    /// Scenarios to run (all if empty).
+    pub only: Vec<String>,
+    /// The command line, for the report.
+    pub command: String,
+    /// Open-loop rate (requests/s over 50 connections); default: half the
+    /// Redis Lua semaphore's closed-loop 50x1 throughput in this run.
+    pub open_rate: Option<f64>,
+}
+
+struct Sizes {
+    timing: Timing,
+    seats: u64,
+    storm_clients: usize,
+    expiry_backgrounds: Vec<usize>,
+    expiry_rounds: usize,
+    expiry_linger_ms: u64,
+    memory_held: usize,
+    idle: Vec<usize>,
+    pipeline_conns: usize,
+}
+
+impl Sizes {
+    fn of(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                timing: Timing {
+                    warmup_s: 0.2,
+                    seconds: 0.5,
+                },
+                seats: 50_000,
+                storm_clients: 200,
+                expiry_backgrounds: vec![0, 10_000],
+                expiry_rounds: 10,
+                expiry_linger_ms: 100,
+                memory_held: 10_000,
+                idle: vec![1_000],
+                pipeline_conns: 4,
+            }
+        } else {
+            Sizes {
+                timing: Timing {
+                    warmup_s: 1.0,
+                    seconds: 3.0,
+                },
+                seats: 1_000_000,
+                storm_clients: 5_000,
+                expiry_backgrounds: vec![0, 100_000, 1_000_000],
+                expiry_rounds: 100,
+                expiry_linger_ms: 100,
+                memory_held: 1_000_000,
+                idle: vec![10_000, 100_000],
+                pipeline_conns: 4,
+            }
+        }
+    }
+}
+
+/// Runs the suite.
+pub struct Suite {
+    cfg: SuiteConfig,
+    sizes: Sizes,
+    report: Report,
+    t0: Instant,
+    step: usize,
+    steps: usize,
+    /// Redis-Lua closed-loop 50x1 throughput of the steady scenario, the
+    /// basis of the open-loop rate.
+    open_rate: Option<f64>,
+}
+
+impl std::fmt::Debug for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Suite").field("cfg", &self.cfg).finish()
+    }
+}
+
+fn measured_entries(scenario: &str, variant: &str, target: &str, ms: &[Measured]) -> Vec<Entry> {
+    let m = |metric: &str, unit: &str, better: Better, f: &dyn Fn(&Measured) -> f64| Entry {
+        scenario: scenario.into(),
+        variant: variant.into(),
+        target: target.into(),
+        metric: metric.into(),
+        unit: unit.into(),
+        better,
+        values: ms.iter().map(f).collect(),
+        median: 0.0,
+        spread: 0.0,
+    };
+    vec![
+        m("ops_per_s", "req/s", Better::Higher, &|x| x.ops_per_s),
+        m("p50_us", "µs", Better::Lower, &|x| x.p50_us),
+        m("p90_us", "µs", Better::Lower, &|x| x.p90_us),
+        m("p99_us", "µs", Better::Lower, &|x| x.p99_us),
+        m("p999_us", "µs", Better::Lower, &|x| x.p999_us),
+        m("max_us", "µs", Better::Lower, &|x| x.max_us),
+        m("ok", "count", Better::None, &|x| x.ok as f64),
+        m("denied", "count", Better::None, &|x| x.denied as f64),
+        m("err", "count", Better::None, &|x| x.err as f64),
+    ]
+}
+
+fn single(
+    scenario: &str,
+    variant: &str,
+    target: &str,
+    metric: &str,
+    unit: &str,
+    better: Better,
+    values: Vec<f64>,
+) -> Entry {
+    Entry {
+        scenario: scenario.into(),
+        variant: variant.into(),
+        target: target.into(),
+        metric: metric.into(),
+        unit: unit.into(),
+        better,
+        values,
+        median: 0.0,
+        spread: 0.0,
+    }
+}
+
+fn limits_field(n: usize) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = s.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(n)?.parse().ok()
+}
+
+/// Open files allowed to this process (soft limit), from /proc.
+pub fn fd_limit() -> Option<u64> {
+    limits_field(3)
+}
+
+/// The hard limit on open files, from /proc.
+pub fn fd_hard_limit() -> Option<u64> {
+    limits_field(4)
+}
+
+impl Suite {
+    /// A suite for `cfg`.
+    pub fn new(cfg: SuiteConfig, report: Report) -> Suite {
+        let sizes = Sizes::of(cfg.quick);
+        let steps = SCENARIOS
+            .iter()
+            .filter(|s| cfg.only.is_empty() || cfg.only.iter().any(|o| o == *s))
+            .count();
+        Suite {
+            cfg,
+            sizes,
+            report,
+            t0: Instant::now(),
+            step: 0,
+            steps,
+            open_rate: None,
+        }
+    }
+
+    fn progress(&self, what: &str) {
+        eprintln!(
+            "[{}/{} {:>6.1}s] {what}",
+            self.step,
+            self.steps,
+            self.t0.elapsed().as_secs_f64()
+        );
+    }
+
+    fn skip(&mut self, scenario: &str, reason: &str) {
+        self.progress(&format!("{scenario}: SKIPPED: {reason}"));
+        self.report.skipped.push(Skipped {
+            scenario: scenario.into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn push(&mut self, mut entries: Vec<Entry>) {
+        for e in &mut entries {
+            e.settle();
+        }
+        self.report.entries.extend(entries);
+    }
+
+    /// A private tallyd. Unless `extra` says otherwise it runs with
+    /// `--durability off`: the Redis it is compared with runs without
+    /// persistence (`--save '' --appendonly no`); what the journal costs is
+    /// the `durability` scenario's (and `memory`'s second row).
+    fn tallyd(&self, extra: &[String]) -> Result<Running, String> {
+        let mut args = extra.to_vec();
+        if !args.iter().any(|a| a == "--durability") && self.tallyd_journals() {
+            args.extend(["--durability".to_string(), "off".to_string()]);
+        }
+        servers::start_tallyd(
+            &TallydSpec {
+                bin: self.cfg.tallyd.clone(),
+                seats: self.sizes.seats,
+                workers: 1,
+                extra: args,
+            },
+            &self.cfg.place,
+        )
+    }
+
+    fn redis(&self, maxclients: usize) -> Result<Option<Redis>, String> {
+        match &self.cfg.redis {
+            Some(bin) => servers::start_redis(bin, &self.cfg.place, maxclients).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn encoder(&self, target: Target, redis: Option<&Redis>) -> Encoder {
+        Encoder {
+            target,
+            sha: redis.map(|r| r.sha.clone()).unwrap_or_default(),
+            limit: self.sizes.seats,
+        }
+    }
+
+    /// Runs every selected scenario; returns the report.
+    pub fn run(mut self) -> Report {
+        for name in SCENARIOS {
+            if !self.cfg.only.is_empty() && !self.cfg.only.iter().any(|o| o == name) {
+                continue;
+            }
+            self.step += 1;
+            self.progress(&format!("{name}: start"));
+            let r = match name {
+                "steady" => self.load_scenario("steady", Workload::Pairs { linger_s: 0 }),
+                "renew" => self.load_scenario("renew", Workload::Renew),
+                "storm" => self.storm(),
+                "expiry" => self.expiry(),
+                "memory" => self.memory(),
+                "idle" => self.idle(),
+                "durability" => self.durability(),
+                _ => self.criterion(),
+            };
+            if let Err(e) = r {
+                self.skip(name, &format!("FAILED: {e}"));
+            }
+        }
+        self.progress("done");
+        self.report
+    }
+
+    /// Closed 50x1, closed 4x32, open 50 conns: three targets each.
+    fn load_scenario(&mut self, scenario: &str, work: Workload) -> Result<(), String> {
+        let tallyd = self.tallyd(&[])?;
+        let redis = self.redis(10_000)?;
+        if redis.is_none() {
+            let why = self.cfg.redis_missing.clone();
+            self.skip(&format!("{scenario} (redis rows)"), &why);
+        }
+        let t = self.sizes.timing;
+        let pc = self.sizes.pipeline_conns;
+        let closed = [(50usize, 1usize), (pc, 32)];
+        let targets: Vec<Target> = Target::ALL
+            .into_iter()
+            .filter(|t| !t.is_redis() || redis.is_some())
+            .collect();
+        let addr_of = |t: Target| -> SocketAddr {
+            match (t, &redis) {
+                (Target::Tally, _) | (_, None) => tallyd.addr,
+                (_, Some(r)) => r.server.addr,
+            }
+        };
+        let mut entries = Vec::new();
+        for (conns, pipe) in closed {
+            let variant = format!("closed {conns}x{pipe}");
+            for &target in &targets {
+                let enc = self.encoder(target, redis.as_ref());
+                if let Some(r) = &redis {
+                    r.flush()?;
+                }
+                let mut ms = Vec::new();
+                for rep in 0..self.cfg.reps {
+                    let m = load::closed_loop(addr_of(target), &enc, work, conns, pipe, t)?;
+                    self.progress(&format!(
+                        "  {scenario} {variant} {} rep {}/{}: {}",
+                        target.name(),
+                        rep + 1,
+                        self.cfg.reps,
+                        m.line()
+                    ));
+                    ms.push(m);
+                }
+                if scenario == "steady" && conns == 50 && target == Target::RedisLua {
+                    let mut v: Vec<f64> = ms.iter().map(|m| m.ops_per_s).collect();
+                    v.sort_by(f64::total_cmp);
+                    self.open_rate = v.get(v.len() / 2).map(|x| x * 0.5);
+                }
+                if scenario == "steady" && conns == 50 && target == Target::Tally && redis.is_none()
+                {
+                    self.open_rate = ms.first().map(|m| m.ops_per_s * 0.5);
+                }
+                entries.extend(measured_entries(scenario, &variant, target.name(), &ms));
+            }
+        }
+        // Open loop at half the Lua semaphore's closed-loop capacity.
+        let rate = self
+            .cfg
+            .open_rate
+            .or(self.open_rate)
+            .unwrap_or(20_000.0)
+            .max(1_000.0)
+            .round();
+        // The rate is an entry of its own, so the variant name (the key
+        // `compare` matches on) stays the same from run to run.
+        let variant = "open 50 conns".to_string();
+        for &target in &targets {
+            let enc = self.encoder(target, redis.as_ref());
+            if let Some(r) = &redis {
+                r.flush()?;
+            }
+            let mut ms = Vec::new();
+            for rep in 0..self.cfg.reps {
+                let m = load::open_loop(addr_of(target), &enc, work, 50, rate, t)?;
+                self.progress(&format!(
+                    "  {scenario} {variant} {} rep {}/{}: {}",
+                    target.name(),
+                    rep + 1,
+                    self.cfg.reps,
+                    m.line()
+                ));
+                ms.push(m);
+            }
+            entries.extend(measured_entries(scenario, &variant, target.name(), &ms));
+            entries.push(single(
+                scenario,
+                &variant,
+                target.name(),
+                "offered_per_s",
+                "req/s",
+                Better::None,
+                vec![rate; ms.len()],
+            ));
+        }
+        self.push(entries);
+        Ok(())
+    }
+
+    fn storm(&mut self) -> Result<(), String> {
+        let n = self.sizes.storm_clients;
+        let limit = fd_limit().unwrap_or(1024) as usize;
+        if n + 200 > limit {
+            return Err(format!(
+                "{n} clients need {} open files; the limit is {limit} (bench/run raises it)",
+                n + 200
+            ));
+        }
+        let tallyd = self.tallyd(&[])?;
+        let redis = self.redis(n + 1000)?;
+        if redis.is_none() {
+            let why = self.cfg.redis_missing.clone();
+            self.skip("storm (redis rows)", &why);
+        }
+        let variant = format!("{n} clients in 1 s");
+        let mut entries = Vec::new();
+        for target in Target::ALL {
+            let addr = match (target, &redis) {
+                (Target::Tally, _) => tallyd.addr,
+                (_, Some(r)) => r.server.addr,
+                (_, None) => continue,
+            };
+            let enc = self.encoder(target, redis.as_ref());
+            let mut ms = Vec::new();
+            let mut done = Vec::new();
+            let mut drops = Vec::new();
+            for rep in 0..self.cfg.reps {
+                if let Some(r) = &redis {
+                    r.flush()?;
+                }
+                let overflows0 = listen_overflows();
+                let s = load::storm(addr, &enc, n, Duration::from_secs(1), 32)?;
+                let overflows = listen_overflows().saturating_sub(overflows0);
+                self.progress(&format!(
+                    "  storm {} rep {}/{}: {} of {n} clients got both licenses; listen-queue overflows {overflows}; connect+2 grants {}",
+                    target.name(),
+                    rep + 1,
+                    self.cfg.reps,
+                    s.completed,
+                    s.m.line()
+                ));
+                drops.push(overflows as f64);
+                done.push(s.completed as f64);
+                ms.push(s.m);
+                // Let the server settle the closed connections.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let mut es = measured_entries("storm", &variant, target.name(), &ms);
+            // Throughput of a storm is its arrival rate: not a figure.
+            es.retain(|e| e.metric != "ops_per_s");
+            es.push(single(
+                "storm",
+                &variant,
+                target.name(),
+                "completed",
+                "clients",
+                Better::Higher,
+                done,
+            ));
+            // SYNs dropped because the accept queue was full (machine-wide
+            // counter): each costs its client a one-second retransmission.
+            es.push(single(
+                "storm",
+                &variant,
+                target.name(),
+                "listen_overflows",
+                "count",
+                Better::None,
+                drops,
+            ));
+            entries.extend(es);
+        }
+        self.push(entries);
+        Ok(())
+    }
+
+    fn expiry(&mut self) -> Result<(), String> {
+        let bgs = self.sizes.expiry_backgrounds.clone();
+        for bg in bgs {
+            let tallyd = self.tallyd(&[])?;
+            let enc = self.encoder(Target::Tally, None);
+            let t = Instant::now();
+            load::hold_lingering(tallyd.addr, &enc, bg, "bg", 86_400)?;
+            self.progress(&format!(
+                "  expiry: {bg} background lingers held in {:.1}s",
+                t.elapsed().as_secs_f64()
+            ));
+            let variant = format!("{bg} other lingers");
+            let (mut p50, mut p99, mut p999, mut max) = (vec![], vec![], vec![], vec![]);
+            for rep in 0..self.cfg.reps {
+                let l = load::expiry(
+                    tallyd.addr,
+                    self.sizes.expiry_rounds,
+                    self.sizes.expiry_linger_ms,
+                    &format!("x{rep}"),
+                )?;
+                self.progress(&format!(
+                    "  expiry {variant} rep {}/{}: {} rounds, lateness ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
+                    rep + 1,
+                    self.cfg.reps,
+                    l.samples_us.len(),
+                    l.quantile_ms(0.5),
+                    l.quantile_ms(0.99),
+                    l.quantile_ms(0.999),
+                    l.quantile_ms(1.0)
+                ));
+                p50.push(l.quantile_ms(0.5));
+                p99.push(l.quantile_ms(0.99));
+                p999.push(l.quantile_ms(0.999));
+                max.push(l.quantile_ms(1.0));
+            }
+            let e = |m: &str, v: Vec<f64>| {
+                single("expiry", &variant, "tally", m, "ms", Better::Lower, v)
+            };
+            self.push(vec![
+                e("p50_ms", p50),
+                e("p99_ms", p99),
+                e("p999_ms", p999),
+                e("max_ms", max),
+            ]);
+        }
+        Ok(())
+    }
+
+    fn memory(&mut self) -> Result<(), String> {
+        let n = self.sizes.memory_held;
+        let variant = format!("{n} held");
+        let mut entries = Vec::new();
+        // tally: fresh server, RSS idle, then n lingering licenses held.
+        let tallyd = self.tallyd(&[])?;
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = tallyd.rss_bytes()?;
+        let enc = self.encoder(Target::Tally, None);
+        load::hold_lingering(tallyd.addr, &enc, n, "m", 86_400)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let held = tallyd.rss_bytes()?;
+        let per = held.saturating_sub(idle) as f64 / n as f64;
+        let total_seats = servers::bench_license_total(self.sizes.seats);
+        let per_seat = idle as f64 / total_seats as f64;
+        self.progress(&format!(
+            "  memory tally: RSS {idle} B idle ({per_seat:.0} B per licensed seat, {total_seats} seats), {held} B with {n} held: {per:.1} B per held license"
+        ));
+        entries.push(single(
+            "memory",
+            &variant,
+            "tally",
+            "bytes_per_held",
+            "B",
+            Better::Lower,
+            vec![per],
+        ));
+        entries.push(single(
+            "memory",
+            "idle server",
+            "tally",
+            "bytes_per_seat",
+            "B",
+            Better::Lower,
+            vec![per_seat],
+        ));
+        entries.push(single(
+            "memory",
+            "idle server",
+            "tally",
+            "rss_bytes",
+            "B",
+            Better::Lower,
+            vec![idle as f64],
+        ));
+        drop(tallyd);
+        if self.tallyd_journals() {
+            // The same with the journal on (the default in production): its
+            // thread keeps a map of the live lingering instances.
+            let sync = ["--durability".to_string(), "sync".to_string()];
+            let tallyd = self.tallyd(&sync)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let idle = tallyd.rss_bytes()?;
+            load::hold_lingering(tallyd.addr, &enc, n, "m", 86_400)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let held = tallyd.rss_bytes()?;
+            let per = held.saturating_sub(idle) as f64 / n as f64;
+            self.progress(&format!(
+                "  memory tally --durability sync: {per:.1} B per held license"
+            ));
+            entries.push(single(
+                "memory",
+                &format!("{variant}, --durability sync"),
+                "tally",
+                "bytes_per_held",
+                "B",
+                Better::Lower,
+                vec![per],
+            ));
+        }
+        match self.redis(10_000)? {
+            Some(r) => {
+                std::thread::sleep(Duration::from_millis(200));
+                let idle = r.server.rss_bytes()?;
+                let enc = self.encoder(Target::RedisLua, Some(&r));
+                load::hold_lingering(r.server.addr, &enc, n, "m", 86_400)?;
+                let held = r.server.rss_bytes()?;
+                let per = held.saturating_sub(idle) as f64 / n as f64;
+                self.progress(&format!(
+                    "  memory redis-lua: RSS {idle} B idle, {held} B with {n} held: {per:.1} B per held license"
+                ));
+                entries.push(single(
+                    "memory",
+                    &variant,
+                    "redis-lua",
+                    "bytes_per_held",
+                    "B",
+                    Better::Lower,
+                    vec![per],
+                ));
+                entries.push(single(
+                    "memory",
+                    "idle server",
+                    "redis-lua",
+                    "rss_bytes",
+                    "B",
+                    Better::Lower,
+                    vec![idle as f64],
+                ));
+            }
+            None => {
+                let why = self.cfg.redis_missing.clone();
+                self.skip("memory (redis rows)", &why);
+            }
+        }
+        self.push(entries);
+        Ok(())
+    }
+
+    fn idle(&mut self) -> Result<(), String> {
+        let sizes = self.sizes.idle.clone();
+        let limit = fd_limit().unwrap_or(1024) as usize;
+        for n in sizes {
+            if n + 1000 > limit {
+                self.skip(
+                    &format!("idle {n}"),
+                    &format!(
+                        "needs {} open files in the generator and in the server; the limit here is {limit} (hard limit {}). bench/run raises the soft limit with ulimit -n, up to the hard limit; past it only a process with CAP_SYS_RESOURCE can go (here even root cannot: the sandbox does not grant it)",
+                        n + 1000,
+                        fd_hard_limit().map_or("unknown".to_string(), |h| h.to_string())
+                    ),
+                );
+                continue;
+            }
+            let variant = format!("{n} idle conns");
+            let mut entries = Vec::new();
+            for target in [Target::Tally, Target::RedisLua] {
+                let (tallyd, redis): (Option<Running>, Option<Redis>) = match target {
+                    Target::Tally => (Some(self.tallyd(&[])?), None),
+                    _ => match self.redis(n + 1000)? {
+                        Some(r) => (None, Some(r)),
+                        None => {
+                            let why = self.cfg.redis_missing.clone();
+                            self.skip(&format!("idle {n} (redis)"), &why);
+                            continue;
+                        }
+                    },
+                };
+                let Some(server) = tallyd.as_ref().or(redis.as_ref().map(|r| &r.server)) else {
+                    continue;
+                };
+                let name = if target == Target::Tally {
+                    "tally"
+                } else {
+                    "redis"
+                };
+                let (addr, pid) = (server.addr, server.pid());
+                std::thread::sleep(Duration::from_millis(200));
+                let before = servers::rss_bytes(pid)?;
+                let t = Instant::now();
+                let (streams, err) = load::connect_idle(
+                    addr,
+                    n,
+                    5_000,
+                    8,
+                    Instant::now() + Duration::from_secs(120),
+                );
+                let connect_s = t.elapsed().as_secs_f64();
+                let got = streams.len();
+                // Wait (bounded) until the server has accepted them all.
+                let seen = wait_accepted(addr, target, got, Duration::from_secs(60));
+                let after = servers::rss_bytes(pid)?;
+                // Does it still serve a request while they are held?
+                let t1 = Instant::now();
+                let serves = ping(addr, target).is_ok();
+                let ping_us = t1.elapsed().as_secs_f64() * 1e6;
+                // Count what the server holds, not what connect() returned.
+                let held = seen.min(got);
+                let per = after.saturating_sub(before) as f64 / held.max(1) as f64;
+                self.progress(&format!(
+                    "  idle {name}: {got} of {n} connected in {connect_s:.1}s{}, server reports {seen}; RSS {before} -> {after} B: {per:.0} B per idle connection; serves a request: {serves} ({ping_us:.0} µs incl. connect)",
+                    err.as_ref().map_or(String::new(), |e| format!(" (stopped: {e})"))
+                ));
+                if let Some(e) = err {
+                    self.report
+                        .notes
+                        .push(format!("idle {n} {name}: connected {got} of {n}: {e}"));
+                }
+                entries.push(single(
+                    "idle",
+                    &variant,
+                    name,
+                    "connected",
+                    "conns",
+                    Better::Higher,
+                    vec![got as f64],
+                ));
+                entries.push(single(
+                    "idle",
+                    &variant,
+                    name,
+                    "bytes_per_conn",
+                    "B",
+                    Better::Lower,
+                    vec![per],
+                ));
+                entries.push(single(
+                    "idle",
+                    &variant,
+                    name,
+                    "serves_request",
+                    "count",
+                    Better::Higher,
+                    vec![if serves { 1.0 } else { 0.0 }],
+                ));
+                entries.push(single(
+                    "idle",
+                    &variant,
+                    name,
+                    "ping_us",
+                    "µs",
+                    Better::None,
+                    vec![ping_us],
+                ));
+                drop(streams);
+                drop(redis);
+                drop(tallyd);
+            }
+            self.push(entries);
+        }
+        Ok(())
+    }
+
+    /// Whether this tallyd has a journal (`--durability`).
+    fn tallyd_journals(&self) -> bool {
+        servers::tallyd_has_flag(&self.cfg.tallyd, "--durability")
+    }
+
+    fn durability(&mut self) -> Result<(), String> {
+        if !self.tallyd_journals() {
+            self.skip(
+                "durability",
+                "this tallyd has no --durability flag (`tallyd --help`); the scenario runs once the journal is merged",
+            );
+            return Ok(());
+        }
+        let t = self.sizes.timing;
+        let mut entries = Vec::new();
+        for mode in ["sync", "async", "off"] {
+            let extra = vec![
+                "--durability".to_string(),
+                mode.to_string(),
+                "--state-dir".to_string(),
+                "{dir}/state".to_string(),
+            ];
+            let tallyd = self.tallyd(&extra)?;
+            let enc = self.encoder(Target::Tally, None);
+            for (name, work) in [
+                ("renew 50x1", Workload::Renew),
+                ("pairs linger=60 50x1", Workload::Pairs { linger_s: 60 }),
+            ] {
+                let mut ms = Vec::new();
+                for rep in 0..self.cfg.reps {
+                    let m = load::closed_loop(tallyd.addr, &enc, work, 50, 1, t)?;
+                    self.progress(&format!(
+                        "  durability {mode} {name} rep {}/{}: {}",
+                        rep + 1,
+                        self.cfg.reps,
+                        m.line()
+                    ));
+                    ms.push(m);
+                }
+                entries.extend(measured_entries(
+                    "durability",
+                    &format!("{name} {mode}"),
+                    "tally",
+                    &ms,
+                ));
+            }
+        }
+        self.push(entries);
+        Ok(())
+    }
+
+    fn criterion(&mut self) -> Result<(), String> {
+        if self.cfg.quick {
+            self.skip("criterion", "not run with --quick");
+            return Ok(());
+        }
+        let started = std::time::SystemTime::now();
+        let log = self.cfg.root.join("target").join("criterion-run.log");
+        let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let logf2 = logf.try_clone().map_err(|e| e.to_string())?;
+        // Both cores: the 2-thread benches need them.
+        let mut cmd = if servers::have_taskset() && self.cfg.place.server_core.is_some() {
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", "0-1", "cargo"]);
+            c
+        } else {
+            std::process::Command::new("cargo")
+        };
+        self.progress(&format!(
+            "  criterion: cargo bench (engine, wheel), log in {}",
+            log.display()
+        ));
+        let status = cmd
+            .current_dir(&self.cfg.root)
+            .args([
+                "bench",
+                "-p",
+                "tally-bench",
+                "--bench",
+                "engine",
+                "--bench",
+                "wheel",
+                "--",
+                "--warm-up-time",
+                "1",
+                "--measurement-time",
+                "3",
+            ])
+            .stdout(logf)
+            .stderr(logf2)
+            .status()
+            .map_err(|e| format!("cargo bench: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "cargo bench failed ({status}); see {}",
+                log.display()
+            ));
+        }
+        let entries = read_criterion(&self.cfg.root.join("target").join("criterion"), started);
+        self.progress(&format!("  criterion: {} benchmarks read", entries.len()));
+        self.report.entries.extend(entries);
+        Ok(())
+    }
+}
+
+/// The kernel's count of connections dropped for a full accept queue
+/// (TcpExtListenOverflows, machine-wide).
+fn listen_overflows() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/net/netstat") else {
+        return 0;
+    };
+    let mut lines = s.lines();
+    while let (Some(h), Some(v)) = (lines.next(), lines.next()) {
+        if !h.starts_with("TcpExt:") {
+            continue;
+        }
+        let hv = h.split_whitespace().zip(v.split_whitespace());
+        for (k, val) in hv {
+            if k == "ListenOverflows" {
+                return val.parse().unwrap_or(0);
+            }
+        }
+    }
+    0
+}
+
+fn wait_accepted(addr: SocketAddr, target: Target, n: usize, limit: Duration) -> usize {
+    let t = Instant::now();
+    let mut seen = 0;
+    while t.elapsed() < limit {
+        seen = server_connections(addr, target).unwrap_or(0);
+        if seen >= n {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    seen
+}
+
+fn server_connections(addr: SocketAddr, target: Target) -> Result<usize, String> {
+    let mut c = Conn::connect(addr, target.is_redis()).map_err(|e| e.to_string())?;
+    if target.is_redis() {
+        let info = c.command(&["INFO", "clients"]).map_err(|e| e.to_string())?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map(|v| v.saturating_sub(1))
+            .ok_or_else(|| "no connected_clients in INFO".into())
+    } else {
+        let s = c.request_line("STATUS").map_err(|e| e.to_string())?;
+        s.split("\"connections\":")
+            .nth(1)
+            .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|v| v.saturating_sub(1))
+            .ok_or_else(|| "no connections in STATUS".into())
+    }
+}
+
+fn ping(addr: SocketAddr, target: Target) -> Result<(), String> {
+    let mut c = Conn::connect(addr, target.is_redis()).map_err(|e| e.to_string())?;
+    let r = if target.is_redis() {
+        c.command(&["PING"]).map_err(|e| e.to_string())?
+    } else {
+        c.request_line("PING").map_err(|e| e.to_string())?
+    };
+    if r == "PONG" {
+        Ok(())
+    } else {
+        Err(format!("PING answered {r:?}"))
+    }
+}
+
+/// Reads criterion's `new/estimates.json` files written after `since`.
+pub fn read_criterion(dir: &std::path::Path, since: std::time::SystemTime) -> Vec<Entry> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n == "new") {
+                    if let Some(en) = criterion_entry(&p, since) {
+                        out.push(en);
+                    }
+                } else if p.file_name().is_some_and(|n| n != "report" && n != "base") {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.variant.cmp(&b.variant));
+    out
+}
+
+fn criterion_entry(new: &std::path::Path, since: std::time::SystemTime) -> Option<Entry> {
+    let est = new.join("estimates.json");
+    let modified = std::fs::metadata(&est).ok()?.modified().ok()?;
+    if modified < since {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&est).ok()?).ok()?;
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(new.join("benchmark.json")).ok()?).ok()?;
+    let id = b.get("full_id")?.as_str()?.to_string();
+    // Per element when the bench declares a throughput of n elements.
+    let per = b
+        .get("throughput")
+        .and_then(|t| t.get("Elements"))
+        .and_then(serde_json::Value::as_f64)
+        .filter(|&n| n > 1.0)
+        .unwrap_or(1.0);
+    let med = v.get("median")?;
+    let point = med.get("point_estimate")?.as_f64()? / per;
+    let ci = med.get("confidence_interval")?;
+    let lo = ci.get("lower_bound")?.as_f64()? / per;
+    let hi = ci.get("upper_bound")?.as_f64()? / per;
+    Some(Entry {
+        scenario: "criterion".into(),
+        variant: id,
+        target: "in-process".into(),
+        metric: "median_ns".into(),
+        unit: if per > 1.0 { "ns/element" } else { "ns" }.into(),
+        better: Better::Lower,
+        values: vec![point],
+        median: point,
+        spread: if point > 0.0 { (hi - lo) / point } else { 0.0 },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_criterion_medians_per_element() {
+        let dir = std::env::temp_dir().join(format!("tally-bench-crit-{}", std::process::id()));
+        let new = dir.join("expiry").join("tally").join("100").join("new");
+        std::fs::create_dir_all(&new).expect("mkdir");
+        let since = std::time::SystemTime::now() - Duration::from_secs(60);
+        std::fs::write(
+            new.join("estimates.json"),
+            r#"{"median":{"point_estimate":2000.0,"confidence_interval":{"lower_bound":1900.0,"upper_bound":2100.0}}}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            new.join("benchmark.json"),
+            r#"{"full_id":"expiry/tally/100","throughput":{"Elements":100}}"#,
+        )
+        .expect("write");
+        let got = read_criterion(&dir, since);
+        // Files older than the run are not this run's.
+        let later = std::time::SystemTime::now() + Duration::from_secs(60);
+        let stale = read_criterion(&dir, later);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(stale.is_empty());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].variant, "expiry/tally/100");
+        assert_eq!(got[0].median, 20.0);
+        assert_eq!(got[0].unit, "ns/element");
+        assert!((got[0].spread - 0.1).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,156 @@
+//! Black-box tests of the load generator against a real tallyd (and a real
+//! redis-server when one is installed). They check what was counted, never
+//! how fast: performance is measured by `bench/run`, not asserted.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use tally_bench::load::{self, Timing, Workload};
+use tally_bench::servers::{self, Placement, TallydSpec};
+use tally_bench::wire::{Conn, Encoder, Op, Outcome, Target};
+
+const SHORT: Timing = Timing {
+    warmup_s: 0.05,
+    seconds: 0.2,
+};
+
+/// target/<profile>/tallyd, built first if this test run did not build it.
+fn tallyd_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("tallyd");
+    if !bin.is_file() {
+        let release = dir.ends_with("release");
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "-p", "tally-server", "--bin", "tallyd"]);
+        if release {
+            c.arg("--release");
+        }
+        assert!(c.status().expect("cargo build tallyd").success());
+    }
+    bin
+}
+
+fn tallyd() -> servers::Running {
+    servers::start_tallyd(
+        &TallydSpec {
+            bin: tallyd_bin(),
+            seats: 10_000,
+            workers: 1,
+            extra: vec![],
+        },
+        &Placement { server_core: None },
+    )
+    .expect("start tallyd")
+}
+
+fn tally_enc() -> Encoder {
+    Encoder {
+        target: Target::Tally,
+        sha: String::new(),
+        limit: 10_000,
+    }
+}
+
+#[test]
+fn closed_and_open_loops_count_every_reply_ok_against_tallyd() {
+    let t = tallyd();
+    let enc = tally_enc();
+    for work in [Workload::Pairs { linger_s: 0 }, Workload::Renew] {
+        let m = load::closed_loop(t.addr, &enc, work, 4, 8, SHORT).expect("closed loop");
+        assert!(m.ok > 0, "{work:?}: {}", m.line());
+        assert_eq!((m.denied, m.err), (0, 0), "{work:?}: {}", m.line());
+        let m = load::open_loop(t.addr, &enc, work, 2, 400.0, SHORT).expect("open loop");
+        // 400/s for 0.2 s: about 80 requests in the window (a schedule
+        // boundary may add or drop one per connection), all answered OK.
+        assert!((78..=82).contains(&m.ok), "{work:?}: {}", m.line());
+        assert_eq!((m.denied, m.err), (0, 0));
+    }
+}
+
+#[test]
+fn a_full_pool_is_counted_denied_not_err() {
+    // 10,000 seats; 4 connections x 32 renewals hold 128: fine. Hold the
+    // rest, then every further new checkout is DENIED.
+    let t = tallyd();
+    let enc = tally_enc();
+    load::hold_lingering(t.addr, &enc, 10_000, "fill", 3600).expect("fill the pool");
+    let m = load::closed_loop(t.addr, &enc, Workload::Pairs { linger_s: 0 }, 2, 4, SHORT)
+        .expect("closed loop");
+    assert_eq!(m.ok, 0, "{}", m.line());
+    // Acquires are denied; the releases of what was never held are errors.
+    assert!(m.denied > 0 && m.err > 0, "{}", m.line());
+}
+
+#[test]
+fn storm_and_expiry_complete_against_tallyd() {
+    let t = tallyd();
+    let s = load::storm(t.addr, &tally_enc(), 20, Duration::from_millis(200), 4).expect("storm");
+    assert_eq!(s.completed, 20, "{}", s.m.line());
+    assert_eq!(s.m.ok, 40);
+    load::hold_lingering(t.addr, &tally_enc(), 100, "bg", 3600).expect("background");
+    let l = load::expiry(t.addr, 2, 50, "t").expect("expiry");
+    assert_eq!(l.samples_us.len(), 2);
+}
+
+#[test]
+fn redis_semaphore_grants_up_to_its_limit_and_renews() {
+    let Some(bin) = servers::find_redis() else {
+        eprintln!("{}", servers::redis_missing_message());
+        return;
+    };
+    let r = servers::start_redis(&bin, &Placement { server_core: None }, 100).expect("redis");
+    let enc = Encoder {
+        target: Target::RedisLua,
+        sha: r.sha.clone(),
+        limit: 2,
+    };
+    let mut c = Conn::connect(r.server.addr, true).expect("connect");
+    let mut ask = |op: Op<'_>| {
+        let mut b = Vec::new();
+        enc.encode(op, &mut b);
+        c.send(&b).expect("send");
+        c.outcome().expect("reply")
+    };
+    let acq = |h| Op::Acquire {
+        feature: "F",
+        handle: h,
+        linger_s: 60,
+    };
+    assert_eq!(ask(acq("a")), Outcome::Ok);
+    assert_eq!(ask(acq("b")), Outcome::Ok);
+    assert_eq!(ask(acq("c")), Outcome::Denied, "limit 2");
+    assert_eq!(ask(acq("a")), Outcome::Ok, "a renewal of a held handle");
+    assert_eq!(
+        ask(Op::Release {
+            feature: "F",
+            handle: "a"
+        }),
+        Outcome::Ok
+    );
+    assert_eq!(ask(acq("c")), Outcome::Ok, "a seat came free");
+    // The same closed loop drives both Redis targets without errors.
+    r.flush().expect("flush");
+    for target in [Target::RedisLua, Target::RedisSet] {
+        let enc = Encoder {
+            target,
+            sha: r.sha.clone(),
+            limit: 10_000,
+        };
+        let m = load::closed_loop(
+            r.server.addr,
+            &enc,
+            Workload::Pairs { linger_s: 0 },
+            2,
+            8,
+            SHORT,
+        )
+        .expect("closed loop");
+        assert!(m.ok > 0, "{}: {}", target.name(), m.line());
+        assert_eq!((m.denied, m.err), (0, 0), "{}: {}", target.name(), m.line());
+    }
+}
