@@ -17,6 +17,7 @@
 //!  3:00:00 (lmgrd) TIMESTAMP 11/23/2026
 //! ```
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -213,6 +214,7 @@ impl DebugLog {
             // The start line carries the date; the first TIMESTAMP comes
             // six hours later.
             last_timestamp_ms: SystemClock.now_ms(),
+            clock: (0, [0; 8]),
         };
         let thread = std::thread::Builder::new()
             .name("tally-log".into())
@@ -267,6 +269,10 @@ struct Writer {
     dropped: Arc<AtomicU64>,
     reported_drops: u64,
     last_timestamp_ms: u64,
+    /// The local `HH:MM:SS` of one Unix second, reused for every line of
+    /// that second (a time-zone conversion per line cost more than the
+    /// rest of the line).
+    clock: (u64, [u8; 8]),
 }
 
 impl Writer {
@@ -307,15 +313,17 @@ impl Writer {
                 count,
             } => {
                 self.housekeeping(at_ms);
+                let engine = self.engine.clone();
                 let (name, vendor) = match &feature {
                     FeatureRef::Id(id) => (
-                        self.engine.feature_name(*id).to_string(),
-                        self.engine.feature_vendor(*id).to_string(),
+                        engine.feature_name(*id),
+                        Cow::Borrowed(engine.feature_vendor(*id)),
                     ),
-                    FeatureRef::Name(n) => (n.to_string(), self.default_vendor()),
+                    FeatureRef::Name(n) => (n.as_ref(), Cow::Owned(self.default_vendor())),
                 };
-                let line = format_license_line(action, &name, &holder, count);
-                self.write(at_ms, &vendor, &line);
+                self.write_prefix(at_ms, &vendor);
+                let _ = write_license_line(&mut self.out, action, name, &holder, count);
+                let _ = self.out.write_all(b"\n");
             }
             Event::Line {
                 at_ms,
@@ -386,14 +394,30 @@ impl Writer {
     }
 
     fn write(&mut self, at_ms: u64, daemon: &str, text: &str) {
-        let t = local(at_ms);
-        let _ = writeln!(
-            self.out,
-            "{:>2}:{:02}:{:02} ({daemon}) {text}",
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
+        self.write_prefix(at_ms, daemon);
+        let _ = self.out.write_all(text.as_bytes());
+        let _ = self.out.write_all(b"\n");
+    }
+
+    /// `HH:MM:SS (DAEMON) ` in local time (the hour space-padded, as lmgrd).
+    fn write_prefix(&mut self, at_ms: u64, daemon: &str) {
+        let second = at_ms / 1000;
+        if self.clock.0 != second || self.clock.1[0] == 0 {
+            let t = local(at_ms);
+            let mut hms = [0u8; 8];
+            let _ = write!(
+                &mut hms[..],
+                "{:>2}:{:02}:{:02}",
+                t.hour(),
+                t.minute(),
+                t.second()
+            );
+            self.clock = (second, hms);
+        }
+        let _ = self.out.write_all(&self.clock.1);
+        let _ = self.out.write_all(b" (");
+        let _ = self.out.write_all(daemon.as_bytes());
+        let _ = self.out.write_all(b") ");
     }
 }
 
@@ -416,30 +440,45 @@ fn minor_code(major: i32) -> i32 {
 
 /// The text after `HH:MM:SS (VENDOR) ` for a license event.
 pub fn format_license_line(action: Action, feature: &str, h: &HolderBuf, count: u32) -> String {
-    let who = format!("{}@{} [{}]", h.user(), h.host(), h.handle());
-    let many = if count > 1 {
-        format!("  ({count} licenses)")
-    } else {
-        String::new()
+    let mut v = Vec::with_capacity(96);
+    let _ = write_license_line(&mut v, action, feature, h, count);
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+/// Writes [`format_license_line`]'s text without building a string.
+fn write_license_line(
+    out: &mut impl Write,
+    action: Action,
+    feature: &str,
+    h: &HolderBuf,
+    count: u32,
+) -> io::Result<()> {
+    let (user, host, handle) = (h.user(), h.host(), h.handle());
+    let tag = match action {
+        Action::Out | Action::OutOverdraft => "OUT",
+        Action::In | Action::Inactive => "IN",
+        Action::Queued => "QUEUED",
+        Action::Denied(r) => {
+            return write!(
+                out,
+                "DENIED: \"{feature}\" {user}@{host} [{handle}]  ({} ({},{}))",
+                r.full_text(),
+                r.flexlm_code(),
+                minor_code(r.flexlm_code())
+            );
+        }
+        Action::Removing => {
+            return write!(out, "REMOVING {user}@{host}:{} from {feature}", h.display());
+        }
     };
+    write!(out, "{tag}: \"{feature}\" {user}@{host} [{handle}]")?;
+    if count > 1 {
+        write!(out, "  ({count} licenses)")?;
+    }
     match action {
-        Action::Out => format!("OUT: \"{feature}\" {who}{many}"),
-        Action::OutOverdraft => format!("OUT: \"{feature}\" {who}{many}  (OVERDRAFT)"),
-        Action::In => format!("IN: \"{feature}\" {who}{many}"),
-        Action::Inactive => format!("IN: \"{feature}\" {who}{many}  (INACTIVE)"),
-        Action::Queued => format!("QUEUED: \"{feature}\" {who}{many}"),
-        Action::Denied(r) => format!(
-            "DENIED: \"{feature}\" {who}  ({} ({},{}))",
-            r.full_text(),
-            r.flexlm_code(),
-            minor_code(r.flexlm_code())
-        ),
-        Action::Removing => format!(
-            "REMOVING {}@{}:{} from {feature}",
-            h.user(),
-            h.host(),
-            h.display()
-        ),
+        Action::OutOverdraft => out.write_all(b"  (OVERDRAFT)"),
+        Action::Inactive => out.write_all(b"  (INACTIVE)"),
+        _ => Ok(()),
     }
 }
 
@@ -469,6 +508,18 @@ mod tests {
         assert_eq!(
             format_license_line(Action::Removing, "F", &h, 1),
             "REMOVING USER15@GENE-VM-2K3:console from F"
+        );
+        assert_eq!(
+            format_license_line(Action::OutOverdraft, "F", &h, 2),
+            "OUT: \"F\" USER15@GENE-VM-2K3 [ec26edf8]  (2 licenses)  (OVERDRAFT)"
+        );
+        assert_eq!(
+            format_license_line(Action::Inactive, "F", &h, 1),
+            "IN: \"F\" USER15@GENE-VM-2K3 [ec26edf8]  (INACTIVE)"
+        );
+        assert_eq!(
+            format_license_line(Action::Queued, "F", &h, 1),
+            "QUEUED: \"F\" USER15@GENE-VM-2K3 [ec26edf8]"
         );
     }
 
