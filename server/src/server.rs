@@ -529,8 +529,9 @@ impl Conn {
         Conn {
             stream,
             peer,
-            rbuf: BytesMut::with_capacity(READ_CHUNK),
-            wbuf: BytesMut::with_capacity(4096),
+            // Empty until used: an idle connection costs no buffer memory.
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
             held: HashMap::new(),
             prune_at: 64,
             authed: false,
@@ -543,6 +544,18 @@ impl Conn {
             gated: false,
         }
     }
+}
+
+/// How far [`Ctx::serve`] reads a socket. Edge-triggered readiness is only
+/// re-raised by new data, so a connection must be read until it has nothing
+/// left: `UntilWouldBlock` proves it with a last read, `UntilShort` trusts a
+/// read that returned less than its buffer (the socket was empty then). The
+/// latter only when serving a readiness event that did not report the peer
+/// closing; otherwise the end of the stream could go unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    UntilWouldBlock,
+    UntilShort,
 }
 
 /// Which instances an admin removal picks.
@@ -668,7 +681,17 @@ impl Loop {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
-                    Token(t) => self.on_conn_event(t - FIRST_CONN),
+                    Token(t) => self.on_conn_event(
+                        t - FIRST_CONN,
+                        // A short read may end the reading only if the peer
+                        // has not closed already (else no event would come
+                        // for the end of the stream).
+                        if event.is_read_closed() || event.is_error() {
+                            Reads::UntilWouldBlock
+                        } else {
+                            Reads::UntilShort
+                        },
+                    ),
                 }
             }
             self.ctx.expire(SystemClock.now_ms());
@@ -729,7 +752,7 @@ impl Loop {
         };
         if answered {
             conn.waiting = None;
-            if !self.ctx.serve(conn) {
+            if !self.ctx.serve(conn, Reads::UntilWouldBlock) {
                 let conn = self.conns.remove(seat.conn);
                 self.close(conn);
             } else if conn.gate.is_waiting() && !conn.gated {
@@ -790,7 +813,7 @@ impl Loop {
             if let Some(c) = self.conns.get_mut(key) {
                 c.gated = false;
             }
-            self.on_conn_event(key);
+            self.on_conn_event(key, Reads::UntilWouldBlock);
         }
     }
 
@@ -834,18 +857,18 @@ impl Loop {
         }
     }
 
-    fn on_conn_event(&mut self, key: usize) {
+    fn on_conn_event(&mut self, key: usize, reads: Reads) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let mut keep = self.ctx.serve(conn);
+        let mut keep = self.ctx.serve(conn, reads);
         if self.ctx.engine_gen != self.ctx.shared.engine_gen.load(Ordering::SeqCst) {
             // This loop just did a REREAD: move every connection's ids
             // across, then finish what this connection had pipelined.
             self.adopt_engine();
             if keep {
                 if let Some(conn) = self.conns.get_mut(key) {
-                    keep = self.ctx.serve(conn);
+                    keep = self.ctx.serve(conn, Reads::UntilWouldBlock);
                 }
             }
         }
@@ -966,8 +989,9 @@ impl Ctx {
 
     /// Reads, answers and writes as far as the socket allows. Returns false
     /// when the connection is done.
-    fn serve(&mut self, conn: &mut Conn) -> bool {
+    fn serve(&mut self, conn: &mut Conn, reads: Reads) -> bool {
         let mut peer_closed = false;
+        let mut drained = false;
         let mut chunk = [0u8; READ_CHUNK];
         loop {
             // Answer what is buffered before reading more (backpressure). A
@@ -977,12 +1001,22 @@ impl Ctx {
             {
                 break;
             }
+            if drained {
+                break;
+            }
             match conn.stream.read(&mut chunk) {
                 Ok(0) => {
                     peer_closed = true;
                     break;
                 }
-                Ok(n) => conn.rbuf.extend_from_slice(&chunk[..n]),
+                Ok(n) => {
+                    conn.rbuf.extend_from_slice(&chunk[..n]);
+                    // Less than asked for: the socket was empty at that
+                    // instant, and whatever arrives later raises a new
+                    // event. Saves the read that would only say WouldBlock
+                    // (a syscall per request on an unpipelined client).
+                    drained = n < chunk.len() && reads == Reads::UntilShort;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
