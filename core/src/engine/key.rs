@@ -34,20 +34,25 @@ pub(crate) struct KeyFields<'a> {
     pub(crate) handle: &'a str,
 }
 
-impl InstanceKey {
-    /// The key of a checkout of `feature` (by name, so that a key stays
-    /// valid in an engine built from a reread file, where the feature's
-    /// index may differ) under grouping `dup`.
-    pub(crate) fn new(
-        seed: KeySeed,
-        feature: &str,
-        dup: DupGroup,
-        f: KeyFields<'_>,
-    ) -> InstanceKey {
+/// The hash state after a feature's name and grouping: every checkout's key
+/// continues from a copy of it, so the name is hashed once per engine, not
+/// once per checkout. The result is the same as hashing the whole input.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyPrefix(SipHasher13);
+
+impl KeyPrefix {
+    pub(crate) fn new(seed: KeySeed, feature: &str, dup: DupGroup) -> KeyPrefix {
         let mut h = SipHasher13::new_with_keys(seed.0, seed.1);
         h.write_usize(feature.len());
         h.write(feature.as_bytes());
         h.write_u8(dup.mask());
+        KeyPrefix(h)
+    }
+
+    /// The key of a checkout with these fields, under grouping `dup` (the
+    /// one this prefix was made with).
+    pub(crate) fn key(&self, dup: DupGroup, f: KeyFields<'_>) -> InstanceKey {
+        let mut h = self.0; // a copy: the prefix stays as it is
         let mut field = |s: &str| {
             h.write_usize(s.len());
             h.write(s.as_bytes());
@@ -72,6 +77,21 @@ impl InstanceKey {
             lo: out.h1,
             hi: out.h2,
         }
+    }
+}
+
+impl InstanceKey {
+    /// The key of a checkout of `feature` (by name, so that a key stays
+    /// valid in an engine built from a reread file, where the feature's
+    /// index may differ) under grouping `dup`.
+    #[cfg(test)]
+    pub(crate) fn new(
+        seed: KeySeed,
+        feature: &str,
+        dup: DupGroup,
+        f: KeyFields<'_>,
+    ) -> InstanceKey {
+        KeyPrefix::new(seed, feature, dup).key(dup, f)
     }
 }
 

@@ -45,7 +45,7 @@ pub use table::InstanceId;
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use crate::options::OptionsFile;
-use key::{InstanceKey, KeyFields, KeySeed};
+use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
 use table::{Claim, Fields, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
@@ -280,6 +280,8 @@ struct Feature {
     vendor: String,
     pools: Vec<u32>,
     dup: DupGroup,
+    /// The key hash, primed with the name and grouping.
+    key: KeyPrefix,
 }
 
 /// The license engine. See the module docs.
@@ -292,7 +294,6 @@ pub struct Engine {
     by_name: FxHashMap<String, u32>,
     pools: Vec<Pool>,
     table: Table,
-    seed: KeySeed,
     /// The compiled options file, if any (see `policy.rs`).
     policy: Option<Box<Policy>>,
 }
@@ -364,6 +365,11 @@ impl Engine {
                     vendor: line.vendor.clone(),
                     pools: Vec::new(),
                     dup: line.dup_group,
+                    key: KeyPrefix::new(
+                        KeySeed(config.seed.0, config.seed.1),
+                        &line.feature,
+                        line.dup_group,
+                    ),
                 });
                 (features.len() - 1) as u32
             });
@@ -381,7 +387,6 @@ impl Engine {
             by_name,
             pools,
             table: Table::with_capacity(instances.max(config.min_instances)),
-            seed: KeySeed(config.seed.0, config.seed.1),
             policy: None,
         }
     }
@@ -473,7 +478,7 @@ impl Engine {
             });
         }
 
-        let key = InstanceKey::new(self.seed, &feature.name, feature.dup, req.key_fields());
+        let key = feature.key.key(feature.dup, req.key_fields());
         let deadline = if req.linger_ms == 0 {
             NO_DEADLINE
         } else {
@@ -708,12 +713,7 @@ impl Engine {
 
     fn find_in(&self, fid: u32, fields: KeyFields<'_>) -> Option<InstanceId> {
         let feature = &self.features[fid as usize];
-        self.table.find(InstanceKey::new(
-            self.seed,
-            &feature.name,
-            feature.dup,
-            fields,
-        ))
+        self.table.find(feature.key.key(feature.dup, fields))
     }
 
     /// Checks in the instance of `feature` held by the client with these
@@ -811,9 +811,7 @@ impl Engine {
     fn restore_key(&self, feature: &Feature, r: &Restore<'_>) -> InstanceKey {
         match r.identity {
             Some(i) if i.dup == feature.dup => i.key,
-            _ => InstanceKey::new(
-                self.seed,
-                &feature.name,
+            _ => feature.key.key(
                 feature.dup,
                 KeyFields {
                     user: r.user,

@@ -165,19 +165,35 @@ fn tag_of(key: InstanceKey) -> u8 {
 }
 
 /// One bucket's hot data: the fingerprint bytes first (a scan reads these
-/// two words and nothing else for slots that cannot hold its key), then the
-/// slot words and the keys.
+/// two words and nothing else for slots that cannot hold its key), then
+/// each slot's hot fields side by side, so that a renewal, after the
+/// fingerprints, touches one slot's 40 bytes: the word, the key, the grant
+/// and the linger. (`repr(C)`: the fingerprints share the first cache line
+/// with the first slots.)
 #[derive(Debug)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 struct Bucket {
     /// Byte `lane % 8` of word `lane / 8` is the fingerprint of the key in
     /// slot `lane` from just before its CLAIMING store until just before
     /// its FREE store, else 0. Only the slot's owner changes its byte, by
     /// XOR, so concurrent owners of other lanes never undo each other.
     tags: [AtomicU64; TAG_WORDS],
-    words: [AtomicU64; SLOTS_PER_BUCKET],
-    key_lo: [AtomicU64; SLOTS_PER_BUCKET],
-    key_hi: [AtomicU64; SLOTS_PER_BUCKET],
+    slots: [Hot; SLOTS_PER_BUCKET],
+}
+
+/// A slot's hot fields: everything a lookup, a claim or a renewal reads.
+#[derive(Debug)]
+#[repr(C)]
+struct Hot {
+    /// The slot's life: state, generation, deadline ([`Word`]).
+    word: AtomicU64,
+    key_lo: AtomicU64,
+    key_hi: AtomicU64,
+    /// Pool index (low 32 bits) and license count (high 32 bits).
+    grant: AtomicU64,
+    /// Linger of the latest checkout, ms (for status; not part of the
+    /// protocol: the deadline in the word decides).
+    linger: AtomicU64,
 }
 
 impl Bucket {
@@ -185,9 +201,13 @@ impl Bucket {
         let free = Word::new(State::Free, 0, 0).0;
         Bucket {
             tags: std::array::from_fn(|_| AtomicU64::new(0)),
-            words: std::array::from_fn(|_| AtomicU64::new(free)),
-            key_lo: std::array::from_fn(|_| AtomicU64::new(0)),
-            key_hi: std::array::from_fn(|_| AtomicU64::new(0)),
+            slots: std::array::from_fn(|_| Hot {
+                word: AtomicU64::new(free),
+                key_lo: AtomicU64::new(0),
+                key_hi: AtomicU64::new(0),
+                grant: AtomicU64::new(0),
+                linger: AtomicU64::new(0),
+            }),
         }
     }
 }
@@ -195,22 +215,15 @@ impl Bucket {
 /// A slot's cold data: read only for status, logging and release.
 #[derive(Debug)]
 struct Cold {
-    /// Pool index (low 32 bits) and license count (high 32 bits).
-    grant: AtomicU64,
     /// Unix ms of the first checkout of this instance.
     since: AtomicU64,
-    /// Linger of the latest checkout, ms (for status; not part of the
-    /// protocol: the deadline in the word decides).
-    linger: AtomicU64,
     meta: [AtomicU64; META_WORDS],
 }
 
 impl Cold {
     fn new() -> Cold {
         Cold {
-            grant: AtomicU64::new(0),
             since: AtomicU64::new(0),
-            linger: AtomicU64::new(0),
             meta: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -223,6 +236,8 @@ struct Slot<'a> {
     word: &'a AtomicU64,
     key_lo: &'a AtomicU64,
     key_hi: &'a AtomicU64,
+    grant: &'a AtomicU64,
+    linger: &'a AtomicU64,
     cold: &'a Cold,
 }
 
@@ -378,9 +393,11 @@ impl Table {
         let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
         let bucket = &self.hot[b];
         Slot {
-            word: &bucket.words[lane],
-            key_lo: &bucket.key_lo[lane],
-            key_hi: &bucket.key_hi[lane],
+            word: &bucket.slots[lane].word,
+            key_lo: &bucket.slots[lane].key_lo,
+            key_hi: &bucket.slots[lane].key_hi,
+            grant: &bucket.slots[lane].grant,
+            linger: &bucket.slots[lane].linger,
             cold: &self.cold[i],
         }
     }
@@ -571,12 +588,12 @@ impl Table {
     /// publishes them with the LIVE store.
     pub(crate) fn publish(&self, c: Claimed, fields: &Fields<'_>) -> InstanceId {
         let slot = self.slot(c.index);
-        slot.cold.grant.store(
+        slot.grant.store(
             u64::from(fields.pool) | (u64::from(fields.count) << 32),
             Ordering::Relaxed,
         );
         slot.cold.since.store(fields.since, Ordering::Relaxed);
-        slot.cold.linger.store(fields.linger, Ordering::Relaxed);
+        slot.linger.store(fields.linger, Ordering::Relaxed);
         fields.holder.store(&slot.cold.meta);
         // Release: publishes every field to acquire loads of LIVE.
         slot.word.store(
@@ -651,7 +668,7 @@ impl Table {
             {
                 Ok(_) => {
                     // Status only: a racing renewal may interleave here.
-                    slot.cold.linger.store(linger, Ordering::Relaxed);
+                    slot.linger.store(linger, Ordering::Relaxed);
                     return Renew::Renewed {
                         old_deadline: w.deadline(),
                     };
@@ -677,7 +694,7 @@ impl Table {
             if w.state() != State::Live || w.gen() != id.gen {
                 return None;
             }
-            let grant = slot.cold.grant.load(Ordering::Relaxed);
+            let grant = slot.grant.load(Ordering::Relaxed);
             // Seqlock check, as in `read`.
             if slot.load(Ordering::Acquire).gen() == id.gen {
                 return Some((grant as u32, (grant >> 32) as u32));
@@ -708,7 +725,7 @@ impl Table {
 
     fn read_fields(&self, index: usize, w: Word) -> LiveRead {
         let slot = self.slot(index);
-        let grant = slot.cold.grant.load(Ordering::Relaxed);
+        let grant = slot.grant.load(Ordering::Relaxed);
         LiveRead {
             id: InstanceId {
                 slot: index as u32,
@@ -717,7 +734,7 @@ impl Table {
             pool: grant as u32,
             count: (grant >> 32) as u32,
             since: slot.cold.since.load(Ordering::Relaxed),
-            linger: slot.cold.linger.load(Ordering::Relaxed),
+            linger: slot.linger.load(Ordering::Relaxed),
             deadline: w.deadline(),
             holder: HolderBuf::load(&slot.cold.meta),
             key: InstanceKey {
