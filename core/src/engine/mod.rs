@@ -757,52 +757,16 @@ impl Engine {
     /// uncounted / a startup license, which hold nothing).
     pub fn restore(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
         let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
-        let feature = &self.features[fid as usize];
-        let p = feature
+        let p = self.features[fid as usize]
             .pools
             .iter()
             .copied()
-            .find(|&p| {
-                let pool = &self.pools[p as usize];
-                pool.counted && !pool.startup && pool.version >= r.version
-            })
+            .find(|&p| self.restores_into(p, r))
             .ok_or(Reason::VersionTooHigh)?;
-        let key = self.restore_key(feature, r);
-        let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
-        let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
-        loop {
-            let used = match self.table.lookup(key) {
-                Lookup::Live(id) => return Ok(id),
-                Lookup::Absent(used) => used,
-            };
-            match self.table.claim(key, used) {
-                Claim::Owned(c) => {
-                    self.pools[p as usize].force(r.count);
-                    let record = self.policy.as_deref().map(|policy| {
-                        let who = policy.who(fid, r.user, r.host, r.display, None);
-                        (policy, policy.force(p, &who, r.count))
-                    });
-                    if let Some((policy, record)) = record {
-                        policy.record(c.slot(), record);
-                    }
-                    let id = self.table.publish(
-                        c,
-                        &Fields {
-                            pool: p,
-                            count: r.count,
-                            since: r.since_ms,
-                            linger: r.linger_ms,
-                            deadline,
-                            holder: &holder,
-                        },
-                    );
-                    return Ok(id);
-                }
-                Claim::Exists(id) => return Ok(id),
-                Claim::Retry => {}
-                Claim::Full => return Err(Reason::TableFull),
-            }
-        }
+        self.restore_charged(fid, r, || {
+            self.pools[p as usize].force(r.count);
+            Ok(p)
+        })
     }
 
     /// The key a restored instance gets: its identity from the engine it
@@ -830,15 +794,39 @@ impl Engine {
     /// have shrunk while the server was down.
     pub fn restore_within_count(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
         let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
-        let feature = &self.features[fid as usize];
-        let serves = |p: &u32| {
-            let pool = &self.pools[*p as usize];
-            pool.counted && !pool.startup && pool.version >= r.version
-        };
-        if !feature.pools.iter().any(serves) {
+        let pools = &self.features[fid as usize].pools;
+        if !pools.iter().any(|&p| self.restores_into(p, r)) {
             return Err(Reason::VersionTooHigh);
         }
-        let key = self.restore_key(feature, r);
+        self.restore_charged(fid, r, || {
+            pools
+                .iter()
+                .copied()
+                .filter(|&p| self.restores_into(p, r))
+                .find(|&p| self.pools[p as usize].reserve(r.count).is_some())
+                .ok_or(Reason::AllInUse)
+        })
+    }
+
+    /// Whether pool `p` can take restored instance `r` (counted, not a
+    /// startup pool, of its version or later).
+    fn restores_into(&self, p: u32, r: &Restore<'_>) -> bool {
+        let pool = &self.pools[p as usize];
+        pool.counted && !pool.startup && pool.version >= r.version
+    }
+
+    /// Claims a slot for restored instance `r` of feature `fid` and, once
+    /// it is ours, charges a pool with `charge` (which returns the pool, or
+    /// why none takes it: the claim is then abandoned). The options'
+    /// counters take it too, whatever their caps (it was out already), and
+    /// its charge record is in place before the slot is LIVE.
+    fn restore_charged(
+        &self,
+        fid: u32,
+        r: &Restore<'_>,
+        charge: impl Fn() -> Result<u32, Reason>,
+    ) -> Result<InstanceId, Reason> {
+        let key = self.restore_key(&self.features[fid as usize], r);
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
         loop {
@@ -848,19 +836,13 @@ impl Engine {
             };
             match self.table.claim(key, used) {
                 Claim::Owned(c) => {
-                    let Some(p) = feature
-                        .pools
-                        .iter()
-                        .copied()
-                        .filter(serves)
-                        .find(|&p| self.pools[p as usize].reserve(r.count).is_some())
-                    else {
-                        self.table.abandon(c);
-                        return Err(Reason::AllInUse);
+                    let p = match charge() {
+                        Ok(p) => p,
+                        Err(why) => {
+                            self.table.abandon(c);
+                            return Err(why);
+                        }
                     };
-                    // As in `restore`: the options' counters take it too
-                    // (whatever their caps: it was out already), and the
-                    // charge record is in place before the slot is LIVE.
                     if let Some(policy) = self.policy.as_deref() {
                         let who = policy.who(fid, r.user, r.host, r.display, None);
                         policy.record(c.slot(), policy.force(p, &who, r.count));
