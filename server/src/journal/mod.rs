@@ -567,18 +567,11 @@ impl Writer {
             return;
         }
         self.reap_snapshot();
-        let _ = self.segment.sync_data();
-        self.dirty = false;
-        let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
-        self.state.prune(now);
-        let gen = self.gen + 1;
+        let gen = self.next_generation();
         let bytes = files::encode_snapshot(gen, &self.state);
         match files::create_segment(&self.dir, gen) {
             Ok(f) => {
-                self.segment = f;
-                self.gen = gen;
-                self.segment_bytes = 0;
-                self.journaled_since_snapshot = false;
+                self.switch_to(gen, f);
                 let dir = self.dir.clone();
                 let spawned = std::thread::Builder::new()
                     .name("tally-snapshot".into())
@@ -595,6 +588,24 @@ impl Writer {
             Err(e) => self.snapshot_failed(&e.to_string()),
         }
         self.last_snapshot = Instant::now();
+    }
+
+    /// Syncs the current segment and prunes the state for a snapshot;
+    /// returns the generation the snapshot starts.
+    fn next_generation(&mut self) -> u64 {
+        let _ = self.segment.sync_data();
+        self.dirty = false;
+        let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
+        self.state.prune(now);
+        self.gen + 1
+    }
+
+    /// Journals into `f`, the new segment of generation `gen`, from now on.
+    fn switch_to(&mut self, gen: u64, f: File) {
+        self.segment = f;
+        self.gen = gen;
+        self.segment_bytes = 0;
+        self.journaled_since_snapshot = false;
     }
 
     /// Waits for a background snapshot and reports how it ended.
@@ -620,18 +631,9 @@ impl Writer {
     /// snapshot). On failure the current segment goes on.
     fn snapshot(&mut self) {
         self.reap_snapshot();
-        let _ = self.segment.sync_data();
-        self.dirty = false;
-        let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
-        self.state.prune(now);
-        let gen = self.gen + 1;
+        let gen = self.next_generation();
         match files::start_generation(&self.dir, gen, &self.state) {
-            Ok(f) => {
-                self.segment = f;
-                self.gen = gen;
-                self.segment_bytes = 0;
-                self.journaled_since_snapshot = false;
-            }
+            Ok(f) => self.switch_to(gen, f),
             Err(e) => self.snapshot_failed(&e.to_string()),
         }
         self.last_snapshot = Instant::now();
