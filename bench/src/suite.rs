@@ -227,6 +227,27 @@ impl Suite {
         self.report.entries.extend(entries);
     }
 
+    /// Runs `measure` once per repetition, printing each result after
+    /// `label`.
+    fn repeat(
+        &mut self,
+        label: &str,
+        mut measure: impl FnMut() -> Result<load::Measured, String>,
+    ) -> Result<Vec<load::Measured>, String> {
+        let mut ms = Vec::new();
+        for rep in 0..self.cfg.reps {
+            let m = measure()?;
+            self.progress(&format!(
+                "  {label} rep {}/{}: {}",
+                rep + 1,
+                self.cfg.reps,
+                m.line()
+            ));
+            ms.push(m);
+        }
+        Ok(ms)
+    }
+
     /// A private tallyd. Unless `extra` says otherwise it runs with
     /// `--durability off`: the Redis it is compared with runs without
     /// persistence (`--save '' --appendonly no`); what the journal costs is
@@ -317,18 +338,10 @@ impl Suite {
                 if let Some(r) = &redis {
                     r.flush()?;
                 }
-                let mut ms = Vec::new();
-                for rep in 0..self.cfg.reps {
-                    let m = load::closed_loop(addr_of(target), &enc, work, conns, pipe, t)?;
-                    self.progress(&format!(
-                        "  {scenario} {variant} {} rep {}/{}: {}",
-                        target.name(),
-                        rep + 1,
-                        self.cfg.reps,
-                        m.line()
-                    ));
-                    ms.push(m);
-                }
+                let label = format!("{scenario} {variant} {}", target.name());
+                let ms = self.repeat(&label, || {
+                    load::closed_loop(addr_of(target), &enc, work, conns, pipe, t)
+                })?;
                 if scenario == "steady" && conns == 50 && target == Target::RedisLua {
                     let mut v: Vec<f64> = ms.iter().map(|m| m.ops_per_s).collect();
                     v.sort_by(f64::total_cmp);
@@ -357,18 +370,10 @@ impl Suite {
             if let Some(r) = &redis {
                 r.flush()?;
             }
-            let mut ms = Vec::new();
-            for rep in 0..self.cfg.reps {
-                let m = load::open_loop(addr_of(target), &enc, work, 50, rate, t)?;
-                self.progress(&format!(
-                    "  {scenario} {variant} {} rep {}/{}: {}",
-                    target.name(),
-                    rep + 1,
-                    self.cfg.reps,
-                    m.line()
-                ));
-                ms.push(m);
-            }
+            let label = format!("{scenario} {variant} {}", target.name());
+            let ms = self.repeat(&label, || {
+                load::open_loop(addr_of(target), &enc, work, 50, rate, t)
+            })?;
             entries.extend(measured_entries(scenario, &variant, target.name(), &ms));
             entries.push(single(
                 scenario,
@@ -760,17 +765,10 @@ impl Suite {
                 ("renew 50x1", Workload::Renew),
                 ("pairs linger=60 50x1", Workload::Pairs { linger_s: 60 }),
             ] {
-                let mut ms = Vec::new();
-                for rep in 0..self.cfg.reps {
-                    let m = load::closed_loop(tallyd.addr, &enc, work, 50, 1, t)?;
-                    self.progress(&format!(
-                        "  durability {mode} {name} rep {}/{}: {}",
-                        rep + 1,
-                        self.cfg.reps,
-                        m.line()
-                    ));
-                    ms.push(m);
-                }
+                let label = format!("durability {mode} {name}");
+                let ms = self.repeat(&label, || {
+                    load::closed_loop(tallyd.addr, &enc, work, 50, 1, t)
+                })?;
                 entries.extend(measured_entries(
                     "durability",
                     &format!("{name} {mode}"),
