@@ -38,7 +38,10 @@ pub(crate) struct KeyFields<'a> {
 /// continues from a copy of it, so the name is hashed once per engine, not
 /// once per checkout. The result is the same as hashing the whole input.
 #[derive(Debug, Clone)]
-pub(crate) struct KeyPrefix(SipHasher13);
+pub(crate) struct KeyPrefix {
+    hasher: SipHasher13,
+    dup: DupGroup,
+}
 
 impl KeyPrefix {
     pub(crate) fn new(seed: KeySeed, feature: &str, dup: DupGroup) -> KeyPrefix {
@@ -46,13 +49,13 @@ impl KeyPrefix {
         h.write_usize(feature.len());
         h.write(feature.as_bytes());
         h.write_u8(dup.mask());
-        KeyPrefix(h)
+        KeyPrefix { hasher: h, dup }
     }
 
-    /// The key of a checkout with these fields, under grouping `dup` (the
-    /// one this prefix was made with).
-    pub(crate) fn key(&self, dup: DupGroup, f: KeyFields<'_>) -> InstanceKey {
-        let mut h = self.0; // a copy: the prefix stays as it is
+    /// The key of a checkout with these fields, under the feature's
+    /// grouping.
+    pub(crate) fn key(&self, f: KeyFields<'_>) -> InstanceKey {
+        let (mut h, dup) = (self.hasher, self.dup); // a copy: the prefix stays
         let mut field = |s: &str| {
             h.write_usize(s.len());
             h.write(s.as_bytes());
@@ -91,7 +94,7 @@ impl InstanceKey {
         dup: DupGroup,
         f: KeyFields<'_>,
     ) -> InstanceKey {
-        KeyPrefix::new(seed, feature, dup).key(dup, f)
+        KeyPrefix::new(seed, feature, dup).key(f)
     }
 }
 

@@ -478,7 +478,7 @@ impl Engine {
             });
         }
 
-        let key = feature.key.key(feature.dup, req.key_fields());
+        let key = feature.key.key(req.key_fields());
         let deadline = if req.linger_ms == 0 {
             NO_DEADLINE
         } else {
@@ -713,7 +713,7 @@ impl Engine {
 
     fn find_in(&self, fid: u32, fields: KeyFields<'_>) -> Option<InstanceId> {
         let feature = &self.features[fid as usize];
-        self.table.find(feature.key.key(feature.dup, fields))
+        self.table.find(feature.key.key(fields))
     }
 
     /// Checks in the instance of `feature` held by the client with these
@@ -775,15 +775,12 @@ impl Engine {
     fn restore_key(&self, feature: &Feature, r: &Restore<'_>) -> InstanceKey {
         match r.identity {
             Some(i) if i.dup == feature.dup => i.key,
-            _ => feature.key.key(
-                feature.dup,
-                KeyFields {
-                    user: r.user,
-                    host: r.host,
-                    display: r.display,
-                    handle: r.handle,
-                },
-            ),
+            _ => feature.key.key(KeyFields {
+                user: r.user,
+                host: r.host,
+                display: r.display,
+                handle: r.handle,
+            }),
         }
     }
 
