@@ -27,7 +27,7 @@ pub enum Reason {
     BadRequest(&'static str),
     /// The checkout table has no free slot in the key's buckets (the table
     /// is sized at twice the licenses in the file, so this means a bug or a
-    /// pathological hash distribution; it is counted and reported).
+    /// pathological hash distribution; the denial says so).
     TableFull,
     /// The options file excludes the requester (EXCLUDE / EXCLUDEALL).
     Excluded,

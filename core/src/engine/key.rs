@@ -52,6 +52,11 @@ impl KeyPrefix {
         KeyPrefix { hasher: h, dup }
     }
 
+    /// The feature's duplicate grouping.
+    pub(crate) fn dup(&self) -> DupGroup {
+        self.dup
+    }
+
     /// The key of a checkout with these fields, under the feature's
     /// grouping.
     pub(crate) fn key(&self, f: KeyFields<'_>) -> InstanceKey {
@@ -84,9 +89,8 @@ impl KeyPrefix {
 }
 
 impl InstanceKey {
-    /// The key of a checkout of `feature` (by name, so that a key stays
-    /// valid in an engine built from a reread file, where the feature's
-    /// index may differ) under grouping `dup`.
+    /// The key of a checkout of `feature` under grouping `dup` (for tests;
+    /// the engine keeps a [`KeyPrefix`] per feature).
     #[cfg(test)]
     pub(crate) fn new(
         seed: KeySeed,

@@ -279,8 +279,7 @@ struct Feature {
     name: String,
     vendor: String,
     pools: Vec<u32>,
-    dup: DupGroup,
-    /// The key hash, primed with the name and grouping.
+    /// The key hash, primed with the name and grouping (which it keeps).
     key: KeyPrefix,
 }
 
@@ -364,7 +363,6 @@ impl Engine {
                     name: line.feature.clone(),
                     vendor: line.vendor.clone(),
                     pools: Vec::new(),
-                    dup: line.dup_group,
                     key: KeyPrefix::new(
                         KeySeed(config.seed.0, config.seed.1),
                         &line.feature,
@@ -413,7 +411,7 @@ impl Engine {
 
     /// The feature's duplicate grouping.
     pub fn dup_group(&self, id: FeatureId) -> DupGroup {
-        self.features[id.0 as usize].dup
+        self.features[id.0 as usize].key.dup()
     }
 
     /// Looks a feature up by name.
@@ -774,7 +772,7 @@ impl Engine {
     /// names.
     fn restore_key(&self, feature: &Feature, r: &Restore<'_>) -> InstanceKey {
         match r.identity {
-            Some(i) if i.dup == feature.dup => i.key,
+            Some(i) if i.dup == feature.key.dup() => i.key,
             _ => feature.key.key(KeyFields {
                 user: r.user,
                 host: r.host,
@@ -925,7 +923,9 @@ impl Engine {
                     id: r.id,
                     identity: Identity {
                         key: r.key,
-                        dup: self.features[self.pools[r.pool as usize].feature as usize].dup,
+                        dup: self.features[self.pools[r.pool as usize].feature as usize]
+                            .key
+                            .dup(),
                     },
                     user: r.holder.user().to_string(),
                     host: r.holder.host().to_string(),
@@ -947,7 +947,7 @@ impl Engine {
             .map(|f| FeatureSnapshot {
                 name: f.name.clone(),
                 vendor: f.vendor.clone(),
-                dup_group: f.dup,
+                dup_group: f.key.dup(),
                 pools: f
                     .pools
                     .iter()

@@ -28,12 +28,11 @@
 //! reservation was used is not a function of the holder (it depends on what
 //! was free), and the holder text the table keeps may be shortened, so the
 //! admission writes a *charge record* per table slot: the reservation index
-//! and the three name ids. It is stored (`Release`) just after the slot is
-//! published LIVE; the release that wins the slot (it alone runs the credit
-//! step, while the slot is RELEASING so nobody can reuse it) reads it
-//! (`Acquire`), clears it and, should it run in the instant between publish
-//! and store, waits for the store (a few instructions of the publisher: the
-//! only wait policy adds). Record words are never 0 (bit 63 set).
+//! and the three name ids. It is stored while the slot is still claimed,
+//! before the table's LIVE store publishes it; the release that wins the
+//! slot (it alone runs the credit step, while the slot is RELEASING so
+//! nobody can reuse it) takes it (`swap` to 0, `Acquire`). Nothing waits.
+//! Record words are never 0 (bit 63 set).
 
 use std::net::IpAddr;
 
@@ -45,7 +44,7 @@ use crate::license::{Expiry, PoolLine};
 use crate::options::{
     IpPattern, OptionsFile, QualifierKey, Rule, RuleKind, TargetKind, MAX_NAME_BYTES,
 };
-use crate::sync::{spin_wait, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Most reservations (RESERVE rules) one pool can hold.
 const MAX_RESERVATIONS_PER_POOL: usize = 255;
@@ -692,20 +691,14 @@ impl Policy {
         let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
             return;
         };
-        let cell = &self.charges[slot as usize];
-        let rec = loop {
-            // Acquire: pairs with the Release store in `record`.
-            let rec = cell.load(Ordering::Acquire);
-            if rec != 0 {
-                // The publisher is done with the cell and the next owner of
-                // the slot cannot exist before this release frees it.
-                cell.store(0, Ordering::Relaxed);
-                break rec;
-            }
-            // Not reached while records are stored before publish; kept so
-            // that an embedder publishing first would wait, not miscount.
-            spin_wait();
-        };
+        // Acquire: pairs with the Release store in `record`, which the LIVE
+        // store and our LIVE -> RELEASING CAS order before this. The next
+        // owner of the slot cannot exist before this release frees it.
+        let rec = self.charges[slot as usize].swap(0, Ordering::Acquire);
+        debug_assert!(rec != 0, "a charged instance without its charge record");
+        if rec == 0 {
+            return;
+        }
         let (who, reservation) = Who::from_record(rec);
         let view = rules.view(&who);
         for index in max_of(&view) {

@@ -487,7 +487,7 @@ impl Table {
             while maybe != 0 {
                 let i = start + maybe.trailing_zeros() as usize;
                 maybe &= maybe - 1;
-                if let Some(w) = self.wait_for_key(i, key, |_| false) {
+                if let Some(w) = self.wait_for_key(i, key, false) {
                     return Lookup::Live(InstanceId {
                         slot: i as u32,
                         gen: w.gen(),
@@ -501,16 +501,11 @@ impl Table {
         Lookup::Absent(used)
     }
 
-    /// Looks at slot `i`: returns its word if it is LIVE or CLAIMING with
-    /// `key` and `stop(word)` holds; waits while it is RELEASING `key`, or
-    /// CLAIMING it and `stop` is false; returns `None` when it holds
-    /// something else.
-    fn wait_for_key(
-        &self,
-        i: usize,
-        key: InstanceKey,
-        stop: impl Fn(Word) -> bool,
-    ) -> Option<Word> {
+    /// Looks at slot `i`: returns its word if it is LIVE with `key`, or
+    /// CLAIMING it and `stop_at_claiming`; waits while it is RELEASING
+    /// `key`, or CLAIMING it and not `stop_at_claiming`; returns `None` when
+    /// it holds something else.
+    fn wait_for_key(&self, i: usize, key: InstanceKey, stop_at_claiming: bool) -> Option<Word> {
         let slot = self.slot(i);
         loop {
             let w = slot.load(Ordering::Acquire);
@@ -526,7 +521,7 @@ impl Table {
             }
             match w.state() {
                 State::Live => return Some(w),
-                State::Claiming if stop(w) => return Some(w),
+                State::Claiming if stop_at_claiming => return Some(w),
                 _ => spin_wait(), // same key mid-claim or mid-release
             }
         }
@@ -567,7 +562,7 @@ impl Table {
                 }
                 // Stop waiting on a CLAIMING twin at a lower index (we back
                 // off); wait for one at a higher index to go LIVE or away.
-                let Some(w) = self.wait_for_key(j, key, |_| j < mine) else {
+                let Some(w) = self.wait_for_key(j, key, j < mine) else {
                     continue;
                 };
                 self.abandon(claimed);
@@ -619,14 +614,13 @@ impl Table {
     /// Claims a FREE slot, trying the emptier candidate bucket first
     /// (`used`: slots in use per bucket as [`Table::lookup`] saw them).
     fn reserve(&self, key: InstanceKey, used: [u32; 2]) -> Option<(usize, u32)> {
-        let [a, b] = self.buckets_of(key);
-        let order = if a != b && used[1] < used[0] {
+        let ([a, b], n) = self.distinct_buckets(key);
+        let order = if n == 2 && used[1] < used[0] {
             [b, a]
         } else {
             [a, b]
         };
-        let buckets = if a == b { &order[..1] } else { &order[..] };
-        for &start in buckets {
+        for &start in &order[..n] {
             for i in start..start + SLOTS_PER_BUCKET {
                 let slot = self.slot(i);
                 let w = slot.load(Ordering::Relaxed);
