@@ -17,7 +17,6 @@
 //!  3:00:00 (lmgrd) TIMESTAMP 11/23/2026
 //! ```
 
-use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -143,6 +142,13 @@ impl LogHandle {
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Hands the writer the engine that names feature ids from now on
+    /// (after a reread). Blocks if the channel is full: if it were dropped,
+    /// the ids of the new engine would be looked up in the old one.
+    pub fn switch_engine(&self, engine: Arc<Engine>) {
+        let _ = self.tx.send(Event::Engine(engine));
     }
 
     /// Queues a license event.
@@ -313,15 +319,18 @@ impl Writer {
                 count,
             } => {
                 self.housekeeping(at_ms);
-                let engine = self.engine.clone();
+                let vendor_of_name;
                 let (name, vendor) = match &feature {
                     FeatureRef::Id(id) => (
-                        engine.feature_name(*id),
-                        Cow::Borrowed(engine.feature_vendor(*id)),
+                        self.engine.feature_name(*id),
+                        self.engine.feature_vendor(*id),
                     ),
-                    FeatureRef::Name(n) => (n.as_ref(), Cow::Owned(self.default_vendor())),
+                    FeatureRef::Name(n) => {
+                        vendor_of_name = self.default_vendor();
+                        (n.as_ref(), vendor_of_name.as_str())
+                    }
                 };
-                self.write_prefix(at_ms, &vendor);
+                write_prefix(&mut self.out, &mut self.clock, at_ms, vendor);
                 let _ = write_license_line(&mut self.out, action, name, &holder, count);
                 let _ = self.out.write_all(b"\n");
             }
@@ -394,31 +403,32 @@ impl Writer {
     }
 
     fn write(&mut self, at_ms: u64, daemon: &str, text: &str) {
-        self.write_prefix(at_ms, daemon);
+        write_prefix(&mut self.out, &mut self.clock, at_ms, daemon);
         let _ = self.out.write_all(text.as_bytes());
         let _ = self.out.write_all(b"\n");
     }
+}
 
-    /// `HH:MM:SS (DAEMON) ` in local time (the hour space-padded, as lmgrd).
-    fn write_prefix(&mut self, at_ms: u64, daemon: &str) {
-        let second = at_ms / 1000;
-        if self.clock.0 != second || self.clock.1[0] == 0 {
-            let t = local(at_ms);
-            let mut hms = [0u8; 8];
-            let _ = write!(
-                &mut hms[..],
-                "{:>2}:{:02}:{:02}",
-                t.hour(),
-                t.minute(),
-                t.second()
-            );
-            self.clock = (second, hms);
-        }
-        let _ = self.out.write_all(&self.clock.1);
-        let _ = self.out.write_all(b" (");
-        let _ = self.out.write_all(daemon.as_bytes());
-        let _ = self.out.write_all(b") ");
+/// Writes `HH:MM:SS (DAEMON) ` in local time (the hour space-padded, as
+/// lmgrd). `clock` keeps the text of one Unix second for every line of it.
+fn write_prefix(out: &mut impl Write, clock: &mut (u64, [u8; 8]), at_ms: u64, daemon: &str) {
+    let second = at_ms / 1000;
+    if clock.0 != second || clock.1[0] == 0 {
+        let t = local(at_ms);
+        let mut hms = [0u8; 8];
+        let _ = write!(
+            &mut hms[..],
+            "{:>2}:{:02}:{:02}",
+            t.hour(),
+            t.minute(),
+            t.second()
+        );
+        *clock = (second, hms);
     }
+    let _ = out.write_all(&clock.1);
+    let _ = out.write_all(b" (");
+    let _ = out.write_all(daemon.as_bytes());
+    let _ = out.write_all(b") ");
 }
 
 fn local(ms: u64) -> chrono::DateTime<Local> {

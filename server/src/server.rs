@@ -37,7 +37,7 @@ use tally_core::engine::{
 use tally_core::license::{parse_file, LicenseSet};
 use tally_core::options::OptionsFile;
 
-use crate::debuglog::{Action, DebugLog, Event, FeatureRef, LogHandle, LogTarget};
+use crate::debuglog::{Action, DebugLog, FeatureRef, LogHandle, LogTarget};
 use crate::journal::{self, Durability, Journal, LoopJournal, ReplyGate};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
@@ -605,6 +605,8 @@ struct Ctx {
     opts: Arc<ServerOptions>,
     /// Deadlines of this loop's queued checkouts.
     wait_deadlines: WaitDeadlines,
+    /// Where sockets are read into before their bytes join `rbuf`.
+    read_buf: Vec<u8>,
     /// This loop's end of the journal (`None` when durability is off).
     journal: Option<LoopJournal>,
 }
@@ -638,6 +640,7 @@ impl Loop {
                 lingers,
                 opts,
                 wait_deadlines: WaitDeadlines::default(),
+                read_buf: vec![0; READ_CHUNK],
                 journal: start.journal,
             },
             gated: Vec::new(),
@@ -662,8 +665,9 @@ impl Loop {
             });
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("tallyd: loop {}: poll failed: {e}", self.ctx.index);
-                    return;
+                    // A loop that stops serves nobody and expires nothing:
+                    // handled like a panic (exit, restart from the journal).
+                    panic!("poll failed: {e}");
                 }
             }
             if self.ctx.shared.shutdown.load(Ordering::SeqCst) {
@@ -752,14 +756,9 @@ impl Loop {
         };
         if answered {
             conn.waiting = None;
-            if !self.ctx.serve(conn, Reads::UntilWouldBlock) {
-                let conn = self.conns.remove(seat.conn);
-                self.close(conn);
-            } else if conn.gate.is_waiting() && !conn.gated {
-                // Its grant waits for the journal: flush when durable.
-                conn.gated = true;
-                self.gated.push(seat.conn);
-            }
+            // Like any readiness: the lines sent meanwhile, a reread they
+            // did, a reply that waits for the journal, or the end.
+            self.on_conn_event(seat.conn, Reads::UntilWouldBlock);
         }
         answered
     }
@@ -857,6 +856,11 @@ impl Loop {
         }
     }
 
+    /// Serves connection `key` (reads, answers, writes), then finishes what
+    /// that may have started: a reread done on this loop (every
+    /// connection's ids are moved across), replies that wait for the
+    /// journal (listed for when it is durable), or the connection's end.
+    /// Every path that serves a connection comes through here.
     fn on_conn_event(&mut self, key: usize, reads: Reads) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -990,9 +994,20 @@ impl Ctx {
     /// Reads, answers and writes as far as the socket allows. Returns false
     /// when the connection is done.
     fn serve(&mut self, conn: &mut Conn, reads: Reads) -> bool {
+        // The loop's read buffer, lent out for the call (a fresh 16 KiB
+        // array here would be zeroed on every call).
+        let mut chunk = std::mem::take(&mut self.read_buf);
+        if chunk.is_empty() {
+            chunk = vec![0; READ_CHUNK]; // lent out already (a nested serve)
+        }
+        let keep = self.serve_with(conn, reads, &mut chunk);
+        self.read_buf = chunk;
+        keep
+    }
+
+    fn serve_with(&mut self, conn: &mut Conn, reads: Reads, chunk: &mut [u8]) -> bool {
         let mut peer_closed = false;
         let mut drained = false;
-        let mut chunk = [0u8; READ_CHUNK];
         loop {
             // Answer what is buffered before reading more (backpressure). A
             // queued connection is still read, to see it close.
@@ -1004,7 +1019,7 @@ impl Ctx {
             if drained {
                 break;
             }
-            match conn.stream.read(&mut chunk) {
+            match conn.stream.read(chunk) {
                 Ok(0) => {
                     peer_closed = true;
                     break;
@@ -1276,7 +1291,7 @@ impl Ctx {
                         let batch = j.out(&journal::Instance {
                             id: id.to_bits(),
                             at_ms: now,
-                            linger_ms: c.linger_ms,
+                            linger_ms,
                             deadline_ms: g.deadline,
                             count: g.count,
                             version: c.version.unwrap_or(0),
@@ -1602,7 +1617,7 @@ impl Ctx {
             facts.license_file = licenses.source.clone();
             facts.vendors = vendors_of(&licenses);
         }
-        self.log.send(Event::Engine(new_engine.clone()));
+        self.log.switch_engine(new_engine.clone());
         self.engine = new_engine;
         shared.engine_gen.fetch_add(1, Ordering::SeqCst);
         shared.pause.store(false, Ordering::SeqCst);
@@ -1656,9 +1671,6 @@ fn flush(conn: &mut Conn) -> bool {
     true
 }
 
-/// Peers that may make admin requests without AUTH: exactly 127.0.0.1 and
-/// ::1 (and ::ffff:127.0.0.1). Other 127.x sources, such as a port-forwarding
-/// proxy, count as remote.
 /// Exit status of a tallyd whose event loop panicked.
 pub const EXIT_LOOP_PANIC: i32 = 70;
 
@@ -1683,6 +1695,9 @@ fn exit_after_loop_panic(index: usize, log: &LogHandle, panic: &(dyn std::any::A
     std::process::exit(EXIT_LOOP_PANIC);
 }
 
+/// Peers that may make admin requests without AUTH: exactly 127.0.0.1 and
+/// ::1 (and ::ffff:127.0.0.1). Other 127.x sources, such as a port-forwarding
+/// proxy, count as remote.
 fn is_local_admin(ip: std::net::IpAddr) -> bool {
     match ip {
         std::net::IpAddr::V4(v4) => v4 == std::net::Ipv4Addr::LOCALHOST,

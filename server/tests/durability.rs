@@ -157,6 +157,31 @@ fn a_panicking_loop_exits_tallyd_and_the_restart_resumes_from_the_journal() {
 }
 
 #[test]
+fn the_options_file_linger_default_is_journaled_with_the_grant() {
+    // A checkout without linger= takes the options file's LINGER; the
+    // restored instance must show that linger, not the request's 0.
+    let state = Scratch::new("state");
+    let options = state.path("tally.opt");
+    std::fs::write(&options, "LINGER MPM_ADV_RC 600\n").expect("write options");
+    let opt = options.to_str().expect("utf-8 path");
+    let mut t = Tallyd::start_with_state(LICENSE, &["--options", opt], &state.0);
+    let a = t.connect().req("CHECKOUT MPM_ADV_RC alice pc1 ha");
+    assert!(deadline_of(&a) > 0, "LINGER gave it a deadline: {a}");
+    down(&mut t);
+    let t2 = Tallyd::start_with_state(LICENSE, &["--options", opt], &state.0);
+    let s = t2.connect().status();
+    let lingers: Vec<u64> = s["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .filter(|f| f["name"] == "MPM_ADV_RC")
+        .flat_map(|f| f["holders"].as_array().cloned().unwrap_or_default())
+        .map(|h| h["linger_ms"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(lingers, [600_000]);
+}
+
+#[test]
 fn sigterm_drains_and_the_next_server_resumes() {
     let state = Scratch::new("state");
     let mut t = Tallyd::start_with_state(LICENSE, &["--durability", "sync"], &state.0);
