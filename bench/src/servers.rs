@@ -171,7 +171,7 @@ pub fn start_tallyd(spec: &TallydSpec, place: &Placement) -> Result<Running, Str
     }
     // Never the shared default state dir (/var/lib/tally): a journal of its
     // own that goes with the scratch directory.
-    if !spec.extra.iter().any(|a| a == "--state-dir") && tallyd_has_flag(&spec.bin, "--state-dir") {
+    if !spec.extra.iter().any(|a| a == "--state-dir") {
         cmd.arg("--state-dir").arg(&state);
     }
     let mut child = cmd
@@ -209,14 +209,6 @@ pub fn start_tallyd(spec: &TallydSpec, place: &Placement) -> Result<Running, Str
     };
     std::thread::spawn(move || for _ in lines {});
     Ok(Running { child, addr, dir })
-}
-
-/// True if `tallyd --help` mentions `flag`.
-pub fn tallyd_has_flag(bin: &Path, flag: &str) -> bool {
-    Command::new(bin)
-        .arg("--help")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
 }
 
 /// Why Redis rows are skipped, with the way to get them.

@@ -174,6 +174,18 @@ fn limits_field(n: usize) -> Option<u64> {
     line.split_whitespace().nth(n)?.parse().ok()
 }
 
+/// A server's RSS idle, then with `n` lingering licenses held, and the
+/// bytes per held license between the two.
+fn rss_per_held(server: &Running, enc: &Encoder, n: usize) -> Result<(u64, u64, f64), String> {
+    let settle = Duration::from_millis(300);
+    std::thread::sleep(settle);
+    let idle = server.rss_bytes()?;
+    load::hold_lingering(server.addr, enc, n, "m", 86_400)?;
+    std::thread::sleep(settle);
+    let held = server.rss_bytes()?;
+    Ok((idle, held, held.saturating_sub(idle) as f64 / n as f64))
+}
+
 /// Open files allowed to this process (soft limit), from /proc.
 pub fn fd_limit() -> Option<u64> {
     limits_field(3)
@@ -254,7 +266,7 @@ impl Suite {
     /// the `durability` scenario's (and `memory`'s second row).
     fn tallyd(&self, extra: &[String]) -> Result<Running, String> {
         let mut args = extra.to_vec();
-        if !args.iter().any(|a| a == "--durability") && self.tallyd_journals() {
+        if !args.iter().any(|a| a == "--durability") {
             args.extend(["--durability".to_string(), "off".to_string()]);
         }
         servers::start_tallyd(
@@ -520,13 +532,8 @@ impl Suite {
         let mut entries = Vec::new();
         // tally: fresh server, RSS idle, then n lingering licenses held.
         let tallyd = self.tallyd(&[])?;
-        std::thread::sleep(Duration::from_millis(300));
-        let idle = tallyd.rss_bytes()?;
         let enc = self.encoder(Target::Tally, None);
-        load::hold_lingering(tallyd.addr, &enc, n, "m", 86_400)?;
-        std::thread::sleep(Duration::from_millis(300));
-        let held = tallyd.rss_bytes()?;
-        let per = held.saturating_sub(idle) as f64 / n as f64;
+        let (idle, held, per) = rss_per_held(&tallyd, &enc, n)?;
         let total_seats = servers::bench_license_total(self.sizes.seats);
         let per_seat = idle as f64 / total_seats as f64;
         self.progress(&format!(
@@ -560,38 +567,27 @@ impl Suite {
             vec![idle as f64],
         ));
         drop(tallyd);
-        if self.tallyd_journals() {
-            // The same with the journal on (the default in production): its
-            // thread keeps a map of the live lingering instances.
-            let sync = ["--durability".to_string(), "sync".to_string()];
-            let tallyd = self.tallyd(&sync)?;
-            std::thread::sleep(Duration::from_millis(300));
-            let idle = tallyd.rss_bytes()?;
-            load::hold_lingering(tallyd.addr, &enc, n, "m", 86_400)?;
-            std::thread::sleep(Duration::from_millis(300));
-            let held = tallyd.rss_bytes()?;
-            let per = held.saturating_sub(idle) as f64 / n as f64;
-            self.progress(&format!(
-                "  memory tally --durability sync: {per:.1} B per held license"
-            ));
-            entries.push(single(
-                "memory",
-                &format!("{variant}, --durability sync"),
-                "tally",
-                "bytes_per_held",
-                "B",
-                Better::Lower,
-                vec![per],
-            ));
-        }
+        // The same with the journal on (the default in production): its
+        // thread keeps a map of the live lingering instances.
+        let tallyd = self.tallyd(&["--durability".to_string(), "sync".to_string()])?;
+        let (_, _, per) = rss_per_held(&tallyd, &enc, n)?;
+        drop(tallyd);
+        self.progress(&format!(
+            "  memory tally --durability sync: {per:.1} B per held license"
+        ));
+        entries.push(single(
+            "memory",
+            &format!("{variant}, --durability sync"),
+            "tally",
+            "bytes_per_held",
+            "B",
+            Better::Lower,
+            vec![per],
+        ));
         match self.redis(10_000)? {
             Some(r) => {
-                std::thread::sleep(Duration::from_millis(200));
-                let idle = r.server.rss_bytes()?;
                 let enc = self.encoder(Target::RedisLua, Some(&r));
-                load::hold_lingering(r.server.addr, &enc, n, "m", 86_400)?;
-                let held = r.server.rss_bytes()?;
-                let per = held.saturating_sub(idle) as f64 / n as f64;
+                let (idle, held, per) = rss_per_held(&r.server, &enc, n)?;
                 self.progress(&format!(
                     "  memory redis-lua: RSS {idle} B idle, {held} B with {n} held: {per:.1} B per held license"
                 ));
@@ -737,28 +733,11 @@ impl Suite {
         Ok(())
     }
 
-    /// Whether this tallyd has a journal (`--durability`).
-    fn tallyd_journals(&self) -> bool {
-        servers::tallyd_has_flag(&self.cfg.tallyd, "--durability")
-    }
-
     fn durability(&mut self) -> Result<(), String> {
-        if !self.tallyd_journals() {
-            self.skip(
-                "durability",
-                "this tallyd has no --durability flag (`tallyd --help`); the scenario runs once the journal is merged",
-            );
-            return Ok(());
-        }
         let t = self.sizes.timing;
         let mut entries = Vec::new();
         for mode in ["sync", "async", "off"] {
-            let extra = vec![
-                "--durability".to_string(),
-                mode.to_string(),
-                "--state-dir".to_string(),
-                "{dir}/state".to_string(),
-            ];
+            let extra = vec!["--durability".to_string(), mode.to_string()];
             let tallyd = self.tallyd(&extra)?;
             let enc = self.encoder(Target::Tally, None);
             for (name, work) in [

@@ -301,12 +301,19 @@ fn ping_keeps_an_idle_timeout_away() {
     let Run { t, .. } = start("TIMEOUTALL 3\n", &["--min-timeout", "3"]);
     let mut c = t.connect();
     assert!(c.req("CHECKOUT F1 ann h a").starts_with("OK "));
+    // A second client that stays silent: its license must go.
+    let mut idle = t.connect();
+    assert!(idle.req("CHECKOUT F1 bob h b").starts_with("OK "));
     // Heartbeats every 100 ms for 4.5 s: never 3 s without a request.
     for _ in 0..45 {
         assert_eq!(c.req("PING"), "PONG");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(c.in_use("F1"), 1);
+    assert_eq!(
+        c.holders("F1"),
+        ["a"],
+        "the pinging client kept its license"
+    );
 }
 
 #[test]

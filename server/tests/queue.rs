@@ -60,8 +60,16 @@ fn a_waiter_is_denied_when_its_wait_runs_out() {
     let mut a = t.connect();
     assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
     let mut b = t.connect();
-    let got = b.req("CHECKOUT ONE bob h b wait=1");
+    let asked = std::time::Instant::now();
+    b.send(b"CHECKOUT ONE bob h b wait=1\n");
+    // It waits in the queue (a checkout without wait= is denied at once).
+    assert!(eventually(GENEROUS, || queued(&mut a, "ONE") == ["b"]));
+    let got = b.read_line().expect("b is answered");
     assert!(got.starts_with("DENIED ONE b ALL_IN_USE -4"), "{got}");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "denied only when its second of waiting ran out"
+    );
     assert!(queued(&mut a, "ONE").is_empty());
     assert_eq!(a.in_use("ONE"), 1);
 }

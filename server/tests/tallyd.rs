@@ -365,14 +365,20 @@ fn reread_keeps_existing_checkouts() {
     assert!(lingering.starts_with("OK "));
     assert!(c.req("CHECKOUT MPM_ADV_RC u h held").starts_with("OK "));
     let before = c.status();
-    let since = |s: &serde_json::Value| -> Vec<u64> {
-        let mut v: Vec<u64> = s["features"]
+    // (start time, deadline) of each instance.
+    let since = |s: &serde_json::Value| -> Vec<(u64, Option<u64>)> {
+        let mut v: Vec<(u64, Option<u64>)> = s["features"]
             .as_array()
             .expect("features")
             .iter()
             .filter(|f| f["name"] == "MPM_ADV_RC")
             .flat_map(|f| f["holders"].as_array().cloned().unwrap_or_default())
-            .map(|h| h["since_ms"].as_u64().unwrap_or(0))
+            .map(|h| {
+                (
+                    h["since_ms"].as_u64().unwrap_or(0),
+                    h["deadline_ms"].as_u64(),
+                )
+            })
             .collect();
         v.sort();
         v
@@ -393,7 +399,7 @@ fn reread_keeps_existing_checkouts() {
     assert_eq!(
         since(&before),
         since(&after),
-        "same instances, same start times"
+        "same instances, same start times and deadlines"
     );
     assert_eq!(
         c.in_use("MPM_ADV_RC"),
@@ -412,8 +418,9 @@ fn reread_keeps_existing_checkouts() {
     assert!(c
         .req("CHECKOUT SINGLE u h s")
         .starts_with("DENIED SINGLE s NO_SUCH_FEATURE"));
-    // The lingering one kept its deadline; the held one is still bound to
-    // this connection: check-in works, and disconnect would release it.
+    // The lingering one (same deadline, above) renews; the held one is still
+    // bound to this connection: check-in works, and disconnect would
+    // release it.
     assert_eq!(
         c.req("CHECKOUT MPM_ADV_RC u h lingering linger=600")
             .split(' ')
