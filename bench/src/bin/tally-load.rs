@@ -98,7 +98,7 @@ enum Scenario {
 
 #[derive(Debug, Clone, clap::Args)]
 struct LoadArgs {
-    /// Connections, each on its own thread.
+    /// Connections (driven by the generator threads, several per thread).
     #[arg(long, default_value_t = 50)]
     connections: usize,
     /// Requests in flight per connection (closed loop).
