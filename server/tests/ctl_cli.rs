@@ -147,7 +147,9 @@ fn invoked_as_lmutil_with_flags_in_exporter_order() {
         "{}",
         stderr(&out)
     );
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let (port, server) = fake_server(vec![(
         "STATUS".to_string(),
@@ -161,7 +163,9 @@ fn invoked_as_lmutil_with_flags_in_exporter_order() {
         "{}",
         stderr(&out)
     );
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let out = tallyctl(&lmutil, &["lmstat", "-v"]);
     let text = stdout(&out);
@@ -181,7 +185,9 @@ fn tries_servers_in_order_and_reads_the_environment() {
     let out = tallyctl(bin(), &["ping", "-c", &c]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).starts_with(&format!("PONG from {port}@127.0.0.1 in ")));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let (port, server) = fake_server(script(&[("PING", "PONG")]));
     let out = Command::new(bin())
@@ -191,7 +197,9 @@ fn tries_servers_in_order_and_reads_the_environment() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let out = Command::new(bin())
         .arg("ping")
@@ -215,7 +223,9 @@ fn forbidden_admin_request_is_printed_and_fails() {
     let out = tallyctl(bin(), &["reread", "-c", &c]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(reply), "{}", stderr(&out));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 }
 
 #[test]
@@ -241,7 +251,9 @@ fn admin_token_is_sent_before_the_request() {
     let out = tallyctl(bin(), &["down", "-c", &c, "--admin-token-file", &token_arg]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("ERR AUTH_FAILED wrong token"));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -252,19 +264,25 @@ fn remove_by_user_and_by_handle() {
     let out = tallyctl(bin(), &["remove", "-c", &c, "F1", "alice", "ws7", "tty1"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("removed 2 instances of F1"));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let (port, server) = fake_server(script(&[("REMOVE_HANDLE F1 17", "OK REMOVED 1")]));
     let c = format!("{port}@127.0.0.1");
     let out = tallyctl(bin(), &["remove", "-c", &c, "--handle", "17", "F1"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let (port, server) = fake_server(script(&[("REMOVE F1 bob h d", "OK REMOVED 0")]));
     let c = format!("{port}@127.0.0.1");
     let out = tallyctl(bin(), &["remove", "-c", &c, "F1", "bob", "h", "d"]);
     assert_eq!(out.status.code(), Some(1));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     // A field that would smuggle a second request never leaves the client.
     let out = tallyctl(
@@ -281,7 +299,9 @@ fn status_json_is_the_servers_line() {
     let c = format!("{port}@127.0.0.1");
     let out = tallyctl(bin(), &["status", "--json", "-c", &c]);
     assert_eq!(stdout(&out), format!("{line}\n"));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 
     let (port, server) = fake_server(vec![("STATUS".to_string(), format!("OK {line}"))]);
     let c = format!("{port}@127.0.0.1");
@@ -296,7 +316,9 @@ fn status_json_is_the_servers_line() {
         text.contains("USER15@GENE-VM-2K3 display=console ticket=17"),
         "{text}"
     );
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 }
 
 #[test]
@@ -308,7 +330,9 @@ fn garbage_status_reply_is_a_protocol_error() {
     assert!(stdout(&out).contains(
         "Error getting status: Invalid returned data from license server system. (-12,16)"
     ));
-    let _ = server.join();
+    server
+        .join()
+        .expect("the fake server saw the requests it expected");
 }
 
 #[test]
