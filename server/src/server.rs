@@ -32,7 +32,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use tally_core::clock::{Clock, SystemClock};
 use tally_core::engine::{
     CheckinError, Engine, EngineConfig, FeatureId, GrantKind, HolderBuf, InstanceId, Lingers,
-    Request, Restore,
+    Release, Request, Restore,
 };
 use tally_core::license::{parse_file, LicenseSet};
 use tally_core::options::OptionsFile;
@@ -605,6 +605,8 @@ struct Ctx {
     opts: Arc<ServerOptions>,
     /// Deadlines of this loop's queued checkouts.
     wait_deadlines: WaitDeadlines,
+    /// Releases of one expiry round (a buffer kept across rounds).
+    expired: Vec<Release>,
     /// Where sockets are read into before their bytes join `rbuf`.
     read_buf: Vec<u8>,
     /// This loop's end of the journal (`None` when durability is off).
@@ -640,6 +642,7 @@ impl Loop {
                 lingers,
                 opts,
                 wait_deadlines: WaitDeadlines::default(),
+                expired: Vec::new(),
                 read_buf: vec![0; READ_CHUNK],
                 journal: start.journal,
             },
@@ -779,12 +782,7 @@ impl Loop {
                 .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
                     Some(t) if idle >= t => {
                         if let Some(r) = ctx.engine.release(h.id) {
-                            // A lingering (DUP_GROUP) instance was journaled.
-                            if let (Some(j), Some(_)) = (ctx.journal.as_mut(), r.deadline) {
-                                j.release(r.id.to_bits(), now);
-                            }
-                            let f = FeatureRef::Id(r.feature);
-                            ctx.log_license(now, Action::Inactive, f, r.holder, r.count);
+                            ctx.released(&r, Action::Inactive, now);
                         }
                         false
                     }
@@ -894,13 +892,7 @@ impl Loop {
         }
         for (_, h) in conn.held.drain() {
             if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
-                self.ctx.log_license(
-                    now,
-                    Action::In,
-                    FeatureRef::Id(r.feature),
-                    r.holder,
-                    r.count,
-                );
+                self.ctx.released(&r, Action::In, now);
             }
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
@@ -968,27 +960,27 @@ impl Ctx {
     }
 
     fn expire(&mut self, now: u64) {
-        let (engine, log, journal) = (&self.engine, &self.log, &mut self.journal);
-        let quiet = self.opts.nolog.checkin;
-        let shared = &self.shared;
-        self.lingers.expire(engine, now, |r| {
-            if let Some(j) = journal.as_mut() {
-                j.release(r.id.to_bits(), now);
-            }
-            if !shared.queues.is_empty() {
-                shared.wake_all();
-            }
-            if quiet {
-                return;
-            }
-            log.license(
-                now,
-                Action::In,
-                FeatureRef::Id(r.feature),
-                r.holder,
-                r.count,
-            );
-        });
+        // Collected first (the wheel is borrowed while it fires), into a
+        // buffer kept across rounds: no allocation in the steady state.
+        let mut due = std::mem::take(&mut self.expired);
+        self.lingers.expire(&self.engine, now, |r| due.push(r));
+        for r in due.drain(..) {
+            self.released(&r, Action::In, now);
+        }
+        self.expired = due;
+    }
+
+    /// What every check-in does once the engine has released `r` (CHECKIN,
+    /// REMOVE, linger expiry, idle timeout, disconnect): journal it if it
+    /// lingered, log it as `action` unless NOLOG says not to, and let the
+    /// queue's loops look. Returns the journal batch a reply must wait for.
+    fn released(&mut self, r: &Release, action: Action, now: u64) -> Option<u64> {
+        let batch = match (self.journal.as_mut(), r.deadline) {
+            (Some(j), Some(_)) => j.release(r.id.to_bits(), now),
+            _ => None,
+        };
+        self.log_license(now, action, FeatureRef::Id(r.feature), r.holder, r.count);
+        batch
     }
 
     /// Reads, answers and writes as far as the socket allows. Returns false
@@ -1386,17 +1378,8 @@ impl Ctx {
         match self.engine.checkin(feature, user, host, display, handle) {
             Ok(r) => {
                 conn.held.remove(&r.id);
-                if let (Some(j), Some(_)) = (self.journal.as_mut(), r.deadline) {
-                    let batch = j.release(r.id.to_bits(), now);
-                    conn.gate.hold(conn.wbuf.len(), batch);
-                }
-                self.log_license(
-                    now,
-                    Action::In,
-                    FeatureRef::Id(r.feature),
-                    r.holder,
-                    r.count,
-                );
+                let batch = self.released(&r, Action::In, now);
+                conn.gate.hold(conn.wbuf.len(), batch);
                 let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
             }
             Err(CheckinError::NoSuchFeature) => {
@@ -1465,14 +1448,11 @@ impl Ctx {
                 }
                 if let Some(r) = self.engine.release(h.id) {
                     removed += 1;
-                    if let (Some(j), Some(_)) = (self.journal.as_mut(), r.deadline) {
-                        let batch = j.release(r.id.to_bits(), now);
-                        conn.gate.hold(conn.wbuf.len(), batch);
-                    }
                     let f = FeatureRef::Id(fid);
                     self.log
-                        .license(now, Action::Removing, f.clone(), r.holder, r.count);
-                    self.log_license(now, Action::In, f, r.holder, r.count);
+                        .license(now, Action::Removing, f, r.holder, r.count);
+                    let batch = self.released(&r, Action::In, now);
+                    conn.gate.hold(conn.wbuf.len(), batch);
                 }
             }
         }
