@@ -207,6 +207,28 @@ fn qualifiers_select_pools() {
 }
 
 #[test]
+fn expdate_qualifiers_compare_dates_in_any_spelling() {
+    let lic = "FEATURE f1 V 1.0 31-dec-2099 5\nINCREMENT f1 V 1.0 permanent 5\n";
+    for spelling in ["31-dec-2099", "31-DEC-2099", "2099.1231"] {
+        let e = engine(lic, &format!("EXCLUDE f1:EXPDATE={spelling} USER bob\n"));
+        let g = e
+            .checkout(&Request::new("f1", "bob", "h", "a"), NOW)
+            .unwrap();
+        assert_eq!(g.pool.0, 1, "{spelling}: only the dated pool is excluded");
+    }
+    for spelling in ["permanent", "1-jan-0", "1-jan-00", "1-jan-0000"] {
+        let e = engine(lic, &format!("EXCLUDE f1:EXPDATE={spelling} USER bob\n"));
+        let g = e
+            .checkout(&Request::new("f1", "bob", "h", "a"), NOW)
+            .unwrap();
+        assert_eq!(
+            g.pool.0, 0,
+            "{spelling}: only the permanent pool is excluded"
+        );
+    }
+}
+
+#[test]
 fn internet_rules_use_the_client_address() {
     let e = engine(F1_10, "EXCLUDE f1 INTERNET 10.1.*.*\n");
     let r = Request::new("f1", "bob", "h", "a");

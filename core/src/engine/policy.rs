@@ -40,7 +40,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::pool::Pool;
 use super::Reason;
-use crate::license::{Expiry, PoolLine};
+use crate::license::PoolLine;
 use crate::options::{
     IpPattern, OptionsFile, QualifierKey, Rule, RuleKind, TargetKind, MAX_NAME_BYTES,
 };
@@ -271,12 +271,9 @@ fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: &PoolLine) 
         QualifierKey::Version => {
             crate::license::Version::scaled_of(&q.value) == Some(line.version.scaled())
         }
-        QualifierKey::ExpDate => match line.expiry {
-            Expiry::Permanent => {
-                q.value.eq_ignore_ascii_case("permanent") || q.value == "0" || q.value == "1-jan-0"
-            }
-            Expiry::On(_) => line.expiry.flexlm().eq_ignore_ascii_case(&q.value),
-        },
+        // Any spelling the license parser reads (`permanent`, `1-jan-0`,
+        // `31-Dec-2026`, `2026.1231`): compared as dates, not as text.
+        QualifierKey::ExpDate => crate::license::parse_expiry(&q.value) == Ok(line.expiry),
         QualifierKey::VendorString => line
             .vendor_string
             .as_ref()

@@ -6,5 +6,6 @@ pub mod model;
 mod parse;
 mod vendor_string;
 
+pub(crate) use date::parse_expiry;
 pub use model::*;
 pub use parse::{parse_file, parse_str, LicenseFileError};
