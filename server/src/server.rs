@@ -1482,20 +1482,15 @@ impl Ctx {
                 .extend_from_slice(b"ERR REREAD_FAILED another reread is in progress\n");
             return;
         };
-        let licenses = match &shared.license_path {
-            Some(path) => match parse_file(path) {
-                Ok(set) => set,
-                Err(e) => {
-                    let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
-                    return;
-                }
-            },
-            None => {
-                tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE)
+        // As at start: a file with nothing to serve changes nothing.
+        let mut licenses = match load_licenses(shared.license_path.as_deref()) {
+            Ok(set) => set,
+            Err(e) => {
+                let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
+                return;
             }
         };
         // Features the new file drops keep their holders until they drain.
-        let mut licenses = licenses;
         let retired =
             crate::reread::keep_removed_features(&mut licenses, &self.engine.snapshot(now));
         // The options file is reread with the license file; if it cannot
@@ -1649,6 +1644,24 @@ fn flush(conn: &mut Conn) -> bool {
         }
     }
     true
+}
+
+/// Reads the license file at `path` (the embedded demo license when
+/// `None`), for start and REREAD alike. Malformed lines are left in the
+/// set's diagnostics for the caller to report; a file with no FEATURE or
+/// INCREMENT line left is an error: there would be nothing to serve.
+pub fn load_licenses(path: Option<&std::path::Path>) -> Result<LicenseSet, String> {
+    let set = match path {
+        Some(p) => parse_file(p).map_err(|e| e.to_string())?,
+        None => tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE),
+    };
+    if set.pools.is_empty() {
+        return Err(format!(
+            "{}: no FEATURE or INCREMENT line loaded: nothing to serve",
+            set.source
+        ));
+    }
+    Ok(set)
 }
 
 /// Exit status of a tallyd whose event loop panicked.

@@ -432,6 +432,23 @@ fn reread_keeps_existing_checkouts() {
 }
 
 #[test]
+fn reread_of_a_file_with_nothing_to_serve_changes_nothing() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut c = t.connect();
+    assert!(c
+        .req("CHECKOUT MPM_ADV_RC u h a linger=600")
+        .starts_with("OK "));
+    std::fs::write(t.license_path(), "# emptied by mistake\n").expect("rewrite license");
+    let r = c.req("REREAD");
+    assert!(
+        r.starts_with("ERR REREAD_FAILED") && r.contains("nothing to serve"),
+        "{r}"
+    );
+    assert_eq!(c.holders("MPM_ADV_RC"), ["a"]);
+    assert!(c.req("CHECKOUT MPM_ADV_RC u h b").starts_with("OK "));
+}
+
+#[test]
 fn reread_keeps_the_identity_of_long_names() {
     // Names this long are shortened in the table's holder copy (and so in
     // STATUS); the instance must still be the client's after a reread.

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tally_core::license::{parse_file, parse_str, LicenseSet};
+use tally_core::license::LicenseSet;
 use tally_server::debuglog::LogTarget;
-use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
+use tally_server::demo::DEMO_SOURCE;
 use tally_server::journal::{Durability, DEFAULT_STATE_DIR};
 use tally_server::options::PolicyConfig;
 use tally_server::server::{Config, Server};
@@ -98,18 +98,9 @@ fn machine_host_name() -> String {
 }
 
 fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
-    let set = match path {
-        Some(p) => parse_file(p).map_err(|e| e.to_string())?,
-        None => parse_str(DEMO_SOURCE, DEMO_LICENSE),
-    };
+    let set = tally_server::server::load_licenses(path.map(PathBuf::as_path))?;
     for d in &set.diagnostics {
         eprintln!("tallyd: warning: {d} (line skipped)");
-    }
-    if set.pools.is_empty() {
-        return Err(format!(
-            "{}: no FEATURE or INCREMENT line loaded: nothing to serve",
-            set.source
-        ));
     }
     Ok(set)
 }
