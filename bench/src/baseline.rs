@@ -1,15 +1,14 @@
 //! Baseline tables: what a team would write instead of tally's table.
 
 use std::collections::HashMap;
-use std::hash::Hasher;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use siphasher::sip128::{Hasher128, SipHasher13};
 use tally_core::engine::HolderBuf;
+use xxhash_rust::xxh3::xxh3_128_with_seed;
 
-use crate::{Workload, FEATURE};
+use crate::Workload;
 
 /// One held instance, as the baselines store it. `since` and `holder` are
 /// never read by the benches; they are stored so the baselines write as
@@ -22,13 +21,12 @@ struct Instance {
     holder: HolderBuf,
 }
 
-/// The same keyed 128-bit identity tally uses.
+/// The same identity tally computes per checkout: XXH3-128 of the handle
+/// under a per-feature seed (tally derives the seed once per feature; here
+/// it is a constant).
 fn key(handle: &str) -> u128 {
-    let mut h = SipHasher13::new_with_keys(1, 2);
-    h.write(FEATURE.as_bytes());
-    h.write_usize(handle.len());
-    h.write(handle.as_bytes());
-    h.finish128().as_u128()
+    const FEATURE_SEED: u64 = 0x7461_6c6c_7946_4545;
+    xxh3_128_with_seed(handle.as_bytes(), FEATURE_SEED)
 }
 
 /// A `parking_lot::Mutex<HashMap>`: one lock for the whole table.

@@ -1,16 +1,30 @@
 //! The identity of an instance: which checkouts are "the same" one.
 //!
-//! A checkout's key is a 128-bit SipHash-1-3 of the feature's name and the
-//! fields
-//! its duplicate grouping names (the handle by default; user, host and/or
-//! display under `DUP_GROUP`), each length-prefixed so `("ab","c")` and
-//! `("a","bc")` differ. The hash keys are the engine's secret seed, so a
-//! client cannot aim a collision at another client's instance; two distinct
-//! keys collide with probability about 2^-128 per pair.
+//! A checkout's key is a 128-bit hash of the fields its duplicate grouping
+//! names (the handle by default; user, host and/or display under
+//! `DUP_GROUP`), under a seed that is the feature's own.
+//!
+//! - **Per feature, once:** the seed is a SipHash-1-3 (a keyed PRF) of the
+//!   engine's secret, the feature's name and its grouping. It is secret
+//!   like the engine's key, and differs between features.
+//! - **Per checkout:** XXH3-128 of the fields under that seed: the handle
+//!   alone (one field needs no separator), or, under `DUP_GROUP`, each
+//!   field length-prefixed so `("ab","c")` and `("a","bc")` differ. XXH3
+//!   costs about a tenth of SipHash-128 on a short handle; it is the one
+//!   hash every checkout and check-in pays.
+//!
+//! Two distinct field sets collide with probability about 2^-128 per pair.
+//! XXH3 is not a cryptographic PRF, so against a client that *searches* for
+//! a collision the defence is that the seed is secret; and a collision
+//! would gain such a client nothing it lacks anyway, since any client may
+//! name another's handle. Bucket placement (the key's two halves) is
+//! likewise unknown without the seed, so a client cannot aim its keys at
+//! one bucket to crowd others out.
 
 use std::hash::Hasher;
 
-use siphasher::sip128::{Hasher128, SipHasher13};
+use siphasher::sip::SipHasher13;
+use xxhash_rust::xxh3::{xxh3_128_with_seed, Xxh3};
 
 use crate::license::DupGroup;
 
@@ -19,6 +33,15 @@ use crate::license::DupGroup;
 pub(crate) struct InstanceKey {
     pub(crate) lo: u64,
     pub(crate) hi: u64,
+}
+
+impl From<u128> for InstanceKey {
+    fn from(h: u128) -> InstanceKey {
+        InstanceKey {
+            lo: h as u64,
+            hi: (h >> 64) as u64,
+        }
+    }
 }
 
 /// The secret that keys instance hashes.
@@ -34,12 +57,11 @@ pub(crate) struct KeyFields<'a> {
     pub(crate) handle: &'a str,
 }
 
-/// The hash state after a feature's name and grouping: every checkout's key
-/// continues from a copy of it, so the name is hashed once per engine, not
-/// once per checkout. The result is the same as hashing the whole input.
-#[derive(Debug, Clone)]
+/// A feature's key function: its secret seed (derived once per engine from
+/// the name and grouping) and its grouping.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct KeyPrefix {
-    hasher: SipHasher13,
+    seed: u64,
     dup: DupGroup,
 }
 
@@ -49,7 +71,10 @@ impl KeyPrefix {
         h.write_usize(feature.len());
         h.write(feature.as_bytes());
         h.write_u8(dup.mask());
-        KeyPrefix { hasher: h, dup }
+        KeyPrefix {
+            seed: h.finish(),
+            dup,
+        }
     }
 
     /// The feature's duplicate grouping.
@@ -60,31 +85,26 @@ impl KeyPrefix {
     /// The key of a checkout with these fields, under the feature's
     /// grouping.
     pub(crate) fn key(&self, f: KeyFields<'_>) -> InstanceKey {
-        let (mut h, dup) = (self.hasher, self.dup); // a copy: the prefix stays
+        if self.dup.is_by_handle() {
+            return xxh3_128_with_seed(f.handle.as_bytes(), self.seed).into();
+        }
+        let mut h = Xxh3::with_seed(self.seed);
         let mut field = |s: &str| {
-            h.write_usize(s.len());
-            h.write(s.as_bytes());
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
         };
-        if dup.is_by_handle() {
-            field(f.handle);
-        } else {
-            let m = dup.mask();
-            if m & DupGroup::USER != 0 {
-                field(f.user);
-            }
-            if m & DupGroup::HOST != 0 {
-                field(f.host);
-            }
-            if m & DupGroup::DISPLAY != 0 {
-                field(f.display);
-            }
-            // VENDOR adds nothing: the feature already names the vendor.
+        let m = self.dup.mask();
+        if m & DupGroup::USER != 0 {
+            field(f.user);
         }
-        let out = h.finish128();
-        InstanceKey {
-            lo: out.h1,
-            hi: out.h2,
+        if m & DupGroup::HOST != 0 {
+            field(f.host);
         }
+        if m & DupGroup::DISPLAY != 0 {
+            field(f.display);
+        }
+        // VENDOR adds nothing: the feature already names the vendor.
+        h.digest128().into()
     }
 }
 
