@@ -9,9 +9,10 @@
 
 use crate::sync::{AtomicU64, Ordering};
 
-/// Words of holder text stored per slot.
+/// Words of holder text stored per slot (with the slot's start time, two
+/// cache lines).
 #[cfg(not(loom))]
-pub(crate) const META_WORDS: usize = 16;
+pub(crate) const META_WORDS: usize = 15;
 /// Words of holder text stored per slot (small under loom).
 #[cfg(loom)]
 pub(crate) const META_WORDS: usize = 2;
@@ -44,10 +45,19 @@ impl HolderBuf {
     /// Packs the four names, shortening them if they do not fit.
     pub fn new(user: &str, host: &str, display: &str, handle: &str) -> HolderBuf {
         let fields = [user, host, display, handle];
-        let total: usize = fields.iter().map(|f| f.len().min(255)).sum();
-        let limit = if total <= TEXT_BYTES {
-            255
-        } else {
+        let total = user.len() + host.len() + display.len() + handle.len();
+        if total <= TEXT_BYTES {
+            // Everything fits (the common case): lengths, then the text.
+            let mut bytes = [0u8; META_BYTES];
+            let mut at = 4;
+            for (i, field) in fields.iter().enumerate() {
+                bytes[i] = field.len() as u8;
+                copy_short(&mut bytes[at..at + field.len()], field.as_bytes());
+                at += field.len();
+            }
+            return HolderBuf { bytes };
+        }
+        let limit = {
             // The largest per-field limit under which everything fits.
             let fits =
                 |l: usize| fields.iter().map(|f| f.len().min(l)).sum::<usize>() <= TEXT_BYTES;
@@ -96,10 +106,19 @@ impl HolderBuf {
         self.field(3)
     }
 
+    /// Words that hold the lengths and the text (the rest are zero).
+    fn words_used(lengths: [u8; 4]) -> usize {
+        let text: usize = lengths.iter().map(|&l| usize::from(l)).sum();
+        (4 + text).div_ceil(8).min(META_WORDS)
+    }
+
     /// Writes the packed bytes into a slot's words (relaxed; published by the
-    /// slot word's release store).
+    /// slot word's release store). Only the words in use: short names touch
+    /// one cache line, not the slot's whole holder area.
     pub(crate) fn store(&self, words: &[AtomicU64; META_WORDS]) {
-        for (w, chunk) in words.iter().zip(self.bytes.chunks_exact(8)) {
+        let lengths = [self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]];
+        let used = Self::words_used(lengths);
+        for (w, chunk) in words[..used].iter().zip(self.bytes.chunks_exact(8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(chunk);
             w.store(u64::from_le_bytes(b), Ordering::Relaxed);
@@ -107,13 +126,37 @@ impl HolderBuf {
     }
 
     /// Reads the packed bytes back (relaxed; validated by the caller's
-    /// generation check).
+    /// generation check): the words [`HolderBuf::store`] wrote, the rest 0.
     pub(crate) fn load(words: &[AtomicU64; META_WORDS]) -> HolderBuf {
         let mut bytes = [0u8; META_BYTES];
-        for (w, chunk) in words.iter().zip(bytes.chunks_exact_mut(8)) {
+        let first = words[0].load(Ordering::Relaxed).to_le_bytes();
+        bytes[..8].copy_from_slice(&first);
+        let used = Self::words_used([first[0], first[1], first[2], first[3]]);
+        for (w, chunk) in words[1..used].iter().zip(bytes[8..].chunks_exact_mut(8)) {
             chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
         }
         HolderBuf { bytes }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for names of a few bytes without a call to
+/// `memcpy`: up to 16 bytes as two overlapping 8- (or 4-) byte moves.
+#[inline(always)]
+fn copy_short(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    debug_assert_eq!(dst.len(), n);
+    if (8..=16).contains(&n) {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..].copy_from_slice(&src[n - 8..]);
+    } else if (4..8).contains(&n) {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else if n < 4 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
