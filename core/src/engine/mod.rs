@@ -283,6 +283,40 @@ struct Feature {
     key: KeyPrefix,
 }
 
+/// The pools of a feature that serve one request, in file order: an
+/// iterator that is cheap to clone (see [`Engine::eligible`]).
+#[derive(Clone)]
+struct Serving<'s> {
+    engine: &'s Engine,
+    pools: &'s [u32],
+    /// Bit `i`: `pools[i]` serves (for `i < 64`); taken bits are cleared.
+    mask: u64,
+    /// The next position beyond 64 to judge.
+    at: usize,
+    want: u64,
+    who: Option<&'s (&'s Policy, Who)>,
+    now: Millis,
+}
+
+impl Iterator for Serving<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        if self.mask != 0 {
+            let i = self.mask.trailing_zeros() as usize;
+            self.mask &= self.mask - 1;
+            return Some(self.pools[i]);
+        }
+        let e = self.engine;
+        while let Some(&p) = self.pools.get(64 + self.at) {
+            self.at += 1;
+            if e.serves(p, self.want, self.who, self.now) {
+                return Some(p);
+            }
+        }
+        None
+    }
+}
+
 /// The license engine. See the module docs.
 #[derive(Debug)]
 pub struct Engine {
@@ -483,14 +517,13 @@ impl Engine {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
         loop {
-            let used = match self.table.lookup(key) {
-                Lookup::Live(id) => match self.renew(fid, id, deadline, req.linger_ms, now) {
+            if let Lookup::Live(id) = self.table.lookup(key) {
+                match self.renew(fid, id, deadline, req.linger_ms, now) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
-                },
-                Lookup::Absent(used) => used,
-            };
-            match self.table.claim(key, used) {
+                }
+            }
+            match self.table.claim(key) {
                 Claim::Owned(claim) => {
                     // The key is ours alone: now charge a pool.
                     let (p, in_use, record) = match self.charge(eligible.clone(), who, req.count) {
@@ -571,80 +604,80 @@ impl Engine {
     }
 
     /// The pools that may serve `req` now (in file order), or why none may.
+    /// Each pool is judged once: the first 64 into a bit mask, any further
+    /// ones (a feature of more than 64 lines) as the caller comes to them.
     fn eligible<'s>(
         &'s self,
         feature: &'s Feature,
         req: &Request<'_>,
         who: Option<&'s (&'s Policy, Who)>,
         now: Millis,
-    ) -> Result<impl Iterator<Item = u32> + Clone + 's, Denial> {
+    ) -> Result<Serving<'s>, Denial> {
         let want = req.version.unwrap_or(0);
+        let mut mask = 0u64;
+        for (i, &p) in feature.pools.iter().take(64).enumerate() {
+            if self.serves(p, want, who, now) {
+                mask |= 1 << i;
+            }
+        }
+        let serving = Serving {
+            engine: self,
+            pools: &feature.pools,
+            mask,
+            at: 0,
+            want,
+            who,
+            now,
+        };
+        if mask != 0 || serving.clone().next().is_some() {
+            return Ok(serving);
+        }
         let pools = &self.pools;
-        let dated = move |p: &u32| {
+        let dated = |p: &u32| {
             let pool = &pools[*p as usize];
             pool.version >= want && !pool.is_expired(now) && pool.is_started(now) && !pool.retired
         };
-        // The options file's verdict on each pool, computed once (a bit per
-        // pool for the first 64; any further pools are asked each time).
-        let allowed: u64 = match who {
-            None => u64::MAX,
-            Some((policy, w)) => {
-                feature
-                    .pools
-                    .iter()
-                    .take(64)
-                    .enumerate()
-                    .fold(0, |mask, (i, &p)| match policy.access(p, w) {
-                        Access::Allowed => mask | 1 << i,
-                        _ => mask,
-                    })
+        if let Some((policy, w)) = who {
+            // Dates and versions allow a pool, the options file does not.
+            let refused = feature
+                .pools
+                .iter()
+                .filter(|p| dated(p))
+                .map(|&p| policy.access(p, w))
+                .find(|a| *a != Access::Allowed);
+            match refused {
+                Some(Access::Excluded) => return Err(Reason::Excluded.into()),
+                Some(_) => return Err(Reason::NotIncluded.into()),
+                None => {}
             }
-        };
-        let admitted = move |i: usize, p: u32| match who {
-            None => true,
-            Some(_) if i < 64 => allowed >> i & 1 == 1,
-            Some((policy, w)) => policy.access(p, w) == Access::Allowed,
-        };
-        let serves = move |&(i, p): &(usize, &u32)| dated(p) && admitted(i, *p);
-        if !feature.pools.iter().enumerate().any(|x| serves(&x)) {
-            if let Some((policy, w)) = who {
-                // Dates and versions allow a pool, the options file does not.
-                let refused = feature
-                    .pools
-                    .iter()
-                    .filter(|p| dated(p))
-                    .map(|&p| policy.access(p, w))
-                    .find(|a| *a != Access::Allowed);
-                match refused {
-                    Some(Access::Excluded) => return Err(Reason::Excluded.into()),
-                    Some(_) => return Err(Reason::NotIncluded.into()),
-                    None => {}
-                }
-            }
-            let of_version = || {
-                feature
-                    .pools
-                    .iter()
-                    .map(|&p| &pools[p as usize])
-                    .filter(|p| p.version >= want && !p.retired)
-            };
-            let reason = if feature.pools.iter().all(|&p| pools[p as usize].retired) {
-                Reason::NoSuchFeature
-            } else if of_version().next().is_none() {
-                Reason::VersionTooHigh
-            } else if of_version().any(|p| !p.is_expired(now) && !p.is_started(now)) {
-                Reason::NotYetStarted
-            } else {
-                Reason::Expired
-            };
-            return Err(reason.into());
         }
-        Ok(feature
-            .pools
-            .iter()
-            .enumerate()
-            .filter(serves)
-            .map(|(_, &p)| p))
+        let of_version = || {
+            feature
+                .pools
+                .iter()
+                .map(|&p| &pools[p as usize])
+                .filter(|p| p.version >= want && !p.retired)
+        };
+        let reason = if feature.pools.iter().all(|&p| pools[p as usize].retired) {
+            Reason::NoSuchFeature
+        } else if of_version().next().is_none() {
+            Reason::VersionTooHigh
+        } else if of_version().any(|p| !p.is_expired(now) && !p.is_started(now)) {
+            Reason::NotYetStarted
+        } else {
+            Reason::Expired
+        };
+        Err(reason.into())
+    }
+
+    /// Whether pool `p` serves version `want` at `now` to `who`.
+    fn serves(&self, p: u32, want: u64, who: Option<&(&Policy, Who)>, now: Millis) -> bool {
+        let pool = &self.pools[p as usize];
+        pool.version >= want
+            && !pool.is_expired(now)
+            && pool.is_started(now)
+            && !pool.retired
+            && who.map_or(true, |(policy, w)| policy.access(p, w) == Access::Allowed)
     }
 
     /// Renews a found instance; `None` if it was released before the
@@ -825,11 +858,10 @@ impl Engine {
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
         loop {
-            let used = match self.table.lookup(key) {
-                Lookup::Live(id) => return Ok(id),
-                Lookup::Absent(used) => used,
-            };
-            match self.table.claim(key, used) {
+            if let Lookup::Live(id) = self.table.lookup(key) {
+                return Ok(id);
+            }
+            match self.table.claim(key) {
                 Claim::Owned(c) => {
                     let p = match charge() {
                         Ok(p) => p,

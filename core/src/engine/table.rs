@@ -5,10 +5,14 @@
 //! A fixed array of buckets of [`SLOTS_PER_BUCKET`] slots, sized when the
 //! engine is built (twice the licenses the counted pools can grant, so it is
 //! never more than half full). A key (a 128-bit keyed hash of the feature and
-//! the duplicate-grouping fields, see `key.rs`) may live in either of two
-//! buckets chosen by its two hash halves ("two-choice" hashing); a new key goes
-//! to the emptier of the two. Buckets are the table's shards: threads working
-//! on different keys touch different cache lines and share no lock.
+//! the duplicate-grouping fields, see `key.rs`) lives in its *primary*
+//! bucket (chosen by the hash's low half) unless that bucket is full, then
+//! in its *secondary* one (the high half). Each bucket counts the keys that
+//! spilled out of it ([`Bucket::spilled`]); while that count is 0, a key is
+//! looked for in its primary bucket alone, so a lookup touches one cache
+//! line (a table at most half full, in buckets of 16, rarely spills).
+//! Buckets are the table's shards: threads working on different keys touch
+//! different cache lines and share no lock.
 //!
 //! # The slot word
 //!
@@ -35,12 +39,18 @@
 //!
 //! # One instance per key
 //!
-//! A new key is claimed *before* the pool is charged: write the key, set the
-//! slot's fingerprint byte, publish CLAIMING, then `fence(SeqCst)`, then
-//! re-scan both buckets' fingerprints and look at the matching slots. By the
-//! store-fence-load order on both sides (fingerprint and CLAIMING both stored
-//! before the fence, both loaded after it), of two threads claiming the same
-//! key at least one sees the other. With slots ordered by their global index:
+//! A new key is claimed *before* the pool is charged: (in the secondary
+//! bucket: raise the primary's spill count,) write the key, set the slot's
+//! fingerprint byte, publish CLAIMING, then `fence(SeqCst)`, then re-scan
+//! the fingerprints of the primary bucket, and of the secondary one if the
+//! claim is there or the primary's spill count is not 0, and look at the
+//! matching slots. By the store-fence-load order on both sides (whichever
+//! fence comes second in the SeqCst order sees every store before the
+//! other), of two threads claiming the same key at least one sees the
+//! other: both in one bucket, through its fingerprint word; one in each,
+//! because the spilled claimer always scans the primary bucket, and the
+//! other, if its fence is the later one, sees the spill count and so scans
+//! the secondary bucket too. With slots ordered by their global index:
 //!
 //! - another slot is LIVE with my key: back off and renew that one;
 //! - another slot is CLAIMING my key at a lower index: back off and retry
@@ -77,7 +87,7 @@
 
 use super::holder::{HolderBuf, META_WORDS};
 use super::key::InstanceKey;
-use crate::sync::{fence, spin_wait, AtomicU64, Ordering};
+use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, Ordering};
 
 /// Slots in one bucket. Small under loom so the model stays tractable.
 #[cfg(not(loom))]
@@ -178,6 +188,10 @@ struct Bucket {
     /// its FREE store, else 0. Only the slot's owner changes its byte, by
     /// XOR, so concurrent owners of other lanes never undo each other.
     tags: [AtomicU64; TAG_WORDS],
+    /// Keys whose primary bucket this is that are in their secondary one,
+    /// counted from before their fingerprint is set there until after it is
+    /// cleared. While 0, a lookup need not look at the secondary bucket.
+    spilled: AtomicU32,
     slots: [Hot; SLOTS_PER_BUCKET],
 }
 
@@ -201,6 +215,7 @@ impl Bucket {
         let free = Word::new(State::Free, 0, 0).0;
         Bucket {
             tags: std::array::from_fn(|_| AtomicU64::new(0)),
+            spilled: AtomicU32::new(0),
             slots: std::array::from_fn(|_| Hot {
                 word: AtomicU64::new(free),
                 key_lo: AtomicU64::new(0),
@@ -212,8 +227,10 @@ impl Bucket {
     }
 }
 
-/// A slot's cold data: read only for status, logging and release.
+/// A slot's cold data: read only for status, logging and release. Two
+/// cache lines, aligned: a checkout with short names writes only the first.
 #[derive(Debug)]
+#[repr(C, align(64))]
 struct Cold {
     /// Unix ms of the first checkout of this instance.
     since: AtomicU64,
@@ -290,6 +307,9 @@ pub(crate) struct Claimed {
     index: usize,
     gen: u32,
     tag: u8,
+    /// The primary bucket (first slot index) when the claim spilled into
+    /// the secondary one: its spill count was raised.
+    spilled_from: Option<usize>,
 }
 
 impl Claimed {
@@ -322,8 +342,8 @@ pub(crate) struct Fields<'a> {
 pub(crate) enum Lookup {
     /// The key's live instance.
     Live(InstanceId),
-    /// No instance; slots in use in each candidate bucket.
-    Absent([u32; 2]),
+    /// No instance.
+    Absent,
 }
 
 /// What [`Table::claim`] did.
@@ -407,8 +427,8 @@ impl Table {
         (i < self.cold.len()).then(|| self.slot(i))
     }
 
-    /// The first slot index of each of the key's two buckets (equal when the
-    /// table has a single bucket).
+    /// The first slot index of the key's primary and secondary buckets
+    /// (equal when the table has a single bucket).
     fn buckets_of(&self, key: InstanceKey) -> [usize; 2] {
         let mask = self.buckets - 1;
         let a = (key.lo as usize) & mask;
@@ -419,32 +439,27 @@ impl Table {
         [a * SLOTS_PER_BUCKET, b * SLOTS_PER_BUCKET]
     }
 
-    /// The key's candidate buckets, each once.
-    fn distinct_buckets(&self, key: InstanceKey) -> ([usize; 2], usize) {
-        let [a, b] = self.buckets_of(key);
-        ([a, b], if a == b { 1 } else { 2 })
+    /// The spill count of the bucket starting at slot `start`.
+    fn spilled(&self, start: usize) -> &AtomicU32 {
+        &self.hot[start / SLOTS_PER_BUCKET].spilled
     }
 
     /// One pass over the fingerprints of the bucket starting at slot
-    /// `start`: how many of its slots are in use, and a bit per lane whose
-    /// fingerprint is `key`'s (a filter, confirmed by
-    /// [`Table::wait_for_key`]; about one other key in 128 passes it).
+    /// `start`: a bit per lane whose fingerprint is `key`'s (a filter,
+    /// confirmed by [`Table::wait_for_key`]; about one other key in 128
+    /// passes it).
     ///
     /// A slot whose key is `key` and that was CLAIMING or LIVE before the
     /// caller's last SeqCst fence has its bit set: its owner set the
-    /// fingerprint before its CLAIMING store. RESERVED slots whose owner has
-    /// not yet set its fingerprint are not counted as in use (the count only
-    /// picks the emptier bucket).
-    fn scan(&self, start: usize, key: InstanceKey) -> (u32, u32) {
+    /// fingerprint before its CLAIMING store.
+    fn scan(&self, start: usize, key: InstanceKey) -> u32 {
         let bucket = &self.hot[start / SLOTS_PER_BUCKET];
         let pattern = BYTE_LO * u64::from(tag_of(key));
-        let mut used = 0;
         let mut maybe = 0u32;
         for (k, tags) in bucket.tags.iter().enumerate() {
             // Acquire: pairs with the owner's release XOR, so the key fields
             // written before it are visible when the bit is followed up.
             let t = tags.load(Ordering::Acquire);
-            used += (t & BYTE_HI).count_ones();
             // Bytes equal to the pattern become 0; flag the zero bytes (a
             // borrow may flag a byte above a true match too: harmless).
             let x = t ^ pattern;
@@ -457,7 +472,19 @@ impl Table {
                 }
             }
         }
-        (used, maybe)
+        maybe
+    }
+
+    /// The buckets a key may be in, by first slot index: the primary, and
+    /// the secondary if it is another bucket and something spilled out of
+    /// the primary (or `spilled`: the caller's own claim is there).
+    fn candidates(&self, key: InstanceKey, spilled: bool) -> ([usize; 2], usize) {
+        let [a, b] = self.buckets_of(key);
+        // Relaxed: a claimer's count is ordered against a racing claim by
+        // both sides' SeqCst fences (module docs); a lookup that happens
+        // after a publish sees the count, raised before it.
+        let both = a != b && (spilled || self.spilled(a).load(Ordering::Relaxed) != 0);
+        ([a, b], if both { 2 } else { 1 })
     }
 
     /// XORs `tag` into slot `i`'s fingerprint byte: sets it when the byte is
@@ -472,18 +499,15 @@ impl Table {
     pub(crate) fn find(&self, key: InstanceKey) -> Option<InstanceId> {
         match self.lookup(key) {
             Lookup::Live(id) => Some(id),
-            Lookup::Absent(_) => None,
+            Lookup::Absent => None,
         }
     }
 
-    /// [`Table::find`], and when the key is absent, how many slots of each
-    /// candidate bucket were in use (so a claim need not count again).
+    /// [`Table::find`], as a [`Lookup`].
     pub(crate) fn lookup(&self, key: InstanceKey) -> Lookup {
-        let (buckets, n) = self.distinct_buckets(key);
-        let mut used = [0u32; 2];
-        for (k, &start) in buckets[..n].iter().enumerate() {
-            let (in_use, mut maybe) = self.scan(start, key);
-            used[k] = in_use;
+        let (buckets, n) = self.candidates(key, false);
+        for &start in &buckets[..n] {
+            let mut maybe = self.scan(start, key);
             while maybe != 0 {
                 let i = start + maybe.trailing_zeros() as usize;
                 maybe &= maybe - 1;
@@ -495,10 +519,7 @@ impl Table {
                 }
             }
         }
-        if n == 1 {
-            used[1] = used[0];
-        }
-        Lookup::Absent(used)
+        Lookup::Absent
     }
 
     /// Looks at slot `i`: returns its word if it is LIVE with `key`, or
@@ -513,7 +534,11 @@ impl Table {
                 return None;
             }
             let same = slot.key_is(key);
-            if slot.load(Ordering::Acquire) != w {
+            // Seqlock re-check: the fence orders the key loads before it,
+            // so keys written by a later owner (after its release fence in
+            // `reserve`) show as a changed word.
+            fence(Ordering::Acquire);
+            if slot.load(Ordering::Relaxed) != w {
                 continue; // changed under us: look again
             }
             if !same {
@@ -530,15 +555,24 @@ impl Table {
     /// Claims a slot for `key` unless the key is already live. On
     /// [`Claim::Owned`] the caller must [`Table::publish`] or
     /// [`Table::abandon`] the claim.
-    pub(crate) fn claim(&self, key: InstanceKey, used: [u32; 2]) -> Claim {
-        let Some((mine, gen)) = self.reserve(key, used) else {
+    pub(crate) fn claim(&self, key: InstanceKey) -> Claim {
+        let Some((mine, gen)) = self.reserve(key) else {
             return Claim::Full;
         };
+        let [primary, _] = self.buckets_of(key);
+        let spilled_from = (mine / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET).then(|| {
+            // Raised before the fingerprint is set: whoever sees the
+            // fingerprint (acquire) sees the count raised, so a lookup
+            // after it looks in the secondary bucket too.
+            self.spilled(primary).fetch_add(1, Ordering::Relaxed);
+            primary
+        });
         let slot = self.slot(mine);
         slot.key_lo.store(key.lo, Ordering::Relaxed);
         slot.key_hi.store(key.hi, Ordering::Relaxed);
-        // Release: a scanner that sees the fingerprint sees the key. Set
-        // before the CLAIMING store, so both precede the fence below.
+        // Release: a scanner that sees the fingerprint sees the key (and
+        // the spill count). Set before the CLAIMING store, so all of them
+        // precede the fence below.
         let tag = tag_of(key);
         self.flip_tag(mine, tag, Ordering::Release);
         slot.word
@@ -550,10 +584,11 @@ impl Table {
             index: mine,
             gen,
             tag,
+            spilled_from,
         };
-        let (buckets, n) = self.distinct_buckets(key);
+        let (buckets, n) = self.candidates(key, spilled_from.is_some());
         for &start in &buckets[..n] {
-            let (_, mut maybe) = self.scan(start, key);
+            let mut maybe = self.scan(start, key);
             while maybe != 0 {
                 let j = start + maybe.trailing_zeros() as usize;
                 maybe &= maybe - 1;
@@ -605,22 +640,21 @@ impl Table {
     pub(crate) fn abandon(&self, c: Claimed) {
         // Cleared before the FREE store, so the next owner finds it 0.
         self.flip_tag(c.index, c.tag, Ordering::Release);
+        if let Some(primary) = c.spilled_from {
+            self.spilled(primary).fetch_sub(1, Ordering::Release);
+        }
         let next = Word::new(State::Claiming, c.gen, 0).next_gen();
         self.slot(c.index)
             .word
             .store(Word::new(State::Free, next, 0).0, Ordering::Release);
     }
 
-    /// Claims a FREE slot, trying the emptier candidate bucket first
-    /// (`used`: slots in use per bucket as [`Table::lookup`] saw them).
-    fn reserve(&self, key: InstanceKey, used: [u32; 2]) -> Option<(usize, u32)> {
-        let ([a, b], n) = self.distinct_buckets(key);
-        let order = if n == 2 && used[1] < used[0] {
-            [b, a]
-        } else {
-            [a, b]
-        };
-        for &start in &order[..n] {
+    /// Claims a FREE slot in the key's primary bucket, or if that is full
+    /// in its secondary one.
+    fn reserve(&self, key: InstanceKey) -> Option<(usize, u32)> {
+        let [a, b] = self.buckets_of(key);
+        let n = if a == b { 1 } else { 2 };
+        for &start in &[a, b][..n] {
             for i in start..start + SLOTS_PER_BUCKET {
                 let slot = self.slot(i);
                 let w = slot.load(Ordering::Relaxed);
@@ -639,6 +673,10 @@ impl Table {
                     )
                     .is_ok()
                 {
+                    // Seqlock writer: a reader that sees any field we write
+                    // from now on sees this RESERVED word (or later) when it
+                    // checks the word again after its acquire fence.
+                    fence(Ordering::Release);
                     return Some((i, w.gen()));
                 }
             }
@@ -690,7 +728,8 @@ impl Table {
             }
             let grant = slot.grant.load(Ordering::Relaxed);
             // Seqlock check, as in `read`.
-            if slot.load(Ordering::Acquire).gen() == id.gen {
+            fence(Ordering::Acquire);
+            if slot.load(Ordering::Relaxed).gen() == id.gen {
                 return Some((grant as u32, (grant >> 32) as u32));
             }
         }
@@ -706,8 +745,10 @@ impl Table {
             }
             let read = self.read_fields(id.slot as usize, w);
             // Seqlock check: fields are only rewritten after a release,
-            // which bumps the generation.
-            let again = slot.load(Ordering::Acquire);
+            // which bumps the generation (the fence orders the field loads
+            // before this one; see `wait_for_key`).
+            fence(Ordering::Acquire);
+            let again = slot.load(Ordering::Relaxed);
             if again.state() == State::Live && again.gen() == id.gen {
                 return Some(LiveRead {
                     deadline: again.deadline(),
@@ -772,6 +813,10 @@ impl Table {
         // the credit too (else a same-key checkout could find neither the
         // instance nor its license: the loom model renewal_races_expiry).
         self.flip_tag(id.slot as usize, tag_of(read.key), Ordering::Release);
+        let [primary, _] = self.buckets_of(read.key);
+        if id.slot as usize / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
+            self.spilled(primary).fetch_sub(1, Ordering::Release);
+        }
         slot.word
             .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
         Some(read)
@@ -818,7 +863,7 @@ mod tests {
 
     /// Claims and publishes (pool 3, count 2, since 100, deadline 500).
     fn insert(t: &Table, k: InstanceKey, h: &HolderBuf) -> Result<InstanceId, Claim> {
-        match t.claim(k, [0, 0]) {
+        match t.claim(k) {
             Claim::Owned(c) => Ok(t.publish(
                 c,
                 &Fields {
@@ -877,7 +922,7 @@ mod tests {
     #[test]
     fn abandoned_claims_leave_no_trace() {
         let t = Table::with_capacity(2);
-        let Claim::Owned(c) = t.claim(key(9), [0, 0]) else {
+        let Claim::Owned(c) = t.claim(key(9)) else {
             panic!("not claimed")
         };
         t.abandon(c);
@@ -900,6 +945,45 @@ mod tests {
     }
 
     #[test]
+    fn a_full_primary_bucket_spills_and_is_counted() {
+        let t = Table::with_capacity(16); // two buckets of 16
+        assert_eq!(t.buckets, 2);
+        let h = HolderBuf::new("u", "h", "d", "x");
+        // Sixteen keys whose primary is bucket 0 fill it.
+        let mut ids = Vec::new();
+        for n in 0..16u64 {
+            let id = insert(&t, InstanceKey { lo: n * 2, hi: n }, &h).unwrap();
+            assert_eq!(id.slot / 16, 0);
+            ids.push(id);
+        }
+        let spilled = InstanceKey { lo: 100, hi: 7 };
+        let id = insert(&t, spilled, &h).unwrap();
+        assert_eq!(id.slot / 16, 1, "in the secondary bucket");
+        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
+        assert_eq!(t.find(spilled), Some(id));
+        assert_eq!(insert(&t, spilled, &h), Err(Claim::Exists(id)));
+        // A key of bucket 0 that is absent is looked for in bucket 1 too,
+        // and still not found.
+        assert_eq!(t.find(InstanceKey { lo: 102, hi: 7 }), None);
+        t.release(id, |_| true, |_| {}).unwrap();
+        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
+        assert_eq!(t.find(spilled), None);
+        // Room again in the primary: the key goes back there.
+        t.release(ids[3], |_| true, |_| {}).unwrap();
+        let again = insert(&t, spilled, &h).unwrap();
+        assert_eq!(again.slot / 16, 0);
+        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
+        // An abandoned spilled claim leaves the count as it found it.
+        let other = InstanceKey { lo: 200, hi: 9 };
+        let Claim::Owned(c) = t.claim(other) else {
+            panic!("not claimed")
+        };
+        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
+        t.abandon(c);
+        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn reuses_released_slots_with_new_generation() {
         let t = Table::with_capacity(1);
         let h = HolderBuf::new("u", "h", "d", "x");
@@ -910,5 +994,136 @@ mod tests {
         assert_ne!(a.gen, b.gen);
         assert!(t.read(a).is_none());
         assert!(t.read(b).is_some());
+    }
+}
+
+/// loom models of the spill protocol: a key whose primary bucket is full
+/// lives in its secondary one, and two claimers of one key in different
+/// buckets must still see each other. (The engine-level models in
+/// `loom-tests` use one-bucket tables, where nothing spills.)
+///
+/// `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p tally-core --lib --release`
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// Two buckets of two slots: bucket = `lo & 1` (primary), `hi & 1`
+    /// (secondary; the next bucket if equal).
+    /// `loom::model` with room for the spins of a claim that waits for its
+    /// twin (more branches than the default 1,000).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.max_branches = 100_000;
+        b.check(f);
+    }
+
+    fn table() -> Table {
+        let t = Table::with_capacity(2);
+        assert_eq!(t.buckets, 2);
+        t
+    }
+
+    fn key(lo: u64, hi: u64) -> InstanceKey {
+        InstanceKey { lo, hi }
+    }
+
+    /// The key the models race on: primary bucket 0.
+    const RACED: InstanceKey = InstanceKey { lo: 0, hi: 1 };
+
+    /// Takes `k` as the engine does: renew a live instance, else claim and
+    /// publish. Returns the instance and whether it is new.
+    fn take(t: &Table, k: InstanceKey) -> (InstanceId, bool) {
+        let holder = HolderBuf::new("u", "h", "", "x");
+        loop {
+            if let Lookup::Live(id) = t.lookup(k) {
+                return (id, false);
+            }
+            match t.claim(k) {
+                Claim::Owned(c) => {
+                    let f = Fields {
+                        pool: 0,
+                        count: 1,
+                        since: 0,
+                        linger: 0,
+                        deadline: NO_DEADLINE,
+                        holder: &holder,
+                    };
+                    return (t.publish(c, &f), true);
+                }
+                Claim::Exists(id) => return (id, false),
+                Claim::Retry => {}
+                Claim::Full => panic!("table full"),
+            }
+        }
+    }
+
+    fn live_with(t: &Table, k: InstanceKey) -> usize {
+        let mut n = 0;
+        t.for_each_live(|r| n += usize::from(r.key == k));
+        n
+    }
+
+    /// Fills bucket 0 (the raced key's primary) with two other keys.
+    fn fill_primary(t: &Table) -> [InstanceId; 2] {
+        // Fingerprints other than the raced key's (bits 57.. of `hi`).
+        let a = take(t, key(2, 1 << 58)).0;
+        let b = take(t, key(4, 2 << 58)).0;
+        assert_eq!((a.slot / 2, b.slot / 2), (0, 0), "both in bucket 0");
+        [a, b]
+    }
+
+    #[test]
+    fn spilled_twins_make_one_instance() {
+        model(|| {
+            let t = Arc::new(table());
+            fill_primary(&t);
+            let t2 = t.clone();
+            let other = thread::spawn(move || take(&t2, RACED));
+            let mine = take(&t, RACED);
+            let theirs = other.join().unwrap();
+            assert_eq!(mine.0, theirs.0, "one instance");
+            assert!(mine.1 ^ theirs.1, "exactly one new: {mine:?} {theirs:?}");
+            assert_eq!(mine.0.slot / 2, 1, "spilled into bucket 1");
+            assert_eq!(live_with(&t, RACED), 1);
+        });
+    }
+
+    #[test]
+    fn a_twin_in_the_primary_sees_a_spilled_one() {
+        model(|| {
+            let t = Arc::new(table());
+            let [a, _] = fill_primary(&t);
+            let t2 = t.clone();
+            // Frees a primary slot, so this claimer may land in bucket 0
+            // while the other one spills into bucket 1.
+            let other = thread::spawn(move || {
+                t2.release(a, |_| true, |_| {}).expect("released");
+                take(&t2, RACED)
+            });
+            let mine = take(&t, RACED);
+            let theirs = other.join().unwrap();
+            assert_eq!(mine.0, theirs.0, "one instance");
+            assert!(mine.1 ^ theirs.1, "exactly one new: {mine:?} {theirs:?}");
+            assert_eq!(live_with(&t, RACED), 1);
+        });
+    }
+
+    #[test]
+    fn a_spilled_release_is_uncounted() {
+        model(|| {
+            let t = Arc::new(table());
+            fill_primary(&t);
+            let (id, _) = take(&t, RACED);
+            assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
+            let t2 = t.clone();
+            let other = thread::spawn(move || t2.release(id, |_| true, |_| {}).is_some());
+            let found = t.find(RACED);
+            assert!(other.join().unwrap());
+            assert!(found.is_none() || found == Some(id));
+            assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
+            assert_eq!(t.find(RACED), None);
+        });
     }
 }
