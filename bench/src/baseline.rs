@@ -1,14 +1,22 @@
 //! Baseline tables: what a team would write instead of tally's table.
+//!
+//! Each does the work tally does per request, with a map in place of
+//! tally's table: find the feature by name (tally serves many), key the
+//! instance by XXH3-128 of the handle under the feature's seed, admit
+//! against a limit, store the instance with its holder's names, and on
+//! check-in hand the instance back (a server logs who returned it).
 
 use std::collections::HashMap;
+use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use tally_core::engine::HolderBuf;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
-use crate::Workload;
+use crate::{Workload, FEATURE};
 
 /// One held instance, as the baselines store it. `since` and `holder` are
 /// never read by the benches; they are stored so the baselines write as
@@ -21,17 +29,32 @@ struct Instance {
     holder: HolderBuf,
 }
 
-/// The same identity tally computes per checkout: XXH3-128 of the handle
-/// under a per-feature seed (tally derives the seed once per feature; here
-/// it is a constant).
-fn key(handle: &str) -> u128 {
-    const FEATURE_SEED: u64 = 0x7461_6c6c_7946_4545;
-    xxh3_128_with_seed(handle.as_bytes(), FEATURE_SEED)
+/// Feature name -> the feature's key seed, as tally keeps it (one
+/// feature here; tally's is an `FxHashMap` too).
+#[derive(Debug)]
+struct Features(FxHashMap<String, u64>);
+
+impl Features {
+    fn new() -> Features {
+        Features(
+            [(FEATURE.to_string(), 0x7461_6c6c_7946_4545)]
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// The key of `handle`'s instance of `feature`: the identity tally
+    /// computes per request.
+    fn key(&self, feature: &str, handle: &str) -> Option<u128> {
+        let seed = *self.0.get(feature)?;
+        Some(xxh3_128_with_seed(handle.as_bytes(), seed))
+    }
 }
 
 /// A `parking_lot::Mutex<HashMap>`: one lock for the whole table.
 #[derive(Debug)]
 pub struct MutexTable {
+    features: Features,
     inner: Mutex<(HashMap<u128, Instance>, u32)>,
     limit: u32,
 }
@@ -40,6 +63,7 @@ impl MutexTable {
     /// A table of `limit` licenses.
     pub fn new(limit: u32) -> MutexTable {
         MutexTable {
+            features: Features::new(),
             inner: Mutex::new((HashMap::with_capacity(limit as usize * 2), 0)),
             limit,
         }
@@ -51,7 +75,9 @@ impl Workload for MutexTable {
         "mutex-hashmap"
     }
     fn checkout(&self, handle: &str, linger_ms: u64, now: u64) -> bool {
-        let k = key(handle);
+        let Some(k) = self.features.key(FEATURE, handle) else {
+            return false;
+        };
         let holder = HolderBuf::new("user", "host", "", handle);
         let mut g = self.inner.lock();
         let (map, in_use) = &mut *g;
@@ -74,14 +100,19 @@ impl Workload for MutexTable {
         true
     }
     fn checkin(&self, handle: &str) -> bool {
-        let k = key(handle);
+        let Some(k) = self.features.key(FEATURE, handle) else {
+            return false;
+        };
         let mut g = self.inner.lock();
         let (map, in_use) = &mut *g;
-        if map.remove(&k).is_some() {
-            *in_use -= 1;
-            true
-        } else {
-            false
+        match map.remove(&k) {
+            Some(gone) => {
+                *in_use -= 1;
+                drop(g);
+                black_box(gone);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -89,6 +120,7 @@ impl Workload for MutexTable {
 /// A `DashMap` (sharded `RwLock`s) plus an atomic admission counter.
 #[derive(Debug)]
 pub struct DashTable {
+    features: Features,
     map: DashMap<u128, Instance>,
     in_use: AtomicU32,
     limit: u32,
@@ -98,6 +130,7 @@ impl DashTable {
     /// A table of `limit` licenses.
     pub fn new(limit: u32) -> DashTable {
         DashTable {
+            features: Features::new(),
             map: DashMap::with_capacity(limit as usize * 2),
             in_use: AtomicU32::new(0),
             limit,
@@ -110,7 +143,9 @@ impl Workload for DashTable {
         "dashmap"
     }
     fn checkout(&self, handle: &str, linger_ms: u64, now: u64) -> bool {
-        let k = key(handle);
+        let Some(k) = self.features.key(FEATURE, handle) else {
+            return false;
+        };
         let holder = HolderBuf::new("user", "host", "", handle);
         match self.map.entry(k) {
             dashmap::Entry::Occupied(mut e) => {
@@ -136,11 +171,16 @@ impl Workload for DashTable {
         }
     }
     fn checkin(&self, handle: &str) -> bool {
-        if self.map.remove(&key(handle)).is_some() {
-            self.in_use.fetch_sub(1, Ordering::Relaxed);
-            true
-        } else {
-            false
+        let Some(k) = self.features.key(FEATURE, handle) else {
+            return false;
+        };
+        match self.map.remove(&k) {
+            Some(gone) => {
+                self.in_use.fetch_sub(1, Ordering::Relaxed);
+                black_box(gone);
+                true
+            }
+            None => false,
         }
     }
 }

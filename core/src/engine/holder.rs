@@ -43,20 +43,28 @@ impl std::fmt::Debug for HolderBuf {
 
 impl HolderBuf {
     /// Packs the four names, shortening them if they do not fit.
+    #[inline]
     pub fn new(user: &str, host: &str, display: &str, handle: &str) -> HolderBuf {
         let fields = [user, host, display, handle];
         let total = user.len() + host.len() + display.len() + handle.len();
-        if total <= TEXT_BYTES {
-            // Everything fits (the common case): lengths, then the text.
-            let mut bytes = [0u8; META_BYTES];
-            let mut at = 4;
-            for (i, field) in fields.iter().enumerate() {
-                bytes[i] = field.len() as u8;
-                copy_short(&mut bytes[at..at + field.len()], field.as_bytes());
-                at += field.len();
-            }
-            return HolderBuf { bytes };
+        if total > TEXT_BYTES {
+            return Self::shortened(fields);
         }
+        // Everything fits (the common case): lengths, then the text.
+        let mut bytes = [0u8; META_BYTES];
+        let mut at = 4;
+        for (i, field) in fields.iter().enumerate() {
+            bytes[i] = field.len() as u8;
+            copy_short(&mut bytes[at..at + field.len()], field.as_bytes());
+            at += field.len();
+        }
+        HolderBuf { bytes }
+    }
+
+    /// [`HolderBuf::new`] for names that do not fit: each too-long one is
+    /// cut to the largest common limit under which all fit.
+    #[cold]
+    fn shortened(fields: [&str; 4]) -> HolderBuf {
         let limit = {
             // The largest per-field limit under which everything fits.
             let fits =
