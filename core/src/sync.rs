@@ -21,3 +21,17 @@ pub(crate) fn spin_wait() {
     #[cfg(not(loom))]
     std::hint::spin_loop();
 }
+
+/// Where a SeqCst read-modify-write is followed by SeqCst loads that must
+/// not be reordered before it (a store-load, Dekker-style handshake): in a
+/// real build, nothing, since SeqCst accesses are in one total order by
+/// themselves (on x86 a locked instruction and plain loads, far cheaper
+/// than MFENCE). loom models SeqCst *accesses* as AcqRel (a documented
+/// limitation that makes it report impossible outcomes) but models SeqCst
+/// *fences* exactly, so under loom this is `fence(SeqCst)`: the models
+/// then check the protocol built on the handshake.
+#[inline(always)]
+pub(crate) fn seqcst_handshake() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}

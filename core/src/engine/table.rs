@@ -27,11 +27,11 @@
 //! ```
 //!
 //! The owner of a RESERVED slot writes its key with relaxed stores and
-//! publishes it with the CLAIMING store; once the claim is validated it
-//! writes the rest (pool, count, start, linger, holder) and publishes them
-//! with the LIVE store (release). Keeping the holder out of the claim keeps
-//! the store buffer short at the claim's fence, and a claim that backs off
-//! or finds no license never writes it. Nobody else writes those fields,
+//! publishes it with the CLAIMING store and its fingerprint (below); once
+//! the claim is validated it writes the rest (pool, count, start, linger,
+//! holder) and publishes them with the LIVE store (release). A claim that
+//! backs off or finds no license never writes the holder. Nobody else
+//! writes those fields,
 //! and a slot only gets a new owner after it went FREE with the generation
 //! bumped, so a reader that saw LIVE(g) and still sees generation g
 //! afterwards read fields of that one instance (a seqlock, the generation as
@@ -40,17 +40,22 @@
 //! # One instance per key
 //!
 //! A new key is claimed *before* the pool is charged: (in the secondary
-//! bucket: raise the primary's spill count,) write the key, set the slot's
-//! fingerprint byte, publish CLAIMING, then `fence(SeqCst)`, then re-scan
-//! the fingerprints of the primary bucket, and of the secondary one if the
-//! claim is there or the primary's spill count is not 0, and look at the
-//! matching slots. By the store-fence-load order on both sides (whichever
-//! fence comes second in the SeqCst order sees every store before the
-//! other), of two threads claiming the same key at least one sees the
-//! other: both in one bucket, through its fingerprint word; one in each,
-//! because the spilled claimer always scans the primary bucket, and the
-//! other, if its fence is the later one, sees the spill count and so scans
-//! the secondary bucket too. With slots ordered by their global index:
+//! bucket: raise the primary's spill count, SeqCst,) write the key, store
+//! CLAIMING, set the slot's fingerprint byte with a SeqCst XOR, then re-scan
+//! with SeqCst loads the fingerprints of the primary bucket, and of the
+//! secondary one if the claim is there or the primary's spill count is not
+//! 0, and look at the matching slots. All SeqCst operations fall in one
+//! total order S that agrees with each thread's program order, and a SeqCst
+//! load cannot read a value older than a SeqCst write before it in S. So of
+//! two claimers of one key, the one whose last re-scan load is later in S
+//! sees the other's fingerprint: both in one bucket, through its
+//! fingerprint word; one in each, because the spilled claimer always scans
+//! the primary bucket, and the other, if its loads come later, sees the
+//! spill count and so scans the secondary bucket too. (Under loom, which
+//! models SeqCst accesses as AcqRel, a SeqCst fence follows the XOR:
+//! `sync::seqcst_handshake`.) The fingerprint is set last, so whoever sees
+//! it (acquire) sees the key and CLAIMING. With slots ordered by their
+//! global index:
 //!
 //! - another slot is LIVE with my key: back off and renew that one;
 //! - another slot is CLAIMING my key at a lower index: back off and retry
@@ -72,8 +77,8 @@
 //! # Fingerprints
 //!
 //! Each bucket keeps a byte per slot ([`Bucket::tags`]): 7 bits of the key
-//! with the high bit set, from before the CLAIMING store until after the
-//! pool is credited on release, else 0. A scan reads two words per bucket
+//! with the high bit set, from just after the CLAIMING store until after
+//! the pool is credited on release, else 0. A scan reads two words per bucket
 //! instead of sixteen slot words and compares all lanes at once; only lanes
 //! whose byte matches are looked at (a false match costs one slot check).
 //! The release clear is a release XOR: a scanner that no longer sees the
@@ -87,7 +92,7 @@
 
 use super::holder::{HolderBuf, META_WORDS};
 use super::key::InstanceKey;
-use crate::sync::{fence, spin_wait, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{fence, seqcst_handshake, spin_wait, AtomicU32, AtomicU64, Ordering};
 
 /// Slots in one bucket. Small under loom so the model stays tractable.
 #[cfg(not(loom))]
@@ -184,7 +189,7 @@ fn tag_of(key: InstanceKey) -> u8 {
 #[repr(C, align(64))]
 struct Bucket {
     /// Byte `lane % 8` of word `lane / 8` is the fingerprint of the key in
-    /// slot `lane` from just before its CLAIMING store until just before
+    /// slot `lane` from just after its CLAIMING store until just before
     /// its FREE store, else 0. Only the slot's owner changes its byte, by
     /// XOR, so concurrent owners of other lanes never undo each other.
     tags: [AtomicU64; TAG_WORDS],
@@ -449,17 +454,18 @@ impl Table {
     /// confirmed by [`Table::wait_for_key`]; about one other key in 128
     /// passes it).
     ///
-    /// A slot whose key is `key` and that was CLAIMING or LIVE before the
-    /// caller's last SeqCst fence has its bit set: its owner set the
-    /// fingerprint before its CLAIMING store.
-    fn scan(&self, start: usize, key: InstanceKey) -> u32 {
+    /// A slot whose key is `key` has its bit set while LIVE, and from just
+    /// after its CLAIMING store while claiming (see `claim` for which claims
+    /// a re-scan is sure to see).
+    fn scan(&self, start: usize, key: InstanceKey, order: Ordering) -> u32 {
         let bucket = &self.hot[start / SLOTS_PER_BUCKET];
         let pattern = BYTE_LO * u64::from(tag_of(key));
         let mut maybe = 0u32;
         for (k, tags) in bucket.tags.iter().enumerate() {
-            // Acquire: pairs with the owner's release XOR, so the key fields
-            // written before it are visible when the bit is followed up.
-            let t = tags.load(Ordering::Acquire);
+            // Acquire (at least): pairs with the owner's XOR, so the key
+            // fields and word written before it are visible when the bit
+            // is followed up. A claim's re-scan passes SeqCst.
+            let t = tags.load(order);
             // Bytes equal to the pattern become 0; flag the zero bytes (a
             // borrow may flag a byte above a true match too: harmless).
             let x = t ^ pattern;
@@ -478,12 +484,12 @@ impl Table {
     /// The buckets a key may be in, by first slot index: the primary, and
     /// the secondary if it is another bucket and something spilled out of
     /// the primary (or `spilled`: the caller's own claim is there).
-    fn candidates(&self, key: InstanceKey, spilled: bool) -> ([usize; 2], usize) {
+    fn candidates(&self, key: InstanceKey, spilled: bool, order: Ordering) -> ([usize; 2], usize) {
         let [a, b] = self.buckets_of(key);
         // Relaxed: a claimer's count is ordered against a racing claim by
-        // both sides' SeqCst fences (module docs); a lookup that happens
+        // both sides' SeqCst accesses (module docs); a lookup that happens
         // after a publish sees the count, raised before it.
-        let both = a != b && (spilled || self.spilled(a).load(Ordering::Relaxed) != 0);
+        let both = a != b && (spilled || self.spilled(a).load(order) != 0);
         ([a, b], if both { 2 } else { 1 })
     }
 
@@ -505,9 +511,9 @@ impl Table {
 
     /// [`Table::find`], as a [`Lookup`].
     pub(crate) fn lookup(&self, key: InstanceKey) -> Lookup {
-        let (buckets, n) = self.candidates(key, false);
+        let (buckets, n) = self.candidates(key, false, Ordering::Relaxed);
         for &start in &buckets[..n] {
-            let mut maybe = self.scan(start, key);
+            let mut maybe = self.scan(start, key, Ordering::Acquire);
             while maybe != 0 {
                 let i = start + maybe.trailing_zeros() as usize;
                 maybe &= maybe - 1;
@@ -562,33 +568,36 @@ impl Table {
         let [primary, _] = self.buckets_of(key);
         let spilled_from = (mine / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET).then(|| {
             // Raised before the fingerprint is set: whoever sees the
-            // fingerprint (acquire) sees the count raised, so a lookup
-            // after it looks in the secondary bucket too.
-            self.spilled(primary).fetch_add(1, Ordering::Relaxed);
+            // fingerprint sees the count raised, so a lookup after it looks
+            // in the secondary bucket too. SeqCst: part of the twin
+            // argument (module docs).
+            self.spilled(primary).fetch_add(1, Ordering::SeqCst);
             primary
         });
         let slot = self.slot(mine);
         slot.key_lo.store(key.lo, Ordering::Relaxed);
         slot.key_hi.store(key.hi, Ordering::Relaxed);
-        // Release: a scanner that sees the fingerprint sees the key (and
-        // the spill count). Set before the CLAIMING store, so all of them
-        // precede the fence below.
-        let tag = tag_of(key);
-        self.flip_tag(mine, tag, Ordering::Release);
         slot.word
             .store(Word::new(State::Claiming, gen, 0).0, Ordering::Release);
-        // Store-fence-load: pairs with the same fence in a racing claimer of
-        // this key, so at least one of us sees the other's CLAIMING.
-        fence(Ordering::SeqCst);
+        // The fingerprint last: a scanner that sees it (acquire) sees the
+        // key, CLAIMING and the spill count. SeqCst RMW, then SeqCst loads
+        // in the re-scan below: of two claimers of one key, the one whose
+        // loads come later in the single SeqCst order sees the other's
+        // fingerprint (module docs). No fence: on x86 this is one locked
+        // XOR and plain loads, where `fence(SeqCst)` (MFENCE) cost about
+        // 130 ns of a checkout's latency.
+        let tag = tag_of(key);
+        self.flip_tag(mine, tag, Ordering::SeqCst);
+        seqcst_handshake();
         let claimed = Claimed {
             index: mine,
             gen,
             tag,
             spilled_from,
         };
-        let (buckets, n) = self.candidates(key, spilled_from.is_some());
+        let (buckets, n) = self.candidates(key, spilled_from.is_some(), Ordering::SeqCst);
         for &start in &buckets[..n] {
-            let mut maybe = self.scan(start, key);
+            let mut maybe = self.scan(start, key, Ordering::SeqCst);
             while maybe != 0 {
                 let j = start + maybe.trailing_zeros() as usize;
                 maybe &= maybe - 1;
