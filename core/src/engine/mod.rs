@@ -48,7 +48,7 @@ use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
-use table::{Claim, Fields, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+use table::{Claim, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
@@ -517,8 +517,8 @@ impl Engine {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
         loop {
-            if let Lookup::Live(id) = self.table.lookup(key) {
-                match self.renew(fid, id, deadline, req.linger_ms, now) {
+            if let Lookup::Live(found) = self.table.lookup(key) {
+                match self.renew(fid, &found, deadline, req.linger_ms, now) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 }
@@ -562,8 +562,8 @@ impl Engine {
                         overdraft: in_use > self.pools[p as usize].count,
                     });
                 }
-                Claim::Exists(id) => {
-                    if let Some(result) = self.renew(fid, id, deadline, req.linger_ms, now) {
+                Claim::Exists(found) => {
+                    if let Some(result) = self.renew(fid, &found, deadline, req.linger_ms, now) {
                         return result;
                     }
                 }
@@ -685,12 +685,12 @@ impl Engine {
     fn renew(
         &self,
         fid: u32,
-        id: InstanceId,
+        found: &Found,
         deadline: u64,
         linger: u64,
         now: Millis,
     ) -> Option<Result<Grant, Denial>> {
-        let (pool_index, count) = self.table.grant_of(id)?;
+        let (id, pool_index, count) = (found.id, found.pool, found.count);
         let pool = &self.pools[pool_index as usize];
         if pool.is_expired(now) {
             return Some(Err(Reason::Expired.into()));
@@ -698,7 +698,7 @@ impl Engine {
         if pool.retired {
             return Some(Err(Reason::NoSuchFeature.into()));
         }
-        match self.table.renew(id, deadline, linger) {
+        match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
             Renew::Renewed { old_deadline } => {
                 let moved_earlier = deadline != NO_DEADLINE && deadline < old_deadline;
@@ -858,8 +858,8 @@ impl Engine {
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
         loop {
-            if let Lookup::Live(id) = self.table.lookup(key) {
-                return Ok(id);
+            if let Lookup::Live(found) = self.table.lookup(key) {
+                return Ok(found.id);
             }
             match self.table.claim(key) {
                 Claim::Owned(c) => {
@@ -886,7 +886,7 @@ impl Engine {
                         },
                     ));
                 }
-                Claim::Exists(id) => return Ok(id),
+                Claim::Exists(found) => return Ok(found.id),
                 Claim::Retry => {}
                 Claim::Full => return Err(Reason::TableFull),
             }

@@ -121,6 +121,9 @@ const BYTE_LO: u64 = 0x0101_0101_0101_0101;
 /// The high bit of every byte of a word (set in every fingerprint).
 const BYTE_HI: u64 = 0x8080_8080_8080_8080;
 
+/// A bit per lane of a bucket.
+const LANES: u32 = (1 << SLOTS_PER_BUCKET) - 1;
+
 /// Deadline field value meaning "no deadline: held until check-in".
 pub(crate) const NO_DEADLINE: u64 = (1 << DEADLINE_BITS) - 1;
 
@@ -355,11 +358,38 @@ pub(crate) struct Fields<'a> {
     pub(crate) holder: &'a HolderBuf,
 }
 
+/// A LIVE instance found by key, with what a renewal needs: the word it
+/// was seen with (the renewal's first CAS expects it) and its grant, read
+/// in the same seqlock window as the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub(crate) id: InstanceId,
+    word: Word,
+    /// The pool charged.
+    pub(crate) pool: u32,
+    /// Licenses held.
+    pub(crate) count: u32,
+}
+
+impl Found {
+    fn new(index: usize, word: Word, grant: u64) -> Found {
+        Found {
+            id: InstanceId {
+                slot: index as u32,
+                gen: word.gen(),
+            },
+            word,
+            pool: grant as u32,
+            count: (grant >> 32) as u32,
+        }
+    }
+}
+
 /// What [`Table::lookup`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Lookup {
     /// The key's live instance.
-    Live(InstanceId),
+    Live(Found),
     /// No instance.
     Absent,
 }
@@ -370,7 +400,7 @@ pub(crate) enum Claim {
     /// The key is ours to publish (or abandon).
     Owned(Claimed),
     /// The key was already LIVE here; nothing was claimed.
-    Exists(InstanceId),
+    Exists(Found),
     /// Another thread is claiming the key; look it up again.
     Retry,
     /// Both candidate buckets are full.
@@ -492,16 +522,13 @@ impl Table {
             // Bytes equal to the pattern become 0; flag the zero bytes (a
             // borrow may flag a byte above a true match too: harmless).
             let x = t ^ pattern;
-            let mut zero = x.wrapping_sub(BYTE_LO) & !x & BYTE_HI;
-            while zero != 0 {
-                let lane = k * 8 + zero.trailing_zeros() as usize / 8;
-                zero &= zero - 1;
-                if lane < SLOTS_PER_BUCKET {
-                    maybe |= 1 << lane;
-                }
-            }
+            let zero = x.wrapping_sub(BYTE_LO) & !x & BYTE_HI;
+            // Gather the flags (bit 7 of each byte) into one bit per lane:
+            // the multiply adds them into the top byte without carries.
+            let lanes = zero.wrapping_mul(0x0002_0408_1020_4081) >> 56;
+            maybe |= (lanes as u32) << (8 * k);
         }
-        maybe
+        maybe & LANES
     }
 
     /// The buckets a key may be in, by first slot index: the primary, and
@@ -527,7 +554,7 @@ impl Table {
     /// release of the same key in progress.
     pub(crate) fn find(&self, key: InstanceKey) -> Option<InstanceId> {
         match self.lookup(key) {
-            Lookup::Live(id) => Some(id),
+            Lookup::Live(found) => Some(found.id),
             Lookup::Absent => None,
         }
     }
@@ -540,22 +567,24 @@ impl Table {
             while maybe != 0 {
                 let i = start + maybe.trailing_zeros() as usize;
                 maybe &= maybe - 1;
-                if let Some(w) = self.wait_for_key(i, key, false) {
-                    return Lookup::Live(InstanceId {
-                        slot: i as u32,
-                        gen: w.gen(),
-                    });
+                if let Some((w, grant)) = self.wait_for_key(i, key, false) {
+                    return Lookup::Live(Found::new(i, w, grant));
                 }
             }
         }
         Lookup::Absent
     }
 
-    /// Looks at slot `i`: returns its word if it is LIVE with `key`, or
-    /// CLAIMING it and `stop_at_claiming`; waits while it is RELEASING
-    /// `key`, or CLAIMING it and not `stop_at_claiming`; returns `None` when
-    /// it holds something else.
-    fn wait_for_key(&self, i: usize, key: InstanceKey, stop_at_claiming: bool) -> Option<Word> {
+    /// Looks at slot `i`: returns its word and grant field if it is LIVE
+    /// with `key`, or CLAIMING it and `stop_at_claiming` (the grant is then
+    /// meaningless); waits while it is RELEASING `key`, or CLAIMING it and
+    /// not `stop_at_claiming`; returns `None` when it holds something else.
+    fn wait_for_key(
+        &self,
+        i: usize,
+        key: InstanceKey,
+        stop_at_claiming: bool,
+    ) -> Option<(Word, u64)> {
         let slot = self.slot(i);
         loop {
             let w = slot.load(Ordering::Acquire);
@@ -563,6 +592,7 @@ impl Table {
                 return None;
             }
             let same = slot.key_is(key);
+            let grant = slot.grant.load(Ordering::Relaxed);
             // Seqlock re-check: the fence orders the key loads before it,
             // so keys written by a later owner (after its release fence in
             // `reserve`) show as a changed word.
@@ -574,8 +604,8 @@ impl Table {
                 return None;
             }
             match w.state() {
-                State::Live => return Some(w),
-                State::Claiming if stop_at_claiming => return Some(w),
+                State::Live => return Some((w, grant)),
+                State::Claiming if stop_at_claiming => return Some((w, grant)),
                 _ => spin_wait(), // same key mid-claim or mid-release
             }
         }
@@ -629,15 +659,12 @@ impl Table {
                 }
                 // Stop waiting on a CLAIMING twin at a lower index (we back
                 // off); wait for one at a higher index to go LIVE or away.
-                let Some(w) = self.wait_for_key(j, key, j < mine) else {
+                let Some((w, grant)) = self.wait_for_key(j, key, j < mine) else {
                     continue;
                 };
                 self.abandon(claimed);
                 return if w.state() == State::Live {
-                    Claim::Exists(InstanceId {
-                        slot: j as u32,
-                        gen: w.gen(),
-                    })
+                    Claim::Exists(Found::new(j, w, grant))
                 } else {
                     Claim::Retry
                 };
@@ -726,11 +753,13 @@ impl Table {
         None
     }
 
-    /// Moves a LIVE instance's deadline to `deadline` (and records the
-    /// linger that produced it, for status).
-    pub(crate) fn renew(&self, id: InstanceId, deadline: u64, linger: u64) -> Renew {
+    /// Moves a found instance's deadline to `deadline` (and records the
+    /// linger that produced it, for status). The first CAS expects the word
+    /// the lookup saw.
+    pub(crate) fn renew(&self, found: &Found, deadline: u64, linger: u64) -> Renew {
+        let id = found.id;
         let slot = self.slot(id.slot as usize);
-        let mut w = slot.load(Ordering::Acquire);
+        let mut w = found.word;
         loop {
             if w.state() != State::Live || w.gen() != id.gen {
                 return Renew::Gone;
@@ -757,24 +786,6 @@ impl Table {
     pub(crate) fn deadline_of(&self, id: InstanceId) -> Option<u64> {
         let w = self.try_slot(id.slot as usize)?.load(Ordering::Acquire);
         (w.state() == State::Live && w.gen() == id.gen).then(|| w.deadline())
-    }
-
-    /// The pool a LIVE instance is charged to and its count, without
-    /// reading its holder text; `None` if `id` is not live.
-    pub(crate) fn grant_of(&self, id: InstanceId) -> Option<(u32, u32)> {
-        let slot = self.try_slot(id.slot as usize)?;
-        loop {
-            let w = slot.load(Ordering::Acquire);
-            if w.state() != State::Live || w.gen() != id.gen {
-                return None;
-            }
-            let grant = slot.grant.load(Ordering::Relaxed);
-            // Seqlock check, as in `read`.
-            fence(Ordering::Acquire);
-            if slot.load(Ordering::Relaxed).gen() == id.gen {
-                return Some((grant as u32, (grant >> 32) as u32));
-            }
-        }
     }
 
     /// Reads a LIVE instance's fields, or `None` if `id` is not live.
@@ -922,6 +933,32 @@ mod tests {
     }
 
     #[test]
+    fn scan_flags_every_lane_with_the_fingerprint() {
+        let t = Table::with_capacity(8); // one bucket
+        let k = key(77);
+        let tag = tag_of(k);
+        // Other fingerprints that differ from `tag` in a high bit are never
+        // flagged; those that differ only in the lowest bit may be, just
+        // above a true match (the SWAR borrow; a key check rejects them).
+        for (other, exact) in [(tag ^ 0x40, true), (tag ^ 0x01, false)] {
+            for lanes in [0u32, 1, 0x8001, 0xffff, 0x0f0f, 0x1234, 0x8000] {
+                for lane in 0..SLOTS_PER_BUCKET {
+                    let byte = if lanes >> lane & 1 == 1 { tag } else { other };
+                    let w = &t.hot[0].tags[lane / 8];
+                    let shift = 8 * (lane % 8);
+                    let old = w.load(Ordering::Relaxed) & !(0xff << shift);
+                    w.store(old | u64::from(byte) << shift, Ordering::Relaxed);
+                }
+                let got = t.scan(0, k, Ordering::Relaxed);
+                assert_eq!(got & lanes, lanes, "{lanes:#x} -> {got:#x}");
+                if exact {
+                    assert_eq!(got, lanes, "{lanes:#x} -> {got:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn word_round_trips() {
         let w = Word::new(State::Live, (1 << GEN_BITS) - 1, MAX_DEADLINE);
         assert_eq!(w.state(), State::Live);
@@ -942,8 +979,14 @@ mod tests {
         let id = insert(&t, key(1), &h).unwrap();
         assert_eq!(t.find(key(1)), Some(id));
         assert_eq!(t.find(key(2)), None);
-        assert_eq!(insert(&t, key(1), &h), Err(Claim::Exists(id)));
-        assert_eq!(t.renew(id, 900, 1), Renew::Renewed { old_deadline: 500 });
+        let Err(Claim::Exists(found)) = insert(&t, key(1), &h) else {
+            panic!("a second claim of a live key")
+        };
+        assert_eq!((found.id, found.pool, found.count), (id, 3, 2));
+        assert_eq!(
+            t.renew(&found, 900, 1),
+            Renew::Renewed { old_deadline: 500 }
+        );
         let r = t.read(id).unwrap();
         assert_eq!((r.pool, r.count, r.since, r.deadline), (3, 2, 100, 900));
         assert_eq!(r.holder.user(), "u");
@@ -957,7 +1000,7 @@ mod tests {
             t.release(id, |_| true, |_| {}).is_none(),
             "released once only"
         );
-        assert_eq!(t.renew(id, 1000, 1), Renew::Gone);
+        assert_eq!(t.renew(&found, 1000, 1), Renew::Gone);
         assert_eq!(t.find(key(1)), None);
     }
 
@@ -1006,7 +1049,7 @@ mod tests {
         assert_eq!(id.slot / 16, 1, "in the emptier secondary bucket");
         assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
         assert_eq!(t.find(spilled), Some(id));
-        assert_eq!(insert(&t, spilled, &h), Err(Claim::Exists(id)));
+        assert!(matches!(insert(&t, spilled, &h), Err(Claim::Exists(f)) if f.id == id));
         // A key of bucket 0 that is absent is looked for in bucket 1 too,
         // and still not found.
         assert_eq!(t.find(key(101)), None);
@@ -1092,8 +1135,8 @@ mod loom_models {
     fn take(t: &Table, k: InstanceKey) -> (InstanceId, bool) {
         let holder = HolderBuf::new("u", "h", "", "x");
         loop {
-            if let Lookup::Live(id) = t.lookup(k) {
-                return (id, false);
+            if let Lookup::Live(found) = t.lookup(k) {
+                return (found.id, false);
             }
             match t.claim(k) {
                 Claim::Owned(c) => {
@@ -1107,7 +1150,7 @@ mod loom_models {
                     };
                     return (t.publish(c, &f), true);
                 }
-                Claim::Exists(id) => return (id, false),
+                Claim::Exists(found) => return (found.id, false),
                 Claim::Retry => {}
                 Claim::Full => panic!("table full"),
             }
