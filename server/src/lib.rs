@@ -21,3 +21,4 @@ pub mod reread;
 pub mod server;
 pub mod status;
 mod timeout;
+mod uses;

@@ -44,6 +44,7 @@ use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
 use crate::status::{ServerInfo, Status};
 use crate::timeout::IdleTimers;
+use crate::uses::Uses;
 
 /// Unsent reply bytes at which a connection stops being read.
 pub const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -149,6 +150,8 @@ struct Shared {
     policy: PolicyConfig,
     /// Queued checkouts (`queue.rs`).
     queues: Queues,
+    /// Uses of shared (DUP_GROUP) instances, across connections.
+    uses: Uses,
 }
 
 #[derive(Debug, Clone)]
@@ -281,6 +284,7 @@ impl Server {
             server_options: Mutex::new(server_options.clone()),
             policy: config.policy.clone(),
             queues: Queues::default(),
+            uses: Uses::default(),
         });
         log_startup(&handle, &config, local_addr, &engine, now);
         if let Some((path, o)) = &config.policy.loaded {
@@ -479,11 +483,42 @@ fn log_options(log: &LogHandle, now: u64, path: &Path, o: &OptionsFile, engine: 
 }
 
 /// A license this connection checked out (for disconnect and CHECKIN).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Held {
     id: InstanceId,
     feature: FeatureId,
+    /// The names of this connection's first use of it.
     holder: HolderBuf,
+    /// Under DUP_GROUP: this connection's further uses of the same
+    /// instance (other handles), each ended on its own (`uses.rs`).
+    more: Vec<HolderBuf>,
+}
+
+impl Held {
+    /// This connection's uses of the instance.
+    fn uses(&self) -> u32 {
+        1 + self.more.len() as u32
+    }
+
+    /// Whether `handle` is one of this connection's uses.
+    fn has_handle(&self, handle: &str) -> bool {
+        self.holder.handle() == handle || self.more.iter().any(|h| h.handle() == handle)
+    }
+
+    /// Ends the use by `handle`; false if that was this connection's last.
+    fn end_use(&mut self, handle: &str) -> bool {
+        if let Some(i) = self.more.iter().position(|h| h.handle() == handle) {
+            self.more.swap_remove(i);
+            return true;
+        }
+        match self.more.pop() {
+            Some(next) => {
+                self.holder = next;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -781,8 +816,10 @@ impl Loop {
             conn.held
                 .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
                     Some(t) if idle >= t => {
-                        if let Some(r) = ctx.engine.release(h.id) {
-                            ctx.released(&r, Action::Inactive, now);
+                        if ctx.last_uses(h) {
+                            if let Some(r) = ctx.engine.release(h.id) {
+                                ctx.released(&r, Action::Inactive, now);
+                            }
                         }
                         false
                     }
@@ -891,6 +928,9 @@ impl Loop {
             self.ctx.shared.queues.remove(&feature, seq);
         }
         for (_, h) in conn.held.drain() {
+            if !self.ctx.last_uses(&h) {
+                continue; // another use of a DUP_GROUP instance goes on
+            }
             if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
                 self.ctx.released(&r, Action::In, now);
             }
@@ -942,6 +982,17 @@ impl Loop {
 }
 
 impl Ctx {
+    /// Whether `feature` shares instances between uses (DUP_GROUP).
+    fn grouped(&self, feature: FeatureId) -> bool {
+        !self.engine.dup_group(feature).is_by_handle()
+    }
+
+    /// Ends all of a connection's uses of `h`: true if the instance is to
+    /// be checked in (no other use of a DUP_GROUP instance goes on).
+    fn last_uses(&self, h: &Held) -> bool {
+        !self.grouped(h.feature) || self.shared.uses.end(h.id, h.uses())
+    }
+
     /// Queues a license event unless the options file's NOLOG drops it.
     fn log_license(&self, now: u64, action: Action, f: FeatureRef, holder: HolderBuf, count: u32) {
         let nolog = &self.opts.nolog;
@@ -975,6 +1026,9 @@ impl Ctx {
     /// lingered, log it as `action` unless NOLOG says not to, and let the
     /// queue's loops look. Returns the journal batch a reply must wait for.
     fn released(&mut self, r: &Release, action: Action, now: u64) -> Option<u64> {
+        if self.grouped(r.feature) {
+            self.shared.uses.forget(r.id);
+        }
         let batch = match (self.journal.as_mut(), r.deadline) {
             (Some(j), Some(_)) => j.release(r.id.to_bits(), now),
             _ => None,
@@ -1255,17 +1309,30 @@ impl Ctx {
                     GrantKind::New | GrantKind::Uncounted => {}
                 }
                 if let Some(id) = g.id {
-                    let grouped = !self.engine.dup_group(g.feature).is_by_handle();
-                    if (linger_ms == 0 || grouped) && !conn.held.contains_key(&id) {
-                        self.prune_held(conn);
-                        conn.held.insert(
-                            id,
-                            Held {
+                    let grouped = self.grouped(g.feature);
+                    match conn.held.get_mut(&id) {
+                        // A further use of a shared instance (another handle).
+                        Some(h) if grouped && !h.has_handle(holder.handle()) => {
+                            h.more.push(holder);
+                            self.shared.uses.add(id);
+                        }
+                        Some(_) => {} // the same use, renewed
+                        None if linger_ms == 0 || grouped => {
+                            self.prune_held(conn);
+                            conn.held.insert(
                                 id,
-                                feature: g.feature,
-                                holder,
-                            },
-                        );
+                                Held {
+                                    id,
+                                    feature: g.feature,
+                                    holder,
+                                    more: Vec::new(),
+                                },
+                            );
+                            if grouped {
+                                self.shared.uses.add(id);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 let reply_at = conn.wbuf.len();
@@ -1360,22 +1427,41 @@ impl Ctx {
     }
 
     fn checkin(&mut self, conn: &mut Conn, feature: &str, handle: &str, now: u64) {
-        // By handle, the names do not matter. Under DUP_GROUP the instance
-        // is keyed by the names this connection checked it out with.
-        let grouped = self
-            .engine
-            .feature_id(feature)
-            .filter(|&fid| !self.engine.dup_group(fid).is_by_handle());
-        let names = grouped.and_then(|fid| {
+        // Under DUP_GROUP the handle names one of this connection's uses of
+        // a shared instance: that use ends, and the license goes back with
+        // the last use (`uses.rs`).
+        let fid = self.engine.feature_id(feature).filter(|&f| self.grouped(f));
+        let use_of = fid.and_then(|fid| {
             conn.held
-                .values()
-                .find(|h| h.feature == fid && h.holder.handle() == handle)
-                .map(|h| h.holder)
+                .iter_mut()
+                .find(|(_, h)| h.feature == fid && h.has_handle(handle))
+                .map(|(&id, h)| (id, h.end_use(handle)))
         });
-        let (user, host, display) = names
-            .as_ref()
-            .map_or(("", "", ""), |h| (h.user(), h.host(), h.display()));
-        match self.engine.checkin(feature, user, host, display, handle) {
+        if let Some((id, more_here)) = use_of {
+            if !more_here {
+                conn.held.remove(&id);
+            }
+            if !self.shared.uses.end(id, 1) {
+                let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                return; // other uses go on
+            }
+            match self.engine.release(id) {
+                Some(r) => {
+                    let batch = self.released(&r, Action::In, now);
+                    conn.gate.hold(conn.wbuf.len(), batch);
+                    let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                }
+                None => {
+                    let _ = writeln!(
+                        conn.wbuf,
+                        "ERR NOT_HELD handle {handle} holds no license of {feature}"
+                    );
+                }
+            }
+            return;
+        }
+        // By handle: the names do not matter.
+        match self.engine.checkin(feature, "", "", "", handle) {
             Ok(r) => {
                 conn.held.remove(&r.id);
                 let batch = self.released(&r, Action::In, now);
@@ -1583,6 +1669,7 @@ impl Ctx {
                     .collect(),
             );
         }
+        shared.uses.remap(&remap);
         *lock(&shared.remap) = Arc::new(remap);
         *lock(&shared.engine) = new_engine.clone();
         *lock(&shared.server_options) = new_opts.clone();

@@ -85,9 +85,71 @@ fn dup_group_shares_a_license_between_handles() {
         .req("CHECKOUT GROUPED alice pc2 h3")
         .starts_with("DENIED GROUPED h3 ALL_IN_USE -4"));
     assert_eq!(c.in_use("GROUPED"), 1);
-    // Checked in by the handle that took it, with the names it used.
+    // Each handle is a use of the shared license: it goes back with the
+    // last one, whichever order they check in.
     assert_eq!(c.req("CHECKIN GROUPED h1"), "OK GROUPED h1");
+    assert_eq!(c.in_use("GROUPED"), 1, "h2 still uses it");
+    assert!(c
+        .req("CHECKOUT GROUPED bob pc2 h3")
+        .starts_with("DENIED GROUPED h3 ALL_IN_USE -4"));
+    assert_eq!(c.req("CHECKIN GROUPED h2"), "OK GROUPED h2");
     assert_eq!(c.in_use("GROUPED"), 0);
+    assert!(c.req("CHECKOUT GROUPED bob pc2 h3").starts_with("OK "));
+}
+
+/// Uses of one DUP_GROUP license on different connections: one program
+/// closing does not take the license from the other (which FlexLM would
+/// not do either); it goes back when the last use ends.
+#[test]
+fn a_shared_license_stays_out_until_its_last_connection_closes() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut first = t.connect();
+    let mut second = t.connect();
+    let mut other = t.connect();
+    assert!(first.req("CHECKOUT GROUPED alice pc1 a").starts_with("OK "));
+    assert!(second
+        .req("CHECKOUT GROUPED alice pc1 b")
+        .starts_with("OK "));
+    assert_eq!(other.in_use("GROUPED"), 1);
+    // A reread into a bigger table moves the instance to a new slot: its
+    // uses go with it.
+    let bigger = LICENSE.replace(
+        "MPM_ADV_RC CITRIX 1.0 permanent 2",
+        "MPM_ADV_RC CITRIX 1.0 permanent 50000",
+    );
+    std::fs::write(t.license_path(), bigger).expect("rewrite license");
+    assert_eq!(other.req("REREAD"), "OK REREAD 4 0");
+    drop(first);
+    // Give the server time to see the close; the license must stay out.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        other.in_use("GROUPED"),
+        1,
+        "alice's second program still uses it"
+    );
+    assert!(other
+        .req("CHECKOUT GROUPED bob pc2 x")
+        .starts_with("DENIED GROUPED x ALL_IN_USE -4"));
+    drop(second);
+    assert!(
+        eventually(GENEROUS, || other.in_use("GROUPED") == 0),
+        "released with the last use"
+    );
+    assert!(other.req("CHECKOUT GROUPED bob pc2 x").starts_with("OK "));
+    // The log shows one OUT per use and one IN per use: balanced.
+    let count = |log: &[String], what: &str| {
+        log.iter()
+            .filter(|l| l.contains(what) && l.contains("\"GROUPED\" alice@pc1"))
+            .count()
+    };
+    assert!(
+        eventually(GENEROUS, || {
+            let log = t.log_lines();
+            (count(&log, "OUT:"), count(&log, "IN:")) == (2, 2)
+        }),
+        "{:#?}",
+        t.log_lines()
+    );
 }
 
 #[test]
