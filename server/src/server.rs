@@ -44,7 +44,7 @@ use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
 use crate::status::{ServerInfo, Status};
 use crate::timeout::IdleTimers;
-use crate::uses::Uses;
+use crate::uses::{Ended, Uses};
 
 /// Unsent reply bytes at which a connection stops being read.
 pub const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -487,37 +487,21 @@ fn log_options(log: &LogHandle, now: u64, path: &Path, o: &OptionsFile, engine: 
 struct Held {
     id: InstanceId,
     feature: FeatureId,
-    /// The names of this connection's first use of it.
-    holder: HolderBuf,
-    /// Under DUP_GROUP: this connection's further uses of the same
-    /// instance (other handles), each ended on its own (`uses.rs`).
-    more: Vec<HolderBuf>,
+    /// Under DUP_GROUP: the handles (in full) of this connection's uses of
+    /// the shared instance, each ended on its own (`uses.rs`). Empty for a
+    /// handle's own instance.
+    handles: Vec<Box<str>>,
 }
 
 impl Held {
     /// This connection's uses of the instance.
     fn uses(&self) -> u32 {
-        1 + self.more.len() as u32
+        (self.handles.len() as u32).max(1)
     }
 
     /// Whether `handle` is one of this connection's uses.
     fn has_handle(&self, handle: &str) -> bool {
-        self.holder.handle() == handle || self.more.iter().any(|h| h.handle() == handle)
-    }
-
-    /// Ends the use by `handle`; false if that was this connection's last.
-    fn end_use(&mut self, handle: &str) -> bool {
-        if let Some(i) = self.more.iter().position(|h| h.handle() == handle) {
-            self.more.swap_remove(i);
-            return true;
-        }
-        match self.more.pop() {
-            Some(next) => {
-                self.holder = next;
-                true
-            }
-            None => false,
-        }
+        self.handles.iter().any(|h| &**h == handle)
     }
 }
 
@@ -816,10 +800,9 @@ impl Loop {
             conn.held
                 .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
                     Some(t) if idle >= t => {
-                        if ctx.last_uses(h) {
-                            if let Some(r) = ctx.engine.release(h.id) {
-                                ctx.released(&r, Action::Inactive, now);
-                            }
+                        let engine = &ctx.engine;
+                        if let Some(r) = ctx.end_uses(h, || engine.release(h.id)) {
+                            ctx.released(&r, Action::Inactive, now);
                         }
                         false
                     }
@@ -928,10 +911,8 @@ impl Loop {
             self.ctx.shared.queues.remove(&feature, seq);
         }
         for (_, h) in conn.held.drain() {
-            if !self.ctx.last_uses(&h) {
-                continue; // another use of a DUP_GROUP instance goes on
-            }
-            if let Some(r) = self.ctx.engine.release_if_unlingered(h.id) {
+            let engine = &self.ctx.engine;
+            if let Some(r) = self.ctx.end_uses(&h, || engine.release_if_unlingered(h.id)) {
                 self.ctx.released(&r, Action::In, now);
             }
         }
@@ -965,14 +946,18 @@ impl Loop {
     fn adopt_engine(&mut self) {
         let remap = lock(&self.ctx.shared.remap).clone();
         for (_, c) in self.conns.iter_mut() {
-            c.held = c
-                .held
-                .drain()
-                .filter_map(|(old, h)| {
-                    let &(id, feature) = remap.get(&old)?;
-                    Some((id, Held { id, feature, ..h }))
-                })
-                .collect();
+            let mut moved: HashMap<InstanceId, Held> = HashMap::with_capacity(c.held.len());
+            for (old, h) in c.held.drain() {
+                let Some(&(id, feature)) = remap.get(&old) else {
+                    continue;
+                };
+                // A new DUP_GROUP may have merged two instances into one.
+                moved
+                    .entry(id)
+                    .and_modify(|m| m.handles.extend(h.handles.iter().cloned()))
+                    .or_insert(Held { id, feature, ..h });
+            }
+            c.held = moved;
         }
         self.ctx.engine = self.ctx.shared.current_engine();
         self.ctx.opts = lock(&self.ctx.shared.server_options).clone();
@@ -987,10 +972,17 @@ impl Ctx {
         !self.engine.dup_group(feature).is_by_handle()
     }
 
-    /// Ends all of a connection's uses of `h`: true if the instance is to
-    /// be checked in (no other use of a DUP_GROUP instance goes on).
-    fn last_uses(&self, h: &Held) -> bool {
-        !self.grouped(h.feature) || self.shared.uses.end(h.id, h.uses())
+    /// Ends all of a connection's uses of `h`, and if no other use of it
+    /// goes on (always, unless DUP_GROUP shares it), checks it in with
+    /// `checkin`.
+    fn end_uses(&self, h: &Held, checkin: impl FnOnce() -> Option<Release>) -> Option<Release> {
+        if !self.grouped(h.feature) {
+            return checkin();
+        }
+        match self.shared.uses.end(h.id, h.uses(), checkin) {
+            Ended::Kept => None,
+            Ended::Last(r) => r,
+        }
     }
 
     /// Queues a license event unless the options file's NOLOG drops it.
@@ -1266,8 +1258,24 @@ impl Ctx {
             linger_ms,
         };
         let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+        let grouped = self
+            .engine
+            .feature_id(c.feature)
+            .is_some_and(|f| self.grouped(f));
         let result = if behind {
             Err(tally_core::engine::Reason::AllInUse.into())
+        } else if grouped {
+            // A new use is counted with the checkout, under the uses' lock
+            // (`uses.rs`): unless this connection's use by this handle is
+            // being renewed.
+            let held = &conn.held;
+            self.shared.uses.begin(
+                || self.engine.checkout_from(&req, Some(conn.peer.ip()), now),
+                |r: &Result<tally_core::engine::Grant, tally_core::engine::Denial>| {
+                    let id = r.as_ref().ok()?.id?;
+                    (!held.get(&id).is_some_and(|h| h.has_handle(c.handle))).then_some(id)
+                },
+            )
         } else {
             self.engine.checkout_from(&req, Some(conn.peer.ip()), now)
         };
@@ -1309,28 +1317,27 @@ impl Ctx {
                     GrantKind::New | GrantKind::Uncounted => {}
                 }
                 if let Some(id) = g.id {
-                    let grouped = self.grouped(g.feature);
                     match conn.held.get_mut(&id) {
-                        // A further use of a shared instance (another handle).
-                        Some(h) if grouped && !h.has_handle(holder.handle()) => {
-                            h.more.push(holder);
-                            self.shared.uses.add(id);
+                        // A further use of a shared instance (counted above).
+                        Some(h) if grouped && !h.has_handle(c.handle) => {
+                            h.handles.push(c.handle.into());
                         }
                         Some(_) => {} // the same use, renewed
                         None if linger_ms == 0 || grouped => {
                             self.prune_held(conn);
+                            let handles = if grouped {
+                                vec![c.handle.into()]
+                            } else {
+                                Vec::new()
+                            };
                             conn.held.insert(
                                 id,
                                 Held {
                                     id,
                                     feature: g.feature,
-                                    holder,
-                                    more: Vec::new(),
+                                    handles,
                                 },
                             );
-                            if grouped {
-                                self.shared.uses.add(id);
-                            }
                         }
                         None => {}
                     }
@@ -1429,29 +1436,33 @@ impl Ctx {
     fn checkin(&mut self, conn: &mut Conn, feature: &str, handle: &str, now: u64) {
         // Under DUP_GROUP the handle names one of this connection's uses of
         // a shared instance: that use ends, and the license goes back with
-        // the last use (`uses.rs`).
+        // the last use (`uses.rs`). A live instance, not one this
+        // connection still lists after it expired or was removed.
         let fid = self.engine.feature_id(feature).filter(|&f| self.grouped(f));
+        let engine = &self.engine;
         let use_of = fid.and_then(|fid| {
             conn.held
                 .iter_mut()
-                .find(|(_, h)| h.feature == fid && h.has_handle(handle))
-                .map(|(&id, h)| (id, h.end_use(handle)))
+                .find(|(_, h)| h.feature == fid && h.has_handle(handle) && engine.is_live(h.id))
+                .map(|(&id, h)| {
+                    h.handles.retain(|u| &**u != handle);
+                    (id, !h.handles.is_empty())
+                })
         });
         if let Some((id, more_here)) = use_of {
             if !more_here {
                 conn.held.remove(&id);
             }
-            if !self.shared.uses.end(id, 1) {
-                let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
-                return; // other uses go on
-            }
-            match self.engine.release(id) {
-                Some(r) => {
+            match self.shared.uses.end(id, 1, || engine.release(id)) {
+                Ended::Kept => {
+                    let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                }
+                Ended::Last(Some(r)) => {
                     let batch = self.released(&r, Action::In, now);
                     conn.gate.hold(conn.wbuf.len(), batch);
                     let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
                 }
-                None => {
+                Ended::Last(None) => {
                     let _ = writeln!(
                         conn.wbuf,
                         "ERR NOT_HELD handle {handle} holds no license of {feature}"
@@ -1669,7 +1680,10 @@ impl Ctx {
                     .collect(),
             );
         }
-        shared.uses.remap(&remap);
+        let engine = &new_engine;
+        shared
+            .uses
+            .remap(&remap, |f| !engine.dup_group(f).is_by_handle());
         *lock(&shared.remap) = Arc::new(remap);
         *lock(&shared.engine) = new_engine.clone();
         *lock(&shared.server_options) = new_opts.clone();

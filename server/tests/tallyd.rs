@@ -97,6 +97,57 @@ fn dup_group_shares_a_license_between_handles() {
     assert!(c.req("CHECKOUT GROUPED bob pc2 h3").starts_with("OK "));
 }
 
+/// Uses beginning and ending on two event loops at once: a use that was
+/// granted holds the license until it ends, even when it began just as
+/// another loop ended what was then the last use. (Before the uses' lock,
+/// that renewal could slip between the other loop's last-use decision and
+/// its check-in, leaving an OK use with no license out.)
+#[test]
+fn a_use_granted_as_the_last_one_ends_still_holds_the_license() {
+    let t = Tallyd::start(LICENSE, &[]); // two event loops, as every test here
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for n in 0..2 {
+            let (t, stop) = (&t, &stop);
+            s.spawn(move || {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut c = t.connect();
+                    let r = c.req(&format!("CHECKOUT GROUPED alice pc1 u{n}x{i}"));
+                    assert!(r.starts_with("OK "), "{r}");
+                    // Our use goes on: the license must be out.
+                    assert_eq!(c.in_use("GROUPED"), 1, "use u{n}x{i} holds no license");
+                    i += 1; // dropped: the connection closes, the use ends
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut c = t.connect();
+    assert!(eventually(GENEROUS, || c.in_use("GROUPED") == 0));
+}
+
+/// A use whose instance lingered out and was taken again: CHECKIN finds
+/// the live instance, not the one the connection held before.
+#[test]
+fn a_grouped_checkin_finds_the_live_instance_after_an_expiry() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut c = t.connect();
+    for round in 0..3 {
+        assert!(c
+            .req("CHECKOUT GROUPED alice pc1 h1 linger=1")
+            .starts_with("OK "));
+        assert!(
+            eventually(GENEROUS, || c.in_use("GROUPED") == 0),
+            "round {round}: checked in at the deadline"
+        );
+    }
+    assert!(c.req("CHECKOUT GROUPED alice pc1 h1").starts_with("OK "));
+    assert_eq!(c.req("CHECKIN GROUPED h1"), "OK GROUPED h1");
+    assert_eq!(c.in_use("GROUPED"), 0);
+}
+
 /// Uses of one DUP_GROUP license on different connections: one program
 /// closing does not take the license from the other (which FlexLM would
 /// not do either); it goes back when the last use ends.

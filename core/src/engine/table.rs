@@ -147,7 +147,8 @@ pub(crate) enum State {
     Free = 0,
     /// Claimed by one thread, fields being written; not yet visible by key.
     Reserved = 1,
-    /// Fields written; key visible; the owner is checking for a duplicate.
+    /// Key written (visible once the fingerprint is set); the owner is
+    /// checking for a duplicate. The other fields are written at publish.
     Claiming = 2,
     /// A held license instance.
     Live = 3,
