@@ -62,6 +62,12 @@ const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// After `accept` failed for want of a file descriptor (EMFILE, ENFILE) or
+/// kernel memory, the loop tries again this often, in ms. Edge-triggered
+/// readiness raises no new event for connections already in the backlog,
+/// so waiting for one would stop accepting for good.
+const ACCEPT_RETRY_MS: u64 = 100;
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
@@ -610,6 +616,18 @@ struct Loop {
     gated: Vec<usize>,
     /// The journal's durable batch when `gated` was last served.
     seen_durable: u64,
+    /// Accepting is failing for want of resources (see [`ACCEPT_RETRY_MS`]).
+    accept_stalled: Option<AcceptStall>,
+}
+
+/// An episode of `accept` failing for want of resources.
+#[derive(Debug, Clone, Copy)]
+struct AcceptStall {
+    since_ms: u64,
+    /// When the loop tries again.
+    retry_at: u64,
+    /// Failed attempts so far.
+    attempts: u64,
 }
 
 /// Everything a request needs besides its connection.
@@ -667,6 +685,7 @@ impl Loop {
             },
             gated: Vec::new(),
             seen_durable: 0,
+            accept_stalled: None,
         }
     }
 
@@ -678,6 +697,7 @@ impl Loop {
                 self.ctx.lingers.next_deadline(),
                 self.idle.next_due(),
                 self.ctx.wait_deadlines.next_due(),
+                self.accept_stalled.map(|s| s.retry_at),
             ]
             .into_iter()
             .flatten()
@@ -719,6 +739,12 @@ impl Loop {
                         },
                     ),
                 }
+            }
+            if self
+                .accept_stalled
+                .is_some_and(|s| s.retry_at <= SystemClock.now_ms())
+            {
+                self.accept();
             }
             self.ctx.expire(SystemClock.now_ms());
             self.check_idle(SystemClock.now_ms());
@@ -834,10 +860,15 @@ impl Loop {
         }
     }
 
+    /// Accepts until `WouldBlock`. When the process or the system is out
+    /// of file descriptors (or the kernel of memory), the connections stay
+    /// in the backlog and the loop tries again every [`ACCEPT_RETRY_MS`]:
+    /// logged once when the episode starts and once when it ends.
     fn accept(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
+                    self.accept_recovered();
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key() + FIRST_CONN);
@@ -863,14 +894,47 @@ impl Loop {
                     entry.insert(Conn::new(stream, peer, now, self.next_serial, key, gate));
                     self.ctx.shared.connections.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: say so, try again on the next event.
-                    eprintln!("tallyd: accept failed: {e}");
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_recovered();
                     return;
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_resources(&e) => {
+                    let now = SystemClock.now_ms();
+                    let stall = self.accept_stalled.get_or_insert_with(|| {
+                        let text = format!(
+                            "accept failed: {e}; connections wait in the backlog, retrying every {ACCEPT_RETRY_MS} ms"
+                        );
+                        eprintln!("tallyd: {text}");
+                        self.ctx.log.line(now, "lmgrd", text);
+                        AcceptStall {
+                            since_ms: now,
+                            retry_at: now,
+                            attempts: 0,
+                        }
+                    });
+                    stall.attempts += 1;
+                    stall.retry_at = now + ACCEPT_RETRY_MS;
+                    return;
+                }
+                // A connection that died in the backlog (ECONNABORTED and
+                // the like): the next one may be fine.
+                Err(e) => eprintln!("tallyd: accept failed: {e}"),
             }
+        }
+    }
+
+    /// Ends an episode of failing accepts, if one was going on.
+    fn accept_recovered(&mut self) {
+        if let Some(s) = self.accept_stalled.take() {
+            let now = SystemClock.now_ms();
+            let text = format!(
+                "accepting connections again after {} ms ({} failed attempts)",
+                now.saturating_sub(s.since_ms),
+                s.attempts
+            );
+            eprintln!("tallyd: {text}");
+            self.ctx.log.line(now, "lmgrd", text);
         }
     }
 
@@ -1763,6 +1827,15 @@ pub fn load_licenses(path: Option<&std::path::Path>) -> Result<LicenseSet, Strin
         ));
     }
     Ok(set)
+}
+
+/// Whether an `accept` error means the process or the system ran out of
+/// descriptors or memory (the backlog keeps the connections meanwhile).
+fn out_of_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Exit status of a tallyd whose event loop panicked.

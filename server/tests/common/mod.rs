@@ -75,12 +75,31 @@ impl Tallyd {
         Tallyd::start_in(Scratch::new("tallyd"), license_text, extra, state, env)
     }
 
+    /// [`Tallyd::start`] with its open-file limit (RLIMIT_NOFILE) set to
+    /// `nofile` in the child before it runs.
+    pub fn start_with_nofile(license_text: &str, extra: &[&str], nofile: u64) -> Tallyd {
+        let scratch = Scratch::new("tallyd");
+        let state = scratch.path("state");
+        Tallyd::start_full(scratch, license_text, extra, &state, &[], Some(nofile))
+    }
+
     fn start_in(
         scratch: Scratch,
         license_text: &str,
         extra: &[&str],
         state: &Path,
         env: &[(&str, &str)],
+    ) -> Tallyd {
+        Tallyd::start_full(scratch, license_text, extra, state, env, None)
+    }
+
+    fn start_full(
+        scratch: Scratch,
+        license_text: &str,
+        extra: &[&str],
+        state: &Path,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
     ) -> Tallyd {
         let license = scratch.path("license.lic");
         std::fs::write(&license, license_text).expect("write license");
@@ -97,6 +116,23 @@ impl Tallyd {
         ]);
         if !extra.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(state);
+        }
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // Safety: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .args(extra)
