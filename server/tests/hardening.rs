@@ -53,3 +53,18 @@ fn accepting_resumes_after_running_out_of_file_descriptors() {
     assert!((1..=4).contains(&episodes), "{episodes} lines:\n{log}");
     assert!(log.contains("accepting connections again"), "{log}");
 }
+
+/// The startup license (LT=SYS) is checked out and at once checked in by
+/// the server (seed 002); the agent's own CHECKIN of it must be OK, and an
+/// uncounted feature's likewise.
+#[test]
+fn checkin_of_the_startup_license_is_ok() {
+    let d = Tallyd::start(LICENSE, &["--durability", "off"]);
+    let mut c = d.connect();
+    let r = c.req("CHECKOUT CITRIX ctxadmin pc1 ec26edf8");
+    assert!(r.starts_with("OK CITRIX ec26edf8"), "{r}");
+    assert_eq!(c.req("CHECKIN CITRIX ec26edf8"), "OK CITRIX ec26edf8");
+    // A feature that does hold instances still says what is true.
+    let r = c.req("CHECKIN F1 nobody");
+    assert!(r.starts_with("ERR NOT_HELD"), "{r}");
+}

@@ -463,6 +463,16 @@ impl Engine {
         &self.features[id.0 as usize].vendor
     }
 
+    /// Whether a checkout of the feature can leave an instance in the
+    /// table: false when every pool is a startup (`LT=SYS`) or uncounted
+    /// one, whose grants hold nothing (a check-in of them has nothing to do).
+    pub fn holds_instances(&self, id: FeatureId) -> bool {
+        self.features[id.0 as usize].pools.iter().any(|&p| {
+            let pool = &self.pools[p as usize];
+            pool.counted && !pool.startup
+        })
+    }
+
     /// Checks a license out, or renews the key's instance. See the module
     /// docs and `docs/architecture.md` for the protocol.
     pub fn checkout(&self, req: &Request<'_>, now: Millis) -> Result<Grant, Denial> {
