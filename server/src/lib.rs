@@ -10,6 +10,7 @@
 //! See `docs/protocol.md` and `docs/operations.md`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod auth;
 pub mod ctl;
 pub mod debuglog;
 pub mod demo;

@@ -37,6 +37,7 @@ use tally_core::engine::{
 use tally_core::license::{parse_file, LicenseSet};
 use tally_core::options::OptionsFile;
 
+use crate::auth::{FailureLog, Logged, MAX_AUTH_FAILURES};
 use crate::debuglog::{Action, DebugLog, FeatureRef, LogHandle, LogTarget};
 use crate::journal::{self, Durability, Journal, LoopJournal, ReplyGate};
 use crate::options::{PolicyConfig, ServerOptions};
@@ -525,6 +526,9 @@ struct Conn {
     /// Prune `held` when it grows past this.
     prune_at: usize,
     authed: bool,
+    /// Failed AUTH requests (the connection closes at
+    /// [`crate::auth::MAX_AUTH_FAILURES`]).
+    auth_failures: u32,
     /// Close once `wbuf` is written.
     closing: bool,
     /// Unix ms of the last request (idle TIMEOUT).
@@ -560,6 +564,7 @@ impl Conn {
             held: HashMap::new(),
             prune_at: 64,
             authed: false,
+            auth_failures: 0,
             closing: false,
             last_seen: now,
             serial,
@@ -648,6 +653,8 @@ struct Ctx {
     read_buf: Vec<u8>,
     /// This loop's end of the journal (`None` when durability is off).
     journal: Option<LoopJournal>,
+    /// Rate limit of the debug log's lines about failed admin attempts.
+    admin_failures: FailureLog,
 }
 
 impl Loop {
@@ -682,6 +689,7 @@ impl Loop {
                 expired: Vec::new(),
                 read_buf: vec![0; READ_CHUNK],
                 journal: start.journal,
+                admin_failures: FailureLog::default(),
             },
             gated: Vec::new(),
             seen_durable: 0,
@@ -1206,6 +1214,15 @@ impl Ctx {
             }
         };
         if cmd.is_admin() && !is_local_admin(conn.peer.ip()) && !conn.authed {
+            let verb = line.split(|&b| b == b' ').next().unwrap_or_default();
+            self.admin_failure(
+                now,
+                format_args!(
+                    "{} refused: {} is not authenticated (AUTH <token> first)",
+                    String::from_utf8_lossy(verb),
+                    conn.peer
+                ),
+            );
             let _ = writeln!(
                 conn.wbuf,
                 "ERR FORBIDDEN admin requests from {} need AUTH <token> first",
@@ -1228,7 +1245,7 @@ impl Ctx {
                 conn.wbuf.extend_from_slice(b"BYE\n");
                 conn.closing = true;
             }
-            Command::Auth(token) => self.auth(conn, token),
+            Command::Auth(token) => self.auth(conn, token, now),
             Command::Remove {
                 feature,
                 user,
@@ -1268,18 +1285,60 @@ impl Ctx {
         }
     }
 
-    fn auth(&self, conn: &mut Conn, token: &str) {
-        match &self.shared.admin_token {
-            Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => {
-                conn.authed = true;
-                conn.wbuf.extend_from_slice(b"OK AUTH\n");
-            }
-            Some(_) => conn
-                .wbuf
-                .extend_from_slice(b"ERR AUTH_FAILED wrong admin token\n"),
-            None => conn.wbuf.extend_from_slice(
+    /// AUTH: a match grants admin rights to the connection; a failure
+    /// takes them away (even after an earlier success), is logged, and the
+    /// connection is closed after [`MAX_AUTH_FAILURES`] of them.
+    fn auth(&mut self, conn: &mut Conn, token: &str, now: u64) {
+        let shared = self.shared.clone();
+        let Some(t) = &shared.admin_token else {
+            conn.wbuf.extend_from_slice(
                 b"ERR AUTH_FAILED this server has no admin token (start tallyd with --admin-token-file)\n",
+            );
+            return;
+        };
+        if crate::auth::token_matches(t.as_bytes(), token.as_bytes()) {
+            conn.authed = true;
+            conn.wbuf.extend_from_slice(b"OK AUTH\n");
+            return;
+        }
+        conn.authed = false;
+        conn.auth_failures += 1;
+        let n = conn.auth_failures;
+        let closing = n >= MAX_AUTH_FAILURES;
+        self.admin_failure(
+            now,
+            format_args!(
+                "AUTH failed from {} (wrong admin token, attempt {n} on this connection{})",
+                conn.peer,
+                if closing { "; closing it" } else { "" }
             ),
+        );
+        if closing {
+            let _ = writeln!(
+                conn.wbuf,
+                "ERR AUTH_FAILED wrong admin token; {n} failures, closing the connection"
+            );
+            conn.closing = true;
+        } else {
+            conn.wbuf
+                .extend_from_slice(b"ERR AUTH_FAILED wrong admin token\n");
+        }
+    }
+
+    /// Writes a failed admin attempt to the debug log, within its rate limit.
+    fn admin_failure(&mut self, now: u64, what: std::fmt::Arguments<'_>) {
+        match self.admin_failures.failure(now) {
+            Logged::Write { suppressed } => {
+                if suppressed > 0 {
+                    self.log.line(
+                        now,
+                        "lmgrd",
+                        format!("{suppressed} more failed admin attempts were not logged"),
+                    );
+                }
+                self.log.line(now, "lmgrd", what.to_string());
+            }
+            Logged::Suppressed => {}
         }
     }
 
@@ -1883,9 +1942,4 @@ fn is_local_admin(ip: std::net::IpAddr) -> bool {
             v6.is_loopback() || v6.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
         }
     }
-}
-
-/// Compares secrets without an early exit on the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -68,3 +68,76 @@ fn checkin_of_the_startup_license_is_ok() {
     let r = c.req("CHECKIN F1 nobody");
     assert!(r.starts_with("ERR NOT_HELD"), "{r}");
 }
+
+/// A token file no AUTH could match is refused at start, naming the file
+/// and what is wrong with it.
+#[test]
+fn an_unusable_admin_token_file_is_refused_at_start() {
+    let scratch = common::Scratch::new("badtoken");
+    let lic = scratch.path("license.lic");
+    std::fs::write(&lic, LICENSE).unwrap();
+    for (name, bytes, why) in [
+        ("space", b"two words\n".to_vec(), "a space"),
+        ("nul", b"ab\0cd".to_vec(), "a NUL byte"),
+        ("long", vec![b'k'; 300], "300 bytes"),
+    ] {
+        let token = scratch.path(name);
+        std::fs::write(&token, bytes).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyd"))
+            .arg("-c")
+            .arg(&lic)
+            .args(["--port", "0", "--durability", "off", "--admin-token-file"])
+            .arg(&token)
+            .output()
+            .expect("run tallyd");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: tallyd started: {err}");
+        assert!(
+            err.contains(why) && err.contains(&*token.to_string_lossy()),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// A failed AUTH after a good one takes the rights away; three failures
+/// close the connection; failures and refusals reach the debug log.
+#[test]
+fn failed_admin_attempts_are_logged_revoke_and_close() {
+    let scratch = common::Scratch::new("token");
+    let token = scratch.path("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let d = Tallyd::start(
+        LICENSE,
+        &[
+            "--durability",
+            "off",
+            "--admin-token-file",
+            token.to_str().unwrap(),
+        ],
+    );
+    let mut remote = d.connect_from("127.0.0.2");
+    assert_eq!(remote.req("AUTH s3cret-token"), "OK AUTH");
+    assert!(remote
+        .req("AUTH s3cret-tokeN")
+        .starts_with("ERR AUTH_FAILED "));
+    let r = remote.req("REREAD");
+    assert!(
+        r.starts_with("ERR FORBIDDEN "),
+        "still admin after a failed AUTH: {r}"
+    );
+    assert!(remote.req("AUTH guess2").starts_with("ERR AUTH_FAILED "));
+    let r = remote.req("AUTH guess3");
+    assert!(r.contains("closing"), "{r}");
+    assert!(
+        remote.is_closed(),
+        "the connection stays open after 3 failures"
+    );
+    let mut admin = d.connect();
+    assert_eq!(admin.req("PING"), "PONG");
+    let logged = eventually(Duration::from_secs(10), || {
+        let log = d.log_lines().join("\n");
+        log.matches("AUTH failed from 127.0.0.2").count() == 3
+            && log.contains("REREAD refused: 127.0.0.2")
+    });
+    assert!(logged, "{}", d.log_lines().join("\n"));
+}

@@ -162,13 +162,11 @@ fn run(args: Args) -> Result<(), String> {
             });
     let admin_token = match &args.admin_token_file {
         Some(p) => {
-            let t = std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read admin token file {}: {e}", p.display()))?;
-            let t = t.trim().to_string();
-            if t.is_empty() {
-                return Err(format!("admin token file {} is empty", p.display()));
+            let t = tally_server::auth::read_token_file(p).map_err(|e| e.to_string())?;
+            if let Some(w) = &t.warning {
+                eprintln!("tallyd: warning: {w}");
             }
-            Some(t)
+            Some(t.token)
         }
         None => None,
     };
