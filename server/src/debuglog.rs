@@ -127,6 +127,9 @@ pub enum Event {
     Flush(Sender<()>),
     /// Write everything queued so far and end the writer thread.
     Stop,
+    /// The server can serve: open the target and write what was held
+    /// (see [`DebugLog::serve`]), then answer.
+    Serve(Sender<io::Result<()>>),
 }
 
 /// The loops' end of the log: cheap to clone, never blocks.
@@ -206,13 +209,25 @@ pub struct DebugLog {
 }
 
 impl DebugLog {
-    /// Opens the target and starts the writer thread.
+    /// Checks that the target can be opened and starts the writer thread,
+    /// which holds every event in memory, writing nothing, until
+    /// [`DebugLog::serve`]: a start that fails (the state directory in use
+    /// by another tallyd, say) leaves no line in the log, which may be the
+    /// live server's.
     pub fn start(target: &LogTarget, engine: Arc<Engine>) -> io::Result<DebugLog> {
-        let out = open_target(target)?;
+        // Append mode whatever the target says: a truncating open now
+        // would empty a live server's log before this one can serve.
+        if let LogTarget::File { path, .. } = target {
+            open_target(&LogTarget::File {
+                path: path.clone(),
+                append: true,
+            })?;
+        }
         let (tx, rx) = bounded(LOG_CHANNEL_EVENTS);
         let dropped = Arc::new(AtomicU64::new(0));
         let writer = Writer {
-            out: BufWriter::new(out),
+            out: BufWriter::new(Box::new(io::sink())),
+            held: Some(Vec::new()),
             target: target.clone(),
             engine,
             dropped: dropped.clone(),
@@ -229,6 +244,19 @@ impl DebugLog {
             handle: LogHandle { tx, dropped },
             thread: Some(thread),
         })
+    }
+
+    /// The server is ready to serve: opens the target as configured
+    /// (truncating it if asked) and writes the events held since
+    /// [`DebugLog::start`], in order.
+    pub fn serve(&self) -> io::Result<()> {
+        let (tx, rx) = bounded(1);
+        self.handle
+            .tx
+            .send(Event::Serve(tx))
+            .map_err(|_| io::Error::other("the debug log writer stopped"))?;
+        rx.recv()
+            .map_err(|_| io::Error::other("the debug log writer stopped"))?
     }
 
     /// A handle for a loop.
@@ -269,6 +297,8 @@ fn open_target(target: &LogTarget) -> io::Result<Box<dyn Write + Send>> {
 
 struct Writer {
     out: BufWriter<Box<dyn Write + Send>>,
+    /// Events held until the server can serve ([`Event::Serve`]).
+    held: Option<Vec<Event>>,
     /// Where to reopen to (always appending).
     target: LogTarget,
     engine: Arc<Engine>,
@@ -310,6 +340,28 @@ impl Writer {
 
     /// Writes one event; false on [`Event::Stop`].
     fn handle(&mut self, event: Event) -> bool {
+        if let Some(held) = self.held.as_mut() {
+            match event {
+                // The server never served: nothing is written.
+                Event::Stop => return false,
+                Event::Flush(done) => {
+                    let _ = done.send(());
+                }
+                Event::Reopen => {}
+                Event::Serve(done) => {
+                    let result = open_target(&self.target).map(|out| {
+                        self.out = BufWriter::new(out);
+                        for e in self.held.take().unwrap_or_default() {
+                            self.handle(e);
+                        }
+                        let _ = self.out.flush();
+                    });
+                    let _ = done.send(result);
+                }
+                e => held.push(e),
+            }
+            return true;
+        }
         match event {
             Event::License {
                 at_ms,
@@ -349,6 +401,9 @@ impl Writer {
                 let _ = done.send(());
             }
             Event::Stop => return false,
+            Event::Serve(done) => {
+                let _ = done.send(Ok(()));
+            }
         }
         true
     }

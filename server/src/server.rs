@@ -332,6 +332,8 @@ impl Server {
             None => None,
         };
         let _ = shared.wakers.set(wakers);
+        // Recovered and listening: the log gets its first lines now.
+        log.serve().map_err(io_err("start the debug log"))?;
         let mut threads = Vec::with_capacity(workers);
         for ((i, (poll, listener)), arm) in loops.into_iter().enumerate().zip(arm) {
             let shared = shared.clone();

@@ -141,3 +141,36 @@ fn failed_admin_attempts_are_logged_revoke_and_close() {
     });
     assert!(logged, "{}", d.log_lines().join("\n"));
 }
+
+/// A start that fails (the state directory is another tallyd's) writes
+/// nothing into the debug log it was given, which is the live server's
+/// here, and says why on stderr.
+#[test]
+fn a_failed_start_writes_nothing_into_the_debug_log() {
+    let d = Tallyd::start(LICENSE, &[]);
+    assert!(eventually(Duration::from_secs(10), || d
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("Server started on"))));
+    let before = std::fs::read_to_string(&d.log).unwrap();
+    let state = d.scratch.path("state");
+    for truncate in [false, true] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tallyd"));
+        cmd.arg("-c")
+            .arg(&d.license)
+            .arg("-l")
+            .arg(&d.log)
+            .args(["--port", "0", "--state-dir"])
+            .arg(&state);
+        if truncate {
+            cmd.arg("--truncate-log");
+        }
+        let out = cmd.output().expect("run a second tallyd");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "a second tallyd started: {err}");
+        assert!(err.contains(&*state.to_string_lossy()), "why? {err}");
+    }
+    let mut c = d.connect();
+    assert_eq!(c.req("PING"), "PONG");
+    assert_eq!(std::fs::read_to_string(&d.log).unwrap(), before);
+}
