@@ -63,6 +63,14 @@ const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A connection the server closes (after LINE_TOO_LONG, QUIT, too many
+/// failed AUTHs) first gets its last reply and a FIN, then has up to this
+/// many bytes read and dropped, so that a client still sending gets the
+/// reply instead of a reset (which unread data would cause).
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024;
+/// Longest a closing connection is drained, in ms.
+const DRAIN_MS: u64 = 2_000;
+
 /// After `accept` failed for want of a file descriptor (EMFILE, ENFILE) or
 /// kernel memory, the loop tries again this often, in ms. Edge-triggered
 /// readiness raises no new event for connections already in the backlog,
@@ -533,6 +541,11 @@ struct Conn {
     auth_failures: u32,
     /// Close once `wbuf` is written.
     closing: bool,
+    /// Written out and shut down for writing: bytes still allowed to be
+    /// read and dropped before the close ([`DRAIN_LIMIT_BYTES`]).
+    draining: Option<usize>,
+    /// The end of the drain is armed (within [`DRAIN_MS`]).
+    drain_armed: bool,
     /// Unix ms of the last request (idle TIMEOUT).
     last_seen: u64,
     /// Tells this connection from a later one in the same slab slot.
@@ -568,6 +581,8 @@ impl Conn {
             authed: false,
             auth_failures: 0,
             closing: false,
+            draining: None,
+            drain_armed: false,
             last_seen: now,
             serial,
             key,
@@ -824,12 +839,18 @@ impl Loop {
     /// Checks in the licenses of connections idle past their features'
     /// TIMEOUT (see `timeout.rs`).
     fn check_idle(&mut self, now: u64) {
-        let Some(shortest) = self.ctx.opts.shortest_timeout_ms() else {
-            return;
-        };
         while let Some((key, serial)) = self.idle.pop_due(now) {
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
                 continue; // closed since
+            };
+            if conn.draining.is_some() {
+                // Drained for DRAIN_MS: enough.
+                let conn = self.conns.remove(key);
+                self.close(conn);
+                continue;
+            }
+            let Some(shortest) = self.ctx.opts.shortest_timeout_ms() else {
+                continue;
             };
             let idle = now.saturating_sub(conn.last_seen);
             let ctx = &mut self.ctx;
@@ -972,6 +993,12 @@ impl Loop {
             let conn = self.conns.remove(key);
             self.close(conn);
         } else if let Some(conn) = self.conns.get_mut(key) {
+            if conn.draining.is_some() && !conn.drain_armed {
+                // Just started draining: end it within DRAIN_MS.
+                conn.drain_armed = true;
+                self.idle
+                    .arm(SystemClock.now_ms() + DRAIN_MS, key, conn.serial);
+            }
             if conn.gate.is_waiting() && !conn.gated {
                 conn.gated = true;
                 self.gated.push(key);
@@ -1118,6 +1145,9 @@ impl Ctx {
     }
 
     fn serve_with(&mut self, conn: &mut Conn, reads: Reads, chunk: &mut [u8]) -> bool {
+        if let Some(left) = conn.draining.as_mut() {
+            return drain(&mut conn.stream, left, chunk);
+        }
         let mut peer_closed = false;
         let mut drained = false;
         loop {
@@ -1160,7 +1190,20 @@ impl Ctx {
             }
         }
         if conn.closing {
-            return !conn.wbuf.is_empty();
+            if !conn.wbuf.is_empty() {
+                return true;
+            }
+            // The last reply is out: FIN, then read and drop what the
+            // client may still be sending, so its reply is not lost to a
+            // reset. The loop then arms the drain's end.
+            if conn.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return false;
+            }
+            conn.rbuf = BytesMut::new();
+            let mut left = DRAIN_LIMIT_BYTES;
+            let more = drain(&mut conn.stream, &mut left, chunk);
+            conn.draining = Some(left);
+            return more;
         }
         // A peer that half-closed still gets its replies.
         !(peer_closed && conn.wbuf.is_empty())
@@ -1857,6 +1900,22 @@ impl Ctx {
         // `Loop::on_conn_event`).
         barrier.wait();
         let _ = writeln!(conn.wbuf, "OK REREAD {pools} {diags}");
+    }
+}
+
+/// Reads and drops what a closing connection still sends, at most `left`
+/// more bytes. False once the peer closed, the limit is reached or the
+/// connection broke: then it is closed.
+fn drain(stream: &mut TcpStream, left: &mut usize, chunk: &mut [u8]) -> bool {
+    loop {
+        match stream.read(chunk) {
+            Ok(0) => return false,
+            Ok(n) if n >= *left => return false,
+            Ok(n) => *left -= n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
     }
 }
 

@@ -174,3 +174,27 @@ fn a_failed_start_writes_nothing_into_the_debug_log() {
     assert_eq!(c.req("PING"), "PONG");
     assert_eq!(std::fs::read_to_string(&d.log).unwrap(), before);
 }
+
+/// A client that sends an over-long line and keeps sending still reads the
+/// LINE_TOO_LONG reply: the server sends a FIN after it and drains what
+/// comes, instead of a reset that would destroy the reply in flight.
+#[test]
+fn line_too_long_reply_reaches_a_client_still_sending() {
+    use std::io::{Read, Write};
+    let d = Tallyd::start(LICENSE, &["--durability", "off"]);
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // 40 KiB without a newline, at once: the server has unread bytes
+        // when it closes, and the kernel resets a socket closed so.
+        let junk = vec![b'x'; 40 * 1024];
+        s.write_all(&junk).unwrap();
+        // Time for a reset to come back, if the server sends one.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut got = Vec::new();
+        let r = s.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(r.is_ok(), "read failed ({r:?}) after {text:?}");
+        assert!(text.starts_with("ERR LINE_TOO_LONG "), "{text:?}");
+    }
+}
