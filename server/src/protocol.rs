@@ -329,7 +329,18 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
                 }
             }
             3 => c.display = value,
-            _ => c.wait_ms = seconds_to_ms(value).ok_or_else(|| bad_number("wait", value))?,
+            _ => {
+                c.wait_ms = seconds_to_ms(value).ok_or_else(|| bad_number("wait", value))?;
+                if c.wait_ms > crate::queue::MAX_WAIT_MS {
+                    return Err(ProtoError::new(
+                        ErrCode::BadField,
+                        format!(
+                            "wait={value} is longer than the {} s maximum",
+                            crate::queue::MAX_WAIT_MS / 1000
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(c)

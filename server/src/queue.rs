@@ -11,12 +11,23 @@
 //! - A checkout that finds the pool full (`ALL_IN_USE` / `RESERVED`) with
 //!   `wait=` joins the tail. Its connection stops answering further lines
 //!   until it is served, so replies stay in request order.
-//! - While a feature has waiters, a new checkout of it that is not a
-//!   renewal joins the tail too (with `wait=`) or is denied at once
-//!   (without): nobody overtakes the queue.
+//! - A request no pool could ever grant (more licenses than any pool's
+//!   count plus overdraft) is denied `COUNT_TOO_HIGH` at once, never
+//!   queued; `wait=` is at most [`MAX_WAIT_MS`].
+//! - While a feature's head waiter has waited less than [`HOL_LIMIT_MS`],
+//!   a new checkout of it that is not a renewal joins the tail too (with
+//!   `wait=`) or is denied at once (without): nobody overtakes the queue,
+//!   and only the head is tried when licenses come back.
+//! - Past that bound the head no longer blocks the rest: new checkouts are
+//!   tried against the pools as if nobody waited, and every waiter of the
+//!   feature is tried in order whenever licenses come back, the head first.
+//!   So a large request holds the door for smaller ones for at most
+//!   [`HOL_LIMIT_MS`]; it keeps its place, and is served first as soon as
+//!   enough licenses are free at a moment it is tried (under steady load a
+//!   large request may then wait until its own deadline: FIFO fairness is
+//!   traded for never letting one request idle free licenses for long).
 //! - Any loop that checks a license in while somebody waits wakes every
-//!   loop; each loop serves the heads that belong to it (only the head of a
-//!   feature is ever tried, so order holds across loops). Every loop also
+//!   loop; each loop tries the waiters that belong to it. Every loop also
 //!   tries at least once a second (its longest sleep), so a lost wake-up
 //!   only delays.
 //! - Each loop keeps its waiters' deadlines in a min-heap; a waiter still
@@ -29,6 +40,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+/// How long a feature's head waiter may keep others from overtaking it, in
+/// ms (see the module docs).
+pub const HOL_LIMIT_MS: u64 = 10_000;
+
+/// The longest `wait=` a checkout may ask for, in ms (one day).
+pub const MAX_WAIT_MS: u64 = 86_400_000;
 
 /// Where a waiter's connection lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +112,15 @@ impl Queues {
         self.waiting.load(Ordering::Relaxed) == 0
     }
 
-    /// Whether `feature` has waiters.
-    pub(crate) fn has_waiters(&self, feature: &str) -> bool {
-        !self.is_empty() && self.lock().get(feature).is_some_and(|q| !q.is_empty())
+    /// Whether `feature`'s queue keeps new checkouts from overtaking it at
+    /// `now`: it has a head that has waited less than [`HOL_LIMIT_MS`].
+    pub(crate) fn blocks(&self, feature: &str, now: u64) -> bool {
+        !self.is_empty()
+            && self
+                .lock()
+                .get(feature)
+                .and_then(VecDeque::front)
+                .is_some_and(|w| now < w.entry.since_ms.saturating_add(HOL_LIMIT_MS))
     }
 
     /// Appends a waiter; returns its sequence number.
@@ -115,20 +139,26 @@ impl Queues {
         seq
     }
 
-    /// Features that have waiters whose head sits on loop `loop_index`:
-    /// (feature, head waiter).
-    pub(crate) fn heads_on(&self, loop_index: usize) -> Vec<(String, Waiter)> {
+    /// The waiters loop `loop_index` should try at `now`, in order: each
+    /// feature's head if it sits on this loop, and once the head has waited
+    /// [`HOL_LIMIT_MS`], every other waiter of the feature on this loop.
+    pub(crate) fn to_try_on(&self, loop_index: usize, now: u64) -> Vec<(String, Waiter)> {
         if self.is_empty() {
             return Vec::new();
         }
-        self.lock()
-            .iter()
-            .filter_map(|(f, q)| {
-                q.front()
+        let mut out = Vec::new();
+        for (f, q) in self.lock().iter() {
+            let Some(head) = q.front() else { continue };
+            let open = now >= head.entry.since_ms.saturating_add(HOL_LIMIT_MS);
+            let take = if open { q.len() } else { 1 };
+            out.extend(
+                q.iter()
+                    .take(take)
                     .filter(|w| w.seat.loop_index == loop_index)
-                    .map(|w| (f.clone(), w.clone()))
-            })
-            .collect()
+                    .map(|w| (f.clone(), w.clone())),
+            );
+        }
+        out
     }
 
     /// Removes the waiter `seq` of `feature` if still queued.
@@ -220,18 +250,21 @@ mod tests {
         let a = q.push(seat(0, 1), b"a", entry("F", "a"));
         let b = q.push(seat(1, 2), b"b", entry("F", "b"));
         q.push(seat(1, 3), b"c", entry("G", "c"));
-        assert!(q.has_waiters("F") && !q.has_waiters("H"));
-        let heads = q.heads_on(0);
+        assert!(q.blocks("F", 0) && !q.blocks("H", 0));
+        let heads = q.to_try_on(0, 0);
         assert_eq!(heads.len(), 1);
         assert_eq!(heads[0].1.seq, a);
-        assert_eq!(q.heads_on(1).len(), 1, "F's head is on loop 0");
+        assert_eq!(q.to_try_on(1, 0).len(), 1, "F's head is on loop 0");
+        assert!(q.blocks("F", HOL_LIMIT_MS - 1) && !q.blocks("G", 10 * HOL_LIMIT_MS));
+        // Past the bound, F's second waiter is tried too.
+        assert_eq!(q.to_try_on(1, HOL_LIMIT_MS).len(), 2);
         assert!(q.remove("F", a).is_some());
         assert!(q.remove("F", a).is_none(), "removed once");
-        assert_eq!(q.heads_on(1).len(), 2);
+        assert_eq!(q.to_try_on(1, 0).len(), 2);
         let shown: Vec<String> = q.snapshot().into_iter().map(|e| e.handle).collect();
         assert_eq!(shown, ["b", "c"]);
         q.remove("F", b);
-        assert!(!q.has_waiters("F"));
+        assert!(!q.blocks("F", 0));
     }
 
     #[test]

@@ -800,7 +800,7 @@ impl Loop {
         }
         loop {
             let mut progress = false;
-            for (feature, w) in self.ctx.shared.queues.heads_on(self.ctx.index) {
+            for (feature, w) in self.ctx.shared.queues.to_try_on(self.ctx.index, now) {
                 if self.answer_waiter(&w.seat, &w.line, now, false) {
                     self.ctx.shared.queues.remove(&feature, w.seq);
                     progress = true;
@@ -1398,10 +1398,13 @@ impl Ctx {
         now: u64,
         from_queue: Option<bool>,
     ) -> bool {
-        // Nobody overtakes the queue, except a renewal (it takes nothing).
+        // Nobody overtakes the queue for its first HOL_LIMIT_MS, except a
+        // renewal (it takes nothing) and a request the engine denies
+        // anyway (more than any pool has).
         let behind = from_queue.is_none()
             && !self.shared.queues.is_empty()
-            && self.shared.queues.has_waiters(c.feature)
+            && self.shared.queues.blocks(c.feature, now)
+            && !self.engine.never_grants(c.feature, c.count)
             && self
                 .engine
                 .find(c.feature, c.user, c.host, c.display, c.handle)

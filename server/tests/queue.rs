@@ -164,3 +164,60 @@ fn a_queued_lingering_grant_is_answered_once_durable() {
         "a lingering grant has a deadline: {got}"
     );
 }
+
+/// A request no pool can ever grant is denied at once instead of queued,
+/// so it cannot block the feature for everyone behind it (issue 12.6).
+#[test]
+fn a_request_for_more_than_the_license_has_is_denied_not_queued() {
+    let t = Tallyd::start(
+        "VENDOR CITRIX\nFEATURE HUNDRED CITRIX 1.0 permanent 100\n",
+        &["--durability", "off"],
+    );
+    let mut attacker = t.connect();
+    let r = attacker.req("CHECKOUT HUNDRED attacker h big count=101 wait=86400");
+    assert!(
+        r.starts_with("DENIED HUNDRED big COUNT_TOO_HIGH -4 "),
+        "{r}"
+    );
+    // wait= has a maximum.
+    let r = attacker.req("CHECKOUT HUNDRED attacker h big2 wait=315360000000");
+    assert!(r.starts_with("ERR BAD_FIELD wait="), "{r}");
+    let mut user = t.connect();
+    let r = user.req("CHECKOUT HUNDRED alice pc1 a1");
+    assert!(r.starts_with("OK HUNDRED a1 "), "{r}");
+    assert!(queued(&mut user, "HUNDRED").is_empty());
+}
+
+/// A large waiter holds the door for smaller requests for at most the
+/// documented bound (10 s), then they are served from the free licenses
+/// while it keeps its place.
+#[test]
+fn a_large_waiter_blocks_smaller_requests_for_a_bounded_time() {
+    let t = Tallyd::start(
+        "VENDOR CITRIX\nFEATURE TWO CITRIX 1.0 permanent 2\n",
+        &["--durability", "off"],
+    );
+    let mut a = t.connect();
+    let mut big = t.connect();
+    let mut c = t.connect();
+    assert!(a.req("CHECKOUT TWO ann h a").starts_with("OK "));
+    big.send(b"CHECKOUT TWO bob h big count=2 wait=60\n");
+    assert!(eventually(GENEROUS, || queued(&mut c, "TWO") == ["big"]));
+    let start = std::time::Instant::now();
+    let r = c.req("CHECKOUT TWO carl h c");
+    assert!(r.starts_with("DENIED TWO c ALL_IN_USE"), "{r}");
+    let served = eventually(Duration::from_secs(30), || {
+        c.req("CHECKOUT TWO carl h c").starts_with("OK TWO c ")
+    });
+    assert!(served, "the small request stayed blocked");
+    assert!(
+        start.elapsed() >= Duration::from_millis(9_000),
+        "overtook the head before the bound"
+    );
+    assert_eq!(queued(&mut c, "TWO"), ["big"], "the head keeps its place");
+    // Both small ones back: the head is served first.
+    assert_eq!(c.req("CHECKIN TWO c"), "OK TWO c");
+    assert_eq!(a.req("CHECKIN TWO a"), "OK TWO a");
+    let got = big.read_line().expect("big is answered");
+    assert!(got.starts_with("OK TWO big "), "{got}");
+}

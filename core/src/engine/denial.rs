@@ -37,6 +37,13 @@ pub enum Reason {
     /// A MAX rule of the options file caps the requester (or their group)
     /// below this checkout.
     OverMax,
+    /// The request is for more licenses than any pool of the feature can
+    /// ever grant (its count plus overdraft): it is denied at once, never
+    /// queued.
+    CountTooHigh,
+    /// The instance the request names (by its handle) is held by another
+    /// user or host: only its holder may renew or check it in.
+    NotHolder,
     /// Licenses are free, but RESERVE rules hold them for others; `line` is
     /// the options-file line of one such reservation.
     ReservedForOthers {
@@ -59,6 +66,8 @@ impl Reason {
             Reason::Excluded => "EXCLUDED",
             Reason::NotIncluded => "NOT_INCLUDED",
             Reason::OverMax => "OVER_MAX",
+            Reason::CountTooHigh => "COUNT_TOO_HIGH",
+            Reason::NotHolder => "NOT_HOLDER",
             Reason::ReservedForOthers { .. } => "RESERVED",
         }
     }
@@ -72,6 +81,11 @@ impl Reason {
             Reason::Excluded => -38,
             Reason::NotIncluded => -39,
             Reason::OverMax => -87,
+            // LM_MAXUSERS: "Licensed number of users already reached", which
+            // lmgrd answers for a count no pool has.
+            Reason::CountTooHigh => -4,
+            // LM_BADPARAM: the handle is not the requester's to use.
+            Reason::NotHolder => -42,
             Reason::VersionTooHigh => -25,
             Reason::Expired => -10,
             Reason::NotYetStarted => -31,
@@ -96,6 +110,12 @@ impl Reason {
             Reason::Excluded => "User/host on EXCLUDE list for feature.",
             Reason::NotIncluded => "User/host not on INCLUDE list for feature.",
             Reason::OverMax => "Checkout exceeds MAX specified in options file.",
+            Reason::CountTooHigh => {
+                "Licensed number of users already reached (more licenses asked for than the license file has)."
+            }
+            Reason::NotHolder => {
+                "The handle's license is held by another user or host; only its holder may renew or check it in."
+            }
             Reason::ReservedForOthers { .. } => {
                 "Licensed number of users already reached (the free licenses are reserved for others)."
             }

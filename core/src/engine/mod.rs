@@ -463,6 +463,18 @@ impl Engine {
         &self.features[id.0 as usize].vendor
     }
 
+    /// Whether no pool of `feature` could ever grant `count` licenses at
+    /// once (each counted pool's count plus overdraft is smaller, and no
+    /// pool is uncounted): such a request is denied, never queued.
+    pub fn never_grants(&self, feature: &str, count: u32) -> bool {
+        self.by_name.get(feature).is_some_and(|&fid| {
+            self.features[fid as usize].pools.iter().all(|&p| {
+                let pool = &self.pools[p as usize];
+                pool.counted && !pool.startup && pool.limit < count
+            })
+        })
+    }
+
     /// Whether a checkout of the feature can leave an instance in the
     /// table: false when every pool is a startup (`LT=SYS`) or uncounted
     /// one, whose grants hold nothing (a check-in of them has nothing to do).
@@ -540,6 +552,14 @@ impl Engine {
                         Ok(c) => c,
                         Err(reason) => {
                             self.table.abandon(claim);
+                            // Off the hot path: full now, or full forever?
+                            if reason == Reason::AllInUse
+                                && eligible
+                                    .clone()
+                                    .all(|p| self.pools[p as usize].limit < req.count)
+                            {
+                                return Err(Reason::CountTooHigh.into());
+                            }
                             return Err(reason.into());
                         }
                     };
