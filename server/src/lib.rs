@@ -21,5 +21,6 @@ pub mod queue;
 pub mod reread;
 pub mod server;
 pub mod status;
+mod status_thread;
 mod timeout;
 mod uses;

@@ -21,15 +21,18 @@ pub const MAX_FIELD_BYTES: usize = 255;
 pub enum Command<'a> {
     /// `CHECKOUT <feature> <user> <host> <handle> [options]`.
     Checkout(Checkout<'a>),
-    /// `CHECKIN <feature> <handle>`.
+    /// `CHECKIN <feature> <handle> [user=<u> host=<h>]`.
     Checkin {
         /// Feature name.
         feature: &'a str,
         /// Client handle.
         handle: &'a str,
+        /// `user=` and `host=`: the holder's names, for a check-in from a
+        /// connection that did not check the license out.
+        holder: Option<(&'a str, &'a str)>,
     },
-    /// `STATUS`.
-    Status,
+    /// `STATUS [feature] [from=<n>] [limit=<n>]`.
+    Status(StatusQuery<'a>),
     /// `PING`.
     Ping,
     /// `QUIT`.
@@ -76,6 +79,17 @@ impl Command<'_> {
     }
 }
 
+/// What a STATUS asks for: one feature or all, and a page of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusQuery<'a> {
+    /// Only this feature (its pools), if given.
+    pub feature: Option<&'a str>,
+    /// Skip this many features (in license-file order).
+    pub from: usize,
+    /// At most this many features (`None`: all that follow).
+    pub limit: Option<usize>,
+}
+
 /// The fields of a CHECKOUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkout<'a> {
@@ -118,6 +132,9 @@ pub enum ErrCode {
     NotHeld,
     /// CHECKIN of an unknown feature.
     NoSuchFeature,
+    /// CHECKIN of a license that another user or host holds, from a
+    /// connection that did not check it out.
+    NotHolder,
     /// Admin request from a non-loopback peer without AUTH.
     Forbidden,
     /// AUTH failed.
@@ -140,6 +157,7 @@ impl ErrCode {
             ErrCode::LineTooLong => "LINE_TOO_LONG",
             ErrCode::NotHeld => "NOT_HELD",
             ErrCode::NoSuchFeature => "NO_SUCH_FEATURE",
+            ErrCode::NotHolder => "NOT_HOLDER",
             ErrCode::Forbidden => "FORBIDDEN",
             ErrCode::AuthFailed => "AUTH_FAILED",
             ErrCode::RereadFailed => "REREAD_FAILED",
@@ -198,12 +216,9 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
     let cmd = if verb.eq_ignore_ascii_case("CHECKOUT") {
         Command::Checkout(parse_checkout(&mut fields)?)
     } else if verb.eq_ignore_ascii_case("CHECKIN") {
-        Command::Checkin {
-            feature: fields.next_required("feature")?,
-            handle: fields.next_required("handle")?,
-        }
+        parse_checkin(&mut fields)?
     } else if verb.eq_ignore_ascii_case("STATUS") {
-        Command::Status
+        Command::Status(parse_status(&mut fields)?)
     } else if verb.eq_ignore_ascii_case("PING") {
         Command::Ping
     } else if verb.eq_ignore_ascii_case("QUIT") {
@@ -244,6 +259,103 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
     };
     fields.expect_end(verb)?;
     Ok(cmd)
+}
+
+/// Splits `key=value` options, each key from `keys` at most once.
+fn options<'a, const N: usize>(
+    fields: &mut Fields<'a>,
+    keys: [&str; N],
+    mut positional: impl FnMut(&'a str) -> Result<(), ProtoError>,
+) -> Result<[Option<&'a str>; N], ProtoError> {
+    let mut out = [None; N];
+    while let Some(opt) = fields.next()? {
+        let Some((key, value)) = opt.split_once('=') else {
+            positional(opt)?;
+            continue;
+        };
+        let Some(slot) = keys.iter().position(|k| *k == key) else {
+            let expected: Vec<String> = keys.iter().map(|k| format!("{k}=")).collect();
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!(
+                    "unknown option \"{}\" (expected {})",
+                    printable(key),
+                    expected.join(", ")
+                ),
+            ));
+        };
+        if value.is_empty() {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!("option {key}= has no value"),
+            ));
+        }
+        if out[slot].replace(value).is_some() {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!("option {key}= given twice"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_checkin<'a>(fields: &mut Fields<'a>) -> Result<Command<'a>, ProtoError> {
+    let feature = fields.next_required("feature")?;
+    let handle = fields.next_required("handle")?;
+    let [user, host] = options(fields, ["user", "host"], |extra| {
+        Err(ProtoError::new(
+            ErrCode::BadField,
+            format!(
+                "unexpected \"{}\" after the handle (expected user= host=)",
+                printable(extra)
+            ),
+        ))
+    })?;
+    let holder = match (user, host) {
+        (Some(u), Some(h)) => Some((u, h)),
+        (None, None) => None,
+        _ => {
+            return Err(ProtoError::new(
+                ErrCode::MissingField,
+                "user= and host= go together",
+            ))
+        }
+    };
+    Ok(Command::Checkin {
+        feature,
+        handle,
+        holder,
+    })
+}
+
+fn parse_status<'a>(fields: &mut Fields<'a>) -> Result<StatusQuery<'a>, ProtoError> {
+    let mut feature = None;
+    let [from, limit] = options(fields, ["from", "limit"], |name| {
+        if feature.replace(name).is_some() {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                "STATUS names at most one feature",
+            ));
+        }
+        Ok(())
+    })?;
+    let number = |key: &str, v: Option<&str>| -> Result<Option<usize>, ProtoError> {
+        v.map(|v| {
+            v.parse::<usize>().map_err(|_| {
+                ProtoError::new(
+                    ErrCode::BadField,
+                    format!("{key}=\"{}\" is not a whole number", printable(v)),
+                )
+            })
+        })
+        .transpose()
+    };
+    Ok(StatusQuery {
+        feature,
+        from: number("from", from)?.unwrap_or(0),
+        limit: number("limit", limit)?,
+    })
 }
 
 fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoError> {
@@ -484,14 +596,43 @@ mod tests {
     #[test]
     fn minimal_requests() {
         assert_eq!(parse(b"ping").unwrap(), Command::Ping);
-        assert_eq!(parse(b"STATUS").unwrap(), Command::Status);
+        assert_eq!(
+            parse(b"STATUS").unwrap(),
+            Command::Status(StatusQuery::default())
+        );
+        assert_eq!(
+            parse(b"STATUS F1 from=2 limit=10").unwrap(),
+            Command::Status(StatusQuery {
+                feature: Some("F1"),
+                from: 2,
+                limit: Some(10)
+            })
+        );
         assert_eq!(
             parse(b"CHECKIN F h").unwrap(),
             Command::Checkin {
                 feature: "F",
-                handle: "h"
+                handle: "h",
+                holder: None
             }
         );
+        assert_eq!(
+            parse(b"CHECKIN F h host=pc1 user=alice").unwrap(),
+            Command::Checkin {
+                feature: "F",
+                handle: "h",
+                holder: Some(("alice", "pc1"))
+            }
+        );
+        for bad in [
+            &b"CHECKIN F h user=alice"[..],
+            b"CHECKIN F h extra",
+            b"STATUS F G",
+            b"STATUS limit=x",
+            b"STATUS from=1 from=2",
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
         assert_eq!(
             parse(b"REMOVE_HANDLE F 17").unwrap(),
             Command::RemoveHandle {

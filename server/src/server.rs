@@ -43,7 +43,8 @@ use crate::journal::{self, Durability, Journal, LoopJournal, ReplyGate};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
 use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
-use crate::status::{ServerInfo, Status};
+use crate::status::ServerInfo;
+use crate::status_thread::{self, StatusThread};
 use crate::timeout::IdleTimers;
 use crate::uses::{Ended, Uses};
 
@@ -59,6 +60,10 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 const WAITING_READ_LIMIT: usize = 64 * 1024;
 /// Longest a loop waits at shutdown for its last journal records.
 const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
+
+/// Names (user, host) a connection remembers having checked out as; a
+/// client multiplexing more users must name the holder in CHECKIN.
+const MAX_IDENTITIES: usize = 16;
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -339,11 +344,16 @@ impl Server {
             Some(p) => Some(p.start(wakers.clone(), handle.clone())?),
             None => None,
         };
+        let (status, status_inboxes) =
+            StatusThread::start(wakers.clone()).map_err(io_err("start the status thread"))?;
         let _ = shared.wakers.set(wakers);
         // Recovered and listening: the log gets its first lines now.
         log.serve().map_err(io_err("start the debug log"))?;
         let mut threads = Vec::with_capacity(workers);
-        for ((i, (poll, listener)), arm) in loops.into_iter().enumerate().zip(arm) {
+        for (((i, (poll, listener)), arm), status_done) in
+            loops.into_iter().enumerate().zip(arm).zip(status_inboxes)
+        {
+            let status_jobs = status.sender();
             let shared = shared.clone();
             let engine = engine.clone();
             let opts = server_options.clone();
@@ -360,7 +370,12 @@ impl Server {
                             shared,
                             engine,
                             opts,
-                            LoopStart { journal: lj, arm },
+                            LoopStart {
+                                journal: lj,
+                                arm,
+                                status_jobs,
+                                status_done,
+                            },
                         )
                         .run()
                     });
@@ -555,6 +570,13 @@ struct Conn {
     /// Queued (feature, sequence number): no further line is answered
     /// until this one is.
     waiting: Option<(String, u64)>,
+    /// A STATUS is being built off the loop (`status_thread.rs`): no
+    /// further line is answered until its reply is in `wbuf`.
+    status_pending: bool,
+    /// The (user, host) names this connection has checked out as, at
+    /// most [`MAX_IDENTITIES`]: a CHECKIN of a license held under one of
+    /// them is the holder's (see `checkin`).
+    identities: Vec<(Box<str>, Box<str>)>,
     /// Replies waiting for the journal stay in `wbuf` behind this.
     gate: ReplyGate,
     /// Listed in the loop's `gated` (to be served when the journal wakes it).
@@ -562,6 +584,19 @@ struct Conn {
 }
 
 impl Conn {
+    /// Waiting for a queued checkout or a STATUS: reads go on (to see the
+    /// close), answers wait.
+    fn parked(&self) -> bool {
+        self.waiting.is_some() || self.status_pending
+    }
+
+    /// Whether this connection has checked out as `holder`'s user@host.
+    fn checked_out_as(&self, holder: &HolderBuf) -> bool {
+        self.identities
+            .iter()
+            .any(|(u, h)| holder.is_user_host(u, h))
+    }
+
     fn new(
         stream: TcpStream,
         peer: SocketAddr,
@@ -587,6 +622,8 @@ impl Conn {
             serial,
             key,
             waiting: None,
+            status_pending: false,
+            identities: Vec::new(),
             gate,
             gated: false,
         }
@@ -623,6 +660,9 @@ enum Pick<'a> {
 struct LoopStart {
     journal: Option<LoopJournal>,
     arm: Vec<(InstanceId, u64)>,
+    /// Where STATUS requests go, and where their replies come back.
+    status_jobs: crossbeam_channel::Sender<status_thread::Job>,
+    status_done: crossbeam_channel::Receiver<status_thread::Done>,
 }
 
 /// One event loop: its sockets, and the context requests are served in.
@@ -640,6 +680,8 @@ struct Loop {
     seen_durable: u64,
     /// Accepting is failing for want of resources (see [`ACCEPT_RETRY_MS`]).
     accept_stalled: Option<AcceptStall>,
+    /// STATUS replies built off the loop, for parked connections.
+    status_done: crossbeam_channel::Receiver<status_thread::Done>,
 }
 
 /// An episode of `accept` failing for want of resources.
@@ -672,6 +714,8 @@ struct Ctx {
     journal: Option<LoopJournal>,
     /// Rate limit of the debug log's lines about failed admin attempts.
     admin_failures: FailureLog,
+    /// Where STATUS requests are built (`status_thread.rs`).
+    status_jobs: crossbeam_channel::Sender<status_thread::Job>,
 }
 
 impl Loop {
@@ -707,10 +751,12 @@ impl Loop {
                 read_buf: vec![0; READ_CHUNK],
                 journal: start.journal,
                 admin_failures: FailureLog::default(),
+                status_jobs: start.status_jobs,
             },
             gated: Vec::new(),
             seen_durable: 0,
             accept_stalled: None,
+            status_done: start.status_done,
         }
     }
 
@@ -771,6 +817,7 @@ impl Loop {
             {
                 self.accept();
             }
+            self.deliver_status();
             self.ctx.expire(SystemClock.now_ms());
             self.check_idle(SystemClock.now_ms());
             self.serve_queue(SystemClock.now_ms());
@@ -787,6 +834,23 @@ impl Loop {
             if let Some(j) = self.ctx.journal.as_mut() {
                 j.send();
             }
+        }
+    }
+
+    /// Hands STATUS replies built off the loop to their connections, which
+    /// then go on with what they pipelined meanwhile.
+    fn deliver_status(&mut self) {
+        while let Ok(done) = self.status_done.try_recv() {
+            let Some(conn) = self
+                .conns
+                .get_mut(done.conn)
+                .filter(|c| c.serial == done.serial && c.status_pending)
+            else {
+                continue; // closed meanwhile
+            };
+            conn.status_pending = false;
+            conn.wbuf.extend_from_slice(&done.line);
+            self.on_conn_event(done.conn, Reads::UntilWouldBlock);
         }
     }
 
@@ -1153,8 +1217,7 @@ impl Ctx {
         loop {
             // Answer what is buffered before reading more (backpressure). A
             // queued connection is still read, to see it close.
-            if !self.process_lines(conn)
-                && (conn.waiting.is_none() || conn.rbuf.len() > WAITING_READ_LIMIT)
+            if !self.process_lines(conn) && (!conn.parked() || conn.rbuf.len() > WAITING_READ_LIMIT)
             {
                 break;
             }
@@ -1214,7 +1277,7 @@ impl Ctx {
     /// happened and the connection's ids must be mapped first).
     fn process_lines(&mut self, conn: &mut Conn) -> bool {
         loop {
-            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER || conn.waiting.is_some() {
+            if conn.closing || conn.wbuf.len() >= WRITE_HIGH_WATER || conn.parked() {
                 return false;
             }
             if self.engine_gen != self.shared.engine_gen.load(Ordering::Relaxed) {
@@ -1279,12 +1342,12 @@ impl Ctx {
             Command::Checkout(c) => {
                 self.checkout(conn, &c, line, now, None);
             }
-            Command::Checkin { feature, handle } => self.checkin(conn, feature, handle, now),
-            Command::Status => {
-                let json = serde_json::to_string(&self.status(now))
-                    .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-                let _ = writeln!(conn.wbuf, "OK {json}");
-            }
+            Command::Checkin {
+                feature,
+                handle,
+                holder,
+            } => self.checkin(conn, feature, handle, holder, now),
+            Command::Status(q) => self.status(conn, &q, now),
             Command::Ping => conn.wbuf.extend_from_slice(b"PONG\n"),
             Command::Quit => {
                 conn.wbuf.extend_from_slice(b"BYE\n");
@@ -1468,6 +1531,9 @@ impl Ctx {
         match result {
             Ok(g) => {
                 self.lingers.track(&g);
+                if g.id.is_some() {
+                    remember_identity(conn, c.user, c.host);
+                }
                 let out = if g.overdraft {
                     Action::OutOverdraft
                 } else {
@@ -1604,7 +1670,20 @@ impl Ctx {
         }
     }
 
-    fn checkin(&mut self, conn: &mut Conn, feature: &str, handle: &str, now: u64) {
+    /// CHECKIN. Only the holder checks a license in: the connection that
+    /// checked it out (a connection-bound or DUP_GROUP use it lists), one
+    /// that has checked out as the holder's user@host, or one that names
+    /// them (`user=` `host=`, a client that reconnected), or an admin (a
+    /// local peer, or one after AUTH: it could REMOVE the license anyway).
+    /// Anyone else is `ERR NOT_HOLDER`, and the license stays out.
+    fn checkin(
+        &mut self,
+        conn: &mut Conn,
+        feature: &str,
+        handle: &str,
+        named: Option<(&str, &str)>,
+        now: u64,
+    ) {
         // Under DUP_GROUP the handle names one of this connection's uses of
         // a shared instance: that use ends, and the license goes back with
         // the last use (`uses.rs`). A live instance, not one this
@@ -1642,15 +1721,46 @@ impl Ctx {
             }
             return;
         }
-        // By handle: the names do not matter.
-        match self.engine.checkin(feature, "", "", "", handle) {
-            Ok(r) => {
+        // By handle; then whether the requester is the holder.
+        let (id, holder) = match self.engine.held_by_handle(feature, handle) {
+            Ok(found) => found,
+            Err(e) => return self.not_checked_in(conn, feature, handle, fid.is_some(), e),
+        };
+        // An admin may check in anything (it could REMOVE it anyway).
+        let is_holder = conn.authed
+            || is_local_admin(conn.peer.ip())
+            || conn.held.contains_key(&id)
+            || conn.checked_out_as(&holder)
+            || named.is_some_and(|(u, h)| holder.is_user_host(u, h));
+        if !is_holder {
+            let _ = writeln!(
+                conn.wbuf,
+                "ERR NOT_HOLDER the license of {feature} with handle {handle} is held by another user or host; only its holder may check it in"
+            );
+            return;
+        }
+        match self.engine.release(id) {
+            Some(r) => {
                 conn.held.remove(&r.id);
                 let batch = self.released(&r, Action::In, now);
                 conn.gate.hold(conn.wbuf.len(), batch);
                 let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
             }
-            Err(CheckinError::NoSuchFeature) => {
+            None => self.not_checked_in(conn, feature, handle, false, CheckinError::NotHeld),
+        }
+    }
+
+    /// The reply to a CHECKIN that found nothing to check in.
+    fn not_checked_in(
+        &self,
+        conn: &mut Conn,
+        feature: &str,
+        handle: &str,
+        grouped: bool,
+        e: CheckinError,
+    ) {
+        match e {
+            CheckinError::NoSuchFeature => {
                 let _ = writeln!(
                     conn.wbuf,
                     "ERR NO_SUCH_FEATURE the license file has no feature \"{feature}\""
@@ -1659,7 +1769,7 @@ impl Ctx {
             // A startup or uncounted grant holds nothing and was already
             // checked in (seed 002 logs its IN at once): the client checks
             // in what it checked out, so that is OK.
-            Err(CheckinError::NotHeld)
+            CheckinError::NotHeld
                 if self
                     .engine
                     .feature_id(feature)
@@ -1667,7 +1777,20 @@ impl Ctx {
             {
                 let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
             }
-            Err(CheckinError::NotHeld) => {
+            // Under DUP_GROUP the instance is keyed by the names, not the
+            // handle: a use is checked in on its own connection.
+            CheckinError::NotHeld if grouped => {
+                let dup = self
+                    .engine
+                    .feature_id(feature)
+                    .map(|f| self.engine.dup_group(f).to_string())
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    conn.wbuf,
+                    "ERR NOT_HELD handle {handle} has no use of {feature} on this connection (under DUP_GROUP={dup} a use is checked in by the connection that checked it out)"
+                );
+            }
+            CheckinError::NotHeld => {
                 let _ = writeln!(
                     conn.wbuf,
                     "ERR NOT_HELD handle {handle} holds no license of {feature}"
@@ -1676,7 +1799,9 @@ impl Ctx {
         }
     }
 
-    fn status(&self, now: u64) -> Status {
+    /// STATUS: handed to the status thread with what it needs; the
+    /// connection is parked until the reply is back (`status_thread.rs`).
+    fn status(&mut self, conn: &mut Conn, q: &protocol::StatusQuery<'_>, now: u64) {
         let facts = lock(&self.shared.facts).clone();
         let info = ServerInfo {
             name: "tallyd".into(),
@@ -1690,9 +1815,23 @@ impl Ctx {
             connections: self.shared.connections.load(Ordering::Relaxed),
             log_dropped: self.log.dropped(),
         };
-        let mut status = Status::from_snapshot(&self.engine.snapshot(now), info);
-        status.queue = self.shared.queues.snapshot();
-        status
+        let job = status_thread::Job {
+            loop_index: self.index,
+            conn: conn.key,
+            serial: conn.serial,
+            engine: self.engine.clone(),
+            info,
+            queue: self.shared.queues.snapshot(),
+            query: q.into(),
+            hide_handles: !(conn.authed || is_local_admin(conn.peer.ip())),
+        };
+        match self.status_jobs.send(job) {
+            Ok(()) => conn.status_pending = true,
+            // The thread is gone: build it here rather than not at all.
+            Err(e) => conn
+                .wbuf
+                .extend_from_slice(&status_thread::build(e.into_inner())),
+        }
     }
 
     /// REMOVE / REMOVE_HANDLE: checks in the feature's instances `pick`
@@ -1903,6 +2042,18 @@ impl Ctx {
         // `Loop::on_conn_event`).
         barrier.wait();
         let _ = writeln!(conn.wbuf, "OK REREAD {pools} {diags}");
+    }
+}
+
+/// Remembers that `conn` checked out as `user`@`host` (see `checkin`);
+/// a comparison per checkout, an allocation only for a new name.
+fn remember_identity(conn: &mut Conn, user: &str, host: &str) {
+    let known = conn
+        .identities
+        .iter()
+        .any(|(u, h)| &**u == user && &**h == host);
+    if !known && conn.identities.len() < MAX_IDENTITIES {
+        conn.identities.push((user.into(), host.into()));
     }
 }
 

@@ -20,6 +20,16 @@ pub struct Status {
     /// Queued checkouts (`wait=`), oldest first; absent from older servers.
     #[serde(default)]
     pub queue: Vec<crate::queue::QueuedStatus>,
+    /// Handles and tickets are blanked (`""`, 0): the asker is a remote
+    /// peer without AUTH.
+    #[serde(default)]
+    pub handles_hidden: bool,
+    /// Entries of `features` before this page (`from=`).
+    #[serde(default)]
+    pub from: usize,
+    /// `from=` of the next page, or `null` when this one is the last.
+    #[serde(default)]
+    pub next: Option<usize>,
 }
 
 /// About the server process.
@@ -111,6 +121,19 @@ impl Status {
         let mut features = Vec::new();
         for f in &snapshot.features {
             for p in &f.pools {
+                // A counted pool's in_use is the sum of the holders listed,
+                // so the two always agree (the pool's own counter may also
+                // count checkouts in flight while the table was scanned).
+                let consistent = match p.count {
+                    Some(total) if !p.startup => {
+                        let held: u32 = p
+                            .holders
+                            .iter()
+                            .fold(0u32, |n, h| n.saturating_add(h.count));
+                        (held, held.saturating_sub(total))
+                    }
+                    _ => (p.in_use, p.overdraft),
+                };
                 features.push(FeatureStatus {
                     name: f.name.clone(),
                     vendor: f.vendor.clone(),
@@ -125,8 +148,8 @@ impl Status {
                     expired: p.expired,
                     startup: p.startup,
                     total: p.count,
-                    in_use: p.in_use,
-                    overdraft: p.overdraft,
+                    in_use: consistent.0,
+                    overdraft: consistent.1,
                     overdraft_limit: p.overdraft_limit,
                     dup_group: f.dup_group.to_string(),
                     holders: p
@@ -151,6 +174,38 @@ impl Status {
             server,
             features,
             queue: Vec::new(),
+            handles_hidden: false,
+            from: 0,
+            next: None,
         }
+    }
+
+    /// Keeps only the pools of `feature` (if given), then entries
+    /// `from..from + limit` of those, and says where the next page starts.
+    pub fn page(&mut self, feature: Option<&str>, from: usize, limit: Option<usize>) {
+        if let Some(name) = feature {
+            self.features.retain(|f| f.name == name);
+            self.queue.retain(|q| q.feature == name);
+        }
+        let total = self.features.len();
+        let from = from.min(total);
+        let end = limit.map_or(total, |l| from.saturating_add(l).min(total));
+        self.features.truncate(end);
+        self.features.drain(..from);
+        self.from = from;
+        self.next = (end < total).then_some(end);
+    }
+
+    /// Blanks every handle and ticket (for a remote peer without AUTH:
+    /// a handle is what lets its holder renew or check in).
+    pub fn hide_handles(&mut self) {
+        for h in self.features.iter_mut().flat_map(|f| &mut f.holders) {
+            h.handle.clear();
+            h.ticket = 0;
+        }
+        for q in &mut self.queue {
+            q.handle.clear();
+        }
+        self.handles_hidden = true;
     }
 }

@@ -198,3 +198,117 @@ fn line_too_long_reply_reaches_a_client_still_sending() {
         assert!(text.starts_with("ERR LINE_TOO_LONG "), "{text:?}");
     }
 }
+
+/// Only a license's holder renews or checks it in; handles are hidden from
+/// remote peers without AUTH; a reconnecting holder gets its instance back.
+#[test]
+fn a_remote_client_cannot_release_or_take_over_another_users_license() {
+    let d = Tallyd::start(LICENSE, &["--durability", "off"]);
+    let mut alice = d.connect_from("127.0.0.3");
+    assert!(alice
+        .req("CHECKOUT F1 alice pc1 a-linger linger=600")
+        .starts_with("OK F1 a-linger "));
+    assert!(alice
+        .req("CHECKOUT F1 alice pc1 a-bound")
+        .starts_with("OK F1 a-bound 0"));
+
+    let mut mallory = d.connect_from("127.0.0.2");
+    let s = mallory.status();
+    assert_eq!(s["handles_hidden"], true, "{s}");
+    let holders = s["features"][0]["holders"].as_array().unwrap().clone();
+    assert_eq!(holders.len(), 2);
+    for h in &holders {
+        assert_eq!(
+            (h["handle"].as_str(), h["ticket"].as_u64()),
+            (Some(""), Some(0)),
+            "{h}"
+        );
+        assert_eq!(h["user"], "alice");
+    }
+    for handle in ["a-linger", "a-bound"] {
+        let r = mallory.req(&format!("CHECKIN F1 {handle}"));
+        assert!(r.starts_with("ERR NOT_HOLDER "), "{handle}: {r}");
+        let r = mallory.req(&format!("CHECKIN F1 {handle} user=mallory host=evil"));
+        assert!(r.starts_with("ERR NOT_HOLDER "), "{handle}: {r}");
+    }
+    let r = mallory.req("CHECKOUT F1 mallory evil a-linger linger=0.001");
+    assert!(r.starts_with("DENIED F1 a-linger NOT_HOLDER -42 "), "{r}");
+    // Nothing moved: both still out, the linger deadline untouched.
+    let mut admin = d.connect();
+    assert_eq!(admin.in_use("F1"), 2);
+    assert_eq!(admin.holders("F1"), ["a-bound", "a-linger"]);
+
+    // Alice reconnects (same user and host): her instance comes back.
+    let mut again = d.connect_from("127.0.0.3");
+    let r = again.req("CHECKOUT F1 alice pc1 a-linger linger=600");
+    assert!(r.starts_with("OK F1 a-linger "), "{r}");
+    assert_eq!(admin.in_use("F1"), 2, "renewed, not a second license");
+    // A check-in naming the holder, from a connection that has not
+    // checked anything out.
+    let mut fresh = d.connect_from("127.0.0.3");
+    assert_eq!(
+        fresh.req("CHECKIN F1 a-linger user=alice host=pc1"),
+        "OK F1 a-linger"
+    );
+    // Her own connection checks in what it holds.
+    assert_eq!(alice.req("CHECKIN F1 a-bound"), "OK F1 a-bound");
+    assert_eq!(admin.in_use("F1"), 0);
+}
+
+/// STATUS pages through pools and names one feature; `in_use` agrees with
+/// the holders listed.
+#[test]
+fn status_pages_and_filters() {
+    let d = Tallyd::start(
+        "VENDOR V\nFEATURE A V 1.0 permanent 3\nFEATURE B V 1.0 permanent 3\nINCREMENT B V 1.0 permanent 2\nFEATURE C V 1.0 permanent 1\n",
+        &["--durability", "off"],
+    );
+    let mut c = d.connect();
+    assert!(c.req("CHECKOUT B u h b1").starts_with("OK "));
+    let page = |c: &mut Client, q: &str| -> serde_json::Value {
+        let r = c.req(q);
+        serde_json::from_str(r.strip_prefix("OK ").unwrap_or_else(|| panic!("{q}: {r}"))).unwrap()
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let p1 = page(&mut c, "STATUS limit=2");
+    assert_eq!(
+        (names(&p1), p1["next"].as_u64()),
+        (vec!["A".into(), "B".into()], Some(2))
+    );
+    let p2 = page(&mut c, "STATUS from=2 limit=2");
+    assert_eq!(
+        (names(&p2), p2["next"].as_u64()),
+        (vec!["B".into(), "C".into()], None)
+    );
+    let b = page(&mut c, "STATUS B");
+    assert_eq!(names(&b), ["B", "B"]);
+    let listed: u64 = b["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let held: u64 = f["holders"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["count"].as_u64().unwrap())
+                .sum();
+            assert_eq!(f["in_use"].as_u64().unwrap(), held, "{f}");
+            held
+        })
+        .sum();
+    assert_eq!(listed, 1);
+    let r = c.req("STATUS limit=many");
+    assert!(r.starts_with("ERR BAD_FIELD "), "{r}");
+    // A pipelined request behind a STATUS is answered after it.
+    c.send(b"STATUS\nPING\n");
+    assert!(c.read_line().unwrap().starts_with("OK {"));
+    assert_eq!(c.read_line().unwrap(), "PONG");
+}

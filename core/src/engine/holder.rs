@@ -147,6 +147,21 @@ impl HolderBuf {
     }
 }
 
+impl HolderBuf {
+    /// Whether this holder's user and host are `user` and `host`. A name
+    /// this copy shortened (ending in `~`) matches every name it is a
+    /// shortening of.
+    pub fn is_user_host(&self, user: &str, host: &str) -> bool {
+        fn same(stored: &str, asked: &str) -> bool {
+            stored == asked
+                || stored
+                    .strip_suffix('~')
+                    .is_some_and(|prefix| asked.len() > prefix.len() && asked.starts_with(prefix))
+        }
+        same(self.user(), user) && same(self.host(), host)
+    }
+}
+
 /// `dst.copy_from_slice(src)` for names of a few bytes without a call to
 /// `memcpy`: up to 16 bytes as two overlapping 8- (or 4-) byte moves.
 #[inline(always)]
@@ -208,6 +223,19 @@ mod tests {
         assert!(host.starts_with(&h.host()[..h.host().len() - 1]));
         let total = h.user().len() + h.host().len() + h.display().len() + h.handle().len();
         assert!(total <= TEXT_BYTES);
+    }
+
+    #[test]
+    fn user_and_host_match_through_shortening() {
+        let user = "u".repeat(200);
+        let h = HolderBuf::new(&user, "pc1", "", &"h".repeat(150));
+        assert!(h.user().ends_with('~'));
+        assert!(h.is_user_host(&user, "pc1"));
+        assert!(!h.is_user_host("u", "pc1"));
+        assert!(!h.is_user_host(&user, "pc2"));
+        let short = HolderBuf::new("alice", "pc1", "", "x");
+        assert!(short.is_user_host("alice", "pc1"));
+        assert!(!short.is_user_host("alicex", "pc1") && !short.is_user_host("mallory", "pc1"));
     }
 
     #[test]

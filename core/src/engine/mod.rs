@@ -540,6 +540,7 @@ impl Engine {
         };
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
+                self.check_holder(feature, &found, req)?;
                 match self.renew(fid, &found, deadline, req.linger_ms, now) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
@@ -593,6 +594,7 @@ impl Engine {
                     });
                 }
                 Claim::Exists(found) => {
+                    self.check_holder(feature, &found, req)?;
                     if let Some(result) = self.renew(fid, &found, deadline, req.linger_ms, now) {
                         return result;
                     }
@@ -710,6 +712,30 @@ impl Engine {
             && who.map_or(true, |(policy, w)| policy.access(p, w) == Access::Allowed)
     }
 
+    /// Only its holder renews a handle's own instance: a checkout naming
+    /// the handle with another user or host is `NOT_HOLDER` (a reconnecting
+    /// client, same user and host, gets its instance back). Under DUP_GROUP
+    /// the names are the key, so whoever matches it shares the instance by
+    /// design. One read of the instance's holder, on renewals only.
+    fn check_holder(
+        &self,
+        feature: &Feature,
+        found: &Found,
+        req: &Request<'_>,
+    ) -> Result<(), Denial> {
+        if !feature.key.dup().is_by_handle() {
+            return Ok(());
+        }
+        let Some(live) = self.table.read(found.id) else {
+            return Ok(()); // released meanwhile: the renewal finds it gone
+        };
+        if live.holder.is_user_host(req.user, req.host) {
+            Ok(())
+        } else {
+            Err(Reason::NotHolder.into())
+        }
+    }
+
     /// Renews a found instance; `None` if it was released before the
     /// renewal landed (the caller starts over).
     fn renew(
@@ -803,6 +829,29 @@ impl Engine {
             )
             .ok_or(CheckinError::NotHeld)?;
         self.release(id).ok_or(CheckinError::NotHeld)
+    }
+
+    /// The live instance of `feature` that `handle` holds and its holder's
+    /// names, looked up by handle alone (for a check-in whose caller must
+    /// first decide whether the requester is the holder).
+    pub fn held_by_handle(
+        &self,
+        feature: &str,
+        handle: &str,
+    ) -> Result<(InstanceId, HolderBuf), CheckinError> {
+        let fid = *self
+            .by_name
+            .get(feature)
+            .ok_or(CheckinError::NoSuchFeature)?;
+        let fields = KeyFields {
+            user: "",
+            host: "",
+            display: "",
+            handle,
+        };
+        let id = self.find_in(fid, fields).ok_or(CheckinError::NotHeld)?;
+        let live = self.table.read(id).ok_or(CheckinError::NotHeld)?;
+        Ok((id, live.holder))
     }
 
     /// Whether instance `id` is still held.

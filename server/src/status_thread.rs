@@ -1,0 +1,136 @@
+//! STATUS replies are built off the event loops.
+//!
+//! A STATUS of a large server (100,000 features, a million holders) is tens
+//! of megabytes of JSON: built on a loop, it would stall every other
+//! connection of that loop for as long. So a loop hands the request to this
+//! thread (an engine `Arc`, the query, the facts of the moment) and parks
+//! the connection: it answers none of its further lines until the reply
+//! comes back, so replies stay in request order. The thread runs at a lower
+//! CPU priority than the loops (nice +10), builds the line and sends it to
+//! the loop's channel with a wake-up; the loop appends it to the
+//! connection's write buffer and goes on with what the client pipelined.
+//!
+//! One connection has at most one STATUS outstanding, so the job queue
+//! never holds more jobs than there are connections.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use mio::Waker;
+use tally_core::engine::Engine;
+
+use crate::protocol::StatusQuery;
+use crate::queue::QueuedStatus;
+use crate::status::{ServerInfo, Status};
+
+/// A STATUS to build.
+#[derive(Debug)]
+pub(crate) struct Job {
+    /// The loop that parked the connection.
+    pub(crate) loop_index: usize,
+    /// The connection's slab key and serial (keys are reused).
+    pub(crate) conn: usize,
+    pub(crate) serial: u64,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) info: ServerInfo,
+    pub(crate) queue: Vec<QueuedStatus>,
+    pub(crate) query: OwnedQuery,
+    /// Hide handles and tickets (a remote peer without AUTH).
+    pub(crate) hide_handles: bool,
+}
+
+/// [`StatusQuery`] without the borrow of the request line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OwnedQuery {
+    pub(crate) feature: Option<String>,
+    pub(crate) from: usize,
+    pub(crate) limit: Option<usize>,
+}
+
+impl From<&StatusQuery<'_>> for OwnedQuery {
+    fn from(q: &StatusQuery<'_>) -> OwnedQuery {
+        OwnedQuery {
+            feature: q.feature.map(str::to_string),
+            from: q.from,
+            limit: q.limit,
+        }
+    }
+}
+
+/// A built reply for a parked connection.
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub(crate) conn: usize,
+    pub(crate) serial: u64,
+    /// The whole reply line, LF included.
+    pub(crate) line: Vec<u8>,
+}
+
+/// The loops' end: where jobs go, and each loop's inbox of replies.
+#[derive(Debug)]
+pub(crate) struct StatusThread {
+    jobs: Sender<Job>,
+}
+
+impl StatusThread {
+    /// Starts the thread; `wakers[i]` wakes loop `i`. Returns the job
+    /// sender and every loop's reply receiver.
+    pub(crate) fn start(
+        wakers: Vec<Arc<Waker>>,
+    ) -> std::io::Result<(StatusThread, Vec<Receiver<Done>>)> {
+        let (jobs, rx) = unbounded::<Job>();
+        let (outs, ins): (Vec<Sender<Done>>, Vec<Receiver<Done>>) =
+            wakers.iter().map(|_| unbounded()).unzip();
+        std::thread::Builder::new()
+            .name("tally-status".into())
+            .spawn(move || {
+                lower_priority();
+                // Ends when every loop has dropped its sender (shutdown).
+                for job in rx {
+                    let (i, conn, serial) = (job.loop_index, job.conn, job.serial);
+                    let line = build(job);
+                    if outs[i].send(Done { conn, serial, line }).is_ok() {
+                        let _ = wakers[i].wake();
+                    }
+                }
+            })?;
+        Ok((StatusThread { jobs }, ins))
+    }
+
+    /// A sender for one loop.
+    pub(crate) fn sender(&self) -> Sender<Job> {
+        self.jobs.clone()
+    }
+}
+
+/// The reply line for a job.
+pub(crate) fn build(job: Job) -> Vec<u8> {
+    let now = job.info.now_ms;
+    let mut status = Status::from_snapshot(&job.engine.snapshot(now), job.info);
+    status.queue = job.queue;
+    status.page(
+        job.query.feature.as_deref(),
+        job.query.from,
+        job.query.limit,
+    );
+    if job.hide_handles {
+        status.hide_handles();
+    }
+    let mut line = b"OK ".to_vec();
+    if let Err(e) = serde_json::to_writer(&mut line, &status) {
+        line = format!("OK {{\"error\":\"{e}\"}}").into_bytes();
+    }
+    line.push(b'\n');
+    line
+}
+
+/// Nice +10 for this thread (Linux: per thread), so the loops win the CPU.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // Safety: gettid and setpriority have no memory preconditions; a
+    // failure only leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
