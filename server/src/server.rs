@@ -46,7 +46,7 @@ use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
 use crate::status::ServerInfo;
 use crate::status_thread::{self, StatusThread};
 use crate::timeout::IdleTimers;
-use crate::uses::{Ended, Uses};
+use crate::uses::{Ended, Granted, Uses};
 
 /// Unsent reply bytes at which a connection stops being read.
 pub const WRITE_HIGH_WATER: usize = 1 << 20;
@@ -1501,15 +1501,32 @@ impl Ctx {
         } else if grouped {
             // A new use is counted with the checkout, under the uses' lock
             // (`uses.rs`): unless this connection's use by this handle is
-            // being renewed.
+            // being renewed. A deadline promised to another use is kept.
             let held = &conn.held;
-            self.shared.uses.begin(
-                || self.engine.checkout_from(&req, Some(conn.peer.ip()), now),
+            let engine = &self.engine;
+            let (mut result, kept) = self.shared.uses.begin(
+                c.handle,
+                now,
+                || engine.checkout_from(&req, Some(conn.peer.ip()), now),
                 |r: &Result<tally_core::engine::Grant, tally_core::engine::Denial>| {
-                    let id = r.as_ref().ok()?.id?;
-                    (!held.get(&id).is_some_and(|h| h.has_handle(c.handle))).then_some(id)
+                    let g = r.as_ref().ok()?;
+                    let id = g.id?;
+                    Some(Granted {
+                        id,
+                        new_use: !held.get(&id).is_some_and(|h| h.has_handle(c.handle)),
+                        deadline: g.deadline,
+                    })
                 },
-            )
+                |id, d| {
+                    engine.reschedule(id, Some(d));
+                },
+            );
+            if let (Some(d), Ok(g)) = (kept, result.as_mut()) {
+                // The reply, the journal and a timer say the deadline kept.
+                g.deadline = Some(d);
+                g.schedule = Some(d);
+            }
+            result
         } else {
             self.engine.checkout_from(&req, Some(conn.peer.ip()), now)
         };
@@ -1703,7 +1720,23 @@ impl Ctx {
             if !more_here {
                 conn.held.remove(&id);
             }
-            match self.shared.uses.end(id, 1, || engine.release(id)) {
+            let lingers = &mut self.lingers;
+            let ended = self.shared.uses.check_in(
+                id,
+                handle,
+                now,
+                || engine.release(id),
+                |latest| {
+                    // Another use's promise (or none: the other uses hold
+                    // it until check-in) replaces this handle's.
+                    if engine.reschedule(id, latest) {
+                        if let Some(d) = latest {
+                            lingers.arm(id, d);
+                        }
+                    }
+                },
+            );
+            match ended {
                 Ended::Kept => {
                     let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
                 }

@@ -21,46 +21,101 @@ use std::sync::{Mutex, MutexGuard};
 
 use tally_core::engine::{FeatureId, InstanceId};
 
+/// One shared instance's uses, and the deadlines its uses were promised.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Live uses.
+    uses: u32,
+    /// Per handle, the latest deadline (Unix ms) an `OK` promised it. A
+    /// promise outlives its use (that is what a linger is); the instance is
+    /// held until the latest of them, and a CHECKIN by the handle takes its
+    /// own promise back.
+    promises: Vec<(Box<str>, u64)>,
+}
+
+impl Shared {
+    /// The latest promise still ahead of `now`, forgetting the others.
+    fn latest(&mut self, now: u64) -> Option<u64> {
+        self.promises.retain(|(_, d)| *d > now);
+        self.promises.iter().map(|(_, d)| *d).max()
+    }
+}
+
 /// Live uses per shared instance (absent: not counted, one use).
 #[derive(Debug, Default)]
-pub(crate) struct Uses(Mutex<HashMap<InstanceId, u32>>);
+pub(crate) struct Uses(Mutex<HashMap<InstanceId, Shared>>);
 
 /// What [`Uses::end`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Ended<R> {
-    /// Other uses go on: nothing was checked in.
+    /// Other uses go on, or a promise to another use keeps the license out
+    /// until that deadline: nothing was checked in.
     Kept,
     /// That was the last use: the check-in ran, with this result.
     Last(R),
 }
 
+/// What a grouped checkout's grant was, for [`Uses::begin`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Granted {
+    /// The shared instance.
+    pub(crate) id: InstanceId,
+    /// A new use (not a renewal of this connection's use by this handle).
+    pub(crate) new_use: bool,
+    /// The deadline the engine gave it (`None`: held until check-in).
+    pub(crate) deadline: Option<u64>,
+}
+
 impl Uses {
-    fn map(&self) -> MutexGuard<'_, HashMap<InstanceId, u32>> {
+    fn map(&self) -> MutexGuard<'_, HashMap<InstanceId, Shared>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `checkout` and, if `new_use` says its result is a new use of an
-    /// instance, counts it, both under the lock.
+    /// Runs `checkout`; if `granted` says it granted a use of a shared
+    /// instance, counts a new use and records the deadline promised to
+    /// `handle`. If another use was promised a later deadline than the one
+    /// just set (a renewal sets the instance's deadline to its own),
+    /// `reschedule` puts that one back and its value is returned: the
+    /// instance is held until the latest promise. All under the lock.
     pub(crate) fn begin<T>(
         &self,
+        handle: &str,
+        now: u64,
         checkout: impl FnOnce() -> T,
-        new_use: impl FnOnce(&T) -> Option<InstanceId>,
-    ) -> T {
+        granted: impl FnOnce(&T) -> Option<Granted>,
+        reschedule: impl FnOnce(InstanceId, u64),
+    ) -> (T, Option<u64>) {
         let mut map = self.map();
         let result = checkout();
-        if let Some(id) = new_use(&result) {
-            *map.entry(id).or_insert(0) += 1;
+        let Some(g) = granted(&result) else {
+            return (result, None);
+        };
+        let shared = map.entry(g.id).or_default();
+        if g.new_use {
+            shared.uses += 1;
         }
-        result
+        shared.promises.retain(|(h, _)| &**h != handle);
+        if let Some(d) = g.deadline {
+            shared.promises.push((handle.into(), d));
+        }
+        let kept = shared
+            .latest(now)
+            .filter(|&latest| g.deadline.map_or(true, |d| latest > d));
+        if let Some(latest) = kept {
+            reschedule(g.id, latest);
+        }
+        (result, kept)
     }
 
-    /// Ends `n` uses of `id`; if none is left (or `id` was never counted),
-    /// runs `checkin` under the lock.
+    /// Ends `n` uses of `id` (by the connection closing, or an idle
+    /// timeout); if none is left (or `id` was never counted), runs
+    /// `checkin` under the lock. Promises stay: a lingering instance is
+    /// then checked in at its deadline.
     pub(crate) fn end<R>(&self, id: InstanceId, n: u32, checkin: impl FnOnce() -> R) -> Ended<R> {
         let mut map = self.map();
         match map.get_mut(&id) {
-            Some(left) if *left > n => {
-                *left -= n;
+            Some(s) if s.uses > n => {
+                s.uses -= n;
                 Ended::Kept
             }
             Some(_) => {
@@ -69,6 +124,35 @@ impl Uses {
             }
             None => Ended::Last(checkin()),
         }
+    }
+
+    /// A CHECKIN by `handle` ends its use of `id` and takes back the
+    /// deadline it was promised. The instance's deadline becomes the latest
+    /// promise to another use still ahead of `now` (`reschedule`; `None`:
+    /// held by the remaining uses until check-in). If it was the last use
+    /// and no promise is left, `checkin` runs; if a promise is left, the
+    /// license stays out until that deadline.
+    pub(crate) fn check_in<R>(
+        &self,
+        id: InstanceId,
+        handle: &str,
+        now: u64,
+        checkin: impl FnOnce() -> R,
+        reschedule: impl FnOnce(Option<u64>),
+    ) -> Ended<R> {
+        let mut map = self.map();
+        let Some(s) = map.get_mut(&id) else {
+            return Ended::Last(checkin());
+        };
+        s.uses = s.uses.saturating_sub(1);
+        s.promises.retain(|(h, _)| &**h != handle);
+        let latest = s.latest(now);
+        if s.uses == 0 && latest.is_none() {
+            map.remove(&id);
+            return Ended::Last(checkin());
+        }
+        reschedule(latest);
+        Ended::Kept
     }
 
     /// The instance was checked in (by its last use, an expiry, a removal):
@@ -80,9 +164,9 @@ impl Uses {
         }
     }
 
-    /// After a reread: the counts follow their instances to the new ids
-    /// (instances that the new grouping merged add up); instances not kept,
-    /// or of features no longer grouped, are forgotten.
+    /// After a reread: the counts and promises follow their instances to
+    /// the new ids (instances that the new grouping merged add up);
+    /// instances not kept, or of features no longer grouped, are forgotten.
     pub(crate) fn remap(
         &self,
         moved: &HashMap<InstanceId, (InstanceId, FeatureId)>,
@@ -90,9 +174,13 @@ impl Uses {
     ) {
         let mut map = self.map();
         let old = std::mem::take(&mut *map);
-        for (id, n) in old {
+        for (id, s) in old {
             match moved.get(&id) {
-                Some(&(new, feature)) if grouped(feature) => *map.entry(new).or_insert(0) += n,
+                Some(&(new, feature)) if grouped(feature) => {
+                    let to = map.entry(new).or_default();
+                    to.uses += s.uses;
+                    to.promises.extend(s.promises);
+                }
                 _ => {}
             }
         }
@@ -108,7 +196,19 @@ mod tests {
     }
 
     fn add(u: &Uses, i: InstanceId) {
-        u.begin(|| (), |_| Some(i));
+        u.begin(
+            "h",
+            0,
+            || (),
+            |_| {
+                Some(Granted {
+                    id: i,
+                    new_use: true,
+                    deadline: None,
+                })
+            },
+            |_, _| {},
+        );
     }
 
     #[test]
@@ -133,8 +233,77 @@ mod tests {
             "a connection's two uses"
         );
         // A checkout that is not a new use counts nothing.
-        assert_eq!(u.begin(|| 7, |_| None), 7);
+        assert_eq!(u.begin("h", 0, || 7, |_| None, |_, _| {}).0, 7);
         assert_eq!(u.end(id(3), 1, || ()), Ended::Last(()));
+    }
+
+    fn grant(
+        u: &Uses,
+        i: InstanceId,
+        handle: &str,
+        now: u64,
+        deadline: Option<u64>,
+    ) -> Option<u64> {
+        let mut put_back = None;
+        let (_, kept) = u.begin(
+            handle,
+            now,
+            || (),
+            |_| {
+                Some(Granted {
+                    id: i,
+                    new_use: true,
+                    deadline,
+                })
+            },
+            |_, d| put_back = Some(d),
+        );
+        assert_eq!(kept, put_back);
+        kept
+    }
+
+    #[test]
+    fn a_promised_deadline_is_kept_until_the_latest_promise() {
+        let u = Uses::default();
+        // x1 was promised 1030; x2's checkout without linger would hold
+        // the instance until check-in: 1030 is put back.
+        assert_eq!(grant(&u, id(1), "x1", 1000, Some(1030)), None);
+        assert_eq!(grant(&u, id(1), "x2", 1001, None), Some(1030));
+        // x3 promised less than x1: x1's stays.
+        assert_eq!(grant(&u, id(1), "x3", 1002, Some(1010)), Some(1030));
+        // x2's check-in: two uses left, x1's promise holds.
+        let mut set = None;
+        assert_eq!(
+            u.check_in(id(1), "x2", 1003, || "in", |d| set = Some(d)),
+            Ended::Kept
+        );
+        assert_eq!(set, Some(Some(1030)));
+        // x1 takes its promise back: x3's is the latest.
+        assert_eq!(
+            u.check_in(id(1), "x1", 1004, || "in", |d| set = Some(d)),
+            Ended::Kept
+        );
+        assert_eq!(set, Some(Some(1010)));
+        // The last use, its own promise withdrawn: checked in.
+        assert_eq!(
+            u.check_in(id(1), "x3", 1005, || "in", |_| {}),
+            Ended::Last("in")
+        );
+        // A promise to a use whose connection closed outlives the use.
+        assert_eq!(grant(&u, id(2), "y1", 2000, Some(2050)), None);
+        assert_eq!(grant(&u, id(2), "y2", 2001, None), Some(2050));
+        assert_eq!(u.end(id(2), 1, || "in"), Ended::Kept);
+        assert_eq!(
+            u.check_in(id(2), "y2", 2002, || "in", |d| set = Some(d)),
+            Ended::Kept
+        );
+        assert_eq!(set, Some(Some(2050)), "held until y1's deadline");
+        // Past it, nothing is left to keep.
+        assert_eq!(grant(&u, id(3), "z1", 3000, Some(3010)), None);
+        assert_eq!(
+            u.check_in(id(3), "z2", 3020, || "in", |_| {}),
+            Ended::Last("in")
+        );
     }
 
     #[test]

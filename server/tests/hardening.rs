@@ -312,3 +312,42 @@ fn status_pages_and_filters() {
     assert!(c.read_line().unwrap().starts_with("OK {"));
     assert_eq!(c.read_line().unwrap(), "PONG");
 }
+
+/// Under DUP_GROUP, a deadline an OK promised is kept: another handle's
+/// checkout without linger does not cancel the first handle's linger, and
+/// the instance is held until the latest promise (issue 12.19).
+#[test]
+fn a_dup_group_linger_promise_survives_another_use() {
+    let d = Tallyd::start(
+        "VENDOR V\nINCREMENT XA_UHD V 1.0 permanent 5 DUP_GROUP=UHD\n",
+        &["--durability", "off"],
+    );
+    let mut a = d.connect();
+    let r = a.req("CHECKOUT XA_UHD u pc1 x1 linger=30");
+    let promised: u64 = r.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(r.starts_with("OK XA_UHD x1 ") && promised > 0, "{r}");
+    let mut b = d.connect();
+    let r = b.req("CHECKOUT XA_UHD u pc1 x2");
+    assert_eq!(
+        r,
+        format!("OK XA_UHD x2 {promised}"),
+        "the reply says the kept deadline"
+    );
+    drop(b);
+    drop(a);
+    // Both connections gone: still held, until x1's deadline.
+    let mut admin = d.connect();
+    std::thread::sleep(Duration::from_millis(300));
+    let s = admin.status();
+    let f = &s["features"][0];
+    assert_eq!(f["in_use"], 1, "{s}");
+    assert_eq!(f["holders"][0]["deadline_ms"], promised, "{s}");
+    // A check-in from a connection without that use says what is true.
+    let mut other = d.connect();
+    assert!(other.req("CHECKOUT XA_UHD u pc1 z1").starts_with("OK "));
+    let r = d.connect().req("CHECKIN XA_UHD z1");
+    assert!(
+        r.starts_with("ERR NOT_HELD ") && r.contains("on this connection"),
+        "{r}"
+    );
+}

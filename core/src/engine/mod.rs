@@ -854,6 +854,16 @@ impl Engine {
         Ok((id, live.holder))
     }
 
+    /// Sets a held instance's deadline (`None`: held until check-in), as a
+    /// renewal would, without touching its linger: for a server that keeps
+    /// the latest deadline any use of a DUP_GROUP instance was promised.
+    /// Returns false if `id` is no longer held. A deadline moved earlier
+    /// needs a timer: arm one in a [`Lingers`] at the new deadline.
+    pub fn reschedule(&self, id: InstanceId, deadline_ms: Option<Millis>) -> bool {
+        let d = deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
+        self.table.set_deadline(id, d).is_some()
+    }
+
     /// Whether instance `id` is still held.
     pub fn is_live(&self, id: InstanceId) -> bool {
         self.table.deadline_of(id).is_some()

@@ -782,6 +782,27 @@ impl Table {
         }
     }
 
+    /// Sets a LIVE instance's deadline to `deadline` whatever it was (one
+    /// CAS on its word, as a renewal); the old deadline, or `None` if `id`
+    /// is not live.
+    pub(crate) fn set_deadline(&self, id: InstanceId, deadline: u64) -> Option<u64> {
+        let slot = self.try_slot(id.slot as usize)?;
+        let mut w = slot.load(Ordering::Acquire);
+        loop {
+            if w.state() != State::Live || w.gen() != id.gen {
+                return None;
+            }
+            let next = Word::new(State::Live, id.gen, deadline);
+            match slot
+                .word
+                .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(w.deadline()),
+                Err(actual) => w = Word(actual),
+            }
+        }
+    }
+
     /// The deadline of a LIVE instance (one load of its word, no field
     /// reads); `None` if `id` is not live.
     pub(crate) fn deadline_of(&self, id: InstanceId) -> Option<u64> {
