@@ -1268,8 +1268,9 @@ impl Ctx {
             conn.draining = Some(left);
             return more;
         }
-        // A peer that half-closed still gets its replies.
-        !(peer_closed && conn.wbuf.is_empty())
+        // A peer that half-closed still gets its replies, a STATUS being
+        // built included.
+        !(peer_closed && conn.wbuf.is_empty() && !conn.status_pending)
     }
 
     /// Answers every complete line in `rbuf`. Returns false to stop reading

@@ -351,3 +351,25 @@ fn a_dup_group_linger_promise_survives_another_use() {
         "{r}"
     );
 }
+
+/// A client that sends STATUS and half-closes (`echo STATUS | nc -N`) still
+/// gets the reply built off the loop.
+#[test]
+fn status_reaches_a_client_that_half_closed() {
+    use std::io::{Read, Write};
+    let d = Tallyd::start(LICENSE, &["--durability", "off"]);
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(d.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"STATUS\nPING\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        let lines: Vec<&str> = got.lines().collect();
+        assert_eq!(lines.len(), 2, "{got:?}");
+        assert!(
+            lines[0].starts_with("OK {") && lines[1] == "PONG",
+            "{got:?}"
+        );
+    }
+}
