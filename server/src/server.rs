@@ -34,7 +34,7 @@ use tally_core::engine::{
     CheckinError, Engine, EngineConfig, FeatureId, GrantKind, HolderBuf, InstanceId, Lingers,
     Release, Request, Restore,
 };
-use tally_core::license::{parse_file, LicenseSet};
+use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
 use crate::debuglog::{Action, DebugLog, FeatureRef, LogHandle, LogTarget};
@@ -1753,7 +1753,7 @@ fn flush(conn: &mut Conn) -> bool {
 /// INCREMENT line left is an error: there would be nothing to serve.
 pub fn load_licenses(path: Option<&std::path::Path>) -> Result<LicenseSet, String> {
     let set = match path {
-        Some(p) => parse_file(p).map_err(|e| e.to_string())?,
+        Some(p) => crate::source::read_license(p).map_err(|e| e.to_string())?,
         None => tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE),
     };
     if set.pools.is_empty() {

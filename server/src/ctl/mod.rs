@@ -118,6 +118,15 @@ impl Now {
             Err(_) => Ok(Now::Local(Local::now())),
         }
     }
+
+    /// Unix milliseconds (0 before 1970).
+    fn unix_ms(self) -> u64 {
+        let ms = match self {
+            Now::Local(t) => t.timestamp_millis(),
+            Now::Fixed(t) => t.timestamp_millis(),
+        };
+        u64::try_from(ms).unwrap_or(0)
+    }
 }
 
 /// Writes `s` to stdout; a closed pipe (`tallyctl lmstat -a | head`) is not
@@ -214,7 +223,9 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             print(&hostid::hostid_line(&id));
             Ok(0)
         }
-        Command::CheckLicense { file, json } => Ok(check_license::run(file, *json)),
+        Command::CheckLicense { file, json } => {
+            Ok(check_license::run(file, *json, Now::get()?.unix_ms()))
+        }
     }
 }
 
