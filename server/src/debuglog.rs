@@ -14,6 +14,7 @@
 //! 21:02:00 (CITRIX) OUT: "F" alice@pc1 [h1]  (3 licenses)
 //! 21:02:01 (CITRIX) DENIED: "F" bob@pc2 [h2]  (Licensed number of users already reached. (-4,342))
 //! 21:03:00 (CITRIX) REMOVING alice@pc1:console from F
+//! 21:03:05 (CITRIX) REMOVING bob@pc2 from F
 //!  3:00:00 (lmgrd) TIMESTAMP 11/23/2026
 //! ```
 
@@ -477,6 +478,11 @@ fn write_license_line(
                 minor_code(r.flexlm_code())
             );
         }
+        // `user@host:display`; a holder without a display is `user@host`
+        // (no dangling colon).
+        Action::Removing if h.display().is_empty() => {
+            return write!(out, "REMOVING {user}@{host} from {feature}");
+        }
         Action::Removing => {
             return write!(out, "REMOVING {user}@{host}:{} from {feature}", h.display());
         }
@@ -518,6 +524,15 @@ mod tests {
         assert_eq!(
             format_license_line(Action::Removing, "F", &h, 1),
             "REMOVING USER15@GENE-VM-2K3:console from F"
+        );
+        assert_eq!(
+            format_license_line(
+                Action::Removing,
+                "F",
+                &HolderBuf::new("bob", "pc2", "", "h1"),
+                1
+            ),
+            "REMOVING bob@pc2 from F"
         );
         assert_eq!(
             format_license_line(Action::OutOverdraft, "F", &h, 2),

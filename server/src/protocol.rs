@@ -36,7 +36,8 @@ pub enum Command<'a> {
     Quit,
     /// `AUTH <token>`.
     Auth(&'a str),
-    /// `REMOVE <feature> <user> <host> <display>`.
+    /// `REMOVE <feature> <user> <host> <display>`; the display is matched
+    /// as lmstat shows it ([`remove_display_matches`]).
     Remove {
         /// Feature name.
         feature: &'a str,
@@ -74,6 +75,15 @@ impl Command<'_> {
                 | Command::ReopenLog
         )
     }
+}
+
+/// Whether `REMOVE`'s `display` field names a holder whose display is
+/// `held` on host `host`: the same display, or, for a holder that sent no
+/// display, its host. lmstat prints the host in the display column of such
+/// a holder (`bob pc2 pc2`), and lmremove takes the words lmstat printed; a
+/// protocol field cannot be empty, so this is the only way to name it.
+pub fn remove_display_matches(held: &str, host: &str, display: &str) -> bool {
+    held == display || (held.is_empty() && host == display)
 }
 
 /// The fields of a CHECKOUT.
@@ -619,6 +629,16 @@ mod tests {
         // the protocol carries them.
         assert_eq!(field_fault("abc\u{202e}"), None);
         assert!(parse("CHECKIN F\u{202e} h".as_bytes()).is_ok());
+    }
+
+    /// Issue 12 item 13: `REMOVE F bob pc2 pc2` matched nothing for a
+    /// holder with no display although lmstat shows it as `bob pc2 pc2`.
+    #[test]
+    fn remove_matches_the_display_lmstat_shows() {
+        assert!(remove_display_matches("console", "pc2", "console"));
+        assert!(remove_display_matches("", "pc2", "pc2"));
+        assert!(!remove_display_matches("", "pc2", "pc3"));
+        assert!(!remove_display_matches("console", "pc2", "pc2"));
     }
 
     #[test]

@@ -1537,7 +1537,11 @@ impl Ctx {
                         user,
                         host,
                         display,
-                    } => h.user == user && h.host == host && h.display == display,
+                    } => {
+                        h.user == user
+                            && h.host == host
+                            && crate::protocol::remove_display_matches(&h.display, &h.host, display)
+                    }
                     Pick::Ticket(t) => h.ticket == t,
                 };
                 if !selected {

@@ -25,7 +25,9 @@
 //! `--admin-token-file FILE` (sends `AUTH <token>` before `remove`, `reread`,
 //! `down`; needed only from a non-loopback address). Without `-c` the server
 //! comes from `TALLY_LICENSE_FILE`, then `LM_LICENSE_FILE`, then
-//! `27000@localhost`; values must be `PORT@HOST` lists (see [`addr`]).
+//! `27000@localhost`; values are lists of `PORT@HOST` entries (IPv6 hosts
+//! as `PORT@[::1]`) and license files, whose SERVER lines are read, as
+//! lmutil does (see [`addr`]).
 //!
 //! **As lmutil.** Link or copy the binary as `lmutil` and point an exporter
 //! at it: `lmutil lmstat -c 27000@lic1 -a`, `lmutil lmstat -v`, `lmutil
@@ -41,8 +43,9 @@
 //! 2. Full table in [`error`]; `check-license` exits 0 / 1 / 2 (clean /
 //! lines rejected / unreadable).
 //!
-//! `remove` exits 1 when nothing matched. A holder with an empty display
-//! (lmstat prints its host there) can only be removed with `--handle`.
+//! `remove` exits 1 when nothing matched. DISPLAY is the display as lmstat
+//! prints it: a holder that sent no display is named by its host there
+//! (`lmstat` shows `bob pc2 pc2`, so `remove F bob pc2 pc2` removes it).
 //!
 //! **For tests only**: the environment variable `TALLYCTL_NOW`, an RFC 3339
 //! time such as `2026-04-22T11:08:00+02:00`, replaces the clock and the
@@ -150,7 +153,13 @@ fn timeout(secs: f64) -> Result<Duration, CtlError> {
 
 /// Runs a parsed command line.
 fn run(cli: Cli) -> Result<i32, CtlError> {
-    let servers = || addr::discover(cli.server.as_deref(), |n| std::env::var(n).ok());
+    let servers = || {
+        addr::discover(
+            cli.server.as_deref(),
+            |n| std::env::var(n).ok(),
+            &mut |note| eprintln!("tallyctl: note: {note}"),
+        )
+    };
     let wait = timeout(cli.timeout)?;
     match &cli.command {
         Command::Lmstat(a) => run_lmstat(a, servers, wait),
@@ -266,7 +275,9 @@ fn run_lmstat(
         print(&lmstat::lmstat_i(&status, feature.as_deref()));
         return Ok(0);
     }
-    let features = match (&a.feature, a.all || a.active) {
+    // `-S [VENDOR]` lists that vendor daemon's features and users, as
+    // FlexLM's does, without `-a`.
+    let features = match (&a.feature, a.all || a.active || a.vendor.is_some()) {
         (Some(Some(f)), _) => FeatureSelection::One(f.clone()),
         (Some(None), _) | (None, true) => FeatureSelection::All,
         (None, false) => FeatureSelection::None,
