@@ -1,4 +1,4 @@
-//! FlexLM license files: the model ([`model`]) and the parser ([`parse`]).
+//! FlexLM license files: the model ([`model`]) and the parser (`parse.rs`: [`parse_str`]).
 
 mod date;
 pub(crate) mod lexer;

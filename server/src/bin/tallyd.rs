@@ -80,7 +80,7 @@ struct Args {
     workers: Option<usize>,
 
     /// File holding the token that lets non-loopback peers make admin
-    /// requests (AUTH <token>). Without it, admin is loopback-only.
+    /// requests (`AUTH <token>`). Without it, admin is loopback-only.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
 

@@ -27,7 +27,7 @@ const MULTI_CALL: [&str; 5] = ["lmstat", "lmremove", "lmreread", "lmdown", "lmho
                   its SERVER lines (lmutil's rule)."
 )]
 pub struct Cli {
-    /// License server(s): PORT@HOST (or @HOST for port 27000; PORT@[::1]
+    /// License server(s): PORT@HOST (or @HOST for port 27000; `PORT@[::1]`
     /// for IPv6) or a license file (its SERVER lines), several separated by
     /// ':' and tried in order.
     #[arg(short = 'c', long = "server", global = true, value_name = "PORT@HOST")]
