@@ -397,7 +397,8 @@ impl Writer {
                 now_ms,
                 "lmgrd",
                 &format!(
-                    "{n} debug log lines dropped: the log writer fell behind ({dropped} in all)"
+                    "{} dropped: the log writer fell behind ({dropped} in all)",
+                    counted(n, "debug log line", "debug log lines")
                 ),
             );
         }
@@ -437,6 +438,13 @@ fn local(ms: u64) -> chrono::DateTime<Local> {
         .timestamp_millis_opt(ms as i64)
         .single()
         .unwrap_or_else(Local::now)
+}
+
+/// `1 line`, `2 lines`: a count and the word that goes with it, for every
+/// message that counts something.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// FlexLM's minor code for a major code, where known (`-4,342`); 0 else.
@@ -504,6 +512,13 @@ mod tests {
 
     fn holder() -> HolderBuf {
         HolderBuf::new("USER15", "GENE-VM-2K3", "console", "ec26edf8")
+    }
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(counted(1u32, "checkout", "checkouts"), "1 checkout");
+        assert_eq!(counted(0u32, "checkout", "checkouts"), "0 checkouts");
+        assert_eq!(counted(2u64, "line", "lines"), "2 lines");
     }
 
     #[test]

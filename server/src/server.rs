@@ -457,10 +457,10 @@ fn log_options(log: &LogHandle, now: u64, path: &Path, o: &OptionsFile, engine: 
         now,
         "lmgrd",
         format!(
-            "Options file: {} ({} rules, {} lines skipped)",
+            "Options file: {} ({}, {} skipped)",
             path.display(),
-            o.rules.len(),
-            o.diagnostics.len()
+            crate::debuglog::counted(o.rules.len() as u64, "rule", "rules"),
+            crate::debuglog::counted(o.diagnostics.len() as u64, "line", "lines")
         ),
     );
     for d in &o.diagnostics {
@@ -1706,8 +1706,11 @@ impl Ctx {
             now,
             "lmgrd",
             format!(
-                "Reread license file {}: {pools} pools, {diags} lines rejected, {kept} checkouts kept, {removed} removed",
-                licenses.source
+                "Reread license file {}: {}, {} rejected, {} kept, {removed} removed",
+                licenses.source,
+                crate::debuglog::counted(pools as u64, "pool", "pools"),
+                crate::debuglog::counted(diags as u64, "line", "lines"),
+                crate::debuglog::counted(kept as u64, "checkout", "checkouts"),
             ),
         );
         for d in &licenses.diagnostics {

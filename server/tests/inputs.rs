@@ -193,3 +193,33 @@ fn two_builds_of_the_demo_get_two_state_dirs() {
         assert!(d.contains("tally-demo-"), "{d}");
     }
 }
+
+/// Item 21: "1 checkouts kept", "1 lines skipped" in the debug log.
+#[test]
+fn log_lines_count_in_the_singular_too() {
+    let scratch = Scratch::new("plural-opt");
+    let opt = scratch.path("one.opt");
+    std::fs::write(&opt, "MAX 2 MPM_ADV_RC USER bob\nBOGUS line\n").expect("write options");
+    let t = Tallyd::start(LICENSE, &["--options", opt.to_str().expect("utf-8")]);
+    let mut c = t.connect();
+    assert!(c
+        .req("CHECKOUT MPM_ADV_RC alice pc1 h1 linger=600")
+        .starts_with("OK "));
+    assert_eq!(c.req("REREAD"), "OK REREAD 1 0");
+    let want_options = format!(
+        "(lmgrd) Options file: {} (1 rule, 1 line skipped)",
+        opt.display()
+    );
+    let want_reread = format!(
+        "(lmgrd) Reread license file {}: 1 pool, 0 lines rejected, 1 checkout kept, 0 removed",
+        t.license_path().display()
+    );
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let lines = t.log_lines();
+            lines.contains(&want_options) && lines.contains(&want_reread)
+        }),
+        "{:?}",
+        t.log_lines()
+    );
+}

@@ -231,7 +231,7 @@ fn shown(name: &str) -> String {
 
 /// `n thing` / `n things`.
 fn counted(n: usize, thing: &str) -> String {
-    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+    crate::debuglog::counted(n as u64, thing, &format!("{thing}s"))
 }
 
 /// The human-readable listing of `set` (and its options file) at `now_ms`.

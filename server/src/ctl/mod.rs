@@ -75,6 +75,7 @@ use args::{Cli, Command, LmstatArgs, RemoveArgs};
 use client::{exchange, expect_ok, field, not_ok};
 use lmstat::{FeatureSelection, LmstatOptions};
 
+use crate::debuglog::counted;
 use crate::status::Status;
 
 /// Environment variable that fixes "now" and the time zone (tests only).
@@ -190,10 +191,13 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             let (server, reply) = request(&servers()?, "REREAD".to_string(), token(&cli)?, wait)?;
             let rest = expect_ok(&server, &reply)?;
             let mut words = rest.split(' ');
-            match (words.next(), words.next(), words.next()) {
+            let number = |w: Option<&str>| w.and_then(|w| w.parse::<u64>().ok());
+            match (words.next(), number(words.next()), number(words.next())) {
                 (Some("REREAD"), Some(pools), Some(diags)) => {
                     print(&format!(
-                        "{server}: license file reread: {pools} pools, {diags} lines rejected\n"
+                        "{server}: license file reread: {}, {} rejected\n",
+                        counted(pools, "pool", "pools"),
+                        counted(diags, "line", "lines")
                     ));
                     Ok(0)
                 }
