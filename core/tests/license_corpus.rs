@@ -4,14 +4,15 @@
 use std::path::PathBuf;
 
 use tally_core::license::{
-    parse_file, Date, Diagnostic, DupGroup, Expiry, LicenseSet, PoolKind, PoolLine,
+    parse_str, Date, Diagnostic, DupGroup, Expiry, LicenseSet, PoolKind, PoolLine,
 };
 
 fn load(name: &str) -> LicenseSet {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
         .join(name);
-    parse_file(&path).unwrap_or_else(|e| panic!("{e}"))
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    parse_str(&path.display().to_string(), &text)
 }
 
 fn date(year: u16, month: u8, day: u8) -> Date {

@@ -128,6 +128,10 @@ impl Model {
             return Err(Reason::Excluded);
         }
         if let Some(h) = self.held.get_mut(&(feature, handle.to_string())) {
+            // Only the holder renews (the model's hosts are all one).
+            if h.user != user {
+                return Err(Reason::NotHolder);
+            }
             h.deadline = deadline;
             return Ok((GrantKind::Renewed, h.pool, deadline));
         }

@@ -14,6 +14,7 @@
 //! 21:02:00 (CITRIX) OUT: "F" alice@pc1 [h1]  (3 licenses)
 //! 21:02:01 (CITRIX) DENIED: "F" bob@pc2 [h2]  (Licensed number of users already reached. (-4,342))
 //! 21:03:00 (CITRIX) REMOVING alice@pc1:console from F
+//! 21:03:05 (CITRIX) REMOVING bob@pc2 from F
 //!  3:00:00 (lmgrd) TIMESTAMP 11/23/2026
 //! ```
 
@@ -451,7 +452,8 @@ impl Writer {
                 now_ms,
                 "lmgrd",
                 &format!(
-                    "{n} debug log lines dropped: the log writer fell behind ({dropped} in all)"
+                    "{} dropped: the log writer fell behind ({dropped} in all)",
+                    counted(n, "debug log line", "debug log lines")
                 ),
             );
         }
@@ -493,6 +495,13 @@ fn local(ms: u64) -> chrono::DateTime<Local> {
         .unwrap_or_else(Local::now)
 }
 
+/// `1 line`, `2 lines`: a count and the word that goes with it, for every
+/// message that counts something.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// FlexLM's minor code for a major code, where known (`-4,342`); 0 else.
 fn minor_code(major: i32) -> i32 {
     match major {
@@ -532,6 +541,11 @@ fn write_license_line(
                 minor_code(r.flexlm_code())
             );
         }
+        // `user@host:display`; a holder without a display is `user@host`
+        // (no dangling colon).
+        Action::Removing if h.display().is_empty() => {
+            return write!(out, "REMOVING {user}@{host} from {feature}");
+        }
         Action::Removing => {
             return write!(out, "REMOVING {user}@{host}:{} from {feature}", h.display());
         }
@@ -556,6 +570,13 @@ mod tests {
     }
 
     #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(counted(1u32, "checkout", "checkouts"), "1 checkout");
+        assert_eq!(counted(0u32, "checkout", "checkouts"), "0 checkouts");
+        assert_eq!(counted(2u64, "line", "lines"), "2 lines");
+    }
+
+    #[test]
     fn lines_match_lmgrd() {
         let h = holder();
         assert_eq!(
@@ -573,6 +594,15 @@ mod tests {
         assert_eq!(
             format_license_line(Action::Removing, "F", &h, 1),
             "REMOVING USER15@GENE-VM-2K3:console from F"
+        );
+        assert_eq!(
+            format_license_line(
+                Action::Removing,
+                "F",
+                &HolderBuf::new("bob", "pc2", "", "h1"),
+                1
+            ),
+            "REMOVING bob@pc2 from F"
         );
         assert_eq!(
             format_license_line(Action::OutOverdraft, "F", &h, 2),

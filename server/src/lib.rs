@@ -3,6 +3,7 @@
 //! - [`protocol`]: wire protocol v1, parsing requests and writing replies.
 //! - [`status`]: the STATUS reply's JSON, shared by `tallyd` and `tallyctl`.
 //! - [`server`]: the mio event loops (`tallyd`).
+//! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
 //! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status and admin.
@@ -15,11 +16,13 @@ pub mod ctl;
 pub mod debuglog;
 pub mod demo;
 pub mod journal;
+pub mod names;
 pub mod options;
 pub mod protocol;
 pub mod queue;
 pub mod reread;
 pub mod server;
+pub mod source;
 pub mod status;
 mod status_thread;
 mod timeout;

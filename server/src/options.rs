@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use tally_core::engine::{Engine, EngineConfig, FeatureId};
 use tally_core::license::LicenseSet;
-use tally_core::options::{self, NoLog, OptionsFile, OptionsFileError};
+use tally_core::options::{NoLog, OptionsFile};
+
+use crate::source::SourceFileError;
 
 /// How tallyd was told about options (a field of `server::Config`).
 #[derive(Debug, Clone, Default)]
@@ -21,7 +23,7 @@ pub struct PolicyConfig {
     /// The options file as loaded at start (from `explicit` or the VENDOR
     /// line), and where it was.
     pub loaded: Option<(PathBuf, OptionsFile)>,
-    /// Smallest TIMEOUT honoured, seconds ([`options::FLEXLM_MIN_TIMEOUT_SECS`]
+    /// Smallest TIMEOUT honoured, seconds ([`tally_core::options::FLEXLM_MIN_TIMEOUT_SECS`]
     /// unless lowered with `--min-timeout` for tests).
     pub min_timeout_secs: u64,
 }
@@ -49,9 +51,10 @@ pub fn locate(
     })
 }
 
-/// Reads the options file at `path`, if any.
-pub fn load(path: Option<&Path>) -> Result<Option<OptionsFile>, OptionsFileError> {
-    path.map(options::parse_file).transpose()
+/// Reads the options file at `path`, if any (at most
+/// [`crate::source::MAX_SOURCE_FILE_BYTES`]).
+pub fn load(path: Option<&Path>) -> Result<Option<OptionsFile>, SourceFileError> {
+    path.map(crate::source::read_options).transpose()
 }
 
 /// Builds the engine for `licenses`, applying `options` if given.
@@ -160,6 +163,7 @@ impl ServerOptions {
 mod tests {
     use super::*;
     use tally_core::license::parse_str;
+    use tally_core::options;
 
     #[test]
     fn vendor_line_options_path_is_relative_to_the_license() {

@@ -39,7 +39,8 @@ pub enum Command<'a> {
     Quit,
     /// `AUTH <token>`.
     Auth(&'a str),
-    /// `REMOVE <feature> <user> <host> <display>`.
+    /// `REMOVE <feature> <user> <host> <display>`; the display is matched
+    /// as lmstat shows it ([`remove_display_matches`]).
     Remove {
         /// Feature name.
         feature: &'a str,
@@ -88,6 +89,15 @@ pub struct StatusQuery<'a> {
     pub from: usize,
     /// At most this many features (`None`: all that follow).
     pub limit: Option<usize>,
+}
+
+/// Whether `REMOVE`'s `display` field names a holder whose display is
+/// `held` on host `host`: the same display, or, for a holder that sent no
+/// display, its host. lmstat prints the host in the display column of such
+/// a holder (`bob pc2 pc2`), and lmremove takes the words lmstat printed; a
+/// protocol field cannot be empty, so this is the only way to name it.
+pub fn remove_display_matches(held: &str, host: &str, display: &str) -> bool {
+    held == display || (held.is_empty() && host == display)
 }
 
 /// The fields of a CHECKOUT.
@@ -421,16 +431,7 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
                     )
                 })?)
             }
-            1 => {
-                let n: u32 = value.parse().map_err(|_| bad_number("count", value))?;
-                if n == 0 || n > MAX_COUNT_PER_CHECKOUT {
-                    return Err(ProtoError::new(
-                        ErrCode::BadField,
-                        format!("count={n} is out of range 1..={MAX_COUNT_PER_CHECKOUT}"),
-                    ));
-                }
-                c.count = n;
-            }
+            1 => c.count = parse_count(value)?,
             2 => {
                 c.linger_ms = seconds_to_ms(value).ok_or_else(|| bad_number("linger", value))?;
                 if c.linger_ms > MAX_LINGER_MS {
@@ -456,6 +457,34 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
         }
     }
     Ok(c)
+}
+
+/// `count=`: the number of licenses, a whole number in
+/// 1..=[`MAX_COUNT_PER_CHECKOUT`]. Digits too many for any count are out of
+/// range like any other large count, not "not a number".
+fn parse_count(value: &str) -> Result<u32, ProtoError> {
+    let range = || {
+        ProtoError::new(
+            ErrCode::BadField,
+            format!(
+                "count={} is out of range: the number of licenses must be 1..={MAX_COUNT_PER_CHECKOUT}",
+                printable(value)
+            ),
+        )
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ProtoError::new(
+            ErrCode::BadField,
+            format!(
+                "count=\"{}\" is not a whole number of licenses (1..={MAX_COUNT_PER_CHECKOUT})",
+                printable(value)
+            ),
+        ));
+    }
+    match value.parse::<u32>() {
+        Ok(n) if (1..=MAX_COUNT_PER_CHECKOUT).contains(&n) => Ok(n),
+        _ => Err(range()),
+    }
 }
 
 fn bad_number(key: &str, value: &str) -> ProtoError {
@@ -494,6 +523,49 @@ fn printable(s: &str) -> String {
     out
 }
 
+/// Why a value cannot be sent as one protocol field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldFault {
+    /// Empty.
+    Empty,
+    /// Longer than [`MAX_FIELD_BYTES`].
+    TooLong,
+    /// Holds a space (the field separator).
+    Space,
+    /// Holds a control character.
+    Control(char),
+}
+
+impl fmt::Display for FieldFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldFault::Empty => f.write_str("is empty (fields are separated by single spaces)"),
+            FieldFault::TooLong => write!(f, "is longer than {MAX_FIELD_BYTES} bytes"),
+            FieldFault::Space => f.write_str("contains a space (the field separator)"),
+            FieldFault::Control(c) => write!(f, "contains the control character {c:?}"),
+        }
+    }
+}
+
+/// The protocol's rule for one field: `None` when `value` can be sent as a
+/// field (a feature, user, host, handle ...), else why not. The parser
+/// applies exactly this to every field it reads, so a feature name this
+/// refuses can never be checked out.
+pub fn field_fault(value: &str) -> Option<FieldFault> {
+    if value.is_empty() {
+        Some(FieldFault::Empty)
+    } else if value.len() > MAX_FIELD_BYTES {
+        Some(FieldFault::TooLong)
+    } else if value.contains(' ') {
+        Some(FieldFault::Space)
+    } else {
+        value
+            .chars()
+            .find(|c| c.is_control())
+            .map(FieldFault::Control)
+    }
+}
+
 /// Splits a line on single spaces, checking each field.
 struct Fields<'a> {
     rest: Option<&'a str>,
@@ -518,34 +590,13 @@ impl<'a> Fields<'a> {
         };
         self.rest = rest;
         self.index += 1;
-        if field.is_empty() {
-            return Err(ProtoError::new(
+        match field_fault(field) {
+            None => Ok(Some(field)),
+            Some(fault) => Err(ProtoError::new(
                 ErrCode::BadField,
-                format!(
-                    "field {} is empty (fields are separated by single spaces)",
-                    self.index
-                ),
-            ));
+                format!("field {} {fault}", self.index),
+            )),
         }
-        if field.len() > MAX_FIELD_BYTES {
-            return Err(ProtoError::new(
-                ErrCode::BadField,
-                format!(
-                    "field {} is longer than {MAX_FIELD_BYTES} bytes",
-                    self.index
-                ),
-            ));
-        }
-        if let Some(c) = field.chars().find(|c| c.is_control()) {
-            return Err(ProtoError::new(
-                ErrCode::BadField,
-                format!(
-                    "field {} contains the control character {:?}",
-                    self.index, c
-                ),
-            ));
-        }
-        Ok(Some(field))
     }
 
     fn next_required(&mut self, name: &str) -> Result<&'a str, ProtoError> {
@@ -697,6 +748,49 @@ mod tests {
         let line = "P".repeat(MAX_LINE_BYTES + 1);
         assert_eq!(err(&line), ErrCode::LineTooLong);
         assert_eq!(parse(b"CHECKIN F \xff").unwrap_err().code, ErrCode::BadUtf8);
+    }
+
+    /// Issue 12: `count=4294967296` was answered "is not a number of seconds".
+    #[test]
+    fn count_errors_say_what_a_count_is() {
+        for value in ["4294967296", "99999999999999999999999", "0"] {
+            let e = parse(format!("CHECKOUT F u h x count={value}").as_bytes()).unwrap_err();
+            assert_eq!(e.code, ErrCode::BadField, "{e}");
+            assert!(
+                e.text.contains("out of range") && e.text.contains("number of licenses"),
+                "{value}: {e}"
+            );
+            assert!(!e.text.contains("seconds"), "{value}: {e}");
+        }
+        let e = parse(b"CHECKOUT F u h x count=+1").unwrap_err();
+        assert!(e.text.contains("not a whole number of licenses"), "{e}");
+        let e = parse(b"CHECKOUT F u h x count=1.5").unwrap_err();
+        assert!(e.text.contains("not a whole number of licenses"), "{e}");
+    }
+
+    #[test]
+    fn field_rule_is_the_parsers() {
+        assert_eq!(field_fault("MPM_ADV_RC"), None);
+        assert_eq!(field_fault(""), Some(FieldFault::Empty));
+        assert_eq!(field_fault("a b"), Some(FieldFault::Space));
+        assert_eq!(field_fault("a\u{1}"), Some(FieldFault::Control('\u{1}')));
+        let long = "x".repeat(MAX_FIELD_BYTES + 1);
+        assert_eq!(field_fault(&long), Some(FieldFault::TooLong));
+        assert!(field_fault(&long[1..]).is_none());
+        // Bidirectional controls are format characters, not control ones:
+        // the protocol carries them.
+        assert_eq!(field_fault("abc\u{202e}"), None);
+        assert!(parse("CHECKIN F\u{202e} h".as_bytes()).is_ok());
+    }
+
+    /// Issue 12 item 13: `REMOVE F bob pc2 pc2` matched nothing for a
+    /// holder with no display although lmstat shows it as `bob pc2 pc2`.
+    #[test]
+    fn remove_matches_the_display_lmstat_shows() {
+        assert!(remove_display_matches("console", "pc2", "console"));
+        assert!(remove_display_matches("", "pc2", "pc2"));
+        assert!(!remove_display_matches("", "pc2", "pc3"));
+        assert!(!remove_display_matches("console", "pc2", "pc2"));
     }
 
     #[test]

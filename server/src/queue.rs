@@ -5,7 +5,7 @@
 //!
 //! One FIFO per feature, shared by every loop behind one mutex. It is only
 //! touched while somebody waits: the checkout path reads one atomic
-//! ([`Queues::is_empty`]) and goes on when nobody does, so an idle queue
+//! (`Queues::is_empty`) and goes on when nobody does, so an idle queue
 //! costs a relaxed load.
 //!
 //! - A checkout that finds the pool full (`ALL_IN_USE` / `RESERVED`) with

@@ -34,7 +34,7 @@ use tally_core::engine::{
     CheckinError, Engine, EngineConfig, FeatureId, GrantKind, HolderBuf, InstanceId, Lingers,
     Release, Request, Restore,
 };
-use tally_core::license::{parse_file, LicenseSet};
+use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
 use crate::auth::{FailureLog, Logged, MAX_AUTH_FAILURES};
@@ -489,10 +489,10 @@ fn log_options(log: &LogHandle, now: u64, path: &Path, o: &OptionsFile, engine: 
         now,
         "lmgrd",
         format!(
-            "Options file: {} ({} rules, {} lines skipped)",
+            "Options file: {} ({}, {} skipped)",
             path.display(),
-            o.rules.len(),
-            o.diagnostics.len()
+            crate::debuglog::counted(o.rules.len() as u64, "rule", "rules"),
+            crate::debuglog::counted(o.diagnostics.len() as u64, "line", "lines")
         ),
     );
     for d in &o.diagnostics {
@@ -1892,7 +1892,11 @@ impl Ctx {
                         user,
                         host,
                         display,
-                    } => h.user == user && h.host == host && h.display == display,
+                    } => {
+                        h.user == user
+                            && h.host == host
+                            && crate::protocol::remove_display_matches(&h.display, &h.host, display)
+                    }
                     Pick::Ticket(t) => h.ticket == t,
                 };
                 if !selected {
@@ -2057,8 +2061,11 @@ impl Ctx {
             now,
             "lmgrd",
             format!(
-                "Reread license file {}: {pools} pools, {diags} lines rejected, {kept} checkouts kept, {removed} removed",
-                licenses.source
+                "Reread license file {}: {}, {} rejected, {} kept, {removed} removed",
+                licenses.source,
+                crate::debuglog::counted(pools as u64, "pool", "pools"),
+                crate::debuglog::counted(diags as u64, "line", "lines"),
+                crate::debuglog::counted(kept as u64, "checkout", "checkouts"),
             ),
         );
         for d in &licenses.diagnostics {
@@ -2136,7 +2143,7 @@ fn flush(conn: &mut Conn) -> bool {
 /// INCREMENT line left is an error: there would be nothing to serve.
 pub fn load_licenses(path: Option<&std::path::Path>) -> Result<LicenseSet, String> {
     let set = match path {
-        Some(p) => parse_file(p).map_err(|e| e.to_string())?,
+        Some(p) => crate::source::read_license(p).map_err(|e| e.to_string())?,
         None => tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE),
     };
     if set.pools.is_empty() {

@@ -23,8 +23,8 @@
 //!
 //! Hot path (checkout, check-in, expiry): no allocation, no lock, no
 //! syscall, no formatting. The feature lookup reads an immutable `HashMap`;
-//! admission is a CAS on the pool counter ([`pool`]); the instance slot is
-//! claimed with atomics ([`table`]). Releases found due are reported to the
+//! admission is a CAS on the pool counter (`pool.rs`); the instance slot is
+//! claimed with atomics (`table.rs`). Releases found due are reported to the
 //! caller, who logs them; [`Lingers`] drives expiry from a timer wheel.
 
 mod denial;

@@ -17,6 +17,13 @@
 //! A continuation join (blanks, `\`, end of line, the next line's leading
 //! blanks) reads as one space, inside or outside quotes.
 //!
+//! A `\` on the last line of the file continues the record past the end
+//! of the file: the record ends there and carries [`Record::dangling`] (the
+//! parsers reject it, since something was probably cut off). A physical line
+//! reached through a continuation whose first word is a record keyword
+//! usually means a stray `\` joined two records; [`starts_of_lines`] gives
+//! the parsers those words so they can say so.
+//!
 //! **Positions**: every word keeps the physical line and column of its first
 //! character (and of its value, after the `=`). Columns count characters from
 //! 1; a tab is one column. So a bad token on the third physical line of a
@@ -73,6 +80,8 @@ pub(crate) struct Record {
     pub(crate) line: u32,
     /// The words, at least one. Or the position of a quote never closed.
     pub(crate) words: Result<Vec<Word>, UnterminatedQuote>,
+    /// Where the `\` is that continues this record past the end of the file.
+    pub(crate) dangling: Option<Pos>,
 }
 
 /// A `"` that is not closed before the record ends.
@@ -87,36 +96,61 @@ pub(crate) fn records(text: &str) -> Vec<Record> {
     let mut out = Vec::new();
     let mut chars: Vec<(char, Pos)> = Vec::new();
     let mut start_line = 0;
-    let mut continuing = false;
-    for (index, physical) in text.split('\n').enumerate() {
+    let mut continuing: Option<Pos> = None;
+    let mut physical_lines: Vec<&str> = text.split('\n').collect();
+    // The empty piece after the file's final line break is not a line.
+    if physical_lines.last().is_some_and(|l| l.is_empty()) {
+        physical_lines.pop();
+    }
+    for (index, physical) in physical_lines.into_iter().enumerate() {
         let line = to_u32(index + 1);
         let physical = physical.strip_suffix('\r').unwrap_or(physical);
-        if !continuing {
+        if continuing.is_none() {
             let trimmed = physical.trim_start();
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
             start_line = line;
         }
-        continuing = push_line(&mut chars, physical, line, continuing);
-        if !continuing {
-            out.push(finish(start_line, &mut chars));
+        continuing = push_line(&mut chars, physical, line, continuing.is_some());
+        if continuing.is_none() {
+            out.push(finish(start_line, &mut chars, None));
         }
     }
-    if continuing {
-        out.push(finish(start_line, &mut chars));
+    if continuing.is_some() {
+        out.push(finish(start_line, &mut chars, continuing));
     }
     out
 }
 
-/// Appends one physical line's characters; returns true if it ends with `\`
-/// (the backslash, the blanks around it and the leading blanks of the line it
-/// continues onto become a single space).
-fn push_line(chars: &mut Vec<(char, Pos)>, physical: &str, line: u32, continued: bool) -> bool {
+/// The words of a record that begin a physical line reached through a
+/// continuation (every word after the first that is the first on its line).
+pub(crate) fn starts_of_lines(words: &[Word]) -> impl Iterator<Item = &Word> {
+    words
+        .windows(2)
+        .filter(|pair| pair[1].pos.line != pair[0].pos.line)
+        .map(|pair| &pair[1])
+}
+
+/// Appends one physical line's characters; returns the position of the `\`
+/// if it ends with one (the backslash, the blanks around it and the leading
+/// blanks of the line it continues onto become a single space).
+fn push_line(
+    chars: &mut Vec<(char, Pos)>,
+    physical: &str,
+    line: u32,
+    continued: bool,
+) -> Option<Pos> {
     let content = physical.trim_end();
-    let (content, continues) = match content.strip_suffix('\\') {
-        Some(rest) => (rest.trim_end(), true),
-        None => (content, false),
+    let (content, backslash) = match content.strip_suffix('\\') {
+        Some(rest) => (
+            rest.trim_end(),
+            Some(Pos {
+                line,
+                column: to_u32(content.chars().count()),
+            }),
+        ),
+        None => (content, None),
     };
     let mut column = 0;
     let mut leading = continued;
@@ -127,7 +161,7 @@ fn push_line(chars: &mut Vec<(char, Pos)>, physical: &str, line: u32, continued:
             chars.push((c, Pos { line, column }));
         }
     }
-    if continues {
+    if backslash.is_some() {
         chars.push((
             ' ',
             Pos {
@@ -136,13 +170,17 @@ fn push_line(chars: &mut Vec<(char, Pos)>, physical: &str, line: u32, continued:
             },
         ));
     }
-    continues
+    backslash
 }
 
-fn finish(line: u32, chars: &mut Vec<(char, Pos)>) -> Record {
+fn finish(line: u32, chars: &mut Vec<(char, Pos)>, dangling: Option<Pos>) -> Record {
     let words = split_words(chars);
     chars.clear();
-    Record { line, words }
+    Record {
+        line,
+        words,
+        dangling,
+    }
 }
 
 /// Splits a record's characters into words.
@@ -304,9 +342,24 @@ mod tests {
 
     #[test]
     fn continuation_at_end_of_file() {
-        let recs = records("FEATURE a \\");
-        assert_eq!(recs.len(), 1);
-        assert_eq!(recs[0].words.as_ref().unwrap().len(), 2);
+        for text in ["FEATURE a \\", "FEATURE a \\\n", "FEATURE a \\\r\n"] {
+            let recs = records(text);
+            assert_eq!(recs.len(), 1, "{text:?}");
+            assert_eq!(recs[0].words.as_ref().unwrap().len(), 2);
+            assert_eq!(recs[0].dangling, Some(at(1, 11)), "{text:?}");
+        }
+        // A blank line after the `\` ends the record as usual.
+        let recs = records("FEATURE a \\\n\nVENDOR v\n");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].dangling, None);
+    }
+
+    #[test]
+    fn words_starting_continued_lines() {
+        let recs = records("INCREMENT a b \\\n  1 2 \\\nINCREMENT c\n");
+        let w = recs[0].words.as_ref().unwrap();
+        let starts: Vec<&str> = starts_of_lines(w).map(|w| w.text.as_str()).collect();
+        assert_eq!(starts, ["1", "INCREMENT"]);
     }
 
     #[test]

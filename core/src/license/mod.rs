@@ -1,4 +1,4 @@
-//! FlexLM license files: the model ([`model`]) and the parser ([`parse`]).
+//! FlexLM license files: the model ([`model`]) and the parser (`parse.rs`: [`parse_str`]).
 
 mod date;
 pub(crate) mod lexer;
@@ -8,4 +8,4 @@ mod vendor_string;
 
 pub(crate) use date::parse_expiry;
 pub use model::*;
-pub use parse::{parse_file, parse_str, LicenseFileError};
+pub use parse::parse_str;

@@ -15,6 +15,9 @@
 //! not interpret are kept, in order, in the record's `other` list (bare words
 //! as `(word, "")`); they are never an error.
 //!
+//! The parser does no I/O: callers read the file (tallyd and tallyctl do,
+//! with a size limit, in `tally_server::source`) and pass the text.
+//!
 //! **Errors never stop the parse.** A record that cannot be understood (an
 //! unknown record keyword, missing fields, a bad date, count, version, port,
 //! `DUP_GROUP`, `OVERDRAFT` or vendor-string field, an unterminated quote)
@@ -24,44 +27,13 @@
 //! starts on ([`Diagnostic::record_line`]). When a field is missing there is
 //! no offending token, and the position is the record keyword's.
 
-use std::path::Path;
-
 use super::date::{parse_date, parse_expiry};
-use super::lexer::{records, Pos, Record, Word};
+use super::lexer::{records, starts_of_lines, Pos, Record, Word};
 use super::model::{
     Date, Diagnostic, DupGroup, LicenseSet, PackageLine, PoolKind, PoolLine, ServerLine,
     UpgradeLine, VendorLine, VendorString, Version,
 };
 use super::vendor_string::parse_vendor_string;
-
-/// Error reading a license file. Problems *inside* the file are not errors:
-/// they are [`Diagnostic`]s in the returned [`LicenseSet`].
-#[derive(Debug, thiserror::Error)]
-pub enum LicenseFileError {
-    /// The file could not be read.
-    #[error("cannot read license file {path}: {source}")]
-    Read {
-        /// The path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not UTF-8 text.
-    #[error(
-        "license file {path} is not UTF-8 text: invalid byte at offset {offset} \
-         (line {line}, column {column})"
-    )]
-    NotUtf8 {
-        /// The path.
-        path: String,
-        /// Byte offset of the first invalid byte.
-        offset: usize,
-        /// 1-based line of that byte.
-        line: u32,
-        /// 1-based column (in characters) of that byte.
-        column: u32,
-    },
-}
 
 /// Parses license text. Never fails: every record that cannot be understood
 /// is skipped and reported in [`LicenseSet::diagnostics`]; the rest load.
@@ -84,37 +56,6 @@ pub fn parse_str(source: &str, text: &str) -> LicenseSet {
         }
     }
     set
-}
-
-/// Reads and parses a license file. Only an unreadable or non-UTF-8 file is
-/// an error; see [`parse_str`] for everything else.
-pub fn parse_file(path: &Path) -> Result<LicenseSet, LicenseFileError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| LicenseFileError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => Ok(parse_str(&shown, text)),
-        Err(e) => Err(not_utf8(shown, &bytes, e.valid_up_to())),
-    }
-}
-
-/// Builds [`LicenseFileError::NotUtf8`] for the first bad byte at `offset`.
-fn not_utf8(path: String, bytes: &[u8], offset: usize) -> LicenseFileError {
-    let valid = bytes
-        .get(..offset)
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .unwrap_or("");
-    let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
-    let line = valid.matches('\n').count() + 1;
-    let column = valid.get(line_start..).map_or(0, |l| l.chars().count()) + 1;
-    LicenseFileError::NotUtf8 {
-        path,
-        offset,
-        line: u32::try_from(line).unwrap_or(u32::MAX),
-        column: u32::try_from(column).unwrap_or(u32::MAX),
-    }
 }
 
 /// Why a record was skipped, and where.
@@ -155,6 +96,19 @@ fn parse_record(set: &mut LicenseSet, record: &Record) -> Result<(), Problem> {
     let Some((head, rest)) = words.split_first() else {
         return Ok(());
     };
+    if let Some(joined) = starts_of_lines(words).find(|w| is_record_keyword(w)) {
+        return Err(swallowed(head, rest, joined, record.line));
+    }
+    if let Some(pos) = record.dangling {
+        return Err(Problem::new(
+            pos,
+            format!(
+                "the \\ at the end of the file continues this {} record onto a line \
+                 that does not exist (was the file cut short?); record skipped",
+                head.text.to_ascii_uppercase()
+            ),
+        ));
+    }
     let line = record.line;
     let keyword = head.text.to_ascii_uppercase();
     match keyword.as_str() {
@@ -173,6 +127,40 @@ fn parse_record(set: &mut LicenseSet, record: &Record) -> Result<(), Problem> {
         _ => return Err(unknown_keyword(head)),
     }
     Ok(())
+}
+
+/// True for a bare word that is a record keyword (`INCREMENT`, `vendor`).
+fn is_record_keyword(word: &Word) -> bool {
+    word.is_bare() && RECORD_KEYWORDS.contains(&word.text.to_ascii_uppercase().as_str())
+}
+
+/// The record of `line` swallowed the record that `joined` starts: a `\`
+/// ended the line before `joined`'s. FlexLM rejects the joined line; so does
+/// tally, naming both records so that neither disappears without a word.
+fn swallowed(head: &Word, rest: &[Word], joined: &Word, line: u32) -> Problem {
+    let name_after = |w: &Word| -> String {
+        let mut all = std::iter::once(head).chain(rest);
+        let next = all
+            .by_ref()
+            .position(|x| std::ptr::eq(x, w))
+            .and_then(|_| all.next());
+        next.map_or(String::new(), |n| format!(" {}", n.text))
+    };
+    let first = format!(
+        "{}{}",
+        head.text.to_ascii_uppercase(),
+        rest.first()
+            .map_or(String::new(), |n| format!(" {}", n.text))
+    );
+    let second = format!("{}{}", joined.text.to_ascii_uppercase(), name_after(joined));
+    Problem::new(
+        joined.pos,
+        format!(
+            "{second} starts a new record here, but the \\ at the end of line {} joins it \
+             to the {first} record of line {line}; both are skipped (remove that \\)",
+            joined.pos.line.saturating_sub(1)
+        ),
+    )
 }
 
 fn unknown_keyword(head: &Word) -> Problem {
@@ -353,11 +341,51 @@ fn parse_pool(kind: PoolKind, head: &Word, rest: &[Word], line: u32) -> Result<P
     pool.line = line;
     pool.expiry = parsed_expiry;
     let mut extras = PoolExtras::default();
-    for word in keywords.unwrap_or_default() {
+    for (index, word) in keywords.unwrap_or_default().iter().enumerate() {
+        if word.is_bare() && !is_bare_keyword(index, word) {
+            return Err(stray_word(&what, word));
+        }
         apply_pool_keyword(&what, &mut pool, &mut extras, word)?;
     }
     finish_pool(&mut pool, extras);
     Ok(pool)
+}
+
+/// Shortest old-style positional license key, in hex digits (FlexLM's
+/// keys before `SIGN=` are 12 or 20).
+const MIN_OLD_KEY_DIGITS: usize = 12;
+
+/// Whether a bare word after a pool line's 5 fields is one FlexLM accepts:
+/// the old positional license key right after the count (hex digits), an
+/// old quoted vendor string, or a flag keyword (`SUPERSEDE`, `TS_OK`,
+/// `BORROW`: letters, digits and `_`, starting with a letter, and not a
+/// record keyword). Anything else (`5`, `31-dec-2026`, `#`) is a stray
+/// positional token, which FlexLM rejects.
+fn is_bare_keyword(index: usize, word: &Word) -> bool {
+    let text = word.text.as_str();
+    let old_key = index == 0
+        && text.len() >= MIN_OLD_KEY_DIGITS
+        && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let quoted = word.raw.starts_with('"');
+    let flag = text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !is_record_keyword(word);
+    old_key || quoted || flag
+}
+
+fn stray_word(what: &str, word: &Word) -> Problem {
+    let hint = if word.text.starts_with('#') {
+        "a # starts a comment only at the beginning of a line"
+    } else {
+        "keywords are KEY=value or a bare name such as SUPERSEDE"
+    };
+    Problem::new(
+        word.pos,
+        format!(
+            "{what}: unexpected word \"{}\" after the 5 fields ({hint}); record skipped",
+            word.raw
+        ),
+    )
 }
 
 /// Keywords whose effect is settled only after the whole line is read.

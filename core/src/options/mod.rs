@@ -4,13 +4,14 @@
 //! [`parse_str`] turns the text into an [`OptionsFile`]: every rule that
 //! parsed, in file order, and a [`Diagnostic`] (file:line:column) for every
 //! line that did not (that line is skipped, the rest load). Nothing here does
-//! I/O except [`parse_file`]. The engine compiles an [`OptionsFile`] into
-//! per-pool admission data (see `engine::Engine::with_options`); the format
-//! and its precedence rules are described in `docs/options-file.md`.
+//! I/O: callers read the file (with a size limit, `tally_server::source`).
+//! The engine compiles an [`OptionsFile`] into per-pool admission data
+//! (see `engine::Engine::with_options`); the format and its precedence
+//! rules are described in `docs/options-file.md`.
 
 mod parse;
 
-pub use parse::{parse_file, parse_str, OptionsFileError};
+pub use parse::parse_str;
 
 pub use crate::license::Diagnostic;
 
@@ -50,8 +51,11 @@ pub struct OptionsFile {
     pub debug_log: Option<LogPath>,
     /// `REPORTLOG [+]path`.
     pub report_log: Option<LogPath>,
-    /// One entry per skipped or suspicious line.
+    /// One entry per skipped line.
     pub diagnostics: Vec<Diagnostic>,
+    /// Lines that loaded but probably do not say what was meant (a name
+    /// starting with `#`, read from what looks like a trailing comment).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl OptionsFile {

@@ -4,50 +4,11 @@
 //! Keywords and type names are read case-insensitively; feature, user, host,
 //! display and group names are kept as written.
 
-use std::path::Path;
-
 use super::{
     Diagnostic, FeatureLimit, FeatureSpec, Group, IpPattern, LogPath, OptionsFile, Qualifier,
     QualifierKey, Rule, RuleKind, Target, TargetKind, MAX_NAME_BYTES,
 };
-use crate::license::lexer::{records, Pos, Record, Word};
-
-/// Errors reading an options file (problems inside it are diagnostics).
-#[derive(Debug, thiserror::Error)]
-pub enum OptionsFileError {
-    /// The file could not be read.
-    #[error("cannot read options file {path}: {source}")]
-    Read {
-        /// The path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not UTF-8 text.
-    #[error("options file {path} is not UTF-8 text (invalid byte at offset {offset})")]
-    NotUtf8 {
-        /// The path.
-        path: String,
-        /// Byte offset of the first invalid byte.
-        offset: usize,
-    },
-}
-
-/// Reads and parses an options file.
-pub fn parse_file(path: &Path) -> Result<OptionsFile, OptionsFileError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| OptionsFileError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => Ok(parse_str(&shown, text)),
-        Err(e) => Err(OptionsFileError::NotUtf8 {
-            path: shown,
-            offset: e.valid_up_to(),
-        }),
-    }
-}
+use crate::license::lexer::{records, starts_of_lines, Pos, Record, Word};
 
 /// Parses options text. Never fails: a line that cannot be understood is
 /// skipped and reported in [`OptionsFile::diagnostics`].
@@ -61,9 +22,16 @@ pub fn parse_str(source: &str, text: &str) -> OptionsFile {
     // the whole file is read (FlexLM allows a group defined further down).
     let mut group_refs: Vec<(usize, Pos, u32)> = Vec::new();
     for record in records(text) {
-        match parse_record(&mut file, &record) {
-            Ok(Some(pos)) => group_refs.push((file.rules.len() - 1, pos, record.line)),
-            Ok(None) => {}
+        let parsed = check_record(&record).and_then(|()| parse_record(&mut file, &record));
+        match parsed {
+            Ok(group) => {
+                if let Some(pos) = group {
+                    group_refs.push((file.rules.len() - 1, pos, record.line));
+                }
+                if let Some(p) = hash_name(&record) {
+                    file.warnings.push(diag(source, &p, record.line));
+                }
+            }
             Err(p) => file.diagnostics.push(diag(source, &p, record.line)),
         }
     }
@@ -95,6 +63,87 @@ pub fn parse_str(source: &str, text: &str) -> OptionsFile {
     file.diagnostics
         .sort_by_key(|d| (d.line, d.column, d.record_line));
     file
+}
+
+/// Every options keyword, for spotting a line joined to the one above.
+const OPTION_KEYWORDS: [&str; 18] = [
+    "INCLUDE",
+    "EXCLUDE",
+    "RESERVE",
+    "MAX",
+    "INCLUDEALL",
+    "EXCLUDEALL",
+    "GROUP",
+    "USER_GROUP",
+    "HOST_GROUP",
+    "GROUPCASEINSENSITIVE",
+    "MAX_OVERDRAFT",
+    "TIMEOUT",
+    "LINGER",
+    "TIMEOUTALL",
+    "NOLOG",
+    "DEBUGLOG",
+    "REPORTLOG",
+    "INCLUDE_BORROW",
+];
+
+/// What makes a whole record unreadable before its keyword is looked at:
+/// a `\` that joined the next line (which starts with an options keyword)
+/// to this one, or a `\` at the end of the file.
+fn check_record(record: &Record) -> Result<(), Problem> {
+    let Ok(words) = &record.words else {
+        return Ok(());
+    };
+    let is_keyword = |w: &Word| OPTION_KEYWORDS.contains(&w.text.to_ascii_uppercase().as_str());
+    if let (Some(first), Some(joined)) = (
+        words.first(),
+        starts_of_lines(words).find(|w| is_keyword(w)),
+    ) {
+        return Err(Problem::at(
+            joined.pos,
+            format!(
+                "{} starts a new line here, but the \\ at the end of line {} joins it to the \
+                 {} line of line {}; both are skipped (remove that \\)",
+                joined.text,
+                joined.pos.line.saturating_sub(1),
+                first.text,
+                record.line
+            ),
+        ));
+    }
+    if let Some(pos) = record.dangling {
+        return Err(Problem::at(
+            pos,
+            "the \\ at the end of the file continues this line onto a line that does not \
+             exist (was the file cut short?); line skipped",
+        ));
+    }
+    Ok(())
+}
+
+/// A loaded line with a name starting with `#`: options files have no
+/// trailing comments (FlexLM's have none either), so `GROUP eng erik  # old`
+/// makes users `#` and `old`. A warning, at the first such word.
+fn hash_name(record: &Record) -> Option<Problem> {
+    let words = record.words.as_ref().ok()?;
+    let (first, rest) = words.split_first()?;
+    let at = rest.iter().position(|w| w.text.starts_with('#'))?;
+    let read: Vec<String> = rest[at..]
+        .iter()
+        .take(4)
+        .map(|w| format!("\"{}\"", w.text))
+        .collect();
+    let more = if rest.len() - at > 4 { ", ..." } else { "" };
+    Some(Problem::at(
+        rest[at].pos,
+        format!(
+            "\"{}\" is read as a name on this {} line: a # starts a comment only at the \
+             beginning of a line, so {}{more} are names here",
+            rest[at].text,
+            first.text,
+            read.join(", ")
+        ),
+    ))
 }
 
 fn diag(source: &str, p: &Problem, record_line: u32) -> Diagnostic {
@@ -148,8 +197,14 @@ impl<'a> Words<'a> {
             Some(w) => Err(Problem::at(
                 w.pos,
                 format!(
-                    "unexpected \"{}\" after the end of {}",
-                    w.text, self.keyword
+                    "unexpected \"{}\" after the end of {}{}",
+                    w.text,
+                    self.keyword,
+                    if w.text.starts_with('#') {
+                        " (a # starts a comment only at the beginning of a line)"
+                    } else {
+                        ""
+                    }
                 ),
             )),
         }

@@ -164,3 +164,43 @@ fn rule_labels_name_the_line() {
         "RESERVE 2 f1:VERSION=2.0 USER bob (line 3)"
     );
 }
+
+/// Issue 12 item 16: a trailing `# comment` on a GROUP line made users
+/// `#`, `joined`, ... silently; now the line loads (as FlexLM) with a warning.
+#[test]
+fn names_starting_with_hash_are_warned_about() {
+    let f = p("GROUP eng erik   # joined with the line above\nINCLUDE f1 USER #bob\n");
+    assert!(f.diagnostics.is_empty(), "{:?}", f.diagnostics);
+    assert_eq!(f.warnings.len(), 2, "{:?}", f.warnings);
+    let w = &f.warnings[0];
+    assert_eq!((w.line, w.column), (1, 18), "{w}");
+    assert!(w.message.contains("\"joined\""), "{w}");
+    assert_eq!((f.warnings[1].line, f.warnings[1].column), (2, 17));
+    // A trailing comment after a complete rule is rejected with a hint.
+    let f = p("MAX 2 f1 USER bob   # two seats\n");
+    assert_eq!(f.rules.len(), 0);
+    assert!(
+        f.diagnostics[0].message.contains("comment"),
+        "{:?}",
+        f.diagnostics
+    );
+}
+
+/// Issue 12 item 11, options side: a `\` joining the next line, and one at
+/// the end of the file.
+#[test]
+fn continuation_swallowing_the_next_line_is_rejected() {
+    let f = p("GROUP eng a b \\\nMAX 2 f1 USER bob\nINCLUDE f1 USER c \\\n");
+    assert!(f.groups.is_empty(), "{:?}", f.groups);
+    assert!(f.rules.is_empty(), "{:?}", f.rules);
+    assert_eq!(f.diagnostics.len(), 2, "{:?}", f.diagnostics);
+    let d = &f.diagnostics[0];
+    assert_eq!((d.line, d.column), (2, 1), "{d}");
+    assert!(
+        d.message.contains("MAX") && d.message.contains("GROUP"),
+        "{d}"
+    );
+    let d = &f.diagnostics[1];
+    assert_eq!((d.line, d.column), (3, 19), "{d}");
+    assert!(d.message.contains("end of the file"), "{d}");
+}

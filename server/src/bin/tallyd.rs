@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tally_core::license::LicenseSet;
 use tally_server::debuglog::LogTarget;
-use tally_server::demo::DEMO_SOURCE;
-use tally_server::journal::{Durability, DEFAULT_STATE_DIR};
+use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
+use tally_server::journal::{Durability, JournalError, DEFAULT_STATE_DIR};
 use tally_server::options::PolicyConfig;
-use tally_server::server::{Config, Server};
+use tally_server::server::{Config, Server, ServerError};
 
 /// Port used when neither --port nor the license's SERVER line gives one.
 const DEFAULT_PORT: u16 = 27000;
@@ -44,8 +44,9 @@ struct Args {
     durability: Durability,
 
     /// Directory of the journal and snapshots (default /var/lib/tally; the
-    /// embedded demo uses $XDG_STATE_HOME/tally-demo or
-    /// /tmp/tallyd-demo-UID). One tallyd per directory.
+    /// embedded demo uses $XDG_STATE_HOME/tally-demo-TAG or
+    /// /tmp/tallyd-demo-UID-TAG, TAG naming this binary). One tallyd per
+    /// directory.
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
@@ -79,7 +80,7 @@ struct Args {
     workers: Option<usize>,
 
     /// File holding the token that lets non-loopback peers make admin
-    /// requests (AUTH <token>). Without it, admin is loopback-only.
+    /// requests (`AUTH <token>`). Without it, admin is loopback-only.
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
 
@@ -102,6 +103,9 @@ fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
     for d in &set.diagnostics {
         eprintln!("tallyd: warning: {d} (line skipped)");
     }
+    for w in tally_server::names::feature_name_warnings(&set) {
+        eprintln!("tallyd: {w}");
+    }
     Ok(set)
 }
 
@@ -113,6 +117,9 @@ fn load_options(args: &Args, licenses: &LicenseSet) -> Result<PolicyConfig, Stri
         Ok(Some(o)) => {
             for d in &o.diagnostics {
                 eprintln!("tallyd: warning: {d} (options line skipped)");
+            }
+            for w in &o.warnings {
+                eprintln!("tallyd: warning: {w}");
             }
             path.map(|p| (p, o))
         }
@@ -127,13 +134,47 @@ fn load_options(args: &Args, licenses: &LicenseSet) -> Result<PolicyConfig, Stri
 }
 
 /// The embedded demo's state directory: per user, so a demo never needs
-/// root and two users' demos do not collide.
+/// root and two users' demos do not collide, and per build of tallyd (a
+/// checksum of the binary's path and the demo license), so two checkouts of
+/// the repository on one machine never restore each other's journal.
 fn demo_state_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let tag = demo_tag(exe.as_os_str().as_encoded_bytes(), DEMO_LICENSE);
     match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d).join("tally-demo"),
+        Some(d) => PathBuf::from(d).join(format!("tally-demo-{tag}")),
         // Safety: getuid has no preconditions and cannot fail.
-        None => std::env::temp_dir().join(format!("tallyd-demo-{}", unsafe { libc::getuid() })),
+        None => {
+            std::env::temp_dir().join(format!("tallyd-demo-{}-{tag}", unsafe { libc::getuid() }))
+        }
     }
+}
+
+/// Eight hex digits naming one tallyd binary and demo license (CRC-32C:
+/// stable across builds and toolchains, unlike `DefaultHasher`).
+fn demo_tag(exe_path: &[u8], license: &str) -> String {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(exe_path), license.as_bytes());
+    format!("{crc:08x}")
+}
+
+/// The start error, with what to do when the state directory cannot be
+/// created for lack of permission (a non-root `tallyd -c FILE` and the
+/// default `/var/lib/tally`).
+fn start_error(e: ServerError, state_dir_given: bool) -> String {
+    let denied = matches!(
+        &e,
+        ServerError::Journal(JournalError::Io { what: "create", source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied
+    );
+    if !denied {
+        return e.to_string();
+    }
+    let what = if state_dir_given {
+        "choose a directory this user can write with --state-dir DIR"
+    } else {
+        "run tallyd as a user that may create it (the tally user of \
+         docs/operations.md), or give a directory this user can write with --state-dir DIR"
+    };
+    format!("{e}; {what}")
 }
 
 fn run(args: Args) -> Result<(), String> {
@@ -209,7 +250,7 @@ fn run(args: Args) -> Result<(), String> {
             }
         },
     };
-    let server = Server::start(config).map_err(|e| e.to_string())?;
+    let server = Server::start(config).map_err(|e| start_error(e, args.state_dir.is_some()))?;
     if let Some(summary) = server.recovery_summary() {
         eprintln!("tallyd: {summary}");
     }
@@ -251,5 +292,54 @@ fn main() -> ExitCode {
             eprintln!("tallyd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12 item 21: every checkout's demo shared one state dir.
+    #[test]
+    fn demo_tags_differ_per_binary_and_license() {
+        let a = demo_tag(b"/home/u/a/target/release/tallyd", DEMO_LICENSE);
+        let b = demo_tag(b"/home/u/b/target/release/tallyd", DEMO_LICENSE);
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            demo_tag(b"/home/u/a/target/release/tallyd", DEMO_LICENSE)
+        );
+        assert_ne!(
+            a,
+            demo_tag(
+                b"/home/u/a/target/release/tallyd",
+                "FEATURE x V 1 permanent 1\n"
+            )
+        );
+        assert_eq!(a.len(), 8);
+    }
+
+    /// Issue 12 item 20: a non-root start that cannot create /var/lib/tally
+    /// said only "Permission denied".
+    #[test]
+    fn permission_denied_on_the_state_dir_says_use_state_dir() {
+        let denied = || {
+            ServerError::Journal(JournalError::Io {
+                what: "create",
+                path: PathBuf::from(DEFAULT_STATE_DIR),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            })
+        };
+        let text = start_error(denied(), false);
+        assert!(
+            text.contains("/var/lib/tally") && text.contains("--state-dir"),
+            "{text}"
+        );
+        assert!(text.contains("tally user"), "{text}");
+        assert!(start_error(denied(), true).contains("--state-dir DIR"));
+        let other = ServerError::Journal(JournalError::Locked {
+            path: PathBuf::from("/x"),
+        });
+        assert!(!start_error(other, false).contains("tally user"));
     }
 }

@@ -22,11 +22,14 @@ const MULTI_CALL: [&str; 5] = ["lmstat", "lmremove", "lmreread", "lmdown", "lmho
     version,
     about = "Status and administration of a tally license server (lmutil-compatible)",
     after_help = "Servers: -c PORT@HOST[:PORT@HOST...], else $TALLY_LICENSE_FILE, \
-                  else $LM_LICENSE_FILE, else 27000@localhost. The first that answers is used."
+                  else $LM_LICENSE_FILE, else 27000@localhost. The first that answers is used. \
+                  An IPv6 host is written PORT@[::1]; a license file in the list stands for \
+                  its SERVER lines (lmutil's rule)."
 )]
 pub struct Cli {
-    /// License server(s): PORT@HOST (or @HOST for port 27000), several
-    /// separated by ':' and tried in order.
+    /// License server(s): PORT@HOST (or @HOST for port 27000; `PORT@[::1]`
+    /// for IPv6) or a license file (its SERVER lines), several separated by
+    /// ':' and tried in order.
     #[arg(short = 'c', long = "server", global = true, value_name = "PORT@HOST")]
     pub server: Option<String>,
     /// Connect / read timeout in seconds.

@@ -1,26 +1,45 @@
 //! `tallyctl check-license FILE [--json]`: parse a license file the way
-//! tallyd will, and say what it makes of every line.
+//! tallyd will, and say what it makes of every line, and of the options
+//! file the license names.
 //!
 //! Human output (stdout): one line per pool, `line N: KEYWORD FEATURE VENDOR
-//! VERSION EXPIRY COUNT`, then every diagnostic as `file:line:column:
-//! message`, then a summary. `--json` prints one JSON object:
+//! VERSION EXPIRY COUNT [OVERDRAFT=n] [START=date] ...`, with `  EXPIRED`
+//! or `  NOT YET STARTED` after a pool that serves nothing today; then every
+//! diagnostic as `file:line:column: message`, every warning (feature names
+//! the protocol cannot carry or that hold bidirectional controls), the
+//! options file's diagnostics and warnings, and a summary. `--json` prints
+//! one JSON object:
 //!
 //! ```json
 //! {"pools":[{"line":5,"keyword":"INCREMENT","feature":"F","vendor":"V",
 //!   "version":"1.0","expiry":"permanent","count":5,"dup_group":"NONE",
-//!   "hostid":null}],
-//!  "diagnostics":[{"line":7,"column":3,"message":"..."}]}
+//!   "hostid":null,"overdraft":0,"start":null,"state":"active"}],
+//!  "diagnostics":[{"line":7,"column":3,"message":"..."}],
+//!  "warnings":[{"line":9,"column":null,"message":"..."}],
+//!  "options":{"path":"/etc/tally/citrix.opt","rules":4,
+//!   "diagnostics":[...],"warnings":[...]}}
 //! ```
 //!
-//! `count` is `null` for an uncounted pool, `hostid` `null` when the line has
-//! no `HOSTID=`. Exit status: [`EXIT_CLEAN`] (0) when every line loaded,
-//! [`EXIT_REJECTED`] (1) when some lines were rejected (diagnostics),
-//! [`EXIT_UNREADABLE`] (2) when the file cannot be read or is not UTF-8.
+//! `count` is `null` for an uncounted pool, `hostid` and `start` `null` when
+//! the line has none; `state` is `active`, `expired` or `not_started` (at
+//! the time of the check: the clock, or `TALLYCTL_NOW`). `options` is `null`
+//! when the license names no options file (the first `VENDOR` line's
+//! `OPTIONS=`, relative to the license file's directory, as tallyd finds
+//! it). Exit status: [`EXIT_CLEAN`] (0) when every line of both files
+//! loaded, [`EXIT_REJECTED`] (1) when some lines were rejected
+//! (diagnostics), [`EXIT_UNREADABLE`] (2) when the license file or the
+//! options file it names cannot be read, is not UTF-8 or is larger than
+//! [`crate::source::MAX_SOURCE_FILE_BYTES`] (tallyd would not start).
+//! Warnings and expired pools do not change the status.
 
 use std::path::Path;
 
 use serde::Serialize;
-use tally_core::license::{parse_file, LicenseSet};
+use tally_core::license::{Diagnostic, Expiry, LicenseSet, PoolLine};
+use tally_core::options::OptionsFile;
+
+use crate::names::feature_name_warnings;
+use crate::source::{read_license, read_options};
 
 /// Every line loaded.
 pub const EXIT_CLEAN: i32 = 0;
@@ -36,6 +55,59 @@ pub struct Report {
     pub pools: Vec<PoolReport>,
     /// One entry per rejected line.
     pub diagnostics: Vec<DiagnosticReport>,
+    /// Lines that loaded but deserve a word (feature names).
+    pub warnings: Vec<WarningReport>,
+    /// The options file the license names, if any.
+    pub options: Option<OptionsReport>,
+}
+
+/// A warning: a line that loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarningReport {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, when known.
+    pub column: Option<u32>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The options file named by the license's VENDOR line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OptionsReport {
+    /// Where it is.
+    pub path: String,
+    /// Rules (INCLUDE, EXCLUDE, RESERVE, MAX) that loaded.
+    pub rules: usize,
+    /// One entry per rejected line.
+    pub diagnostics: Vec<DiagnosticReport>,
+    /// Lines that loaded but look wrong (a name starting with `#`).
+    pub warnings: Vec<DiagnosticReport>,
+}
+
+/// Whether a pool serves at the time of the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolState {
+    /// Serves checkouts.
+    Active,
+    /// Past its expiry date: serves nothing.
+    Expired,
+    /// Before its `START=` date: serves nothing yet.
+    NotStarted,
+}
+
+impl PoolState {
+    /// The state of `pool` at `now_ms` (Unix ms), as the engine decides it.
+    pub fn of(pool: &PoolLine, now_ms: u64) -> PoolState {
+        if pool.expiry.is_expired(now_ms) {
+            PoolState::Expired
+        } else if pool.start.is_some_and(|d| now_ms < d.start_ms()) {
+            PoolState::NotStarted
+        } else {
+            PoolState::Active
+        }
+    }
 }
 
 /// One pool in the report.
@@ -59,6 +131,12 @@ pub struct PoolReport {
     pub dup_group: String,
     /// `HOSTID=` value, if any.
     pub hostid: Option<String>,
+    /// Licenses allowed beyond `count` (`OVERDRAFT=`, or `ODP` percent).
+    pub overdraft: u32,
+    /// `START=` date, if any.
+    pub start: Option<String>,
+    /// Whether it serves at the time of the check.
+    pub state: PoolState,
 }
 
 /// One diagnostic in the report.
@@ -72,9 +150,20 @@ pub struct DiagnosticReport {
     pub message: String,
 }
 
+fn diagnostic_reports(list: &[Diagnostic]) -> Vec<DiagnosticReport> {
+    list.iter()
+        .map(|d| DiagnosticReport {
+            line: d.line,
+            column: d.column,
+            message: d.message.clone(),
+        })
+        .collect()
+}
+
 impl Report {
-    /// Builds the report of a parsed file.
-    pub fn of(set: &LicenseSet) -> Report {
+    /// Builds the report of a parsed file at `now_ms` (Unix ms), with the
+    /// options file it names (`None` when it names none).
+    pub fn of(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u64) -> Report {
         Report {
             pools: set
                 .pools
@@ -89,23 +178,36 @@ impl Report {
                     count: p.count,
                     dup_group: p.dup_group.to_string(),
                     hostid: p.hostid.clone(),
+                    overdraft: p.overdraft,
+                    start: p.start.map(|d| d.flexlm()),
+                    state: PoolState::of(p, now_ms),
                 })
                 .collect(),
-            diagnostics: set
-                .diagnostics
-                .iter()
-                .map(|d| DiagnosticReport {
-                    line: d.line,
-                    column: d.column,
-                    message: d.message.clone(),
+            diagnostics: diagnostic_reports(&set.diagnostics),
+            warnings: feature_name_warnings(set)
+                .into_iter()
+                .map(|w| WarningReport {
+                    line: w.line,
+                    column: None,
+                    message: w.message,
                 })
                 .collect(),
+            options: options.map(|(path, o)| OptionsReport {
+                path: path.display().to_string(),
+                rules: o.rules.len(),
+                diagnostics: diagnostic_reports(&o.diagnostics),
+                warnings: diagnostic_reports(&o.warnings),
+            }),
         }
     }
 
     /// The exit status for this report.
     pub fn exit_code(&self) -> i32 {
-        if self.diagnostics.is_empty() {
+        let options_rejected = self
+            .options
+            .as_ref()
+            .is_some_and(|o| !o.diagnostics.is_empty());
+        if self.diagnostics.is_empty() && !options_rejected {
             EXIT_CLEAN
         } else {
             EXIT_REJECTED
@@ -113,8 +215,27 @@ impl Report {
     }
 }
 
-/// The human-readable listing of `set`.
-pub fn human(set: &LicenseSet) -> String {
+/// A name for the listing: bidirectional and other invisible controls
+/// escaped (`\u{202e}`), so the listing cannot be reordered by them.
+fn shown(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_control() || crate::names::is_bidi_control(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `n thing` / `n things`.
+fn counted(n: usize, thing: &str) -> String {
+    crate::debuglog::counted(n as u64, thing, &format!("{thing}s"))
+}
+
+/// The human-readable listing of `set` (and its options file) at `now_ms`.
+pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u64) -> String {
     let mut out = String::new();
     for p in &set.pools {
         let count = p
@@ -124,44 +245,111 @@ pub fn human(set: &LicenseSet) -> String {
             "line {}: {} {} {} {} {} {}",
             p.line,
             p.kind.keyword(),
-            p.feature,
+            shown(&p.feature),
             p.vendor,
             p.version,
             p.expiry.flexlm(),
             count
         ));
+        if p.overdraft > 0 {
+            out.push_str(&format!(" OVERDRAFT={}", p.overdraft));
+        }
+        if let Some(start) = p.start {
+            out.push_str(&format!(" START={}", start.flexlm()));
+        }
         if !p.dup_group.is_by_handle() {
             out.push_str(&format!(" DUP_GROUP={}", p.dup_group));
         }
         if let Some(h) = &p.hostid {
             out.push_str(&format!(" HOSTID={h}"));
         }
+        match (PoolState::of(p, now_ms), p.expiry, p.start) {
+            (PoolState::Expired, Expiry::On(d), _) => {
+                out.push_str(&format!("  EXPIRED (on {}: serves nothing)", d.flexlm()))
+            }
+            (PoolState::NotStarted, _, Some(d)) => {
+                out.push_str(&format!("  NOT YET STARTED (serves from {})", d.flexlm()))
+            }
+            _ => {}
+        }
         out.push('\n');
     }
     for d in &set.diagnostics {
         out.push_str(&format!("{d}\n"));
     }
+    let warnings = feature_name_warnings(set);
+    for w in &warnings {
+        out.push_str(&format!("{w}\n"));
+    }
     let pools = set.pools.len();
     let diags = set.diagnostics.len();
+    let idle = set
+        .pools
+        .iter()
+        .filter(|p| PoolState::of(p, now_ms) != PoolState::Active)
+        .count();
     out.push_str(&format!(
-        "{}: {pools} pool{}, {diags} line{} rejected\n",
+        "{}: {}, {} rejected",
         set.source,
-        if pools == 1 { "" } else { "s" },
-        if diags == 1 { "" } else { "s" },
+        counted(pools, "pool"),
+        counted(diags, "line"),
     ));
+    if idle > 0 {
+        out.push_str(&format!(
+            ", {} expired or not yet started",
+            counted(idle, "pool")
+        ));
+    }
+    if !warnings.is_empty() {
+        out.push_str(&format!(", {}", counted(warnings.len(), "warning")));
+    }
+    out.push('\n');
+    if let Some((path, o)) = options {
+        for d in &o.diagnostics {
+            out.push_str(&format!("{d}\n"));
+        }
+        for w in &o.warnings {
+            out.push_str(&format!("{w} (warning)\n"));
+        }
+        out.push_str(&format!(
+            "{} (options file): {}, {} rejected{}\n",
+            path.display(),
+            counted(o.rules.len(), "rule"),
+            counted(o.diagnostics.len(), "line"),
+            if o.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", counted(o.warnings.len(), "warning"))
+            }
+        ));
+    }
     out
 }
 
-/// Runs `check-license`: prints the report and returns the exit status.
-pub fn run(path: &Path, json: bool) -> i32 {
-    let set = match parse_file(path) {
+/// Runs `check-license` at `now_ms` (Unix ms): prints the report and
+/// returns the exit status.
+pub fn run(path: &Path, json: bool, now_ms: u64) -> i32 {
+    let set = match read_license(path) {
         Ok(set) => set,
         Err(e) => {
             eprintln!("tallyctl: {e}");
             return EXIT_UNREADABLE;
         }
     };
-    let report = Report::of(&set);
+    // The options file tallyd would read (without --options).
+    let options_path = crate::options::locate(None, &set, Some(path));
+    let options = match options_path.as_deref().map(read_options).transpose() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "tallyctl: {e} (named by the VENDOR line of {})",
+                path.display()
+            );
+            return EXIT_UNREADABLE;
+        }
+    };
+    let options = options_path.as_deref().zip(options.as_ref());
+    let report = Report::of(&set, options, now_ms);
     if json {
         match serde_json::to_string(&report) {
             Ok(s) => super::print(&format!("{s}\n")),
@@ -171,7 +359,7 @@ pub fn run(path: &Path, json: bool) -> i32 {
             }
         }
     } else {
-        super::print(&human(&set));
+        super::print(&human(&set, options, now_ms));
     }
     report.exit_code()
 }
@@ -181,19 +369,63 @@ mod tests {
     use super::*;
     use tally_core::license::parse_str;
 
+    /// 1 July 2026, 00:00 UTC.
+    const NOW: u64 = 1_782_864_000_000;
+
     #[test]
     fn report_shape() {
         let set = parse_str(
             "t.lic",
             "INCREMENT F1 V 1.0 permanent 5\nINCREMENT F2 V 1.0 31-dec-2026 uncounted HOSTID=ANY\nBOGUS x\n",
         );
-        let r = Report::of(&set);
+        let r = Report::of(&set, None, NOW);
         assert_eq!(r.pools.len(), 2);
         assert_eq!(r.pools[0].count, Some(5));
         assert_eq!(r.pools[1].count, None);
         assert_eq!(r.pools[1].expiry, "31-dec-2026");
         assert_eq!(r.diagnostics.len(), 1);
         assert_eq!(r.exit_code(), EXIT_REJECTED);
-        assert!(human(&set).contains("t.lic:3:1: "));
+        assert!(human(&set, None, NOW).contains("t.lic:3:1: "));
+        assert!(human(&set, None, NOW).contains("2 pools, 1 line rejected"));
+    }
+
+    /// Issue 12 item 21: expired and not-yet-started pools were listed like
+    /// any other, without their overdraft or START.
+    #[test]
+    fn expired_and_future_pools_are_flagged_with_overdraft_and_start() {
+        let set = parse_str(
+            "t.lic",
+            "INCREMENT OLD V 1.0 31-dec-2020 5\n\
+             INCREMENT LATER V 1.0 permanent 10 START=1-jan-2030 OVERDRAFT=2\n\
+             INCREMENT NOW V 1.0 permanent 4 START=1-jan-2020\n",
+        );
+        let text = human(&set, None, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with("31-dec-2020 5  EXPIRED (on 31-dec-2020: serves nothing)"),
+            "{text}"
+        );
+        assert!(
+            lines[1].ends_with(
+                "permanent 10 OVERDRAFT=2 START=1-jan-2030  NOT YET STARTED (serves from 1-jan-2030)"
+            ),
+            "{text}"
+        );
+        assert!(lines[2].ends_with("permanent 4 START=1-jan-2020"), "{text}");
+        assert!(
+            text.contains("2 pools expired or not yet started"),
+            "{text}"
+        );
+        let r = Report::of(&set, None, NOW);
+        let states: Vec<PoolState> = r.pools.iter().map(|p| p.state).collect();
+        assert_eq!(
+            states,
+            [PoolState::Expired, PoolState::NotStarted, PoolState::Active]
+        );
+        assert_eq!(r.pools[1].overdraft, 2);
+        assert_eq!(r.pools[1].start.as_deref(), Some("1-jan-2030"));
+        assert_eq!(r.exit_code(), EXIT_CLEAN, "a warning, not a rejection");
+        let json = serde_json::to_string(&r).unwrap_or_default();
+        assert!(json.contains("\"state\":\"not_started\""), "{json}");
     }
 }

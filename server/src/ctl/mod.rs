@@ -25,7 +25,9 @@
 //! `--admin-token-file FILE` (sends `AUTH <token>` before `remove`, `reread`,
 //! `down`; needed only from a non-loopback address). Without `-c` the server
 //! comes from `TALLY_LICENSE_FILE`, then `LM_LICENSE_FILE`, then
-//! `27000@localhost`; values must be `PORT@HOST` lists (see [`addr`]).
+//! `27000@localhost`; values are lists of `PORT@HOST` entries (IPv6 hosts
+//! as `PORT@[::1]`) and license files, whose SERVER lines are read, as
+//! lmutil does (see [`addr`]).
 //!
 //! **As lmutil.** Link or copy the binary as `lmutil` and point an exporter
 //! at it: `lmutil lmstat -c 27000@lic1 -a`, `lmutil lmstat -v`, `lmutil
@@ -41,8 +43,9 @@
 //! 2. Full table in [`error`]; `check-license` exits 0 / 1 / 2 (clean /
 //! lines rejected / unreadable).
 //!
-//! `remove` exits 1 when nothing matched. A holder with an empty display
-//! (lmstat prints its host there) can only be removed with `--handle`.
+//! `remove` exits 1 when nothing matched. DISPLAY is the display as lmstat
+//! prints it: a holder that sent no display is named by its host there
+//! (`lmstat` shows `bob pc2 pc2`, so `remove F bob pc2 pc2` removes it).
 //!
 //! **For tests only**: the environment variable `TALLYCTL_NOW`, an RFC 3339
 //! time such as `2026-04-22T11:08:00+02:00`, replaces the clock and the
@@ -72,6 +75,7 @@ use args::{Cli, Command, LmstatArgs, RemoveArgs};
 use client::{exchange, expect_ok, field, not_ok};
 use lmstat::{FeatureSelection, LmstatOptions};
 
+use crate::debuglog::counted;
 use crate::status::Status;
 
 /// Environment variable that fixes "now" and the time zone (tests only).
@@ -118,6 +122,15 @@ impl Now {
             Err(_) => Ok(Now::Local(Local::now())),
         }
     }
+
+    /// Unix milliseconds (0 before 1970).
+    fn unix_ms(self) -> u64 {
+        let ms = match self {
+            Now::Local(t) => t.timestamp_millis(),
+            Now::Fixed(t) => t.timestamp_millis(),
+        };
+        u64::try_from(ms).unwrap_or(0)
+    }
 }
 
 /// Writes `s` to stdout; a closed pipe (`tallyctl lmstat -a | head`) is not
@@ -141,7 +154,13 @@ fn timeout(secs: f64) -> Result<Duration, CtlError> {
 
 /// Runs a parsed command line.
 fn run(cli: Cli) -> Result<i32, CtlError> {
-    let servers = || addr::discover(cli.server.as_deref(), |n| std::env::var(n).ok());
+    let servers = || {
+        addr::discover(
+            cli.server.as_deref(),
+            |n| std::env::var(n).ok(),
+            &mut |note| eprintln!("tallyctl: note: {note}"),
+        )
+    };
     let wait = timeout(cli.timeout)?;
     match &cli.command {
         Command::Lmstat(a) => run_lmstat(a, servers, wait),
@@ -172,10 +191,13 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             let (server, reply) = request(&servers()?, "REREAD".to_string(), token(&cli)?, wait)?;
             let rest = expect_ok(&server, &reply)?;
             let mut words = rest.split(' ');
-            match (words.next(), words.next(), words.next()) {
+            let number = |w: Option<&str>| w.and_then(|w| w.parse::<u64>().ok());
+            match (words.next(), number(words.next()), number(words.next())) {
                 (Some("REREAD"), Some(pools), Some(diags)) => {
                     print(&format!(
-                        "{server}: license file reread: {pools} pools, {diags} lines rejected\n"
+                        "{server}: license file reread: {}, {} rejected\n",
+                        counted(pools, "pool", "pools"),
+                        counted(diags, "line", "lines")
                     ));
                     Ok(0)
                 }
@@ -214,7 +236,9 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             print(&hostid::hostid_line(&id));
             Ok(0)
         }
-        Command::CheckLicense { file, json } => Ok(check_license::run(file, *json)),
+        Command::CheckLicense { file, json } => {
+            Ok(check_license::run(file, *json, Now::get()?.unix_ms()))
+        }
     }
 }
 
@@ -255,7 +279,9 @@ fn run_lmstat(
         print(&lmstat::lmstat_i(&status, feature.as_deref()));
         return Ok(0);
     }
-    let features = match (&a.feature, a.all || a.active) {
+    // `-S [VENDOR]` lists that vendor daemon's features and users, as
+    // FlexLM's does, without `-a`.
+    let features = match (&a.feature, a.all || a.active || a.vendor.is_some()) {
         (Some(Some(f)), _) => FeatureSelection::One(f.clone()),
         (Some(None), _) | (None, true) => FeatureSelection::All,
         (None, false) => FeatureSelection::None,

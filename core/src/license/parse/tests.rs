@@ -428,34 +428,6 @@ fn edit_distance_basics() {
     assert_eq!(closest_keyword("XYZZY"), None);
 }
 
-#[test]
-fn parse_file_reports_io_and_utf8_errors() {
-    let dir = std::env::temp_dir().join(format!("tally-license-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let missing = dir.join("missing.lic");
-    assert!(matches!(
-        parse_file(&missing),
-        Err(LicenseFileError::Read { .. })
-    ));
-    let bad = dir.join("bad.lic");
-    std::fs::write(&bad, b"USE_SERVER\nFEATURE \xc3\xa9\xff x").unwrap();
-    match parse_file(&bad) {
-        Err(LicenseFileError::NotUtf8 {
-            offset,
-            line,
-            column,
-            ..
-        }) => assert_eq!((offset, line, column), (21, 2, 10)),
-        other => panic!("expected NotUtf8, got {other:?}"),
-    }
-    let good = dir.join("good.lic");
-    std::fs::write(&good, "USE_SERVER\n").unwrap();
-    let set = parse_file(&good).unwrap();
-    assert!(set.use_server);
-    assert_eq!(set.source, good.display().to_string());
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 /// Words that make up license-like text, including the awkward ones.
 fn fragment() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -505,4 +477,66 @@ proptest! {
             prop_assert!(p.line >= 1 && p.line <= lines);
         }
     }
+}
+
+/// Issue 12 item 11: a `\` that joins the next record is reported, and the
+/// swallowed feature is named (before, one MATLAB pool loaded and SIMULINK
+/// vanished without a word).
+#[test]
+fn continuation_swallowing_the_next_record_is_rejected_naming_both() {
+    let text = "INCREMENT MATLAB MLM 49 01-jan-2099 150 252446F5A5CB \\\n\
+                INCREMENT SIMULINK MLM 49 01-jan-2099 150 BA43E5DA5E64 \\\n";
+    let set = parse(text);
+    assert_eq!(set.pools.len(), 0, "{:?}", set.pools);
+    assert_eq!(set.diagnostics.len(), 1, "{:?}", set.diagnostics);
+    let d = &set.diagnostics[0];
+    assert_eq!((d.line, d.column, d.record_line), (2, 1, 1), "{d}");
+    assert!(d.message.contains("INCREMENT SIMULINK"), "{d}");
+    assert!(d.message.contains("INCREMENT MATLAB"), "{d}");
+    assert!(d.message.contains("line 1"), "{d}");
+    // Other record kinds too: a VENDOR line swallowing a FEATURE line.
+    let d = one_diagnostic("VENDOR CITRIX \\\nFEATURE f CITRIX 1.0 permanent 1\n");
+    assert_eq!((d.line, d.column), (2, 1), "{d}");
+    assert!(d.message.contains("FEATURE f"), "{d}");
+}
+
+#[test]
+fn backslash_at_end_of_file_is_reported() {
+    for text in [
+        "FEATURE f v 1.0 permanent 1 \\",
+        "FEATURE f v 1.0 permanent 1 \\\n",
+    ] {
+        let d = one_diagnostic(text);
+        assert_eq!((d.line, d.column), (1, 29), "{text:?}: {d}");
+        assert!(d.message.contains("end of the file"), "{d}");
+    }
+    // A continuation onto a real last line is fine.
+    one_pool("FEATURE f v 1.0 permanent 1 \\\n  SIGN=00\n");
+}
+
+#[test]
+fn stray_positional_tokens_are_rejected_with_their_position() {
+    let cases = [
+        ("FEATURE f v 1.0 permanent 5 7\n", 29, "\"7\""),
+        ("FEATURE f v 1.0 permanent 5 # note\n", 29, "comment"),
+        (
+            "FEATURE f v 1.0 permanent 5 SIGN=00 31-dec-2026\n",
+            37,
+            "31-dec-2026",
+        ),
+        ("FEATURE f v 1.0 permanent 5 INCREMENT g\n", 29, "INCREMENT"),
+    ];
+    for (text, column, needle) in cases {
+        let d = one_diagnostic(text);
+        assert_eq!((d.line, d.column), (1, column), "{text:?}: {d}");
+        assert!(d.message.contains(needle), "{text:?}: {d}");
+        assert!(d.message.starts_with("FEATURE f: unexpected word"), "{d}");
+    }
+    // What FlexLM accepts stays accepted: an old key, flags, a quoted
+    // old-style vendor string.
+    let p = one_pool("FEATURE f v 1.0 permanent 5 0E75D6C8DF00 TS_OK SUPERSEDE \"old vs\"\n");
+    assert_eq!(p.other.len(), 3, "{:?}", p.other);
+    // A key is only the first word after the count.
+    let d = one_diagnostic("FEATURE f v 1.0 permanent 5 TS_OK 0E75D6C8DF00\n");
+    assert_eq!(d.column, 35, "{d}");
 }
