@@ -109,6 +109,9 @@ pub struct Config {
     pub durability: Durability,
     /// Where the journal and snapshots live.
     pub state_dir: PathBuf,
+    /// Start on a damaged journal, restoring every intact record (see
+    /// `journal::files::recover`).
+    pub salvage_journal: bool,
 }
 
 /// Errors starting the server.
@@ -314,6 +317,7 @@ impl Server {
         let booted = journal::boot::recover_into(
             &config.state_dir,
             config.durability,
+            config.salvage_journal,
             &engine,
             &handle,
             now,

@@ -18,6 +18,24 @@ use tally_server::server::{Config, Server, ServerError};
 /// Port used when neither --port nor the license's SERVER line gives one.
 const DEFAULT_PORT: u16 = 27000;
 
+/// Exit status when the state dir's journal or snapshot is damaged (or in
+/// another format version): a restart would meet the same files, so a
+/// supervisor should not restart on it (`RestartPreventExitStatus=65`).
+/// sysexits' `EX_DATAERR`.
+const EXIT_DAMAGED_STATE: u8 = 65;
+
+/// Why tallyd stopped: the exit status and the message for stderr.
+struct Failure {
+    status: u8,
+    message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { status: 1, message }
+    }
+}
+
 /// tally license server: FlexLM-compatible license files, lmgrd-style log.
 #[derive(Debug, Parser)]
 #[command(name = "tallyd", version, about, long_about = None)]
@@ -55,6 +73,13 @@ struct Args {
     #[arg(long, value_name = "KIB", default_value_t = tally_server::journal::SNAPSHOT_EVERY_BYTES / 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every_kib: u64,
+
+    /// Start even though the journal is damaged (other than a torn tail,
+    /// which is always cut): restore every intact record around the damage
+    /// and move each damaged file to STATE_DIR/damaged/. Without it tallyd
+    /// refuses to start (exit status 65) and says what is damaged.
+    #[arg(long)]
+    salvage_journal: bool,
 
     /// FlexLM options file (docs/options-file.md). Default: the
     /// `OPTIONS=` path on the license file's VENDOR line, if any.
@@ -177,7 +202,7 @@ fn start_error(e: ServerError, state_dir_given: bool) -> String {
     format!("{e}; {what}")
 }
 
-fn run(args: Args) -> Result<(), String> {
+fn run(args: Args) -> Result<(), Failure> {
     tally_server::journal::set_snapshot_every_bytes(args.snapshot_every_kib.saturating_mul(1024));
     let licenses = load_licenses(args.license.as_ref())?;
     let policy = load_options(&args, &licenses)?;
@@ -249,8 +274,16 @@ fn run(args: Args) -> Result<(), String> {
                 d
             }
         },
+        salvage_journal: args.salvage_journal,
     };
-    let server = Server::start(config).map_err(|e| start_error(e, args.state_dir.is_some()))?;
+    let state_dir_given = args.state_dir.is_some();
+    let server = Server::start(config).map_err(|e| Failure {
+        status: match &e {
+            ServerError::Journal(j) if j.is_damaged_state() => EXIT_DAMAGED_STATE,
+            _ => 1,
+        },
+        message: start_error(e, state_dir_given),
+    })?;
     if let Some(summary) = server.recovery_summary() {
         eprintln!("tallyd: {summary}");
     }
@@ -268,7 +301,7 @@ fn run(args: Args) -> Result<(), String> {
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
     ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    .map_err(|e| Failure::from(format!("cannot install signal handlers: {e}")))?;
     let signal_handle = signals.handle();
     std::thread::spawn(move || {
         for sig in signals.forever() {
@@ -288,9 +321,9 @@ fn run(args: Args) -> Result<(), String> {
 fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tallyd: {e}");
-            ExitCode::FAILURE
+        Err(f) => {
+            eprintln!("tallyd: {}", f.message);
+            ExitCode::from(f.status)
         }
     }
 }

@@ -49,9 +49,12 @@ pub struct Booted {
 }
 
 /// Locks and reads `dir`, restores what it holds into `engine` at `now`.
+/// A journal damaged other than by a torn tail is refused unless `salvage`
+/// (`tallyd --salvage-journal`): see [`files::recover`].
 pub fn recover_into(
     dir: &Path,
     mode: Durability,
+    salvage: bool,
     engine: &Engine,
     log: &LogHandle,
     now: u64,
@@ -69,7 +72,7 @@ pub fn recover_into(
     }
     let started = Instant::now();
     let lock = files::lock_dir(dir)?;
-    let rec = files::recover(dir)?;
+    let rec = files::recover(dir, salvage)?;
     for note in &rec.notes {
         eprintln!("tallyd: journal: {note}");
         log.line(now, "lmgrd", format!("Journal: {note}"));
@@ -143,8 +146,18 @@ pub fn recover_into(
             }
         }
     }
+    let salvaged = if rec.set_aside.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", salvaged {} damaged file(s) ({} bytes unreadable; moved to {})",
+            rec.set_aside.len(),
+            rec.unreadable_bytes,
+            dir.join(super::damage::DAMAGED_DIR).display()
+        )
+    };
     let summary = format!(
-        "journal: recovered {} ({} mode): restored {}, expired while down {}, not restored {}, {} records replayed from {} and {} segment(s), {} bytes of torn tail dropped, in {} ms",
+        "journal: recovered {} ({} mode): restored {}, expired while down {}, not restored {}, {} records replayed from {} and {} segment(s), {} bytes of torn tail dropped{salvaged}, in {} ms",
         dir.display(),
         mode,
         booted.restored,

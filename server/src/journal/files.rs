@@ -8,18 +8,41 @@
 //!
 //! `<gen>` is 16 hex digits. A snapshot is written to `.tmp`, synced, and
 //! renamed (then the directory is synced), so a snapshot file is whole or
-//! absent. Recovery = the newest snapshot + every segment of that
-//! generation or later, in order. Each run of tallyd starts by writing a
-//! snapshot of what it restored (with its own ids) and a fresh segment, then
-//! deletes everything older.
+//! absent; a `.tmp` or a segment whose writing failed is removed, so a full
+//! disk never leaves a half-written file behind. Recovery = the newest
+//! snapshot + every segment of that generation or later, in order. Each run
+//! of tallyd starts by writing a snapshot of what it restored (with its own
+//! ids) and a fresh segment, then deletes everything older.
+//!
+//! Damage. The only damage recovery repairs without asking is a torn tail:
+//! the end of the newest segment, after its last intact record, when it is
+//! what an interrupted append leaves ([`record::Survey::is_torn_tail`]).
+//! Anything else (a bad record with intact ones after it, a damaged
+//! header, a gap in the sequence numbers, any damage in an older segment
+//! or in the snapshot) makes [`recover`] refuse with
+//! [`JournalError::Damaged`] or [`JournalError::BadSnapshot`], naming the
+//! file, the byte offset and what is readable after it, and touching
+//! nothing. With `salvage`, every intact record around the damage is
+//! restored and each damaged file is set aside in `STATE_DIR/damaged/`
+//! ([`DAMAGED_DIR`]), never deleted.
+//!
+//! Invariant the torn-tail rule relies on: only the newest segment is ever
+//! appended to. A segment is left (for a new one) only after its last
+//! write is synced, or, when a sync failed, by a new snapshot that makes
+//! the old segments unnecessary (recovery starts from it).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use super::damage::{damaged_message, describe, set_aside, FileDamage, DAMAGED_DIR};
 use super::record::{self, Record, FILE_HEADER, SEGMENT_MAGIC, SNAPSHOT_MAGIC};
 use super::state::State;
+
+/// Test hook, debug builds only: while the file this variable names
+/// exists, every journal and snapshot sync fails with EIO.
+pub const DEBUG_SYNC_EIO_ENV: &str = "TALLYD_DEBUG_SYNC_EIO";
 
 /// Errors of the state directory.
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +65,21 @@ pub enum JournalError {
     },
     /// A snapshot is damaged (snapshots are written whole, so this is disk
     /// damage or tampering: tallyd refuses to guess).
-    #[error("snapshot {} is damaged: {why}; move it away to start without it (its checkouts would be lost)", path.display())]
+    #[error("snapshot {} is damaged: {why}. tallyd does not start on a damaged snapshot: --salvage-journal restores its intact records and the segments after it (the file is then moved to the state dir's {DAMAGED_DIR}/), or move it away to start without it (its checkouts would be lost)", path.display())]
     BadSnapshot {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         why: String,
+    },
+    /// Journal segments are damaged other than by a torn tail (see the
+    /// module documentation): refused unless salvaging.
+    #[error("{}", damaged_message(.dir, .files))]
+    Damaged {
+        /// The state directory.
+        dir: PathBuf,
+        /// Each damaged file.
+        files: Vec<FileDamage>,
     },
     /// A state file in a format this tallyd does not read, e.g. written by
     /// a newer version (a downgrade): refused rather than skipped, since
@@ -61,6 +93,43 @@ pub enum JournalError {
         /// The magic this build reads.
         reads: String,
     },
+}
+
+impl JournalError {
+    /// Whether this is damage or a foreign format in the state files (not
+    /// an I/O failure): a restart would meet it again, so tallyd exits with
+    /// a status of its own that a supervisor can be told not to restart on.
+    pub fn is_damaged_state(&self) -> bool {
+        matches!(
+            self,
+            JournalError::Damaged { .. }
+                | JournalError::BadSnapshot { .. }
+                | JournalError::OtherFormat { .. }
+        )
+    }
+}
+
+/// Fails with EIO while the debug hook asks for it ([`DEBUG_SYNC_EIO_ENV`]).
+fn debug_sync_fault() -> io::Result<()> {
+    #[cfg(debug_assertions)]
+    if let Some(p) = std::env::var_os(DEBUG_SYNC_EIO_ENV) {
+        if Path::new(&p).exists() {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+    }
+    Ok(())
+}
+
+/// `fdatasync` of a journal file (through the debug hook).
+pub fn sync_data(f: &File) -> io::Result<()> {
+    debug_sync_fault()?;
+    f.sync_data()
+}
+
+/// `fsync` of a state file or directory (through the debug hook).
+fn sync_all(f: &File) -> io::Result<()> {
+    debug_sync_fault()?;
+    f.sync_all()
 }
 
 /// `Err(OtherFormat)` if `bytes` start like a tally state file of kind
@@ -135,7 +204,7 @@ pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
 /// Syncs a directory (so a rename or create in it is durable).
 pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| sync_all(&d))
         .map_err(io_at("sync", dir))
 }
 
@@ -152,9 +221,13 @@ pub struct Recovered {
     pub segments: usize,
     /// Records replayed from segments.
     pub records: u64,
-    /// Bytes cut from torn or corrupt tails.
+    /// Bytes cut from torn tails.
     pub dropped_bytes: u64,
-    /// One line per torn tail or damaged segment, for the log.
+    /// Bytes of damaged files that held no intact record (salvage only).
+    pub unreadable_bytes: u64,
+    /// Damaged files salvaged and set aside: where each went.
+    pub set_aside: Vec<PathBuf>,
+    /// One line per torn tail or salvaged file, for the log.
     pub notes: Vec<String>,
 }
 
@@ -162,8 +235,10 @@ fn read(path: &Path) -> Result<Vec<u8>, JournalError> {
     std::fs::read(path).map_err(io_at("read", path))
 }
 
-/// Reads the newest snapshot and replays the segments after it.
-pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
+/// Reads the newest snapshot and replays the segments after it. Damage
+/// other than a torn tail is refused (nothing is touched) unless `salvage`,
+/// which restores every intact record and sets each damaged file aside.
+pub fn recover(dir: &Path, salvage: bool) -> Result<Recovered, JournalError> {
     let mut snapshots = Vec::new();
     let mut segments = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(io_at("list", dir))?;
@@ -186,74 +261,138 @@ pub fn recover(dir: &Path) -> Result<Recovered, JournalError> {
         next_gen: snapshots.iter().chain(&segments).max().map_or(1, |g| g + 1),
         ..Recovered::default()
     };
+    let mut damaged = Vec::new();
     let from = snapshots.last().copied();
     if let Some(g) = from {
         let path = snapshot_path(dir, g);
-        out.state = load_snapshot(&path, g)?;
+        let (state, damage) = load_snapshot(&path, g, salvage)?;
+        out.state = state;
+        damaged.extend(damage);
         out.snapshot = Some(path);
     }
-    for &g in segments.iter().filter(|&&g| from.map_or(true, |s| g >= s)) {
+    segments.retain(|&g| from.map_or(true, |s| g >= s));
+    let newest = segments.last().copied();
+    // Sequence numbers run on across the segments of a run.
+    let mut want = None;
+    for &g in &segments {
         let path = segment_path(dir, g);
         let bytes = read(&path)?;
         out.segments += 1;
         check_format(&path, &bytes, SEGMENT_MAGIC)?;
-        if bytes.len() < FILE_HEADER || &bytes[..8] != SEGMENT_MAGIC {
-            out.dropped_bytes += bytes.len() as u64;
-            out.notes.push(format!(
-                "{}: no segment header ({} bytes): dropped",
-                path.display(),
-                bytes.len()
-            ));
+        let mut header = Vec::with_capacity(FILE_HEADER);
+        record::file_header(&mut header, SEGMENT_MAGIC, g);
+        let is_newest = Some(g) == newest;
+        if bytes.len() < FILE_HEADER {
+            if is_newest && header.starts_with(&bytes) {
+                // Cut while it was being created: it held nothing yet.
+                if !bytes.is_empty() {
+                    out.dropped_bytes += bytes.len() as u64;
+                    out.notes.push(format!(
+                        "{}: header cut short ({} bytes; a crash while creating it): dropped, it held no records",
+                        path.display(),
+                        bytes.len()
+                    ));
+                }
+                continue;
+            }
+            damaged.push(FileDamage {
+                path,
+                report: format!(
+                    "is damaged at byte 0 (it has {} bytes, not a segment header): no intact record follows",
+                    bytes.len()
+                ),
+                unreadable_bytes: bytes.len() as u64,
+            });
             continue;
         }
+        let header_bad = bytes[..FILE_HEADER] != header[..];
         let body = &bytes[FILE_HEADER..];
-        let scan = record::scan(body, None);
-        for (_, r) in &scan.frames {
+        let survey = record::survey(body, want);
+        for (_, r) in &survey.frames {
             let payload = &body[r.clone()];
             if let Ok(rec) = record::decode(payload) {
                 out.state.apply(&rec, payload);
             }
         }
-        out.records += scan.frames.len() as u64;
-        if let Some(stop) = scan.stop {
-            out.dropped_bytes += scan.dropped_bytes as u64;
+        out.records += survey.frames.len() as u64;
+        if let Some((seq, _)) = survey.frames.last() {
+            want = Some(seq + 1);
+        }
+        if !header_bad && survey.damage.is_empty() {
+            continue;
+        }
+        if !header_bad && is_newest && survey.is_torn_tail(body) {
+            let d = &survey.damage[0];
+            out.dropped_bytes += d.len as u64;
             out.notes.push(format!(
                 "{}: cut at byte {} after {} good records: {} ({} bytes dropped)",
                 path.display(),
-                FILE_HEADER + scan.good_len,
-                scan.frames.len(),
-                stop,
-                scan.dropped_bytes
+                FILE_HEADER + d.at,
+                survey.frames.len(),
+                d.stop,
+                d.len
             ));
+            continue;
+        }
+        let header_why = header_bad.then(|| {
+            format!(
+                "its header is not {} with generation {g}",
+                String::from_utf8_lossy(SEGMENT_MAGIC)
+            )
+        });
+        damaged.push(FileDamage {
+            report: format!(
+                "is damaged {}",
+                describe(&survey, FILE_HEADER, header_why.as_deref())
+            ),
+            unreadable_bytes: survey.damage.iter().map(|d| d.len as u64).sum::<u64>()
+                + if header_bad { FILE_HEADER as u64 } else { 0 },
+            path,
+        });
+    }
+    if !damaged.is_empty() {
+        if !salvage {
+            return Err(JournalError::Damaged {
+                dir: dir.to_path_buf(),
+                files: damaged,
+            });
+        }
+        for d in &damaged {
+            let to = set_aside(dir, &d.path)?;
+            out.unreadable_bytes += d.unreadable_bytes;
+            out.notes.push(format!(
+                "salvaged every intact record of {d}; the file is moved to {}",
+                to.display()
+            ));
+            out.set_aside.push(to);
         }
     }
     Ok(out)
 }
 
-fn load_snapshot(path: &Path, gen: u64) -> Result<State, JournalError> {
-    let bad = |why: String| JournalError::BadSnapshot {
-        path: path.to_path_buf(),
-        why,
-    };
+/// Reads snapshot `gen`. Damage is refused unless `salvage`; then its
+/// intact records are returned with the damage found.
+fn load_snapshot(
+    path: &Path,
+    gen: u64,
+    salvage: bool,
+) -> Result<(State, Option<FileDamage>), JournalError> {
     let bytes = read(path)?;
     check_format(path, &bytes, SNAPSHOT_MAGIC)?;
-    if bytes.len() < FILE_HEADER || &bytes[..8] != SNAPSHOT_MAGIC {
-        return Err(bad("no snapshot header".into()));
-    }
-    if bytes[8..16] != gen.to_le_bytes() {
-        return Err(bad("its header names another generation".into()));
-    }
-    let body = &bytes[FILE_HEADER..];
-    let scan = record::scan(body, Some(0));
-    if let Some(stop) = scan.stop {
-        return Err(bad(format!(
-            "{stop} at byte {}",
-            FILE_HEADER + scan.good_len
-        )));
-    }
+    let mut header = Vec::with_capacity(FILE_HEADER);
+    record::file_header(&mut header, SNAPSHOT_MAGIC, gen);
+    let header_why = if bytes.len() < FILE_HEADER || &bytes[..8] != SNAPSHOT_MAGIC {
+        Some("no snapshot header")
+    } else if bytes[8..16] != header[8..16] {
+        Some("its header names another generation")
+    } else {
+        None
+    };
+    let body = bytes.get(FILE_HEADER..).unwrap_or_default();
+    let survey = record::survey(body, Some(0));
     let mut state = State::default();
     let mut ended = None;
-    for (_, r) in &scan.frames {
+    for (_, r) in &survey.frames {
         let payload = &body[r.clone()];
         match record::decode(payload) {
             Ok(Record::End {
@@ -261,17 +400,36 @@ fn load_snapshot(path: &Path, gen: u64) -> Result<State, JournalError> {
                 tombstones,
             }) => ended = Some((instances, tombstones)),
             Ok(rec) => state.apply(&rec, payload),
-            Err(e) => return Err(bad(e.to_string())),
+            Err(_) => {} // cannot happen: the survey decoded it
         }
     }
     let counted = (state.live.len() as u64, state.tombstones.len() as u64);
-    match ended {
-        Some(e) if e == counted => Ok(state),
-        Some(e) => Err(bad(format!(
-            "it promises {} instances and {} tombstones but holds {} and {}",
-            e.0, e.1, counted.0, counted.1
-        ))),
-        None => Err(bad("it has no end record (incomplete)".into())),
+    let why = if header_why.is_some() || !survey.damage.is_empty() {
+        Some(describe(&survey, FILE_HEADER, header_why))
+    } else {
+        match ended {
+            Some(e) if e == counted => None,
+            Some(e) => Some(format!(
+                "it promises {} instances and {} tombstones but holds {} and {}",
+                e.0, e.1, counted.0, counted.1
+            )),
+            None => Some("it has no end record (incomplete)".into()),
+        }
+    };
+    match why {
+        None => Ok((state, None)),
+        Some(why) if !salvage => Err(JournalError::BadSnapshot {
+            path: path.to_path_buf(),
+            why,
+        }),
+        Some(why) => Ok((
+            state,
+            Some(FileDamage {
+                path: path.to_path_buf(),
+                report: format!("is damaged: {why}"),
+                unreadable_bytes: survey.damage.iter().map(|d| d.len as u64).sum(),
+            }),
+        )),
     }
 }
 
@@ -294,11 +452,18 @@ pub fn encode_snapshot(gen: u64, state: &State) -> Vec<u8> {
 pub fn write_snapshot_bytes(dir: &Path, gen: u64, buf: &[u8]) -> Result<(), JournalError> {
     let path = snapshot_path(dir, gen);
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_at("create", &tmp))?;
-    f.write_all(buf).map_err(io_at("write", &tmp))?;
-    f.sync_all().map_err(io_at("sync", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io_at("rename into place", &path))?;
+    let written = File::create(&tmp)
+        .map_err(io_at("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(buf).map_err(io_at("write", &tmp))?;
+            sync_all(&f).map_err(io_at("sync", &tmp))
+        })
+        .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_at("rename into place", &path)));
+    if written.is_err() {
+        // A full disk must not keep a half-written snapshot eating space.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
     sync_dir(dir)
 }
 
@@ -313,9 +478,17 @@ pub fn create_segment(dir: &Path, gen: u64) -> Result<File, JournalError> {
         .map_err(io_at("create", &path))?;
     let mut h = Vec::with_capacity(FILE_HEADER);
     record::file_header(&mut h, SEGMENT_MAGIC, gen);
-    f.write_all(&h).map_err(io_at("write", &path))?;
-    f.sync_all().map_err(io_at("sync", &path))?;
-    sync_dir(dir)?;
+    let written = f
+        .write_all(&h)
+        .map_err(io_at("write", &path))
+        .and_then(|()| sync_all(&f).map_err(io_at("sync", &path)))
+        .and_then(|()| sync_dir(dir));
+    if let Err(e) = written {
+        // Nothing was journaled in it: leave no half-made segment behind.
+        drop(f);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(f)
 }
 
@@ -343,17 +516,17 @@ pub fn start_generation(dir: &Path, gen: u64, state: &State) -> Result<File, Jou
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::journal::record::{encode_in, encode_instance, Instance, TAG_OUT};
 
-    fn dir(name: &str) -> PathBuf {
+    pub(crate) fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tally-journal-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
     }
 
-    fn out(id: u64, renewed: bool, deadline: u64) -> Vec<u8> {
+    pub(crate) fn out(id: u64, renewed: bool, deadline: u64) -> Vec<u8> {
         let mut p = Vec::new();
         encode_instance(
             &mut p,
@@ -376,7 +549,7 @@ mod tests {
         p
     }
 
-    fn append(path: &Path, first_seq: u64, payloads: &[Vec<u8>]) {
+    pub(crate) fn append(path: &Path, first_seq: u64, payloads: &[Vec<u8>]) {
         let mut buf = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
             record::frame(&mut buf, first_seq + i as u64, p);
@@ -419,7 +592,7 @@ mod tests {
         f.write_all(&torn).expect("append");
         drop(f);
 
-        let rec = recover(&d).expect("recover");
+        let rec = recover(&d, false).expect("recover");
         assert_eq!(rec.state, live);
         assert_eq!(rec.next_gen, 3);
         assert_eq!(rec.records, 2);
@@ -454,11 +627,88 @@ mod tests {
         )
         .expect("tmp");
 
-        let rec = recover(&d).expect("recover");
+        let rec = recover(&d, false).expect("recover");
         assert_eq!(rec.state, live);
         assert_eq!(rec.records, 5);
         assert_eq!(rec.next_gen, 3);
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A tmpfs mounted for one test, unmounted on drop.
+    struct Tmpfs(PathBuf);
+
+    impl Tmpfs {
+        fn mount(name: &str, size: &str) -> Option<Tmpfs> {
+            let d = dir(name);
+            std::fs::create_dir_all(&d).expect("mount point");
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(&d)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                Some(Tmpfs(d))
+            } else {
+                eprintln!("SKIPPED: {name}: cannot mount a tmpfs (needs root or CAP_SYS_ADMIN)");
+                let _ = std::fs::remove_dir(&d);
+                None
+            }
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let ok = std::process::Command::new("umount")
+                .arg(&self.0)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&self.0)
+                    .status();
+            }
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    /// On a full disk a snapshot that does not fit fails without touching
+    /// the generation before it, and leaves no half-written file behind.
+    #[test]
+    fn a_snapshot_that_does_not_fit_keeps_the_old_generation() {
+        let Some(fs) = Tmpfs::mount("snapfull", "64k") else {
+            return;
+        };
+        let d = fs.0.join("state");
+        let _lock = lock_dir(&d).expect("lock");
+        start_generation(&d, 1, &State::default()).expect("gen 1");
+        let three: Vec<Vec<u8>> = (1..=3).map(|i| out(i, false, 50_000)).collect();
+        append(&segment_path(&d, 1), 0, &three);
+        let mut big = State::default();
+        for i in 1..=2000 {
+            let p = out(i, false, 50_000);
+            big.apply(&record::decode(&p).expect("decode"), &p);
+        }
+        let e = start_generation(&d, 2, &big).expect_err("it cannot fit in 64 KiB");
+        assert!(
+            e.to_string().contains("snapshot-0000000000000002.tmp"),
+            "{e}"
+        );
+        let mut names: Vec<String> = std::fs::read_dir(&d)
+            .expect("list")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "journal-0000000000000001.tly",
+                "lock",
+                "snapshot-0000000000000001.tly"
+            ]
+        );
+        assert_eq!(recover(&d, false).expect("recover").state.live.len(), 3);
     }
 
     #[test]
@@ -474,7 +724,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 5] ^= 0x10;
         std::fs::write(&path, bytes).expect("write");
-        let e = recover(&d).expect_err("must refuse").to_string();
+        let e = recover(&d, false).expect_err("must refuse").to_string();
         assert!(
             e.contains("snapshot-0000000000000004.tly is damaged"),
             "{e}"

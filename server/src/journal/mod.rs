@@ -29,13 +29,14 @@
 //! the batch's allocation happen once per event round, not per request.
 
 pub mod boot;
+pub mod damage;
 pub mod files;
 pub mod record;
 pub mod state;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -51,6 +52,10 @@ pub use state::State;
 
 /// How often `async` mode syncs the journal, ms.
 pub const ASYNC_SYNC_MS: u64 = 100;
+
+/// How long the journal waits before trying again a write the disk
+/// refused, ms.
+pub const RETRY_MS: u64 = 1000;
 
 /// Journal bytes after which a snapshot starts a new segment, by default
 /// (`tallyd --snapshot-every-kib`).
@@ -424,9 +429,13 @@ impl Writer {
                         self.give_back(b);
                     }
                     Msg::Remap(map) => {
+                        // The ids change: the snapshot of the new ids must
+                        // be durable before a record with them is written
+                        // (a segment mixing both would be misread), so it
+                        // is retried until it is.
                         self.commit();
                         self.state.remap(&map);
-                        self.snapshot();
+                        self.rewrite();
                     }
                     Msg::Stop(reply) => {
                         stop = Some(reply);
@@ -496,43 +505,59 @@ impl Writer {
     }
 
     /// Writes the output; syncs it in sync mode (or when due in async).
-    /// Retries every second while the disk refuses: replies keep waiting.
+    /// Returns only once the output is durable under the mode: while the
+    /// disk refuses, it retries every [`RETRY_MS`] and replies keep waiting.
+    ///
+    /// - A failed write (ENOSPC, EDQUOT, EIO, ...) may have put part of the
+    ///   output in the file: the segment is cut back to its last whole
+    ///   write (`ftruncate` + seek) before the write is tried again, so no
+    ///   partial bytes stay ahead of the retried copy. If even the cut
+    ///   fails, the file is given up as after a failed sync.
+    /// - A failed sync leaves the file's unsynced bytes in an unknown state
+    ///   (Linux reports a writeback error once and may drop the pages, so
+    ///   a later sync that succeeds proves nothing): the segment is given
+    ///   up, and the journal's whole state (which includes this output) is
+    ///   written as a new generation, snapshot then fresh segment, retried
+    ///   until it is durable. The older files are deleted only after that.
     fn commit(&mut self) {
         if self.out.is_empty() {
             return;
         }
+        let sync = self.mode == Durability::Sync;
         loop {
-            let r = self.segment.write_all(&self.out).and_then(|_| {
-                if self.mode == Durability::Sync {
-                    self.segment.sync_data()
-                } else {
-                    Ok(())
-                }
-            });
+            let r = self.segment.write_all(&self.out);
+            let r = match r {
+                Err(e) => Err((false, e)),
+                Ok(()) if sync => files::sync_data(&self.segment).map_err(|e| (true, e)),
+                Ok(()) => Ok(()),
+            };
             match r {
                 Ok(()) => break,
-                Err(e) => {
-                    if !self.failing {
-                        self.failing = true;
-                        let msg = format!(
-                            "journal: cannot write {}: {e}; checkouts wait until it can",
-                            files::segment_path(&self.dir, self.gen).display()
-                        );
-                        eprintln!("tallyd: {msg}");
-                        (self.log)(msg);
+                Err((false, e)) => {
+                    self.disk_failed("write", &e, "checkouts wait until it can");
+                    if let Err(e) = self.rewind() {
+                        self.disk_failed("cut back", &e, "it is given up");
+                        self.rewrite();
+                        return;
                     }
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(RETRY_MS));
+                }
+                Err((true, e)) => {
+                    self.disk_failed(
+                        "sync",
+                        &e,
+                        "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment (checkouts wait until it is)",
+                    );
+                    self.rewrite();
+                    return;
                 }
             }
         }
-        if self.failing {
-            self.failing = false;
-            (self.log)("journal: writing again".into());
-        }
+        self.disk_ok();
         self.segment_bytes += self.out.len() as u64;
         self.out.clear();
         self.journaled_since_snapshot = true;
-        if self.mode == Durability::Sync {
+        if sync {
             self.last_sync = Instant::now();
         } else {
             self.dirty = true;
@@ -540,10 +565,70 @@ impl Writer {
         }
     }
 
+    /// Cuts the segment back to the end of its last whole write.
+    fn rewind(&mut self) -> std::io::Result<()> {
+        let end = record::FILE_HEADER as u64 + self.segment_bytes;
+        self.segment.set_len(end)?;
+        self.segment.seek(SeekFrom::Start(end))?;
+        Ok(())
+    }
+
+    /// Gives up the current segment: the whole state goes into a new
+    /// generation (snapshot, fresh segment, older files deleted), retried
+    /// every [`RETRY_MS`] until it is durable. Whatever was waiting in the
+    /// output is in the snapshot, so it is dropped from the output.
+    fn rewrite(&mut self) {
+        self.reap_snapshot();
+        let gen = self.next_generation();
+        loop {
+            match files::start_generation(&self.dir, gen, &self.state) {
+                Ok(f) => break self.switch_to(gen, f),
+                Err(e) => {
+                    self.disk_failed("rewrite", &e, "checkouts wait until it can");
+                    std::thread::sleep(Duration::from_millis(RETRY_MS));
+                }
+            }
+        }
+        self.disk_ok();
+        self.out.clear();
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.last_snapshot = Instant::now();
+    }
+
+    /// Says once per episode (stderr and the log) that the disk refused.
+    fn disk_failed(&mut self, what: &str, e: &dyn std::fmt::Display, then: &str) {
+        if self.failing {
+            return;
+        }
+        self.failing = true;
+        let msg = format!(
+            "journal: cannot {what} {}: {e}; {then}",
+            files::segment_path(&self.dir, self.gen).display()
+        );
+        eprintln!("tallyd: {msg}");
+        (self.log)(msg);
+    }
+
+    /// The end of an episode of [`Writer::disk_failed`].
+    fn disk_ok(&mut self) {
+        if self.failing {
+            self.failing = false;
+            (self.log)("journal: writing again".into());
+        }
+    }
+
     /// Async mode's periodic sync; periodic snapshots.
     fn idle(&mut self) {
         if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_MS) {
-            let _ = self.segment.sync_data();
+            if let Err(e) = files::sync_data(&self.segment) {
+                self.disk_failed(
+                    "sync",
+                    &e,
+                    "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment",
+                );
+                self.rewrite();
+            }
             self.dirty = false;
             self.last_sync = Instant::now();
         }
@@ -567,6 +652,18 @@ impl Writer {
             return;
         }
         self.reap_snapshot();
+        if self.dirty {
+            // The segment is left only once it is whole on disk.
+            if let Err(e) = files::sync_data(&self.segment) {
+                self.disk_failed(
+                    "sync",
+                    &e,
+                    "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment",
+                );
+                self.rewrite();
+                return;
+            }
+        }
         let gen = self.next_generation();
         let bytes = files::encode_snapshot(gen, &self.state);
         match files::create_segment(&self.dir, gen) {
@@ -590,10 +687,10 @@ impl Writer {
         self.last_snapshot = Instant::now();
     }
 
-    /// Syncs the current segment and prunes the state for a snapshot;
-    /// returns the generation the snapshot starts.
+    /// Prunes the state for a snapshot; returns the generation the
+    /// snapshot starts. (The caller has synced the current segment, or
+    /// gives it up.)
     fn next_generation(&mut self) -> u64 {
-        let _ = self.segment.sync_data();
         self.dirty = false;
         let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
         self.state.prune(now);
@@ -626,11 +723,16 @@ impl Writer {
     }
 
     /// Snapshot of the state as generation `gen + 1`, a new segment, older
-    /// files deleted, before anything else is journaled (after a remap and
-    /// at a clean stop, where the new segment's ids must not outrun the
-    /// snapshot). On failure the current segment goes on.
+    /// files deleted, at a clean stop. On failure the current segment,
+    /// synced, holds everything.
     fn snapshot(&mut self) {
         self.reap_snapshot();
+        if self.dirty {
+            if let Err(e) = files::sync_data(&self.segment) {
+                self.disk_failed("sync", &e, "the journal is rewritten as a new snapshot");
+                return self.rewrite();
+            }
+        }
         let gen = self.next_generation();
         match files::start_generation(&self.dir, gen, &self.state) {
             Ok(f) => self.switch_to(gen, f),

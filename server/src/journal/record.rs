@@ -11,9 +11,13 @@
 //!
 //! All integers little-endian. `crc` is CRC-32C of the `seq` bytes and the
 //! payload. Sequence numbers go up by one from frame to frame, across
-//! segments. A reader stops at the first frame that is short, too long,
-//! fails its checksum or breaks the sequence: everything from there on is a
-//! torn or corrupt tail ([`Scan`] says how much).
+//! segments. [`scan`] stops at the first frame that is short, too long,
+//! fails its checksum or breaks the sequence ([`Scan`] says how much is
+//! left). [`survey`] goes on: it resynchronises on the next intact frame
+//! and reports each damaged region ([`Damage`]), which is how recovery
+//! tells a torn tail (the end of an interrupted append,
+//! [`Survey::is_torn_tail`]) from damage anywhere else, and how
+//! `--salvage-journal` restores every intact record around the damage.
 //!
 //! Payloads (first byte is the tag):
 //!
@@ -363,6 +367,28 @@ pub struct Scan {
     pub dropped_bytes: usize,
 }
 
+/// The frame at `at` of `bytes`, if it is intact (length in range, whole,
+/// checksum matching, payload decodable): its sequence number and the
+/// payload's byte range.
+pub fn frame_at(bytes: &[u8], at: usize) -> Result<(u64, std::ops::Range<usize>), Stop> {
+    let h = bytes.get(at..at + FRAME_HEADER).ok_or(Stop::Torn)?;
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    if len as usize > MAX_PAYLOAD || len == 0 {
+        return Err(Stop::BadLength(len));
+    }
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    let seq_bytes = &h[8..16];
+    let start = at + FRAME_HEADER;
+    let payload = bytes.get(start..start + len as usize).ok_or(Stop::Torn)?;
+    if crc32c::crc32c_append(crc32c::crc32c(seq_bytes), payload) != crc {
+        return Err(Stop::BadChecksum);
+    }
+    decode(payload).map_err(Stop::BadPayload)?;
+    let mut s = [0u8; 8];
+    s.copy_from_slice(seq_bytes);
+    Ok((u64::from_le_bytes(s), start..start + len as usize))
+}
+
 /// Scans `bytes` (frames only, no file header) from the start. `first_seq`
 /// is the sequence number the first frame must carry (`None`: any).
 pub fn scan(bytes: &[u8], first_seq: Option<u64>) -> Scan {
@@ -373,36 +399,18 @@ pub fn scan(bytes: &[u8], first_seq: Option<u64>) -> Scan {
         if at == bytes.len() {
             break None;
         }
-        let Some(h) = bytes.get(at..at + FRAME_HEADER) else {
-            break Some(Stop::Torn);
+        let (seq, range) = match frame_at(bytes, at) {
+            Ok(f) => f,
+            Err(stop) => break Some(stop),
         };
-        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-        if len as usize > MAX_PAYLOAD || len == 0 {
-            break Some(Stop::BadLength(len));
-        }
-        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
-        let seq_bytes = &h[8..16];
-        let start = at + FRAME_HEADER;
-        let Some(payload) = bytes.get(start..start + len as usize) else {
-            break Some(Stop::Torn);
-        };
-        if crc32c::crc32c_append(crc32c::crc32c(seq_bytes), payload) != crc {
-            break Some(Stop::BadChecksum);
-        }
-        let mut s = [0u8; 8];
-        s.copy_from_slice(seq_bytes);
-        let seq = u64::from_le_bytes(s);
         if let Some(w) = want {
             if seq != w {
                 break Some(Stop::BadSequence { want: w, got: seq });
             }
         }
-        if let Err(e) = decode(payload) {
-            break Some(Stop::BadPayload(e));
-        }
-        frames.push((seq, start..start + len as usize));
         want = Some(seq + 1);
-        at = start + len as usize;
+        at = range.end;
+        frames.push((seq, range));
     };
     Scan {
         frames,
@@ -410,6 +418,121 @@ pub fn scan(bytes: &[u8], first_seq: Option<u64>) -> Scan {
         stop,
         dropped_bytes: bytes.len() - at,
     }
+}
+
+/// A region of a run of frames that holds no intact frame, or a gap in
+/// the sequence numbers between two intact frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Offset of its first byte in the bytes surveyed.
+    pub at: usize,
+    /// Its length in bytes: up to the next intact frame or the end. 0 for
+    /// a sequence gap between two intact frames (frames are missing).
+    pub len: usize,
+    /// Why the frame at `at` was refused.
+    pub stop: Stop,
+    /// Intact frames before it (an index into [`Survey::frames`]).
+    pub frames_before: usize,
+}
+
+/// Every intact frame of a run of frames, resynchronised after damage, and
+/// the damage between them.
+///
+/// Resynchronising: after a frame is refused, the next intact frame is
+/// looked for at every following byte offset. A frame found there is
+/// trusted by its checksum (CRC-32C over its sequence number and payload),
+/// its length and its payload's decoding, and only if its sequence number
+/// does not go back (a copy of older frames is part of the damage).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Survey {
+    /// Each intact frame: its sequence number and the payload's byte range.
+    pub frames: Vec<(u64, std::ops::Range<usize>)>,
+    /// Each damaged region, in file order.
+    pub damage: Vec<Damage>,
+}
+
+/// Surveys `bytes` (frames only, no file header): every intact frame, and
+/// where and why the others were refused. `first_seq` is the sequence
+/// number the first frame should carry (`None`: any); a later one is a
+/// gap, an earlier one is refused.
+pub fn survey(bytes: &[u8], first_seq: Option<u64>) -> Survey {
+    let mut out = Survey::default();
+    let mut at = 0;
+    let mut want = first_seq;
+    let fits = |seq: u64, want: Option<u64>| want.map_or(true, |w| seq >= w);
+    while at < bytes.len() {
+        let stop = match frame_at(bytes, at) {
+            Ok((seq, range)) if fits(seq, want) => {
+                if let Some(w) = want.filter(|&w| seq > w) {
+                    let after_damage = out
+                        .damage
+                        .last()
+                        .is_some_and(|d| d.at + d.len == at && d.len > 0);
+                    if !after_damage {
+                        out.damage.push(Damage {
+                            at,
+                            len: 0,
+                            stop: Stop::BadSequence { want: w, got: seq },
+                            frames_before: out.frames.len(),
+                        });
+                    }
+                }
+                want = Some(seq + 1);
+                at = range.end;
+                out.frames.push((seq, range));
+                continue;
+            }
+            Ok((seq, _)) => Stop::BadSequence {
+                want: want.unwrap_or(0),
+                got: seq,
+            },
+            Err(stop) => stop,
+        };
+        let next = (at + 1..bytes.len())
+            .find(|&p| frame_at(bytes, p).is_ok_and(|(seq, _)| fits(seq, want)))
+            .unwrap_or(bytes.len());
+        out.damage.push(Damage {
+            at,
+            len: next - at,
+            stop,
+            frames_before: out.frames.len(),
+        });
+        at = next;
+    }
+    out
+}
+
+impl Survey {
+    /// Whether the only damage is what a crash in the middle of an append
+    /// leaves at the end of a file: one region reaching the end with no
+    /// intact frame after it, which is either a frame cut short by the end
+    /// of the bytes (and whose bytes present do not check out as a whole
+    /// frame with a damaged length), or zero fill (a file system that grew
+    /// the file before its data reached the disk).
+    pub fn is_torn_tail(&self, bytes: &[u8]) -> bool {
+        let [d] = self.damage.as_slice() else {
+            return false;
+        };
+        if d.len == 0 || d.at + d.len != bytes.len() {
+            return false;
+        }
+        let tail = &bytes[d.at..];
+        tail.iter().all(|&b| b == 0) || (d.stop == Stop::Torn && !is_whole_frame(tail))
+    }
+}
+
+/// Whether `tail` (from a frame's start to the end of the bytes) is a
+/// whole frame but for its length field: a torn write never leaves bytes
+/// whose checksum matches, a damaged length does.
+fn is_whole_frame(tail: &[u8]) -> bool {
+    let Some(h) = tail.get(..FRAME_HEADER) else {
+        return false;
+    };
+    let payload = &tail[FRAME_HEADER..];
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    !payload.is_empty()
+        && crc32c::crc32c_append(crc32c::crc32c(&h[8..16]), payload) == crc
+        && decode(payload).is_ok()
 }
 
 #[cfg(test)]
@@ -518,6 +641,154 @@ mod tests {
                 prop_assert_eq!(&bad[r.clone()], &all[r.clone()]);
             }
         }
+    }
+
+    proptest! {
+        /// Flipping any bit costs exactly the frame it is in: the survey
+        /// resynchronises on the next frame and keeps every other one
+        /// unchanged, and the damage is never taken for a torn tail.
+        #[test]
+        fn a_bit_flip_costs_only_its_frame(bit in 0usize..8000) {
+            let all = frames(8);
+            let frame_len = FRAME_HEADER + sample(0).len();
+            let bit = bit % (all.len() * 8);
+            let mut bad = all.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let s = survey(&bad, Some(10));
+            let hit = (bit / 8) / frame_len;
+            let seqs: Vec<u64> = s.frames.iter().map(|(q, _)| *q).collect();
+            let want: Vec<u64> = (0..8u64).filter(|&i| i as usize != hit).map(|i| 10 + i).collect();
+            prop_assert_eq!(seqs, want);
+            for (_, r) in &s.frames {
+                prop_assert_eq!(&bad[r.clone()], &all[r.clone()]);
+            }
+            prop_assert_eq!(s.damage.len(), 1);
+            prop_assert_eq!(s.damage[0].at, hit * frame_len);
+            prop_assert!(!s.is_torn_tail(&bad), "{:?}", s.damage);
+        }
+
+        /// Cutting the bytes anywhere inside the last frame is a torn tail.
+        #[test]
+        fn a_cut_is_a_torn_tail(cut in 1usize..1000) {
+            let all = frames(3);
+            let frame_len = FRAME_HEADER + sample(0).len();
+            let cut = 2 * frame_len + 1 + cut % (frame_len - 1);
+            let s = survey(&all[..cut], Some(10));
+            prop_assert_eq!(s.frames.len(), 2);
+            prop_assert!(s.is_torn_tail(&all[..cut]), "{:?}", s.damage);
+        }
+    }
+
+    fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at + FRAME_HEADER <= bytes.len() {
+            out.push(at);
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            at += FRAME_HEADER + len as usize;
+        }
+        out
+    }
+
+    #[test]
+    fn a_flipped_byte_mid_run_is_damage_with_intact_frames_after_it() {
+        let all = frames(200);
+        let starts = frame_starts(&all);
+        let mut bad = all.clone();
+        bad[starts[100] + FRAME_HEADER + 20] ^= 0x40;
+        let s = survey(&bad, None);
+        assert_eq!(s.frames.len(), 199);
+        assert_eq!(s.damage.len(), 1);
+        let d = &s.damage[0];
+        assert_eq!(
+            (d.at, d.len, d.stop),
+            (starts[100], starts[101] - starts[100], Stop::BadChecksum)
+        );
+        assert_eq!(d.frames_before, 100);
+        assert!(!s.is_torn_tail(&bad));
+        // The strict scan stops there.
+        assert_eq!(scan(&bad, None).frames.len(), 100);
+    }
+
+    #[test]
+    fn a_huge_length_field_costs_one_frame() {
+        let all = frames(200);
+        let starts = frame_starts(&all);
+        let mut bad = all.clone();
+        bad[starts[1]..starts[1] + 4].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        let s = survey(&bad, None);
+        assert_eq!(s.frames.len(), 199);
+        assert_eq!(s.damage.len(), 1);
+        assert_eq!(s.damage[0].stop, Stop::BadLength(0x7fff_ffff));
+        assert!(!s.is_torn_tail(&bad));
+    }
+
+    #[test]
+    fn a_damaged_length_in_the_last_frame_is_not_a_torn_tail() {
+        let all = frames(5);
+        let starts = frame_starts(&all);
+        let mut bad = all.clone();
+        // Longer than the bytes present: looks cut short, but the bytes
+        // present check out as the whole frame.
+        let len = u32::from_le_bytes([
+            bad[starts[4]],
+            bad[starts[4] + 1],
+            bad[starts[4] + 2],
+            bad[starts[4] + 3],
+        ]);
+        bad[starts[4]..starts[4] + 4].copy_from_slice(&(len + 100).to_le_bytes());
+        let s = survey(&bad, None);
+        assert_eq!(s.frames.len(), 4);
+        assert_eq!(s.damage[0].stop, Stop::Torn);
+        assert!(!s.is_torn_tail(&bad), "{:?}", s.damage);
+    }
+
+    #[test]
+    fn zero_fill_at_the_end_is_a_torn_tail_and_mid_run_it_is_not() {
+        let mut all = frames(5);
+        all.extend_from_slice(&[0; 300]);
+        let s = survey(&all, None);
+        assert_eq!(s.frames.len(), 5);
+        assert!(s.is_torn_tail(&all));
+        let mut mid = all.clone();
+        let mut tail = Vec::new();
+        frame(&mut tail, 15, &sample(5));
+        mid.extend_from_slice(&tail);
+        let s = survey(&mid, None);
+        assert_eq!(s.frames.len(), 6);
+        assert!(!s.is_torn_tail(&mid), "{:?}", s.damage);
+    }
+
+    /// What the old retry of a failed write left: the partial bytes of the
+    /// first try, then the whole batch again. The survey refuses the older
+    /// copies (their sequence numbers go back) and keeps every record once.
+    #[test]
+    fn a_partial_write_then_its_full_copy_keeps_each_record_once() {
+        let mut bytes = frames(3);
+        let mut batch = Vec::new();
+        for i in 3..6 {
+            frame(&mut batch, 10 + i, &sample(i));
+        }
+        bytes.extend_from_slice(&batch[..batch.len() / 2]);
+        bytes.extend_from_slice(&batch);
+        let s = survey(&bytes, None);
+        let seqs: Vec<u64> = s.frames.iter().map(|(q, _)| *q).collect();
+        assert_eq!(seqs, [10, 11, 12, 13, 14, 15]);
+        assert_eq!(s.damage.len(), 1, "{:?}", s.damage);
+    }
+
+    #[test]
+    fn a_sequence_gap_between_intact_frames_is_reported() {
+        let mut out = Vec::new();
+        frame(&mut out, 1, &sample(1));
+        frame(&mut out, 3, &sample(3));
+        let s = survey(&out, Some(1));
+        assert_eq!(s.frames.len(), 2);
+        assert_eq!(s.damage.len(), 1);
+        assert_eq!(
+            (s.damage[0].len, s.damage[0].stop),
+            (0, Stop::BadSequence { want: 2, got: 3 })
+        );
     }
 
     #[test]
