@@ -361,10 +361,17 @@ fn parse_status<'a>(fields: &mut Fields<'a>) -> Result<StatusQuery<'a>, ProtoErr
         })
         .transpose()
     };
+    let limit = number("limit", limit)?;
+    if limit == Some(0) {
+        return Err(ProtoError::new(
+            ErrCode::BadField,
+            "limit= must be at least 1",
+        ));
+    }
     Ok(StatusQuery {
         feature,
         from: number("from", from)?.unwrap_or(0),
-        limit: number("limit", limit)?,
+        limit,
     })
 }
 
@@ -681,6 +688,7 @@ mod tests {
             b"STATUS F G",
             b"STATUS limit=x",
             b"STATUS from=1 from=2",
+            b"STATUS limit=0",
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }

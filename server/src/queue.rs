@@ -14,7 +14,9 @@
 //! - A request no pool could ever grant (more licenses than any pool's
 //!   count plus overdraft) is denied `COUNT_TOO_HIGH` at once, never
 //!   queued; `wait=` is at most [`MAX_WAIT_MS`].
-//! - While a feature's head waiter has waited less than [`HOL_LIMIT_MS`],
+//! - While a feature's queue has been non-empty for less than
+//!   [`HOL_LIMIT_MS`] (since it last became non-empty, so a chain of
+//!   waiters each leaving early cannot keep the door shut),
 //!   a new checkout of it that is not a renewal joins the tail too (with
 //!   `wait=`) or is denied at once (without): nobody overtakes the queue,
 //!   and only the head is tried when licenses come back.
@@ -93,17 +95,34 @@ pub struct QueuedStatus {
     pub deadline_ms: u64,
 }
 
+/// One feature's waiters.
+#[derive(Debug, Default)]
+struct Queue {
+    /// When the queue last became non-empty, Unix ms: the head-of-line
+    /// bound counts from here, so a chain of waiters each leaving before
+    /// its 10 s cannot keep the door shut.
+    since: u64,
+    waiters: VecDeque<Waiter>,
+}
+
+impl Queue {
+    /// Whether the queue still keeps others from overtaking it at `now`.
+    fn holds_the_door(&self, now: u64) -> bool {
+        !self.waiters.is_empty() && now < self.since.saturating_add(HOL_LIMIT_MS)
+    }
+}
+
 /// Every feature's queue.
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
-    by_feature: Mutex<HashMap<String, VecDeque<Waiter>>>,
+    by_feature: Mutex<HashMap<String, Queue>>,
     /// Waiters in all queues.
     waiting: AtomicUsize,
     next_seq: AtomicU64,
 }
 
 impl Queues {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Waiter>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Queue>> {
         self.by_feature.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -119,22 +138,23 @@ impl Queues {
             && self
                 .lock()
                 .get(feature)
-                .and_then(VecDeque::front)
-                .is_some_and(|w| now < w.entry.since_ms.saturating_add(HOL_LIMIT_MS))
+                .is_some_and(|q| q.holds_the_door(now))
     }
 
     /// Appends a waiter; returns its sequence number.
     pub(crate) fn push(&self, seat: Seat, line: &[u8], entry: QueuedStatus) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut map = self.lock();
-        map.entry(entry.feature.clone())
-            .or_default()
-            .push_back(Waiter {
-                seq,
-                seat,
-                line: line.into(),
-                entry,
-            });
+        let q = map.entry(entry.feature.clone()).or_default();
+        if q.waiters.is_empty() {
+            q.since = entry.since_ms;
+        }
+        q.waiters.push_back(Waiter {
+            seq,
+            seat,
+            line: line.into(),
+            entry,
+        });
         self.waiting.fetch_add(1, Ordering::Relaxed);
         seq
     }
@@ -148,11 +168,14 @@ impl Queues {
         }
         let mut out = Vec::new();
         for (f, q) in self.lock().iter() {
-            let Some(head) = q.front() else { continue };
-            let open = now >= head.entry.since_ms.saturating_add(HOL_LIMIT_MS);
-            let take = if open { q.len() } else { 1 };
+            let take = if q.holds_the_door(now) {
+                1
+            } else {
+                q.waiters.len()
+            };
             out.extend(
-                q.iter()
+                q.waiters
+                    .iter()
                     .take(take)
                     .filter(|w| w.seat.loop_index == loop_index)
                     .map(|w| (f.clone(), w.clone())),
@@ -165,9 +188,9 @@ impl Queues {
     pub(crate) fn remove(&self, feature: &str, seq: u64) -> Option<Waiter> {
         let mut map = self.lock();
         let q = map.get_mut(feature)?;
-        let at = q.iter().position(|w| w.seq == seq)?;
-        let w = q.remove(at);
-        if q.is_empty() {
+        let at = q.waiters.iter().position(|w| w.seq == seq)?;
+        let w = q.waiters.remove(at);
+        if q.waiters.is_empty() {
             map.remove(feature);
         }
         if w.is_some() {
@@ -184,7 +207,7 @@ impl Queues {
         let map = self.lock();
         let mut all: Vec<(u64, QueuedStatus)> = map
             .values()
-            .flatten()
+            .flat_map(|q| &q.waiters)
             .map(|w| (w.seq, w.entry.clone()))
             .collect();
         all.sort_by_key(|(seq, _)| *seq);
@@ -265,6 +288,28 @@ mod tests {
         assert_eq!(shown, ["b", "c"]);
         q.remove("F", b);
         assert!(!q.blocks("F", 0));
+    }
+
+    #[test]
+    fn a_chain_of_waiters_cannot_keep_the_door_shut() {
+        let q = Queues::default();
+        let seat = Seat {
+            loop_index: 0,
+            conn: 1,
+            serial: 1,
+        };
+        let at = |t: u64, h: &str| QueuedStatus {
+            since_ms: t,
+            ..entry("F", h)
+        };
+        let a = q.push(seat, b"a", at(0, "a"));
+        q.push(seat, b"b", at(9_000, "b"));
+        q.remove("F", a);
+        // b is the head now, queued at 9 s; the queue has been non-empty
+        // since 0, so the bound has passed at 10 s.
+        assert!(q.blocks("F", 9_999));
+        assert!(!q.blocks("F", HOL_LIMIT_MS));
+        assert_eq!(q.to_try_on(0, HOL_LIMIT_MS).len(), 1);
     }
 
     #[test]

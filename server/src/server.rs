@@ -65,6 +65,10 @@ const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
 /// client multiplexing more users must name the holder in CHECKIN.
 const MAX_IDENTITIES: usize = 16;
 
+/// NOT_HOLDER refusals after which a connection is closed: a holder never
+/// gets one, a client trying handles it does not hold gets a few.
+const MAX_NOT_HOLDER: u32 = 3;
+
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -524,9 +528,10 @@ struct Held {
     id: InstanceId,
     feature: FeatureId,
     /// Under DUP_GROUP: the handles (in full) of this connection's uses of
-    /// the shared instance, each ended on its own (`uses.rs`). Empty for a
+    /// the shared instance, each ended on its own (`uses.rs`), and whether
+    /// the use is bound (its latest checkout had no linger). Empty for a
     /// handle's own instance.
-    handles: Vec<Box<str>>,
+    handles: Vec<(Box<str>, bool)>,
 }
 
 impl Held {
@@ -535,9 +540,22 @@ impl Held {
         (self.handles.len() as u32).max(1)
     }
 
+    /// Of those, the bound ones.
+    fn bound(&self) -> u32 {
+        self.handles.iter().filter(|(_, b)| *b).count() as u32
+    }
+
+    /// This connection's use by `handle`: whether it is bound.
+    fn use_of(&self, handle: &str) -> Option<bool> {
+        self.handles
+            .iter()
+            .find(|(h, _)| &**h == handle)
+            .map(|(_, b)| *b)
+    }
+
     /// Whether `handle` is one of this connection's uses.
     fn has_handle(&self, handle: &str) -> bool {
-        self.handles.iter().any(|h| &**h == handle)
+        self.use_of(handle).is_some()
     }
 }
 
@@ -558,6 +576,9 @@ struct Conn {
     /// Failed AUTH requests (the connection closes at
     /// [`crate::auth::MAX_AUTH_FAILURES`]).
     auth_failures: u32,
+    /// Requests refused NOT_HOLDER (the connection closes at
+    /// [`MAX_NOT_HOLDER`]: a client guessing handles).
+    not_holder: u32,
     /// Close once `wbuf` is written.
     closing: bool,
     /// Written out and shut down for writing: bytes still allowed to be
@@ -619,6 +640,7 @@ impl Conn {
             prune_at: 64,
             authed: false,
             auth_failures: 0,
+            not_holder: 0,
             closing: false,
             draining: None,
             drain_armed: false,
@@ -925,8 +947,13 @@ impl Loop {
             conn.held
                 .retain(|_, h| match ctx.opts.timeout_ms(h.feature) {
                     Some(t) if idle >= t => {
-                        let engine = &ctx.engine;
-                        if let Some(r) = ctx.end_uses(h, || engine.release(h.id)) {
+                        let r = if ctx.grouped(h.feature) {
+                            // A use ends as on a close: promises stay.
+                            ctx.end_uses(h, now, |e| e.release_if_unlingered(h.id))
+                        } else {
+                            ctx.engine.release(h.id)
+                        };
+                        if let Some(r) = r {
                             ctx.released(&r, Action::Inactive, now);
                         }
                         false
@@ -967,7 +994,9 @@ impl Loop {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, peer)) => {
-                    self.accept_recovered();
+                    // An episode ends at WouldBlock (the backlog drained),
+                    // not at one accept: at the limit each freed descriptor
+                    // lets one in, and the episode goes on.
                     let _ = stream.set_nodelay(true);
                     let entry = self.conns.vacant_entry();
                     let token = Token(entry.key() + FIRST_CONN);
@@ -1080,8 +1109,10 @@ impl Loop {
             self.ctx.shared.queues.remove(&feature, seq);
         }
         for (_, h) in conn.held.drain() {
-            let engine = &self.ctx.engine;
-            if let Some(r) = self.ctx.end_uses(&h, || engine.release_if_unlingered(h.id)) {
+            if let Some(r) = self
+                .ctx
+                .end_uses(&h, now, |e| e.release_if_unlingered(h.id))
+            {
                 self.ctx.released(&r, Action::In, now);
             }
         }
@@ -1144,11 +1175,32 @@ impl Ctx {
     /// Ends all of a connection's uses of `h`, and if no other use of it
     /// goes on (always, unless DUP_GROUP shares it), checks it in with
     /// `checkin`.
-    fn end_uses(&self, h: &Held, checkin: impl FnOnce() -> Option<Release>) -> Option<Release> {
-        if !self.grouped(h.feature) {
-            return checkin();
+    fn end_uses(
+        &mut self,
+        h: &Held,
+        now: u64,
+        checkin: impl FnOnce(&Engine) -> Option<Release>,
+    ) -> Option<Release> {
+        let (engine, lingers) = (&self.engine, &mut self.lingers);
+        if engine.dup_group(h.feature).is_by_handle() {
+            return checkin(engine);
         }
-        match self.shared.uses.end(h.id, h.uses(), checkin) {
+        let ended = self.shared.uses.end(
+            h.id,
+            h.uses(),
+            h.bound(),
+            now,
+            || checkin(engine),
+            |d| {
+                // No bound use left: the latest promise holds it.
+                if engine.reschedule(h.id, d) {
+                    if let Some(d) = d {
+                        lingers.arm(h.id, d);
+                    }
+                }
+            },
+        );
+        match ended {
             Ended::Kept => None,
             Ended::Last(r) => r,
         }
@@ -1190,8 +1242,12 @@ impl Ctx {
         if self.grouped(r.feature) {
             self.shared.uses.forget(r.id);
         }
+        // A DUP_GROUP instance may be in the journal (a promise) while its
+        // engine deadline is none (a bound use): its release always goes in.
+        let grouped = self.grouped(r.feature);
         let batch = match (self.journal.as_mut(), r.deadline) {
             (Some(j), Some(_)) => j.release(r.id.to_bits(), now),
+            (Some(j), None) if grouped => j.release(r.id.to_bits(), now),
             _ => None,
         };
         self.log_license(now, action, FeatureRef::Id(r.feature), r.holder, r.count);
@@ -1403,13 +1459,11 @@ impl Ctx {
     /// connection is closed after [`MAX_AUTH_FAILURES`] of them.
     fn auth(&mut self, conn: &mut Conn, token: &str, now: u64) {
         let shared = self.shared.clone();
-        let Some(t) = &shared.admin_token else {
-            conn.wbuf.extend_from_slice(
-                b"ERR AUTH_FAILED this server has no admin token (start tallyd with --admin-token-file)\n",
-            );
-            return;
-        };
-        if crate::auth::token_matches(t.as_bytes(), token.as_bytes()) {
+        let matched = shared
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| crate::auth::token_matches(t.as_bytes(), token.as_bytes()));
+        if matched {
             conn.authed = true;
             conn.wbuf.extend_from_slice(b"OK AUTH\n");
             return;
@@ -1421,20 +1475,43 @@ impl Ctx {
         self.admin_failure(
             now,
             format_args!(
-                "AUTH failed from {} (wrong admin token, attempt {n} on this connection{})",
+                "AUTH failed from {} (attempt {n} on this connection{})",
+                conn.peer,
+                if closing { "; closing it" } else { "" }
+            ),
+        );
+        let why = if shared.admin_token.is_some() {
+            "wrong admin token"
+        } else {
+            "this server has no admin token (start tallyd with --admin-token-file)"
+        };
+        if closing {
+            let _ = writeln!(
+                conn.wbuf,
+                "ERR AUTH_FAILED {why}; {n} failures, closing the connection"
+            );
+            conn.closing = true;
+        } else {
+            let _ = writeln!(conn.wbuf, "ERR AUTH_FAILED {why}");
+        }
+    }
+
+    /// Counts a NOT_HOLDER refusal; logs it (rate-limited) and closes the
+    /// connection at [`MAX_NOT_HOLDER`] (after the reply already written).
+    fn not_holder(&mut self, conn: &mut Conn, now: u64, verb: &str, feature: &str, handle: &str) {
+        conn.not_holder += 1;
+        let n = conn.not_holder;
+        let closing = n >= MAX_NOT_HOLDER;
+        self.admin_failure(
+            now,
+            format_args!(
+                "{verb} {feature} {handle} from {} refused: not the holder (refusal {n} on this connection{})",
                 conn.peer,
                 if closing { "; closing it" } else { "" }
             ),
         );
         if closing {
-            let _ = writeln!(
-                conn.wbuf,
-                "ERR AUTH_FAILED wrong admin token; {n} failures, closing the connection"
-            );
             conn.closing = true;
-        } else {
-            conn.wbuf
-                .extend_from_slice(b"ERR AUTH_FAILED wrong admin token\n");
         }
     }
 
@@ -1501,6 +1578,8 @@ impl Ctx {
             .engine
             .feature_id(c.feature)
             .is_some_and(|f| self.grouped(f));
+        // Under DUP_GROUP: the deadlines the uses leave (`uses.rs`).
+        let mut kept = None;
         let result = if behind {
             Err(tally_core::engine::Reason::AllInUse.into())
         } else if grouped {
@@ -1509,7 +1588,7 @@ impl Ctx {
             // being renewed. A deadline promised to another use is kept.
             let held = &conn.held;
             let engine = &self.engine;
-            let (mut result, kept) = self.shared.uses.begin(
+            let (mut result, k) = self.shared.uses.begin(
                 c.handle,
                 now,
                 || engine.checkout_from(&req, Some(conn.peer.ip()), now),
@@ -1518,19 +1597,19 @@ impl Ctx {
                     let id = g.id?;
                     Some(Granted {
                         id,
-                        new_use: !held.get(&id).is_some_and(|h| h.has_handle(c.handle)),
+                        was: held.get(&id).and_then(|h| h.use_of(c.handle)),
                         deadline: g.deadline,
+                        previous: g.previous_deadline,
                     })
                 },
-                |id, d| {
-                    engine.reschedule(id, Some(d));
-                },
+                |id, d| engine.reschedule(id, d),
             );
-            if let (Some(d), Ok(g)) = (kept, result.as_mut()) {
-                // The reply, the journal and a timer say the deadline kept.
-                g.deadline = Some(d);
-                g.schedule = Some(d);
+            if let (Some(k), Ok(g)) = (k, result.as_mut()) {
+                // A timer for the engine's deadline now (the reply still
+                // says what this use was promised).
+                g.schedule = k.engine;
             }
+            kept = k;
             result
         } else {
             self.engine.checkout_from(&req, Some(conn.peer.ip()), now)
@@ -1577,15 +1656,20 @@ impl Ctx {
                 }
                 if let Some(id) = g.id {
                     match conn.held.get_mut(&id) {
-                        // A further use of a shared instance (counted above).
-                        Some(h) if grouped && !h.has_handle(c.handle) => {
-                            h.handles.push(c.handle.into());
+                        // A further use of a shared instance (counted above),
+                        // or the same use renewed (bound, or lingering now).
+                        Some(h) if grouped => {
+                            let bound = g.deadline.is_none();
+                            match h.handles.iter_mut().find(|(u, _)| &**u == c.handle) {
+                                Some(u) => u.1 = bound,
+                                None => h.handles.push((c.handle.into(), bound)),
+                            }
                         }
                         Some(_) => {} // the same use, renewed
                         None if linger_ms == 0 || grouped => {
                             self.prune_held(conn);
                             let handles = if grouped {
-                                vec![c.handle.into()]
+                                vec![(c.handle.into(), g.deadline.is_none())]
                             } else {
                                 Vec::new()
                             };
@@ -1611,13 +1695,16 @@ impl Ctx {
                 );
                 // Durability: a lingering grant or any renewal is journaled;
                 // its reply waits for the record in sync mode.
+                // Under DUP_GROUP the journal keeps the latest promise
+                // (after a restart no bound use is left).
+                let journal_deadline = kept.map_or(g.deadline, |k| k.promised);
                 if let (Some(j), Some(id)) = (self.journal.as_mut(), g.id) {
-                    if g.deadline.is_some() || g.kind == GrantKind::Renewed {
+                    if journal_deadline.is_some() || g.kind == GrantKind::Renewed {
                         let batch = j.out(&journal::Instance {
                             id: id.to_bits(),
                             at_ms: now,
                             linger_ms,
-                            deadline_ms: g.deadline,
+                            deadline_ms: journal_deadline,
                             count: g.count,
                             version: c.version.unwrap_or(0),
                             renewed: g.kind == GrantKind::Renewed,
@@ -1637,6 +1724,9 @@ impl Ctx {
                     None => FeatureRef::Name(c.feature.into()),
                 };
                 self.log_license(now, Action::Denied(d.reason), f, holder, c.count);
+                if d.reason == tally_core::engine::Reason::NotHolder {
+                    self.not_holder(conn, now, "CHECKOUT", c.feature, c.handle);
+                }
                 let _ = writeln!(
                     conn.wbuf,
                     "DENIED {} {} {} {} {}",
@@ -1717,30 +1807,54 @@ impl Ctx {
                 .iter_mut()
                 .find(|(_, h)| h.feature == fid && h.has_handle(handle) && engine.is_live(h.id))
                 .map(|(&id, h)| {
-                    h.handles.retain(|u| &**u != handle);
-                    (id, !h.handles.is_empty())
+                    let bound = h.use_of(handle).unwrap_or(false);
+                    h.handles.retain(|(u, _)| &**u != handle);
+                    (id, bound, !h.handles.is_empty())
                 })
         });
-        if let Some((id, more_here)) = use_of {
+        if let Some((id, bound, more_here)) = use_of {
             if !more_here {
                 conn.held.remove(&id);
             }
             let lingers = &mut self.lingers;
+            let mut promised = None;
             let ended = self.shared.uses.check_in(
                 id,
                 handle,
+                bound,
                 now,
                 || engine.release(id),
-                |latest| {
-                    // Another use's promise (or none: the other uses hold
-                    // it until check-in) replaces this handle's.
-                    if engine.reschedule(id, latest) {
-                        if let Some(d) = latest {
+                |d| {
+                    // Another use's promise, or none while a bound use
+                    // lives, replaces this handle's.
+                    if engine.reschedule(id, d) {
+                        if let Some(d) = d {
                             lingers.arm(id, d);
                         }
                     }
                 },
+                |p| promised = Some(p),
             );
+            if let (Some(p), Some(j)) = (promised, self.journal.as_mut()) {
+                // The latest promise left, for a restart. A renewal record
+                // of an id the journal has only moves its deadline (the
+                // journal has it whenever a promise was made).
+                let batch = j.out(&journal::Instance {
+                    id: id.to_bits(),
+                    at_ms: now,
+                    linger_ms: 0,
+                    deadline_ms: p,
+                    count: 0,
+                    version: 0,
+                    renewed: true,
+                    feature,
+                    user: "",
+                    host: "",
+                    display: "",
+                    handle,
+                });
+                conn.gate.hold(conn.wbuf.len(), batch);
+            }
             match ended {
                 Ended::Kept => {
                     let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
@@ -1759,10 +1873,16 @@ impl Ctx {
             }
             return;
         }
+        if fid.is_some() {
+            // A DUP_GROUP instance is keyed by names, not by the handle: a
+            // use is checked in by the connection that has it, never by
+            // naming a handle or a holder from elsewhere.
+            return self.not_checked_in(conn, feature, handle, true, CheckinError::NotHeld);
+        }
         // By handle; then whether the requester is the holder.
         let (id, holder) = match self.engine.held_by_handle(feature, handle) {
             Ok(found) => found,
-            Err(e) => return self.not_checked_in(conn, feature, handle, fid.is_some(), e),
+            Err(e) => return self.not_checked_in(conn, feature, handle, false, e),
         };
         // An admin may check in anything (it could REMOVE it anyway).
         let is_holder = conn.authed
@@ -1775,6 +1895,7 @@ impl Ctx {
                 conn.wbuf,
                 "ERR NOT_HOLDER the license of {feature} with handle {handle} is held by another user or host; only its holder may check it in"
             );
+            self.not_holder(conn, now, "CHECKIN", feature, handle);
             return;
         }
         match self.engine.release(id) {

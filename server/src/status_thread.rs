@@ -88,7 +88,13 @@ impl StatusThread {
                 // Ends when every loop has dropped its sender (shutdown).
                 for job in rx {
                     let (i, conn, serial) = (job.loop_index, job.conn, job.serial);
-                    let line = build(job);
+                    // A panic here must not leave the connection parked.
+                    let line =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(job)))
+                            .unwrap_or_else(|_| {
+                                b"OK {\"error\":\"building the status failed (see stderr)\"}\n"
+                                    .to_vec()
+                            });
                     if outs[i].send(Done { conn, serial, line }).is_ok() {
                         let _ = wakers[i].wake();
                     }

@@ -225,14 +225,26 @@ fn a_remote_client_cannot_release_or_take_over_another_users_license() {
         );
         assert_eq!(h["user"], "alice");
     }
+    // A fresh connection per attempt: the third refusal on one connection
+    // closes it (a client trying handles), checked below.
+    let attempt = |line: &str| d.connect_from("127.0.0.2").req(line);
     for handle in ["a-linger", "a-bound"] {
-        let r = mallory.req(&format!("CHECKIN F1 {handle}"));
+        let r = attempt(&format!("CHECKIN F1 {handle}"));
         assert!(r.starts_with("ERR NOT_HOLDER "), "{handle}: {r}");
-        let r = mallory.req(&format!("CHECKIN F1 {handle} user=mallory host=evil"));
+        let r = attempt(&format!("CHECKIN F1 {handle} user=mallory host=evil"));
         assert!(r.starts_with("ERR NOT_HOLDER "), "{handle}: {r}");
     }
-    let r = mallory.req("CHECKOUT F1 mallory evil a-linger linger=0.001");
+    let r = attempt("CHECKOUT F1 mallory evil a-linger linger=0.001");
     assert!(r.starts_with("DENIED F1 a-linger NOT_HOLDER -42 "), "{r}");
+    for _ in 0..2 {
+        assert!(mallory
+            .req("CHECKIN F1 a-bound")
+            .starts_with("ERR NOT_HOLDER "));
+    }
+    assert!(mallory
+        .req("CHECKIN F1 a-bound")
+        .starts_with("ERR NOT_HOLDER "));
+    assert!(mallory.is_closed(), "three refusals close the connection");
     // Nothing moved: both still out, the linger deadline untouched.
     let mut admin = d.connect();
     assert_eq!(admin.in_use("F1"), 2);
@@ -318,21 +330,13 @@ fn status_pages_and_filters() {
 /// the instance is held until the latest promise (issue 12.19).
 #[test]
 fn a_dup_group_linger_promise_survives_another_use() {
-    let d = Tallyd::start(
-        "VENDOR V\nINCREMENT XA_UHD V 1.0 permanent 5 DUP_GROUP=UHD\n",
-        &["--durability", "off"],
-    );
+    let d = Tallyd::start(UHD, &["--durability", "off"]);
     let mut a = d.connect();
     let r = a.req("CHECKOUT XA_UHD u pc1 x1 linger=30");
     let promised: u64 = r.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(r.starts_with("OK XA_UHD x1 ") && promised > 0, "{r}");
     let mut b = d.connect();
-    let r = b.req("CHECKOUT XA_UHD u pc1 x2");
-    assert_eq!(
-        r,
-        format!("OK XA_UHD x2 {promised}"),
-        "the reply says the kept deadline"
-    );
+    assert_eq!(b.req("CHECKOUT XA_UHD u pc1 x2"), "OK XA_UHD x2 0");
     drop(b);
     drop(a);
     // Both connections gone: still held, until x1's deadline.
@@ -342,6 +346,13 @@ fn a_dup_group_linger_promise_survives_another_use() {
     let f = &s["features"][0];
     assert_eq!(f["in_use"], 1, "{s}");
     assert_eq!(f["holders"][0]["deadline_ms"], promised, "{s}");
+    // A new use without linger after x1's connection closed, then closed:
+    // x1's promise still holds the license.
+    let mut c = d.connect();
+    assert_eq!(c.req("CHECKOUT XA_UHD u pc1 x3"), "OK XA_UHD x3 0");
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(admin.in_use("XA_UHD"), 1);
     // A check-in from a connection without that use says what is true.
     let mut other = d.connect();
     assert!(other.req("CHECKOUT XA_UHD u pc1 z1").starts_with("OK "));
@@ -350,6 +361,59 @@ fn a_dup_group_linger_promise_survives_another_use() {
         r.starts_with("ERR NOT_HELD ") && r.contains("on this connection"),
         "{r}"
     );
+}
+
+const UHD: &str = "VENDOR V\nINCREMENT XA_UHD V 1.0 permanent 5 DUP_GROUP=UHD\nINCREMENT SITE V 1.0 permanent 5 DUP_GROUP=V\n";
+
+/// A use without linger holds a DUP_GROUP license while its connection
+/// lives, whatever deadline another use had (or a remote peer sends).
+#[test]
+fn a_bound_dup_group_use_is_never_cut_by_another_uses_deadline() {
+    let d = Tallyd::start(UHD, &["--durability", "off"]);
+    let mut a = d.connect();
+    assert!(a
+        .req("CHECKOUT XA_UHD u pc1 x1 linger=1")
+        .starts_with("OK "));
+    let mut b = d.connect();
+    assert_eq!(b.req("CHECKOUT XA_UHD u pc1 x2"), "OK XA_UHD x2 0");
+    let mut mallory = d.connect_from("127.0.0.2");
+    assert!(mallory
+        .req("CHECKOUT XA_UHD u pc1 m1 linger=0.001")
+        .starts_with("OK "));
+    std::thread::sleep(Duration::from_millis(1_600));
+    let mut admin = d.connect();
+    assert_eq!(admin.in_use("XA_UHD"), 1, "x2 is still connected");
+    drop(b);
+    assert!(
+        eventually(Duration::from_secs(10), || admin.in_use("XA_UHD") == 0),
+        "the last bound use gone and every promise past: checked in"
+    );
+    drop(a);
+}
+
+/// Nobody checks in a DUP_GROUP license by naming a handle or its holder
+/// from a connection without that use.
+#[test]
+fn a_shared_license_is_not_checked_in_from_elsewhere() {
+    let d = Tallyd::start(UHD, &["--durability", "off"]);
+    let mut alice = d.connect_from("127.0.0.3");
+    let mut bob = d.connect_from("127.0.0.4");
+    assert!(alice.req("CHECKOUT SITE alice pc1 a").starts_with("OK "));
+    assert!(bob.req("CHECKOUT SITE bob pc2 b").starts_with("OK "));
+    let mut mallory = d.connect_from("127.0.0.2");
+    for r in [
+        mallory.req("CHECKIN SITE whatever user=alice host=pc1"),
+        mallory.req("CHECKIN SITE a"),
+        alice.req("CHECKIN SITE b"),
+    ] {
+        assert!(r.starts_with("ERR NOT_HELD "), "{r}");
+    }
+    let mut admin = d.connect();
+    assert_eq!(admin.in_use("SITE"), 1);
+    // Alice's own check-in twice (a retry) does not end bob's use.
+    assert_eq!(alice.req("CHECKIN SITE a"), "OK SITE a");
+    assert!(alice.req("CHECKIN SITE a").starts_with("ERR NOT_HELD "));
+    assert_eq!(admin.in_use("SITE"), 1, "bob's use goes on");
 }
 
 /// A client that sends STATUS and half-closes (`echo STATUS | nc -N`) still
@@ -372,4 +436,38 @@ fn status_reaches_a_client_that_half_closed() {
             "{got:?}"
         );
     }
+}
+
+/// DUP_GROUP promises and check-ins survive `kill -9`: a license checked
+/// in stays in, a promise kept is still kept.
+#[test]
+fn dup_group_promises_and_checkins_survive_a_crash() {
+    let state = common::Scratch::new("uhd-state");
+    let mut d = Tallyd::start_with_state(UHD, &[], &state.0);
+    let mut a = d.connect();
+    assert!(a
+        .req("CHECKOUT XA_UHD u pc1 x1 linger=3600")
+        .starts_with("OK "));
+    let mut b = d.connect();
+    assert_eq!(b.req("CHECKOUT XA_UHD u pc1 x2"), "OK XA_UHD x2 0");
+    assert_eq!(a.req("CHECKIN XA_UHD x1"), "OK XA_UHD x1");
+    drop(b);
+    let mut admin = d.connect();
+    assert!(eventually(Duration::from_secs(10), || admin
+        .in_use("XA_UHD")
+        == 0));
+    // Another instance: y1 promised an hour, y2 bound, then the crash.
+    let mut c = d.connect();
+    let r = c.req("CHECKOUT XA_UHD v pc2 y1 linger=3600");
+    let promised: u64 = r.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut e = d.connect();
+    assert_eq!(e.req("CHECKOUT XA_UHD v pc2 y2"), "OK XA_UHD y2 0");
+    d.kill9();
+    let d = Tallyd::start_with_state(UHD, &[], &state.0);
+    let mut admin = d.connect();
+    let s = admin.status();
+    let holders = s["features"][0]["holders"].as_array().unwrap().clone();
+    assert_eq!(holders.len(), 1, "only y's license comes back: {s}");
+    assert_eq!(holders[0]["user"], "v");
+    assert_eq!(holders[0]["deadline_ms"], promised, "{s}");
 }

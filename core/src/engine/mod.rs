@@ -231,6 +231,9 @@ pub struct Grant {
     pub schedule: Option<Millis>,
     /// The grant took the pool past its count (an overdraft license).
     pub overdraft: bool,
+    /// For a renewal: the deadline the instance had before it (`None`:
+    /// held until check-in, or not a renewal).
+    pub previous_deadline: Option<Millis>,
 }
 
 /// A license instance that was checked in.
@@ -529,6 +532,7 @@ impl Engine {
                 deadline: None,
                 schedule: None,
                 overdraft: false,
+                previous_deadline: None,
             });
         }
 
@@ -591,6 +595,7 @@ impl Engine {
                         deadline: deadline_out(deadline),
                         schedule: deadline_out(deadline),
                         overdraft: in_use > self.pools[p as usize].count,
+                        previous_deadline: None,
                     });
                 }
                 Claim::Exists(found) => {
@@ -771,6 +776,7 @@ impl Engine {
                         None
                     },
                     overdraft: false,
+                    previous_deadline: deadline_out(old_deadline),
                 }))
             }
         }
