@@ -875,7 +875,13 @@ impl Loop {
                 continue; // closed meanwhile
             };
             conn.status_pending = false;
-            conn.wbuf.extend_from_slice(&done.line);
+            if conn.wbuf.is_empty() {
+                // Usually so (the connection was parked): take the reply's
+                // buffer as it is, no copy of tens of MB on the loop.
+                conn.wbuf = BytesMut::from(done.line);
+            } else {
+                conn.wbuf.extend_from_slice(&done.line);
+            }
             self.on_conn_event(done.conn, Reads::UntilWouldBlock);
         }
     }
