@@ -878,7 +878,7 @@ impl Loop {
             if conn.wbuf.is_empty() {
                 // Usually so (the connection was parked): take the reply's
                 // buffer as it is, no copy of tens of MB on the loop.
-                conn.wbuf = BytesMut::from(done.line);
+                conn.wbuf = BytesMut::from(bytes::Bytes::from(done.line));
             } else {
                 conn.wbuf.extend_from_slice(&done.line);
             }
