@@ -9,8 +9,9 @@
 //! The loopback suite (`tally-bench all`, run by `bench/run`): [`wire`]
 //! speaks protocol v1 and RESP, [`driver`] and [`load`] generate closed-
 //! and open-loop load, [`servers`] starts a private tallyd and redis-server,
-//! [`suite`] runs the scenarios, [`results`] writes, tabulates and compares
-//! the result files.
+//! [`suite`] runs the scenarios ([`status`]: the STATUS scenario's probes
+//! and clients), [`results`] writes, tabulates and compares the result
+//! files.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
@@ -19,6 +20,7 @@ pub mod driver;
 pub mod load;
 pub mod results;
 pub mod servers;
+pub mod status;
 pub mod suite;
 pub mod wire;
 

@@ -15,9 +15,10 @@ use crate::driver;
 use crate::wire::{Conn, Encoder, Op, Outcome};
 
 /// Highest latency recorded, in ns (60 s).
-const MAX_NS: u64 = 60_000_000_000;
+pub(crate) const MAX_NS: u64 = 60_000_000_000;
 
-fn histogram() -> Histogram<u64> {
+/// An empty latency histogram, 1 ns to 60 s, 3 significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
     // Bounds are constants known to be valid.
     Histogram::<u64>::new_with_bounds(1, MAX_NS, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
 }
@@ -46,6 +47,17 @@ pub struct Measured {
 }
 
 impl Measured {
+    /// From a latency histogram (ns) and reply counts over `seconds`.
+    pub fn from_histogram(
+        h: &Histogram<u64>,
+        ok: u64,
+        denied: u64,
+        err: u64,
+        seconds: f64,
+    ) -> Measured {
+        Measured::from(h, Counts { ok, denied, err }, seconds)
+    }
+
     fn from(h: &Histogram<u64>, c: Counts, seconds: f64) -> Measured {
         let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         Measured {

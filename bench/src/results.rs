@@ -184,7 +184,7 @@ fn fmt_num(v: f64, unit: &str) -> String {
 }
 
 /// Metrics the main table shows, in order.
-const TABLE_METRICS: [&str; 14] = [
+const TABLE_METRICS: [&str; 20] = [
     "offered_per_s",
     "listen_overflows",
     "ops_per_s",
@@ -199,6 +199,12 @@ const TABLE_METRICS: [&str; 14] = [
     "bytes_per_held",
     "bytes_per_conn",
     "serves_request",
+    "p50_ratio",
+    "p99_ratio",
+    "p999_ratio",
+    "max_ratio",
+    "reply_bytes",
+    "replies_per_s",
 ];
 
 /// The Markdown tables of a report: tally vs redis-lua vs redis-set with

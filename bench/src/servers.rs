@@ -150,12 +150,22 @@ fn scratch(kind: &str) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Starts tallyd on a free loopback port; waits until it serves.
+/// Starts tallyd on [`bench_license`] on a free loopback port; waits until
+/// it serves.
 pub fn start_tallyd(spec: &TallydSpec, place: &Placement) -> Result<Running, String> {
+    start_tallyd_licensed(spec, &bench_license(spec.seats), place)
+}
+
+/// Starts tallyd serving the license text `license` (`spec.seats` unused)
+/// on a free loopback port; waits until it serves.
+pub fn start_tallyd_licensed(
+    spec: &TallydSpec,
+    license: &str,
+    place: &Placement,
+) -> Result<Running, String> {
     let dir = scratch("tallyd")?;
     let lic = dir.join("bench.lic");
-    std::fs::write(&lic, bench_license(spec.seats))
-        .map_err(|e| format!("{}: {e}", lic.display()))?;
+    std::fs::write(&lic, license).map_err(|e| format!("{}: {e}", lic.display()))?;
     let mut cmd = place.command(&spec.bin);
     cmd.arg("-c")
         .arg(&lic)

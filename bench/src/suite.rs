@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use crate::load::{self, Measured, Timing, Workload};
 use crate::results::{Better, Entry, Report, Skipped};
 use crate::servers::{self, Placement, Redis, Running, TallydSpec};
+use crate::status;
 use crate::wire::{Conn, Encoder, Target};
 
 /// Scenario names, in run order.
-pub const SCENARIOS: [&str; 8] = [
+pub const SCENARIOS: [&str; 9] = [
     "steady",
     "renew",
     "storm",
@@ -23,6 +24,7 @@ pub const SCENARIOS: [&str; 8] = [
     "memory",
     "idle",
     "durability",
+    "status",
     "criterion",
 ];
 
@@ -64,6 +66,14 @@ struct Sizes {
     memory_held: usize,
     idle: Vec<usize>,
     pipeline_conns: usize,
+    /// Generated features of the `status` scenario.
+    status_features: usize,
+    /// One of every this many of them is held.
+    status_hold_every: usize,
+    /// Clients looping STATUS in its loaded phase.
+    status_clients: usize,
+    /// Each of its phases.
+    status_timing: Timing,
 }
 
 impl Sizes {
@@ -82,6 +92,13 @@ impl Sizes {
                 memory_held: 10_000,
                 idle: vec![1_000],
                 pipeline_conns: 4,
+                status_features: 2_000,
+                status_hold_every: 10,
+                status_clients: 4,
+                status_timing: Timing {
+                    warmup_s: 0.2,
+                    seconds: 0.5,
+                },
             }
         } else {
             Sizes {
@@ -97,6 +114,13 @@ impl Sizes {
                 memory_held: 1_000_000,
                 idle: vec![10_000, 100_000],
                 pipeline_conns: 4,
+                status_features: 100_000,
+                status_hold_every: 10,
+                status_clients: 4,
+                status_timing: Timing {
+                    warmup_s: 1.0,
+                    seconds: 5.0,
+                },
             }
         }
     }
@@ -265,17 +289,23 @@ impl Suite {
     /// persistence (`--save '' --appendonly no`); what the journal costs is
     /// the `durability` scenario's (and `memory`'s second row).
     fn tallyd(&self, extra: &[String]) -> Result<Running, String> {
+        self.tallyd_licensed(&servers::bench_license(self.sizes.seats), extra)
+    }
+
+    /// [`Suite::tallyd`] serving the license text `license`.
+    fn tallyd_licensed(&self, license: &str, extra: &[String]) -> Result<Running, String> {
         let mut args = extra.to_vec();
         if !args.iter().any(|a| a == "--durability") {
             args.extend(["--durability".to_string(), "off".to_string()]);
         }
-        servers::start_tallyd(
+        servers::start_tallyd_licensed(
             &TallydSpec {
                 bin: self.cfg.tallyd.clone(),
                 seats: self.sizes.seats,
                 workers: 1,
                 extra: args,
             },
+            license,
             &self.cfg.place,
         )
     }
@@ -311,6 +341,7 @@ impl Suite {
                 "memory" => self.memory(),
                 "idle" => self.idle(),
                 "durability" => self.durability(),
+                "status" => self.status(),
                 _ => self.criterion(),
             };
             if let Err(e) = r {
@@ -760,13 +791,120 @@ impl Suite {
         Ok(())
     }
 
+    /// Latency of one client's PING and CHECKOUT+CHECKIN on a server of
+    /// many features, alone and while clients loop full STATUS requests.
+    fn status(&mut self) -> Result<(), String> {
+        let n = self.sizes.status_features;
+        let k = self.sizes.status_clients;
+        let t = self.sizes.status_timing;
+        let t0 = Instant::now();
+        let tallyd = self.tallyd_licensed(&status::license(n), &[])?;
+        let held = status::hold_holders(tallyd.addr, n, self.sizes.status_hold_every)?;
+        self.progress(&format!(
+            "  status: tallyd serving {n} features up, {held} of them held, in {:.1}s",
+            t0.elapsed().as_secs_f64()
+        ));
+        let mut alone: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+        let mut loaded: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+        let (mut sizes, mut rates, mut replies, mut errs) = (vec![], vec![], vec![], vec![]);
+        for rep in 0..self.cfg.reps {
+            let a = status::phase(tallyd.addr, 0, t)?;
+            let b = status::phase(tallyd.addr, k, t)?;
+            let per_s = b.status.replies as f64 / t.seconds;
+            for (name, ma, mb) in [
+                (status::Probe::Ping.name(), &a.ping, &b.ping),
+                (status::Probe::Pair.name(), &a.pair, &b.pair),
+            ] {
+                self.progress(&format!(
+                    "  status {name} rep {}/{}: alone: {}",
+                    rep + 1,
+                    self.cfg.reps,
+                    ma.line()
+                ));
+                self.progress(&format!(
+                    "  status {name} rep {}/{}: {k} STATUS loops: {}",
+                    rep + 1,
+                    self.cfg.reps,
+                    mb.line()
+                ));
+            }
+            self.progress(&format!(
+                "  status rep {}/{}: {} STATUS replies in {:.1}s ({per_s:.1}/s), {:.0} B each, {} not OK",
+                rep + 1,
+                self.cfg.reps,
+                b.status.replies,
+                t.seconds,
+                b.status.reply_bytes(),
+                b.status.err
+            ));
+            sizes.push(b.status.reply_bytes());
+            rates.push(per_s);
+            replies.push(b.status.replies as f64);
+            errs.push(b.status.err as f64);
+            alone[0].push(a.ping);
+            alone[1].push(a.pair);
+            loaded[0].push(b.ping);
+            loaded[1].push(b.pair);
+        }
+        let mut entries = Vec::new();
+        // A probe's ops_per_s is the requests it sent of the 1,000 a second
+        // it schedules: fewer when slots passed while a reply was late.
+        let probe_entries =
+            |variant: &str, ms: &[Measured]| measured_entries("status", variant, "tally", ms);
+        for (i, probe) in [status::Probe::Ping, status::Probe::Pair]
+            .into_iter()
+            .enumerate()
+        {
+            let name = probe.name();
+            entries.extend(probe_entries(
+                &format!("{n} features, {name} alone"),
+                &alone[i],
+            ));
+            entries.extend(probe_entries(
+                &format!("{n} features, {name} under {k} STATUS loops"),
+                &loaded[i],
+            ));
+            let variant = format!("{n} features, {name}: under {k} STATUS loops / alone");
+            let pairs = || alone[i].iter().zip(&loaded[i]);
+            let r = |metric: &str, f: &dyn Fn(&Measured) -> f64| {
+                single(
+                    "status",
+                    &variant,
+                    "tally",
+                    metric,
+                    "×",
+                    Better::Lower,
+                    pairs().map(|(a, b)| status::ratio(f(b), f(a))).collect(),
+                )
+            };
+            entries.push(r("p50_ratio", &|m| m.p50_us));
+            entries.push(r("p99_ratio", &|m| m.p99_us));
+            entries.push(r("p999_ratio", &|m| m.p999_us));
+            entries.push(r("max_ratio", &|m| m.max_us));
+        }
+        let variant = format!("{n} features, {k} STATUS loops");
+        let e = |metric: &str, unit: &str, v: Vec<f64>| {
+            single("status", &variant, "tally", metric, unit, Better::None, v)
+        };
+        entries.push(e("reply_bytes", "B", sizes));
+        entries.push(e("replies_per_s", "replies/s", rates));
+        entries.push(e("ok", "count", replies));
+        entries.push(e("err", "count", errs));
+        self.push(entries);
+        Ok(())
+    }
+
     fn criterion(&mut self) -> Result<(), String> {
         if self.cfg.quick {
             self.skip("criterion", "not run with --quick");
             return Ok(());
         }
         let started = std::time::SystemTime::now();
-        let log = self.cfg.root.join("target").join("criterion-run.log");
+        // Where cargo bench writes: CARGO_TARGET_DIR if set, else ROOT/target.
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .map_or_else(|| self.cfg.root.join("target"), |t| self.cfg.root.join(t));
+        let log = target.join("criterion-run.log");
         let logf = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let logf2 = logf.try_clone().map_err(|e| e.to_string())?;
         // Both cores: the 2-thread benches need them.
@@ -807,7 +945,7 @@ impl Suite {
                 log.display()
             ));
         }
-        let entries = read_criterion(&self.cfg.root.join("target").join("criterion"), started);
+        let entries = read_criterion(&target.join("criterion"), started);
         self.progress(&format!("  criterion: {} benchmarks read", entries.len()));
         self.report.entries.extend(entries);
         Ok(())

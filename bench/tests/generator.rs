@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tally_bench::load::{self, Timing, Workload};
 use tally_bench::servers::{self, Placement, TallydSpec};
+use tally_bench::status;
 use tally_bench::wire::{Conn, Encoder, Op, Outcome, Target};
 
 const SHORT: Timing = Timing {
@@ -84,6 +85,55 @@ fn a_full_pool_is_counted_denied_not_err() {
     assert_eq!(m.ok, 0, "{}", m.line());
     // Acquires are denied; the releases of what was never held are errors.
     assert!(m.denied > 0 && m.err > 0, "{}", m.line());
+}
+
+#[test]
+fn status_phase_reads_whole_replies_and_answers_every_probe() {
+    let features = 300;
+    let t = servers::start_tallyd_licensed(
+        &TallydSpec {
+            bin: tallyd_bin(),
+            seats: 0,
+            workers: 1,
+            extra: vec![],
+        },
+        &status::license(features),
+        &Placement { server_core: None },
+    )
+    .expect("start tallyd");
+    // Every 10th feature: S000000, S000010, ..., S000290.
+    assert_eq!(
+        status::hold_holders(t.addr, features, 10).expect("hold"),
+        30
+    );
+    let mut c = Conn::connect(t.addr, false).expect("connect");
+    let one = c.request_line("STATUS S000290").expect("STATUS S000290");
+    assert!(one.contains("\"handle\":\"st290\""), "{one}");
+    let none = c.request_line("STATUS S000291").expect("STATUS S000291");
+    assert!(none.contains("\"holders\":[]"), "{none}");
+    let alone = status::phase(t.addr, 0, SHORT).expect("phase alone");
+    assert_eq!(alone.status.replies, 0);
+    let p = status::phase(t.addr, 2, SHORT).expect("phase with STATUS");
+    for m in [&alone.ping, &alone.pair, &p.ping, &p.pair] {
+        assert!(m.ok > 0, "{}", m.line());
+        assert_eq!((m.denied, m.err), (0, 0), "{}", m.line());
+    }
+    assert!(p.status.replies > 0);
+    assert_eq!(p.status.err, 0);
+    // A whole reply: every feature's entry (each over 100 bytes) and its
+    // newline, the 30 holders included.
+    let full = c.request_line("STATUS").expect("STATUS");
+    assert!(full.len() > features * 100, "{} bytes", full.len());
+    assert_eq!(full.matches("\"handle\":\"st").count(), 30);
+    let size = p.status.reply_bytes();
+    assert!(
+        (size - full.len() as f64 - 1.0).abs() < 64.0,
+        "counted {size} B a reply, STATUS here is {} B",
+        full.len() + 1
+    );
+    // The probe's pair checked its license in every time.
+    let f = c.request_line("STATUS F").expect("STATUS F");
+    assert!(f.contains("\"in_use\":0"), "{f}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! tally-bench all [--quick] [--reps 3] [--only steady,renew]   # what bench/run calls
+//!     [--tallyd PATH] [--label NAME]                           # another tallyd, file suffix
 //! tally-bench compare OLD.json NEW.json [--floor 0.05]         # exit 1 on a regression
 //! tally-bench table RESULT.json                               # print its Markdown table
 //! ```
@@ -51,9 +52,14 @@ enum Cmd {
         /// Directory for the result files (default: ROOT/bench/results).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// tallyd binary (default: next to this binary).
+        /// tallyd binary (default: next to this binary; also settable with
+        /// TALLY_BENCH_TALLYD), e.g. one built from an older commit.
         #[arg(long)]
         tallyd: Option<PathBuf>,
+        /// Appended to the result files' names (`<date>-<sha>-LABEL`), so a
+        /// run against another tallyd does not overwrite this tree's.
+        #[arg(long)]
+        label: Option<String>,
         /// redis-server binary (default: from PATH).
         #[arg(long)]
         redis: Option<PathBuf>,
@@ -108,9 +114,21 @@ fn all(
     root: PathBuf,
     out: Option<PathBuf>,
     tallyd: Option<PathBuf>,
+    label: Option<String>,
     redis: Option<PathBuf>,
     open_rate: Option<f64>,
 ) -> Result<(), String> {
+    if let Some(l) = &label {
+        if l.is_empty()
+            || !l
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(format!(
+                "--label {l:?}: use letters, digits, '-' and '.' (it goes into a file name)"
+            ));
+        }
+    }
     for o in &only {
         if !SCENARIOS.contains(&o.as_str()) {
             return Err(format!(
@@ -120,6 +138,8 @@ fn all(
         }
     }
     let machine = Machine::here();
+    let tallyd = tallyd.or_else(|| std::env::var_os("TALLY_BENCH_TALLYD").map(PathBuf::from));
+    let given_tallyd = tallyd.is_some();
     let tallyd = match tallyd {
         Some(p) => p,
         None => servers::default_tallyd()?,
@@ -171,6 +191,13 @@ fn all(
     let now = chrono::Utc::now();
     let command = std::env::var("TALLY_BENCH_COMMAND")
         .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" "));
+    let mut notes = Vec::new();
+    if given_tallyd {
+        notes.push(format!(
+            "tallyd under test: {} (given with --tallyd or TALLY_BENCH_TALLYD; the commit above is the suite's, not this binary's)",
+            tallyd.display()
+        ));
+    }
     let report = Report {
         schema: 1,
         date: now.format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -180,6 +207,7 @@ fn all(
         reps,
         machine,
         placement: placement_text.clone(),
+        notes,
         ..Report::default()
     };
     let cfg = SuiteConfig {
@@ -199,9 +227,10 @@ fn all(
     let dir = out.unwrap_or_else(|| root.join("bench").join("results"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let stem = format!(
-        "{}-{sha}{}",
+        "{}-{sha}{}{}",
         now.format("%Y-%m-%d"),
-        if quick { "-quick" } else { "" }
+        if quick { "-quick" } else { "" },
+        label.map_or(String::new(), |l| format!("-{l}"))
     );
     let json = dir.join(format!("{stem}.json"));
     let md = dir.join(format!("{stem}.md"));
@@ -269,10 +298,11 @@ fn main() -> ExitCode {
             root,
             out,
             tallyd,
+            label,
             redis,
             open_rate,
         } => all(
-            quick, reps, only, no_pin, root, out, tallyd, redis, open_rate,
+            quick, reps, only, no_pin, root, out, tallyd, label, redis, open_rate,
         )
         .map(|()| true),
         Cmd::Compare { old, new, floor } => compare(&old, &new, floor),
