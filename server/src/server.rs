@@ -9,7 +9,9 @@
 //! Edge-triggered rules, stated once: a connection is registered for
 //! READABLE | WRITABLE once and never re-registered; on every event the
 //! loop reads until `WouldBlock`, answers every complete line in order into
-//! the connection's write buffer, then writes until `WouldBlock`. If a
+//! the connection's write buffer, then writes until `WouldBlock` or
+//! [`WRITE_SLICE_BYTES`]; a connection stopped by the slice is listed and
+//! written again on the next turn (no event would come for it). If a
 //! client pipelines without reading, processing pauses at
 //! [`WRITE_HIGH_WATER`] bytes of unsent replies and resumes on WRITABLE.
 //!
@@ -68,6 +70,11 @@ const MAX_IDENTITIES: usize = 16;
 /// NOT_HOLDER refusals after which a connection is closed: a holder never
 /// gets one, a client trying handles it does not hold gets a few.
 const MAX_NOT_HOLDER: u32 = 3;
+
+/// Bytes written to one connection per turn of the loop: a 24 MB STATUS
+/// reply to a fast reader goes out in slices between other connections'
+/// requests instead of in one go.
+const WRITE_SLICE_BYTES: usize = 256 * 1024;
 
 /// Bytes read from a socket per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
@@ -606,6 +613,11 @@ struct Conn {
     gate: ReplyGate,
     /// Listed in the loop's `gated` (to be served when the journal wakes it).
     gated: bool,
+    /// Its last flush stopped at [`WRITE_SLICE_BYTES`] with more to write
+    /// (the socket did not say WouldBlock, so no event will come for it).
+    write_more: bool,
+    /// Listed in the loop's `writers` (to be written on the next turn).
+    write_listed: bool,
 }
 
 impl Conn {
@@ -652,6 +664,8 @@ impl Conn {
             identities: Vec::new(),
             gate,
             gated: false,
+            write_more: false,
+            write_listed: false,
         }
     }
 }
@@ -708,6 +722,8 @@ struct Loop {
     accept_stalled: Option<AcceptStall>,
     /// STATUS replies built off the loop, for parked connections.
     status_done: crossbeam_channel::Receiver<status_thread::Done>,
+    /// Connections with more to write than one slice (`write_more`).
+    writers: Vec<usize>,
 }
 
 /// An episode of `accept` failing for want of resources.
@@ -783,6 +799,7 @@ impl Loop {
             seen_durable: 0,
             accept_stalled: None,
             status_done: start.status_done,
+            writers: Vec::new(),
         }
     }
 
@@ -799,9 +816,13 @@ impl Loop {
             .into_iter()
             .flatten()
             .min();
-            let wait = next.map_or(MAX_POLL_WAIT, |d| {
-                Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
-            });
+            let wait = if self.writers.is_empty() {
+                next.map_or(MAX_POLL_WAIT, |d| {
+                    Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
+                })
+            } else {
+                Duration::ZERO // a slice of a long write is due
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     // A loop that stops serves nobody and expires nothing:
@@ -844,6 +865,12 @@ impl Loop {
                 self.accept();
             }
             self.deliver_status();
+            for key in std::mem::take(&mut self.writers) {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.write_listed = false;
+                    self.on_conn_event(key, Reads::UntilWouldBlock);
+                }
+            }
             self.ctx.expire(SystemClock.now_ms());
             self.check_idle(SystemClock.now_ms());
             self.serve_queue(SystemClock.now_ms());
@@ -1105,6 +1132,10 @@ impl Loop {
             if conn.gate.is_waiting() && !conn.gated {
                 conn.gated = true;
                 self.gated.push(key);
+            }
+            if conn.write_more && !conn.write_listed {
+                conn.write_listed = true;
+                self.writers.push(key);
             }
         }
     }
@@ -2248,10 +2279,15 @@ fn drain(stream: &mut TcpStream, left: &mut usize, chunk: &mut [u8]) -> bool {
 /// Writes `wbuf` until it is empty or the socket would block. False if the
 /// connection broke.
 fn flush(conn: &mut Conn) -> bool {
+    let mut budget = WRITE_SLICE_BYTES;
+    conn.write_more = false;
     loop {
         // Replies waiting for the journal (sync mode) stay behind.
-        let limit = conn.gate.writable(conn.wbuf.len());
+        let limit = conn.gate.writable(conn.wbuf.len()).min(budget);
         if limit == 0 {
+            // Out of budget with bytes the journal allows: the loop comes
+            // back to it next turn.
+            conn.write_more = budget == 0 && conn.gate.writable(conn.wbuf.len()) > 0;
             break;
         }
         match conn.stream.write(&conn.wbuf[..limit]) {
@@ -2259,6 +2295,7 @@ fn flush(conn: &mut Conn) -> bool {
             Ok(n) => {
                 conn.wbuf.advance(n);
                 conn.gate.advance(n);
+                budget -= n;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
