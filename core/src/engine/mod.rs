@@ -34,6 +34,7 @@ mod lingers;
 mod policy;
 mod pool;
 mod table;
+mod unservable;
 
 use rustc_hash::FxHashMap;
 
@@ -41,6 +42,7 @@ pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::Lingers;
 pub use table::InstanceId;
+pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};

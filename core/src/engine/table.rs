@@ -194,6 +194,11 @@ const INDEX_BITS: u32 = u32::BITS;
 /// is room for one level more.
 const MAX_FIRST_SLOTS: usize = 1 << (INDEX_BITS - 1);
 
+/// Most instances a table can hold whose level 0 has room for
+/// [`INITIAL_INSTANCES`] (every table of pools that can grant that many):
+/// every slot of its levels, `2^32 - 2 * INITIAL_INSTANCES`.
+pub(crate) const MAX_INSTANCES: u64 = (1 << INDEX_BITS) - 2 * INITIAL_INSTANCES as u64;
+
 /// Deadline field value meaning "no deadline: held until check-in".
 pub(crate) const NO_DEADLINE: u64 = (1 << DEADLINE_BITS) - 1;
 

@@ -102,6 +102,9 @@ fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
     for d in &set.diagnostics {
         eprintln!("tallyd: warning: {d} (line skipped)");
     }
+    for u in tally_core::engine::unservable(&set) {
+        eprintln!("tallyd: warning: {u}");
+    }
     Ok(set)
 }
 

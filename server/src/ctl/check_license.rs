@@ -3,23 +3,30 @@
 //!
 //! Human output (stdout): one line per pool, `line N: KEYWORD FEATURE VENDOR
 //! VERSION EXPIRY COUNT`, then every diagnostic as `file:line:column:
+//! message`, then every line tally serves less of than it says (a count
+//! that saturates, more licenses than checkouts the table holds:
+//! [`tally_core::engine::unservable`]) as `file:line: warning: FEATURE:
 //! message`, then a summary. `--json` prints one JSON object:
 //!
 //! ```json
 //! {"pools":[{"line":5,"keyword":"INCREMENT","feature":"F","vendor":"V",
 //!   "version":"1.0","expiry":"permanent","count":5,"dup_group":"NONE",
 //!   "hostid":null}],
-//!  "diagnostics":[{"line":7,"column":3,"message":"..."}]}
+//!  "diagnostics":[{"line":7,"column":3,"message":"..."}],
+//!  "warnings":[{"line":9,"feature":"G","message":"..."}]}
 //! ```
 //!
-//! `count` is `null` for an uncounted pool, `hostid` `null` when the line has
-//! no `HOSTID=`. Exit status: [`EXIT_CLEAN`] (0) when every line loaded,
-//! [`EXIT_REJECTED`] (1) when some lines were rejected (diagnostics),
+//! `warnings` is there only when there are some. `count` is `null` for an
+//! uncounted pool, `hostid` `null` when the line has no `HOSTID=`. Exit
+//! status: [`EXIT_CLEAN`] (0) when every line loaded,
+//! [`EXIT_REJECTED`] (1) when some lines were rejected (diagnostics;
+//! warnings alone do not change the status: those lines are served),
 //! [`EXIT_UNREADABLE`] (2) when the file cannot be read or is not UTF-8.
 
 use std::path::Path;
 
 use serde::Serialize;
+use tally_core::engine::unservable;
 use tally_core::license::{parse_file, LicenseSet};
 
 /// Every line loaded.
@@ -36,6 +43,21 @@ pub struct Report {
     pub pools: Vec<PoolReport>,
     /// One entry per rejected line.
     pub diagnostics: Vec<DiagnosticReport>,
+    /// One entry per line served less than it says (the key is left out
+    /// when there is none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<WarningReport>,
+}
+
+/// A line tally serves less of than it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarningReport {
+    /// Line the record starts on.
+    pub line: u32,
+    /// Its feature.
+    pub feature: String,
+    /// What tally serves instead.
+    pub message: String,
 }
 
 /// One pool in the report.
@@ -100,6 +122,14 @@ impl Report {
                     message: d.message.clone(),
                 })
                 .collect(),
+            warnings: unservable(set)
+                .into_iter()
+                .map(|u| WarningReport {
+                    line: u.line,
+                    feature: u.feature,
+                    message: u.message,
+                })
+                .collect(),
         }
     }
 
@@ -140,6 +170,13 @@ pub fn human(set: &LicenseSet) -> String {
     }
     for d in &set.diagnostics {
         out.push_str(&format!("{d}\n"));
+    }
+    for u in unservable(set) {
+        let (file, line, feature) = (&u.source, u.line, &u.feature);
+        out.push_str(&format!(
+            "{file}:{line}: warning: {feature}: {}\n",
+            u.message
+        ));
     }
     let pools = set.pools.len();
     let diags = set.diagnostics.len();

@@ -349,3 +349,8 @@ fn a_charged_table_keeps_a_record_per_slot_in_every_level() {
     plain.abandon(c);
 }
 
+#[test]
+fn max_instances_is_every_slot_of_a_default_table() {
+    let t = Table::with_capacity(INITIAL_INSTANCES, false);
+    assert_eq!(t.offset(t.max_levels) as u64, MAX_INSTANCES);
+}
