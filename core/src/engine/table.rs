@@ -302,6 +302,7 @@ pub(crate) struct At<'t> {
 
 impl At<'_> {
     /// The global index.
+    #[inline]
     fn index(self) -> usize {
         self.level.offset + self.local
     }
@@ -513,11 +514,13 @@ impl Table {
     }
 
     /// The global index of level `k`'s first slot.
+    #[inline]
     fn offset(&self, k: usize) -> usize {
         ((1 << k) - 1) << self.shift
     }
 
     /// Level `k`. Only for `k` below a value of `levels` the caller loaded.
+    #[inline]
     fn level(&self, k: usize) -> &Level {
         if k == 0 {
             return &self.first;
@@ -534,6 +537,7 @@ impl Table {
 
     /// The slot with global index `i`, if its level is published (ids come
     /// from callers).
+    #[inline]
     fn locate(&self, i: usize) -> Option<At<'_>> {
         if i < self.first.slots() {
             return Some(At {
@@ -561,12 +565,15 @@ impl Table {
     /// Bytes allocated for the table: its published levels and itself.
     pub(crate) fn bytes(&self) -> usize {
         let n = self.levels.load(Ordering::Acquire);
-        (0..n).map(|k| self.level(k).bytes()).sum::<usize>() + std::mem::size_of::<Table>()
+        let boxed = (n - 1) * std::mem::size_of::<Level>();
+        (0..n).map(|k| self.level(k).bytes()).sum::<usize>() + boxed + std::mem::size_of::<Table>()
     }
 
     /// Publishes level `n` unless someone has (`n`: the count the caller
     /// loaded). False if the table has all its levels, or the level's
     /// memory cannot be had and no one else published it.
+    #[cold]
+    #[inline(never)]
     fn grow(&self, n: usize) -> bool {
         if n >= self.max_levels {
             return false;
@@ -612,21 +619,20 @@ impl Table {
         // Acquire: a publish that happened before us is in a level this
         // names (module docs).
         let n = self.levels.load(Ordering::Acquire);
+        if n == 1 {
+            // One level (the common case): no pointer, no loop.
+            return lookup_in(&self.first, key);
+        }
+        self.lookup_levels(key, n)
+    }
+
+    /// [`Table::lookup`] in levels `n - 1` down to 0 (kept out of the
+    /// one-level path).
+    #[inline(never)]
+    fn lookup_levels(&self, key: InstanceKey, n: usize) -> Lookup<'_> {
         for k in (0..n).rev() {
-            let level = self.level(k);
-            let (buckets, m) = level.candidates(key, false, Ordering::Relaxed);
-            for &start in &buckets[..m] {
-                let mut maybe = level.scan(start, key, Ordering::Acquire);
-                while maybe != 0 {
-                    let at = At {
-                        level,
-                        local: start + maybe.trailing_zeros() as usize,
-                    };
-                    maybe &= maybe - 1;
-                    if let Some((w, grant)) = wait_for_key(at, key, false) {
-                        return Lookup::Live(Found::new(at, w, grant));
-                    }
-                }
+            if let found @ Lookup::Live(_) = lookup_in(self.level(k), key) {
+                return found;
             }
         }
         Lookup::Absent
@@ -674,37 +680,36 @@ impl Table {
         // Re-read, SeqCst: a level published since `reserve` looked, in
         // which a twin may be claiming (module docs, "different levels").
         let n = self.levels.load(Ordering::SeqCst);
-        for k in (0..n).rev() {
-            let l = self.level(k);
-            let own = ptr::eq(l, level) && spilled_from.is_some();
-            let (buckets, m) = l.candidates(key, own, Ordering::SeqCst);
-            for &start in &buckets[..m] {
-                let mut maybe = l.scan(start, key, Ordering::SeqCst);
-                while maybe != 0 {
-                    let at = At {
-                        level: l,
-                        local: start + maybe.trailing_zeros() as usize,
-                    };
-                    maybe &= maybe - 1;
-                    if at == me {
-                        continue;
-                    }
-                    // Stop waiting on a CLAIMING twin at a lower index (we
-                    // back off); wait for one at a higher index to go LIVE
-                    // or away.
-                    let Some((w, grant)) = wait_for_key(at, key, at.index() < me.index()) else {
-                        continue;
-                    };
-                    self.abandon(claimed);
-                    return if w.state() == State::Live {
-                        Claim::Exists(Found::new(at, w, grant))
-                    } else {
-                        Claim::Retry
-                    };
-                }
-            }
+        let twin = if n == 1 {
+            twin_in(&self.first, key, me, spilled_from.is_some())
+        } else {
+            self.twin_in_levels(key, me, n, spilled_from.is_some())
+        };
+        let Some((at, w, grant)) = twin else {
+            return Claim::Owned(claimed);
+        };
+        self.abandon(claimed);
+        if w.state() == State::Live {
+            Claim::Exists(Found::new(at, w, grant))
+        } else {
+            Claim::Retry
         }
-        Claim::Owned(claimed)
+    }
+
+    /// [`twin_in`] for levels `n - 1` down to 0 (kept out of the one-level
+    /// path). `spilled`: `me` is in its level's secondary bucket.
+    #[inline(never)]
+    fn twin_in_levels<'t>(
+        &'t self,
+        key: InstanceKey,
+        me: At<'_>,
+        n: usize,
+        spilled: bool,
+    ) -> Option<(At<'t>, Word, u64)> {
+        (0..n).rev().find_map(|k| {
+            let l = self.level(k);
+            twin_in(l, key, me, ptr::eq(l, me.level) && spilled)
+        })
     }
 
     /// Reserves a FREE slot for `key` in the newest level with room in one
@@ -882,6 +887,60 @@ impl Table {
             }
         }
     }
+}
+
+/// The LIVE instance of `key` in `level`, if any (one level of
+/// [`Table::lookup`]).
+#[inline(always)]
+fn lookup_in(level: &Level, key: InstanceKey) -> Lookup<'_> {
+    let (buckets, m) = level.candidates(key, false, Ordering::Relaxed);
+    for &start in &buckets[..m] {
+        let mut maybe = level.scan(start, key, Ordering::Acquire);
+        while maybe != 0 {
+            let at = At {
+                level,
+                local: start + maybe.trailing_zeros() as usize,
+            };
+            maybe &= maybe - 1;
+            if let Some((w, grant)) = wait_for_key(at, key, false) {
+                return Lookup::Live(Found::new(at, w, grant));
+            }
+        }
+    }
+    Lookup::Absent
+}
+
+/// One level of a claim's re-scan (SeqCst loads, module docs): another slot
+/// of `level` that is LIVE with `key`, or CLAIMING it at a lower index than
+/// `me`, with its word and grant (waiting out a claim at a higher index
+/// and a release). `spilled`: `me` is in this level's secondary bucket.
+#[inline(always)]
+fn twin_in<'t>(
+    level: &'t Level,
+    key: InstanceKey,
+    me: At<'_>,
+    spilled: bool,
+) -> Option<(At<'t>, Word, u64)> {
+    let (buckets, m) = level.candidates(key, spilled, Ordering::SeqCst);
+    for &start in &buckets[..m] {
+        let mut maybe = level.scan(start, key, Ordering::SeqCst);
+        while maybe != 0 {
+            let at = At {
+                level,
+                local: start + maybe.trailing_zeros() as usize,
+            };
+            maybe &= maybe - 1;
+            if at.index() == me.index() {
+                continue;
+            }
+            // Stop waiting on a CLAIMING twin at a lower index (we back
+            // off); wait for one at a higher index to go LIVE or away.
+            if let Some((w, grant)) = wait_for_key(at, key, at.index() < me.index()) {
+                return Some((at, w, grant));
+            }
+        }
+    }
+    None
 }
 
 /// Looks at slot `at`: returns its word and grant field if it is LIVE with

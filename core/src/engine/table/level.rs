@@ -44,6 +44,7 @@ const LANES: u32 = (1 << SLOTS_PER_BUCKET) - 1;
 /// A key's fingerprint byte: 7 bits of the key, high bit set so that it is
 /// never 0 (the byte of an empty slot). The bits are not the ones that
 /// choose the buckets.
+#[inline]
 pub(super) fn tag_of(key: InstanceKey) -> u8 {
     0x80 | (key.hi >> 57) as u8
 }
@@ -134,6 +135,7 @@ pub(super) struct Slot<'a> {
 }
 
 impl Slot<'_> {
+    #[inline]
     pub(super) fn load(&self, order: Ordering) -> Word {
         Word(self.word.load(order))
     }
@@ -141,6 +143,7 @@ impl Slot<'_> {
     /// True if this slot's published key is `key`. Call only after an
     /// acquire load saw CLAIMING, LIVE or RELEASING; confirm with a second
     /// load of the word (the key is rewritten once the slot is FREE again).
+    #[inline]
     pub(super) fn key_is(&self, key: InstanceKey) -> bool {
         self.key_lo.load(Ordering::Relaxed) == key.lo
             && self.key_hi.load(Ordering::Relaxed) == key.hi
@@ -192,16 +195,16 @@ impl Level {
     }
 
     /// Number of slots.
+    #[inline]
     pub(super) fn slots(&self) -> usize {
         self.cold.len()
     }
 
-    /// Bytes allocated for the level.
+    /// Bytes of the level's arrays (not of the `Level` itself).
     pub(super) fn bytes(&self) -> usize {
         std::mem::size_of_val::<[Bucket]>(&self.hot)
             + std::mem::size_of_val::<[Cold]>(&self.cold)
             + std::mem::size_of_val::<[AtomicU64]>(&self.charges)
-            + std::mem::size_of::<Level>()
     }
 
     /// The bucket at index `b`.
@@ -210,6 +213,7 @@ impl Level {
     }
 
     /// Local slot `i` (bucket * SLOTS_PER_BUCKET + lane).
+    #[inline]
     pub(super) fn slot(&self, i: usize) -> Slot<'_> {
         let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
         let hot = &self.hot[b].slots[lane];
@@ -224,12 +228,14 @@ impl Level {
     }
 
     /// The charge record of local slot `i`, if the level keeps them.
+    #[inline]
     pub(super) fn charge(&self, i: usize) -> Option<&AtomicU64> {
         self.charges.get(i)
     }
 
     /// The first local slot index of the key's primary and secondary
     /// buckets in this level (equal when the level has a single bucket).
+    #[inline]
     pub(super) fn buckets_of(&self, key: InstanceKey) -> [usize; 2] {
         let a = (key.lo as usize) & self.mask;
         let mut b = (key.hi as usize) & self.mask;
@@ -241,6 +247,7 @@ impl Level {
 
     /// Slots of the bucket starting at slot `start` whose fingerprint is set
     /// (claimed or live), as one thread sees them now.
+    #[inline]
     fn used(&self, start: usize) -> u32 {
         self.hot[start / SLOTS_PER_BUCKET]
             .tags
@@ -250,6 +257,7 @@ impl Level {
     }
 
     /// The spill count of the bucket starting at slot `start`.
+    #[inline]
     pub(super) fn spilled(&self, start: usize) -> &AtomicU32 {
         &self.hot[start / SLOTS_PER_BUCKET].spilled
     }
@@ -262,6 +270,7 @@ impl Level {
     /// A slot whose key is `key` has its bit set while LIVE, and from just
     /// after its CLAIMING store while claiming (see the table's `claim` for
     /// which claims a re-scan is sure to see).
+    #[inline]
     pub(super) fn scan(&self, start: usize, key: InstanceKey, order: Ordering) -> u32 {
         let bucket = &self.hot[start / SLOTS_PER_BUCKET];
         let pattern = BYTE_LO * u64::from(tag_of(key));
@@ -286,6 +295,7 @@ impl Level {
     /// The buckets a key may be in, by first slot index: the primary, and
     /// the secondary if it is another bucket and something spilled out of
     /// the primary (or `spilled`: the caller's own claim is there).
+    #[inline]
     pub(super) fn candidates(
         &self,
         key: InstanceKey,
@@ -303,6 +313,7 @@ impl Level {
 
     /// XORs `tag` into local slot `i`'s fingerprint byte: sets it when the
     /// byte is 0, clears it when it is `tag`.
+    #[inline]
     pub(super) fn flip_tag(&self, i: usize, tag: u8, order: Ordering) {
         let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
         self.hot[b].tags[lane / 8].fetch_xor(u64::from(tag) << (8 * (lane % 8)), order);
@@ -317,6 +328,7 @@ impl Level {
     /// get 17, so a table of a million seats filled up before all were out.
     /// Choosing the emptier of two only when crowded keeps the two-choice
     /// bound.)
+    #[inline(always)]
     pub(super) fn reserve(&self, key: InstanceKey) -> Option<(usize, u32)> {
         let [a, b] = self.buckets_of(key);
         let n = if a == b { 1 } else { 2 };
