@@ -561,6 +561,15 @@ fn write_license_line(
     }
 }
 
+/// Logs, as `lmgrd` lines, every license line tally serves less of than it
+/// says ([`tally_core::engine::unservable`]: a saturated count, more
+/// licenses than checkouts the table holds), naming file and line.
+pub fn log_unservable(log: &LogHandle, at_ms: u64, licenses: &tally_core::license::LicenseSet) {
+    for u in tally_core::engine::unservable(licenses) {
+        log.line(at_ms, "lmgrd", format!("License file warning: {u}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,6 +477,7 @@ fn log_startup(log: &LogHandle, config: &Config, addr: SocketAddr, engine: &Engi
             format!("License file error, line skipped: {d}"),
         );
     }
+    crate::debuglog::log_unservable(log, now, &config.licenses);
     log.line(now, "lmgrd", format!("lmgrd tcp-port {}", addr.port()));
     for vendor in vendors_of(&config.licenses) {
         let features: Vec<&str> = (0..engine.feature_count())

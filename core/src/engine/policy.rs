@@ -11,8 +11,9 @@
 //!
 //! # Counters
 //!
-//! Every limit is a [`Counter`]: an `AtomicU32` taken by a CAS loop that
-//! never passes its cap, given back by `fetch_sub`. Like the pool counter
+//! Every limit is a [`Counter`]: an `AtomicU64` taken by a CAS loop that
+//! never passes its (32-bit) cap, given back by `fetch_sub`; 64 bits so
+//! that instances forced in beyond the cap (restored) cannot wrap it. Like the pool counter
 //! (`pool.rs`) each is one location whose read-modify-writes are totally
 //! ordered, so each cap holds whatever the ordering; they publish nothing,
 //! hence `Relaxed`. Admission takes, in order: every MAX counter that
@@ -44,7 +45,7 @@ use crate::license::PoolLine;
 use crate::options::{
     IpPattern, OptionsFile, QualifierKey, Rule, RuleKind, TargetKind, MAX_NAME_BYTES,
 };
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// Most reservations (RESERVE rules) one pool can hold.
 const MAX_RESERVATIONS_PER_POOL: usize = 255;
@@ -70,14 +71,14 @@ const DISPLAY: u64 = 3 << 32;
 #[derive(Debug)]
 pub(crate) struct Counter {
     cap: u32,
-    used: AtomicU32,
+    used: AtomicU64,
 }
 
 impl Counter {
     fn new(cap: u32) -> Counter {
         Counter {
             cap,
-            used: AtomicU32::new(0),
+            used: AtomicU64::new(0),
         }
     }
 
@@ -85,7 +86,10 @@ impl Counter {
     fn take(&self, n: u32) -> bool {
         let mut cur = self.used.load(Ordering::Relaxed);
         loop {
-            let Some(next) = cur.checked_add(n).filter(|&v| v <= self.cap) else {
+            let Some(next) = cur
+                .checked_add(u64::from(n))
+                .filter(|&v| v <= u64::from(self.cap))
+            else {
                 return false;
             };
             match self
@@ -100,15 +104,15 @@ impl Counter {
 
     /// Takes `n` whatever the cap (restoring instances already out).
     fn force(&self, n: u32) {
-        self.used.fetch_add(n, Ordering::Relaxed);
+        self.used.fetch_add(u64::from(n), Ordering::Relaxed);
     }
 
     fn give(&self, n: u32) {
-        let before = self.used.fetch_sub(n, Ordering::Relaxed);
-        debug_assert!(before >= n, "policy counter underflow");
+        let before = self.used.fetch_sub(u64::from(n), Ordering::Relaxed);
+        debug_assert!(before >= u64::from(n), "policy counter underflow");
     }
 
-    pub(crate) fn used(&self) -> u32 {
+    pub(crate) fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
 }
@@ -250,8 +254,6 @@ pub(crate) struct Policy {
     features: Vec<u8>,
     /// One per MAX rule.
     max: Vec<Counter>,
-    /// One per table slot (see "The charge record").
-    charges: Box<[AtomicU64]>,
     /// Rules that could not be applied, in words.
     pub(crate) warnings: Vec<String>,
 }
@@ -285,14 +287,8 @@ fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: &PoolLine) 
 }
 
 impl Policy {
-    /// Compiles `options` against the engine's pools. `slots` is the
-    /// table's slot count.
-    pub(crate) fn compile(
-        options: &OptionsFile,
-        pools: &[Pool],
-        features: usize,
-        slots: usize,
-    ) -> Policy {
+    /// Compiles `options` against the engine's pools.
+    pub(crate) fn compile(options: &OptionsFile, pools: &[Pool], features: usize) -> Policy {
         let mut policy = Policy {
             fold_case: options.group_case_insensitive,
             users: FxHashMap::default(),
@@ -301,7 +297,6 @@ impl Policy {
             pools: (0..pools.len()).map(|_| None).collect(),
             features: vec![0; features],
             max: Vec::new(),
-            charges: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             warnings: Vec::new(),
         };
         // Reserved so far per pool (a RESERVE spanning pools fills them in
@@ -571,7 +566,7 @@ impl Policy {
         pool: &Pool,
         who: &Who,
         n: u32,
-    ) -> Result<(u32, u64), Reason> {
+    ) -> Result<(u64, u64), Reason> {
         let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
             return pool.reserve(n).map(|u| (u, 0)).ok_or(Reason::AllInUse);
         };
@@ -612,9 +607,9 @@ impl Policy {
                     let reason = match rules
                         .reservations
                         .iter()
-                        .find(|r| r.counter.used() < r.counter.cap)
+                        .find(|r| r.counter.used() < u64::from(r.counter.cap))
                     {
-                        Some(r) if pool.in_use() < pool.limit => {
+                        Some(r) if pool.in_use() < u64::from(pool.limit) => {
                             Reason::ReservedForOthers { line: r.line }
                         }
                         _ => Reason::AllInUse,
@@ -671,27 +666,31 @@ impl Policy {
     }
 
     /// Stores the charge record of the instance about to be published in
-    /// `slot` (before the table's LIVE store, so a release that wins the
-    /// slot finds it).
-    pub(crate) fn record(&self, slot: u32, record: u64) {
-        if record != 0 {
+    /// the slot whose record is `charge` (before the table's LIVE store, so
+    /// a release that wins the slot finds it).
+    pub(crate) fn record(&self, charge: Option<&AtomicU64>, record: u64) {
+        if record == 0 {
+            return;
+        }
+        debug_assert!(charge.is_some(), "an engine with options keeps records");
+        if let Some(charge) = charge {
             // Release: pairs with the Acquire load in `release` (the LIVE
             // store and the releaser's CAS order it too).
-            self.charges[slot as usize].store(record, Ordering::Release);
+            charge.store(record, Ordering::Release);
         }
     }
 
-    /// Gives back what the instance in `slot` (charged to pool `p`, `n`
-    /// licenses) took. Called once per instance, by the release that won
-    /// the slot, before the slot is freed.
-    pub(crate) fn release(&self, p: u32, slot: u32, n: u32) {
+    /// Gives back what the instance whose slot's record is `charge`
+    /// (charged to pool `p`, `n` licenses) took. Called once per instance,
+    /// by the release that won the slot, before the slot is freed.
+    pub(crate) fn release(&self, p: u32, charge: Option<&AtomicU64>, n: u32) {
         let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
             return;
         };
         // Acquire: pairs with the Release store in `record`, which the LIVE
         // store and our LIVE -> RELEASING CAS order before this. The next
         // owner of the slot cannot exist before this release frees it.
-        let rec = self.charges[slot as usize].swap(0, Ordering::Acquire);
+        let rec = charge.map_or(0, |c| c.swap(0, Ordering::Acquire));
         debug_assert!(rec != 0, "a charged instance without its charge record");
         if rec == 0 {
             return;
@@ -709,8 +708,10 @@ impl Policy {
         self.pools[p as usize].as_deref().map_or(0, |r| {
             r.reservations
                 .iter()
-                .map(|x| x.counter.cap.saturating_sub(x.counter.used()))
-                .sum()
+                .map(|x| u64::from(x.counter.cap).saturating_sub(x.counter.used()))
+                .fold(0u32, |sum, free| {
+                    sum.saturating_add(u32::try_from(free).unwrap_or(u32::MAX))
+                })
         })
     }
 }

@@ -4,12 +4,18 @@
 //! it pass `count + overdraft`. Read-modify-writes of one location are
 //! totally ordered, so the limit holds whatever the memory ordering; the
 //! counter publishes nothing else, hence `Relaxed`.
+//!
+//! No count overflows: the limit is `count + overdraft` saturated at
+//! `u32::MAX` (the most one pool serves; `engine::unservable` names the
+//! lines that ask for more), and `in_use` is 64 bits wide, so forcing in
+//! restored instances beyond the limit (a REREAD that folds several pools
+//! of up to `u32::MAX` each into one) cannot wrap it.
 
 use crossbeam_utils::CachePadded;
 
 use crate::clock::Millis;
 use crate::license::{Expiry, PoolLine};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 /// What a pool can serve, fixed when the engine is built.
 #[derive(Debug)]
@@ -18,7 +24,8 @@ pub(crate) struct Pool {
     pub(crate) feature: u32,
     /// Licenses in the file; 0 when uncounted.
     pub(crate) count: u32,
-    /// `count + overdraft`: the most that may be out at once.
+    /// `count + overdraft`, saturated at `u32::MAX`: the most that may be
+    /// out at once.
     pub(crate) limit: u32,
     pub(crate) counted: bool,
     pub(crate) startup: bool,
@@ -32,7 +39,10 @@ pub(crate) struct Pool {
     pub(crate) retired: bool,
     /// On a cache line of its own: every admission writes it, while the
     /// fields above are read by every checkout on every core.
-    in_use: CachePadded<AtomicU32>,
+    /// Licenses out: at most `limit` through [`Pool::reserve`], possibly
+    /// more through [`Pool::force`] (never near `u64::MAX`: at most 2^32
+    /// instances of at most 2^32 licenses each).
+    in_use: CachePadded<AtomicU64>,
 }
 
 impl Pool {
@@ -53,16 +63,18 @@ impl Pool {
                 Expiry::On(d) => d.end_ms(),
             },
             retired: line.other.iter().any(|(k, _)| k == super::RETIRED_KEYWORD),
-            in_use: CachePadded::new(AtomicU32::new(0)),
+            in_use: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
     /// Takes `n` licenses if they fit under the limit; returns the new
     /// in-use count.
-    pub(crate) fn reserve(&self, n: u32) -> Option<u32> {
+    pub(crate) fn reserve(&self, n: u32) -> Option<u64> {
         let mut cur = self.in_use.load(Ordering::Relaxed);
         loop {
-            let next = cur.checked_add(n).filter(|&v| v <= self.limit)?;
+            let next = cur
+                .checked_add(u64::from(n))
+                .filter(|&v| v <= u64::from(self.limit))?;
             match self
                 .in_use
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
@@ -76,17 +88,17 @@ impl Pool {
     /// Takes `n` licenses whatever the limit: for restoring instances that
     /// were already out (after a reread that shrank the pool, or a restart).
     /// The pool then refuses new checkouts until it drains below its limit.
-    pub(crate) fn force(&self, n: u32) -> u32 {
-        self.in_use.fetch_add(n, Ordering::Relaxed) + n
+    pub(crate) fn force(&self, n: u32) -> u64 {
+        self.in_use.fetch_add(u64::from(n), Ordering::Relaxed) + u64::from(n)
     }
 
     /// Gives back `n` licenses taken by [`Pool::reserve`].
     pub(crate) fn unreserve(&self, n: u32) {
-        let before = self.in_use.fetch_sub(n, Ordering::Relaxed);
-        debug_assert!(before >= n, "pool count underflow");
+        let before = self.in_use.fetch_sub(u64::from(n), Ordering::Relaxed);
+        debug_assert!(before >= u64::from(n), "pool count underflow");
     }
 
-    pub(crate) fn in_use(&self) -> u32 {
+    pub(crate) fn in_use(&self) -> u64 {
         self.in_use.load(Ordering::Relaxed)
     }
 

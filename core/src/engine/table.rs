@@ -2,19 +2,62 @@
 //!
 //! # Shape
 //!
-//! A fixed array of buckets of [`SLOTS_PER_BUCKET`] slots, sized when the
-//! engine is built (twice the licenses the counted pools can grant, so it is
-//! never more than half full). A key (a 128-bit keyed hash of the feature and
-//! the duplicate-grouping fields, see `key.rs`) lives in its *primary*
-//! bucket (chosen by the hash's low half) or its *secondary* one (the high
-//! half): a new key goes to the primary unless that is crowded (12 of 16
-//! slots in use) and the secondary is emptier, so the table keeps the
-//! balance of two-choice hashing while most keys sit in their primary.
-//! Each bucket counts the keys that spilled out of it
-//! ([`Bucket::spilled`]); while that count is 0, a key is looked for in its
-//! primary bucket alone, so a lookup touches one cache line.
-//! Buckets are the table's shards: threads working on different keys touch
-//! different cache lines and share no lock.
+//! The table is made of *levels*; a level is a fixed array of buckets of
+//! [`SLOTS_PER_BUCKET`] slots (`level.rs`). Level 0 is sized when the
+//! engine is built, for the licenses the counted pools can grant but at
+//! most [`INITIAL_INSTANCES`] (twice that in slots, so it is never more
+//! than half full for that many); each further level has twice the slots
+//! of the one before. A level is allocated and published the first time a
+//! claim finds no room in any level there is (below), and is then never
+//! moved, resized or freed while the table lives. So an instance's global
+//! slot index (level offset + index in its level), which [`InstanceId`]s,
+//! timers, journals and the options' charge records use, stays valid for
+//! the instance's life, and readers never wait for a resize.
+//!
+//! Within a level, a key (a 128-bit keyed hash of the feature and the
+//! duplicate-grouping fields, see `key.rs`) lives in its *primary* bucket
+//! (chosen by the hash's low half) or its *secondary* one (the high half):
+//! a new key goes to the primary unless that is crowded (12 of 16 slots in
+//! use) and the secondary is emptier, so the level keeps the balance of
+//! two-choice hashing while most keys sit in their primary. Each bucket
+//! counts the keys that spilled out of it ([`level::Bucket::spilled`]);
+//! while that count is 0, a key is looked for in its primary bucket alone,
+//! so a lookup touches one cache line per level. Buckets are the table's
+//! shards: threads working on different keys touch different cache lines
+//! and share no lock.
+//!
+//! # Levels
+//!
+//! Level 0 is inline in the table; level `k >= 1` is a pointer in a fixed
+//! array, null until published, and `levels` counts the published ones.
+//! A new key is claimed in the newest level that has room in one of its
+//! two buckets (the newest first). When none has, the claimer allocates
+//! level `n` (`n` the count it saw), CASes it into the null pointer (the
+//! loser of that race frees its own allocation, never published), then
+//! CASes the count from `n` to `n + 1` (SeqCst; anyone who finds the
+//! pointer set does the same, so a stalled grower stalls nobody), and
+//! claims again. A pointer is stored before the count passes it, so a
+//! thread that loaded the count (acquire) can read every level below it.
+//! Lookups, renewals and check-ins by key look in every published level,
+//! newest first; check-ins by id go straight to the id's level.
+//!
+//! Slot indices fit the 32 bits of an id: with level 0 of `2^s` slots,
+//! there are at most `32 - s` levels (`2^32 - 2^s` slots). A claim that
+//! finds no room when the last level is out, or whose level cannot be
+//! allocated (the allocation is fallible), gets [`Claim::Full`]: the
+//! engine's `TABLE_FULL`. Nothing aborts for size.
+//!
+//! # Memory
+//!
+//! Memory follows what is held, not what is licensed: a 4,294,967,295-seat
+//! pool starts with the same level 0 as a 4,096-seat one (about 1.4 MB).
+//! A level is published only when a claim found both buckets of its key
+//! full in every level, which at two-choice loads happens near the top of
+//! the newest level; levels double, so the table holds at most about four
+//! slots per instance out at its busiest. It is a high-water mark: levels
+//! are never freed while the engine lives, even when their instances are
+//! all checked in (a slot in any level is reused by later claims; a REREAD
+//! builds a new engine, sized afresh).
 //!
 //! # The slot word
 //!
@@ -41,23 +84,40 @@
 //!
 //! # One instance per key
 //!
-//! A new key is claimed *before* the pool is charged: (in the secondary
-//! bucket: raise the primary's spill count, SeqCst,) write the key, store
-//! CLAIMING, set the slot's fingerprint byte with a SeqCst XOR, then re-scan
-//! with SeqCst loads the fingerprints of the primary bucket, and of the
-//! secondary one if the claim is there or the primary's spill count is not
-//! 0, and look at the matching slots. All SeqCst operations fall in one
-//! total order S that agrees with each thread's program order, and a SeqCst
-//! load cannot read a value older than a SeqCst write before it in S. So of
-//! two claimers of one key, the one whose last re-scan load is later in S
-//! sees the other's fingerprint: both in one bucket, through its
-//! fingerprint word; one in each, because the spilled claimer always scans
-//! the primary bucket, and the other, if its loads come later, sees the
-//! spill count and so scans the secondary bucket too. (Under loom, which
-//! models SeqCst accesses as AcqRel, a SeqCst fence follows the XOR:
-//! `sync::seqcst_handshake`.) The fingerprint is set last, so whoever sees
-//! it (acquire) sees the key and CLAIMING. With slots ordered by their
-//! global index:
+//! A new key is claimed *before* the pool is charged: load the level count
+//! (SeqCst) and reserve a slot in a level it names (growing the table if
+//! none has room), (in the secondary bucket: raise the primary's spill
+//! count, SeqCst,) write the key, store CLAIMING, set the slot's
+//! fingerprint byte with a SeqCst XOR, then **re-read the level count with
+//! a SeqCst load** and re-scan, in every level it names, with SeqCst loads
+//! the fingerprints of the key's primary bucket, and of its secondary one
+//! if the claim is there or the primary's spill count is not 0, and look at
+//! the matching slots. All SeqCst operations fall in one total order S
+//! that agrees with each thread's program order, and a SeqCst load cannot
+//! read a value older than a SeqCst write before it in S. Of two claimers
+//! of one key, the one whose fingerprint XOR is later in S (call it L, the
+//! other E) sees E's fingerprint:
+//!
+//! - same level, same bucket: L's re-scan loads follow its XOR, which
+//!   follows E's XOR, in S;
+//! - same level, one in each bucket: the spilled claimer always scans the
+//!   primary bucket, and E's spill count was raised before E's XOR, so if
+//!   E spilled, L's SeqCst load of it sees it and L scans the secondary;
+//! - different levels: L's re-scan covers E's level. If E's level is lower,
+//!   L's count names it (levels are never removed). If it is higher, E
+//!   claimed in a level whose publication P (the count CAS past it) is
+//!   before, in S, E's own SeqCst count load that named it (or is E's own
+//!   CAS), so P < E's XOR < L's XOR < L's re-read of the count in S: the
+//!   re-read returns P's value or a later one, and L scans E's level. (Had
+//!   L used the count it loaded before its XOR, it could miss a level
+//!   published in between, claimed in, and scanned by E before L's XOR:
+//!   two instances. The loom model `twins_across_a_growth` finds exactly
+//!   that without the re-read.)
+//!
+//! (Under loom, which models SeqCst accesses as AcqRel, a SeqCst fence
+//! follows the XOR: `sync::seqcst_handshake`.) The fingerprint is set last,
+//! so whoever sees it (acquire) sees the key and CLAIMING. With slots
+//! ordered by their global index:
 //!
 //! - another slot is LIVE with my key: back off and renew that one;
 //! - another slot is CLAIMING my key at a lower index: back off and retry
@@ -75,54 +135,69 @@
 //! A release keeps the key visible (RELEASING) until the pool is credited,
 //! so a checkout of the same key never sees "no instance, and no license
 //! free" in between: it waits for the credit, then takes the license anew.
+//! A lookup that happens after a publish (acquire) sees the count that
+//! named the instance's level, loaded before the claim, so it looks there.
 //!
 //! # Fingerprints
 //!
-//! Each bucket keeps a byte per slot ([`Bucket::tags`]): 7 bits of the key
-//! with the high bit set, from just after the CLAIMING store until after
-//! the pool is credited on release, else 0. A scan reads two words per bucket
-//! instead of sixteen slot words and compares all lanes at once; only lanes
-//! whose byte matches are looked at (a false match costs one slot check).
-//! The release clear is a release XOR: a scanner that no longer sees the
-//! byte also sees the pool credit that preceded it.
+//! Each bucket keeps a byte per slot ([`level::Bucket::tags`]): 7 bits of
+//! the key with the high bit set, from just after the CLAIMING store until
+//! after the pool is credited on release, else 0. A scan reads two words
+//! per bucket instead of sixteen slot words and compares all lanes at once;
+//! only lanes whose byte matches are looked at (a false match costs one
+//! slot check). The release clear is a release XOR: a scanner that no
+//! longer sees the byte also sees the pool credit that preceded it.
 //!
 //! The waits are the one place a thread can spin: for a few dozen
 //! instructions of another thread working on the *same key*. Different keys
 //! never wait for each other.
 //!
-//! Hot path: no allocation, no lock, no syscall.
+//! Hot path: no lock, no syscall, and no allocation except the publication
+//! of a level, at most `32 - s` times in an engine's life (by the claim
+//! that found the table full; other threads go on meanwhile).
 
-use super::holder::{HolderBuf, META_WORDS};
+mod level;
+
+use std::ptr;
+
+use super::holder::HolderBuf;
 use super::key::InstanceKey;
-use crate::sync::{fence, seqcst_handshake, spin_wait, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{
+    fence, seqcst_handshake, spin_wait, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
+pub(crate) use level::SLOTS_PER_BUCKET;
+use level::{tag_of, Level, BYTE_HI};
 
-/// Slots in one bucket. Small under loom so the model stays tractable.
+/// Level 0 is sized for the licenses the counted pools can grant, but for
+/// no more instances than this (it then holds twice as many slots, so it
+/// never fills before this many are out): about 1.4 MB.
 #[cfg(not(loom))]
-pub(crate) const SLOTS_PER_BUCKET: usize = 16;
-/// Slots in one bucket. Small under loom so the model stays tractable.
+pub(crate) const INITIAL_INSTANCES: usize = 4096;
+/// Level 0 is sized for the licenses the counted pools can grant, but for
+/// no more instances than this (under loom: what the engine models'
+/// one-to-three-license pools need, so their tables are as before).
 #[cfg(loom)]
-pub(crate) const SLOTS_PER_BUCKET: usize = 2;
+pub(crate) const INITIAL_INSTANCES: usize = 4;
 
-/// A new key goes to its primary bucket unless that has this many slots in
-/// use (then to the emptier of its two). Under loom: only when full, so
-/// the models place keys where they expect.
+/// Most levels a table can have (the bound for the smallest level 0, of
+/// one bucket; larger ones allow fewer: see "Levels").
 #[cfg(not(loom))]
-const CROWDED: u32 = SLOTS_PER_BUCKET as u32 * 3 / 4;
-/// A new key goes to its primary bucket unless that has this many slots in
-/// use (then to the emptier of its two). Under loom: only when full, so
-/// the models place keys where they expect.
+const MAX_LEVELS: usize = 32 - SLOTS_PER_BUCKET.trailing_zeros() as usize;
+/// Most levels a table can have (few under loom, so the models stay small).
 #[cfg(loom)]
-const CROWDED: u32 = SLOTS_PER_BUCKET as u32;
+const MAX_LEVELS: usize = 3;
 
-/// Words of fingerprint bytes per bucket: one byte per slot.
-const TAG_WORDS: usize = SLOTS_PER_BUCKET.div_ceil(8);
-/// The low bit of every byte of a word.
-const BYTE_LO: u64 = 0x0101_0101_0101_0101;
-/// The high bit of every byte of a word (set in every fingerprint).
-const BYTE_HI: u64 = 0x8080_8080_8080_8080;
+/// Bits of a global slot index (an id's `slot` field).
+const INDEX_BITS: u32 = u32::BITS;
 
-/// A bit per lane of a bucket.
-const LANES: u32 = (1 << SLOTS_PER_BUCKET) - 1;
+/// Most slots level 0 can have: half of all slot indices, so that there
+/// is room for one level more.
+const MAX_FIRST_SLOTS: usize = 1 << (INDEX_BITS - 1);
+
+/// Most instances a table can hold whose level 0 has room for
+/// [`INITIAL_INSTANCES`] (every table of pools that can grant that many):
+/// every slot of its levels, `2^32 - 2 * INITIAL_INSTANCES`.
+pub(crate) const MAX_INSTANCES: u64 = (1 << INDEX_BITS) - 2 * INITIAL_INSTANCES as u64;
 
 /// Deadline field value meaning "no deadline: held until check-in".
 pub(crate) const NO_DEADLINE: u64 = (1 << DEADLINE_BITS) - 1;
@@ -189,111 +264,6 @@ impl Word {
     }
 }
 
-/// A key's fingerprint byte: 7 bits of the key, high bit set so that it is
-/// never 0 (the byte of an empty slot). The bits are not the ones that
-/// choose the buckets.
-fn tag_of(key: InstanceKey) -> u8 {
-    0x80 | (key.hi >> 57) as u8
-}
-
-/// One bucket's hot data: the fingerprint bytes first (a scan reads these
-/// two words and nothing else for slots that cannot hold its key), then
-/// each slot's hot fields side by side, so that a renewal, after the
-/// fingerprints, touches one slot's 40 bytes: the word, the key, the grant
-/// and the linger. (`repr(C)`: the fingerprints share the first cache line
-/// with the first slots.)
-#[derive(Debug)]
-#[repr(C, align(64))]
-struct Bucket {
-    /// Byte `lane % 8` of word `lane / 8` is the fingerprint of the key in
-    /// slot `lane` from just after its CLAIMING store until just before
-    /// its FREE store, else 0. Only the slot's owner changes its byte, by
-    /// XOR, so concurrent owners of other lanes never undo each other.
-    tags: [AtomicU64; TAG_WORDS],
-    /// Keys whose primary bucket this is that are in their secondary one,
-    /// counted from before their fingerprint is set there until after it is
-    /// cleared. While 0, a lookup need not look at the secondary bucket.
-    spilled: AtomicU32,
-    slots: [Hot; SLOTS_PER_BUCKET],
-}
-
-/// A slot's hot fields: everything a lookup, a claim or a renewal reads.
-#[derive(Debug)]
-#[repr(C)]
-struct Hot {
-    /// The slot's life: state, generation, deadline ([`Word`]).
-    word: AtomicU64,
-    key_lo: AtomicU64,
-    key_hi: AtomicU64,
-    /// Pool index (low 32 bits) and license count (high 32 bits).
-    grant: AtomicU64,
-    /// Linger of the latest checkout, ms (for status; not part of the
-    /// protocol: the deadline in the word decides).
-    linger: AtomicU64,
-}
-
-impl Bucket {
-    fn new() -> Bucket {
-        let free = Word::new(State::Free, 0, 0).0;
-        Bucket {
-            tags: std::array::from_fn(|_| AtomicU64::new(0)),
-            spilled: AtomicU32::new(0),
-            slots: std::array::from_fn(|_| Hot {
-                word: AtomicU64::new(free),
-                key_lo: AtomicU64::new(0),
-                key_hi: AtomicU64::new(0),
-                grant: AtomicU64::new(0),
-                linger: AtomicU64::new(0),
-            }),
-        }
-    }
-}
-
-/// A slot's cold data: read only for status, logging and release. Two
-/// cache lines, aligned: a checkout with short names writes only the first.
-#[derive(Debug)]
-#[repr(C, align(64))]
-struct Cold {
-    /// Unix ms of the first checkout of this instance.
-    since: AtomicU64,
-    meta: [AtomicU64; META_WORDS],
-}
-
-impl Cold {
-    fn new() -> Cold {
-        Cold {
-            since: AtomicU64::new(0),
-            meta: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-}
-
-/// One slot's fields, gathered from its bucket and the cold array. Only
-/// `word` decides anything; the rest is published by it.
-#[derive(Debug, Clone, Copy)]
-struct Slot<'a> {
-    word: &'a AtomicU64,
-    key_lo: &'a AtomicU64,
-    key_hi: &'a AtomicU64,
-    grant: &'a AtomicU64,
-    linger: &'a AtomicU64,
-    cold: &'a Cold,
-}
-
-impl Slot<'_> {
-    fn load(&self, order: Ordering) -> Word {
-        Word(self.word.load(order))
-    }
-
-    /// True if this slot's published key is `key`. Call only after an
-    /// acquire load saw CLAIMING, LIVE or RELEASING; confirm with a second
-    /// load of the word (the key is rewritten once the slot is FREE again).
-    fn key_is(&self, key: InstanceKey) -> bool {
-        self.key_lo.load(Ordering::Relaxed) == key.lo
-            && self.key_hi.load(Ordering::Relaxed) == key.hi
-    }
-}
-
 /// Where an instance lives: slot index and the generation it was claimed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InstanceId {
@@ -322,23 +292,54 @@ impl InstanceId {
     }
 }
 
+/// A slot of a level: the level and the slot's index in it. Compared by
+/// identity; printed as the global index.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'t> {
+    level: &'t Level,
+    local: usize,
+}
+
+impl At<'_> {
+    /// The global index.
+    #[inline]
+    fn index(self) -> usize {
+        self.level.offset + self.local
+    }
+}
+
+impl PartialEq for At<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        ptr::eq(self.level, other.level) && self.local == other.local
+    }
+}
+
+impl Eq for At<'_> {}
+
+impl std::fmt::Debug for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "slot {}", self.index())
+    }
+}
+
 /// A slot claimed for a new key, not yet LIVE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a claim must be published or abandoned"]
-pub(crate) struct Claimed {
-    index: usize,
+pub(crate) struct Claimed<'t> {
+    at: At<'t>,
     gen: u32,
     tag: u8,
-    /// The primary bucket (first slot index) when the claim spilled into
-    /// the secondary one: its spill count was raised.
+    /// The primary bucket (first local slot index) when the claim spilled
+    /// into the secondary one: its spill count was raised.
     spilled_from: Option<usize>,
 }
 
-impl Claimed {
-    /// The claimed slot's index: per-slot side data (the policy's charge
-    /// record) can be written before [`Table::publish`] publishes it.
-    pub(crate) fn slot(self) -> u32 {
-        self.index as u32
+impl<'t> Claimed<'t> {
+    /// The claimed slot's charge record (options-file counters, see
+    /// `policy.rs`), written before [`Table::publish`] publishes it;
+    /// `None` in a table built without charge records.
+    pub(crate) fn charge(&self) -> Option<&'t AtomicU64> {
+        self.at.level.charge(self.at.local)
     }
 }
 
@@ -359,11 +360,12 @@ pub(crate) struct Fields<'a> {
     pub(crate) holder: &'a HolderBuf,
 }
 
-/// A LIVE instance found by key, with what a renewal needs: the word it
-/// was seen with (the renewal's first CAS expects it) and its grant, read
-/// in the same seqlock window as the key.
+/// A LIVE instance found by key, with what a renewal needs: where it is,
+/// the word it was seen with (the renewal's first CAS expects it) and its
+/// grant, read in the same seqlock window as the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Found {
+pub(crate) struct Found<'t> {
+    at: At<'t>,
     pub(crate) id: InstanceId,
     word: Word,
     /// The pool charged.
@@ -372,11 +374,12 @@ pub(crate) struct Found {
     pub(crate) count: u32,
 }
 
-impl Found {
-    fn new(index: usize, word: Word, grant: u64) -> Found {
+impl Found<'_> {
+    fn new(at: At<'_>, word: Word, grant: u64) -> Found<'_> {
         Found {
+            at,
             id: InstanceId {
-                slot: index as u32,
+                slot: at.index() as u32,
                 gen: word.gen(),
             },
             word,
@@ -388,23 +391,24 @@ impl Found {
 
 /// What [`Table::lookup`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lookup {
+pub(crate) enum Lookup<'t> {
     /// The key's live instance.
-    Live(Found),
+    Live(Found<'t>),
     /// No instance.
     Absent,
 }
 
 /// What [`Table::claim`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claim {
+pub(crate) enum Claim<'t> {
     /// The key is ours to publish (or abandon).
-    Owned(Claimed),
+    Owned(Claimed<'t>),
     /// The key was already LIVE here; nothing was claimed.
-    Exists(Found),
+    Exists(Found<'t>),
     /// Another thread is claiming the key; look it up again.
     Retry,
-    /// Both candidate buckets are full.
+    /// No level has room for the key and no level can be added (the last
+    /// one is out, or its memory cannot be had).
     Full,
 }
 
@@ -430,125 +434,175 @@ pub(crate) enum Renew {
     Gone,
 }
 
-/// The slot array. See the module docs for the protocol.
-#[derive(Debug)]
+/// The levels of slots. See the module docs for the protocol.
 pub(crate) struct Table {
-    hot: Box<[Bucket]>,
-    cold: Box<[Cold]>,
-    buckets: usize,
+    /// Level 0, inline: a table of one level follows no pointer.
+    first: Level,
+    /// Level `k >= 1` at `more[k - 1]`: null until published, then fixed
+    /// until the table is dropped.
+    more: [AtomicPtr<Level>; MAX_LEVELS - 1],
+    /// Levels published (at least 1). Only ever raised, by a CAS from `n`
+    /// to `n + 1` once `more[n - 1]` is set.
+    levels: AtomicUsize,
+    /// Levels this table may have: its slot indices fit [`INDEX_BITS`].
+    max_levels: usize,
+    /// log2 of level 0's slots; level `k` has `2^(shift + k)`.
+    shift: u32,
+    /// Levels keep charge records (an engine with an options file).
+    charged: bool,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("levels", &self.levels.load(Ordering::Relaxed))
+            .field("slots", &self.slot_count())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        for cell in &self.more {
+            let p = cell.load(Ordering::Acquire);
+            if !p.is_null() {
+                // Safety: a non-null pointer in `more` came from
+                // `Box::into_raw` in `grow` and was published once; `&mut
+                // self` means no reference into it outlives this.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
 }
 
 impl Table {
-    /// A table able to hold at least `instances` live instances with room
-    /// to spare (never more than half full).
-    pub(crate) fn with_capacity(instances: usize) -> Table {
-        let wanted = instances.saturating_mul(2).max(SLOTS_PER_BUCKET);
-        let buckets = wanted.div_ceil(SLOTS_PER_BUCKET).next_power_of_two();
+    /// A table whose level 0 holds at least `instances` live instances with
+    /// room to spare (never more than half full), with a charge record per
+    /// slot if `charged`. If that much memory cannot be had, level 0 is
+    /// made smaller (later levels grow as instances come).
+    pub(crate) fn with_capacity(instances: usize, charged: bool) -> Table {
+        Table::with_levels(instances, charged, MAX_LEVELS)
+    }
+
+    /// [`Table::with_capacity`], with at most `max_levels` levels (tests
+    /// cap it to reach a full table).
+    fn with_levels(instances: usize, charged: bool, max_levels: usize) -> Table {
+        let wanted = instances
+            .saturating_mul(2)
+            .clamp(SLOTS_PER_BUCKET, MAX_FIRST_SLOTS);
+        let mut buckets = wanted.div_ceil(SLOTS_PER_BUCKET).next_power_of_two();
+        let first = loop {
+            match Level::try_new(buckets, 0, charged) {
+                Some(level) => break level,
+                None if buckets > 1 => buckets /= 2,
+                None => std::alloc::handle_alloc_error(std::alloc::Layout::new::<Level>()),
+            }
+        };
+        let shift = first.slots().trailing_zeros();
+        // Level k ends at slot 2^shift * (2^(k+1) - 1); all must be below
+        // 2^INDEX_BITS (and fit a usize).
+        let fit = (INDEX_BITS.min(usize::BITS - 1) - shift) as usize;
         Table {
-            hot: (0..buckets).map(|_| Bucket::new()).collect(),
-            cold: (0..buckets * SLOTS_PER_BUCKET)
-                .map(|_| Cold::new())
-                .collect(),
-            buckets,
+            first,
+            more: std::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
+            levels: AtomicUsize::new(1),
+            max_levels: fit.min(max_levels).clamp(1, MAX_LEVELS),
+            shift,
+            charged,
         }
     }
 
+    /// The global index of level `k`'s first slot.
+    #[inline]
+    fn offset(&self, k: usize) -> usize {
+        ((1 << k) - 1) << self.shift
+    }
+
+    /// Level `k`. Only for `k` below a value of `levels` the caller loaded.
+    #[inline]
+    fn level(&self, k: usize) -> &Level {
+        if k == 0 {
+            return &self.first;
+        }
+        // Acquire: pairs with the CAS that stored it (the count the caller
+        // loaded orders it already; this keeps the pairing local).
+        let p = self.more[k - 1].load(Ordering::Acquire);
+        debug_assert!(!p.is_null(), "level {k} read before it was published");
+        // Safety: the caller saw `levels > k`, and `more[k - 1]` is set
+        // before `levels` passes k (`grow`), to a level that lives until
+        // the table is dropped, which `&self` outlives.
+        unsafe { &*p }
+    }
+
+    /// The slot with global index `i`, if its level is published (ids come
+    /// from callers).
+    #[inline]
+    fn locate(&self, i: usize) -> Option<At<'_>> {
+        if i < self.first.slots() {
+            return Some(At {
+                level: &self.first,
+                local: i,
+            });
+        }
+        let q = (i >> self.shift) + 1;
+        let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
+        if k >= self.levels.load(Ordering::Acquire) {
+            return None;
+        }
+        let level = self.level(k);
+        Some(At {
+            level,
+            local: i - level.offset,
+        })
+    }
+
+    /// Slots in the published levels.
     pub(crate) fn slot_count(&self) -> usize {
-        self.cold.len()
+        self.offset(self.levels.load(Ordering::Acquire))
     }
 
-    /// Slot `i` (global index: bucket * SLOTS_PER_BUCKET + lane).
-    fn slot(&self, i: usize) -> Slot<'_> {
-        let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
-        let bucket = &self.hot[b];
-        Slot {
-            word: &bucket.slots[lane].word,
-            key_lo: &bucket.slots[lane].key_lo,
-            key_hi: &bucket.slots[lane].key_hi,
-            grant: &bucket.slots[lane].grant,
-            linger: &bucket.slots[lane].linger,
-            cold: &self.cold[i],
+    /// Bytes allocated for the table: its published levels and itself.
+    pub(crate) fn bytes(&self) -> usize {
+        let n = self.levels.load(Ordering::Acquire);
+        let boxed = (n - 1) * std::mem::size_of::<Level>();
+        (0..n).map(|k| self.level(k).bytes()).sum::<usize>() + boxed + std::mem::size_of::<Table>()
+    }
+
+    /// Publishes level `n` unless someone has (`n`: the count the caller
+    /// loaded). False if the table has all its levels, or the level's
+    /// memory cannot be had and no one else published it.
+    #[cold]
+    #[inline(never)]
+    fn grow(&self, n: usize) -> bool {
+        if n >= self.max_levels {
+            return false;
         }
-    }
-
-    /// Slot `i`, or `None` if out of range (ids come from callers).
-    fn try_slot(&self, i: usize) -> Option<Slot<'_>> {
-        (i < self.cold.len()).then(|| self.slot(i))
-    }
-
-    /// The first slot index of the key's primary and secondary buckets
-    /// (equal when the table has a single bucket).
-    fn buckets_of(&self, key: InstanceKey) -> [usize; 2] {
-        let mask = self.buckets - 1;
-        let a = (key.lo as usize) & mask;
-        let mut b = (key.hi as usize) & mask;
-        if b == a && self.buckets > 1 {
-            b = (a + 1) & mask;
+        let cell = &self.more[n - 1];
+        // Acquire: a level someone else stored is read by our count CAS's
+        // readers too (they acquire the count we release).
+        if cell.load(Ordering::Acquire).is_null() {
+            let buckets = self.first.buckets() << n;
+            let Some(level) = Level::try_new(buckets, self.offset(n), self.charged) else {
+                return self.levels.load(Ordering::Acquire) > n;
+            };
+            let new = Box::into_raw(Box::new(level));
+            // Release (SeqCst): the level's contents before its pointer.
+            if cell
+                .compare_exchange(ptr::null_mut(), new, Ordering::SeqCst, Ordering::Acquire)
+                .is_err()
+            {
+                // Safety: `new` came from `Box::into_raw` just above and
+                // was never published: nobody else has seen it.
+                drop(unsafe { Box::from_raw(new) });
+            }
         }
-        [a * SLOTS_PER_BUCKET, b * SLOTS_PER_BUCKET]
-    }
-
-    /// Slots of the bucket starting at slot `start` whose fingerprint is set
-    /// (claimed or live), as one thread sees them now.
-    fn used(&self, start: usize) -> u32 {
-        self.hot[start / SLOTS_PER_BUCKET]
-            .tags
-            .iter()
-            .map(|t| (t.load(Ordering::Relaxed) & BYTE_HI).count_ones())
-            .sum()
-    }
-
-    /// The spill count of the bucket starting at slot `start`.
-    fn spilled(&self, start: usize) -> &AtomicU32 {
-        &self.hot[start / SLOTS_PER_BUCKET].spilled
-    }
-
-    /// One pass over the fingerprints of the bucket starting at slot
-    /// `start`: a bit per lane whose fingerprint is `key`'s (a filter,
-    /// confirmed by [`Table::wait_for_key`]; about one other key in 128
-    /// passes it).
-    ///
-    /// A slot whose key is `key` has its bit set while LIVE, and from just
-    /// after its CLAIMING store while claiming (see `claim` for which claims
-    /// a re-scan is sure to see).
-    fn scan(&self, start: usize, key: InstanceKey, order: Ordering) -> u32 {
-        let bucket = &self.hot[start / SLOTS_PER_BUCKET];
-        let pattern = BYTE_LO * u64::from(tag_of(key));
-        let mut maybe = 0u32;
-        for (k, tags) in bucket.tags.iter().enumerate() {
-            // Acquire (at least): pairs with the owner's XOR, so the key
-            // fields and word written before it are visible when the bit
-            // is followed up. A claim's re-scan passes SeqCst.
-            let t = tags.load(order);
-            // Bytes equal to the pattern become 0; flag the zero bytes (a
-            // borrow may flag a byte above a true match too: harmless).
-            let x = t ^ pattern;
-            let zero = x.wrapping_sub(BYTE_LO) & !x & BYTE_HI;
-            // Gather the flags (bit 7 of each byte) into one bit per lane:
-            // the multiply adds them into the top byte without carries.
-            let lanes = zero.wrapping_mul(0x0002_0408_1020_4081) >> 56;
-            maybe |= (lanes as u32) << (8 * k);
-        }
-        maybe & LANES
-    }
-
-    /// The buckets a key may be in, by first slot index: the primary, and
-    /// the secondary if it is another bucket and something spilled out of
-    /// the primary (or `spilled`: the caller's own claim is there).
-    fn candidates(&self, key: InstanceKey, spilled: bool, order: Ordering) -> ([usize; 2], usize) {
-        let [a, b] = self.buckets_of(key);
-        // Relaxed: a claimer's count is ordered against a racing claim by
-        // both sides' SeqCst accesses (module docs); a lookup that happens
-        // after a publish sees the count, raised before it.
-        let both = a != b && (spilled || self.spilled(a).load(order) != 0);
-        ([a, b], if both { 2 } else { 1 })
-    }
-
-    /// XORs `tag` into slot `i`'s fingerprint byte: sets it when the byte is
-    /// 0, clears it when it is `tag`.
-    fn flip_tag(&self, i: usize, tag: u8, order: Ordering) {
-        let (b, lane) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
-        self.hot[b].tags[lane / 8].fetch_xor(u64::from(tag) << (8 * (lane % 8)), order);
+        // SeqCst: the publication P of the module docs' twin argument.
+        // Failure: someone else raised it (our n is stale or they helped).
+        let _ = self
+            .levels
+            .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::Relaxed);
+        true
     }
 
     /// Finds the LIVE instance holding `key`, waiting out a claim or a
@@ -560,124 +614,128 @@ impl Table {
         }
     }
 
-    /// [`Table::find`], as a [`Lookup`].
-    pub(crate) fn lookup(&self, key: InstanceKey) -> Lookup {
-        let (buckets, n) = self.candidates(key, false, Ordering::Relaxed);
-        for &start in &buckets[..n] {
-            let mut maybe = self.scan(start, key, Ordering::Acquire);
-            while maybe != 0 {
-                let i = start + maybe.trailing_zeros() as usize;
-                maybe &= maybe - 1;
-                if let Some((w, grant)) = self.wait_for_key(i, key, false) {
-                    return Lookup::Live(Found::new(i, w, grant));
-                }
+    /// [`Table::find`], as a [`Lookup`]: every level, newest first.
+    pub(crate) fn lookup(&self, key: InstanceKey) -> Lookup<'_> {
+        // Acquire: a publish that happened before us is in a level this
+        // names (module docs).
+        let n = self.levels.load(Ordering::Acquire);
+        if n == 1 {
+            // One level (the common case): no pointer, no loop.
+            return lookup_in(&self.first, key);
+        }
+        self.lookup_levels(key, n)
+    }
+
+    /// [`Table::lookup`] in levels `n - 1` down to 0 (kept out of the
+    /// one-level path).
+    #[inline(never)]
+    fn lookup_levels(&self, key: InstanceKey, n: usize) -> Lookup<'_> {
+        for k in (0..n).rev() {
+            if let found @ Lookup::Live(_) = lookup_in(self.level(k), key) {
+                return found;
             }
         }
         Lookup::Absent
     }
 
-    /// Looks at slot `i`: returns its word and grant field if it is LIVE
-    /// with `key`, or CLAIMING it and `stop_at_claiming` (the grant is then
-    /// meaningless); waits while it is RELEASING `key`, or CLAIMING it and
-    /// not `stop_at_claiming`; returns `None` when it holds something else.
-    fn wait_for_key(
-        &self,
-        i: usize,
-        key: InstanceKey,
-        stop_at_claiming: bool,
-    ) -> Option<(Word, u64)> {
-        let slot = self.slot(i);
-        loop {
-            let w = slot.load(Ordering::Acquire);
-            if matches!(w.state(), State::Free | State::Reserved) {
-                return None;
-            }
-            let same = slot.key_is(key);
-            let grant = slot.grant.load(Ordering::Relaxed);
-            // Seqlock re-check: the fence orders the key loads before it,
-            // so keys written by a later owner (after its release fence in
-            // `reserve`) show as a changed word.
-            fence(Ordering::Acquire);
-            if slot.load(Ordering::Relaxed) != w {
-                continue; // changed under us: look again
-            }
-            if !same {
-                return None;
-            }
-            match w.state() {
-                State::Live => return Some((w, grant)),
-                State::Claiming if stop_at_claiming => return Some((w, grant)),
-                _ => spin_wait(), // same key mid-claim or mid-release
-            }
-        }
-    }
-
     /// Claims a slot for `key` unless the key is already live. On
     /// [`Claim::Owned`] the caller must [`Table::publish`] or
     /// [`Table::abandon`] the claim.
-    pub(crate) fn claim(&self, key: InstanceKey) -> Claim {
-        let Some((mine, gen)) = self.reserve(key) else {
+    pub(crate) fn claim(&self, key: InstanceKey) -> Claim<'_> {
+        let Some((level, mine, gen)) = self.reserve(key) else {
             return Claim::Full;
         };
-        let [primary, _] = self.buckets_of(key);
+        let [primary, _] = level.buckets_of(key);
         let spilled_from = (mine / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET).then(|| {
             // Raised before the fingerprint is set: whoever sees the
             // fingerprint sees the count raised, so a lookup after it looks
             // in the secondary bucket too. SeqCst: part of the twin
             // argument (module docs).
-            self.spilled(primary).fetch_add(1, Ordering::SeqCst);
+            level.spilled(primary).fetch_add(1, Ordering::SeqCst);
             primary
         });
-        let slot = self.slot(mine);
+        let slot = level.slot(mine);
         slot.key_lo.store(key.lo, Ordering::Relaxed);
         slot.key_hi.store(key.hi, Ordering::Relaxed);
         slot.word
             .store(Word::new(State::Claiming, gen, 0).0, Ordering::Release);
         // The fingerprint last: a scanner that sees it (acquire) sees the
         // key, CLAIMING and the spill count. SeqCst RMW, then SeqCst loads
-        // in the re-scan below: of two claimers of one key, the one whose
-        // loads come later in the single SeqCst order sees the other's
+        // (the level count, the spill counts, the fingerprints) in the
+        // re-scan below: of two claimers of one key, the one whose XOR
+        // comes later in the single SeqCst order sees the other's
         // fingerprint (module docs). No fence: on x86 this is one locked
         // XOR and plain loads, where `fence(SeqCst)` (MFENCE) cost about
         // 130 ns of a checkout's latency.
         let tag = tag_of(key);
-        self.flip_tag(mine, tag, Ordering::SeqCst);
+        level.flip_tag(mine, tag, Ordering::SeqCst);
         seqcst_handshake();
+        let me = At { level, local: mine };
         let claimed = Claimed {
-            index: mine,
+            at: me,
             gen,
             tag,
             spilled_from,
         };
-        let (buckets, n) = self.candidates(key, spilled_from.is_some(), Ordering::SeqCst);
-        for &start in &buckets[..n] {
-            let mut maybe = self.scan(start, key, Ordering::SeqCst);
-            while maybe != 0 {
-                let j = start + maybe.trailing_zeros() as usize;
-                maybe &= maybe - 1;
-                if j == mine {
-                    continue;
+        // Re-read, SeqCst: a level published since `reserve` looked, in
+        // which a twin may be claiming (module docs, "different levels").
+        let n = self.levels.load(Ordering::SeqCst);
+        let twin = if n == 1 {
+            twin_in(&self.first, key, me, spilled_from.is_some())
+        } else {
+            self.twin_in_levels(key, me, n, spilled_from.is_some())
+        };
+        let Some((at, w, grant)) = twin else {
+            return Claim::Owned(claimed);
+        };
+        self.abandon(claimed);
+        if w.state() == State::Live {
+            Claim::Exists(Found::new(at, w, grant))
+        } else {
+            Claim::Retry
+        }
+    }
+
+    /// [`twin_in`] for levels `n - 1` down to 0 (kept out of the one-level
+    /// path). `spilled`: `me` is in its level's secondary bucket.
+    #[inline(never)]
+    fn twin_in_levels<'t>(
+        &'t self,
+        key: InstanceKey,
+        me: At<'_>,
+        n: usize,
+        spilled: bool,
+    ) -> Option<(At<'t>, Word, u64)> {
+        (0..n).rev().find_map(|k| {
+            let l = self.level(k);
+            twin_in(l, key, me, ptr::eq(l, me.level) && spilled)
+        })
+    }
+
+    /// Reserves a FREE slot for `key` in the newest level with room in one
+    /// of its buckets, publishing a new level when none has; `None` when no
+    /// level can be added.
+    fn reserve(&self, key: InstanceKey) -> Option<(&Level, usize, u32)> {
+        loop {
+            // SeqCst: a claim in a level this names comes after the level's
+            // publication in S (module docs, "different levels").
+            let n = self.levels.load(Ordering::SeqCst);
+            for k in (0..n).rev() {
+                let level = self.level(k);
+                if let Some((i, gen)) = level.reserve(key) {
+                    return Some((level, i, gen));
                 }
-                // Stop waiting on a CLAIMING twin at a lower index (we back
-                // off); wait for one at a higher index to go LIVE or away.
-                let Some((w, grant)) = self.wait_for_key(j, key, j < mine) else {
-                    continue;
-                };
-                self.abandon(claimed);
-                return if w.state() == State::Live {
-                    Claim::Exists(Found::new(j, w, grant))
-                } else {
-                    Claim::Retry
-                };
+            }
+            if !self.grow(n) {
+                return None;
             }
         }
-        Claim::Owned(claimed)
     }
 
     /// Makes a claimed slot a LIVE instance: writes its fields, then
     /// publishes them with the LIVE store.
-    pub(crate) fn publish(&self, c: Claimed, fields: &Fields<'_>) -> InstanceId {
-        let slot = self.slot(c.index);
+    pub(crate) fn publish(&self, c: Claimed<'_>, fields: &Fields<'_>) -> InstanceId {
+        let slot = c.at.level.slot(c.at.local);
         slot.grant.store(
             u64::from(fields.pool) | (u64::from(fields.count) << 32),
             Ordering::Relaxed,
@@ -691,75 +749,32 @@ impl Table {
             Ordering::Release,
         );
         InstanceId {
-            slot: c.index as u32,
+            slot: c.at.index() as u32,
             gen: c.gen,
         }
     }
 
     /// Gives up a claim: the slot becomes FREE in the next generation.
-    pub(crate) fn abandon(&self, c: Claimed) {
+    pub(crate) fn abandon(&self, c: Claimed<'_>) {
+        let level = c.at.level;
         // Cleared before the FREE store, so the next owner finds it 0.
-        self.flip_tag(c.index, c.tag, Ordering::Release);
+        level.flip_tag(c.at.local, c.tag, Ordering::Release);
         if let Some(primary) = c.spilled_from {
-            self.spilled(primary).fetch_sub(1, Ordering::Release);
+            level.spilled(primary).fetch_sub(1, Ordering::Release);
         }
         let next = Word::new(State::Claiming, c.gen, 0).next_gen();
-        self.slot(c.index)
+        level
+            .slot(c.at.local)
             .word
             .store(Word::new(State::Free, next, 0).0, Ordering::Release);
-    }
-
-    /// Claims a FREE slot: in the key's primary bucket, unless it is
-    /// crowded ([`CROWDED`]) and the secondary one is emptier; then in the
-    /// other bucket if the first is full. (Always the primary first would
-    /// read one bucket less, but overflows: at half load, buckets of 16
-    /// hold 8 keys on average and a few in a thousand get 17, so a table of
-    /// a million seats filled up before all were out. Choosing the emptier
-    /// of two only when crowded keeps the two-choice bound.)
-    fn reserve(&self, key: InstanceKey) -> Option<(usize, u32)> {
-        let [a, b] = self.buckets_of(key);
-        let n = if a == b { 1 } else { 2 };
-        let order = if n == 2 && self.used(a) >= CROWDED && self.used(b) < self.used(a) {
-            [b, a]
-        } else {
-            [a, b]
-        };
-        for &start in &order[..n] {
-            for i in start..start + SLOTS_PER_BUCKET {
-                let slot = self.slot(i);
-                let w = slot.load(Ordering::Relaxed);
-                if w.state() != State::Free {
-                    continue;
-                }
-                // Acquire: the previous owner's release happened-before our
-                // field writes (their fields are dead; ours replace them).
-                if slot
-                    .word
-                    .compare_exchange(
-                        w.0,
-                        Word::new(State::Reserved, w.gen(), 0).0,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    )
-                    .is_ok()
-                {
-                    // Seqlock writer: a reader that sees any field we write
-                    // from now on sees this RESERVED word (or later) when it
-                    // checks the word again after its acquire fence.
-                    fence(Ordering::Release);
-                    return Some((i, w.gen()));
-                }
-            }
-        }
-        None
     }
 
     /// Moves a found instance's deadline to `deadline` (and records the
     /// linger that produced it, for status). The first CAS expects the word
     /// the lookup saw.
-    pub(crate) fn renew(&self, found: &Found, deadline: u64, linger: u64) -> Renew {
+    pub(crate) fn renew(&self, found: &Found<'_>, deadline: u64, linger: u64) -> Renew {
         let id = found.id;
-        let slot = self.slot(id.slot as usize);
+        let slot = found.at.level.slot(found.at.local);
         let mut w = found.word;
         loop {
             if w.state() != State::Live || w.gen() != id.gen {
@@ -786,7 +801,8 @@ impl Table {
     /// CAS on its word, as a renewal); the old deadline, or `None` if `id`
     /// is not live.
     pub(crate) fn set_deadline(&self, id: InstanceId, deadline: u64) -> Option<u64> {
-        let slot = self.try_slot(id.slot as usize)?;
+        let at = self.locate(id.slot as usize)?;
+        let slot = at.level.slot(at.local);
         let mut w = slot.load(Ordering::Acquire);
         loop {
             if w.state() != State::Live || w.gen() != id.gen {
@@ -806,65 +822,30 @@ impl Table {
     /// The deadline of a LIVE instance (one load of its word, no field
     /// reads); `None` if `id` is not live.
     pub(crate) fn deadline_of(&self, id: InstanceId) -> Option<u64> {
-        let w = self.try_slot(id.slot as usize)?.load(Ordering::Acquire);
+        let at = self.locate(id.slot as usize)?;
+        let w = at.level.slot(at.local).load(Ordering::Acquire);
         (w.state() == State::Live && w.gen() == id.gen).then(|| w.deadline())
     }
 
     /// Reads a LIVE instance's fields, or `None` if `id` is not live.
     pub(crate) fn read(&self, id: InstanceId) -> Option<LiveRead> {
-        let slot = self.try_slot(id.slot as usize)?;
-        loop {
-            let w = slot.load(Ordering::Acquire);
-            if w.state() != State::Live || w.gen() != id.gen {
-                return None;
-            }
-            let read = self.read_fields(id.slot as usize, w);
-            // Seqlock check: fields are only rewritten after a release,
-            // which bumps the generation (the fence orders the field loads
-            // before this one; see `wait_for_key`).
-            fence(Ordering::Acquire);
-            let again = slot.load(Ordering::Relaxed);
-            if again.state() == State::Live && again.gen() == id.gen {
-                return Some(LiveRead {
-                    deadline: again.deadline(),
-                    ..read
-                });
-            }
-        }
-    }
-
-    fn read_fields(&self, index: usize, w: Word) -> LiveRead {
-        let slot = self.slot(index);
-        let grant = slot.grant.load(Ordering::Relaxed);
-        LiveRead {
-            id: InstanceId {
-                slot: index as u32,
-                gen: w.gen(),
-            },
-            pool: grant as u32,
-            count: (grant >> 32) as u32,
-            since: slot.cold.since.load(Ordering::Relaxed),
-            linger: slot.linger.load(Ordering::Relaxed),
-            deadline: w.deadline(),
-            holder: HolderBuf::load(&slot.cold.meta),
-            key: InstanceKey {
-                lo: slot.key_lo.load(Ordering::Relaxed),
-                hi: slot.key_hi.load(Ordering::Relaxed),
-            },
-        }
+        read_at(self.locate(id.slot as usize)?, id.gen)
     }
 
     /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
     /// its current deadline: LIVE -> RELEASING, then `credit` (the caller
-    /// gives the licenses back to the pool), then FREE. Exactly one caller
-    /// can release a given instance.
+    /// gives the licenses back to the pool, and takes the slot's charge
+    /// record if it has one), then FREE. Exactly one caller can release a
+    /// given instance.
     pub(crate) fn release(
         &self,
         id: InstanceId,
         should: impl Fn(u64) -> bool,
-        credit: impl FnOnce(&LiveRead),
+        credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
     ) -> Option<LiveRead> {
-        let slot = self.try_slot(id.slot as usize)?;
+        let at = self.locate(id.slot as usize)?;
+        let (level, local) = (at.level, at.local);
+        let slot = level.slot(local);
         let mut w = slot.load(Ordering::Acquire);
         loop {
             if w.state() != State::Live || w.gen() != id.gen || !should(w.deadline()) {
@@ -880,17 +861,17 @@ impl Table {
             }
         }
         // The slot is ours until FREE: its fields are stable.
-        let read = self.read_fields(id.slot as usize, w);
-        credit(&read);
+        let read = read_fields(at, w);
+        credit(&read, level.charge(local));
         // The key can go unseen now that the pool is credited; cleared
         // before the FREE store, so the next owner finds the byte 0.
         // Release: a scanner that no longer sees the fingerprint must see
         // the credit too (else a same-key checkout could find neither the
         // instance nor its license: the loom model renewal_races_expiry).
-        self.flip_tag(id.slot as usize, tag_of(read.key), Ordering::Release);
-        let [primary, _] = self.buckets_of(read.key);
-        if id.slot as usize / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
-            self.spilled(primary).fetch_sub(1, Ordering::Release);
+        level.flip_tag(local, tag_of(read.key), Ordering::Release);
+        let [primary, _] = level.buckets_of(read.key);
+        if local / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
+            level.spilled(primary).fetch_sub(1, Ordering::Release);
         }
         slot.word
             .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
@@ -900,350 +881,167 @@ impl Table {
     /// Calls `f` for every LIVE instance (a consistent read of each, not an
     /// atomic picture of the whole table). Reads two fingerprint words per
     /// bucket and only the slots whose byte is set, so an idle table of a
-    /// million seats is read in about a quarter of a million loads.
+    /// million slots is read in about 130,000 loads.
     pub(crate) fn for_each_live(&self, mut f: impl FnMut(&LiveRead)) {
-        for (b, bucket) in self.hot.iter().enumerate() {
-            for (k, tags) in bucket.tags.iter().enumerate() {
-                let mut set = tags.load(Ordering::Acquire) & BYTE_HI;
-                while set != 0 {
-                    let lane = k * 8 + set.trailing_zeros() as usize / 8;
-                    set &= set - 1;
-                    let i = b * SLOTS_PER_BUCKET + lane;
-                    let w = self.slot(i).load(Ordering::Acquire);
-                    if w.state() != State::Live {
-                        continue;
-                    }
-                    if let Some(r) = self.read(InstanceId {
-                        slot: i as u32,
-                        gen: w.gen(),
-                    }) {
-                        f(&r);
+        let n = self.levels.load(Ordering::Acquire);
+        for k in 0..n {
+            let level = self.level(k);
+            for b in 0..level.buckets() {
+                for (w, tags) in level.bucket(b).tags.iter().enumerate() {
+                    let mut set = tags.load(Ordering::Acquire) & BYTE_HI;
+                    while set != 0 {
+                        let lane = w * 8 + set.trailing_zeros() as usize / 8;
+                        set &= set - 1;
+                        let at = At {
+                            level,
+                            local: b * SLOTS_PER_BUCKET + lane,
+                        };
+                        let word = level.slot(at.local).load(Ordering::Acquire);
+                        if word.state() != State::Live {
+                            continue;
+                        }
+                        if let Some(r) = read_at(at, word.gen()) {
+                            f(&r);
+                        }
                     }
                 }
             }
         }
+    }
+}
+
+/// The LIVE instance of `key` in `level`, if any (one level of
+/// [`Table::lookup`]).
+#[inline(always)]
+fn lookup_in(level: &Level, key: InstanceKey) -> Lookup<'_> {
+    let (buckets, m) = level.candidates(key, false, Ordering::Relaxed);
+    for &start in &buckets[..m] {
+        let mut maybe = level.scan(start, key, Ordering::Acquire);
+        while maybe != 0 {
+            let at = At {
+                level,
+                local: start + maybe.trailing_zeros() as usize,
+            };
+            maybe &= maybe - 1;
+            if let Some((w, grant)) = wait_for_key(at, key, false) {
+                return Lookup::Live(Found::new(at, w, grant));
+            }
+        }
+    }
+    Lookup::Absent
+}
+
+/// One level of a claim's re-scan (SeqCst loads, module docs): another slot
+/// of `level` that is LIVE with `key`, or CLAIMING it at a lower index than
+/// `me`, with its word and grant (waiting out a claim at a higher index
+/// and a release). `spilled`: `me` is in this level's secondary bucket.
+#[inline(always)]
+fn twin_in<'t>(
+    level: &'t Level,
+    key: InstanceKey,
+    me: At<'_>,
+    spilled: bool,
+) -> Option<(At<'t>, Word, u64)> {
+    let (buckets, m) = level.candidates(key, spilled, Ordering::SeqCst);
+    for &start in &buckets[..m] {
+        let mut maybe = level.scan(start, key, Ordering::SeqCst);
+        while maybe != 0 {
+            let at = At {
+                level,
+                local: start + maybe.trailing_zeros() as usize,
+            };
+            maybe &= maybe - 1;
+            if at.index() == me.index() {
+                continue;
+            }
+            // Stop waiting on a CLAIMING twin at a lower index (we back
+            // off); wait for one at a higher index to go LIVE or away.
+            if let Some((w, grant)) = wait_for_key(at, key, at.index() < me.index()) {
+                return Some((at, w, grant));
+            }
+        }
+    }
+    None
+}
+
+/// Looks at slot `at`: returns its word and grant field if it is LIVE with
+/// `key`, or CLAIMING it and `stop_at_claiming` (the grant is then
+/// meaningless); waits while it is RELEASING `key`, or CLAIMING it and not
+/// `stop_at_claiming`; returns `None` when it holds something else.
+fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<(Word, u64)> {
+    let slot = at.level.slot(at.local);
+    loop {
+        let w = slot.load(Ordering::Acquire);
+        if matches!(w.state(), State::Free | State::Reserved) {
+            return None;
+        }
+        let same = slot.key_is(key);
+        let grant = slot.grant.load(Ordering::Relaxed);
+        // Seqlock re-check: the fence orders the key loads before it, so
+        // keys written by a later owner (after its release fence in
+        // `reserve`) show as a changed word.
+        fence(Ordering::Acquire);
+        if slot.load(Ordering::Relaxed) != w {
+            continue; // changed under us: look again
+        }
+        if !same {
+            return None;
+        }
+        match w.state() {
+            State::Live => return Some((w, grant)),
+            State::Claiming if stop_at_claiming => return Some((w, grant)),
+            _ => spin_wait(), // same key mid-claim or mid-release
+        }
+    }
+}
+
+/// Reads the fields of the LIVE instance in slot `at` of generation `gen`,
+/// or `None` if it is not (or no longer) that.
+fn read_at(at: At<'_>, gen: u32) -> Option<LiveRead> {
+    let slot = at.level.slot(at.local);
+    loop {
+        let w = slot.load(Ordering::Acquire);
+        if w.state() != State::Live || w.gen() != gen {
+            return None;
+        }
+        let read = read_fields(at, w);
+        // Seqlock check: fields are only rewritten after a release, which
+        // bumps the generation (the fence orders the field loads before
+        // this one; see `wait_for_key`).
+        fence(Ordering::Acquire);
+        let again = slot.load(Ordering::Relaxed);
+        if again.state() == State::Live && again.gen() == gen {
+            return Some(LiveRead {
+                deadline: again.deadline(),
+                ..read
+            });
+        }
+    }
+}
+
+fn read_fields(at: At<'_>, w: Word) -> LiveRead {
+    let slot = at.level.slot(at.local);
+    let grant = slot.grant.load(Ordering::Relaxed);
+    LiveRead {
+        id: InstanceId {
+            slot: at.index() as u32,
+            gen: w.gen(),
+        },
+        pool: grant as u32,
+        count: (grant >> 32) as u32,
+        since: slot.cold.since.load(Ordering::Relaxed),
+        linger: slot.linger.load(Ordering::Relaxed),
+        deadline: w.deadline(),
+        holder: HolderBuf::load(&slot.cold.meta),
+        key: InstanceKey {
+            lo: slot.key_lo.load(Ordering::Relaxed),
+            hi: slot.key_hi.load(Ordering::Relaxed),
+        },
     }
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
+mod tests;
 
-    fn key(n: u64) -> InstanceKey {
-        InstanceKey {
-            lo: n,
-            hi: n.rotate_left(17) ^ 0x9e37,
-        }
-    }
-
-    /// Claims and publishes (pool 3, count 2, since 100, deadline 500).
-    fn insert(t: &Table, k: InstanceKey, h: &HolderBuf) -> Result<InstanceId, Claim> {
-        match t.claim(k) {
-            Claim::Owned(c) => Ok(t.publish(
-                c,
-                &Fields {
-                    pool: 3,
-                    count: 2,
-                    since: 100,
-                    linger: 0,
-                    deadline: 500,
-                    holder: h,
-                },
-            )),
-            other => Err(other),
-        }
-    }
-
-    #[test]
-    fn scan_flags_every_lane_with_the_fingerprint() {
-        let t = Table::with_capacity(8); // one bucket
-        let k = key(77);
-        let tag = tag_of(k);
-        // Other fingerprints that differ from `tag` in a high bit are never
-        // flagged; those that differ only in the lowest bit may be, just
-        // above a true match (the SWAR borrow; a key check rejects them).
-        for (other, exact) in [(tag ^ 0x40, true), (tag ^ 0x01, false)] {
-            for lanes in [0u32, 1, 0x8001, 0xffff, 0x0f0f, 0x1234, 0x8000] {
-                for lane in 0..SLOTS_PER_BUCKET {
-                    let byte = if lanes >> lane & 1 == 1 { tag } else { other };
-                    let w = &t.hot[0].tags[lane / 8];
-                    let shift = 8 * (lane % 8);
-                    let old = w.load(Ordering::Relaxed) & !(0xff << shift);
-                    w.store(old | u64::from(byte) << shift, Ordering::Relaxed);
-                }
-                let got = t.scan(0, k, Ordering::Relaxed);
-                assert_eq!(got & lanes, lanes, "{lanes:#x} -> {got:#x}");
-                if exact {
-                    assert_eq!(got, lanes, "{lanes:#x} -> {got:#x}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn word_round_trips() {
-        let w = Word::new(State::Live, (1 << GEN_BITS) - 1, MAX_DEADLINE);
-        assert_eq!(w.state(), State::Live);
-        assert_eq!(w.gen(), (1 << GEN_BITS) - 1);
-        assert_eq!(w.deadline(), MAX_DEADLINE);
-        assert_eq!(w.next_gen(), 0);
-        let w = Word::new(State::Releasing, 7, NO_DEADLINE);
-        assert_eq!(
-            (w.state(), w.gen(), w.deadline()),
-            (State::Releasing, 7, NO_DEADLINE)
-        );
-    }
-
-    #[test]
-    fn claim_find_renew_release() {
-        let t = Table::with_capacity(8);
-        let h = HolderBuf::new("u", "h", "d", "x");
-        let id = insert(&t, key(1), &h).unwrap();
-        assert_eq!(t.find(key(1)), Some(id));
-        assert_eq!(t.find(key(2)), None);
-        let Err(Claim::Exists(found)) = insert(&t, key(1), &h) else {
-            panic!("a second claim of a live key")
-        };
-        assert_eq!((found.id, found.pool, found.count), (id, 3, 2));
-        assert_eq!(
-            t.renew(&found, 900, 1),
-            Renew::Renewed { old_deadline: 500 }
-        );
-        let r = t.read(id).unwrap();
-        assert_eq!((r.pool, r.count, r.since, r.deadline), (3, 2, 100, 900));
-        assert_eq!(r.holder.user(), "u");
-        assert!(t.release(id, |d| d <= 800, |_| {}).is_none(), "not yet due");
-        let mut credited = 0;
-        let gone = t
-            .release(id, |d| d <= 900, |r| credited += r.count)
-            .unwrap();
-        assert_eq!((gone.count, credited), (2, 2));
-        assert!(
-            t.release(id, |_| true, |_| {}).is_none(),
-            "released once only"
-        );
-        assert_eq!(t.renew(&found, 1000, 1), Renew::Gone);
-        assert_eq!(t.find(key(1)), None);
-    }
-
-    #[test]
-    fn abandoned_claims_leave_no_trace() {
-        let t = Table::with_capacity(2);
-        let Claim::Owned(c) = t.claim(key(9)) else {
-            panic!("not claimed")
-        };
-        t.abandon(c);
-        assert_eq!(t.find(key(9)), None);
-        let mut live = 0;
-        t.for_each_live(|_| live += 1);
-        assert_eq!(live, 0);
-    }
-
-    #[test]
-    fn fills_up_and_reports_full() {
-        let t = Table::with_capacity(1); // one bucket
-        let h = HolderBuf::new("u", "h", "d", "x");
-        let mut n = 0;
-        while insert(&t, key(n), &h).is_ok() {
-            n += 1;
-        }
-        assert_eq!(n as usize, t.slot_count());
-        assert_eq!(insert(&t, key(n + 1), &h), Err(Claim::Full));
-    }
-
-    #[test]
-    fn a_crowded_primary_bucket_spills_and_is_counted() {
-        let t = Table::with_capacity(16); // two buckets of 16
-        assert_eq!(t.buckets, 2);
-        let h = HolderBuf::new("u", "h", "d", "x");
-        // Keys whose primary is bucket 0 (and secondary bucket 1) stay
-        // there until it is crowded.
-        let key = |n: u64| InstanceKey { lo: n * 2, hi: n };
-        let mut ids = Vec::new();
-        for n in 0..u64::from(CROWDED) {
-            let id = insert(&t, key(n), &h).unwrap();
-            assert_eq!(id.slot / 16, 0);
-            ids.push(id);
-        }
-        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
-        let spilled = key(100);
-        let id = insert(&t, spilled, &h).unwrap();
-        assert_eq!(id.slot / 16, 1, "in the emptier secondary bucket");
-        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
-        assert_eq!(t.find(spilled), Some(id));
-        assert!(matches!(insert(&t, spilled, &h), Err(Claim::Exists(f)) if f.id == id));
-        // A key of bucket 0 that is absent is looked for in bucket 1 too,
-        // and still not found.
-        assert_eq!(t.find(key(101)), None);
-        t.release(id, |_| true, |_| {}).unwrap();
-        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
-        assert_eq!(t.find(spilled), None);
-        // An abandoned spilled claim leaves the count as it found it.
-        let Claim::Owned(c) = t.claim(key(200)) else {
-            panic!("not claimed")
-        };
-        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
-        t.abandon(c);
-        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
-        // No longer crowded: the key goes back to its primary.
-        t.release(ids[3], |_| true, |_| {}).unwrap();
-        let again = insert(&t, spilled, &h).unwrap();
-        assert_eq!(again.slot / 16, 0);
-        assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
-    }
-
-    #[test]
-    fn a_full_table_of_both_buckets_is_full() {
-        let t = Table::with_capacity(16);
-        let h = HolderBuf::new("u", "h", "d", "x");
-        let mut n = 0;
-        while insert(&t, InstanceKey { lo: n * 2, hi: n }, &h).is_ok() {
-            n += 1;
-        }
-        assert_eq!(n, 32, "both buckets fill before a claim fails");
-    }
-
-    #[test]
-    fn reuses_released_slots_with_new_generation() {
-        let t = Table::with_capacity(1);
-        let h = HolderBuf::new("u", "h", "d", "x");
-        let a = insert(&t, key(5), &h).unwrap();
-        t.release(a, |_| true, |_| {}).unwrap();
-        let b = insert(&t, key(6), &h).unwrap();
-        assert_eq!(a.slot, b.slot);
-        assert_ne!(a.gen, b.gen);
-        assert!(t.read(a).is_none());
-        assert!(t.read(b).is_some());
-    }
-}
-
-/// loom models of the spill protocol: a key whose primary bucket is full
-/// lives in its secondary one, and two claimers of one key in different
-/// buckets must still see each other. (The engine-level models in
-/// `loom-tests` use one-bucket tables, where nothing spills.)
-///
-/// `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p tally-core --lib --release`
 #[cfg(all(test, loom))]
-mod loom_models {
-    use super::*;
-    use loom::sync::Arc;
-    use loom::thread;
-
-    /// Two buckets of two slots: bucket = `lo & 1` (primary), `hi & 1`
-    /// (secondary; the next bucket if equal).
-    /// `loom::model` with room for the spins of a claim that waits for its
-    /// twin (more branches than the default 1,000).
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut b = loom::model::Builder::new();
-        b.max_branches = 100_000;
-        b.check(f);
-    }
-
-    fn table() -> Table {
-        let t = Table::with_capacity(2);
-        assert_eq!(t.buckets, 2);
-        t
-    }
-
-    fn key(lo: u64, hi: u64) -> InstanceKey {
-        InstanceKey { lo, hi }
-    }
-
-    /// The key the models race on: primary bucket 0.
-    const RACED: InstanceKey = InstanceKey { lo: 0, hi: 1 };
-
-    /// Takes `k` as the engine does: renew a live instance, else claim and
-    /// publish. Returns the instance and whether it is new.
-    fn take(t: &Table, k: InstanceKey) -> (InstanceId, bool) {
-        let holder = HolderBuf::new("u", "h", "", "x");
-        loop {
-            if let Lookup::Live(found) = t.lookup(k) {
-                return (found.id, false);
-            }
-            match t.claim(k) {
-                Claim::Owned(c) => {
-                    let f = Fields {
-                        pool: 0,
-                        count: 1,
-                        since: 0,
-                        linger: 0,
-                        deadline: NO_DEADLINE,
-                        holder: &holder,
-                    };
-                    return (t.publish(c, &f), true);
-                }
-                Claim::Exists(found) => return (found.id, false),
-                Claim::Retry => {}
-                Claim::Full => panic!("table full"),
-            }
-        }
-    }
-
-    fn live_with(t: &Table, k: InstanceKey) -> usize {
-        let mut n = 0;
-        t.for_each_live(|r| n += usize::from(r.key == k));
-        n
-    }
-
-    /// Fills bucket 0 (the raced key's primary) with two other keys.
-    fn fill_primary(t: &Table) -> [InstanceId; 2] {
-        // Fingerprints other than the raced key's (bits 57.. of `hi`).
-        let a = take(t, key(2, 1 << 58)).0;
-        let b = take(t, key(4, 2 << 58)).0;
-        assert_eq!((a.slot / 2, b.slot / 2), (0, 0), "both in bucket 0");
-        [a, b]
-    }
-
-    #[test]
-    fn spilled_twins_make_one_instance() {
-        model(|| {
-            let t = Arc::new(table());
-            fill_primary(&t);
-            let t2 = t.clone();
-            let other = thread::spawn(move || take(&t2, RACED));
-            let mine = take(&t, RACED);
-            let theirs = other.join().unwrap();
-            assert_eq!(mine.0, theirs.0, "one instance");
-            assert!(mine.1 ^ theirs.1, "exactly one new: {mine:?} {theirs:?}");
-            assert_eq!(mine.0.slot / 2, 1, "spilled into bucket 1");
-            assert_eq!(live_with(&t, RACED), 1);
-        });
-    }
-
-    #[test]
-    fn a_twin_in_the_primary_sees_a_spilled_one() {
-        model(|| {
-            let t = Arc::new(table());
-            let [a, _] = fill_primary(&t);
-            let t2 = t.clone();
-            // Frees a primary slot, so this claimer may land in bucket 0
-            // while the other one spills into bucket 1.
-            let other = thread::spawn(move || {
-                t2.release(a, |_| true, |_| {}).expect("released");
-                take(&t2, RACED)
-            });
-            let mine = take(&t, RACED);
-            let theirs = other.join().unwrap();
-            assert_eq!(mine.0, theirs.0, "one instance");
-            assert!(mine.1 ^ theirs.1, "exactly one new: {mine:?} {theirs:?}");
-            assert_eq!(live_with(&t, RACED), 1);
-        });
-    }
-
-    #[test]
-    fn a_spilled_release_is_uncounted() {
-        model(|| {
-            let t = Arc::new(table());
-            fill_primary(&t);
-            let (id, _) = take(&t, RACED);
-            assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 1);
-            let t2 = t.clone();
-            let other = thread::spawn(move || t2.release(id, |_| true, |_| {}).is_some());
-            let found = t.find(RACED);
-            assert!(other.join().unwrap());
-            assert!(found.is_none() || found == Some(id));
-            assert_eq!(t.hot[0].spilled.load(Ordering::Relaxed), 0);
-            assert_eq!(t.find(RACED), None);
-        });
-    }
-}
+mod loom_models;

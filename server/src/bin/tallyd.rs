@@ -131,6 +131,9 @@ fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
     for w in tally_server::names::feature_name_warnings(&set) {
         eprintln!("tallyd: {w}");
     }
+    for u in tally_core::engine::unservable(&set) {
+        eprintln!("tallyd: warning: {u}");
+    }
     Ok(set)
 }
 

@@ -6,7 +6,10 @@
 //! VERSION EXPIRY COUNT [OVERDRAFT=n] [START=date] ...`, with `  EXPIRED`
 //! or `  NOT YET STARTED` after a pool that serves nothing today; then every
 //! diagnostic as `file:line:column: message`, every warning (feature names
-//! the protocol cannot carry or that hold bidirectional controls), the
+//! the protocol cannot carry or that hold bidirectional controls, and
+//! lines tally serves less of than they say: a count that saturates, more
+//! licenses than checkouts the table holds, [`tally_core::engine::unservable`]),
+//! the
 //! options file's diagnostics and warnings, and a summary. `--json` prints
 //! one JSON object:
 //!
@@ -40,6 +43,7 @@ use tally_core::options::OptionsFile;
 
 use crate::names::feature_name_warnings;
 use crate::source::{read_license, read_options};
+use tally_core::engine::unservable;
 
 /// Every line loaded.
 pub const EXIT_CLEAN: i32 = 0;
@@ -55,7 +59,8 @@ pub struct Report {
     pub pools: Vec<PoolReport>,
     /// One entry per rejected line.
     pub diagnostics: Vec<DiagnosticReport>,
-    /// Lines that loaded but deserve a word (feature names).
+    /// Lines that loaded but deserve a word (feature names, lines served
+    /// less than they say).
     pub warnings: Vec<WarningReport>,
     /// The options file the license names, if any.
     pub options: Option<OptionsReport>,
@@ -191,6 +196,11 @@ impl Report {
                     column: None,
                     message: w.message,
                 })
+                .chain(unservable(set).into_iter().map(|u| WarningReport {
+                    line: u.line,
+                    column: None,
+                    message: format!("{}: {}", u.feature, u.message),
+                }))
                 .collect(),
             options: options.map(|(path, o)| OptionsReport {
                 path: path.display().to_string(),
@@ -280,6 +290,13 @@ pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u
     let warnings = feature_name_warnings(set);
     for w in &warnings {
         out.push_str(&format!("{w}\n"));
+    }
+    for u in unservable(set) {
+        let (file, line, feature) = (&u.source, u.line, &u.feature);
+        out.push_str(&format!(
+            "{file}:{line}: warning: {feature}: {}\n",
+            u.message
+        ));
     }
     let pools = set.pools.len();
     let diags = set.diagnostics.len();
