@@ -704,21 +704,37 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             {
                 add(format!("{}-{i}", flat(doc)), block.into_bytes());
             }
-            let tests = if target == "license" {
-                [
-                    "core/tests/license_corpus.rs",
-                    "core/src/license/parse/tests.rs",
-                ]
+            let (tests, keywords) = if target == "license" {
+                (
+                    [
+                        "core/tests/license_corpus.rs",
+                        "core/src/license/parse/tests.rs",
+                        "core/tests/model.rs",
+                        "server/tests/ctl_check_license.rs",
+                    ],
+                    LICENSE_KEYWORDS,
+                )
             } else {
-                ["core/tests/options.rs", "core/src/options/tests.rs"]
+                (
+                    [
+                        "core/tests/options.rs",
+                        "core/src/options/tests.rs",
+                        "core/tests/model.rs",
+                        "server/tests/options.rs",
+                    ],
+                    OPTIONS_KEYWORDS,
+                )
             };
             for file in tests {
-                for (i, s) in raw_strings(&read(&root.join(file))).into_iter().enumerate() {
+                for (i, s) in string_literals(&read(&root.join(file)), keywords)
+                    .into_iter()
+                    .enumerate()
+                {
                     add(format!("{}-{i}", flat(file)), s.into_bytes());
                 }
             }
             if target == "license" {
-                for (i, s) in raw_strings(&read(&root.join("server/src/demo.rs")))
+                for (i, s) in string_literals(&read(&root.join("server/src/demo.rs")), keywords)
                     .into_iter()
                     .enumerate()
                 {
@@ -791,6 +807,36 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// Record keywords of license files, for picking test fixtures as seeds.
+const LICENSE_KEYWORDS: &[&str] = &[
+    "SERVER ",
+    "VENDOR ",
+    "DAEMON ",
+    "USE_SERVER",
+    "FEATURE ",
+    "INCREMENT ",
+    "PACKAGE ",
+    "UPGRADE ",
+];
+
+/// Keywords of options files, likewise.
+const OPTIONS_KEYWORDS: &[&str] = &[
+    "INCLUDE",
+    "EXCLUDE",
+    "RESERVE ",
+    "MAX ",
+    "MAX_OVERDRAFT ",
+    "GROUP ",
+    "USER_GROUP ",
+    "HOST_GROUP ",
+    "GROUPCASEINSENSITIVE",
+    "TIMEOUT",
+    "LINGER ",
+    "NOLOG ",
+    "DEBUGLOG ",
+    "REPORTLOG ",
+];
 
 /// Words of the protocol's keyword sets, for an AFL dictionary.
 pub fn dictionary(target: &str) -> &'static [&'static str] {
@@ -1010,9 +1056,11 @@ fn fenced_blocks(text: &str) -> Vec<String> {
     out
 }
 
-/// The contents of each `r#"..."#` / `r"..."` literal and each multi-line
-/// `"..."` literal in Rust source (test fixtures).
-fn raw_strings(text: &str) -> Vec<String> {
+/// The contents of each `r#"..."#` literal, and of each `"..."` literal
+/// that spans lines or starts with one of `keywords` (case-insensitive), in
+/// Rust source (test fixtures). Escapes `\n`, `\t`, `\"`, `\\` and line
+/// continuations are undone; others are kept as written.
+fn string_literals(text: &str, keywords: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("r#\"") {
@@ -1021,19 +1069,109 @@ fn raw_strings(text: &str) -> Vec<String> {
         out.push(body[..end].to_string());
         rest = &body[end + 2..];
     }
-    let mut rest = text;
-    while let Some(i) = rest.find('"') {
-        let body = &rest[i + 1..];
-        let Some(end) = body.find('"') else { break };
-        let lit = &body[..end];
-        if lit.contains("\\n") && lit.len() > 8 {
-            out.push(
-                lit.replace("\\n", "\n")
-                    .replace("\\t", "\t")
-                    .replace("\\\\", "\\"),
-            );
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Skip raw strings (done above), char literals like '"' and comments.
+        if bytes[i..].starts_with(b"r#\"") {
+            i = text[i + 3..]
+                .find("\"#")
+                .map_or(bytes.len(), |e| i + 3 + e + 2);
+            continue;
         }
-        rest = &body[end + 1..];
+        if bytes[i..].starts_with(b"'\"'") || bytes[i..].starts_with(b"//") {
+            i = text[i..].find('\n').map_or(bytes.len(), |e| i + e + 1);
+            continue;
+        }
+        if bytes[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let mut lit = String::new();
+        let mut chars = text[i + 1..].char_indices();
+        let mut end = bytes.len();
+        while let Some((j, c)) = chars.next() {
+            match c {
+                '"' => {
+                    end = i + 1 + j + 1;
+                    break;
+                }
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => lit.push('\n'),
+                    Some((_, 't')) => lit.push('\t'),
+                    Some((_, 'r')) => lit.push('\r'),
+                    Some((_, '\n')) => {
+                        // A continuation: the next line's leading blanks go.
+                        let rest = chars.as_str();
+                        let skip = rest.len() - rest.trim_start().len();
+                        for _ in 0..rest[..skip].chars().count() {
+                            chars.next();
+                        }
+                    }
+                    Some((_, c)) if c == '"' || c == '\\' || c == '\'' => lit.push(c),
+                    Some((_, c)) => {
+                        lit.push('\\');
+                        lit.push(c);
+                    }
+                    None => {}
+                },
+                c => lit.push(c),
+            }
+        }
+        let upper = lit.trim_start().to_ascii_uppercase();
+        if (lit.contains('\n') && lit.len() > 8) || keywords.iter().any(|k| upper.starts_with(k)) {
+            out.push(lit);
+        }
+        i = end;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diagnostic(line: u32, column: u32) -> Diagnostic {
+        Diagnostic {
+            file: SOURCE.into(),
+            line,
+            column,
+            message: "bad".into(),
+            record_line: 1,
+        }
+    }
+
+    #[test]
+    fn diagnostics_inside_the_text_pass() {
+        check_diagnostics("FEATURE f\nx\n", &[diagnostic(1, 10), diagnostic(2, 1)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "column 11 of 9")]
+    fn a_column_past_the_line_is_caught() {
+        check_diagnostics("FEATURE f\n", &[diagnostic(1, 11)]);
+    }
+
+    #[test]
+    #[should_panic(expected = "line 3 of 2")]
+    fn a_line_past_the_text_is_caught() {
+        check_diagnostics("FEATURE f\n", &[diagnostic(3, 1)]);
+    }
+
+    #[test]
+    fn string_literals_undo_escapes() {
+        let src = "let a = \"FEATURE f \\\"v\\\" 1 \\\n      permanent 1\";\nlet b = \"no\";";
+        assert_eq!(
+            string_literals(src, LICENSE_KEYWORDS),
+            ["FEATURE f \"v\" 1 permanent 1"]
+        );
+    }
+
+    #[test]
+    fn request_lines_are_cut_at_their_quote() {
+        assert_eq!(
+            request_lines("send `CHECKOUT F u h x count=2` then \"PING\"."),
+            ["CHECKOUT F u h x count=2", "PING"]
+        );
+    }
 }
