@@ -130,9 +130,17 @@ fn check_fields(cmd: &Command<'_>) {
             assert!((1..=MAX_COUNT_PER_CHECKOUT).contains(&c.count), "{cmd:?}");
             assert!(c.linger_ms <= MAX_LINGER_MS, "{cmd:?}");
         }
-        Command::Checkin { feature, handle } => {
+        Command::Checkin {
+            feature,
+            handle,
+            holder,
+        } => {
             field("feature", feature, false);
             field("handle", handle, false);
+            if let Some((u, h)) = holder {
+                field("user", u, false);
+                field("host", h, false);
+            }
         }
         Command::Auth(token) => field("token", token, false),
         Command::Remove {
@@ -151,7 +159,13 @@ fn check_fields(cmd: &Command<'_>) {
             }
         }
         Command::RemoveHandle { feature, .. } => field("feature", feature, false),
-        Command::Status | Command::Ping | Command::Quit => {}
+        Command::Status(q) => {
+            if let Some(f) = q.feature {
+                field("feature", f, false);
+            }
+            assert!(q.limit != Some(0), "{cmd:?}");
+        }
+        Command::Ping | Command::Quit => {}
         Command::Reread | Command::Down | Command::ReopenLog => {}
     }
 }
@@ -184,8 +198,25 @@ pub fn format_request(cmd: &Command<'_>) -> String {
             }
             s
         }
-        Command::Checkin { feature, handle } => format!("CHECKIN {feature} {handle}"),
-        Command::Status => "STATUS".into(),
+        Command::Checkin {
+            feature,
+            handle,
+            holder,
+        } => match holder {
+            Some((u, h)) => format!("CHECKIN {feature} {handle} user={u} host={h}"),
+            None => format!("CHECKIN {feature} {handle}"),
+        },
+        Command::Status(q) => {
+            let mut s = String::from("STATUS");
+            if let Some(f) = q.feature {
+                let _ = write!(s, " {f}");
+            }
+            let _ = write!(s, " from={}", q.from);
+            if let Some(l) = q.limit {
+                let _ = write!(s, " limit={l}");
+            }
+            s
+        }
         Command::Ping => "PING".into(),
         Command::Quit => "QUIT".into(),
         Command::Auth(t) => format!("AUTH {t}"),
@@ -218,18 +249,20 @@ pub fn license(data: &[u8]) {
             }
             assert_eq!(set, tally_core::license::parse_str(SOURCE, text));
         }
-        Err(e) => with_file(data, |path| match tally_core::license::parse_file(path) {
-            Err(tally_core::license::LicenseFileError::NotUtf8 {
-                offset,
-                line,
-                column,
-                ..
-            }) => {
-                assert_eq!(offset, e.valid_up_to());
-                let (l, c) = line_col(&data[..offset]);
-                assert_eq!((line, column), (l, c), "position of byte {offset}");
+        Err(e) => with_file(data, |path| {
+            match tally_server::source::read_license(path) {
+                Err(tally_server::source::SourceFileError::NotUtf8 {
+                    offset,
+                    line,
+                    column,
+                    ..
+                }) => {
+                    assert_eq!(offset, e.valid_up_to());
+                    let (l, c) = line_col(&data[..offset]);
+                    assert_eq!((line, column), (l, c), "position of byte {offset}");
+                }
+                other => panic!("non-UTF-8 license file gave {other:?}"),
             }
-            other => panic!("non-UTF-8 license file gave {other:?}"),
         }),
     }
 }
@@ -245,11 +278,13 @@ pub fn options(data: &[u8]) {
             }
             assert_eq!(file, tally_core::options::parse_str(SOURCE, text));
         }
-        Err(e) => with_file(data, |path| match tally_core::options::parse_file(path) {
-            Err(tally_core::options::OptionsFileError::NotUtf8 { offset, .. }) => {
-                assert_eq!(offset, e.valid_up_to());
+        Err(e) => with_file(data, |path| {
+            match tally_server::source::read_options(path) {
+                Err(tally_server::source::SourceFileError::NotUtf8 { offset, .. }) => {
+                    assert_eq!(offset, e.valid_up_to());
+                }
+                other => panic!("non-UTF-8 options file gave {other:?}"),
             }
-            other => panic!("non-UTF-8 options file gave {other:?}"),
         }),
     }
 }
@@ -489,7 +524,7 @@ pub fn journal_recover(data: &[u8]) {
         total += bytes.len() as u64;
         std::fs::write(&path, bytes).expect("write a state file");
     }
-    if let Ok(rec) = files::recover(&dir) {
+    if let Ok(rec) = files::recover(&dir, false) {
         assert!(
             rec.next_gen > max_gen,
             "next generation {} reuses one",
@@ -635,7 +670,7 @@ pub fn journal_replay(data: &[u8]) {
         .find(|(end, _)| *end <= kept)
         .map(|(_, s)| s)
         .expect("the header is always kept");
-    let got = files::recover(&dir).unwrap_or_else(|e| panic!("recovery refused: {e}"));
+    let got = files::recover(&dir, false).unwrap_or_else(|e| panic!("recovery refused: {e}"));
     assert_eq!(
         &got.state, want,
         "recovered state differs (cut {cut} of {frames})"
