@@ -1509,14 +1509,11 @@ impl Ctx {
         conn.authed = false;
         conn.auth_failures += 1;
         let n = conn.auth_failures;
-        let closing = n >= MAX_AUTH_FAILURES;
-        self.admin_failure(
+        let closing = self.refused(
             now,
-            format_args!(
-                "AUTH failed from {} (attempt {n} on this connection{})",
-                conn.peer,
-                if closing { "; closing it" } else { "" }
-            ),
+            n,
+            MAX_AUTH_FAILURES,
+            format_args!("AUTH failed from {} (attempt {n}", conn.peer),
         );
         let why = if shared.admin_token.is_some() {
             "wrong admin token"
@@ -1539,18 +1536,31 @@ impl Ctx {
     fn not_holder(&mut self, conn: &mut Conn, now: u64, verb: &str, feature: &str, handle: &str) {
         conn.not_holder += 1;
         let n = conn.not_holder;
-        let closing = n >= MAX_NOT_HOLDER;
-        self.admin_failure(
+        let closing = self.refused(
             now,
+            n,
+            MAX_NOT_HOLDER,
             format_args!(
-                "{verb} {feature} {handle} from {} refused: not the holder (refusal {n} on this connection{})",
-                conn.peer,
-                if closing { "; closing it" } else { "" }
+                "{verb} {feature} {handle} from {} refused: not the holder (refusal {n}",
+                conn.peer
             ),
         );
         if closing {
             conn.closing = true;
         }
+    }
+
+    /// Logs the `n`-th refusal on a connection (`what` up to "(attempt n"),
+    /// rate-limited; true when `n` reaches `max` and the connection closes.
+    fn refused(&mut self, now: u64, n: u32, max: u32, what: std::fmt::Arguments<'_>) -> bool {
+        let closing = n >= max;
+        let end = if closing {
+            " on this connection; closing it)"
+        } else {
+            " on this connection)"
+        };
+        self.admin_failure(now, format_args!("{what}{end}"));
+        closing
     }
 
     /// Writes a failed admin attempt to the debug log, within its rate limit.
@@ -1838,7 +1848,8 @@ impl Ctx {
         // a shared instance: that use ends, and the license goes back with
         // the last use (`uses.rs`). A live instance, not one this
         // connection still lists after it expired or was removed.
-        let fid = self.engine.feature_id(feature).filter(|&f| self.grouped(f));
+        let feature_id = self.engine.feature_id(feature);
+        let fid = feature_id.filter(|&f| self.grouped(f));
         let engine = &self.engine;
         let use_of = fid.and_then(|fid| {
             conn.held
@@ -1917,17 +1928,22 @@ impl Ctx {
             // naming a handle or a holder from elsewhere.
             return self.not_checked_in(conn, feature, handle, true, CheckinError::NotHeld);
         }
-        // By handle; then whether the requester is the holder.
-        let (id, holder) = match self.engine.held_by_handle(feature, handle) {
-            Ok(found) => found,
-            Err(e) => return self.not_checked_in(conn, feature, handle, false, e),
+        // By handle; then whether the requester is the holder (the cheap
+        // answers first: the holder's names are read only when needed).
+        let Some(fid) = feature_id else {
+            return self.not_checked_in(conn, feature, handle, false, CheckinError::NoSuchFeature);
+        };
+        let Some(id) = self.engine.find_by_handle(fid, handle) else {
+            return self.not_checked_in(conn, feature, handle, false, CheckinError::NotHeld);
         };
         // An admin may check in anything (it could REMOVE it anyway).
         let is_holder = conn.authed
             || is_local_admin(conn.peer.ip())
             || conn.held.contains_key(&id)
-            || conn.checked_out_as(&holder)
-            || named.is_some_and(|(u, h)| holder.is_user_host(u, h));
+            || self.engine.holder(id).is_some_and(|holder| {
+                conn.checked_out_as(&holder)
+                    || named.is_some_and(|(u, h)| holder.is_user_host(u, h))
+            });
         if !is_holder {
             let _ = writeln!(
                 conn.wbuf,

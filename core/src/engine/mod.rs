@@ -856,27 +856,24 @@ impl Engine {
         self.release(id).ok_or(CheckinError::NotHeld)
     }
 
-    /// The live instance of `feature` that `handle` holds and its holder's
-    /// names, looked up by handle alone (for a check-in whose caller must
-    /// first decide whether the requester is the holder).
-    pub fn held_by_handle(
-        &self,
-        feature: &str,
-        handle: &str,
-    ) -> Result<(InstanceId, HolderBuf), CheckinError> {
-        let fid = *self
-            .by_name
-            .get(feature)
-            .ok_or(CheckinError::NoSuchFeature)?;
+    /// The live instance of feature `fid` that `handle` holds, looked up
+    /// by handle alone (a check-in whose caller decides first whether the
+    /// requester is the holder: see [`Engine::holder`]).
+    pub fn find_by_handle(&self, fid: FeatureId, handle: &str) -> Option<InstanceId> {
         let fields = KeyFields {
             user: "",
             host: "",
             display: "",
             handle,
         };
-        let id = self.find_in(fid, fields).ok_or(CheckinError::NotHeld)?;
-        let live = self.table.read(id).ok_or(CheckinError::NotHeld)?;
-        Ok((id, live.holder))
+        self.features.get(fid.0 as usize)?;
+        self.find_in(fid.0, fields)
+    }
+
+    /// The holder's names of live instance `id` (one consistent read of its
+    /// slot), or `None` if it is no longer held.
+    pub fn holder(&self, id: InstanceId) -> Option<HolderBuf> {
+        self.table.read(id).map(|live| live.holder)
     }
 
     /// Sets a held instance's deadline (`None`: held until check-in), as a

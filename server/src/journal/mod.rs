@@ -618,17 +618,26 @@ impl Writer {
         }
     }
 
+    /// Syncs the segment; if that fails its unsynced end is not trusted
+    /// (the kernel may have dropped the pages), so the journal is
+    /// rewritten as a new snapshot and segment. False after a failure.
+    fn sync_or_rewrite(&mut self) -> bool {
+        let Err(e) = files::sync_data(&self.segment) else {
+            return true;
+        };
+        self.disk_failed(
+            "sync",
+            &e,
+            "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment",
+        );
+        self.rewrite();
+        false
+    }
+
     /// Async mode's periodic sync; periodic snapshots.
     fn idle(&mut self) {
         if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_MS) {
-            if let Err(e) = files::sync_data(&self.segment) {
-                self.disk_failed(
-                    "sync",
-                    &e,
-                    "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment",
-                );
-                self.rewrite();
-            }
+            self.sync_or_rewrite();
             self.dirty = false;
             self.last_sync = Instant::now();
         }
@@ -654,13 +663,7 @@ impl Writer {
         self.reap_snapshot();
         if self.dirty {
             // The segment is left only once it is whole on disk.
-            if let Err(e) = files::sync_data(&self.segment) {
-                self.disk_failed(
-                    "sync",
-                    &e,
-                    "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment",
-                );
-                self.rewrite();
+            if !self.sync_or_rewrite() {
                 return;
             }
         }
