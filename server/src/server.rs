@@ -10,7 +10,7 @@
 //! READABLE | WRITABLE once and never re-registered; on every event the
 //! loop reads until `WouldBlock`, answers every complete line in order into
 //! the connection's write buffer, then writes until `WouldBlock` or
-//! [`WRITE_SLICE_BYTES`]; a connection stopped by the slice is listed and
+//! `WRITE_SLICE_BYTES`; a connection stopped by the slice is listed and
 //! written again on the next turn (no event would come for it). If a
 //! client pipelines without reading, processing pauses at
 //! [`WRITE_HIGH_WATER`] bytes of unsent replies and resumes on WRITABLE.
