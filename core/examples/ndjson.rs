@@ -17,6 +17,8 @@
 //! Ops: `checkout` (`display`, `count`, `linger_s` optional), `checkin`,
 //! `status`, `ping`. Port 0 (the default) binds a free port and prints it.
 
+#![forbid(unsafe_code)]
+
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};

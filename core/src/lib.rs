@@ -80,7 +80,8 @@
 //!
 //! See `docs/architecture.md` for how tallyd drives it.
 
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(unsafe_code)] // allowed on `engine::table` alone (its levels' pointers)
+#![warn(unreachable_pub)] // missing_docs, missing_debug_implementations: [workspace.lints]
 
 pub mod clock;
 pub mod engine;

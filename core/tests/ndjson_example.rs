@@ -2,6 +2,8 @@
 //! the example's file is compiled in here as a module, so the test drives
 //! the same `serve` and `answer` the example binary runs.
 
+#![forbid(unsafe_code)]
+
 #[allow(dead_code)] // the example's `main`
 #[path = "../examples/ndjson.rs"]
 mod ndjson;
