@@ -3,6 +3,10 @@
 //!
 //! `cargo bench -p tally-bench --bench engine`
 
+#![forbid(unsafe_code)]
+// criterion_group! defines an undocumented `pub fn benches`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};

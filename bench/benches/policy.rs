@@ -14,6 +14,10 @@
 //!   counters, the general counter and the charge record, each taken at
 //!   checkout and given back at check-in.
 
+#![forbid(unsafe_code)]
+// criterion_group! defines an undocumented `pub fn benches`.
+#![allow(missing_docs)]
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 

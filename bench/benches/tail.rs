@@ -4,6 +4,8 @@
 //! `cargo bench -p tally-bench --bench tail` (set `TAIL_OPS` to change the
 //! operations per thread; default 2,000,000).
 
+#![forbid(unsafe_code)]
+
 use std::sync::Barrier;
 use std::time::Instant;
 

@@ -2,6 +2,10 @@
 //!
 //! `cargo bench -p tally-bench --bench wheel`
 
+#![forbid(unsafe_code)]
+// criterion_group! defines an undocumented `pub fn benches`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

@@ -7,6 +7,8 @@
 //! The table is one of `tally`, `mutex-hashmap`, `dashmap`. Subtract a run
 //! with N = 0 (setup only) and divide by N for instructions per operation.
 
+#![forbid(unsafe_code)]
+
 use tally_bench::baseline::{DashTable, MutexTable};
 use tally_bench::{handles, TallyEngine, Workload};
 

@@ -13,7 +13,8 @@
 //! and clients), [`results`] writes, tabulates and compares the result
 //! files.
 
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)] // missing_docs, missing_debug_implementations: [workspace.lints]
 
 pub mod baseline;
 pub mod driver;

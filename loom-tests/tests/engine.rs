@@ -6,6 +6,7 @@
 //! Under loom the table has 2 slots per bucket and 16 bytes of holder text,
 //! so every state of the protocol is reachable with tiny licenses.
 #![cfg(loom)]
+#![forbid(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

@@ -6,6 +6,7 @@
 //! CARGO_TARGET_DIR=target-loom LOOM_MAX_PREEMPTIONS=2 cargo test -p
 //! loom-tests --release`.
 #![cfg(loom)]
+#![forbid(unsafe_code)]
 
 use loom::sync::Arc;
 use loom::thread;

@@ -7,6 +7,7 @@
 //! Checked mutation: with `Relaxed` instead of `Release` in `publish`, the
 //! first model fails (a reader sees batch 1 published but not done).
 #![cfg(loom)]
+#![forbid(unsafe_code)]
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;

@@ -12,6 +12,8 @@
 //! against tally, the Redis Lua semaphore and Redis `SET`, and writes
 //! `bench/results/<date>-<git-sha>.json` and `.md`.
 
+#![forbid(unsafe_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 

@@ -33,6 +33,7 @@ mod key;
 mod lingers;
 mod policy;
 mod pool;
+#[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
 mod unservable;
 
