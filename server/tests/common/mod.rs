@@ -1,4 +1,8 @@
 //! Starts the real `tallyd` binary on a free port and talks to it.
+//!
+//! Shared by tally-server's tests (`mod common;`) and tally-client's
+//! (`#[path = "../../server/tests/common/mod.rs"] mod common;`): see
+//! [`tallyd_bin`] for how the binary is found in each.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -6,12 +10,73 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Longest a test waits for one reply before failing (generous: CI is slow).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The `tallyd` binary to run.
+///
+/// In tally-server's own tests Cargo built it and names it
+/// (`CARGO_BIN_EXE_tallyd`). Elsewhere (tally-client's tests run `tallyctl`
+/// against a real server) Cargo does not build another package's binaries
+/// for a test, so the first call runs `cargo build -p tally-server --bin
+/// tallyd` once for this test process, into the target directory and with
+/// the profile this test binary was built with (taken from its own path,
+/// `<target>/[<triple>/]<profile>/deps/<test>`), and returns
+/// `<target>/[<triple>/]<profile>/tallyd`. Building every time (a no-op
+/// when nothing changed) means a stale tallyd is never tested.
+pub fn tallyd_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_tallyd") {
+        return PathBuf::from(bin);
+    }
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_tallyd).clone()
+}
+
+/// Builds tallyd next to the running test binary ([`tallyd_bin`]).
+fn build_tallyd() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary is in <target>/<profile>/deps");
+    let dir_name = out_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a profile directory");
+    // Cargo names a profile's directory after it, except `dev` (`debug`).
+    let profile = if dir_name == "debug" { "dev" } else { dir_name };
+    let above = out_dir.parent().expect("a target directory");
+    // With `--target <triple>` the profile directory is one level down.
+    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
+        (above, None)
+    } else {
+        let triple = above.file_name().and_then(|n| n.to_str());
+        (above.parent().expect("a target directory"), triple)
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "tally-server", "--bin", "tallyd"])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(triple) = triple {
+        cmd.args(["--target", triple]);
+    }
+    let status = cmd.status().expect("run cargo build for tallyd");
+    assert!(
+        status.success(),
+        "cargo build -p tally-server --bin tallyd: {status}"
+    );
+    let bin = out_dir.join(format!("tallyd{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "no tallyd at {}", bin.display());
+    bin
+}
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -105,7 +170,7 @@ impl Tallyd {
         std::fs::write(&license, license_text).expect("write license");
         let log = scratch.path("debug.log");
         let log_arg = format!("+{}", log.display());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tallyd"));
+        let mut cmd = Command::new(tallyd_bin());
         cmd.envs(env.iter().copied()).arg("-c").arg(&license).args([
             "-l",
             &log_arg,

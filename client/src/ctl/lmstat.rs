@@ -245,7 +245,7 @@ where
 /// `  (queued for N license[s])`, so exporters that parse holder lines do
 /// not count it as a user.
 fn queued_line<Tz: TimeZone>(
-    q: &crate::queue::QueuedStatus,
+    q: &crate::status::QueuedStatus,
     pool: &FeatureStatus,
     server_host: &str,
     port: u16,
