@@ -248,10 +248,10 @@ impl Reply {
 }
 
 /// How a reply counts, read from its first bytes without allocating: what a
-/// load generator needs per reply.
+/// load generator needs per reply ([`crate::Connection::read_kind`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplyKind {
-    /// `OK ...` or `PONG`.
+    /// `OK ...` (or `OK`) or `PONG`.
     Ok,
     /// `DENIED ...`.
     Denied,
@@ -260,11 +260,12 @@ pub enum ReplyKind {
 }
 
 impl ReplyKind {
-    /// Classifies a reply line (with or without its line end).
+    /// Classifies a reply line (without its line end), as [`Reply::parse`]
+    /// would.
     pub fn of(line: &[u8]) -> ReplyKind {
-        if line.starts_with(b"OK") || line.starts_with(b"PONG") {
+        if line == b"OK" || line.starts_with(b"OK ") || line == b"PONG" {
             ReplyKind::Ok
-        } else if line.starts_with(b"DENIED") {
+        } else if line.starts_with(b"DENIED ") {
             ReplyKind::Denied
         } else {
             ReplyKind::Err
@@ -350,7 +351,9 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(ReplyKind::of(b"OK F h 0\n"), ReplyKind::Ok);
+        assert_eq!(ReplyKind::of(b"OK F h 0"), ReplyKind::Ok);
+        assert_eq!(ReplyKind::of(b"OK"), ReplyKind::Ok);
+        assert_eq!(ReplyKind::of(b"OKAY"), ReplyKind::Err);
         assert_eq!(ReplyKind::of(b"PONG"), ReplyKind::Ok);
         assert_eq!(
             ReplyKind::of(b"DENIED F h ALL_IN_USE -4 x"),

@@ -5,7 +5,7 @@
 //! [`tallyd_bin`] for how the binary is found in each.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -292,22 +292,22 @@ impl Drop for Tallyd {
     }
 }
 
-/// One protocol connection.
+/// One protocol connection: tally-client's [`tally_client::Connection`],
+/// with a test's manners (panics instead of errors, [`REPLY_TIMEOUT`]).
+/// Lines are sent as given, unchecked, so tests can send what a client
+/// library would refuse.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    conn: tally_client::Connection,
 }
 
 impl Client {
     pub fn new(stream: TcpStream) -> Client {
-        stream
-            .set_read_timeout(Some(REPLY_TIMEOUT))
-            .expect("read timeout");
-        let writer = stream.try_clone().expect("clone stream");
-        Client {
-            reader: BufReader::new(stream),
-            writer,
-        }
+        let conn = tally_client::Connection::from_stream(
+            stream,
+            tally_client::Timeouts::all(REPLY_TIMEOUT),
+        )
+        .expect("set up the connection");
+        Client { conn }
     }
 
     /// Sends one request line, returns the reply line (without LF).
@@ -318,23 +318,20 @@ impl Client {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("send");
+        self.conn.send_raw(bytes).expect("send");
     }
 
     /// The next reply line, or `None` at end of stream.
     pub fn read_line(&mut self) -> Option<String> {
-        let mut s = String::new();
-        match self.reader.read_line(&mut s) {
-            Ok(0) => None,
-            Ok(_) => Some(s.trim_end_matches('\n').to_string()),
+        match self.conn.read_raw_line() {
+            Ok(line) => line.map(|l| String::from_utf8(l.to_vec()).expect("a UTF-8 reply")),
             Err(e) => panic!("reading a reply: {e}"),
         }
     }
 
     /// True if the server closed the connection (EOF).
     pub fn is_closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.reader.read(&mut b), Ok(0))
+        self.conn.is_closed()
     }
 
     /// The STATUS JSON.
