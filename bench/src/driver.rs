@@ -57,14 +57,8 @@ pub fn parse_reply(buf: &[u8], resp: bool) -> Option<(usize, Outcome)> {
     let nl = buf.iter().position(|&b| b == b'\n')?;
     let line = buf[..nl].strip_suffix(b"\r").unwrap_or(&buf[..nl]);
     if !resp {
-        let o = if line.starts_with(b"OK") || line == b"PONG" {
-            Outcome::Ok
-        } else if line.starts_with(b"DENIED") {
-            Outcome::Denied
-        } else {
-            Outcome::Err
-        };
-        return Some((nl + 1, o));
+        let kind = tally_client::ReplyKind::of(line);
+        return Some((nl + 1, Outcome::from(kind)));
     }
     match line.first() {
         Some(b'+') => Some((nl + 1, Outcome::Ok)),

@@ -9,12 +9,16 @@
 //! - **redis-set**: a plain `SET handle feature`, the ceiling of any
 //!   request/response server on this machine.
 //!
+//! tally's side of a [`Conn`] is tally-client's [`Connection`], the one
+//! protocol client, on its allocation-free path (`send_raw`, `read_kind`).
 //! RESP is written by hand: the generator needs five commands and a reply
 //! classifier, and must own its socket to pipeline exactly.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+
+use tally_client::{Connection, ReplyKind, Timeouts};
 
 /// What a server is asked to do, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +73,17 @@ pub enum Outcome {
     Denied,
     /// Anything else (a protocol error, a release of nothing held).
     Err,
+}
+
+impl From<ReplyKind> for Outcome {
+    /// A tally reply's kind ([`ReplyKind::of`]) as the generator counts it.
+    fn from(kind: ReplyKind) -> Outcome {
+        match kind {
+            ReplyKind::Ok => Outcome::Ok,
+            ReplyKind::Denied => Outcome::Denied,
+            ReplyKind::Err => Outcome::Err,
+        }
+    }
 }
 
 /// What a request does, target-independently.
@@ -179,11 +194,11 @@ impl Encoder {
 
 /// One client connection, either protocol.
 #[derive(Debug)]
-pub struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    resp: bool,
-    line: Vec<u8>,
+pub enum Conn {
+    /// tallyd, through tally-client.
+    Tally(Connection),
+    /// Redis.
+    Resp(RespConn),
 }
 
 /// Connection timeout and read timeout: nothing waits longer.
@@ -192,30 +207,72 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 impl Conn {
     /// Connects to `addr`, speaking RESP if `resp`.
     pub fn connect(addr: SocketAddr, resp: bool) -> std::io::Result<Conn> {
-        let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
-        Conn::from_stream(s, resp)
-    }
-
-    /// Wraps a connected stream.
-    pub fn from_stream(s: TcpStream, resp: bool) -> std::io::Result<Conn> {
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(IO_TIMEOUT))?;
-        Ok(Conn {
-            writer: s.try_clone()?,
-            reader: BufReader::with_capacity(64 * 1024, s),
-            resp,
-            line: Vec::with_capacity(256),
-        })
-    }
-
-    /// A second handle on the socket for a writer thread.
-    pub fn writer(&self) -> std::io::Result<TcpStream> {
-        self.writer.try_clone()
+        if resp {
+            let s = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+            Ok(Conn::Resp(RespConn::from_stream(s)?))
+        } else {
+            Ok(Conn::Tally(Connection::connect_addr(
+                addr,
+                Timeouts::all(IO_TIMEOUT),
+            )?))
+        }
     }
 
     /// Sends raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.writer.write_all(bytes)
+        match self {
+            Conn::Tally(c) => Ok(c.send_raw(bytes)?),
+            Conn::Resp(c) => c.writer.write_all(bytes),
+        }
+    }
+
+    /// Reads one reply and classifies it.
+    pub fn outcome(&mut self) -> std::io::Result<Outcome> {
+        match self {
+            Conn::Tally(c) => Ok(Outcome::from(c.read_kind()?)),
+            Conn::Resp(c) => c.outcome(),
+        }
+    }
+
+    /// Sends one text line (tally) and returns the reply line.
+    pub fn request_line(&mut self, line: &str) -> std::io::Result<String> {
+        match self {
+            Conn::Tally(c) => {
+                c.send_line(line)?;
+                Ok(c.read_line()?.to_string())
+            }
+            Conn::Resp(_) => Err(std::io::Error::other("a text request to a Redis server")),
+        }
+    }
+
+    /// Sends one RESP command and returns its reply: the text of a simple
+    /// string, integer or error, or the body of a bulk string.
+    pub fn command(&mut self, args: &[&str]) -> std::io::Result<String> {
+        match self {
+            Conn::Resp(c) => c.command(args),
+            Conn::Tally(_) => Err(std::io::Error::other("a RESP command to tallyd")),
+        }
+    }
+}
+
+/// A Redis connection (RESP).
+#[derive(Debug)]
+pub struct RespConn {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    line: Vec<u8>,
+}
+
+impl RespConn {
+    /// Wraps a connected stream.
+    pub fn from_stream(s: TcpStream) -> std::io::Result<RespConn> {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        Ok(RespConn {
+            writer: s.try_clone()?,
+            reader: BufReader::with_capacity(64 * 1024, s),
+            line: Vec::with_capacity(256),
+        })
     }
 
     fn read_line(&mut self) -> std::io::Result<()> {
@@ -232,15 +289,6 @@ impl Conn {
     /// Reads one reply and classifies it.
     pub fn outcome(&mut self) -> std::io::Result<Outcome> {
         self.read_line()?;
-        if !self.resp {
-            return Ok(if self.line.starts_with(b"OK") || self.line == b"PONG" {
-                Outcome::Ok
-            } else if self.line.starts_with(b"DENIED") {
-                Outcome::Denied
-            } else {
-                Outcome::Err
-            });
-        }
         match self.line.first() {
             Some(b'+') => Ok(Outcome::Ok),
             Some(b':') => Ok(match &self.line[1..] {
@@ -269,20 +317,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Sends one text line (tally) and returns the reply line.
-    pub fn request_line(&mut self, line: &str) -> std::io::Result<String> {
-        self.send(format!("{line}\n").as_bytes())?;
-        self.read_line()?;
-        Ok(String::from_utf8_lossy(&self.line).into_owned())
-    }
-
     /// Sends one RESP command and returns its reply: the text of a simple
     /// string, integer or error, or the body of a bulk string.
     pub fn command(&mut self, args: &[&str]) -> std::io::Result<String> {
         let mut out = Vec::new();
         let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
         resp(&mut out, &a);
-        self.send(&out)?;
+        self.writer.write_all(&out)?;
         self.read_line()?;
         match self.line.first() {
             Some(b'$') => {

@@ -745,7 +745,7 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                         "core/tests/license_corpus.rs",
                         "core/src/license/parse/tests.rs",
                         "core/tests/model.rs",
-                        "server/tests/ctl_check_license.rs",
+                        "client/tests/ctl_check_license.rs",
                     ],
                     LICENSE_KEYWORDS,
                 )

@@ -1,18 +1,17 @@
 //! tally-server: the network front end of tally.
 //!
 //! - [`protocol`]: wire protocol v1, parsing requests and writing replies.
-//! - [`status`]: the STATUS reply's JSON, shared by `tallyd` and `tallyctl`.
+//! - [`status`]: the STATUS reply's JSON, as `tallyd` builds it (tally-client
+//!   reads it with its own types).
 //! - [`server`]: the mio event loops (`tallyd`).
 //! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
-//! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status and admin.
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod auth;
-pub mod ctl;
 pub mod debuglog;
 pub mod demo;
 pub mod journal;

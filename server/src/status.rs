@@ -1,7 +1,8 @@
 //! The STATUS reply: one line of JSON describing the server and every pool.
 //!
-//! `tallyd` builds a [`Status`] from an engine snapshot; `tallyctl` parses it
-//! back to print `lmstat -a`, `status --json` and friends. A feature served
+//! `tallyd` builds a [`Status`] from an engine snapshot; tally-client
+//! (`tallyctl`'s `lmstat -a`, `status`) reads it with its own types, checked
+//! against these by `server/tests/client_contract.rs`. A feature served
 //! by several pools (INCREMENT lines) appears once per pool, in file order;
 //! lmstat-style output sums them per feature. Field names are part of the
 //! protocol (docs/protocol.md): new fields may be added, none renamed.

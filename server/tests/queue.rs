@@ -116,36 +116,6 @@ fn a_renewal_is_not_held_behind_the_queue() {
 }
 
 #[test]
-fn lmstat_shows_queued_checkouts() {
-    let t = Tallyd::start(LICENSE, &[]);
-    let mut a = t.connect();
-    assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
-    let mut b = t.connect();
-    b.send(b"CHECKOUT ONE bob bhost b display=term wait=60\n");
-    assert!(eventually(GENEROUS, || queued(&mut a, "ONE") == ["b"]));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyctl"))
-        .args([
-            "lmstat",
-            "-a",
-            "-c",
-            &format!("{}@127.0.0.1", t.addr.port()),
-        ])
-        .output()
-        .expect("run tallyctl");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).expect("ASCII");
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("    bob bhost term (v1.0) ("))
-        .unwrap_or_else(|| panic!("no queued line in:\n{text}"));
-    assert!(line.ends_with("  (queued for 1 license)"), "{line}");
-    assert!(
-        text.contains("Total of 1 license in use)"),
-        "the waiter is not counted: {text}"
-    );
-}
-
-#[test]
 fn a_queued_lingering_grant_is_answered_once_durable() {
     // `--durability sync` (the default): the grant's reply waits for its
     // journal record, and must still go out when it is durable.

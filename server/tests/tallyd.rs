@@ -651,39 +651,3 @@ fn debug_log_matches_lmgrd_lines() {
         );
     }
 }
-
-#[test]
-fn tallyctl_lmstat_reads_a_real_tallyd() {
-    let t = Tallyd::start(LICENSE, &[]);
-    let mut c = t.connect();
-    assert!(c
-        .req("CHECKOUT MPM_ADV_RC USER15 GENE-VM-2K3 ec26edf8 display=console linger=600")
-        .starts_with("OK "));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyctl"))
-        .args([
-            "lmstat",
-            "-a",
-            "-c",
-            &format!("{}@127.0.0.1", t.addr.port()),
-        ])
-        .output()
-        .expect("run tallyctl");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).expect("ASCII");
-    assert!(
-        text.contains(
-            "Users of MPM_ADV_RC:  (Total of 2 licenses issued;  Total of 1 license in use)"
-        ),
-        "{text}"
-    );
-    assert!(
-        text.contains("Users of SINGLE:  (Total of 1 license issued;  Total of 0 licenses in use)")
-    );
-    let holder = text
-        .lines()
-        .find(|l| l.starts_with("    USER15 GENE-VM-2K3 console (v1.0) ("))
-        .unwrap_or_else(|| panic!("no holder line in:\n{text}"));
-    assert!(holder.contains("), start "), "{holder}");
-    assert!(holder.contains("  (linger: "), "{holder}");
-    assert!(text.lines().all(|l| !l.ends_with(' ')), "trailing space");
-}

@@ -1,17 +1,82 @@
 //! Starts the real `tallyd` binary on a free port and talks to it.
+//!
+//! Shared by tally-server's tests (`mod common;`) and tally-client's
+//! (`#[path = "../../server/tests/common/mod.rs"] mod common;`): see
+//! [`tallyd_bin`] for how the binary is found in each.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Longest a test waits for one reply before failing (generous: CI is slow).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The `tallyd` binary to run.
+///
+/// In tally-server's own tests Cargo built it and names it
+/// (`CARGO_BIN_EXE_tallyd`). Elsewhere (tally-client's tests run `tallyctl`
+/// against a real server) Cargo does not build another package's binaries
+/// for a test, so the first call runs `cargo build -p tally-server --bin
+/// tallyd` once for this test process, into the target directory and with
+/// the profile this test binary was built with (taken from its own path,
+/// `<target>/[<triple>/]<profile>/deps/<test>`), and returns
+/// `<target>/[<triple>/]<profile>/tallyd`. Building every time (a no-op
+/// when nothing changed) means a stale tallyd is never tested.
+pub fn tallyd_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_tallyd") {
+        return PathBuf::from(bin);
+    }
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_tallyd).clone()
+}
+
+/// Builds tallyd next to the running test binary ([`tallyd_bin`]).
+fn build_tallyd() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary is in <target>/<profile>/deps");
+    let dir_name = out_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a profile directory");
+    // Cargo names a profile's directory after it, except `dev` (`debug`).
+    let profile = if dir_name == "debug" { "dev" } else { dir_name };
+    let above = out_dir.parent().expect("a target directory");
+    // With `--target <triple>` the profile directory is one level down.
+    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
+        (above, None)
+    } else {
+        let triple = above.file_name().and_then(|n| n.to_str());
+        (above.parent().expect("a target directory"), triple)
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "tally-server", "--bin", "tallyd"])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(triple) = triple {
+        cmd.args(["--target", triple]);
+    }
+    let status = cmd.status().expect("run cargo build for tallyd");
+    assert!(
+        status.success(),
+        "cargo build -p tally-server --bin tallyd: {status}"
+    );
+    let bin = out_dir.join(format!("tallyd{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "no tallyd at {}", bin.display());
+    bin
+}
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -105,7 +170,7 @@ impl Tallyd {
         std::fs::write(&license, license_text).expect("write license");
         let log = scratch.path("debug.log");
         let log_arg = format!("+{}", log.display());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tallyd"));
+        let mut cmd = Command::new(tallyd_bin());
         cmd.envs(env.iter().copied()).arg("-c").arg(&license).args([
             "-l",
             &log_arg,
@@ -227,22 +292,22 @@ impl Drop for Tallyd {
     }
 }
 
-/// One protocol connection.
+/// One protocol connection: tally-client's [`tally_client::Connection`],
+/// with a test's manners (panics instead of errors, [`REPLY_TIMEOUT`]).
+/// Lines are sent as given, unchecked, so tests can send what a client
+/// library would refuse.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    conn: tally_client::Connection,
 }
 
 impl Client {
     pub fn new(stream: TcpStream) -> Client {
-        stream
-            .set_read_timeout(Some(REPLY_TIMEOUT))
-            .expect("read timeout");
-        let writer = stream.try_clone().expect("clone stream");
-        Client {
-            reader: BufReader::new(stream),
-            writer,
-        }
+        let conn = tally_client::Connection::from_stream(
+            stream,
+            tally_client::Timeouts::all(REPLY_TIMEOUT),
+        )
+        .expect("set up the connection");
+        Client { conn }
     }
 
     /// Sends one request line, returns the reply line (without LF).
@@ -253,23 +318,20 @@ impl Client {
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("send");
+        self.conn.send_raw(bytes).expect("send");
     }
 
     /// The next reply line, or `None` at end of stream.
     pub fn read_line(&mut self) -> Option<String> {
-        let mut s = String::new();
-        match self.reader.read_line(&mut s) {
-            Ok(0) => None,
-            Ok(_) => Some(s.trim_end_matches('\n').to_string()),
+        match self.conn.read_raw_line() {
+            Ok(line) => line.map(|l| String::from_utf8(l.to_vec()).expect("a UTF-8 reply")),
             Err(e) => panic!("reading a reply: {e}"),
         }
     }
 
     /// True if the server closed the connection (EOF).
     pub fn is_closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(self.reader.read(&mut b), Ok(0))
+        self.conn.is_closed()
     }
 
     /// The STATUS JSON.

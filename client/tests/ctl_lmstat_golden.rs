@@ -32,11 +32,11 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset};
-use tally_server::ctl::lmstat::{
+use tally_client::ctl::lmstat::{
     lmstat_a, lmstat_i, lmstat_report, lmstat_v, FeatureSelection, LmstatOptions,
 };
-use tally_server::ctl::ServerAddr;
-use tally_server::status::Status;
+use tally_client::ctl::ServerAddr;
+use tally_client::status::Status;
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

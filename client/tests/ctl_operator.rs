@@ -2,6 +2,7 @@
 //! items 13, 14, 17, 18): `remove` with the display lmstat shows, `lmstat
 //! -S VENDOR`, license files in `LM_LICENSE_FILE`, IPv6 servers.
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output};

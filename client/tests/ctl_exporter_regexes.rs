@@ -10,9 +10,9 @@ use std::path::PathBuf;
 
 use chrono::DateTime;
 use regex::Regex;
-use tally_server::ctl::lmstat::{lmstat_a, lmstat_i, lmstat_v};
-use tally_server::ctl::ServerAddr;
-use tally_server::status::Status;
+use tally_client::ctl::lmstat::{lmstat_a, lmstat_i, lmstat_v};
+use tally_client::ctl::ServerAddr;
+use tally_client::status::Status;
 
 // collector/regexp.go lines 7-8.
 const VERSION: &str = r"^lmstat (?P<version>v[\d\.]+) build (?P<build>\d+) (?P<arch>[\w]+)";

@@ -4,7 +4,7 @@
 //! The layout follows real captures kept as fixtures by the Prometheus
 //! exporter mjtrangoni/flexlm_exporter (`collector/fixtures/`), and every
 //! line that exporter parses matches its regexes (`collector/regexp.go`;
-//! `server/tests/ctl_exporter_regexes.rs` checks them):
+//! `client/tests/ctl_exporter_regexes.rs` checks them):
 //!
 //! - **Header.** lmutil prints `lmutil - Copyright (c) 1989-YYYY Flexera.
 //!   All Rights Reserved.`. tally is not Flexera, so the first line is
@@ -245,7 +245,7 @@ where
 /// `  (queued for N license[s])`, so exporters that parse holder lines do
 /// not count it as a user.
 fn queued_line<Tz: TimeZone>(
-    q: &crate::queue::QueuedStatus,
+    q: &crate::status::QueuedStatus,
     pool: &FeatureStatus,
     server_host: &str,
     port: u16,

@@ -1,5 +1,6 @@
-//! The protocol client: a plain blocking [`TcpStream`] with timeouts, a few
-//! request lines out, as many reply lines back.
+//! tallyctl's use of the protocol client ([`crate::Connection`]): a few
+//! request lines out, as many reply lines back, from the first server of a
+//! list that answers.
 //!
 //! Requests are pipelined (protocol v1 answers in request order), so
 //! `AUTH <token>` and the admin request travel together. Each server of the
@@ -8,22 +9,15 @@
 //! answered. A server that answers `ERR ...` *has* answered: its reply is
 //! returned as is.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use super::addr::ServerAddr;
 use super::CtlError;
+use crate::proto::MAX_FIELD_BYTES;
+use crate::{Connection, Error, Timeouts};
 
 /// Default connect / read / write timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Longest reply line read, in bytes (a STATUS of a very large license file
-/// stays far below; the limit only stops a runaway peer).
-pub const MAX_REPLY_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Longest protocol field, in bytes (`MAX_FIELD_BYTES` in docs/protocol.md).
-pub const MAX_FIELD_BYTES: usize = 255;
+pub const DEFAULT_TIMEOUT: Duration = crate::DEFAULT_TIMEOUT;
 
 /// Sends `requests` to the first server of `servers` that answers and
 /// returns that server with one reply line per request (line ends removed).
@@ -46,87 +40,51 @@ pub fn exchange(
     }))
 }
 
-/// One server: connect, send every request, read one line per request.
+/// One server: connect, send every request in one write, read one line
+/// per request.
 fn exchange_one(
     server: &ServerAddr,
     requests: &[String],
     timeout: Duration,
 ) -> Result<Vec<String>, CtlError> {
-    let mut stream = connect(server, timeout)?;
-    let io_err = |source| CtlError::Write {
-        addr: server.clone(),
-        source,
-    };
-    stream.set_read_timeout(Some(timeout)).map_err(io_err)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io_err)?;
-    let _ = stream.set_nodelay(true);
-    let mut batch = String::new();
-    for r in requests {
-        batch.push_str(r);
-        batch.push('\n');
-    }
-    stream.write_all(batch.as_bytes()).map_err(io_err)?;
-    let mut reader = BufReader::new(stream);
+    let failed = |e| CtlError::from_client(server, e);
+    let mut c =
+        Connection::connect(&server.host, server.port, Timeouts::all(timeout)).map_err(failed)?;
+    let lines: Vec<&str> = requests.iter().map(String::as_str).collect();
+    c.send_lines(&lines).map_err(failed)?;
     let mut replies = Vec::with_capacity(requests.len());
     for _ in requests {
-        replies.push(read_line(&mut reader, server)?);
+        replies.push(c.read_line().map_err(failed)?.to_string());
     }
     Ok(replies)
 }
 
-/// Connects to the first address `server` resolves to that accepts.
-fn connect(server: &ServerAddr, timeout: Duration) -> Result<TcpStream, CtlError> {
-    let addrs: Vec<SocketAddr> = (server.host.as_str(), server.port)
-        .to_socket_addrs()
-        .map_err(|source| CtlError::Resolve {
-            addr: server.clone(),
-            source,
-        })?
-        .collect();
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
+impl CtlError {
+    /// The tallyctl error (and so exit status and lmstat text) for a
+    /// failure of the protocol client talking to `server`.
+    pub fn from_client(server: &ServerAddr, e: Error) -> CtlError {
+        let addr = server.clone();
+        match e {
+            Error::Resolve { source, .. } => CtlError::Resolve { addr, source },
+            Error::Connect { source, .. } => CtlError::Connect { addr, source },
+            Error::Write { source, .. } => CtlError::Write { addr, source },
+            Error::Read { source, .. } => CtlError::Read { addr, source },
+            e @ Error::ReplyTooLong { .. } => CtlError::Read {
+                addr,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+            },
+            Error::NotUtf8 { reply, .. } => CtlError::BadReply {
+                addr,
+                reply,
+                why: "not UTF-8".to_string(),
+            },
+            Error::BadRequest { line, why } => CtlError::BadField {
+                what: "request".to_string(),
+                value: line,
+                why: why.to_string(),
+            },
         }
     }
-    Err(CtlError::Connect {
-        addr: server.clone(),
-        source: last,
-    })
-}
-
-/// Reads one reply line (without its LF / CRLF).
-fn read_line(reader: &mut impl BufRead, server: &ServerAddr) -> Result<String, CtlError> {
-    let mut buf = Vec::new();
-    let n = reader
-        .take(MAX_REPLY_BYTES)
-        .read_until(b'\n', &mut buf)
-        .map_err(|source| CtlError::Read {
-            addr: server.clone(),
-            source,
-        })?;
-    if n == 0 || buf.last() != Some(&b'\n') {
-        return Err(CtlError::Read {
-            addr: server.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "connection closed before a whole reply line",
-            ),
-        });
-    }
-    buf.pop();
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    String::from_utf8(buf).map_err(|e| CtlError::BadReply {
-        addr: server.clone(),
-        reply: String::from_utf8_lossy(e.as_bytes())
-            .chars()
-            .take(200)
-            .collect(),
-        why: "not UTF-8".to_string(),
-    })
 }
 
 /// `Ok(rest)` for a reply `OK rest` (or exactly `OK`), the server's error
@@ -159,7 +117,9 @@ pub fn not_ok(server: &ServerAddr, reply: &str, expected: &str) -> CtlError {
 }
 
 /// Checks that a command-line value can be sent as one protocol field:
-/// non-empty, at most [`MAX_FIELD_BYTES`], printable, no spaces. This is
+/// non-empty, at most [`MAX_FIELD_BYTES`], printable, no white space (a
+/// stricter rule than the protocol's [`crate::proto::field_fault`]: no tab
+/// or no-break space either). This is
 /// also what keeps a value from smuggling a second request line.
 pub fn field<'a>(what: &str, value: &'a str) -> Result<&'a str, CtlError> {
     let bad = |why: &str| CtlError::BadField {
@@ -202,13 +162,5 @@ mod tests {
             .to_string()
             .ends_with("ERR FORBIDDEN admin requests need AUTH"));
         assert_eq!(expect_ok(&s, "PONG").unwrap_err().exit_code(), 244);
-    }
-
-    #[test]
-    fn reads_lines_and_detects_truncation() {
-        let s = ServerAddr::default_local();
-        let mut r = std::io::Cursor::new(b"OK a\r\nOK b".to_vec());
-        assert_eq!(read_line(&mut r, &s).ok().as_deref(), Some("OK a"));
-        assert!(matches!(read_line(&mut r, &s), Err(CtlError::Read { .. })));
     }
 }

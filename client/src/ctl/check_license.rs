@@ -41,7 +41,7 @@ use serde::Serialize;
 use tally_core::license::{Diagnostic, Expiry, LicenseSet, PoolLine};
 use tally_core::options::OptionsFile;
 
-use crate::names::feature_name_warnings;
+use super::names::feature_name_warnings;
 use crate::source::{read_license, read_options};
 use tally_core::engine::unservable;
 
@@ -230,7 +230,7 @@ impl Report {
 fn shown(name: &str) -> String {
     name.chars()
         .map(|c| {
-            if c.is_control() || crate::names::is_bidi_control(c) {
+            if c.is_control() || super::names::is_bidi_control(c) {
                 c.escape_unicode().to_string()
             } else {
                 c.to_string()
@@ -241,7 +241,7 @@ fn shown(name: &str) -> String {
 
 /// `n thing` / `n things`.
 fn counted(n: usize, thing: &str) -> String {
-    crate::debuglog::counted(n as u64, thing, &format!("{thing}s"))
+    super::counted(n as u64, thing, &format!("{thing}s"))
 }
 
 /// The human-readable listing of `set` (and its options file) at `now_ms`.
@@ -343,6 +343,22 @@ pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u
     out
 }
 
+/// Where tallyd finds the options file when started without `--options`
+/// (its `options::locate`): the `OPTIONS=` path (or fourth field) of the
+/// first VENDOR line that has one, relative to the license file's directory
+/// when relative.
+fn options_path(licenses: &LicenseSet, license_path: &Path) -> Option<std::path::PathBuf> {
+    let named = licenses
+        .vendors
+        .iter()
+        .find_map(|v| v.options_path.as_deref())?;
+    let named = Path::new(named);
+    Some(match license_path.parent() {
+        Some(dir) if named.is_relative() => dir.join(named),
+        _ => named.to_path_buf(),
+    })
+}
+
 /// Runs `check-license` at `now_ms` (Unix ms): prints the report and
 /// returns the exit status.
 pub fn run(path: &Path, json: bool, now_ms: u64) -> i32 {
@@ -354,7 +370,7 @@ pub fn run(path: &Path, json: bool, now_ms: u64) -> i32 {
         }
     };
     // The options file tallyd would read (without --options).
-    let options_path = crate::options::locate(None, &set, Some(path));
+    let options_path = options_path(&set, path);
     let options = match options_path.as_deref().map(read_options).transpose() {
         Ok(o) => o,
         Err(e) => {

@@ -59,6 +59,7 @@ pub mod client;
 pub mod error;
 pub mod hostid;
 pub mod lmstat;
+pub mod names;
 pub mod table;
 
 use std::ffi::OsString;
@@ -75,7 +76,6 @@ use args::{Cli, Command, LmstatArgs, RemoveArgs};
 use client::{exchange, expect_ok, field, not_ok};
 use lmstat::{FeatureSelection, LmstatOptions};
 
-use crate::debuglog::counted;
 use crate::status::Status;
 
 /// Environment variable that fixes "now" and the time zone (tests only).
@@ -131,6 +131,12 @@ impl Now {
         };
         u64::try_from(ms).unwrap_or(0)
     }
+}
+
+/// `1 pool`, `2 pools`: a count and its noun (the debug log's rule).
+pub(crate) fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Writes `s` to stdout; a closed pipe (`tallyctl lmstat -a | head`) is not
