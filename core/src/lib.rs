@@ -5,6 +5,9 @@
 //!   check-in and expiry paths, exact in its counts.
 //! - [`wheel`] is the hierarchical timer wheel that releases lingering
 //!   licenses at their deadline.
+//! - [`sync`] holds what a front end's event loops share: the published
+//!   generation ([`sync::Published`]) and the pause a REREAD needs
+//!   ([`sync::Pause`]).
 //! - [`clock`] is the only place time comes from; every engine call takes
 //!   `now` as an argument.
 //!
@@ -16,7 +19,7 @@ pub mod clock;
 pub mod engine;
 pub mod license;
 pub mod options;
-pub(crate) mod sync;
+pub mod sync;
 pub mod watermark;
 pub mod wheel;
 
