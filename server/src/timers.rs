@@ -1,6 +1,10 @@
 //! One timer service per event loop: every deadline a loop keeps, in one
 //! of core's timer wheels ([`tally_core::engine::Timers`]).
 //!
+//! Not used by the loops yet: they still keep `Lingers`, `timeout.rs`'s
+//! heap and `queue.rs`'s (issue 13 moves them here). What follows is the
+//! contract the loops are to use it by.
+//!
 //! - **Linger expiry** (an instance id): armed from a grant's `schedule` or
 //!   a check-in's deadline. Whether it is due is the engine's call, as in
 //!   `Lingers`: released when its deadline passed, re-armed when it was
@@ -17,8 +21,8 @@
 //! ([`TICK_MS`](tally_core::wheel::TICK_MS)) late plus however late the
 //! loop polls, never early. The loop sleeps until [`LoopTimers::next_deadline`].
 //!
-//! Stale timers: [`LoopTimers::arm`] returns a key, and the loop cancels
-//! the timers of a connection it closes and of a waiter it answers, so they
+//! Stale timers: [`LoopTimers::arm`] returns a key; a loop cancels the
+//! timers of a connection it closes and of a waiter it answers, so they
 //! never fire and their entries are freed at once (an O(1) unlink). The
 //! slab key and serial (or sequence number) in each timer are the second
 //! line: a loop checks them against the connection before acting.

@@ -1,8 +1,8 @@
 //! Synchronisation for the front ends, and the one place tally-core takes
 //! its atomics, locks and thread hints from.
 //!
-//! Public: [`Published`], the generation cell a REREAD swaps (the engine
-//! and everything compiled with it, as one value), and [`Pause`], the
+//! Public: [`Published`], a generation cell for what a REREAD swaps (the
+//! engine and everything compiled with it, as one value), and [`Pause`], a
 //! protocol that stops every event loop from touching the old generation
 //! while the rereader moves the held licenses across — with a timeout
 //! instead of a barrier, so a loop that stopped answering cannot hang it.

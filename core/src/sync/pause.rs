@@ -16,8 +16,8 @@
 //!    starts epoch `e + 1` (every loop not acknowledged, except the
 //!    rereader's own loop and loops that [left](Pause::leave)), sets
 //!    `requested`, and returns a [`PauseRequest`]. If one is in progress it
-//!    gets [`PauseError::Busy`]: one reread at a time. The caller then
-//!    wakes every loop (tallyd: their mio wakers).
+//!    gets [`PauseError::Busy`]: one reread at a time. The caller must then
+//!    wake every loop (a server: each loop's poll waker).
 //! 2. Each loop checks [`Pause::is_requested`] once per wake, before it
 //!    touches the engine. When set it calls [`Pause::park`], which
 //!    acknowledges (under the lock) and waits — in waits of a bounded
@@ -37,8 +37,8 @@
 //!    [`Reader`](super::Reader): since the publish happened before the
 //!    release, which it saw under the lock, it gets the new generation.
 //!
-//! A loop that stops for good (shutdown, or a panic unwinding through a
-//! guard) calls [`Pause::leave`] and is never waited for again. A loop that
+//! A loop that stops for good (at shutdown; on a panic too, if it calls it
+//! from a drop guard) calls [`Pause::leave`] and is never waited for again. A loop that
 //! is stuck, or died without leaving, costs one failed REREAD, never a hung
 //! server. A loop that acknowledges late — after the request was aborted —
 //! finds no pause in progress and goes on at once; one that is still parked
@@ -183,8 +183,9 @@ impl Pause {
     }
 
     /// Loop `me` acknowledges the pause in progress, if any, and waits for
-    /// it to end, at most about `wait` (one timed wait; a wait woken early
-    /// by the protocol may go on waiting). See [`Parked`].
+    /// it to end in timed waits of at most `wait` each: when one times out
+    /// with the pause still on, it returns [`Parked::StillPaused`] (the
+    /// loop checks for shutdown, say, and parks again). See [`Parked`].
     ///
     /// # Panics
     ///

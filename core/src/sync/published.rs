@@ -1,9 +1,9 @@
 //! A published generation: one value many threads read, replaced whole by
 //! a writer, with a one-load check for readers.
 //!
-//! tallyd's event loops each keep a [`Reader`] of the generation a REREAD
-//! swaps (the engine, the options compiled for it, the id remap, the
-//! facts STATUS shows). Each of these is a field of the one `T`, so a
+//! It is made for what a REREAD swaps in a server (the engine, the options
+//! compiled for it, the id remap, the facts STATUS shows): each event loop
+//! keeps a [`Reader`]. When each of these is a field of the one `T`, a
 //! reader never sees the engine of one generation with the options of
 //! another.
 //!

@@ -7,8 +7,9 @@
 //! linger and calls [`Wheel::poll`] with the current tick to release the
 //! licenses whose linger has run out, exactly at their deadline. A renewal
 //! cancels nothing: a timer that fires early finds the later deadline in the
-//! slot and is re-armed (see `engine/lingers.rs`); `cancel` serves the
-//! front end's own timers (a closed connection's), embedders and the benches. The wheel is pure: it knows `u64` ticks ([`TICK_MS`]
+//! slot and is re-armed (see `engine/lingers.rs`); `cancel` serves a
+//! front end's own timers (`engine::Timers::cancel`), embedders and the
+//! benches. The wheel is pure: it knows `u64` ticks ([`TICK_MS`]
 //! milliseconds each), slots and entries — never the OS clock — and does no
 //! I/O, starts no threads and takes no locks.
 //!
