@@ -73,6 +73,9 @@
 //!   check-in and expiry paths, exact in its counts; [`engine::Lingers`]
 //!   drives linger expiry from a wheel.
 //! - [`wheel`] is the hierarchical timer wheel (ticks, no clock).
+//! - [`sync`] holds what a front end's event loops share: the published
+//!   generation ([`sync::Published`]) and the pause a REREAD needs
+//!   ([`sync::Pause`]).
 //! - [`clock`] is the only place time comes from; every engine call takes
 //!   `now` as an argument.
 //! - [`watermark`] is a "done up to n" mark one thread publishes and others
@@ -87,7 +90,7 @@ pub mod clock;
 pub mod engine;
 pub mod license;
 pub mod options;
-pub(crate) mod sync;
+pub mod sync;
 pub mod watermark;
 pub mod wheel;
 

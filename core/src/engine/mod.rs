@@ -25,7 +25,8 @@
 //! syscall, no formatting. The feature lookup reads an immutable `HashMap`;
 //! admission is a CAS on the pool counter (`pool.rs`); the instance slot is
 //! claimed with atomics (`table.rs`). Releases found due are reported to the
-//! caller, who logs them; [`Lingers`] drives expiry from a timer wheel.
+//! caller, who logs them; [`Timers`] (or, with linger timers only,
+//! [`Lingers`]) drives expiry from a timer wheel.
 
 mod denial;
 mod holder;
@@ -41,7 +42,7 @@ use rustc_hash::FxHashMap;
 
 pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
-pub use lingers::Lingers;
+pub use lingers::{Due, Lingers, Timers};
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 

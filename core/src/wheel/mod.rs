@@ -1,12 +1,15 @@
-//! A hierarchical timer wheel: the linger deadlines of checked-in licenses.
+//! A hierarchical timer wheel: the linger deadlines of checked-in licenses,
+//! and a front end's other deadlines beside them.
 //!
-//! Each server event loop owns one [`Wheel`] (inside `engine::Lingers`) and
+//! Each server event loop owns one [`Wheel`] (inside an `engine::Timers`;
+//! `engine::Lingers` is the one with linger timers only) and
 //! uses it single-threaded: it inserts a timer when a license starts to
 //! linger and calls [`Wheel::poll`] with the current tick to release the
 //! licenses whose linger has run out, exactly at their deadline. A renewal
 //! cancels nothing: a timer that fires early finds the later deadline in the
-//! slot and is re-armed (see `engine/lingers.rs`); `cancel` serves embedders
-//! and the benches. The wheel is pure: it knows `u64` ticks ([`TICK_MS`]
+//! slot and is re-armed (see `engine/lingers.rs`); `cancel` serves a
+//! front end's own timers (`engine::Timers::cancel`), embedders and the
+//! benches. The wheel is pure: it knows `u64` ticks ([`TICK_MS`]
 //! milliseconds each), slots and entries — never the OS clock — and does no
 //! I/O, starts no threads and takes no locks.
 //!
