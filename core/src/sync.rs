@@ -4,7 +4,8 @@
 //! std item. The checkout table and anything else shared between threads
 //! must use these re-exports (never `std::sync` directly), or loom cannot
 //! see the accesses it has to permute. This follows sharded-slab's
-//! `src/sync.rs`.
+//! `src/sync.rs`. The one lock, [`Mutex`], guards the DUP_GROUP uses of a
+//! bucket of the table (`engine/uses.rs`).
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{
@@ -13,6 +14,18 @@ pub(crate) use loom::sync::atomic::{
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
+
+/// Locks `m`, whether or not a thread panicked holding it (what it guards
+/// is left consistent at every step, so a poisoned lock is still usable).
+#[inline]
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Tells the scheduler (or loom) that this thread is waiting for another
 /// thread to finish a short critical step.

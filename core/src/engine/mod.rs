@@ -26,6 +26,9 @@
 //! admission is a CAS on the pool counter (`pool.rs`); the instance slot is
 //! claimed with atomics (`table.rs`). Releases found due are reported to the
 //! caller, who logs them; [`Lingers`] drives expiry from a timer wheel.
+//! The one exception is DUP_GROUP features: their uses are counted per
+//! instance under a lock per bucket of 16 slots, never one lock for all
+//! (`uses.rs`; [`Engine::checkout_use`]).
 
 mod denial;
 mod holder;
@@ -35,6 +38,7 @@ mod policy;
 mod pool;
 mod table;
 mod unservable;
+mod uses;
 
 use rustc_hash::FxHashMap;
 
@@ -43,6 +47,7 @@ pub use holder::HolderBuf;
 pub use lingers::Lingers;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
+pub use uses::{Counted, Ended, Use, Uses};
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
@@ -50,7 +55,7 @@ use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
-use table::{Claim, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+use table::{Claim, Extras, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
@@ -238,6 +243,9 @@ pub struct Grant {
     /// For a renewal: the deadline the instance had before it (`None`:
     /// held until check-in, or not a renewal).
     pub previous_deadline: Option<Millis>,
+    /// For a checkout of a DUP_GROUP feature by [`Engine::checkout_use`]:
+    /// the use it counted (`None` for other checkouts).
+    pub counted: Option<Counted>,
 }
 
 /// A license instance that was checked in.
@@ -425,12 +433,16 @@ impl Engine {
         let first_level = grantable
             .min(table::INITIAL_INSTANCES)
             .max(config.min_instances);
+        let extras = Extras {
+            charges: charged,
+            uses: features.iter().any(|f| !f.key.dup().is_by_handle()),
+        };
         Engine {
             source: licenses.source.clone(),
             features,
             by_name,
             pools,
-            table: Table::with_capacity(first_level, charged),
+            table: Table::with_extras(first_level, extras),
             policy: None,
         }
     }
@@ -450,7 +462,9 @@ impl Engine {
     /// memory grows with (about 1.4 MB until thousands of instances are
     /// out, then two to four slots of 172 bytes per instance out at the
     /// busiest: 359 MB for a million; never given back while the engine
-    /// lives).
+    /// lives). An engine with a DUP_GROUP feature adds 2 bytes per slot
+    /// (a lock per bucket of 16), plus, not counted here, the heap of the
+    /// uses of its shared instances (`uses.rs`).
     pub fn table_bytes(&self) -> usize {
         self.table.bytes()
     }
@@ -515,11 +529,28 @@ impl Engine {
 
     /// [`Engine::checkout`] for a client at address `ip`, which options-file
     /// `INTERNET` rules test.
+    ///
+    /// For a DUP_GROUP feature this renews the shared instance without
+    /// counting uses (each renewal sets its deadline); a server that ends
+    /// uses on their own uses [`Engine::checkout_use`] instead.
     pub fn checkout_from(
         &self,
         req: &Request<'_>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
+    ) -> Result<Grant, Denial> {
+        self.checkout_as(req, ip, now, None::<&fn(InstanceId) -> Option<Use>>)
+    }
+
+    /// [`Engine::checkout_from`], counting the use (`prior`: see
+    /// [`Engine::checkout_use`]) if the feature is grouped and `prior` is
+    /// given.
+    fn checkout_as<P: Fn(InstanceId) -> Option<Use>>(
+        &self,
+        req: &Request<'_>,
+        ip: Option<std::net::IpAddr>,
+        now: Millis,
+        prior: Option<&P>,
     ) -> Result<Grant, Denial> {
         req.validate()?;
         let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
@@ -552,6 +583,7 @@ impl Engine {
                 schedule: None,
                 overdraft: false,
                 previous_deadline: None,
+                counted: None,
             });
         }
 
@@ -561,10 +593,17 @@ impl Engine {
         } else {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
+        let shared = self.shares(fid);
+        // Counted uses: only of a grouped feature.
+        let prior = prior.filter(|_| shared);
+        let renew = |found: &Found<'_>| match prior {
+            Some(p) => self.renew_use(fid, found, (req.handle, deadline, req.linger_ms), now, p),
+            None => self.renew(fid, found, deadline, req.linger_ms, now),
+        };
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
                 self.check_holder(feature, &found, req)?;
-                match self.renew(fid, &found, deadline, req.linger_ms, now) {
+                match renew(&found) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 }
@@ -592,6 +631,14 @@ impl Engine {
                     if let Some((policy, _)) = who {
                         policy.record(claim.charge(), record);
                     }
+                    if shared {
+                        // Before publish: whoever finds the instance LIVE
+                        // and locks its bucket finds its first use.
+                        if let Some(cell) = claim.uses() {
+                            let d = deadline_out(deadline);
+                            self.first_use(cell, claim.gen(), req.handle, d, prior.is_some());
+                        }
+                    }
                     // Built only now: renewals and denials never need it.
                     let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
                     let id = self.table.publish(
@@ -615,11 +662,15 @@ impl Engine {
                         schedule: deadline_out(deadline),
                         overdraft: in_use > u64::from(self.pools[p as usize].count),
                         previous_deadline: None,
+                        counted: prior.map(|_| Counted {
+                            new_use: true,
+                            promised: deadline_out(deadline),
+                        }),
                     });
                 }
                 Claim::Exists(found) => {
                     self.check_holder(feature, &found, req)?;
-                    if let Some(result) = self.renew(fid, &found, deadline, req.linger_ms, now) {
+                    if let Some(result) = renew(&found) {
                         return result;
                     }
                 }
@@ -771,12 +822,8 @@ impl Engine {
         now: Millis,
     ) -> Option<Result<Grant, Denial>> {
         let (id, pool_index, count) = (found.id, found.pool, found.count);
-        let pool = &self.pools[pool_index as usize];
-        if pool.is_expired(now) {
-            return Some(Err(Reason::Expired.into()));
-        }
-        if pool.retired {
-            return Some(Err(Reason::NoSuchFeature.into()));
+        if let Err(d) = self.renewable(found, now) {
+            return Some(Err(d));
         }
         match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
@@ -796,9 +843,22 @@ impl Engine {
                     },
                     overdraft: false,
                     previous_deadline: deadline_out(old_deadline),
+                    counted: None,
                 }))
             }
         }
+    }
+
+    /// Whether a found instance's pool still serves renewals at `now`.
+    fn renewable(&self, found: &Found<'_>, now: Millis) -> Result<(), Denial> {
+        let pool = &self.pools[found.pool as usize];
+        if pool.is_expired(now) {
+            return Err(Reason::Expired.into());
+        }
+        if pool.retired {
+            return Err(Reason::NoSuchFeature.into());
+        }
+        Ok(())
     }
 
     /// Finds the live instance a client with these names holds of `feature`
@@ -877,10 +937,11 @@ impl Engine {
     }
 
     /// Sets a held instance's deadline (`None`: held until check-in), as a
-    /// renewal would, without touching its linger: for a server that keeps
-    /// the latest deadline any use of a DUP_GROUP instance was promised.
-    /// Returns false if `id` is no longer held. A deadline moved earlier
-    /// needs a timer: arm one in a [`Lingers`] at the new deadline.
+    /// renewal would, without touching its linger (of a DUP_GROUP instance
+    /// whose uses the engine counts, [`Engine::checkout_use`] and its
+    /// kin set the deadline: do not move it here). Returns false if `id`
+    /// is no longer held. A deadline moved earlier needs a timer: arm one
+    /// in a [`Lingers`] at the new deadline.
     pub fn reschedule(&self, id: InstanceId, deadline_ms: Option<Millis>) -> bool {
         let d = deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         self.table.set_deadline(id, d).is_some()
@@ -984,6 +1045,11 @@ impl Engine {
                     if let Some(policy) = self.policy.as_deref() {
                         let who = policy.who(fid, r.user, r.host, r.display, None);
                         policy.record(c.charge(), policy.force(p, &who, r.count));
+                    }
+                    if let (true, Some(cell)) = (self.shares(fid), c.uses()) {
+                        // Not counted (an older instance's entry goes):
+                        // see `Engine::restore_uses`.
+                        self.first_use(cell, c.gen(), r.handle, None, false);
                     }
                     return Ok(self.table.publish(
                         c,
