@@ -527,7 +527,7 @@ impl Table {
 
     /// [`Table::with_capacity`], with at most `max_levels` levels (tests
     /// cap it to reach a full table).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn with_levels(instances: usize, charged: bool, max_levels: usize) -> Table {
         let extras = Extras {
             charges: charged,
