@@ -596,14 +596,10 @@ impl Engine {
         let shared = self.shares(fid);
         // Counted uses: only of a grouped feature.
         let prior = prior.filter(|_| shared);
-        let renew = |found: &Found<'_>| match prior {
-            Some(p) => self.renew_use(fid, found, (req.handle, deadline, req.linger_ms), now, p),
-            None => self.renew(fid, found, deadline, req.linger_ms, now),
-        };
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
                 self.check_holder(feature, &found, req)?;
-                match renew(&found) {
+                match self.renew_as(fid, &found, deadline, req, now, prior) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 }
@@ -670,7 +666,7 @@ impl Engine {
                 }
                 Claim::Exists(found) => {
                     self.check_holder(feature, &found, req)?;
-                    if let Some(result) = renew(&found) {
+                    if let Some(result) = self.renew_as(fid, &found, deadline, req, now, prior) {
                         return result;
                     }
                 }
@@ -713,6 +709,9 @@ impl Engine {
     /// The pools that may serve `req` now (in file order), or why none may.
     /// Each pool is judged once: the first 64 into a bit mask, any further
     /// ones (a feature of more than 64 lines) as the caller comes to them.
+    /// (Inlined into its one caller, the checkout: a call here cost about
+    /// 50 instructions per checkout, its iterator built in memory.)
+    #[inline(always)]
     fn eligible<'s>(
         &'s self,
         feature: &'s Feature,
@@ -808,6 +807,25 @@ impl Engine {
             Ok(())
         } else {
             Err(Reason::NotHolder.into())
+        }
+    }
+
+    /// Renews a found instance for `req` (its slot deadline `deadline`),
+    /// counting the use if `prior` is given; `None` if it was released
+    /// before the renewal landed (the caller starts over).
+    #[inline(always)]
+    fn renew_as<P: Fn(InstanceId) -> Option<Use>>(
+        &self,
+        fid: u32,
+        found: &Found<'_>,
+        deadline: u64,
+        req: &Request<'_>,
+        now: Millis,
+        prior: Option<&P>,
+    ) -> Option<Result<Grant, Denial>> {
+        match prior {
+            Some(p) => self.renew_use(fid, found, (req.handle, deadline, req.linger_ms), now, p),
+            None => self.renew(fid, found, deadline, req.linger_ms, now),
         }
     }
 

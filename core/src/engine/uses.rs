@@ -44,8 +44,9 @@
 //! one thread and the last use's end on another, either the new use counts
 //! first (and the end finds a use left: `Kept`), or the release completes
 //! first (and the renewal finds the instance gone and starts over: a new
-//! instance, or a denial). Never an `OK` without a license; the loom model
-//! `the_last_use_races_a_new_use` checks it.
+//! instance, or a denial). Never an `OK` without a license; the loom models
+//! in `loom-tests/tests/uses.rs` check it (they fail with the lock dropped
+//! before the last use's check-in).
 //!
 //! Releases that do not count uses (an expiry at the latest promise, an
 //! admin REMOVE) are single CASes on the slot word, as everywhere; a
@@ -55,9 +56,12 @@
 //! matches, so nothing reads it).
 //!
 //! The lock is per bucket: threads on different buckets share nothing, and
-//! nothing waits under a lock (the table steps taken under it are single
-//! CASes and stores). Counting a new use allocates (its handle, if it is
-//! promised a deadline); ungrouped features never take these locks.
+//! nothing waits under a lock (the table steps taken under it are CASes
+//! and stores on the slot, never a wait for another thread's claim or
+//! release; the caller's `prior` is called under it and must not call the
+//! engine's use methods: the lock is not reentrant). Counting a use may allocate (the bucket's list, a promise and
+//! its handle); ungrouped features never take these locks, and their
+//! checkouts count nothing.
 
 use super::table::{Found, Renew, MAX_DEADLINE, NO_DEADLINE};
 use super::{deadline_out, Denial, Engine, FeatureId, Grant, GrantKind, InstanceId, PoolId};
@@ -272,6 +276,8 @@ impl Engine {
     ///
     /// A caller that counts uses must end each with [`Engine::end_uses`]
     /// or [`Engine::check_in_use`], and renew them through this call only.
+    /// `prior` is called under the bucket's lock: it must not call the
+    /// engine's use methods (the lock is not reentrant).
     pub fn checkout_use(
         &self,
         req: &super::Request<'_>,
