@@ -27,6 +27,9 @@
 //! claimed with atomics (`table.rs`). Releases found due are reported to the
 //! caller, who logs them; [`Timers`] (or, with linger timers only,
 //! [`Lingers`]) drives expiry from a timer wheel.
+//! The one exception is DUP_GROUP features: their uses are counted per
+//! instance under a lock per bucket of 16 slots, never one lock for all
+//! (`uses.rs`; [`Engine::checkout_use`]).
 
 mod denial;
 mod holder;
@@ -37,6 +40,7 @@ mod pool;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
 mod unservable;
+mod uses;
 
 use rustc_hash::FxHashMap;
 
@@ -45,6 +49,7 @@ pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
+pub use uses::{Counted, Ended, Use, Uses};
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
@@ -52,7 +57,7 @@ use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
-use table::{Claim, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
+use table::{Claim, Extras, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
 pub const MAX_COUNT_PER_CHECKOUT: u32 = 1_000_000;
@@ -240,6 +245,9 @@ pub struct Grant {
     /// For a renewal: the deadline the instance had before it (`None`:
     /// held until check-in, or not a renewal).
     pub previous_deadline: Option<Millis>,
+    /// For a checkout of a DUP_GROUP feature by [`Engine::checkout_use`]:
+    /// the use it counted (`None` for other checkouts).
+    pub counted: Option<Counted>,
 }
 
 /// A license instance that was checked in.
@@ -427,12 +435,16 @@ impl Engine {
         let first_level = grantable
             .min(table::INITIAL_INSTANCES)
             .max(config.min_instances);
+        let extras = Extras {
+            charges: charged,
+            uses: features.iter().any(|f| !f.key.dup().is_by_handle()),
+        };
         Engine {
             source: licenses.source.clone(),
             features,
             by_name,
             pools,
-            table: Table::with_capacity(first_level, charged),
+            table: Table::with_extras(first_level, extras),
             policy: None,
         }
     }
@@ -452,7 +464,9 @@ impl Engine {
     /// memory grows with (about 1.4 MB until thousands of instances are
     /// out, then two to four slots of 172 bytes per instance out at the
     /// busiest: 359 MB for a million; never given back while the engine
-    /// lives).
+    /// lives). An engine with a DUP_GROUP feature adds 2 bytes per slot
+    /// (a lock per bucket of 16), plus, not counted here, the heap of the
+    /// uses of its shared instances (`uses.rs`).
     pub fn table_bytes(&self) -> usize {
         self.table.bytes()
     }
@@ -517,11 +531,28 @@ impl Engine {
 
     /// [`Engine::checkout`] for a client at address `ip`, which options-file
     /// `INTERNET` rules test.
+    ///
+    /// For a DUP_GROUP feature this renews the shared instance without
+    /// counting uses (each renewal sets its deadline); a server that ends
+    /// uses on their own uses [`Engine::checkout_use`] instead.
     pub fn checkout_from(
         &self,
         req: &Request<'_>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
+    ) -> Result<Grant, Denial> {
+        self.checkout_as(req, ip, now, None::<&fn(InstanceId) -> Option<Use>>)
+    }
+
+    /// [`Engine::checkout_from`], counting the use (`prior`: see
+    /// [`Engine::checkout_use`]) if the feature is grouped and `prior` is
+    /// given.
+    fn checkout_as<P: Fn(InstanceId) -> Option<Use>>(
+        &self,
+        req: &Request<'_>,
+        ip: Option<std::net::IpAddr>,
+        now: Millis,
+        prior: Option<&P>,
     ) -> Result<Grant, Denial> {
         req.validate()?;
         let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
@@ -554,6 +585,7 @@ impl Engine {
                 schedule: None,
                 overdraft: false,
                 previous_deadline: None,
+                counted: None,
             });
         }
 
@@ -563,10 +595,13 @@ impl Engine {
         } else {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
+        let shared = self.shares(fid);
+        // Counted uses: only of a grouped feature.
+        let prior = prior.filter(|_| shared);
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
                 self.check_holder(feature, &found, req)?;
-                match self.renew(fid, &found, deadline, req.linger_ms, now) {
+                match self.renew_as(fid, &found, deadline, req, now, prior) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 }
@@ -594,6 +629,14 @@ impl Engine {
                     if let Some((policy, _)) = who {
                         policy.record(claim.charge(), record);
                     }
+                    if shared {
+                        // Before publish: whoever finds the instance LIVE
+                        // and locks its bucket finds its first use.
+                        if let Some(cell) = claim.uses() {
+                            let d = deadline_out(deadline);
+                            self.first_use(cell, claim.gen(), req.handle, d, prior.is_some());
+                        }
+                    }
                     // Built only now: renewals and denials never need it.
                     let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
                     let id = self.table.publish(
@@ -617,11 +660,15 @@ impl Engine {
                         schedule: deadline_out(deadline),
                         overdraft: in_use > u64::from(self.pools[p as usize].count),
                         previous_deadline: None,
+                        counted: prior.map(|_| Counted {
+                            new_use: true,
+                            promised: deadline_out(deadline),
+                        }),
                     });
                 }
                 Claim::Exists(found) => {
                     self.check_holder(feature, &found, req)?;
-                    if let Some(result) = self.renew(fid, &found, deadline, req.linger_ms, now) {
+                    if let Some(result) = self.renew_as(fid, &found, deadline, req, now, prior) {
                         return result;
                     }
                 }
@@ -664,6 +711,9 @@ impl Engine {
     /// The pools that may serve `req` now (in file order), or why none may.
     /// Each pool is judged once: the first 64 into a bit mask, any further
     /// ones (a feature of more than 64 lines) as the caller comes to them.
+    /// (Inlined into its one caller, the checkout: a call here cost about
+    /// 50 instructions per checkout, its iterator built in memory.)
+    #[inline(always)]
     fn eligible<'s>(
         &'s self,
         feature: &'s Feature,
@@ -762,6 +812,25 @@ impl Engine {
         }
     }
 
+    /// Renews a found instance for `req` (its slot deadline `deadline`),
+    /// counting the use if `prior` is given; `None` if it was released
+    /// before the renewal landed (the caller starts over).
+    #[inline(always)]
+    fn renew_as<P: Fn(InstanceId) -> Option<Use>>(
+        &self,
+        fid: u32,
+        found: &Found<'_>,
+        deadline: u64,
+        req: &Request<'_>,
+        now: Millis,
+        prior: Option<&P>,
+    ) -> Option<Result<Grant, Denial>> {
+        match prior {
+            Some(p) => self.renew_use(fid, found, (req.handle, deadline, req.linger_ms), now, p),
+            None => self.renew(fid, found, deadline, req.linger_ms, now),
+        }
+    }
+
     /// Renews a found instance; `None` if it was released before the
     /// renewal landed (the caller starts over).
     fn renew(
@@ -773,12 +842,8 @@ impl Engine {
         now: Millis,
     ) -> Option<Result<Grant, Denial>> {
         let (id, pool_index, count) = (found.id, found.pool, found.count);
-        let pool = &self.pools[pool_index as usize];
-        if pool.is_expired(now) {
-            return Some(Err(Reason::Expired.into()));
-        }
-        if pool.retired {
-            return Some(Err(Reason::NoSuchFeature.into()));
+        if let Err(d) = self.renewable(found, now) {
+            return Some(Err(d));
         }
         match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
@@ -798,9 +863,22 @@ impl Engine {
                     },
                     overdraft: false,
                     previous_deadline: deadline_out(old_deadline),
+                    counted: None,
                 }))
             }
         }
+    }
+
+    /// Whether a found instance's pool still serves renewals at `now`.
+    fn renewable(&self, found: &Found<'_>, now: Millis) -> Result<(), Denial> {
+        let pool = &self.pools[found.pool as usize];
+        if pool.is_expired(now) {
+            return Err(Reason::Expired.into());
+        }
+        if pool.retired {
+            return Err(Reason::NoSuchFeature.into());
+        }
+        Ok(())
     }
 
     /// Finds the live instance a client with these names holds of `feature`
@@ -879,10 +957,11 @@ impl Engine {
     }
 
     /// Sets a held instance's deadline (`None`: held until check-in), as a
-    /// renewal would, without touching its linger: for a server that keeps
-    /// the latest deadline any use of a DUP_GROUP instance was promised.
-    /// Returns false if `id` is no longer held. A deadline moved earlier
-    /// needs a timer: arm one in a [`Lingers`] at the new deadline.
+    /// renewal would, without touching its linger (of a DUP_GROUP instance
+    /// whose uses the engine counts, [`Engine::checkout_use`] and its
+    /// kin set the deadline: do not move it here). Returns false if `id`
+    /// is no longer held. A deadline moved earlier needs a timer: arm one
+    /// in a [`Lingers`] at the new deadline.
     pub fn reschedule(&self, id: InstanceId, deadline_ms: Option<Millis>) -> bool {
         let d = deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
         self.table.set_deadline(id, d).is_some()
@@ -986,6 +1065,11 @@ impl Engine {
                     if let Some(policy) = self.policy.as_deref() {
                         let who = policy.who(fid, r.user, r.host, r.display, None);
                         policy.record(c.charge(), policy.force(p, &who, r.count));
+                    }
+                    if let (true, Some(cell)) = (self.shares(fid), c.uses()) {
+                        // Not counted (an older instance's entry goes):
+                        // see `Engine::restore_uses`.
+                        self.first_use(cell, c.gen(), r.handle, None, false);
                     }
                     return Ok(self.table.publish(
                         c,

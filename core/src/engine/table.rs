@@ -162,8 +162,9 @@ use std::ptr;
 
 use super::holder::HolderBuf;
 use super::key::InstanceKey;
+use super::uses::BucketUses;
 use crate::sync::{
-    fence, seqcst_handshake, spin_wait, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    fence, seqcst_handshake, spin_wait, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering,
 };
 pub(crate) use level::SLOTS_PER_BUCKET;
 use level::{tag_of, Level, BYTE_HI};
@@ -335,6 +336,18 @@ pub(crate) struct Claimed<'t> {
 }
 
 impl<'t> Claimed<'t> {
+    /// The generation the slot is claimed in (the id's, once published).
+    pub(crate) fn gen(&self) -> u32 {
+        self.gen
+    }
+
+    /// The DUP_GROUP uses of the claimed slot's bucket and its lane there
+    /// (`None` in a table built without them): the claimer writes its
+    /// instance's entry before [`Table::publish`].
+    pub(crate) fn uses(&self) -> Option<(&'t Mutex<BucketUses>, u8)> {
+        self.at.level.uses(self.at.local)
+    }
+
     /// The claimed slot's charge record (options-file counters, see
     /// `policy.rs`), written before [`Table::publish`] publishes it;
     /// `None` in a table built without charge records.
@@ -374,8 +387,14 @@ pub(crate) struct Found<'t> {
     pub(crate) count: u32,
 }
 
-impl Found<'_> {
-    fn new(at: At<'_>, word: Word, grant: u64) -> Found<'_> {
+impl<'t> Found<'t> {
+    /// The DUP_GROUP uses of the instance's bucket and its lane there
+    /// (`None` in a table built without them).
+    pub(crate) fn uses(&self) -> Option<(&'t Mutex<BucketUses>, u8)> {
+        self.at.level.uses(self.at.local)
+    }
+
+    fn new(at: At<'t>, word: Word, grant: u64) -> Found<'t> {
         Found {
             at,
             id: InstanceId {
@@ -434,6 +453,16 @@ pub(crate) enum Renew {
     Gone,
 }
 
+/// What a table keeps besides its slots, in every level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Extras {
+    /// A charge record per slot (an engine with an options file).
+    pub(crate) charges: bool,
+    /// A lock per bucket over the uses of its DUP_GROUP instances (an
+    /// engine with a grouped feature).
+    pub(crate) uses: bool,
+}
+
 /// The levels of slots. See the module docs for the protocol.
 pub(crate) struct Table {
     /// Level 0, inline: a table of one level follows no pointer.
@@ -448,8 +477,8 @@ pub(crate) struct Table {
     max_levels: usize,
     /// log2 of level 0's slots; level `k` has `2^(shift + k)`.
     shift: u32,
-    /// Levels keep charge records (an engine with an options file).
-    charged: bool,
+    /// What levels keep besides their slots.
+    extras: Extras,
 }
 
 impl std::fmt::Debug for Table {
@@ -477,23 +506,44 @@ impl Drop for Table {
 }
 
 impl Table {
-    /// A table whose level 0 holds at least `instances` live instances with
-    /// room to spare (never more than half full), with a charge record per
-    /// slot if `charged`. If that much memory cannot be had, level 0 is
-    /// made smaller (later levels grow as instances come).
+    /// [`Table::with_extras`] with a charge record per slot if `charged`
+    /// and no uses (tests and models).
+    #[cfg(test)]
     pub(crate) fn with_capacity(instances: usize, charged: bool) -> Table {
-        Table::with_levels(instances, charged, MAX_LEVELS)
+        let extras = Extras {
+            charges: charged,
+            uses: false,
+        };
+        Table::with_extras(instances, extras)
+    }
+
+    /// A table whose level 0 holds at least `instances` live instances with
+    /// room to spare (never more than half full), keeping `extras` in every
+    /// level. If that much memory cannot be had, level 0 is made smaller
+    /// (later levels grow as instances come).
+    pub(crate) fn with_extras(instances: usize, extras: Extras) -> Table {
+        Table::build(instances, extras, MAX_LEVELS)
     }
 
     /// [`Table::with_capacity`], with at most `max_levels` levels (tests
     /// cap it to reach a full table).
+    #[cfg(all(test, not(loom)))]
     fn with_levels(instances: usize, charged: bool, max_levels: usize) -> Table {
+        let extras = Extras {
+            charges: charged,
+            uses: false,
+        };
+        Table::build(instances, extras, max_levels)
+    }
+
+    /// [`Table::with_extras`], with at most `max_levels` levels.
+    fn build(instances: usize, extras: Extras, max_levels: usize) -> Table {
         let wanted = instances
             .saturating_mul(2)
             .clamp(SLOTS_PER_BUCKET, MAX_FIRST_SLOTS);
         let mut buckets = wanted.div_ceil(SLOTS_PER_BUCKET).next_power_of_two();
         let first = loop {
-            match Level::try_new(buckets, 0, charged) {
+            match Level::try_new(buckets, 0, extras) {
                 Some(level) => break level,
                 None if buckets > 1 => buckets /= 2,
                 None => std::alloc::handle_alloc_error(std::alloc::Layout::new::<Level>()),
@@ -509,7 +559,7 @@ impl Table {
             levels: AtomicUsize::new(1),
             max_levels: fit.min(max_levels).clamp(1, MAX_LEVELS),
             shift,
-            charged,
+            extras,
         }
     }
 
@@ -583,7 +633,7 @@ impl Table {
         // readers too (they acquire the count we release).
         if cell.load(Ordering::Acquire).is_null() {
             let buckets = self.first.buckets() << n;
-            let Some(level) = Level::try_new(buckets, self.offset(n), self.charged) else {
+            let Some(level) = Level::try_new(buckets, self.offset(n), self.extras) else {
                 return self.levels.load(Ordering::Acquire) > n;
             };
             let new = Box::into_raw(Box::new(level));
@@ -817,6 +867,14 @@ impl Table {
                 Err(actual) => w = Word(actual),
             }
         }
+    }
+
+    /// The DUP_GROUP uses of the bucket of instance `id`'s slot and its
+    /// lane there (whatever the slot holds now); `None` if the table keeps
+    /// none or the slot's level is not published.
+    pub(crate) fn uses_of(&self, id: InstanceId) -> Option<(&Mutex<BucketUses>, u8)> {
+        let at = self.locate(id.slot as usize)?;
+        at.level.uses(at.local)
     }
 
     /// The deadline of a LIVE instance (one load of its word, no field

@@ -10,8 +10,9 @@
 
 use super::super::holder::META_WORDS;
 use super::super::key::InstanceKey;
-use super::{State, Word};
-use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
+use super::super::uses::BucketUses;
+use super::{Extras, State, Word};
+use crate::sync::{fence, AtomicU32, AtomicU64, Mutex, Ordering};
 
 /// Slots in one bucket. Small under loom so the model stays tractable.
 #[cfg(not(loom))]
@@ -160,13 +161,18 @@ fn try_boxed<T>(n: usize, f: impl FnMut() -> T) -> Option<Box<[T]>> {
 }
 
 /// One level: `buckets` buckets (a power of two), their cold slots and,
-/// in an engine with an options file, one charge record per slot.
+/// in an engine with an options file, one charge record per slot; in an
+/// engine with DUP_GROUP features, one lock per bucket over the uses of its
+/// shared instances.
 #[derive(Debug)]
 pub(super) struct Level {
     hot: Box<[Bucket]>,
     cold: Box<[Cold]>,
     /// The options' charge record of each slot (`policy.rs`), or empty.
     charges: Box<[AtomicU64]>,
+    /// The DUP_GROUP uses of each bucket's shared instances
+    /// (`engine/uses.rs`), or empty.
+    uses: Box<[Mutex<BucketUses>]>,
     /// `buckets - 1`.
     mask: usize,
     /// Global index of the level's first slot.
@@ -175,15 +181,18 @@ pub(super) struct Level {
 
 impl Level {
     /// A level of `buckets` buckets (a power of two) whose first slot has
-    /// global index `offset`, with charge records if `charged`; `None` if
-    /// the memory cannot be allocated.
-    pub(super) fn try_new(buckets: usize, offset: usize, charged: bool) -> Option<Level> {
+    /// global index `offset`, with the `extras` asked for; `None` if the
+    /// memory cannot be allocated.
+    pub(super) fn try_new(buckets: usize, offset: usize, extras: Extras) -> Option<Level> {
         debug_assert!(buckets.is_power_of_two());
         let slots = buckets.checked_mul(SLOTS_PER_BUCKET)?;
         Some(Level {
             hot: try_boxed(buckets, Bucket::new)?,
             cold: try_boxed(slots, Cold::new)?,
-            charges: try_boxed(if charged { slots } else { 0 }, || AtomicU64::new(0))?,
+            charges: try_boxed(if extras.charges { slots } else { 0 }, || AtomicU64::new(0))?,
+            uses: try_boxed(if extras.uses { buckets } else { 0 }, || {
+                Mutex::new(BucketUses::default())
+            })?,
             mask: buckets - 1,
             offset,
         })
@@ -205,6 +214,7 @@ impl Level {
         std::mem::size_of_val::<[Bucket]>(&self.hot)
             + std::mem::size_of_val::<[Cold]>(&self.cold)
             + std::mem::size_of_val::<[AtomicU64]>(&self.charges)
+            + std::mem::size_of_val::<[Mutex<BucketUses>]>(&self.uses)
     }
 
     /// The bucket at index `b`.
@@ -231,6 +241,14 @@ impl Level {
     #[inline]
     pub(super) fn charge(&self, i: usize) -> Option<&AtomicU64> {
         self.charges.get(i)
+    }
+
+    /// The DUP_GROUP uses of the bucket of local slot `i` and the slot's
+    /// lane in it, if the level keeps them.
+    #[inline]
+    pub(super) fn uses(&self, i: usize) -> Option<(&Mutex<BucketUses>, u8)> {
+        let m = self.uses.get(i / SLOTS_PER_BUCKET)?;
+        Some((m, (i % SLOTS_PER_BUCKET) as u8))
     }
 
     /// The first local slot index of the key's primary and secondary
