@@ -19,7 +19,6 @@
 //! and releases what is due when it wakes; there is no periodic sweep.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,7 +42,7 @@ use crate::auth::{FailureLog, Logged, MAX_AUTH_FAILURES};
 use crate::debuglog::{Action, DebugLog, FeatureRef, LogHandle, LogTarget};
 use crate::journal::{self, Durability, Journal, LoopJournal, ReplyGate};
 use crate::options::{PolicyConfig, ServerOptions};
-use crate::protocol::{self, Command, ErrCode, ProtoError, MAX_LINE_BYTES};
+use crate::protocol::{self, Command, ErrCode, Reply, MAX_LINE_BYTES};
 use crate::queue::{QueuedStatus, Queues, Seat, WaitDeadlines};
 use crate::status::ServerInfo;
 use crate::status_thread::{self, StatusThread};
@@ -1384,13 +1383,7 @@ impl Ctx {
             }
             let Some(nl) = conn.rbuf.iter().position(|&b| b == b'\n') else {
                 if conn.rbuf.len() > MAX_LINE_BYTES {
-                    let e = ProtoError {
-                        code: ErrCode::LineTooLong,
-                        text: format!(
-                            "request is longer than {MAX_LINE_BYTES} bytes without a newline; closing"
-                        ),
-                    };
-                    let _ = writeln!(conn.wbuf, "{e}");
+                    let _ = Reply::LineTooLong.write_to(&mut conn.wbuf);
                     conn.closing = true;
                     return false;
                 }
@@ -1413,7 +1406,7 @@ impl Ctx {
         let cmd = match protocol::parse(line) {
             Ok(c) => c,
             Err(e) => {
-                let _ = writeln!(conn.wbuf, "{e}");
+                let _ = Reply::Malformed(&e).write_to(&mut conn.wbuf);
                 if e.code == ErrCode::LineTooLong {
                     conn.closing = true;
                 }
@@ -1430,11 +1423,10 @@ impl Ctx {
                     conn.peer
                 ),
             );
-            let _ = writeln!(
-                conn.wbuf,
-                "ERR FORBIDDEN admin requests from {} need AUTH <token> first",
-                conn.peer.ip()
-            );
+            let _ = Reply::Forbidden {
+                peer: conn.peer.ip(),
+            }
+            .write_to(&mut conn.wbuf);
             return;
         }
         match cmd {
@@ -1447,9 +1439,11 @@ impl Ctx {
                 holder,
             } => self.checkin(conn, feature, handle, holder, now),
             Command::Status(q) => self.status(conn, &q, now),
-            Command::Ping => conn.wbuf.extend_from_slice(b"PONG\n"),
+            Command::Ping => {
+                let _ = Reply::Pong.write_to(&mut conn.wbuf);
+            }
             Command::Quit => {
-                conn.wbuf.extend_from_slice(b"BYE\n");
+                let _ = Reply::Bye.write_to(&mut conn.wbuf);
                 conn.closing = true;
             }
             Command::Auth(token) => self.auth(conn, token, now),
@@ -1475,10 +1469,10 @@ impl Ctx {
             Command::ReopenLog => {
                 self.log.reopen();
                 self.log.flush();
-                conn.wbuf.extend_from_slice(b"OK REOPEN_LOG\n");
+                let _ = Reply::LogReopened.write_to(&mut conn.wbuf);
             }
             Command::Down => {
-                conn.wbuf.extend_from_slice(b"OK DOWN\n");
+                let _ = Reply::Down.write_to(&mut conn.wbuf);
                 self.log.line(
                     now,
                     "lmgrd",
@@ -1503,7 +1497,7 @@ impl Ctx {
             .is_some_and(|t| crate::auth::token_matches(t.as_bytes(), token.as_bytes()));
         if matched {
             conn.authed = true;
-            conn.wbuf.extend_from_slice(b"OK AUTH\n");
+            let _ = Reply::Authed.write_to(&mut conn.wbuf);
             return;
         }
         conn.authed = false;
@@ -1515,19 +1509,13 @@ impl Ctx {
             MAX_AUTH_FAILURES,
             format_args!("AUTH failed from {} (attempt {n}", conn.peer),
         );
-        let why = if shared.admin_token.is_some() {
-            "wrong admin token"
-        } else {
-            "this server has no admin token (start tallyd with --admin-token-file)"
-        };
+        let _ = Reply::AuthFailed {
+            token_configured: shared.admin_token.is_some(),
+            closing_after: closing.then_some(n),
+        }
+        .write_to(&mut conn.wbuf);
         if closing {
-            let _ = writeln!(
-                conn.wbuf,
-                "ERR AUTH_FAILED {why}; {n} failures, closing the connection"
-            );
             conn.closing = true;
-        } else {
-            let _ = writeln!(conn.wbuf, "ERR AUTH_FAILED {why}");
         }
     }
 
@@ -1734,13 +1722,12 @@ impl Ctx {
                     }
                 }
                 let reply_at = conn.wbuf.len();
-                let _ = writeln!(
-                    conn.wbuf,
-                    "OK {} {} {}",
-                    c.feature,
-                    c.handle,
-                    g.deadline.unwrap_or(0)
-                );
+                let _ = Reply::Granted {
+                    feature: c.feature,
+                    handle: c.handle,
+                    deadline: g.deadline.unwrap_or(0),
+                }
+                .write_to(&mut conn.wbuf);
                 // Durability: a lingering grant or any renewal is journaled;
                 // its reply waits for the record in sync mode.
                 // Under DUP_GROUP the journal keeps the latest promise
@@ -1775,15 +1762,12 @@ impl Ctx {
                 if d.reason == tally_core::engine::Reason::NotHolder {
                     self.not_holder(conn, now, "CHECKOUT", c.feature, c.handle);
                 }
-                let _ = writeln!(
-                    conn.wbuf,
-                    "DENIED {} {} {} {} {}",
-                    c.feature,
-                    c.handle,
-                    d.reason.name(),
-                    d.reason.flexlm_code(),
-                    d.reason.full_text()
-                );
+                let _ = Reply::Denied {
+                    feature: c.feature,
+                    handle: c.handle,
+                    reason: d.reason,
+                }
+                .write_to(&mut conn.wbuf);
             }
         }
         true
@@ -1906,18 +1890,15 @@ impl Ctx {
             }
             match ended {
                 Ended::Kept => {
-                    let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                    let _ = Reply::CheckedIn { feature, handle }.write_to(&mut conn.wbuf);
                 }
                 Ended::Last(Some(r)) => {
                     let batch = self.released(&r, Action::In, now);
                     conn.gate.hold(conn.wbuf.len(), batch);
-                    let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                    let _ = Reply::CheckedIn { feature, handle }.write_to(&mut conn.wbuf);
                 }
                 Ended::Last(None) => {
-                    let _ = writeln!(
-                        conn.wbuf,
-                        "ERR NOT_HELD handle {handle} holds no license of {feature}"
-                    );
+                    let _ = Reply::NotHeld { feature, handle }.write_to(&mut conn.wbuf);
                 }
             }
             return;
@@ -1945,10 +1926,7 @@ impl Ctx {
                     || named.is_some_and(|(u, h)| holder.is_user_host(u, h))
             });
         if !is_holder {
-            let _ = writeln!(
-                conn.wbuf,
-                "ERR NOT_HOLDER the license of {feature} with handle {handle} is held by another user or host; only its holder may check it in"
-            );
+            let _ = Reply::NotHolder { feature, handle }.write_to(&mut conn.wbuf);
             self.not_holder(conn, now, "CHECKIN", feature, handle);
             return;
         }
@@ -1957,7 +1935,7 @@ impl Ctx {
                 conn.held.remove(&r.id);
                 let batch = self.released(&r, Action::In, now);
                 conn.gate.hold(conn.wbuf.len(), batch);
-                let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                let _ = Reply::CheckedIn { feature, handle }.write_to(&mut conn.wbuf);
             }
             None => self.not_checked_in(conn, feature, handle, false, CheckinError::NotHeld),
         }
@@ -1974,10 +1952,7 @@ impl Ctx {
     ) {
         match e {
             CheckinError::NoSuchFeature => {
-                let _ = writeln!(
-                    conn.wbuf,
-                    "ERR NO_SUCH_FEATURE the license file has no feature \"{feature}\""
-                );
+                let _ = Reply::NoSuchFeature { feature }.write_to(&mut conn.wbuf);
             }
             // A startup or uncounted grant holds nothing and was already
             // checked in (seed 002 logs its IN at once): the client checks
@@ -1988,7 +1963,7 @@ impl Ctx {
                     .feature_id(feature)
                     .is_some_and(|f| !self.engine.holds_instances(f)) =>
             {
-                let _ = writeln!(conn.wbuf, "OK {feature} {handle}");
+                let _ = Reply::CheckedIn { feature, handle }.write_to(&mut conn.wbuf);
             }
             // Under DUP_GROUP the instance is keyed by the names, not the
             // handle: a use is checked in on its own connection.
@@ -1998,16 +1973,15 @@ impl Ctx {
                     .feature_id(feature)
                     .map(|f| self.engine.dup_group(f).to_string())
                     .unwrap_or_default();
-                let _ = writeln!(
-                    conn.wbuf,
-                    "ERR NOT_HELD handle {handle} has no use of {feature} on this connection (under DUP_GROUP={dup} a use is checked in by the connection that checked it out)"
-                );
+                let _ = Reply::NoUseHere {
+                    feature,
+                    handle,
+                    dup_group: &dup,
+                }
+                .write_to(&mut conn.wbuf);
             }
             CheckinError::NotHeld => {
-                let _ = writeln!(
-                    conn.wbuf,
-                    "ERR NOT_HELD handle {handle} holds no license of {feature}"
-                );
+                let _ = Reply::NotHeld { feature, handle }.write_to(&mut conn.wbuf);
             }
         }
     }
@@ -2051,10 +2025,7 @@ impl Ctx {
     /// selects, logging each as lmremove does.
     fn remove(&mut self, conn: &mut Conn, feature: &str, pick: Pick<'_>, now: u64) {
         let Some(fid) = self.engine.feature_id(feature) else {
-            let _ = writeln!(
-                conn.wbuf,
-                "ERR NO_SUCH_FEATURE the license file has no feature \"{feature}\""
-            );
+            let _ = Reply::NoSuchFeature { feature }.write_to(&mut conn.wbuf);
             return;
         };
         let mut removed = 0;
@@ -2093,13 +2064,10 @@ impl Ctx {
         }
         match pick {
             Pick::Ticket(t) if removed == 0 => {
-                let _ = writeln!(
-                    conn.wbuf,
-                    "ERR NOT_HELD no license of {feature} has handle {t}"
-                );
+                let _ = Reply::NoSuchTicket { feature, ticket: t }.write_to(&mut conn.wbuf);
             }
             _ => {
-                let _ = writeln!(conn.wbuf, "OK REMOVED {removed}");
+                let _ = Reply::Removed(removed).write_to(&mut conn.wbuf);
             }
         }
     }
@@ -2113,15 +2081,14 @@ impl Ctx {
     fn reread(&mut self, conn: &mut Conn, now: u64) {
         let shared = self.shared.clone();
         let Ok(_only_one) = shared.rereading.try_lock() else {
-            conn.wbuf
-                .extend_from_slice(b"ERR REREAD_FAILED another reread is in progress\n");
+            let _ = Reply::RereadBusy.write_to(&mut conn.wbuf);
             return;
         };
         // As at start: a file with nothing to serve changes nothing.
         let mut licenses = match load_licenses(shared.license_path.as_deref()) {
             Ok(set) => set,
             Err(e) => {
-                let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
+                let _ = Reply::RereadFailed(&e.to_string()).write_to(&mut conn.wbuf);
                 return;
             }
         };
@@ -2138,7 +2105,7 @@ impl Ctx {
         let options = match crate::options::load(options_path.as_deref()) {
             Ok(o) => o,
             Err(e) => {
-                let _ = writeln!(conn.wbuf, "ERR REREAD_FAILED {e}");
+                let _ = Reply::RereadFailed(&e.to_string()).write_to(&mut conn.wbuf);
                 return;
             }
         };
@@ -2261,7 +2228,11 @@ impl Ctx {
         // until this loop has mapped its connections' ids (see
         // `Loop::on_conn_event`).
         barrier.wait();
-        let _ = writeln!(conn.wbuf, "OK REREAD {pools} {diags}");
+        let _ = Reply::Reread {
+            pools,
+            diagnostics: diags,
+        }
+        .write_to(&mut conn.wbuf);
     }
 }
 
