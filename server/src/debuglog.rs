@@ -148,6 +148,12 @@ impl LogHandle {
         }
     }
 
+    /// Queues an event, waiting for room if the writer is behind (for the
+    /// rare start/stop/reread lines, which must not be lost).
+    pub fn send_wait(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
     /// Hands the writer the engine that names feature ids from now on
     /// (after a reread). Blocks if the channel is full: if it were dropped,
     /// the ids of the new engine would be looked up in the old one.

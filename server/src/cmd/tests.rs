@@ -1,0 +1,1 @@
+//! Unit tests of the commands, with a manual clock.
