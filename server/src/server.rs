@@ -184,8 +184,8 @@ impl Server {
         let local_addr = std_listener
             .local_addr()
             .map_err(io_err("read the listen address"))?;
-        let log =
-            DebugLog::start(&config.log, engine.clone()).map_err(io_err("start the debug log"))?;
+        let log = DebugLog::start(&config.log, engine.clone(), clock.clone())
+            .map_err(io_err("start the debug log"))?;
         let handle = log.handle();
         let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
@@ -252,7 +252,7 @@ impl Server {
             loops.push((poll, listener));
         }
         let journal = match booted.prepared {
-            Some(p) => Some(p.start(wakers.clone(), handle.clone())?),
+            Some(p) => Some(p.start(wakers.clone(), handle.clone(), shared.clock.clone())?),
             None => None,
         };
         let (status, status_inboxes) =

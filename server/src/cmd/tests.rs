@@ -49,8 +49,8 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         EngineConfig::default(),
     ));
     let opts = Arc::new(ServerOptions::new(&engine, options.as_ref(), 1));
-    let log = DebugLog::start(&LogTarget::Stderr, engine.clone()).unwrap();
     let clock = Arc::new(ManualClock::new(START));
+    let log = DebugLog::start(&LogTarget::Stderr, engine.clone(), clock.clone()).unwrap();
     let shared = Arc::new(Shared {
         engine: Mutex::new(engine.clone()),
         engine_gen: AtomicU64::new(0),
