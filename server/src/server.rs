@@ -9,7 +9,8 @@
 //! The data path of one request, socket to table and back:
 //! `net/conn.rs` (read, split lines) → `cmd/mod.rs` (parse, dispatch) →
 //! `cmd/checkout.rs` (or another command) → the engine → the reply and
-//! [`crate::cmd`]'s effects, carried out in `net/mod.rs`.
+//! the effects the command left (`cmd::Effects`), carried out in
+//! `net/mod.rs`.
 
 use std::collections::HashMap;
 use std::io;
