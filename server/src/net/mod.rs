@@ -168,14 +168,10 @@ impl Worker {
         if std::mem::take(&mut self.fx.close) {
             conn.closing = true;
         }
-        if let Some(job) = self.fx.status.take() {
-            match self.status_jobs.send(job) {
-                Ok(()) => conn.status_pending = true,
-                // The thread is gone: build it here rather than not at all.
-                Err(e) => conn
-                    .wbuf
-                    .extend_from_slice(&status_thread::build(e.into_inner())),
-            }
+        // Looked at before it is taken: a STATUS job is large, and moving
+        // an empty one out on every request costs a copy of it.
+        if self.fx.status.is_some() {
+            self.send_status(conn);
         }
         if std::mem::take(&mut self.fx.reopen_log) {
             self.log.reopen();
@@ -192,23 +188,48 @@ impl Worker {
         }
     }
 
+    /// Hands the STATUS job in the effects to the status thread and parks
+    /// `conn` until its reply is back.
+    #[cold]
+    fn send_status(&mut self, conn: &mut Conn) {
+        let Some(job) = self.fx.status.take() else {
+            return;
+        };
+        match self.status_jobs.send(job) {
+            Ok(()) => conn.status_pending = true,
+            // The thread is gone: build it here rather than not at all.
+            Err(e) => conn
+                .wbuf
+                .extend_from_slice(&status_thread::build(e.into_inner())),
+        }
+    }
+
     /// Carries out the effects that concern no connection: timers to arm,
     /// log events, the queue's wake-up.
     fn carry_common(&mut self) {
-        for (id, at) in self.fx.lingers.drain(..) {
-            self.timers.lingers.arm(id, at);
-        }
-        for (deadline, seq, feature) in self.fx.waits.drain(..) {
-            self.timers.waits.arm(deadline, seq, feature);
-        }
-        for event in self.fx.log.drain(..) {
-            match event {
-                // Start, stop and reread lines must not be lost.
-                Event::Line { .. } => self.log.send_wait(event),
-                event => self.log.send(event),
+        // Most requests leave one or two log events and nothing else: the
+        // empty lists are not even drained.
+        if !self.fx.lingers.is_empty() {
+            for (id, at) in self.fx.lingers.drain(..) {
+                self.timers.lingers.arm(id, at);
             }
         }
-        if std::mem::take(&mut self.fx.wake_queues) {
+        if !self.fx.waits.is_empty() {
+            for (deadline, seq, feature) in self.fx.waits.drain(..) {
+                self.timers.waits.arm(deadline, seq, feature);
+            }
+        }
+        if !self.fx.log.is_empty() {
+            for event in self.fx.log.drain(..) {
+                match event {
+                    // Start, stop and reread lines must not be lost.
+                    Event::Line { .. } => self.log.send_wait(event),
+                    event => self.log.send(event),
+                }
+            }
+        }
+        if self.fx.wake_queues {
+            self.fx.wake_queues = false;
             self.ctx.shared.wake_all();
         }
     }
