@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use chrono::{Local, TimeZone, Timelike};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use tally_core::clock::{Clock, SystemClock};
+use tally_core::clock::Clock;
 use tally_core::engine::{Engine, FeatureId, HolderBuf, Reason};
 
 /// Events the channel holds before new ones are dropped.
@@ -148,6 +148,12 @@ impl LogHandle {
         }
     }
 
+    /// Queues an event, waiting for room if the writer is behind (for the
+    /// rare start/stop/reread lines, which must not be lost).
+    pub fn send_wait(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
     /// Hands the writer the engine that names feature ids from now on
     /// (after a reread). Blocks if the channel is full: if it were dropped,
     /// the ids of the new engine would be looked up in the old one.
@@ -215,7 +221,11 @@ impl DebugLog {
     /// [`DebugLog::serve`]: a start that fails (the state directory in use
     /// by another tallyd, say) leaves no line in the log, which may be the
     /// live server's.
-    pub fn start(target: &LogTarget, engine: Arc<Engine>) -> io::Result<DebugLog> {
+    pub fn start(
+        target: &LogTarget,
+        engine: Arc<Engine>,
+        clock: Arc<dyn Clock>,
+    ) -> io::Result<DebugLog> {
         // Append mode whatever the target says: a truncating open now
         // would empty a live server's log before this one can serve.
         if let LogTarget::File { path, .. } = target {
@@ -235,7 +245,8 @@ impl DebugLog {
             reported_drops: 0,
             // The start line carries the date; the first TIMESTAMP comes
             // six hours later.
-            last_timestamp_ms: SystemClock.now_ms(),
+            last_timestamp_ms: clock.now_ms(),
+            time: clock,
             clock: (0, [0; 8]),
         };
         let thread = std::thread::Builder::new()
@@ -306,6 +317,8 @@ struct Writer {
     dropped: Arc<AtomicU64>,
     reported_drops: u64,
     last_timestamp_ms: u64,
+    /// The server's clock (`server::Config::clock`).
+    time: Arc<dyn Clock>,
     /// The local `HH:MM:SS` of one Unix second, reused for every line of
     /// that second (a time-zone conversion per line cost more than the
     /// rest of the line).
@@ -318,7 +331,7 @@ impl Writer {
             let event = match rx.recv_timeout(Duration::from_secs(1)) {
                 Ok(e) => e,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.housekeeping(SystemClock.now_ms());
+                    self.housekeeping(self.time.now_ms());
                     let _ = self.out.flush();
                     continue;
                 }
@@ -412,7 +425,7 @@ impl Writer {
     /// Reopens the file in append mode; on failure keeps writing to the
     /// old one and says why.
     fn reopen(&mut self) {
-        let now = SystemClock.now_ms();
+        let now = self.time.now_ms();
         let target = match &self.target {
             LogTarget::Stderr => return,
             LogTarget::File { path, .. } => LogTarget::File {

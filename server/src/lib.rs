@@ -3,7 +3,8 @@
 //! - [`protocol`]: wire protocol v1, parsing requests and writing replies.
 //! - [`status`]: the STATUS reply's JSON, as `tallyd` builds it (tally-client
 //!   reads it with its own types).
-//! - [`server`]: the mio event loops (`tallyd`).
+//! - [`server`]: `tallyd`'s boot and shutdown; its event loops (`net`)
+//!   answer requests through the command layer (`cmd`).
 //! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
@@ -12,15 +13,18 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub mod auth;
+mod cmd;
 pub mod debuglog;
 pub mod demo;
 pub mod journal;
 pub mod names;
+mod net;
 pub mod options;
 pub mod protocol;
 pub mod queue;
 pub mod reread;
 pub mod server;
+mod shared;
 pub mod source;
 pub mod status;
 mod status_thread;

@@ -223,9 +223,8 @@ pub(crate) struct WaitDeadlines {
 
 impl WaitDeadlines {
     /// Remembers that waiter `seq` of `feature` gives up at `deadline`.
-    pub(crate) fn arm(&mut self, deadline: u64, seq: u64, feature: &str) {
-        self.heap
-            .push(Reverse((deadline, seq, feature.to_string())));
+    pub(crate) fn arm(&mut self, deadline: u64, seq: u64, feature: String) {
+        self.heap.push(Reverse((deadline, seq, feature)));
     }
 
     /// The next waiter due at or before `now`: (seq, feature).
@@ -315,8 +314,8 @@ mod tests {
     #[test]
     fn deadlines_come_due_in_order() {
         let mut d = WaitDeadlines::default();
-        d.arm(20, 2, "F");
-        d.arm(10, 1, "G");
+        d.arm(20, 2, "F".into());
+        d.arm(10, 1, "G".into());
         assert_eq!(d.next_due(), Some(10));
         assert_eq!(d.pop_due(15), Some((1, "G".to_string())));
         assert_eq!(d.pop_due(15), None);

@@ -19,7 +19,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use mio::Waker;
 use tally_core::engine::Engine;
 
-use crate::protocol::StatusQuery;
+use crate::protocol::{Reply, StatusQuery};
 use crate::queue::QueuedStatus;
 use crate::status::{ServerInfo, Status};
 
@@ -92,8 +92,10 @@ impl StatusThread {
                     let line =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(job)))
                             .unwrap_or_else(|_| {
-                                b"OK {\"error\":\"building the status failed (see stderr)\"}\n"
-                                    .to_vec()
+                                let mut line = Vec::new();
+                                Reply::StatusFailed("building the status failed (see stderr)")
+                                    .write_bytes(&mut line);
+                                line
                             });
                     if outs[i].send(Done { conn, serial, line }).is_ok() {
                         let _ = wakers[i].wake();
@@ -122,11 +124,8 @@ pub(crate) fn build(job: Job) -> Vec<u8> {
     if job.hide_handles {
         status.hide_handles();
     }
-    let mut line = b"OK ".to_vec();
-    if let Err(e) = serde_json::to_writer(&mut line, &status) {
-        line = format!("OK {{\"error\":\"{e}\"}}").into_bytes();
-    }
-    line.push(b'\n');
+    let mut line = Vec::new();
+    Reply::Status(&status).write_bytes(&mut line);
     line
 }
 

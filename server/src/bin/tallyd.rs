@@ -278,6 +278,7 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         },
         salvage_journal: args.salvage_journal,
+        clock: Default::default(),
     };
     let state_dir_given = args.state_dir.is_some();
     let server = Server::start(config).map_err(|e| Failure {

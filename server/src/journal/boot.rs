@@ -189,6 +189,7 @@ impl Prepared {
         self,
         wakers: Vec<std::sync::Arc<mio::Waker>>,
         log: LogHandle,
+        clock: std::sync::Arc<dyn tally_core::clock::Clock>,
     ) -> Result<Journal, JournalError> {
         Journal::start(
             &self.dir,
@@ -197,9 +198,9 @@ impl Prepared {
             self.state,
             self.mode,
             wakers,
+            clock.clone(),
             move |line| {
-                let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
-                log.line(now, "lmgrd", line);
+                log.line(clock.now_ms(), "lmgrd", line);
             },
         )
     }

@@ -289,8 +289,9 @@ pub struct Journal {
 impl Journal {
     /// Starts generation `gen` in `dir` from `state` (snapshot, fresh
     /// segment, old files deleted), then the writer thread. `lock` is the
-    /// directory's lock, held until the thread ends; `log` receives lines
-    /// for the debug log.
+    /// directory's lock, held until the thread ends; `clock` dates what
+    /// the snapshots prune; `log` receives lines for the debug log.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         dir: &Path,
         lock: File,
@@ -298,6 +299,7 @@ impl Journal {
         state: State,
         mode: Durability,
         wakers: Vec<Arc<Waker>>,
+        clock: Arc<dyn tally_core::clock::Clock>,
         log: impl Fn(String) + Send + 'static,
     ) -> Result<Journal, JournalError> {
         let segment = files::start_generation(dir, gen, &state)?;
@@ -330,6 +332,7 @@ impl Journal {
             last_snapshot: Instant::now(),
             journaled_since_snapshot: false,
             log: Box::new(log),
+            clock,
             failing: false,
             writing: None,
         };
@@ -395,6 +398,8 @@ struct Writer {
     last_snapshot: Instant,
     journaled_since_snapshot: bool,
     log: Box<dyn Fn(String) + Send>,
+    /// The server's clock (`server::Config::clock`).
+    clock: Arc<dyn tally_core::clock::Clock>,
     failing: bool,
     /// A periodic snapshot being written by a thread of its own.
     writing: Option<std::thread::JoinHandle<Result<u64, JournalError>>>,
@@ -695,7 +700,7 @@ impl Writer {
     /// gives it up.)
     fn next_generation(&mut self) -> u64 {
         self.dirty = false;
-        let now = tally_core::clock::Clock::now_ms(&tally_core::clock::SystemClock);
+        let now = self.clock.now_ms();
         self.state.prune(now);
         self.gen + 1
     }

@@ -1,0 +1,251 @@
+//! CHECKOUT: grant, renew, deny, or queue (`wait=`).
+
+use bytes::BytesMut;
+use tally_core::engine::{Denial, Grant, GrantKind, HolderBuf, Reason, Request};
+
+use super::{auth, uses, Ctx, Effects, Held, Session};
+use crate::debuglog::{Action, FeatureRef};
+use crate::journal;
+use crate::protocol::{self, Reply};
+use crate::queue::{QueuedStatus, Seat};
+
+/// Answers a CHECKOUT into `out`, or queues it (`wait=`). `from_queue`: the
+/// request is a queued one tried again (`Some(true)` when its wait ran
+/// out). Returns false if it is (still) waiting, unanswered.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn checkout(
+    cx: &mut Ctx,
+    s: &mut Session,
+    c: &protocol::Checkout<'_>,
+    line: &[u8],
+    now: u64,
+    from_queue: Option<bool>,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) -> bool {
+    // Nobody overtakes the queue for its first HOL_LIMIT_MS, except a
+    // renewal (it takes nothing) and a request the engine denies anyway
+    // (more than any pool has).
+    let behind = from_queue.is_none()
+        && !cx.shared.queues.is_empty()
+        && cx.shared.queues.blocks(c.feature, now)
+        && !cx.engine.never_grants(c.feature, c.count)
+        && cx
+            .engine
+            .find(c.feature, c.user, c.host, c.display, c.handle)
+            .is_none();
+    if behind && c.wait_ms > 0 {
+        enqueue(cx, s, c, line, now, fx);
+        return false;
+    }
+    // The options file's LINGER is the default for checkouts without one.
+    let linger_ms = match c.linger_ms {
+        0 => cx.opts.default_linger_ms(&cx.engine, c.feature),
+        l => l,
+    };
+    let req = Request {
+        feature: c.feature,
+        user: c.user,
+        host: c.host,
+        display: c.display,
+        handle: c.handle,
+        version: c.version,
+        count: c.count,
+        linger_ms,
+    };
+    let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+    let grouped = cx
+        .engine
+        .feature_id(c.feature)
+        .is_some_and(|f| cx.grouped(f));
+    // Under DUP_GROUP: the deadlines the uses leave (`uses.rs`).
+    let mut kept = None;
+    let result: Result<Grant, Denial> = if behind {
+        Err(Reason::AllInUse.into())
+    } else if grouped {
+        let (result, k) = uses::begin(cx, s, &req, now);
+        kept = k;
+        result
+    } else {
+        cx.engine.checkout_from(&req, Some(s.peer.ip()), now)
+    };
+    if let Err(d) = &result {
+        let full = matches!(
+            d.reason,
+            Reason::AllInUse | Reason::ReservedForOthers { .. }
+        );
+        match from_queue {
+            None if full && c.wait_ms > 0 => {
+                enqueue(cx, s, c, line, now, fx);
+                return false;
+            }
+            Some(false) if full => return false, // keep waiting
+            _ => {}
+        }
+    }
+    match result {
+        Ok(g) => granted(cx, s, c, &g, holder, linger_ms, kept, grouped, now, out, fx),
+        Err(d) => {
+            let f = match cx.engine.feature_id(c.feature) {
+                Some(id) => FeatureRef::Id(id),
+                None => FeatureRef::Name(c.feature.into()),
+            };
+            cx.log_license(now, Action::Denied(d.reason), f, holder, c.count, fx);
+            if d.reason == Reason::NotHolder {
+                auth::not_holder(cx, s, now, "CHECKOUT", c.feature, c.handle, fx);
+            }
+            let _ = Reply::Denied {
+                feature: c.feature,
+                handle: c.handle,
+                reason: d.reason,
+            }
+            .write_to(out);
+        }
+    }
+    true
+}
+
+/// A grant: its timer, its log lines, the session's note of it, the reply,
+/// and its journal record.
+#[allow(clippy::too_many_arguments)]
+fn granted(
+    cx: &mut Ctx,
+    s: &mut Session,
+    c: &protocol::Checkout<'_>,
+    g: &Grant,
+    holder: HolderBuf,
+    linger_ms: u64,
+    kept: Option<crate::uses::Kept>,
+    grouped: bool,
+    now: u64,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) {
+    if let (Some(id), Some(at)) = (g.id, g.schedule) {
+        fx.lingers.push((id, at));
+    }
+    if g.id.is_some() {
+        s.remember_identity(c.user, c.host);
+    }
+    let action = if g.overdraft {
+        Action::OutOverdraft
+    } else {
+        Action::Out
+    };
+    let f = FeatureRef::Id(g.feature);
+    cx.log_license(now, action, f.clone(), holder, g.count, fx);
+    match g.kind {
+        // Startup: out and at once in. Renewal: lmgrd logs the duplicate
+        // instance's check-in (seed 002), which keeps OUT and IN lines
+        // balanced for log parsers.
+        GrantKind::Startup | GrantKind::Renewed => {
+            cx.log_license(now, Action::In, f, holder, g.count, fx)
+        }
+        GrantKind::New | GrantKind::Uncounted => {}
+    }
+    if let Some(id) = g.id {
+        match s.held.get_mut(&id) {
+            // A further use of a shared instance (counted by `uses::begin`),
+            // or the same use renewed (bound, or lingering now).
+            Some(h) if grouped => {
+                let bound = g.deadline.is_none();
+                match h.handles.iter_mut().find(|(u, _)| &**u == c.handle) {
+                    Some(u) => u.1 = bound,
+                    None => h.handles.push((c.handle.into(), bound)),
+                }
+            }
+            Some(_) => {} // the same use, renewed
+            None if linger_ms == 0 || grouped => {
+                s.prune_held(&cx.engine);
+                let handles = if grouped {
+                    vec![(c.handle.into(), g.deadline.is_none())]
+                } else {
+                    Vec::new()
+                };
+                s.held.insert(
+                    id,
+                    Held {
+                        id,
+                        feature: g.feature,
+                        handles,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+    let _ = Reply::Granted {
+        feature: c.feature,
+        handle: c.handle,
+        deadline: g.deadline.unwrap_or(0),
+    }
+    .write_to(out);
+    // Durability: a lingering grant or any renewal is journaled; its reply
+    // waits for the record in sync mode. Under DUP_GROUP the journal keeps
+    // the latest promise (after a restart no bound use is left).
+    let journal_deadline = kept.map_or(g.deadline, |k| k.promised);
+    if let (Some(j), Some(id)) = (cx.journal.as_mut(), g.id) {
+        if journal_deadline.is_some() || g.kind == GrantKind::Renewed {
+            let batch = j.out(&journal::Instance {
+                id: id.to_bits(),
+                at_ms: now,
+                linger_ms,
+                deadline_ms: journal_deadline,
+                count: g.count,
+                version: c.version.unwrap_or(0),
+                renewed: g.kind == GrantKind::Renewed,
+                feature: c.feature,
+                user: c.user,
+                host: c.host,
+                display: c.display,
+                handle: c.handle,
+            });
+            fx.gate(batch);
+        }
+    }
+}
+
+/// Queues a CHECKOUT with `wait=`: the connection answers nothing more
+/// until it is served or its wait runs out.
+fn enqueue(
+    cx: &mut Ctx,
+    s: &mut Session,
+    c: &protocol::Checkout<'_>,
+    line: &[u8],
+    now: u64,
+    fx: &mut Effects,
+) {
+    let deadline = now.saturating_add(c.wait_ms);
+    let seat = Seat {
+        loop_index: cx.index,
+        conn: s.key,
+        serial: s.serial,
+    };
+    let entry = QueuedStatus {
+        feature: c.feature.to_string(),
+        user: c.user.to_string(),
+        host: c.host.to_string(),
+        display: c.display.to_string(),
+        handle: c.handle.to_string(),
+        count: c.count,
+        since_ms: now,
+        deadline_ms: deadline,
+    };
+    let seq = cx.shared.queues.push(seat, line, entry);
+    fx.waits.push((deadline, seq, c.feature.to_string()));
+    s.waiting = Some((c.feature.to_string(), seq));
+    if !cx.opts.nolog.queued {
+        let f = match cx.engine.feature_id(c.feature) {
+            Some(id) => FeatureRef::Id(id),
+            None => FeatureRef::Name(c.feature.into()),
+        };
+        let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+        fx.log.push(crate::debuglog::Event::License {
+            at_ms: now,
+            action: Action::Queued,
+            feature: f,
+            holder,
+            count: c.count,
+        });
+    }
+}

@@ -1,0 +1,79 @@
+//! REMOVE / REMOVE_HANDLE (lmremove): an admin checks licenses in.
+
+use bytes::BytesMut;
+
+use super::{Ctx, Effects};
+use crate::debuglog::{Action, Event, FeatureRef};
+use crate::protocol::{remove_display_matches, Reply};
+
+/// Which instances an admin removal picks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Pick<'a> {
+    /// lmremove's `feature user host display`.
+    Names {
+        user: &'a str,
+        host: &'a str,
+        display: &'a str,
+    },
+    /// lmremove -h: the numeric license handle.
+    Ticket(u64),
+}
+
+/// Checks in the feature's instances `pick` selects, logging each as
+/// lmremove does (`REMOVING`, then the `IN`).
+pub(crate) fn remove(
+    cx: &mut Ctx,
+    feature: &str,
+    pick: Pick<'_>,
+    now: u64,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) {
+    let Some(fid) = cx.engine.feature_id(feature) else {
+        let _ = Reply::NoSuchFeature { feature }.write_to(out);
+        return;
+    };
+    let mut removed = 0;
+    for f in cx
+        .engine
+        .snapshot(now)
+        .features
+        .iter()
+        .filter(|f| f.name == feature)
+    {
+        for h in f.pools.iter().flat_map(|p| &p.holders) {
+            let selected = match pick {
+                Pick::Names {
+                    user,
+                    host,
+                    display,
+                } => {
+                    h.user == user
+                        && h.host == host
+                        && remove_display_matches(&h.display, &h.host, display)
+                }
+                Pick::Ticket(t) => h.ticket == t,
+            };
+            if !selected {
+                continue;
+            }
+            if let Some(r) = cx.engine.release(h.id) {
+                removed += 1;
+                fx.log.push(Event::License {
+                    at_ms: now,
+                    action: Action::Removing,
+                    feature: FeatureRef::Id(fid),
+                    holder: r.holder,
+                    count: r.count,
+                });
+                let batch = cx.released(&r, Action::In, now, fx);
+                fx.gate(batch);
+            }
+        }
+    }
+    let reply = match pick {
+        Pick::Ticket(ticket) if removed == 0 => Reply::NoSuchTicket { feature, ticket },
+        _ => Reply::Removed(removed),
+    };
+    let _ = reply.write_to(out);
+}

@@ -1,0 +1,181 @@
+//! REREAD: reload the license and options files and move every live
+//! instance into a new engine (with its deadline, names and start time).
+//! Nothing held is dropped or counted twice; features the new file lacks
+//! keep their holders in retired pools (`crate::reread`).
+//!
+//! The command is in three steps around the loops' pause, which
+//! `net/reread.rs` runs (the barrier and the publication of the new
+//! engine): [`prepare`] reads and compiles the files (nothing changes if
+//! that fails), [`migrate`] moves the instances while every loop is parked,
+//! [`report`] writes the log lines and the reply.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Restore};
+use tally_core::license::LicenseSet;
+use tally_core::options::OptionsFile;
+
+use super::{uses, Ctx, Effects};
+use crate::options::ServerOptions;
+use crate::protocol::Reply;
+
+/// Old instance -> (new instance, its feature in the new engine).
+pub(crate) type Remap = HashMap<InstanceId, (InstanceId, FeatureId)>;
+
+/// The files read and compiled, not yet in use.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) licenses: LicenseSet,
+    /// Retired pools added for dropped features still held.
+    retired: usize,
+    options_path: Option<PathBuf>,
+    options: Option<OptionsFile>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) opts: Arc<ServerOptions>,
+}
+
+/// Reads the license file and the options file and builds the new engine;
+/// the error text (for `ERR REREAD_FAILED`) if either cannot be read.
+pub(crate) fn prepare(cx: &Ctx, now: u64) -> Result<Prepared, String> {
+    let shared = &cx.shared;
+    // As at start: a file with nothing to serve changes nothing.
+    let mut licenses = crate::server::load_licenses(shared.license_path.as_deref())?;
+    // Features the new file drops keep their holders until they drain.
+    let retired = crate::reread::keep_removed_features(&mut licenses, &cx.engine.snapshot(now));
+    // The options file is reread with the license file; if it cannot be
+    // read, nothing changes.
+    let options_path = crate::options::locate(
+        shared.policy.explicit.as_deref(),
+        &licenses,
+        shared.license_path.as_deref(),
+    );
+    let options = crate::options::load(options_path.as_deref()).map_err(|e| e.to_string())?;
+    let engine = Arc::new(crate::options::build_engine(
+        &licenses,
+        options.as_ref(),
+        EngineConfig {
+            seed: shared.seed,
+            ..EngineConfig::default()
+        },
+    ));
+    let opts = Arc::new(ServerOptions::new(
+        &engine,
+        options.as_ref(),
+        shared.policy.min_timeout_secs,
+    ));
+    Ok(Prepared {
+        licenses,
+        retired,
+        options_path,
+        options,
+        engine,
+        opts,
+    })
+}
+
+/// Moves every live instance of the loop's engine into `p`'s (every loop
+/// is parked meanwhile). Ids of the old engine must never reach the new
+/// one: each moved instance's deadline is left in `fx.lingers` for a new
+/// wheel. Instances the new engine refuses are logged `REMOVING`. The
+/// journal and the DUP_GROUP uses follow the new ids. Returns the id map
+/// and how many were removed.
+pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) -> (Remap, usize) {
+    let new_engine = &p.engine;
+    let mut remap = HashMap::new();
+    let mut removed = 0usize;
+    for f in cx.engine.snapshot(now).features {
+        for pool in f.pools {
+            for h in pool.holders {
+                let r = Restore {
+                    feature: &f.name,
+                    user: &h.user,
+                    host: &h.host,
+                    display: &h.display,
+                    handle: &h.handle,
+                    count: h.count,
+                    version: pool.version.scaled(),
+                    since_ms: h.since_ms,
+                    linger_ms: h.linger_ms,
+                    deadline_ms: h.deadline_ms,
+                    identity: Some(h.identity),
+                };
+                match new_engine.restore(&r) {
+                    Ok(id) => {
+                        if let Some(d) = h.deadline_ms {
+                            fx.lingers.push((id, d));
+                        }
+                        let fid = new_engine.feature_id(&f.name);
+                        remap.insert(h.id, (id, fid.unwrap_or(FeatureId(0))));
+                    }
+                    Err(why) => {
+                        removed += 1;
+                        fx.line(
+                            now,
+                            &f.vendor,
+                            format!(
+                                "REMOVING {}@{}:{} from {} (after reread: {})",
+                                h.user,
+                                h.host,
+                                h.display,
+                                f.name,
+                                why.text()
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if let Some(j) = cx.journal.as_mut() {
+        j.remap(
+            remap
+                .iter()
+                .map(|(old, (new, _))| (old.to_bits(), new.to_bits()))
+                .collect(),
+        );
+    }
+    uses::remap(cx, new_engine, &remap);
+    (remap, removed)
+}
+
+/// The reread's log lines and its reply (`OK REREAD pools diagnostics`).
+pub(crate) fn report(
+    p: &Prepared,
+    kept: usize,
+    removed: usize,
+    now: u64,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) {
+    let licenses = &p.licenses;
+    let (pools, diags) = (licenses.pools.len() - p.retired, licenses.diagnostics.len());
+    fx.line(
+        now,
+        "lmgrd",
+        format!(
+            "Reread license file {}: {}, {} rejected, {} kept, {removed} removed",
+            licenses.source,
+            crate::debuglog::counted(pools as u64, "pool", "pools"),
+            crate::debuglog::counted(diags as u64, "line", "lines"),
+            crate::debuglog::counted(kept as u64, "checkout", "checkouts"),
+        ),
+    );
+    for d in &licenses.diagnostics {
+        fx.line(
+            now,
+            "lmgrd",
+            format!("License file error, line skipped: {d}"),
+        );
+    }
+    if let (Some(path), Some(o)) = (&p.options_path, &p.options) {
+        crate::server::options_lines(path, o, &p.engine, |text| fx.line(now, "lmgrd", text));
+    }
+    let _ = Reply::Reread {
+        pools,
+        diagnostics: diags,
+    }
+    .write_to(out);
+}

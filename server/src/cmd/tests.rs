@@ -1,0 +1,448 @@
+//! Unit tests of the commands: no socket, no thread of their own, time
+//! from a [`ManualClock`] moved by hand. Each test runs requests through
+//! [`answer`] against a real engine and looks at the reply and at the
+//! effects left for the network layer; the timer tests drive the loop's
+//! timers (the core's wheel, the idle and queue-wait heaps) the way the
+//! loop's timer step does, with the clock advanced instead of slept.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::BytesMut;
+use tally_core::clock::{Clock, ManualClock};
+use tally_core::engine::{EngineConfig, Lingers, Reason};
+
+use super::*;
+use crate::debuglog::{DebugLog, LogTarget};
+use crate::options::PolicyConfig;
+use crate::queue::{Queues, WaitDeadlines};
+use crate::shared::Facts;
+use crate::timeout::IdleTimers;
+use crate::uses::Uses;
+
+const START: u64 = 1_700_000_000_000;
+
+const LICENSE: &str = "\
+VENDOR V
+INCREMENT F V 1.0 permanent 1
+INCREMENT G V 1.0 permanent 5
+";
+
+/// A loop's command context on a manual clock, without sockets.
+struct Bench {
+    cx: Ctx,
+    clock: Arc<ManualClock>,
+    fx: Effects,
+    /// Keeps the log's writer alive (it never serves: nothing is written).
+    _log: DebugLog,
+}
+
+fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
+    let licenses = tally_core::license::parse_str("test.lic", LICENSE);
+    let options = options.map(|o| tally_core::options::parse_str("test.opt", o));
+    let engine = Arc::new(crate::options::build_engine(
+        &licenses,
+        options.as_ref(),
+        EngineConfig::default(),
+    ));
+    let opts = Arc::new(ServerOptions::new(&engine, options.as_ref(), 1));
+    let clock = Arc::new(ManualClock::new(START));
+    let log = DebugLog::start(&LogTarget::Stderr, engine.clone(), clock.clone()).unwrap();
+    let shared = Arc::new(Shared {
+        engine: Mutex::new(engine.clone()),
+        engine_gen: AtomicU64::new(0),
+        shutdown: AtomicBool::new(false),
+        pause: AtomicBool::new(false),
+        pause_barrier: Mutex::new(None),
+        rereading: Mutex::new(()),
+        remap: Mutex::new(Arc::new(HashMap::new())),
+        wakers: OnceLock::new(),
+        connections: AtomicU64::new(0),
+        log: log.handle(),
+        facts: Mutex::new(Facts {
+            host: "lic1".into(),
+            port: 27000,
+            license_file: "test.lic".into(),
+            vendors: vec!["V".into()],
+            started_ms: START,
+        }),
+        license_path,
+        admin_token: Some("s3cret".into()),
+        workers: 1,
+        seed: (1, 2),
+        server_options: Mutex::new(opts.clone()),
+        policy: PolicyConfig {
+            min_timeout_secs: 1,
+            ..PolicyConfig::default()
+        },
+        queues: Queues::default(),
+        uses: Uses::default(),
+        clock: clock.clone(),
+    });
+    Bench {
+        cx: Ctx {
+            index: 0,
+            shared,
+            engine,
+            engine_gen: 0,
+            opts,
+            journal: None,
+            admin_failures: FailureLog::default(),
+        },
+        clock,
+        fx: Effects::default(),
+        _log: log,
+    }
+}
+
+/// A session of a remote peer (no admin rights without AUTH).
+fn remote(key: usize) -> Session {
+    let peer: SocketAddr = format!("10.0.0.{key}:4000").parse().unwrap();
+    Session::new(peer, key, key as u64, START)
+}
+
+impl Bench {
+    fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Sends `line` on `s`; returns the reply (without LF), `""` if none.
+    /// The effects stay in `self.fx` until the next request.
+    fn req(&mut self, s: &mut Session, line: &str) -> String {
+        self.fx = Effects::default();
+        let mut out = BytesMut::new();
+        let now = self.now();
+        answer(
+            &mut self.cx,
+            s,
+            line.as_bytes(),
+            now,
+            &mut out,
+            &mut self.fx,
+        );
+        String::from_utf8(out.to_vec())
+            .unwrap()
+            .trim_end_matches('\n')
+            .to_string()
+    }
+
+    /// The license events left in the effects: (action, count).
+    fn logged(&self) -> Vec<Action> {
+        self.fx
+            .log
+            .iter()
+            .filter_map(|e| match e {
+                Event::License { action, .. } => Some(*action),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn in_use(&self, feature: &str) -> u32 {
+        let snap = self.cx.engine.snapshot(self.now());
+        snap.features
+            .iter()
+            .filter(|f| f.name == feature)
+            .flat_map(|f| &f.pools)
+            .map(|p| p.in_use)
+            .sum()
+    }
+}
+
+#[test]
+fn checkout_grants_and_denies() {
+    let mut b = bench(None, None);
+    let (mut s1, mut s2) = (remote(1), remote(2));
+    assert_eq!(b.req(&mut s1, "CHECKOUT F alice pc1 h1"), "OK F h1 0");
+    assert_eq!(b.logged(), [Action::Out]);
+    assert!(s1.held.len() == 1, "a bound checkout is the session's");
+    assert_eq!(
+        b.req(&mut s2, "CHECKOUT F bob pc2 h2"),
+        "DENIED F h2 ALL_IN_USE -4 Licensed number of users already reached."
+    );
+    assert_eq!(b.logged(), [Action::Denied(Reason::AllInUse)]);
+    assert!(b.fx.waits.is_empty() && s2.waiting.is_none());
+    let r = b.req(&mut s2, "CHECKOUT NOPE bob pc2 h2");
+    assert!(r.starts_with("DENIED NOPE h2 NO_SUCH_FEATURE -5"), "{r}");
+    // A linger: the reply carries the deadline, the loop gets a timer.
+    let r = b.req(&mut s2, "CHECKOUT G bob pc2 h3 linger=60");
+    assert_eq!(r, format!("OK G h3 {}", START + 60_000));
+    assert_eq!(b.fx.lingers.len(), 1);
+    assert_eq!(b.fx.lingers[0].1, START + 60_000);
+    assert!(b.fx.gate.is_none(), "no journal, nothing to wait for");
+}
+
+#[test]
+fn a_full_pool_queues_a_checkout_with_wait() {
+    let mut b = bench(None, None);
+    let (mut s1, mut s2) = (remote(1), remote(2));
+    assert_eq!(b.req(&mut s1, "CHECKOUT F alice pc1 h1"), "OK F h1 0");
+    assert_eq!(b.req(&mut s2, "CHECKOUT F bob pc2 h2 wait=5"), "");
+    assert_eq!(b.logged(), [Action::Queued]);
+    assert_eq!(b.fx.waits.len(), 1);
+    assert_eq!(b.fx.waits[0].0, START + 5_000);
+    assert!(s2.waiting.is_some());
+    assert_eq!(b.cx.shared.queues.snapshot()[0].handle, "h2");
+    // The license comes back: the check-in wakes the queue's loops.
+    assert_eq!(b.req(&mut s1, "CHECKIN F h1"), "OK F h1");
+    assert!(b.fx.wake_queues);
+}
+
+#[test]
+fn a_queued_checkout_times_out_without_sleeping() {
+    let mut b = bench(None, None);
+    let (mut s1, mut s2) = (remote(1), remote(2));
+    b.req(&mut s1, "CHECKOUT F alice pc1 h1");
+    b.req(&mut s2, "CHECKOUT F bob pc2 h2 wait=5");
+    let mut waits = WaitDeadlines::default();
+    for (d, seq, f) in b.fx.waits.drain(..) {
+        waits.arm(d, seq, f);
+    }
+    // The loop's timer step: due waiters leave the queue and are tried
+    // once more with `give_up`.
+    let mut step = |b: &mut Bench, s: &mut Session| -> Option<String> {
+        let now = b.now();
+        let (seq, feature) = waits.pop_due(now)?;
+        let w = b.cx.shared.queues.remove(&feature, seq)?;
+        let Ok(protocol::Command::Checkout(c)) = protocol::parse(&w.line) else {
+            panic!("a queued CHECKOUT");
+        };
+        let mut out = BytesMut::new();
+        b.fx = Effects::default();
+        let answered = checkout::checkout(
+            &mut b.cx,
+            s,
+            &c,
+            &w.line,
+            now,
+            Some(true),
+            &mut out,
+            &mut b.fx,
+        );
+        assert!(answered);
+        s.waiting = None;
+        Some(String::from_utf8(out.to_vec()).unwrap())
+    };
+    b.clock.advance(4_999);
+    assert_eq!(step(&mut b, &mut s2), None, "not due yet");
+    b.clock.advance(1);
+    let r = step(&mut b, &mut s2).expect("due at 5 s");
+    assert!(r.starts_with("DENIED F h2 ALL_IN_USE -4"), "{r}");
+    assert!(b.cx.shared.queues.is_empty());
+}
+
+#[test]
+fn a_linger_expires_without_sleeping() {
+    let mut b = bench(None, None);
+    let mut s = remote(1);
+    let r = b.req(&mut s, "CHECKOUT F alice pc1 h1 linger=10");
+    assert_eq!(r, format!("OK F h1 {}", START + 10_000));
+    assert!(
+        s.held.is_empty(),
+        "a lingering instance outlives its connection"
+    );
+    let mut lingers = Lingers::new(START);
+    for (id, at) in b.fx.lingers.drain(..) {
+        lingers.arm(id, at);
+    }
+    let mut expire = |b: &mut Bench| {
+        let mut due = Vec::new();
+        lingers.expire(&b.cx.engine, b.now(), |r| due.push(r));
+        b.fx = Effects::default();
+        for r in &due {
+            b.cx.released(r, Action::In, b.now(), &mut b.fx);
+        }
+        due.len()
+    };
+    b.clock.advance(9_000);
+    assert_eq!(expire(&mut b), 0);
+    assert_eq!(b.in_use("F"), 1);
+    b.clock.advance(1_100);
+    assert_eq!(expire(&mut b), 1);
+    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.in_use("F"), 0);
+}
+
+#[test]
+fn an_idle_timeout_checks_in_without_sleeping() {
+    let mut b = bench(Some("TIMEOUT F 2\n"), None);
+    let mut s = remote(1);
+    assert_eq!(b.req(&mut s, "CHECKOUT F alice pc1 h1"), "OK F h1 0");
+    assert_eq!(b.req(&mut s, "CHECKOUT G alice pc1 h2"), "OK G h2 0");
+    let mut idle = IdleTimers::default();
+    let shortest = b.cx.opts.shortest_timeout_ms().expect("a TIMEOUT");
+    assert_eq!(shortest, 2_000);
+    idle.arm(s.last_seen + shortest, s.key, s.serial);
+    // The loop's idle step: each due check decides from `last_seen`.
+    let step = |b: &mut Bench, s: &mut Session, idle: &mut IdleTimers| {
+        b.fx = Effects::default();
+        while let Some((_, serial)) = idle.pop_due(b.now()) {
+            assert_eq!(serial, s.serial);
+            let now = b.now();
+            if let Some(due) = idle::check(&mut b.cx, s, now, &mut b.fx) {
+                idle.arm(due, s.key, s.serial);
+            }
+        }
+    };
+    b.clock.advance(1_500);
+    b.req(&mut s, "PING"); // a heartbeat
+    b.clock.advance(1_500);
+    step(&mut b, &mut s, &mut idle);
+    assert_eq!(b.in_use("F"), 1, "3 s since the checkout, 1.5 s idle");
+    b.clock.advance(500);
+    step(&mut b, &mut s, &mut idle);
+    assert_eq!(
+        b.in_use("F"),
+        1,
+        "idle 2 s, but re-checked at most once a second"
+    );
+    b.clock.advance(500);
+    step(&mut b, &mut s, &mut idle);
+    assert_eq!(b.in_use("F"), 0, "2.5 s idle: TIMEOUT");
+    assert_eq!(b.logged(), [Action::Inactive]);
+    assert_eq!(b.in_use("G"), 1, "G has no TIMEOUT");
+}
+
+#[test]
+fn checkin_is_for_the_holder_only() {
+    let mut b = bench(None, None);
+    let (mut s1, mut s2) = (remote(1), remote(2));
+    let r = b.req(&mut s1, "CHECKOUT F alice pc1 h1 linger=60");
+    assert!(r.starts_with("OK F h1 "), "{r}");
+    for n in 1..=2 {
+        assert_eq!(
+            b.req(&mut s2, "CHECKIN F h1"),
+            "ERR NOT_HOLDER the license of F with handle h1 is held by another user or host; only its holder may check it in"
+        );
+        assert_eq!(s2.not_holder, n);
+        assert!(!b.fx.close);
+    }
+    assert_eq!(b.in_use("F"), 1);
+    // The third refusal closes the connection.
+    b.req(&mut s2, "CHECKIN F h1");
+    assert!(b.fx.close);
+    // Naming the holder is the holder's (a client that reconnected).
+    let mut s3 = remote(3);
+    assert_eq!(
+        b.req(&mut s3, "CHECKIN F h1 user=alice host=pc1"),
+        "OK F h1"
+    );
+    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(
+        b.req(&mut s3, "CHECKIN F h1"),
+        "ERR NOT_HELD handle h1 holds no license of F"
+    );
+    assert_eq!(
+        b.req(&mut s3, "CHECKIN NOPE h1"),
+        r#"ERR NO_SUCH_FEATURE the license file has no feature "NOPE""#
+    );
+}
+
+#[test]
+fn remove_needs_admin_rights_and_checks_in() {
+    let mut b = bench(None, None);
+    let (mut s1, mut admin) = (remote(1), remote(2));
+    b.req(&mut s1, "CHECKOUT G alice pc1 h1 linger=60");
+    b.req(&mut s1, "CHECKOUT G bob pc2 h2 linger=60");
+    assert_eq!(
+        b.req(&mut admin, "REMOVE G alice pc1 pc1"),
+        "ERR FORBIDDEN admin requests from 10.0.0.2 need AUTH <token> first"
+    );
+    assert_eq!(b.in_use("G"), 2);
+    assert_eq!(b.req(&mut admin, "AUTH s3cret"), "OK AUTH");
+    assert_eq!(b.req(&mut admin, "REMOVE G alice pc1 pc1"), "OK REMOVED 1");
+    assert_eq!(b.logged(), [Action::Removing, Action::In]);
+    assert_eq!(b.in_use("G"), 1);
+    assert_eq!(
+        b.req(&mut admin, "REMOVE_HANDLE G 999"),
+        "ERR NOT_HELD no license of G has handle 999"
+    );
+    assert_eq!(
+        b.req(&mut admin, "REMOVE NOPE a b c"),
+        r#"ERR NO_SUCH_FEATURE the license file has no feature "NOPE""#
+    );
+}
+
+#[test]
+fn auth_failures_take_rights_away_and_close_at_the_third() {
+    let mut b = bench(None, None);
+    let mut s = remote(1);
+    assert_eq!(b.req(&mut s, "AUTH s3cret"), "OK AUTH");
+    assert!(s.is_admin());
+    assert_eq!(
+        b.req(&mut s, "AUTH nope"),
+        "ERR AUTH_FAILED wrong admin token"
+    );
+    assert!(!s.is_admin(), "a failure takes the rights away");
+    assert!(!b.fx.close);
+    b.req(&mut s, "AUTH nope");
+    assert_eq!(
+        b.req(&mut s, "AUTH nope"),
+        "ERR AUTH_FAILED wrong admin token; 3 failures, closing the connection"
+    );
+    assert!(b.fx.close);
+    let lines = b
+        .fx
+        .log
+        .iter()
+        .filter(
+            |e| matches!(e, Event::Line { text, .. } if text.contains("AUTH failed from 10.0.0.1")),
+        )
+        .count();
+    assert_eq!(lines, 1, "each failure is logged");
+}
+
+#[test]
+fn status_is_left_for_the_status_thread() {
+    let mut b = bench(None, None);
+    let (mut s1, mut s2) = (remote(1), remote(2));
+    b.req(&mut s1, "CHECKOUT G alice pc1 h1");
+    assert_eq!(b.req(&mut s2, "STATUS G"), "", "the reply comes later");
+    let job = b.fx.status.take().expect("a STATUS job");
+    assert_eq!((job.conn, job.serial), (s2.key, s2.serial));
+    assert!(job.hide_handles, "a remote peer without AUTH");
+    assert_eq!(job.info.now_ms, START);
+    let line = crate::status_thread::build(job);
+    let text = String::from_utf8(line).unwrap();
+    let json: serde_json::Value = serde_json::from_str(text.strip_prefix("OK ").unwrap()).unwrap();
+    assert_eq!(json["features"][0]["name"], "G");
+    assert_eq!(json["features"][0]["in_use"], 1);
+    assert_eq!(json["features"][0]["holders"][0]["handle"], "");
+    b.req(&mut s2, "AUTH s3cret");
+    b.req(&mut s2, "STATUS");
+    assert!(!b.fx.status.take().unwrap().hide_handles);
+}
+
+#[test]
+fn reread_of_a_bad_file_fails_and_changes_nothing() {
+    let missing = std::env::temp_dir().join(format!("tally-no-such-{}.lic", std::process::id()));
+    let mut b = bench(None, Some(missing.clone()));
+    let mut local = Session::new("127.0.0.1:4000".parse().unwrap(), 9, 9, START);
+    // The command asks the loop for the reread (which needs every loop).
+    assert_eq!(b.req(&mut local, "REREAD"), "");
+    assert!(b.fx.reread);
+    let e = reread::prepare(&b.cx, b.now()).unwrap_err();
+    assert!(e.contains(&*missing.to_string_lossy()), "{e}");
+    let reply = protocol::Reply::RereadFailed(&e).to_string();
+    assert!(reply.starts_with("ERR REREAD_FAILED "), "{reply}");
+    // A remote peer may not ask at all.
+    let mut s = remote(1);
+    assert!(b.req(&mut s, "REREAD").starts_with("ERR FORBIDDEN "));
+    assert!(!b.fx.reread);
+}
+
+#[test]
+fn ping_quit_and_down() {
+    let mut b = bench(None, None);
+    let mut s = remote(1);
+    assert_eq!(b.req(&mut s, "PING"), "PONG");
+    assert_eq!(b.req(&mut s, ""), "ERR EMPTY_REQUEST empty request line");
+    assert_eq!(b.req(&mut s, "QUIT"), "BYE");
+    assert!(b.fx.close);
+    let mut local = Session::new("127.0.0.1:4000".parse().unwrap(), 9, 9, START);
+    assert_eq!(b.req(&mut local, "DOWN"), "OK DOWN");
+    assert!(b.fx.shutdown && b.fx.close);
+}

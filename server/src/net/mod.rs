@@ -1,0 +1,613 @@
+//! The network layer: tallyd's event loops.
+//!
+//! One loop per worker thread, each with its own mio `Poll`, connection
+//! slab, timers and `Token`s. Every loop registers a clone of the listening
+//! socket and accepts until `WouldBlock` (`accept.rs`), so connections
+//! spread over the loops. The loops share the engine (lock-free on the
+//! checkout path) and little else (`shared.rs`). No license logic lives
+//! here: a request line goes to `cmd::answer`, and the loop carries out
+//! the [`Effects`] it leaves ([`Worker::carry_out`]).
+//!
+//! Edge-triggered rules, stated once: a connection is registered for
+//! READABLE | WRITABLE once and never re-registered; on every event the
+//! loop reads until `WouldBlock`, answers every complete line in order into
+//! the connection's write buffer, then writes until `WouldBlock` or one
+//! write slice; a connection stopped by the slice is listed and written
+//! again on the next turn (no event would come for it). If a client
+//! pipelines without reading, processing pauses at [`WRITE_HIGH_WATER`]
+//! bytes of unsent replies and resumes on WRITABLE (`conn.rs`).
+//!
+//! Timers: each loop sleeps at most until its next deadline (linger expiry
+//! on the core's wheel, idle checks, queue waits, an accept retry) and
+//! does what is due when it wakes; there is no periodic sweep.
+
+mod accept;
+mod conn;
+mod reread;
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::net::TcpListener;
+use mio::{Events, Poll, Token};
+use tally_core::engine::{Engine, InstanceId, Lingers, Release};
+
+use crate::auth::FailureLog;
+use crate::cmd::{self, Ctx, Effects};
+use crate::debuglog::{Action, Event, LogHandle};
+use crate::journal::LoopJournal;
+use crate::options::ServerOptions;
+use crate::protocol::{self, Command};
+use crate::queue::{Seat, WaitDeadlines};
+use crate::shared::Shared;
+use crate::status_thread;
+use crate::timeout::IdleTimers;
+
+use accept::AcceptStall;
+pub use conn::WRITE_HIGH_WATER;
+use conn::{Conn, Reads, DRAIN_MS, READ_CHUNK};
+
+/// Longest a loop sleeps when no timer is due, so flags are seen even if a
+/// wake-up were lost.
+const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
+
+/// Longest a loop waits at shutdown for its last journal records.
+const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
+
+/// The listening socket's token in every loop.
+pub(crate) const LISTENER: Token = Token(0);
+/// The waker's token in every loop.
+pub(crate) const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// What a loop starts with besides the shared state: its end of the journal
+/// and the recovered lingering instances whose expiry it arms.
+#[derive(Debug)]
+pub(crate) struct LoopStart {
+    pub(crate) journal: Option<LoopJournal>,
+    pub(crate) arm: Vec<(InstanceId, u64)>,
+    /// Where STATUS requests go, and where their replies come back.
+    pub(crate) status_jobs: crossbeam_channel::Sender<status_thread::Job>,
+    pub(crate) status_done: crossbeam_channel::Receiver<status_thread::Done>,
+}
+
+/// Runs loop `index` until shutdown.
+pub(crate) fn run_loop(
+    index: usize,
+    poll: Poll,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    engine: Arc<Engine>,
+    opts: Arc<ServerOptions>,
+    start: LoopStart,
+) {
+    Loop::new(index, poll, listener, shared, engine, opts, start).run()
+}
+
+/// A loop's timers, each kept as it is for now behind these methods: linger
+/// expiry on the core's wheel, idle checks (`timeout.rs`) and queue-wait
+/// deadlines (`queue.rs`).
+#[derive(Debug)]
+struct LoopTimers {
+    lingers: Lingers,
+    idle: IdleTimers,
+    waits: WaitDeadlines,
+}
+
+impl LoopTimers {
+    /// The earliest deadline of any timer.
+    fn next_due(&self) -> Option<u64> {
+        [
+            self.lingers.next_deadline(),
+            self.idle.next_due(),
+            self.waits.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A new wheel from `now` (a reread: the old ids mean nothing now).
+    fn reset_lingers(&mut self, now: u64) {
+        self.lingers = Lingers::new(now);
+    }
+}
+
+/// What serving a connection needs from its loop besides the connection:
+/// the command context, the effects buffer, the timers.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    ctx: Ctx,
+    /// Reused for every command (cleared as it is carried out).
+    fx: Effects,
+    timers: LoopTimers,
+    /// Where sockets are read into before their bytes join `rbuf`.
+    read_buf: Vec<u8>,
+    log: LogHandle,
+    /// Where STATUS requests are built (`status_thread.rs`).
+    status_jobs: crossbeam_channel::Sender<status_thread::Job>,
+    /// Connections to serve again this turn (a waiter was answered): a
+    /// work list, so answering a waiter never re-enters serving.
+    ready: Vec<usize>,
+}
+
+impl Worker {
+    /// The time now, from the server's clock.
+    fn now(&self) -> u64 {
+        self.ctx.shared.now()
+    }
+
+    /// A reread published an engine this loop has not adopted yet.
+    fn reread_pending(&self) -> bool {
+        self.ctx.engine_gen != self.ctx.shared.engine_gen.load(Ordering::Relaxed)
+    }
+
+    /// Answers one request line of `conn`, then carries out its effects.
+    fn answer(&mut self, conn: &mut Conn, line: &[u8]) {
+        let now = self.now();
+        let reply_at = conn.wbuf.len();
+        cmd::answer(
+            &mut self.ctx,
+            &mut conn.session,
+            line,
+            now,
+            &mut conn.wbuf,
+            &mut self.fx,
+        );
+        self.carry_out(conn, reply_at, now);
+    }
+
+    /// Carries out what a command of `conn` left in the effects, its reply
+    /// starting at `reply_at` in the write buffer.
+    fn carry_out(&mut self, conn: &mut Conn, reply_at: usize, now: u64) {
+        if let Some(batch) = self.fx.gate.take() {
+            conn.gate.hold(reply_at, Some(batch));
+        }
+        if std::mem::take(&mut self.fx.close) {
+            conn.closing = true;
+        }
+        // Looked at before it is taken: a STATUS job is large, and moving
+        // an empty one out on every request costs a copy of it.
+        if self.fx.status.is_some() {
+            self.send_status(conn);
+        }
+        if std::mem::take(&mut self.fx.reopen_log) {
+            self.log.reopen();
+            self.log.flush();
+        }
+        if std::mem::take(&mut self.fx.reread) {
+            reread::run(self, &mut conn.wbuf, now);
+        }
+        self.carry_common();
+        if std::mem::take(&mut self.fx.shutdown) {
+            let _ = conn.flush();
+            self.ctx.shared.shutdown.store(true, Ordering::SeqCst);
+            self.ctx.shared.wake_all();
+        }
+    }
+
+    /// Hands the STATUS job in the effects to the status thread and parks
+    /// `conn` until its reply is back.
+    #[cold]
+    fn send_status(&mut self, conn: &mut Conn) {
+        let Some(job) = self.fx.status.take() else {
+            return;
+        };
+        match self.status_jobs.send(job) {
+            Ok(()) => conn.status_pending = true,
+            // The thread is gone: build it here rather than not at all.
+            Err(e) => conn
+                .wbuf
+                .extend_from_slice(&status_thread::build(e.into_inner())),
+        }
+    }
+
+    /// Carries out the effects that concern no connection: timers to arm,
+    /// log events, the queue's wake-up.
+    fn carry_common(&mut self) {
+        // Most requests leave one or two log events and nothing else: the
+        // empty lists are not even drained.
+        if !self.fx.lingers.is_empty() {
+            for (id, at) in self.fx.lingers.drain(..) {
+                self.timers.lingers.arm(id, at);
+            }
+        }
+        if !self.fx.waits.is_empty() {
+            for (deadline, seq, feature) in self.fx.waits.drain(..) {
+                self.timers.waits.arm(deadline, seq, feature);
+            }
+        }
+        if !self.fx.log.is_empty() {
+            for event in self.fx.log.drain(..) {
+                match event {
+                    // Start, stop and reread lines must not be lost.
+                    Event::Line { .. } => self.log.send_wait(event),
+                    event => self.log.send(event),
+                }
+            }
+        }
+        if self.fx.wake_queues {
+            self.fx.wake_queues = false;
+            self.ctx.shared.wake_all();
+        }
+    }
+}
+
+/// One event loop: its sockets, and the worker requests are served with.
+struct Loop {
+    poll: Poll,
+    listener: TcpListener,
+    conns: slab::Slab<Conn>,
+    w: Worker,
+    next_serial: u64,
+    /// Connections with replies waiting for the journal.
+    gated: Vec<usize>,
+    /// The journal's durable batch when `gated` was last served.
+    seen_durable: u64,
+    /// Accepting is failing for want of resources (`accept.rs`).
+    accept_stalled: Option<AcceptStall>,
+    /// STATUS replies built off the loop, for parked connections.
+    status_done: crossbeam_channel::Receiver<status_thread::Done>,
+    /// Connections with more to write than one slice (`write_more`).
+    writers: Vec<usize>,
+    /// Releases of one expiry round (a buffer kept across rounds).
+    expired: Vec<Release>,
+}
+
+impl Loop {
+    fn new(
+        index: usize,
+        poll: Poll,
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        engine: Arc<Engine>,
+        opts: Arc<ServerOptions>,
+        start: LoopStart,
+    ) -> Loop {
+        let mut lingers = Lingers::with_capacity(shared.now(), start.arm.len());
+        for (id, at) in start.arm {
+            lingers.arm(id, at);
+        }
+        Loop {
+            poll,
+            listener,
+            conns: slab::Slab::new(),
+            next_serial: 0,
+            w: Worker {
+                log: shared.log.clone(),
+                ctx: Ctx {
+                    index,
+                    engine_gen: shared.engine_gen.load(Ordering::SeqCst),
+                    shared,
+                    engine,
+                    opts,
+                    journal: start.journal,
+                    admin_failures: FailureLog::default(),
+                },
+                fx: Effects::default(),
+                timers: LoopTimers {
+                    lingers,
+                    idle: IdleTimers::default(),
+                    waits: WaitDeadlines::default(),
+                },
+                read_buf: vec![0; READ_CHUNK],
+                status_jobs: start.status_jobs,
+                ready: Vec::new(),
+            },
+            gated: Vec::new(),
+            seen_durable: 0,
+            accept_stalled: None,
+            status_done: start.status_done,
+            writers: Vec::new(),
+            expired: Vec::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = self.w.now();
+            let next = [
+                self.w.timers.next_due(),
+                self.accept_stalled.map(|s| s.retry_at),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let wait = if self.writers.is_empty() {
+                next.map_or(MAX_POLL_WAIT, |d| {
+                    Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
+                })
+            } else {
+                Duration::ZERO // a slice of a long write is due
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    // A loop that stops serves nobody and expires nothing:
+                    // handled like a panic (exit, restart from the journal).
+                    panic!("poll failed: {e}");
+                }
+            }
+            if self.w.ctx.shared.shutdown.load(Ordering::SeqCst) {
+                // Replies waiting for the journal go out before closing.
+                if let Some(j) = self.w.ctx.journal.as_mut() {
+                    j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
+                }
+                self.close_all();
+                return;
+            }
+            if self.w.ctx.shared.pause.load(Ordering::SeqCst) {
+                self.wait_out_reread();
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => self.on_conn_event(
+                        t - FIRST_CONN,
+                        // A short read may end the reading only if the peer
+                        // has not closed already (else no event would come
+                        // for the end of the stream).
+                        if event.is_read_closed() || event.is_error() {
+                            Reads::UntilWouldBlock
+                        } else {
+                            Reads::UntilShort
+                        },
+                    ),
+                }
+            }
+            if self
+                .accept_stalled
+                .is_some_and(|s| s.retry_at <= self.w.now())
+            {
+                self.accept();
+            }
+            self.deliver_status();
+            for key in std::mem::take(&mut self.writers) {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.write_listed = false;
+                    self.on_conn_event(key, Reads::UntilWouldBlock);
+                }
+            }
+            self.timers_step(self.w.now());
+            // One batch of journal records per round (group commit).
+            // The journal wakes this loop when a batch becomes durable;
+            // checked every round, so a coalesced wake-up loses nothing.
+            // Before `send`: what those connections pipelined joins this batch.
+            if let Some(durable) = self.w.ctx.journal.as_ref().map(LoopJournal::durable) {
+                if durable != self.seen_durable {
+                    self.seen_durable = durable;
+                    self.serve_gated();
+                }
+            }
+            if let Some(j) = self.w.ctx.journal.as_mut() {
+                j.send();
+            }
+        }
+    }
+
+    /// The timers' work of one turn at `now`: linger expiry, idle
+    /// TIMEOUTs, queue waits (the ones run out are denied; the heads are
+    /// tried again).
+    fn timers_step(&mut self, now: u64) {
+        self.expire(now);
+        self.check_idle(now);
+        self.serve_queue(now);
+    }
+
+    /// Checks in the instances whose linger ran out.
+    fn expire(&mut self, now: u64) {
+        // Collected first (the wheel is borrowed while it fires), into a
+        // buffer kept across rounds: no allocation in the steady state.
+        let mut due = std::mem::take(&mut self.expired);
+        let w = &mut self.w;
+        w.timers.lingers.expire(&w.ctx.engine, now, |r| due.push(r));
+        for r in due.drain(..) {
+            w.ctx.released(&r, Action::In, now, &mut w.fx);
+        }
+        self.expired = due;
+        w.carry_common();
+    }
+
+    /// Hands STATUS replies built off the loop to their connections, which
+    /// then go on with what they pipelined meanwhile.
+    fn deliver_status(&mut self) {
+        while let Ok(done) = self.status_done.try_recv() {
+            let Some(conn) = self
+                .conns
+                .get_mut(done.conn)
+                .filter(|c| c.session.serial == done.serial && c.status_pending)
+            else {
+                continue; // closed meanwhile
+            };
+            conn.status_pending = false;
+            if conn.wbuf.is_empty() {
+                // Usually so (the connection was parked): take the reply's
+                // buffer as it is, no copy of tens of MB on the loop.
+                conn.wbuf = bytes::BytesMut::from(bytes::Bytes::from(done.line));
+            } else {
+                conn.wbuf.extend_from_slice(&done.line);
+            }
+            self.on_conn_event(done.conn, Reads::UntilWouldBlock);
+        }
+    }
+
+    /// Serves the queue heads that sit on this loop, and denies this loop's
+    /// waiters whose wait ran out (see `queue.rs`).
+    fn serve_queue(&mut self, now: u64) {
+        while let Some((seq, feature)) = self.w.timers.waits.pop_due(now) {
+            if let Some(w) = self.w.ctx.shared.queues.remove(&feature, seq) {
+                self.answer_waiter(&w.seat, &w.line, now, true);
+            }
+        }
+        self.serve_ready();
+        loop {
+            let mut progress = false;
+            let waiters = self.w.ctx.shared.queues.to_try_on(self.w.ctx.index, now);
+            for (feature, w) in waiters {
+                if self.answer_waiter(&w.seat, &w.line, now, false) {
+                    self.w.ctx.shared.queues.remove(&feature, w.seq);
+                    progress = true;
+                }
+            }
+            // What the answered ones pipelined meanwhile (a CHECKIN may
+            // free a license for the next waiter).
+            self.serve_ready();
+            if !progress {
+                return;
+            }
+        }
+    }
+
+    /// Tries a waiter's checkout again (`give_up`: its wait ran out, so a
+    /// full pool now denies). True if it was answered; then its connection
+    /// is listed to go on with the lines it sent meanwhile.
+    fn answer_waiter(&mut self, seat: &Seat, line: &[u8], now: u64, give_up: bool) -> bool {
+        let Some(conn) = self
+            .conns
+            .get_mut(seat.conn)
+            .filter(|c| c.session.serial == seat.serial)
+        else {
+            return true; // gone: nothing to answer
+        };
+        let answered = match protocol::parse(line) {
+            Ok(Command::Checkout(c)) => {
+                let w = &mut self.w;
+                let reply_at = conn.wbuf.len();
+                let answered = cmd::checkout::checkout(
+                    &mut w.ctx,
+                    &mut conn.session,
+                    &c,
+                    line,
+                    now,
+                    Some(give_up),
+                    &mut conn.wbuf,
+                    &mut w.fx,
+                );
+                w.carry_out(conn, reply_at, now);
+                answered
+            }
+            _ => true,
+        };
+        if answered {
+            conn.session.waiting = None;
+            self.w.ready.push(seat.conn);
+        }
+        answered
+    }
+
+    /// Serves the connections listed ready: like any readiness, the lines
+    /// sent meanwhile, a reread they did, a reply that waits for the
+    /// journal, or the end.
+    fn serve_ready(&mut self) {
+        while !self.w.ready.is_empty() {
+            for key in std::mem::take(&mut self.w.ready) {
+                self.on_conn_event(key, Reads::UntilWouldBlock);
+            }
+        }
+    }
+
+    /// Checks in the licenses of connections idle past their features'
+    /// TIMEOUT (`cmd/idle.rs`), and ends drains that ran their time.
+    fn check_idle(&mut self, now: u64) {
+        while let Some((key, serial)) = self.w.timers.idle.pop_due(now) {
+            let Some(conn) = self
+                .conns
+                .get_mut(key)
+                .filter(|c| c.session.serial == serial)
+            else {
+                continue; // closed since
+            };
+            if conn.draining.is_some() {
+                // Drained for DRAIN_MS: enough.
+                let conn = self.conns.remove(key);
+                self.close(conn);
+                continue;
+            }
+            let w = &mut self.w;
+            if let Some(due) = cmd::idle::check(&mut w.ctx, &mut conn.session, now, &mut w.fx) {
+                w.timers.idle.arm(due, key, serial);
+            }
+            w.carry_common();
+        }
+    }
+
+    /// The journal made some batch durable: serve the connections whose
+    /// replies waited for it.
+    fn serve_gated(&mut self) {
+        for key in std::mem::take(&mut self.gated) {
+            if let Some(c) = self.conns.get_mut(key) {
+                c.gated = false;
+            }
+            self.on_conn_event(key, Reads::UntilWouldBlock);
+        }
+    }
+
+    /// Serves connection `key` (reads, answers, writes), then finishes what
+    /// that may have started: a reread done on this loop (every
+    /// connection's ids are moved across), replies that wait for the
+    /// journal (listed for when it is durable), or the connection's end.
+    /// Every path that serves a connection comes through here.
+    fn on_conn_event(&mut self, key: usize, reads: Reads) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut keep = conn.serve(&mut self.w, reads);
+        if self.w.ctx.engine_gen != self.w.ctx.shared.engine_gen.load(Ordering::SeqCst) {
+            // This loop just did a REREAD: move every connection's ids
+            // across, then finish what this connection had pipelined.
+            self.adopt_engine();
+            if keep {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    keep = conn.serve(&mut self.w, Reads::UntilWouldBlock);
+                }
+            }
+        }
+        if !keep {
+            let conn = self.conns.remove(key);
+            self.close(conn);
+        } else if let Some(conn) = self.conns.get_mut(key) {
+            if conn.draining.is_some() && !conn.drain_armed {
+                // Just started draining: end it within DRAIN_MS.
+                conn.drain_armed = true;
+                let at = self.w.now() + DRAIN_MS;
+                self.w.timers.idle.arm(at, key, conn.session.serial);
+            }
+            if conn.gate.is_waiting() && !conn.gated {
+                conn.gated = true;
+                self.gated.push(key);
+            }
+            if conn.write_more && !conn.write_listed {
+                conn.write_listed = true;
+                self.writers.push(key);
+            }
+        }
+    }
+
+    fn close(&mut self, mut conn: Conn) {
+        let now = self.w.now();
+        self.w.ctx.closed(&mut conn.session, now, &mut self.w.fx);
+        self.w.carry_common();
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        self.w
+            .ctx
+            .shared
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn close_all(&mut self) {
+        for mut conn in self.conns.drain() {
+            let _ = conn.flush();
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            self.w
+                .ctx
+                .shared
+                .connections
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        let _ = self.poll.registry().deregister(&mut self.listener);
+    }
+}
