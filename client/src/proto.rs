@@ -101,15 +101,13 @@ pub enum ErrCode {
     /// `REREAD_FAILED`: the license or options file cannot be read, or
     /// another reread is running.
     RereadFailed,
-    /// `SHUTTING_DOWN`: the server is going down.
-    ShuttingDown,
     /// A code not in the list above, as sent.
     Other(String),
 }
 
 impl ErrCode {
     /// Every code this client knows, in the order of docs/protocol.md.
-    pub const KNOWN: [ErrCode; 13] = [
+    pub const KNOWN: [ErrCode; 12] = [
         ErrCode::EmptyRequest,
         ErrCode::UnknownCommand,
         ErrCode::MissingField,
@@ -122,7 +120,6 @@ impl ErrCode {
         ErrCode::Forbidden,
         ErrCode::AuthFailed,
         ErrCode::RereadFailed,
-        ErrCode::ShuttingDown,
     ];
 
     /// The code as sent on the wire (`BAD_FIELD`).
@@ -140,7 +137,6 @@ impl ErrCode {
             ErrCode::Forbidden => "FORBIDDEN",
             ErrCode::AuthFailed => "AUTH_FAILED",
             ErrCode::RereadFailed => "REREAD_FAILED",
-            ErrCode::ShuttingDown => "SHUTTING_DOWN",
             ErrCode::Other(code) => code,
         }
     }
