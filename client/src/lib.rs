@@ -1,5 +1,7 @@
 //! tally-client: the client side of tally.
 //!
+//! - [`addr`]: where the servers are: `PORT@HOST` lists, license files,
+//!   `TALLY_LICENSE_FILE` / `LM_LICENSE_FILE` ([`ServerAddr`]).
 //! - [`Connection`]: one blocking connection to a server (timeouts on
 //!   connect, read and write; request lines checked; replies typed;
 //!   pipelining; an allocation-free path for load generators).
@@ -15,11 +17,13 @@
 #![forbid(unsafe_code)]
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
 
+pub mod addr;
 pub mod connection;
 pub mod ctl;
 pub mod proto;
 pub mod source;
 pub mod status;
 
+pub use addr::{AddrError, ServerAddr};
 pub use connection::{Connection, Error, Timeouts, DEFAULT_TIMEOUT, MAX_REPLY_BYTES};
 pub use proto::{Denial, ErrCode, Reply, ReplyKind};

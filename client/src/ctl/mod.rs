@@ -166,6 +166,7 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             |n| std::env::var(n).ok(),
             &mut |note| eprintln!("tallyctl: note: {note}"),
         )
+        .map_err(CtlError::from)
     };
     let wait = timeout(cli.timeout)?;
     match &cli.command {
