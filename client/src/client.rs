@@ -213,7 +213,7 @@ pub struct Grant {
 }
 
 /// What a [`Client`] call can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
     /// The server denied the checkout (`DENIED ...`).
     #[error("{server}: denied: {reason} ({flexlm_code}) {text}")]

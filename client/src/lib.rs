@@ -5,6 +5,9 @@
 //! - [`Client`]: the library: a server list with failover, checkout /
 //!   renew / return / check-in, the startup license, reconnection to the
 //!   same instance, typed denials ([`ClientError::Denied`]), timeouts.
+//! - [`agent`]: [`Agent`], seed 002's lifecycle (startup license, product
+//!   license with a linger, renewal every linger / 84, return on
+//!   shutdown) on an explicit clock.
 //! - [`Connection`]: one blocking connection to a server (timeouts on
 //!   connect, read and write; request lines checked; replies typed;
 //!   pipelining; an allocation-free path for load generators).
@@ -21,6 +24,7 @@
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
 
 pub mod addr;
+pub mod agent;
 pub mod client;
 pub mod connection;
 pub mod ctl;
@@ -29,6 +33,7 @@ pub mod source;
 pub mod status;
 
 pub use addr::{AddrError, ServerAddr};
+pub use agent::{Agent, AgentConfig};
 pub use client::{Checkout, Client, ClientError, Grant};
 pub use connection::{Connection, Error, Timeouts, DEFAULT_TIMEOUT, MAX_REPLY_BYTES};
 pub use proto::{Denial, ErrCode, Reply, ReplyKind};
