@@ -18,8 +18,9 @@
 //! **Failures.** When a renewal fails (no server answers, or the server
 //! denies it), the license is kept: it stays valid until the deadline the
 //! server last granted ([`Agent::holds`]), and the renewal is retried with
-//! backoff: [`AgentConfig::retry_first`], doubling at each failure, at
-//! most [`AgentConfig::retry_max`] (both capped at the renewal interval).
+//! backoff: [`AgentConfig::retry_first_ms`] (1 minute), doubling at each
+//! failure, at most [`AgentConfig::retry_max_ms`] (1 hour; both capped at
+//! the renewal interval).
 //! **If the deadline passes** with no renewal granted, the server has
 //! checked the license in: the agent reports [`Event::Expired`], holds
 //! nothing any more, and goes on trying to check the license out again
