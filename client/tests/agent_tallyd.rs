@@ -5,7 +5,7 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -44,13 +44,26 @@ fn dead() -> ServerAddr {
     }
 }
 
-/// A server that answers every connection with `junk` and closes.
-fn garbage(junk: &'static [u8]) -> ServerAddr {
+/// A server that answers the n-th request line of each connection with
+/// `answers[n]` (the last one again after the end), whatever it was.
+fn garbage(answers: &'static [&'static [u8]]) -> ServerAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = l.local_addr().expect("addr").port();
     std::thread::spawn(move || {
-        for mut s in l.incoming().flatten() {
-            let _ = s.write_all(junk);
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().expect("clone");
+                let mut lines = BufReader::new(s).lines();
+                for n in 0.. {
+                    if !matches!(lines.next(), Some(Ok(_))) {
+                        break;
+                    }
+                    let a = answers[n.min(answers.len() - 1)];
+                    if w.write_all(a).is_err() {
+                        break;
+                    }
+                }
+            });
         }
     });
     ServerAddr {
@@ -253,7 +266,7 @@ fn a_reconnection_gets_the_same_instances_back() {
 /// library and from tallyctl; a later server of the list still serves.
 #[test]
 fn a_server_that_answers_garbage() {
-    let junk = garbage(b"\x00\xffHELLO garbage \x07\n");
+    let junk = garbage(&[b"\x00\xffHELLO garbage \x07\n"]);
     let mut lib = client(vec![junk.clone()]);
     let e = lib
         .checkout(&Checkout::new("F", "u", "h", "x"))
@@ -261,7 +274,7 @@ fn a_server_that_answers_garbage() {
     assert!(e.is_unreachable(), "{e}");
     assert!(e.to_string().contains(&format!("{junk}: ")), "{e}");
 
-    let words = garbage(b"PONG\nOK F\n");
+    let words = garbage(&[b"PONG\n", b"OK F\n"]);
     let mut lib = client(vec![words]);
     let e = lib
         .checkout(&Checkout::new("F", "u", "h", "x"))
