@@ -27,7 +27,8 @@
 //!   everything held (the same handle, so the server hands back the same
 //!   instance, or takes it again if a connection-bound one was checked in
 //!   when the connection closed) and sends the call once more. A held
-//!   checkout the new server denies is dropped from the list.
+//!   checkout the new server does not grant (`DENIED`, `ERR`) is dropped
+//!   from the list.
 //! - **Typed denials**: a `DENIED` reply is [`ClientError::Denied`], with
 //!   the reason (`ALL_IN_USE`, ...), the FlexLM code (`-4`) and the text.
 //! - **Timeouts on every call** ([`Timeouts`], default
@@ -481,7 +482,12 @@ impl Client {
         let (server, mut replies) = self.call(&lines, None)?;
         let checkin = replies.pop();
         let grant = self.grant(&server, &req, replies.pop())?;
-        checkin_reply(&server, checkin, feature, handle)?;
+        if let Err(e) = checkin_reply(&server, checkin, feature, handle) {
+            if matches!(e, ClientError::BadReply { .. }) {
+                self.conn = None;
+            }
+            return Err(e);
+        }
         Ok(grant)
     }
 
