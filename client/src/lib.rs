@@ -1,5 +1,13 @@
 //! tally-client: the client side of tally.
 //!
+//! - [`addr`]: where the servers are: `PORT@HOST` lists, license files,
+//!   `TALLY_LICENSE_FILE` / `LM_LICENSE_FILE` ([`ServerAddr`]).
+//! - [`Client`]: the library: a server list with failover, checkout /
+//!   renew / return / check-in, the startup license, reconnection to the
+//!   same instance, typed denials ([`ClientError::Denied`]), timeouts.
+//! - [`agent`]: [`Agent`], seed 002's lifecycle (startup license, product
+//!   license with a linger, renewal every linger / 84, return on
+//!   shutdown) on an explicit clock.
 //! - [`Connection`]: one blocking connection to a server (timeouts on
 //!   connect, read and write; request lines checked; replies typed;
 //!   pipelining; an allocation-free path for load generators).
@@ -15,11 +23,17 @@
 #![forbid(unsafe_code)]
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
 
+pub mod addr;
+pub mod agent;
+pub mod client;
 pub mod connection;
 pub mod ctl;
 pub mod proto;
 pub mod source;
 pub mod status;
 
+pub use addr::{AddrError, ServerAddr};
+pub use agent::{Agent, AgentConfig};
+pub use client::{Checkout, Client, ClientError, Grant};
 pub use connection::{Connection, Error, Timeouts, DEFAULT_TIMEOUT, MAX_REPLY_BYTES};
 pub use proto::{Denial, ErrCode, Reply, ReplyKind};

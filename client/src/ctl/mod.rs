@@ -17,6 +17,10 @@
 //! tallyctl ping                           does it answer?
 //! tallyctl hostid                         this machine's host ID
 //! tallyctl check-license FILE [--json]    parse a license file, list problems
+//! tallyctl agent checkout FEATURE --user U --host H --handle X [--linger SECS]
+//!          [--version V] --cache FILE     check out through the library
+//! tallyctl agent run FEATURE --user U --host H --handle X --linger SECS
+//!          [--renew-every SECS] [--for SECS]   run seed 002's agent
 //! ```
 //!
 //! Options for every command that talks to a server: `-c PORT@HOST` (also
@@ -53,6 +57,7 @@
 //! compared byte for byte.
 
 pub mod addr;
+pub mod agent;
 pub mod args;
 pub mod check_license;
 pub mod client;
@@ -166,6 +171,7 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             |n| std::env::var(n).ok(),
             &mut |note| eprintln!("tallyctl: note: {note}"),
         )
+        .map_err(CtlError::from)
     };
     let wait = timeout(cli.timeout)?;
     match &cli.command {
@@ -245,6 +251,7 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
         Command::CheckLicense { file, json } => {
             Ok(check_license::run(file, *json, Now::get()?.unix_ms()))
         }
+        Command::Agent(a) => agent::run(a, servers()?, wait),
     }
 }
 
