@@ -20,6 +20,7 @@ use super::{Loop, Worker};
 use crate::cmd::{self, Held};
 use crate::protocol::Reply;
 use crate::shared::{lock, vendors_of};
+use crate::timers::Timer;
 
 /// Runs a REREAD asked for on `w`'s loop; its reply goes into `out`.
 pub(super) fn run(w: &mut Worker, out: &mut BytesMut, now: u64) {
@@ -43,7 +44,7 @@ pub(super) fn run(w: &mut Worker, out: &mut BytesMut, now: u64) {
 
     // Ids of the old engine must never reach the new one: a new wheel,
     // armed for every instance moved across.
-    w.timers.reset_lingers(now);
+    w.timers.remap_lingers(|_| None);
     let (remap, removed) = cmd::reread::migrate(&mut w.ctx, &p, now, &mut w.fx);
     let kept = remap.len();
     *lock(&shared.remap) = Arc::new(remap);
@@ -76,8 +77,7 @@ impl Loop {
         if let Some(b) = barrier {
             b.wait(); // the rereader now moves the instances
             b.wait(); // done
-            let now = self.w.now();
-            self.w.timers.reset_lingers(now);
+            self.w.timers.remap_lingers(|_| None);
             self.adopt_engine();
         }
     }
@@ -110,9 +110,12 @@ impl Loop {
     /// Arms an idle check for every connection (a reread turned TIMEOUTs on).
     fn arm_idle_all(&mut self, now: u64) {
         if let Some(shortest) = self.w.ctx.opts.shortest_timeout_ms() {
-            for (key, c) in self.conns.iter() {
+            for (key, c) in self.conns.iter_mut() {
                 let due = now.max(c.session.last_seen) + shortest;
-                self.w.timers.idle.arm(due, key, c.session.serial);
+                let timer = Timer::idle(key, c.session.serial);
+                if let Some(old) = c.idle_timer.replace(self.w.timers.arm(timer, due)) {
+                    self.w.timers.cancel(old);
+                }
             }
         }
     }
