@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use tally_core::clock::{Clock, ManualClock};
 use tally_core::engine::{EngineConfig, Reason};
+use tally_core::sync::{Pause, Published};
 
 use super::*;
 use crate::debuglog::{DebugLog, LogTarget};
@@ -52,28 +53,26 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
     let clock = Arc::new(ManualClock::new(START));
     let log = DebugLog::start(&LogTarget::Stderr, engine.clone(), clock.clone()).unwrap();
     let shared = Arc::new(Shared {
-        engine: Mutex::new(engine.clone()),
-        engine_gen: AtomicU64::new(0),
+        generation: Published::new(Generation {
+            engine: engine.clone(),
+            opts: opts.clone(),
+            remap: HashMap::new(),
+            facts: Facts {
+                host: "lic1".into(),
+                port: 27000,
+                license_file: "test.lic".into(),
+                vendors: vec!["V".into()],
+                started_ms: START,
+            },
+        }),
+        pause: Pause::new(1),
         shutdown: AtomicBool::new(false),
-        pause: AtomicBool::new(false),
-        pause_barrier: Mutex::new(None),
-        rereading: Mutex::new(()),
-        remap: Mutex::new(Arc::new(HashMap::new())),
         wakers: OnceLock::new(),
         connections: AtomicU64::new(0),
         log: log.handle(),
-        facts: Mutex::new(Facts {
-            host: "lic1".into(),
-            port: 27000,
-            license_file: "test.lic".into(),
-            vendors: vec!["V".into()],
-            started_ms: START,
-        }),
         license_path,
         admin_token: Some("s3cret".into()),
-        workers: 1,
         seed: (1, 2),
-        server_options: Mutex::new(opts.clone()),
         policy: PolicyConfig {
             min_timeout_secs: 1,
             ..PolicyConfig::default()
@@ -85,9 +84,9 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
     Bench {
         cx: Ctx {
             index: 0,
+            gen: shared.generation.reader(),
             shared,
             engine,
-            engine_gen: 0,
             opts,
             journal: None,
             admin_failures: FailureLog::default(),

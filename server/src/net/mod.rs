@@ -32,13 +32,12 @@ use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
-use tally_core::engine::{Engine, InstanceId};
+use tally_core::engine::InstanceId;
 
 use crate::auth::FailureLog;
 use crate::cmd::{self, Ctx, Effects};
 use crate::debuglog::{Action, Event, LogHandle};
 use crate::journal::LoopJournal;
-use crate::options::ServerOptions;
 use crate::protocol::{self, Command};
 use crate::queue::Seat;
 use crate::shared::Shared;
@@ -79,11 +78,21 @@ pub(crate) fn run_loop(
     poll: Poll,
     listener: TcpListener,
     shared: Arc<Shared>,
-    engine: Arc<Engine>,
-    opts: Arc<ServerOptions>,
     start: LoopStart,
 ) {
-    Loop::new(index, poll, listener, shared, engine, opts, start).run()
+    // However the loop ends (shutdown, a panic), no pause waits for it.
+    let _leave = LeaveOnDrop(shared.clone(), index);
+    Loop::new(index, poll, listener, shared, start).run()
+}
+
+/// Leaves the REREAD pause protocol when dropped: a loop that stopped is
+/// never waited for.
+struct LeaveOnDrop(Arc<Shared>, usize);
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.0.pause.leave(self.1);
+    }
 }
 
 /// What serving a connection needs from its loop besides the connection:
@@ -110,9 +119,10 @@ impl Worker {
         self.ctx.shared.now()
     }
 
-    /// A reread published an engine this loop has not adopted yet.
+    /// A reread published a generation this loop has not adopted yet (one
+    /// load).
     fn reread_pending(&self) -> bool {
-        self.ctx.engine_gen != self.ctx.shared.engine_gen.load(Ordering::Relaxed)
+        self.ctx.gen.version() != self.ctx.shared.generation.version()
     }
 
     /// Answers one request line of `conn`, then carries out its effects.
@@ -239,10 +249,10 @@ impl Loop {
         poll: Poll,
         listener: TcpListener,
         shared: Arc<Shared>,
-        engine: Arc<Engine>,
-        opts: Arc<ServerOptions>,
         start: LoopStart,
     ) -> Loop {
+        let gen = shared.generation.reader();
+        let (engine, opts) = (gen.get().engine.clone(), gen.get().opts.clone());
         let mut timers = LoopTimers::with_capacity(shared.now(), start.arm.len());
         for (id, at) in start.arm {
             timers.arm_linger(id, at);
@@ -256,7 +266,7 @@ impl Loop {
                 log: shared.log.clone(),
                 ctx: Ctx {
                     index,
-                    engine_gen: shared.engine_gen.load(Ordering::SeqCst),
+                    gen,
                     shared,
                     engine,
                     opts,
@@ -298,15 +308,11 @@ impl Loop {
                 }
             }
             if self.w.ctx.shared.shutdown.load(Ordering::SeqCst) {
-                // Replies waiting for the journal go out before closing.
-                if let Some(j) = self.w.ctx.journal.as_mut() {
-                    j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
-                }
-                self.close_all();
-                return;
+                return self.shut_down();
             }
-            if self.w.ctx.shared.pause.load(Ordering::SeqCst) {
-                self.wait_out_reread();
+            // Before anything touches the engine: one load.
+            if self.w.ctx.shared.pause.is_requested() && !self.wait_out_reread() {
+                return self.shut_down(); // asked to while parked
             }
             for event in events.iter() {
                 match event.token() {
@@ -551,10 +557,11 @@ impl Loop {
             return;
         };
         let mut keep = conn.serve(&mut self.w, reads);
-        if self.w.ctx.engine_gen != self.w.ctx.shared.engine_gen.load(Ordering::SeqCst) {
+        if self.w.reread_pending() {
             // This loop just did a REREAD: move every connection's ids
-            // across, then finish what this connection had pipelined.
-            self.adopt_engine();
+            // and its linger timers across, then finish what this
+            // connection had pipelined.
+            self.adopt_generation();
             if keep {
                 if let Some(conn) = self.conns.get_mut(key) {
                     keep = conn.serve(&mut self.w, Reads::UntilWouldBlock);
@@ -598,6 +605,15 @@ impl Loop {
             .shared
             .connections
             .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Stops the loop: replies waiting for the journal go out, then every
+    /// connection is closed (no engine is touched).
+    fn shut_down(mut self) {
+        if let Some(j) = self.w.ctx.journal.as_mut() {
+            j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
+        }
+        self.close_all();
     }
 
     fn close_all(&mut self) {
