@@ -17,9 +17,14 @@
 //! pipelines without reading, processing pauses at [`WRITE_HIGH_WATER`]
 //! bytes of unsent replies and resumes on WRITABLE (`conn.rs`).
 //!
-//! Timers: each loop sleeps at most until its next deadline (linger expiry
-//! on the core's wheel, idle checks, queue waits, an accept retry) and
-//! does what is due when it wakes; there is no periodic sweep.
+//! Timers: each loop has one timer service (`timers.rs`, on the core's
+//! wheel: linger expiry, idle checks, drain ends, queue waits, an accept
+//! retry), sleeps at most until its next deadline and does what is due
+//! when it wakes, in deadline order; there is no periodic sweep.
+//!
+//! REREAD: each loop checks the pause flag once per wake, before it
+//! touches the engine, and parks while another loop rereads; it then
+//! adopts the published generation (`reread.rs`).
 
 mod accept;
 mod conn;
