@@ -222,6 +222,64 @@ fn bad(what: String, why: &str) -> PictureError {
     }
 }
 
+/// A picture for tests: seed 001's two pools (the startup license and
+/// MPS_ENT_CCU), a second MPS_ENT_CCU pool after another feature, and an
+/// uncounted one.
+#[cfg(test)]
+pub(crate) fn sample() -> Picture {
+    let pool = |feature: &str, version: &str, total: Option<u32>, vs: &str| PoolTerms {
+        feature: feature.to_string(),
+        vendor: "CITRIX".to_string(),
+        version: version.to_string(),
+        total,
+        expiry: "permanent".to_string(),
+        expiry_ms: None,
+        start: None,
+        lt: None,
+        gp_hours: None,
+        cl: Vec::new(),
+        sa: None,
+        odp: None,
+        overdraft: 0,
+        dup_group: None,
+        vendor_string: vs.to_string(),
+    };
+    let mut startup = pool(
+        "CITRIX",
+        "2038.0101",
+        Some(5000),
+        ";LT=SYS;GP=96;SA=0;DUP_GROUP=HV",
+    );
+    startup.lt = Some("SYS".to_string());
+    startup.gp_hours = Some(96);
+    startup.sa = Some("0".to_string());
+    startup.dup_group = Some("HV".to_string());
+    let vs = ";LT=Eval;GP=720;CL=ENT,ADV,STD,AST;SA=0;ODP=0";
+    let mut ent = pool("MPS_ENT_CCU", "2007.0726", Some(1000), vs);
+    ent.expiry = "2026-07-26".to_string();
+    ent.expiry_ms = Some(1_785_024_000_000);
+    ent.start = Some("2026-01-01".to_string());
+    ent.lt = Some("Eval".to_string());
+    ent.gp_hours = Some(720);
+    ent.cl = ["ENT", "ADV", "STD", "AST"].map(String::from).to_vec();
+    ent.sa = Some("0".to_string());
+    ent.odp = Some(0);
+    let other = pool("MPM_ADV_RC", "1.0", Some(2), ";LT=Retail");
+    let mut ent2 = pool("MPS_ENT_CCU", "2008.0101", Some(50), ";GP=720");
+    ent2.gp_hours = Some(720);
+    ent2.overdraft = 5;
+    let free = pool("FREEBIE", "1.0", None, "");
+    Picture {
+        stamp: "3f9c0d2a".to_string(),
+        server: "lic1".to_string(),
+        port: 27000,
+        pools: [startup, ent, other, ent2, free]
+            .into_iter()
+            .map(|terms| Pool { terms, in_use: 7 })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
