@@ -86,6 +86,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The offline cache file: check it, or show what it holds.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `cache verify` / `cache show`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check a cache file and its side file: exit 0 when valid, 1 naming
+    /// the section and line of the first problem.
+    Verify {
+        /// The cache file.
+        file: PathBuf,
+    },
+    /// Print the cached pools, what is held offline, the grace left of each
+    /// pool now, and the offline admissions.
+    Show {
+        /// The cache file.
+        file: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `lmstat`'s options, FlexLM's letters.
@@ -235,5 +258,13 @@ mod tests {
         assert!(parse(&["tallyctl", "remove", "F", "u"]).is_err());
         assert!(parse(&["tallyctl", "remove", "--handle", "17", "F", "u", "h", "d"]).is_err());
         assert!(parse(&["lmremove", "F", "u", "h", "d"]).is_ok());
+    }
+
+    #[test]
+    fn cache_forms() {
+        assert!(parse(&["tallyctl", "cache", "verify", "c.ini"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "show", "c.ini", "--json"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "verify"]).is_err());
+        assert!(parse(&["tallyctl", "cache"]).is_err());
     }
 }
