@@ -147,3 +147,24 @@ fn show_prints_pools_grace_left_and_offline_admissions() {
         format!("{f}: [LSD] line 1: no CRC line: the section is cut off or edited\n")
     );
 }
+
+#[test]
+fn the_example_in_docs_client_md_is_a_valid_cache() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/client.md"))
+        .expect("docs/client.md");
+    let start = doc.find("```ini\n").expect("ini block") + "```ini\n".len();
+    let end = doc[start..].find("```\n").expect("block end") + start;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("doc.ini");
+    std::fs::write(&file, &doc[start..end]).expect("write");
+    let out = tallyctl(
+        &["cache", "verify", file.to_str().expect("utf-8")],
+        "2026-04-22T09:08:00Z",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // And it is what the library writes for the picture it describes.
+    let reply = REPLY.replace("\"stamp\":\"s1\"", "\"stamp\":\"3f9c0d2a\"");
+    let picture = Picture::parse_reply(&reply).expect("picture");
+    let cache = cache::Cache::from_picture(&picture, &Identity::default(), CONTACT);
+    assert_eq!(cache.to_text(), &doc[start..end]);
+}

@@ -25,8 +25,8 @@
 //! CRC=...
 //! ```
 //!
-//! Every key is described in docs/client.md ("Offline cache"); the line
-//! and CRC rules are in [`ini`]. Reading ([`read`], [`Cache::parse`]) is
+//! Every key, and the line and CRC rules, are described in docs/client.md
+//! ("Offline cache"; the code is `cache/ini.rs` and `cache/format.rs`). Reading ([`read`], [`Cache::parse`]) is
 //! strict: a file that is empty, cut off, edited (a value changed under
 //! its old CRC), missing a section, with a wrong SubSectionCount, a line
 //! without `=`, an unknown key or bytes that are not UTF-8 is refused with
