@@ -26,12 +26,12 @@
 //! ```
 //!
 //! Every key, and the line and CRC rules, are described in docs/client.md
-//! ("Offline cache"; the code is `cache/ini.rs` and `cache/format.rs`). Reading ([`read`], [`Cache::parse`]) is
-//! strict: a file that is empty, cut off, edited (a value changed under
-//! its old CRC), missing a section, with a wrong SubSectionCount, a line
-//! without `=`, an unknown key or bytes that are not UTF-8 is refused with
-//! a [`CacheError::Corrupt`] naming the file, section and line, and
-//! nothing of it is used.
+//! ("Offline cache"; the code is `cache/ini.rs` and `cache/format.rs`).
+//! Reading ([`read`], [`Cache::parse`]) is strict: a file that is empty,
+//! cut off, edited (a value changed under its old CRC), missing a section,
+//! with a wrong SubSectionCount, a line without `=`, an unknown key or
+//! bytes that are not UTF-8 is refused with a [`CacheError::Corrupt`]
+//! naming the file, section and line, and nothing of it is used.
 //!
 //! Writing ([`store`]) is atomic: a temporary file in the same directory,
 //! fsync, rename over the old file, fsync of the directory; a crash leaves

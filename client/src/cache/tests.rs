@@ -484,6 +484,12 @@ mod props {
         }
 
         #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = Cache::parse(&bytes, Path::new("c.ini"));
+            let _ = crate::offline::log::parse(&bytes, Path::new("c.ini.admissions"));
+        }
+
+        #[test]
         fn any_flipped_byte_is_refused(picture in picture(), at in any::<prop::sample::Index>(), xor in 1u8..=255) {
             let cache = Cache::from_picture(&picture, &Identity::default(), NOW);
             let mut bytes = cache.to_text().into_bytes();
