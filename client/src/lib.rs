@@ -15,6 +15,10 @@
 //!   rule, and replies parsed into [`proto::Reply`] (`OK`, `DENIED`, `ERR
 //!   CODE text`, ...).
 //! - [`status`]: the STATUS reply's JSON.
+//! - [`picture`]: the PICTURE reply's JSON (the license picture).
+//! - [`cache`]: the offline cache file (seed 001's CRC'd INI snapshot of
+//!   the picture); [`grace`]: the offline grace rules; [`offline`]: both
+//!   together with the side file of offline admissions.
 //! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status, admin
 //!   requests, `check-license`, `hostid`.
 //!
@@ -25,9 +29,13 @@
 
 pub mod addr;
 pub mod agent;
+pub mod cache;
 pub mod client;
 pub mod connection;
 pub mod ctl;
+pub mod grace;
+pub mod offline;
+pub mod picture;
 pub mod proto;
 pub mod source;
 pub mod status;

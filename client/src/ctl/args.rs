@@ -86,6 +86,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The offline cache file: check it, or show what it holds.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Take licenses as an agent does, through the library
     /// (tally_client::Client and Agent).
     #[command(subcommand)]
@@ -164,6 +167,26 @@ pub struct AgentRunArgs {
     /// Take no startup license.
     #[arg(long)]
     pub no_startup: bool,
+}
+
+/// `cache verify` / `cache show`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check a cache file and its side file: exit 0 when valid, 1 naming
+    /// the section and line of the first problem.
+    Verify {
+        /// The cache file.
+        file: PathBuf,
+    },
+    /// Print the cached pools, what is held offline, the grace left of each
+    /// pool now, and the offline admissions.
+    Show {
+        /// The cache file.
+        file: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `lmstat`'s options, FlexLM's letters.
@@ -370,5 +393,13 @@ mod tests {
                 if r.run_for == Some(5.0) && r.renew_every == Some(2.0)),
             "{run:?}"
         );
+    }
+
+    #[test]
+    fn cache_forms() {
+        assert!(parse(&["tallyctl", "cache", "verify", "c.ini"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "show", "c.ini", "--json"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "verify"]).is_err());
+        assert!(parse(&["tallyctl", "cache"]).is_err());
     }
 }
