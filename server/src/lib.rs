@@ -33,4 +33,3 @@ mod timeout;
 // wired in with the net/cmd split).
 #[allow(dead_code)]
 mod timers;
-mod uses;

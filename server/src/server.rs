@@ -35,7 +35,6 @@ use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 use crate::shared::{lock, vendors_of, Facts, Shared};
 use crate::status_thread::StatusThread;
-use crate::uses::Uses;
 
 pub use crate::net::WRITE_HIGH_WATER;
 
@@ -214,7 +213,6 @@ impl Server {
             server_options: Mutex::new(server_options.clone()),
             policy: config.policy.clone(),
             queues: Queues::default(),
-            uses: Uses::default(),
             clock,
         });
         log_startup(&handle, &config, local_addr, &engine, now);

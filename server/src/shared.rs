@@ -1,8 +1,7 @@
 //! What every event loop of one server shares.
 //!
 //! Read-mostly: on the request path a loop touches only the engine (its
-//! own `Arc` of it), the queue's emptiness (one relaxed load) and, for
-//! DUP_GROUP features, the uses (`uses.rs`). The REREAD mechanism (a pause
+//! own `Arc` of it) and the queue's emptiness (one relaxed load). The REREAD mechanism (a pause
 //! flag, a barrier and the published engine, options and id map) lives here
 //! too; `net/reread.rs` runs it.
 
@@ -19,7 +18,6 @@ use tally_core::license::LicenseSet;
 use crate::debuglog::LogHandle;
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
-use crate::uses::Uses;
 
 /// State every loop shares.
 pub(crate) struct Shared {
@@ -47,8 +45,6 @@ pub(crate) struct Shared {
     pub(crate) policy: PolicyConfig,
     /// Queued checkouts (`queue.rs`).
     pub(crate) queues: Queues,
-    /// Uses of shared (DUP_GROUP) instances, across connections.
-    pub(crate) uses: Uses,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
 }

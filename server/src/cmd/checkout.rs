@@ -54,20 +54,11 @@ pub(crate) fn checkout(
         linger_ms,
     };
     let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
-    let grouped = cx
-        .engine
-        .feature_id(c.feature)
-        .is_some_and(|f| cx.grouped(f));
-    // Under DUP_GROUP: the deadlines the uses leave (`uses.rs`).
-    let mut kept = None;
+    // Under DUP_GROUP the checkout is a counted use (`uses.rs`).
     let result: Result<Grant, Denial> = if behind {
         Err(Reason::AllInUse.into())
-    } else if grouped {
-        let (result, k) = uses::begin(cx, s, &req, now);
-        kept = k;
-        result
     } else {
-        cx.engine.checkout_from(&req, Some(s.peer.ip()), now)
+        uses::checkout(cx, s, &req, now)
     };
     if let Err(d) = &result {
         let full = matches!(
@@ -84,7 +75,7 @@ pub(crate) fn checkout(
         }
     }
     match result {
-        Ok(g) => granted(cx, s, c, &g, holder, linger_ms, kept, grouped, now, out, fx),
+        Ok(g) => granted(cx, s, c, &g, holder, linger_ms, now, out, fx),
         Err(d) => {
             let f = match cx.engine.feature_id(c.feature) {
                 Some(id) => FeatureRef::Id(id),
@@ -115,8 +106,6 @@ fn granted(
     g: &Grant,
     holder: HolderBuf,
     linger_ms: u64,
-    kept: Option<crate::uses::Kept>,
-    grouped: bool,
     now: u64,
     out: &mut BytesMut,
     fx: &mut Effects,
@@ -143,9 +132,11 @@ fn granted(
         }
         GrantKind::New | GrantKind::Uncounted => {}
     }
+    // A use of a DUP_GROUP feature's shared instance, counted by the engine.
+    let grouped = g.counted.is_some();
     if let Some(id) = g.id {
         match s.held.get_mut(&id) {
-            // A further use of a shared instance (counted by `uses::begin`),
+            // A further use of a shared instance (counted by `uses::checkout`),
             // or the same use renewed (bound, or lingering now).
             Some(h) if grouped => {
                 let bound = g.deadline.is_none();
@@ -183,7 +174,7 @@ fn granted(
     // Durability: a lingering grant or any renewal is journaled; its reply
     // waits for the record in sync mode. Under DUP_GROUP the journal keeps
     // the latest promise (after a restart no bound use is left).
-    let journal_deadline = kept.map_or(g.deadline, |k| k.promised);
+    let journal_deadline = g.counted.map_or(g.deadline, |c| c.promised);
     if let (Some(j), Some(id)) = (cx.journal.as_mut(), g.id) {
         if journal_deadline.is_some() || g.kind == GrantKind::Renewed {
             let batch = j.out(&journal::Instance {

@@ -202,14 +202,8 @@ impl Ctx {
     }
 
     /// Ends all of a connection's uses of `h` (see [`uses::end`]).
-    pub(crate) fn end_uses(
-        &self,
-        h: &Held,
-        now: u64,
-        fx: &mut Effects,
-        checkin: impl FnOnce(&Engine) -> Option<Release>,
-    ) -> Option<Release> {
-        uses::end(self, h, now, fx, checkin)
+    pub(crate) fn end_uses(&self, h: &Held, now: u64, fx: &mut Effects) -> Option<Release> {
+        uses::end(self, h, now, fx)
     }
 
     /// Queues a license event unless the options file's NOLOG drops it.
@@ -256,10 +250,9 @@ impl Ctx {
     ) -> Option<u64> {
         // A DUP_GROUP instance may be in the journal (a promise) while its
         // engine deadline is none (a bound use): its release always goes in.
+        // Its counted uses need no forgetting: the engine keys them by the
+        // instance's generation.
         let grouped = self.grouped(r.feature);
-        if grouped {
-            uses::forget(self, r.id);
-        }
         let batch = match (self.journal.as_mut(), r.deadline) {
             (Some(j), Some(_)) => j.release(r.id.to_bits(), now),
             (Some(j), None) if grouped => j.release(r.id.to_bits(), now),
@@ -283,7 +276,7 @@ impl Ctx {
             self.shared.queues.remove(&feature, seq);
         }
         for (_, h) in s.held.drain() {
-            if let Some(r) = self.end_uses(&h, now, fx, |e| e.release_if_unlingered(h.id)) {
+            if let Some(r) = self.end_uses(&h, now, fx) {
                 self.released(&r, Action::In, now, fx);
             }
         }

@@ -18,7 +18,7 @@ use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Restore};
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
-use super::{uses, Ctx, Effects};
+use super::{Ctx, Effects};
 use crate::options::ServerOptions;
 use crate::protocol::Reply;
 
@@ -102,7 +102,8 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                     deadline_ms: h.deadline_ms,
                     identity: Some(h.identity),
                 };
-                match new_engine.restore(&r) {
+                // A DUP_GROUP instance's counted uses come along.
+                match new_engine.restore_uses(&r, cx.engine.uses(h.id).as_ref()) {
                     Ok(id) => {
                         if let Some(d) = h.deadline_ms {
                             fx.lingers.push((id, d));
@@ -137,7 +138,6 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                 .collect(),
         );
     }
-    uses::remap(cx, new_engine, &remap);
     (remap, removed)
 }
 
