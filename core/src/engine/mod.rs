@@ -35,6 +35,7 @@ mod denial;
 mod holder;
 mod key;
 mod lingers;
+mod names;
 mod policy;
 mod pool;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
@@ -47,6 +48,7 @@ use rustc_hash::FxHashMap;
 pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
+pub use names::Names;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};
@@ -104,16 +106,9 @@ impl Default for EngineConfig {
 /// A checkout request. Strings are borrowed: building one does not allocate.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// Feature name.
-    pub feature: &'a str,
-    /// User name.
-    pub user: &'a str,
-    /// Host name.
-    pub host: &'a str,
-    /// Display (terminal) name.
-    pub display: &'a str,
-    /// The client's handle (one instance per handle).
-    pub handle: &'a str,
+    /// The feature and who asks (one instance per handle, unless the
+    /// feature's DUP_GROUP names other fields).
+    pub names: Names<&'a str>,
     /// Lowest version the client accepts (scaled as [`Version::scaled`]);
     /// `None` accepts any.
     pub version: Option<u64>,
@@ -128,11 +123,7 @@ impl<'a> Request<'a> {
     /// A request for one license with no linger and display `""`.
     pub fn new(feature: &'a str, user: &'a str, host: &'a str, handle: &'a str) -> Request<'a> {
         Request {
-            feature,
-            user,
-            host,
-            display: "",
-            handle,
+            names: Names::new(feature, user, host, handle),
             version: None,
             count: 1,
             linger_ms: 0,
@@ -140,19 +131,18 @@ impl<'a> Request<'a> {
     }
 
     fn key_fields(&self) -> KeyFields<'a> {
-        KeyFields {
-            user: self.user,
-            host: self.host,
-            display: self.display,
-            handle: self.handle,
-        }
+        self.names.key_fields()
     }
 
-    fn validate(&self) -> Result<(), Reason> {
-        if self.feature.is_empty() {
+    /// Whether the request is well formed: the first thing a checkout
+    /// checks, before it looks the feature up (so a caller that looked it
+    /// up itself and found nothing denies with this reason, if any, else
+    /// [`Reason::NoSuchFeature`], as [`Engine::checkout`] would).
+    pub fn validate(&self) -> Result<(), Reason> {
+        if self.names.feature.is_empty() {
             return Err(Reason::BadRequest("empty feature name"));
         }
-        if self.handle.is_empty() {
+        if self.names.handle.is_empty() {
             return Err(Reason::BadRequest("empty handle"));
         }
         if self.count == 0 {
@@ -172,16 +162,8 @@ impl<'a> Request<'a> {
 /// license-file reread, or from a journal after a restart).
 #[derive(Debug, Clone, Copy)]
 pub struct Restore<'a> {
-    /// Feature name.
-    pub feature: &'a str,
-    /// User.
-    pub user: &'a str,
-    /// Host.
-    pub host: &'a str,
-    /// Display.
-    pub display: &'a str,
-    /// Client handle.
-    pub handle: &'a str,
+    /// The feature and the holder's names.
+    pub names: Names<&'a str>,
     /// Licenses held.
     pub count: u32,
     /// Version of the pool it was charged to (the new pool must serve it).
@@ -501,12 +483,12 @@ impl Engine {
         &self.features[id.0 as usize].vendor
     }
 
-    /// Whether no pool of `feature` could ever grant `count` licenses at
-    /// once (each counted pool's count plus overdraft is smaller, and no
+    /// Whether no pool of feature `fid` could ever grant `count` licenses
+    /// at once (each counted pool's count plus overdraft is smaller, and no
     /// pool is uncounted): such a request is denied, never queued.
-    pub fn never_grants(&self, feature: &str, count: u32) -> bool {
-        self.by_name.get(feature).is_some_and(|&fid| {
-            self.features[fid as usize].pools.iter().all(|&p| {
+    pub fn never_grants(&self, fid: FeatureId, count: u32) -> bool {
+        self.features.get(fid.0 as usize).is_some_and(|f| {
+            f.pools.iter().all(|&p| {
                 let pool = &self.pools[p as usize];
                 pool.counted && !pool.startup && pool.limit < count
             })
@@ -541,28 +523,35 @@ impl Engine {
         ip: Option<std::net::IpAddr>,
         now: Millis,
     ) -> Result<Grant, Denial> {
-        self.checkout_as(req, ip, now, None::<&fn(InstanceId) -> Option<Use>>)
+        req.validate()?;
+        let fid = *self
+            .by_name
+            .get(req.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
+        let none = None::<&fn(InstanceId) -> Option<Use>>;
+        self.checkout_as(fid, req, &mut None, ip, now, none)
     }
 
-    /// [`Engine::checkout_from`], counting the use (`prior`: see
-    /// [`Engine::checkout_use`]) if the feature is grouped and `prior` is
-    /// given.
+    /// [`Engine::checkout_from`] of feature `fid` (validated, looked up),
+    /// counting the use (`prior`: see [`Engine::checkout_use`]) if the
+    /// feature is grouped and `prior` is given. A new instance keeps the
+    /// holder text in `holder`, built here if it is `None`.
+    #[inline(always)]
     fn checkout_as<P: Fn(InstanceId) -> Option<Use>>(
         &self,
+        fid: u32,
         req: &Request<'_>,
+        holder: &mut Option<HolderBuf>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
         prior: Option<&P>,
     ) -> Result<Grant, Denial> {
-        req.validate()?;
-        let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
         let feature = &self.features[fid as usize];
         // Names interned only when the options file has rules for the feature.
-        let who = self
-            .policy
-            .as_deref()
-            .filter(|p| p.covers(fid))
-            .map(|p| (p, p.who(fid, req.user, req.host, req.display, ip)));
+        let who = self.policy.as_deref().filter(|p| p.covers(fid)).map(|p| {
+            let n = &req.names;
+            (p, p.who(fid, n.user, n.host, n.display, ip))
+        });
         let eligible = self.eligible(feature, req, who.as_ref(), now)?;
 
         // Startup and uncounted pools hold nothing in the table.
@@ -634,11 +623,13 @@ impl Engine {
                         // and locks its bucket finds its first use.
                         if let Some(cell) = claim.uses() {
                             let d = deadline_out(deadline);
-                            self.first_use(cell, claim.gen(), req.handle, d, prior.is_some());
+                            let counting = prior.is_some();
+                            self.first_use(cell, claim.gen(), req.names.handle, d, counting);
                         }
                     }
-                    // Built only now: renewals and denials never need it.
-                    let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
+                    // Built only now (unless the caller has): renewals and
+                    // denials never need it.
+                    let holder = holder.get_or_insert_with(|| req.names.holder());
                     let id = self.table.publish(
                         claim,
                         &Fields {
@@ -647,7 +638,7 @@ impl Engine {
                             since: now,
                             linger: req.linger_ms,
                             deadline,
-                            holder: &holder,
+                            holder,
                         },
                     );
                     return Ok(Grant {
@@ -805,7 +796,7 @@ impl Engine {
         let Some(live) = self.table.read(found.id) else {
             return Ok(()); // released meanwhile: the renewal finds it gone
         };
-        if live.holder.is_user_host(req.user, req.host) {
+        if live.holder.is_user_host(req.names.user, req.names.host) {
             Ok(())
         } else {
             Err(Reason::NotHolder.into())
@@ -826,7 +817,10 @@ impl Engine {
         prior: Option<&P>,
     ) -> Option<Result<Grant, Denial>> {
         match prior {
-            Some(p) => self.renew_use(fid, found, (req.handle, deadline, req.linger_ms), now, p),
+            Some(p) => {
+                let slot = (req.names.handle, deadline, req.linger_ms);
+                self.renew_use(fid, found, slot, now, p)
+            }
             None => self.renew(fid, found, deadline, req.linger_ms, now),
         }
     }
@@ -881,26 +875,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Finds the live instance a client with these names holds of `feature`
-    /// (under the feature's duplicate grouping).
-    pub fn find(
-        &self,
-        feature: &str,
-        user: &str,
-        host: &str,
-        display: &str,
-        handle: &str,
-    ) -> Option<InstanceId> {
-        let fid = *self.by_name.get(feature)?;
-        self.find_in(
-            fid,
-            KeyFields {
-                user,
-                host,
-                display,
-                handle,
-            },
-        )
+    /// Finds the live instance a client with these names holds of feature
+    /// `fid` (under the feature's duplicate grouping; `names.feature` is
+    /// not read).
+    pub fn find(&self, fid: FeatureId, names: &Names<&str>) -> Option<InstanceId> {
+        self.features.get(fid.0 as usize)?;
+        self.find_in(fid.0, names.key_fields())
     }
 
     fn find_in(&self, fid: u32, fields: KeyFields<'_>) -> Option<InstanceId> {
@@ -979,7 +959,10 @@ impl Engine {
     /// be restored (the feature or a pool of its version is gone, or it is
     /// uncounted / a startup license, which hold nothing).
     pub fn restore(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
-        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let fid = *self
+            .by_name
+            .get(r.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         let p = self.features[fid as usize]
             .pools
             .iter()
@@ -998,12 +981,7 @@ impl Engine {
     fn restore_key(&self, feature: &Feature, r: &Restore<'_>) -> InstanceKey {
         match r.identity {
             Some(i) if i.dup == feature.key.dup() => i.key,
-            _ => feature.key.key(KeyFields {
-                user: r.user,
-                host: r.host,
-                display: r.display,
-                handle: r.handle,
-            }),
+            _ => feature.key.key(r.names.key_fields()),
         }
     }
 
@@ -1013,7 +991,10 @@ impl Engine {
     /// none has. For recovery after a restart, where the license file may
     /// have shrunk while the server was down.
     pub fn restore_within_count(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
-        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let fid = *self
+            .by_name
+            .get(r.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         let pools = &self.features[fid as usize].pools;
         if !pools.iter().any(|&p| self.restores_into(p, r)) {
             return Err(Reason::VersionTooHigh);
@@ -1048,7 +1029,7 @@ impl Engine {
     ) -> Result<InstanceId, Reason> {
         let key = self.restore_key(&self.features[fid as usize], r);
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
-        let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
+        let holder = r.names.holder();
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
                 return Ok(found.id);
@@ -1063,13 +1044,14 @@ impl Engine {
                         }
                     };
                     if let Some(policy) = self.policy.as_deref() {
-                        let who = policy.who(fid, r.user, r.host, r.display, None);
+                        let n = &r.names;
+                        let who = policy.who(fid, n.user, n.host, n.display, None);
                         policy.record(c.charge(), policy.force(p, &who, r.count));
                     }
                     if let (true, Some(cell)) = (self.shares(fid), c.uses()) {
                         // Not counted (an older instance's entry goes):
                         // see `Engine::restore_uses`.
-                        self.first_use(cell, c.gen(), r.handle, None, false);
+                        self.first_use(cell, c.gen(), r.names.handle, None, false);
                     }
                     return Ok(self.table.publish(
                         c,

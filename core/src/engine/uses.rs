@@ -285,7 +285,37 @@ impl Engine {
         now: Millis,
         prior: impl Fn(InstanceId) -> Option<Use>,
     ) -> Result<Grant, Denial> {
-        self.checkout_as(req, ip, now, Some(&prior))
+        req.validate()?;
+        let fid = *self
+            .by_name
+            .get(req.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
+        self.checkout_as(fid, req, &mut None, ip, now, Some(&prior))
+    }
+
+    /// [`Engine::checkout_use`] of a feature the caller has looked up
+    /// (`feature`, from this engine's [`Engine::feature_id`] of
+    /// `req.names.feature`, which is not read again), so a front end that
+    /// needs the id itself hashes the name once. `holder` is the holder's
+    /// text if the caller has built it ([`Names::holder`](super::Names::holder)),
+    /// which a new instance then keeps; if it is `None` and the checkout
+    /// makes a new instance, the text is built and left there, for the
+    /// caller's log. A `feature` this engine does not have is denied
+    /// [`Reason::NoSuchFeature`] (after [`Request::validate`](super::Request::validate)).
+    pub fn checkout_use_of(
+        &self,
+        feature: FeatureId,
+        req: &super::Request<'_>,
+        holder: &mut Option<super::HolderBuf>,
+        ip: Option<std::net::IpAddr>,
+        now: Millis,
+        prior: impl Fn(InstanceId) -> Option<Use>,
+    ) -> Result<Grant, Denial> {
+        req.validate()?;
+        if feature.0 as usize >= self.features.len() {
+            return Err(Reason::NoSuchFeature.into());
+        }
+        self.checkout_as(feature.0, req, holder, ip, now, Some(&prior))
     }
 
     /// Renews found instance `found` of shared feature `fid` as a use by
@@ -457,7 +487,10 @@ impl Engine {
         let Some(from) = uses else {
             return Ok(id);
         };
-        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let fid = *self
+            .by_name
+            .get(r.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         if !self.shares(fid) {
             return Ok(id);
         }

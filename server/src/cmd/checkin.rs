@@ -6,7 +6,7 @@
 //! else is `ERR NOT_HOLDER`, and the license stays out.
 
 use bytes::BytesMut;
-use tally_core::engine::{CheckinError, Ended};
+use tally_core::engine::{CheckinError, Ended, Names};
 
 use super::{auth, uses, Ctx, Effects, Session};
 use crate::debuglog::Action;
@@ -61,11 +61,13 @@ pub(crate) fn checkin(
                         count: 0,
                         version: 0,
                         renewed: true,
-                        feature,
-                        user: "",
-                        host: "",
-                        display: "",
-                        handle,
+                        names: Names {
+                            feature,
+                            user: "",
+                            host: "",
+                            display: "",
+                            handle,
+                        },
                     });
                     fx.gate(batch);
                 }

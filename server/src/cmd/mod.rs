@@ -206,13 +206,14 @@ impl Ctx {
         uses::end(self, h, now, fx)
     }
 
-    /// Queues a license event unless the options file's NOLOG drops it.
+    /// Queues a license event unless the options file's NOLOG drops it
+    /// (`holder` is called only if it does not).
     pub(crate) fn log_license(
         &self,
         now: u64,
         action: Action,
         feature: FeatureRef,
-        holder: HolderBuf,
+        holder: impl FnOnce() -> HolderBuf,
         count: u32,
         fx: &mut Effects,
     ) {
@@ -228,7 +229,7 @@ impl Ctx {
                 at_ms: now,
                 action,
                 feature,
-                holder,
+                holder: holder(),
                 count,
             });
         }
@@ -262,7 +263,7 @@ impl Ctx {
             now,
             action,
             FeatureRef::Id(r.feature),
-            r.holder,
+            || r.holder,
             r.count,
             fx,
         );

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Restore};
+use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Names, Restore};
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
@@ -90,11 +90,13 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
         for pool in f.pools {
             for h in pool.holders {
                 let r = Restore {
-                    feature: &f.name,
-                    user: &h.user,
-                    host: &h.host,
-                    display: &h.display,
-                    handle: &h.handle,
+                    names: Names {
+                        feature: &f.name,
+                        user: &h.user,
+                        host: &h.host,
+                        display: &h.display,
+                        handle: &h.handle,
+                    },
                     count: h.count,
                     version: pool.version.scaled(),
                     since_ms: h.since_ms,

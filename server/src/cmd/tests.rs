@@ -184,7 +184,7 @@ fn a_full_pool_queues_a_checkout_with_wait() {
     assert_eq!(b.fx.waits.len(), 1);
     assert_eq!(b.fx.waits[0].0, START + 5_000);
     assert!(s2.waiting.is_some());
-    assert_eq!(b.cx.shared.queues.snapshot()[0].handle, "h2");
+    assert_eq!(b.cx.shared.queues.snapshot()[0].names.handle, "h2");
     // The license comes back: the check-in wakes the queue's loops.
     assert_eq!(b.req(&mut s1, "CHECKIN F h1"), "OK F h1");
     assert!(b.fx.wake_queues);

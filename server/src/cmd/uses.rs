@@ -7,27 +7,35 @@
 //! close or idle TIMEOUT ([`end`]). Across a REREAD the counts move with
 //! `Engine::restore_uses` (`cmd/reread.rs`).
 
-use tally_core::engine::{Denial, Ended, Grant, InstanceId, Release, Request, Use};
+use tally_core::engine::{
+    Denial, Ended, FeatureId, Grant, HolderBuf, InstanceId, Release, Request, Use,
+};
 
 use super::{Ctx, Effects, Held, Session};
 
-/// A checkout by session `s`: for a DUP_GROUP feature, a use of the
-/// shared instance, counted by the engine with the checkout unless it
-/// renews this connection's own use by this handle (`Grant::counted` says
-/// what was counted; `Grant::schedule` is the instance's deadline to arm).
-/// Any other feature's checkout counts nothing.
+/// A checkout of `feature` (`req`'s, looked up) by session `s`; a new
+/// instance keeps `holder` (built and left there if `None`). For a
+/// DUP_GROUP feature the checkout is a use of the shared instance, counted
+/// by the engine with the checkout unless it renews this connection's own
+/// use by this handle (`Grant::counted` says what was counted;
+/// `Grant::schedule` is the instance's deadline to arm). Any other
+/// feature's checkout counts nothing.
 pub(super) fn checkout(
     cx: &Ctx,
     s: &Session,
+    feature: FeatureId,
     req: &Request<'_>,
+    holder: &mut Option<HolderBuf>,
     now: u64,
 ) -> Result<Grant, Denial> {
     let held = &s.held;
-    cx.engine.checkout_use(req, Some(s.peer.ip()), now, |id| {
-        held.get(&id)
-            .and_then(|h| h.use_of(req.handle))
-            .map(bound_or_lingering)
-    })
+    let ip = Some(s.peer.ip());
+    cx.engine
+        .checkout_use_of(feature, req, holder, ip, now, |id| {
+            held.get(&id)
+                .and_then(|h| h.use_of(req.names.handle))
+                .map(bound_or_lingering)
+        })
 }
 
 /// A session's note of its use (bound or not) as the engine's [`Use`].

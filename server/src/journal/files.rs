@@ -519,6 +519,7 @@ pub fn start_generation(dir: &Path, gen: u64, state: &State) -> Result<File, Jou
 pub(crate) mod tests {
     use super::*;
     use crate::journal::record::{encode_in, encode_instance, Instance, TAG_OUT};
+    use tally_core::engine::Names;
 
     pub(crate) fn dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tally-journal-{}-{name}", std::process::id()));
@@ -539,11 +540,13 @@ pub(crate) mod tests {
                 count: 1,
                 version: 0,
                 renewed,
-                feature: "F",
-                user: "u",
-                host: "h",
-                display: "",
-                handle: &format!("h{id}"),
+                names: Names {
+                    feature: "F",
+                    user: "u",
+                    host: "h",
+                    display: "",
+                    handle: &format!("h{id}"),
+                },
             },
         );
         p

@@ -38,6 +38,7 @@
 //! with its own ids, so ids never cross runs.
 
 use std::fmt;
+use tally_core::engine::Names;
 
 /// Bytes of a frame header (len, crc, seq).
 pub const FRAME_HEADER: usize = 16;
@@ -92,16 +93,8 @@ pub struct Instance<'a> {
     pub version: u64,
     /// A renewal of an instance already out (OUT only).
     pub renewed: bool,
-    /// Feature name.
-    pub feature: &'a str,
-    /// User.
-    pub user: &'a str,
-    /// Host.
-    pub host: &'a str,
-    /// Display.
-    pub display: &'a str,
-    /// Client handle.
-    pub handle: &'a str,
+    /// The feature and the holder's names.
+    pub names: Names<&'a str>,
 }
 
 /// A decoded payload.
@@ -161,7 +154,8 @@ pub fn encode_instance(out: &mut Vec<u8>, tag: u8, i: &Instance<'_>) {
     out.extend_from_slice(&i.count.to_le_bytes());
     out.extend_from_slice(&i.version.to_le_bytes());
     out.push(u8::from(i.renewed));
-    for s in [i.feature, i.user, i.host, i.display, i.handle] {
+    let n = &i.names;
+    for s in [n.feature, n.user, n.host, n.display, n.handle] {
         let s = clip(s);
         out.extend_from_slice(&(s.len() as u16).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -277,11 +271,13 @@ fn decode_instance(b: &[u8]) -> Result<Instance<'_>, DecodeError> {
         count: u32_at(b, OFF_COUNT)?,
         version: u64_at(b, OFF_VERSION)?,
         renewed,
-        feature: strings[0],
-        user: strings[1],
-        host: strings[2],
-        display: strings[3],
-        handle: strings[4],
+        names: Names {
+            feature: strings[0],
+            user: strings[1],
+            host: strings[2],
+            display: strings[3],
+            handle: strings[4],
+        },
     })
 }
 
@@ -553,11 +549,13 @@ mod tests {
                 count: 1,
                 version: 0,
                 renewed: false,
-                feature: "MPM_ADV_RC",
-                user: "USER15",
-                host: "GENE-VM-2K3",
-                display: "console",
-                handle: "ec26edf8",
+                names: Names {
+                    feature: "MPM_ADV_RC",
+                    user: "USER15",
+                    host: "GENE-VM-2K3",
+                    display: "console",
+                    handle: "ec26edf8",
+                },
             },
         );
         p
@@ -585,7 +583,9 @@ mod tests {
         ) {
             let i = Instance {
                 id, at_ms, linger_ms, deadline_ms: deadline, count, version, renewed,
-                feature: &feature, user: &user, host: &host, display: &display, handle: &handle,
+                names: Names {
+                    feature: &feature, user: &user, host: &host, display: &display, handle: &handle,
+                },
             };
             let tag = if instance { TAG_INSTANCE } else { TAG_OUT };
             let mut p = Vec::new();
@@ -810,6 +810,6 @@ mod tests {
             panic!("not an instance: {:?}", decode(&p));
         };
         assert_eq!((i.linger_ms, i.deadline_ms, i.at_ms), (1000, Some(42), 5));
-        assert_eq!(i.handle, "ec26edf8");
+        assert_eq!(i.names.handle, "ec26edf8");
     }
 }
