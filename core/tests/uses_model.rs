@@ -197,7 +197,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let (_, bound) = uses.iter().find(|u| u.0 == h)?;
                     Some(if *bound { Use::Bound } else { Use::Lingering })
                 });
-                if let Ok(g) = &got {
+                if let Ok((g, _)) = &got {
                     lingers.track(g);
                     let uses = conns[conn].entry(g.id.expect("counted")).or_default();
                     let bound = g.deadline.is_none();
@@ -207,8 +207,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 }
                 let got = got
-                    .map(|g| {
-                        let c = g.counted.expect("a counted use");
+                    .map(|(g, c)| {
+                        let c = c.expect("a counted use");
                         (g.kind, g.deadline, c.promised, c.new_use)
                     })
                     .map_err(|d| d.reason);

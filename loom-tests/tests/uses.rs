@@ -35,8 +35,11 @@ fn engine() -> Arc<Engine> {
 /// A bound checkout by u@h with `handle`, a new use.
 fn new_use(e: &Engine, handle: &str) -> Grant {
     let r = Request::new("F", "u", "h", handle);
-    e.checkout_use(&r, None, NOW, |_| None)
-        .expect("a license: the shared one, or the one given back")
+    let (grant, counted) = e
+        .checkout_use(&r, None, NOW, |_| None)
+        .expect("a license: the shared one, or the one given back");
+    assert!(counted.is_some(), "a grouped feature's use is counted");
+    grant
 }
 
 /// Licenses out (admission counter) and live holders.

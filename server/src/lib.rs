@@ -10,7 +10,7 @@
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
 
 pub mod auth;
 mod cmd;

@@ -52,6 +52,7 @@ pub use names::Names;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};
+use uses::{Counting, NoUses};
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
@@ -205,6 +206,10 @@ pub enum GrantKind {
 }
 
 /// A successful checkout.
+///
+/// A counted use of a DUP_GROUP instance ([`Engine::checkout_use`]) returns
+/// what it counted ([`Counted`]) beside its grant, not in it: the grant of
+/// every checkout is this size, whatever the feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
     /// The instance (`None` for startup and uncounted grants).
@@ -218,18 +223,19 @@ pub struct Grant {
     /// Licenses held by the instance.
     pub count: u32,
     /// When the instance will be checked in; `None` = held until check-in.
+    /// For a counted use ([`Engine::checkout_use`]): the deadline this use
+    /// was promised (the reply's); the instance's own is `schedule`.
     pub deadline: Option<Millis>,
     /// The caller must arm a timer for this deadline (the instance is new,
-    /// or its deadline moved earlier than any timer already armed).
+    /// or its deadline moved earlier than any timer already armed). For a
+    /// counted use's renewal: the instance's deadline now (`None` while a
+    /// bound use holds it).
     pub schedule: Option<Millis>,
     /// The grant took the pool past its count (an overdraft license).
     pub overdraft: bool,
     /// For a renewal: the deadline the instance had before it (`None`:
     /// held until check-in, or not a renewal).
     pub previous_deadline: Option<Millis>,
-    /// For a checkout of a DUP_GROUP feature by [`Engine::checkout_use`]:
-    /// the use it counted (`None` for other checkouts).
-    pub counted: Option<Counted>,
 }
 
 /// A license instance that was checked in.
@@ -528,23 +534,29 @@ impl Engine {
             .by_name
             .get(req.names.feature)
             .ok_or(Reason::NoSuchFeature)?;
-        let none = None::<&fn(InstanceId) -> Option<Use>>;
-        self.checkout_as(fid, req, &mut None, ip, now, none)
+        self.checkout_as(fid, req, &mut None, ip, now, &NoUses, &mut ())
     }
 
-    /// [`Engine::checkout_from`] of feature `fid` (validated, looked up),
-    /// counting the use (`prior`: see [`Engine::checkout_use`]) if the
-    /// feature is grouped and `prior` is given. A new instance keeps the
-    /// holder text in `holder`, built here if it is `None`.
-    #[inline(always)]
-    fn checkout_as<P: Fn(InstanceId) -> Option<Use>>(
+    /// [`Engine::checkout_from`] of feature `fid` (the request validated,
+    /// its feature looked up), a new instance keeping the holder text in
+    /// `holder` (built there if it is `None`), counting the use as
+    /// `counting` says and writing what it counted to `counted` (left
+    /// alone if nothing was):
+    /// `NoUses` (every checkout but [`Engine::checkout_use`]'s: nothing
+    /// counted, `counted` is `()`, the code of a plain checkout) or
+    /// `ByPrior` (a grouped feature's use). An out-parameter rather than a
+    /// wider return so that the plain checkout returns what it did before
+    /// uses were counted.
+    #[allow(clippy::too_many_arguments)]
+    fn checkout_as<C: Counting>(
         &self,
         fid: u32,
         req: &Request<'_>,
         holder: &mut Option<HolderBuf>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
-        prior: Option<&P>,
+        counting: &C,
+        counted: &mut C::Counted,
     ) -> Result<Grant, Denial> {
         let feature = &self.features[fid as usize];
         // Names interned only when the options file has rules for the feature.
@@ -574,7 +586,6 @@ impl Engine {
                 schedule: None,
                 overdraft: false,
                 previous_deadline: None,
-                counted: None,
             });
         }
 
@@ -584,13 +595,13 @@ impl Engine {
         } else {
             now.saturating_add(req.linger_ms).min(MAX_DEADLINE)
         };
-        let shared = self.shares(fid);
-        // Counted uses: only of a grouped feature.
-        let prior = prior.filter(|_| shared);
+        // Decided once: whether this checkout counts its use (never for
+        // `NoUses`, a constant there).
+        let counts = counting.counts(self, fid);
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
                 self.check_holder(feature, &found, req)?;
-                match self.renew_as(fid, &found, deadline, req, now, prior) {
+                match counting.renew(self, (fid, &found), deadline, (req, now), counts, counted) {
                     Some(result) => return result,
                     None => continue, // released meanwhile: start over
                 }
@@ -618,15 +629,10 @@ impl Engine {
                     if let Some((policy, _)) = who {
                         policy.record(claim.charge(), record);
                     }
-                    if shared {
-                        // Before publish: whoever finds the instance LIVE
-                        // and locks its bucket finds its first use.
-                        if let Some(cell) = claim.uses() {
-                            let d = deadline_out(deadline);
-                            let counting = prior.is_some();
-                            self.first_use(cell, claim.gen(), req.names.handle, d, counting);
-                        }
-                    }
+                    // Before publish: whoever finds the instance LIVE
+                    // and locks its bucket finds its first use.
+                    let first = (req.names.handle, deadline);
+                    counting.first(self, (fid, &claim), first, counts, counted);
                     // Built only now (unless the caller has): renewals and
                     // denials never need it.
                     let holder = holder.get_or_insert_with(|| req.names.holder());
@@ -651,15 +657,13 @@ impl Engine {
                         schedule: deadline_out(deadline),
                         overdraft: in_use > u64::from(self.pools[p as usize].count),
                         previous_deadline: None,
-                        counted: prior.map(|_| Counted {
-                            new_use: true,
-                            promised: deadline_out(deadline),
-                        }),
                     });
                 }
                 Claim::Exists(found) => {
                     self.check_holder(feature, &found, req)?;
-                    if let Some(result) = self.renew_as(fid, &found, deadline, req, now, prior) {
+                    let renewed =
+                        counting.renew(self, (fid, &found), deadline, (req, now), counts, counted);
+                    if let Some(result) = renewed {
                         return result;
                     }
                 }
@@ -803,28 +807,6 @@ impl Engine {
         }
     }
 
-    /// Renews a found instance for `req` (its slot deadline `deadline`),
-    /// counting the use if `prior` is given; `None` if it was released
-    /// before the renewal landed (the caller starts over).
-    #[inline(always)]
-    fn renew_as<P: Fn(InstanceId) -> Option<Use>>(
-        &self,
-        fid: u32,
-        found: &Found<'_>,
-        deadline: u64,
-        req: &Request<'_>,
-        now: Millis,
-        prior: Option<&P>,
-    ) -> Option<Result<Grant, Denial>> {
-        match prior {
-            Some(p) => {
-                let slot = (req.names.handle, deadline, req.linger_ms);
-                self.renew_use(fid, found, slot, now, p)
-            }
-            None => self.renew(fid, found, deadline, req.linger_ms, now),
-        }
-    }
-
     /// Renews a found instance; `None` if it was released before the
     /// renewal landed (the caller starts over).
     fn renew(
@@ -857,7 +839,6 @@ impl Engine {
                     },
                     overdraft: false,
                     previous_deadline: deadline_out(old_deadline),
-                    counted: None,
                 }))
             }
         }

@@ -52,8 +52,11 @@
 //! admin REMOVE) are single CASes on the slot word, as everywhere; a
 //! renewal under the lock is a CAS on the same word, so one of them fails
 //! and sees the other. A released instance's entry stays in its bucket
-//! until another grouped instance takes the slot (its generation no longer
-//! matches, so nothing reads it).
+//! (at most one per slot) until a counted use of a later instance of the
+//! slot replaces it, or a grouped instance is restored there: its
+//! generation no longer matches, so nothing reads it. Plain checkouts
+//! ([`Engine::checkout_from`]) never touch the entries, so they cost what
+//! they did before uses were counted.
 //!
 //! The lock is per bucket: threads on different buckets share nothing, and
 //! nothing waits under a lock (the table steps taken under it are CASes
@@ -63,9 +66,9 @@
 //! its handle); ungrouped features never take these locks, and their
 //! checkouts count nothing.
 
-use super::table::{Found, Renew, MAX_DEADLINE, NO_DEADLINE};
+use super::table::{Claimed, Found, Renew, MAX_DEADLINE, NO_DEADLINE};
 use super::{deadline_out, Denial, Engine, FeatureId, Grant, GrantKind, InstanceId, PoolId};
-use super::{Reason, Release, Restore};
+use super::{HolderBuf, Reason, Release, Request, Restore};
 use crate::clock::Millis;
 use crate::sync::{lock, Mutex};
 
@@ -81,7 +84,8 @@ pub enum Use {
     Lingering,
 }
 
-/// What a grouped checkout counted ([`Grant::counted`]).
+/// What a grouped checkout counted: returned beside its [`Grant`] by
+/// [`Engine::checkout_use`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
     /// The checkout began a new use (else it renewed the caller's own).
@@ -259,6 +263,132 @@ fn deadline_in(d: Option<Millis>) -> u64 {
     d.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE))
 }
 
+/// How a checkout (`Engine::checkout_as`) counts uses: [`NoUses`] (not at
+/// all) or [`ByPrior`] ([`Engine::checkout_use`]). Generic so that the
+/// plain checkout is compiled without a trace of counting: its `counts` is
+/// the constant `false` and its `Counted` is `()`, so its renewals take no
+/// extra branch and it returns a bare [`Grant`], as before uses were
+/// counted.
+pub(super) trait Counting {
+    /// What the checkout writes beside its grant (`()`: nothing).
+    type Counted;
+
+    /// Whether a checkout of feature `fid` counts its use.
+    fn counts(&self, engine: &Engine, fid: u32) -> bool;
+
+    /// Renews found instance `found` of feature `fid` (its slot deadline
+    /// `deadline`) for a request at `now`, as a counted use if `counts`
+    /// (written to `counted`); `None` if it was released before the renewal
+    /// landed (the caller starts over).
+    fn renew(
+        &self,
+        engine: &Engine,
+        found: (u32, &Found<'_>),
+        deadline: u64,
+        at: (&Request<'_>, Millis),
+        counts: bool,
+        counted: &mut Self::Counted,
+    ) -> Option<Result<Grant, Denial>>;
+
+    /// Writes the uses entry of a new instance of feature `fid` in slot
+    /// `claim` (before its publish), by `handle` with slot deadline
+    /// `deadline`, and what was counted to `counted`.
+    fn first(
+        &self,
+        engine: &Engine,
+        claim: (u32, &Claimed<'_>),
+        by: (&str, u64),
+        counts: bool,
+        counted: &mut Self::Counted,
+    );
+}
+
+/// Counts no use: [`Engine::checkout_from`].
+#[derive(Debug)]
+pub(super) struct NoUses;
+
+impl Counting for NoUses {
+    type Counted = ();
+
+    #[inline(always)]
+    fn counts(&self, _: &Engine, _: u32) -> bool {
+        false
+    }
+
+    #[inline(always)]
+    fn renew(
+        &self,
+        engine: &Engine,
+        (fid, found): (u32, &Found<'_>),
+        deadline: u64,
+        (req, now): (&Request<'_>, Millis),
+        _: bool,
+        (): &mut (),
+    ) -> Option<Result<Grant, Denial>> {
+        engine.renew(fid, found, deadline, req.linger_ms, now)
+    }
+
+    /// Writes nothing, not even to forget an older instance's entry in
+    /// the slot's lane: nothing reads an entry of another generation, and
+    /// the lane's next counted instance (or a restore) replaces it. A check
+    /// here (does the table keep uses, is the feature grouped) cost every
+    /// plain checkout of a new instance 9 instructions.
+    #[inline(always)]
+    fn first(&self, _: &Engine, _: (u32, &Claimed<'_>), _: (&str, u64), _: bool, (): &mut ()) {}
+}
+
+/// Counts a grouped feature's use, asking `.0` for the caller's prior use
+/// of the instance found: [`Engine::checkout_use`].
+pub(super) struct ByPrior<P>(pub(super) P);
+
+impl<P: Fn(InstanceId) -> Option<Use>> Counting for ByPrior<P> {
+    type Counted = Option<Counted>;
+
+    #[inline(always)]
+    fn counts(&self, engine: &Engine, fid: u32) -> bool {
+        engine.shares(fid)
+    }
+
+    #[inline(always)]
+    fn renew(
+        &self,
+        engine: &Engine,
+        (fid, found): (u32, &Found<'_>),
+        deadline: u64,
+        (req, now): (&Request<'_>, Millis),
+        counts: bool,
+        counted: &mut Option<Counted>,
+    ) -> Option<Result<Grant, Denial>> {
+        if counts {
+            let what = (req.names.handle, deadline, req.linger_ms);
+            return engine.renew_use(fid, found, what, now, &self.0, counted);
+        }
+        engine.renew(fid, found, deadline, req.linger_ms, now)
+    }
+
+    #[inline(always)]
+    fn first(
+        &self,
+        engine: &Engine,
+        (_, claim): (u32, &Claimed<'_>),
+        (handle, deadline): (&str, u64),
+        counts: bool,
+        counted: &mut Option<Counted>,
+    ) {
+        if !counts {
+            return;
+        }
+        let promised = deadline_out(deadline);
+        if let Some(cell) = claim.uses() {
+            engine.first_use(cell, claim.gen(), handle, promised, true);
+        }
+        *counted = Some(Counted {
+            new_use: true,
+            promised,
+        });
+    }
+}
+
 impl Engine {
     /// Whether feature `fid` shares instances between uses (DUP_GROUP).
     pub(super) fn shares(&self, fid: u32) -> bool {
@@ -268,11 +398,13 @@ impl Engine {
     /// [`Engine::checkout_from`] that counts uses: for a DUP_GROUP feature,
     /// the checkout is a use of the shared instance, and `prior` says, for
     /// the instance it finds, the caller's own use of it by this handle
-    /// before (`None`: a new use). The grant's `deadline` is what this use
-    /// was promised (the reply); its `schedule` is the instance's deadline
-    /// now (arm a timer there if it is `Some`) and [`Grant::counted`]
-    /// what was counted. See the module docs of `engine/uses.rs`. For
-    /// other features, [`Engine::checkout_from`] (`prior` is not called).
+    /// before (`None`: a new use). Returns the grant and, for a grouped
+    /// feature, what was counted (`Some`; `None` for other features). The
+    /// grant's `deadline` is what this use was promised (the reply); its
+    /// `schedule` is the instance's deadline now (arm a timer there if it
+    /// is `Some`); [`Counted::promised`] is what a journal records. See the
+    /// module docs of `engine/uses.rs`. For other features this is
+    /// [`Engine::checkout_from`] (`prior` is not called).
     ///
     /// A caller that counts uses must end each with [`Engine::end_uses`]
     /// or [`Engine::check_in_use`], and renew them through this call only.
@@ -280,17 +412,20 @@ impl Engine {
     /// engine's use methods (the lock is not reentrant).
     pub fn checkout_use(
         &self,
-        req: &super::Request<'_>,
+        req: &Request<'_>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
         prior: impl Fn(InstanceId) -> Option<Use>,
-    ) -> Result<Grant, Denial> {
+    ) -> Result<(Grant, Option<Counted>), Denial> {
         req.validate()?;
         let fid = *self
             .by_name
             .get(req.names.feature)
             .ok_or(Reason::NoSuchFeature)?;
-        self.checkout_as(fid, req, &mut None, ip, now, Some(&prior))
+        let mut counted = None;
+        let grant =
+            self.checkout_as(fid, req, &mut None, ip, now, &ByPrior(prior), &mut counted)?;
+        Ok((grant, counted))
     }
 
     /// [`Engine::checkout_use`] of a feature the caller has looked up
@@ -301,27 +436,31 @@ impl Engine {
     /// which a new instance then keeps; if it is `None` and the checkout
     /// makes a new instance, the text is built and left there, for the
     /// caller's log. A `feature` this engine does not have is denied
-    /// [`Reason::NoSuchFeature`] (after [`Request::validate`](super::Request::validate)).
+    /// [`Reason::NoSuchFeature`] (after [`Request::validate`]).
     pub fn checkout_use_of(
         &self,
         feature: FeatureId,
-        req: &super::Request<'_>,
-        holder: &mut Option<super::HolderBuf>,
+        req: &Request<'_>,
+        holder: &mut Option<HolderBuf>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
         prior: impl Fn(InstanceId) -> Option<Use>,
-    ) -> Result<Grant, Denial> {
+    ) -> Result<(Grant, Option<Counted>), Denial> {
         req.validate()?;
         if feature.0 as usize >= self.features.len() {
             return Err(Reason::NoSuchFeature.into());
         }
-        self.checkout_as(feature.0, req, holder, ip, now, Some(&prior))
+        let mut counted = None;
+        let by = ByPrior(prior);
+        let grant = self.checkout_as(feature.0, req, holder, ip, now, &by, &mut counted)?;
+        Ok((grant, counted))
     }
 
     /// Renews found instance `found` of shared feature `fid` as a use by
     /// `handle` promised `deadline` (the slot's deadline field for the
-    /// request), under its bucket's lock; `None` if it was released before
-    /// (the caller starts over).
+    /// request), under its bucket's lock, writing what it counted to
+    /// `counted`; `None` if it was released before (the caller starts
+    /// over).
     pub(super) fn renew_use(
         &self,
         fid: u32,
@@ -329,6 +468,7 @@ impl Engine {
         (handle, deadline, linger): (&str, u64, u64),
         now: Millis,
         prior: &impl Fn(InstanceId) -> Option<Use>,
+        counted: &mut Option<Counted>,
     ) -> Option<Result<Grant, Denial>> {
         if let Err(d) = self.renewable(found, now) {
             return Some(Err(d));
@@ -362,6 +502,10 @@ impl Engine {
             }
             Renew::Renewed { old_deadline } => {
                 let pool = PoolId(found.pool);
+                *counted = Some(Counted {
+                    new_use: prior.is_none(),
+                    promised,
+                });
                 Some(Ok(Grant {
                     id: Some(id),
                     kind: GrantKind::Renewed,
@@ -372,10 +516,6 @@ impl Engine {
                     schedule: engine,
                     overdraft: false,
                     previous_deadline: deadline_out(old_deadline),
-                    counted: Some(Counted {
-                        new_use: prior.is_none(),
-                        promised,
-                    }),
                 }))
             }
         }

@@ -6,7 +6,9 @@
 //! instance or here for a log line, and not at all when neither needs it.
 
 use bytes::BytesMut;
-use tally_core::engine::{Denial, FeatureId, Grant, GrantKind, HolderBuf, Names, Reason, Request};
+use tally_core::engine::{
+    Counted, Denial, FeatureId, Grant, GrantKind, HolderBuf, Names, Reason, Request,
+};
 
 use super::{auth, uses, Ctx, Effects, Held, Session};
 use crate::debuglog::{Action, FeatureRef};
@@ -57,7 +59,7 @@ pub(crate) fn checkout(
     // The holder's text, once built (by the engine, for a new instance).
     let mut holder = None;
     // Under DUP_GROUP the checkout is a counted use (`uses.rs`).
-    let result: Result<Grant, Denial> = match fid {
+    let result: Result<(Grant, Option<Counted>), Denial> = match fid {
         _ if behind => Err(Reason::AllInUse.into()),
         Some(f) => uses::checkout(cx, s, f, &req, &mut holder, now),
         // As the engine denies it: a malformed request first.
@@ -78,7 +80,10 @@ pub(crate) fn checkout(
         }
     }
     match result {
-        Ok(g) => granted(cx, s, c, &g, &mut holder, linger_ms, now, out, fx),
+        Ok((g, counted)) => {
+            let holder = &mut holder;
+            granted(cx, s, c, (&g, counted), holder, linger_ms, now, out, fx)
+        }
         Err(d) => {
             let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);
             let holder = || holder_text(&mut holder, names);
@@ -110,7 +115,7 @@ fn granted(
     cx: &mut Ctx,
     s: &mut Session,
     c: &protocol::Checkout<'_>,
-    g: &Grant,
+    (g, counted): (&Grant, Option<Counted>),
     holder: &mut Option<HolderBuf>,
     linger_ms: u64,
     now: u64,
@@ -143,7 +148,7 @@ fn granted(
         GrantKind::New | GrantKind::Uncounted => {}
     }
     // A use of a DUP_GROUP feature's shared instance, counted by the engine.
-    let grouped = g.counted.is_some();
+    let grouped = counted.is_some();
     if let Some(id) = g.id {
         match s.held.get_mut(&id) {
             // A further use of a shared instance (counted by `uses::checkout`),
@@ -184,7 +189,7 @@ fn granted(
     // Durability: a lingering grant or any renewal is journaled; its reply
     // waits for the record in sync mode. Under DUP_GROUP the journal keeps
     // the latest promise (after a restart no bound use is left).
-    let journal_deadline = g.counted.map_or(g.deadline, |c| c.promised);
+    let journal_deadline = counted.map_or(g.deadline, |c| c.promised);
     if let (Some(j), Some(id)) = (cx.journal.as_mut(), g.id) {
         if journal_deadline.is_some() || g.kind == GrantKind::Renewed {
             let batch = j.out(&journal::Instance {

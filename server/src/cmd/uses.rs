@@ -8,7 +8,7 @@
 //! `Engine::restore_uses` (`cmd/reread.rs`).
 
 use tally_core::engine::{
-    Denial, Ended, FeatureId, Grant, HolderBuf, InstanceId, Release, Request, Use,
+    Counted, Denial, Ended, FeatureId, Grant, HolderBuf, InstanceId, Release, Request, Use,
 };
 
 use super::{Ctx, Effects, Held, Session};
@@ -17,9 +17,9 @@ use super::{Ctx, Effects, Held, Session};
 /// instance keeps `holder` (built and left there if `None`). For a
 /// DUP_GROUP feature the checkout is a use of the shared instance, counted
 /// by the engine with the checkout unless it renews this connection's own
-/// use by this handle (`Grant::counted` says what was counted;
-/// `Grant::schedule` is the instance's deadline to arm). Any other
-/// feature's checkout counts nothing.
+/// use by this handle (the [`Counted`] beside the grant says what was
+/// counted; `Grant::schedule` is the instance's deadline to arm). Any
+/// other feature's checkout counts nothing (no `Counted`).
 pub(super) fn checkout(
     cx: &Ctx,
     s: &Session,
@@ -27,7 +27,7 @@ pub(super) fn checkout(
     req: &Request<'_>,
     holder: &mut Option<HolderBuf>,
     now: u64,
-) -> Result<Grant, Denial> {
+) -> Result<(Grant, Option<Counted>), Denial> {
     let held = &s.held;
     let ip = Some(s.peer.ip());
     cx.engine

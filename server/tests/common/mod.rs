@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Longest a test waits for one reply before failing (generous: CI is slow).
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -29,7 +29,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// `<target>/[<triple>/]<profile>/deps/<test>`), and returns
 /// `<target>/[<triple>/]<profile>/tallyd`. Building every time (a no-op
 /// when nothing changed) means a stale tallyd is never tested.
-pub fn tallyd_bin() -> PathBuf {
+pub(crate) fn tallyd_bin() -> PathBuf {
     if let Some(bin) = option_env!("CARGO_BIN_EXE_tallyd") {
         return PathBuf::from(bin);
     }
@@ -79,10 +79,10 @@ fn build_tallyd() -> PathBuf {
 }
 
 /// A scratch directory removed on drop.
-pub struct Scratch(pub PathBuf);
+pub(crate) struct Scratch(pub PathBuf);
 
 impl Scratch {
-    pub fn new(name: &str) -> Scratch {
+    pub(crate) fn new(name: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!(
             "tally-test-{}-{}-{}",
             std::process::id(),
@@ -93,7 +93,7 @@ impl Scratch {
         Scratch(dir)
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -105,7 +105,7 @@ impl Drop for Scratch {
 }
 
 /// A running tallyd.
-pub struct Tallyd {
+pub(crate) struct Tallyd {
     child: Child,
     pub addr: SocketAddr,
     pub license: PathBuf,
@@ -118,7 +118,7 @@ impl Tallyd {
     /// a free port, logging to a file, with `extra` arguments.
     /// Its journal goes to a state directory of its own inside the scratch
     /// directory (unless `extra` names one).
-    pub fn start(license_text: &str, extra: &[&str]) -> Tallyd {
+    pub(crate) fn start(license_text: &str, extra: &[&str]) -> Tallyd {
         let scratch = Scratch::new("tallyd");
         let state = scratch.path("state");
         Tallyd::start_in(scratch, license_text, extra, &state, &[])
@@ -126,12 +126,12 @@ impl Tallyd {
 
     /// Starts tallyd with its journal in `state` (a directory the test owns,
     /// to restart a server on the same state).
-    pub fn start_with_state(license_text: &str, extra: &[&str], state: &Path) -> Tallyd {
+    pub(crate) fn start_with_state(license_text: &str, extra: &[&str], state: &Path) -> Tallyd {
         Tallyd::start_in(Scratch::new("tallyd"), license_text, extra, state, &[])
     }
 
     /// [`Tallyd::start_with_state`] with environment variables set for it.
-    pub fn start_with_env(
+    pub(crate) fn start_with_env(
         license_text: &str,
         extra: &[&str],
         state: &Path,
@@ -142,7 +142,7 @@ impl Tallyd {
 
     /// [`Tallyd::start`] with its open-file limit (RLIMIT_NOFILE) set to
     /// `nofile` in the child before it runs.
-    pub fn start_with_nofile(license_text: &str, extra: &[&str], nofile: u64) -> Tallyd {
+    pub(crate) fn start_with_nofile(license_text: &str, extra: &[&str], nofile: u64) -> Tallyd {
         let scratch = Scratch::new("tallyd");
         let state = scratch.path("state");
         Tallyd::start_full(scratch, license_text, extra, &state, &[], Some(nofile))
@@ -229,12 +229,12 @@ impl Tallyd {
         }
     }
 
-    pub fn connect(&self) -> Client {
+    pub(crate) fn connect(&self) -> Client {
         Client::new(TcpStream::connect(self.addr).expect("connect to tallyd"))
     }
 
     /// Connects from a given local address (e.g. 127.0.0.2).
-    pub fn connect_from(&self, local: &str) -> Client {
+    pub(crate) fn connect_from(&self, local: &str) -> Client {
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
         let local: SocketAddr = format!("{local}:0").parse().expect("local addr");
@@ -244,7 +244,7 @@ impl Tallyd {
     }
 
     /// The debug log's lines with the `HH:MM:SS ` prefix removed.
-    pub fn log_lines(&self) -> Vec<String> {
+    pub(crate) fn log_lines(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -258,7 +258,7 @@ impl Tallyd {
     }
 
     /// Waits for the process to exit (after DOWN), up to `limit`.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -270,17 +270,17 @@ impl Tallyd {
     }
 
     /// The process id (to send signals).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Kills the process with SIGKILL (a crash) and reaps it.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn license_path(&self) -> &Path {
+    pub(crate) fn license_path(&self) -> &Path {
         &self.license
     }
 }
@@ -296,12 +296,12 @@ impl Drop for Tallyd {
 /// with a test's manners (panics instead of errors, [`REPLY_TIMEOUT`]).
 /// Lines are sent as given, unchecked, so tests can send what a client
 /// library would refuse.
-pub struct Client {
+pub(crate) struct Client {
     conn: tally_client::Connection,
 }
 
 impl Client {
-    pub fn new(stream: TcpStream) -> Client {
+    pub(crate) fn new(stream: TcpStream) -> Client {
         let conn = tally_client::Connection::from_stream(
             stream,
             tally_client::Timeouts::all(REPLY_TIMEOUT),
@@ -311,18 +311,18 @@ impl Client {
     }
 
     /// Sends one request line, returns the reply line (without LF).
-    pub fn req(&mut self, line: &str) -> String {
+    pub(crate) fn req(&mut self, line: &str) -> String {
         self.send(format!("{line}\n").as_bytes());
         self.read_line()
             .unwrap_or_else(|| panic!("no reply to {line:?}"))
     }
 
-    pub fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.conn.send_raw(bytes).expect("send");
     }
 
     /// The next reply line, or `None` at end of stream.
-    pub fn read_line(&mut self) -> Option<String> {
+    pub(crate) fn read_line(&mut self) -> Option<String> {
         match self.conn.read_raw_line() {
             Ok(line) => line.map(|l| String::from_utf8(l.to_vec()).expect("a UTF-8 reply")),
             Err(e) => panic!("reading a reply: {e}"),
@@ -330,12 +330,12 @@ impl Client {
     }
 
     /// True if the server closed the connection (EOF).
-    pub fn is_closed(&mut self) -> bool {
+    pub(crate) fn is_closed(&mut self) -> bool {
         self.conn.is_closed()
     }
 
     /// The STATUS JSON.
-    pub fn status(&mut self) -> serde_json::Value {
+    pub(crate) fn status(&mut self) -> serde_json::Value {
         let r = self.req("STATUS");
         let json = r
             .strip_prefix("OK ")
@@ -344,7 +344,7 @@ impl Client {
     }
 
     /// in_use of the first pool of `feature`.
-    pub fn in_use(&mut self, feature: &str) -> u64 {
+    pub(crate) fn in_use(&mut self, feature: &str) -> u64 {
         let s = self.status();
         s["features"]
             .as_array()
@@ -356,7 +356,7 @@ impl Client {
     }
 
     /// Handles holding `feature`, sorted.
-    pub fn holders(&mut self, feature: &str) -> Vec<String> {
+    pub(crate) fn holders(&mut self, feature: &str) -> Vec<String> {
         let s = self.status();
         let mut v: Vec<String> = s["features"]
             .as_array()
@@ -372,7 +372,7 @@ impl Client {
 }
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes.
-pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if cond() {

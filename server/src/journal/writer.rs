@@ -1,0 +1,381 @@
+//! The journal thread: takes the loops' batches, frames and writes them
+//! with one `write` and (in `sync` mode) one `fdatasync` per round, keeps
+//! [`State`] and writes snapshots (see the parent module's data path).
+
+use super::*;
+
+pub(super) struct Writer {
+    pub(super) dir: PathBuf,
+    pub(super) _lock: File,
+    pub(super) gen: u64,
+    pub(super) segment: File,
+    pub(super) segment_bytes: u64,
+    pub(super) seq: u64,
+    pub(super) state: State,
+    pub(super) mode: Durability,
+    pub(super) counters: Arc<Durable>,
+    pub(super) wakers: Vec<Arc<Waker>>,
+    pub(super) recycle: Vec<Sender<Vec<u8>>>,
+    pub(super) out: Vec<u8>,
+    pub(super) last_sync: Instant,
+    pub(super) dirty: bool,
+    pub(super) last_snapshot: Instant,
+    pub(super) journaled_since_snapshot: bool,
+    pub(super) log: Box<dyn Fn(String) + Send>,
+    /// The server's clock (`server::Config::clock`).
+    pub(super) clock: Arc<dyn tally_core::clock::Clock>,
+    pub(super) failing: bool,
+    /// A periodic snapshot being written by a thread of its own.
+    pub(super) writing: Option<std::thread::JoinHandle<Result<u64, JournalError>>>,
+}
+
+impl Writer {
+    pub(super) fn run(mut self, rx: Receiver<Msg>) {
+        let tick = Duration::from_millis(ASYNC_SYNC_MS);
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.finish();
+                    return;
+                }
+            };
+            // Group commit: everything that is already waiting joins.
+            let mut done: Vec<Option<u64>> = vec![None; self.counters.per_loop.len()];
+            let mut stop = None;
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Batch(b) => {
+                        self.take(&b.bytes);
+                        if let Some(d) = done.get_mut(b.from) {
+                            *d = Some(b.no);
+                        }
+                        self.give_back(b);
+                    }
+                    Msg::Remap(map) => {
+                        // The ids change: the snapshot of the new ids must
+                        // be durable before a record with them is written
+                        // (a segment mixing both would be misread), so it
+                        // is retried until it is.
+                        self.commit();
+                        self.state.remap(&map);
+                        self.rewrite();
+                    }
+                    Msg::Stop(reply) => {
+                        stop = Some(reply);
+                        break;
+                    }
+                }
+                match rx.try_recv() {
+                    Ok(m) => next = Some(m),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
+                }
+            }
+            self.commit();
+            for (i, no) in done
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.map(|n| (i, n)))
+            {
+                if let Some(c) = self.counters.per_loop.get(i) {
+                    // The records of batch `no` are durable.
+                    c.publish(no);
+                }
+                if let Some(w) = self.wakers.get(i) {
+                    let _ = w.wake();
+                }
+            }
+            if let Some(reply) = stop {
+                // Whatever was sent after Stop (nothing, in an orderly
+                // shutdown) is written too.
+                while let Ok(Msg::Batch(b)) = rx.try_recv() {
+                    self.take(&b.bytes);
+                }
+                self.finish();
+                let _ = reply.send(());
+                return;
+            }
+            if self.segment_bytes >= snapshot_every_bytes() {
+                self.snapshot_in_background();
+            }
+        }
+    }
+
+    /// Frames a batch's records into the output and applies them.
+    fn take(&mut self, bytes: &[u8]) {
+        let mut at = 0;
+        while let Some(len) = bytes.get(at..at + 4) {
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(payload) = bytes.get(at + 4..at + 4 + len) else {
+                break;
+            };
+            at += 4 + len;
+            match record::decode(payload) {
+                Ok(rec) => {
+                    self.state.apply(&rec, payload);
+                    record::frame(&mut self.out, self.seq, payload);
+                    self.seq += 1;
+                }
+                Err(e) => (self.log)(format!("journal: a loop sent a bad record ({e}); skipped")),
+            }
+        }
+    }
+
+    fn give_back(&self, mut b: Batch) {
+        b.bytes.clear();
+        if let Some(tx) = self.recycle.get(b.from) {
+            let _ = tx.try_send(b.bytes);
+        }
+    }
+
+    /// Writes the output; syncs it in sync mode (or when due in async).
+    /// Returns only once the output is durable under the mode: while the
+    /// disk refuses, it retries every [`RETRY_MS`] and replies keep waiting.
+    ///
+    /// - A failed write (ENOSPC, EDQUOT, EIO, ...) may have put part of the
+    ///   output in the file: the segment is cut back to its last whole
+    ///   write (`ftruncate` + seek) before the write is tried again, so no
+    ///   partial bytes stay ahead of the retried copy. If even the cut
+    ///   fails, the file is given up as after a failed sync.
+    /// - A failed sync leaves the file's unsynced bytes in an unknown state
+    ///   (Linux reports a writeback error once and may drop the pages, so
+    ///   a later sync that succeeds proves nothing): the segment is given
+    ///   up, and the journal's whole state (which includes this output) is
+    ///   written as a new generation, snapshot then fresh segment, retried
+    ///   until it is durable. The older files are deleted only after that.
+    fn commit(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let sync = self.mode == Durability::Sync;
+        loop {
+            let r = self.segment.write_all(&self.out);
+            let r = match r {
+                Err(e) => Err((false, e)),
+                Ok(()) if sync => files::sync_data(&self.segment).map_err(|e| (true, e)),
+                Ok(()) => Ok(()),
+            };
+            match r {
+                Ok(()) => break,
+                Err((false, e)) => {
+                    self.disk_failed("write", &e, "checkouts wait until it can");
+                    if let Err(e) = self.rewind() {
+                        self.disk_failed("cut back", &e, "it is given up");
+                        self.rewrite();
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(RETRY_MS));
+                }
+                Err((true, e)) => {
+                    self.disk_failed(
+                        "sync",
+                        &e,
+                        "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment (checkouts wait until it is)",
+                    );
+                    self.rewrite();
+                    return;
+                }
+            }
+        }
+        self.disk_ok();
+        self.segment_bytes += self.out.len() as u64;
+        self.out.clear();
+        self.journaled_since_snapshot = true;
+        if sync {
+            self.last_sync = Instant::now();
+        } else {
+            self.dirty = true;
+            self.idle();
+        }
+    }
+
+    /// Cuts the segment back to the end of its last whole write.
+    fn rewind(&mut self) -> std::io::Result<()> {
+        let end = record::FILE_HEADER as u64 + self.segment_bytes;
+        self.segment.set_len(end)?;
+        self.segment.seek(SeekFrom::Start(end))?;
+        Ok(())
+    }
+
+    /// Gives up the current segment: the whole state goes into a new
+    /// generation (snapshot, fresh segment, older files deleted), retried
+    /// every [`RETRY_MS`] until it is durable. Whatever was waiting in the
+    /// output is in the snapshot, so it is dropped from the output.
+    fn rewrite(&mut self) {
+        self.reap_snapshot();
+        let gen = self.next_generation();
+        loop {
+            match files::start_generation(&self.dir, gen, &self.state) {
+                Ok(f) => break self.switch_to(gen, f),
+                Err(e) => {
+                    self.disk_failed("rewrite", &e, "checkouts wait until it can");
+                    std::thread::sleep(Duration::from_millis(RETRY_MS));
+                }
+            }
+        }
+        self.disk_ok();
+        self.out.clear();
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.last_snapshot = Instant::now();
+    }
+
+    /// Says once per episode (stderr and the log) that the disk refused.
+    fn disk_failed(&mut self, what: &str, e: &dyn std::fmt::Display, then: &str) {
+        if self.failing {
+            return;
+        }
+        self.failing = true;
+        let msg = format!(
+            "journal: cannot {what} {}: {e}; {then}",
+            files::segment_path(&self.dir, self.gen).display()
+        );
+        eprintln!("tallyd: {msg}");
+        (self.log)(msg);
+    }
+
+    /// The end of an episode of [`Writer::disk_failed`].
+    fn disk_ok(&mut self) {
+        if self.failing {
+            self.failing = false;
+            (self.log)("journal: writing again".into());
+        }
+    }
+
+    /// Syncs the segment; if that fails its unsynced end is not trusted
+    /// (the kernel may have dropped the pages), so the journal is
+    /// rewritten as a new snapshot and segment. False after a failure.
+    fn sync_or_rewrite(&mut self) -> bool {
+        let Err(e) = files::sync_data(&self.segment) else {
+            return true;
+        };
+        self.disk_failed(
+            "sync",
+            &e,
+            "its unsynced end is not trusted: the journal is rewritten as a new snapshot and segment",
+        );
+        self.rewrite();
+        false
+    }
+
+    /// Async mode's periodic sync; periodic snapshots.
+    fn idle(&mut self) {
+        if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_MS) {
+            self.sync_or_rewrite();
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        if self.journaled_since_snapshot
+            && self.last_snapshot.elapsed() >= Duration::from_millis(SNAPSHOT_EVERY_MS)
+        {
+            self.snapshot_in_background();
+        }
+    }
+
+    /// A periodic snapshot, written without holding up the journal: the
+    /// state is copied into a buffer and a new segment `gen + 1` started
+    /// here; a thread writes and syncs snapshot `gen + 1` and only then
+    /// deletes the older files. A crash before that leaves the older
+    /// snapshot and segments, which recovery replays together with segment
+    /// `gen + 1` (it reads every segment from its snapshot's generation on).
+    /// If the previous one is still being written, this waits for a later
+    /// round.
+    fn snapshot_in_background(&mut self) {
+        if self.writing.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        self.reap_snapshot();
+        if self.dirty {
+            // The segment is left only once it is whole on disk.
+            if !self.sync_or_rewrite() {
+                return;
+            }
+        }
+        let gen = self.next_generation();
+        let bytes = files::encode_snapshot(gen, &self.state);
+        match files::create_segment(&self.dir, gen) {
+            Ok(f) => {
+                self.switch_to(gen, f);
+                let dir = self.dir.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("tally-snapshot".into())
+                    .spawn(move || {
+                        files::write_snapshot_bytes(&dir, gen, &bytes)?;
+                        files::delete_before(&dir, gen)?;
+                        Ok(gen)
+                    });
+                match spawned {
+                    Ok(h) => self.writing = Some(h),
+                    Err(e) => self.snapshot_failed(&format!("cannot start its thread: {e}")),
+                }
+            }
+            Err(e) => self.snapshot_failed(&e.to_string()),
+        }
+        self.last_snapshot = Instant::now();
+    }
+
+    /// Prunes the state for a snapshot; returns the generation the
+    /// snapshot starts. (The caller has synced the current segment, or
+    /// gives it up.)
+    fn next_generation(&mut self) -> u64 {
+        self.dirty = false;
+        let now = self.clock.now_ms();
+        self.state.prune(now);
+        self.gen + 1
+    }
+
+    /// Journals into `f`, the new segment of generation `gen`, from now on.
+    fn switch_to(&mut self, gen: u64, f: File) {
+        self.segment = f;
+        self.gen = gen;
+        self.segment_bytes = 0;
+        self.journaled_since_snapshot = false;
+    }
+
+    /// Waits for a background snapshot and reports how it ended.
+    fn reap_snapshot(&mut self) {
+        if let Some(h) = self.writing.take() {
+            match h.join() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => self.snapshot_failed(&e.to_string()),
+                Err(_) => self.snapshot_failed("its thread panicked"),
+            }
+        }
+    }
+
+    fn snapshot_failed(&self, why: &str) {
+        let msg = format!("journal: snapshot failed ({why}); the journal goes on growing");
+        eprintln!("tallyd: {msg}");
+        (self.log)(msg);
+    }
+
+    /// Snapshot of the state as generation `gen + 1`, a new segment, older
+    /// files deleted, at a clean stop. On failure the current segment,
+    /// synced, holds everything.
+    fn snapshot(&mut self) {
+        self.reap_snapshot();
+        if self.dirty {
+            if let Err(e) = files::sync_data(&self.segment) {
+                self.disk_failed("sync", &e, "the journal is rewritten as a new snapshot");
+                return self.rewrite();
+            }
+        }
+        let gen = self.next_generation();
+        match files::start_generation(&self.dir, gen, &self.state) {
+            Ok(f) => self.switch_to(gen, f),
+            Err(e) => self.snapshot_failed(&e.to_string()),
+        }
+        self.last_snapshot = Instant::now();
+    }
+
+    /// Clean stop: write, sync, snapshot.
+    fn finish(&mut self) {
+        self.commit();
+        self.snapshot();
+    }
+}
