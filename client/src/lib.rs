@@ -1,5 +1,13 @@
 //! tally-client: the client side of tally.
 //!
+//! - [`addr`]: where the servers are: `PORT@HOST` lists, license files,
+//!   `TALLY_LICENSE_FILE` / `LM_LICENSE_FILE` ([`ServerAddr`]).
+//! - [`Client`]: the library: a server list with failover, checkout /
+//!   renew / return / check-in, the startup license, reconnection to the
+//!   same instance, typed denials ([`ClientError::Denied`]), timeouts.
+//! - [`agent`]: [`Agent`], seed 002's lifecycle (startup license, product
+//!   license with a linger, renewal every linger / 84, return on
+//!   shutdown) on an explicit clock.
 //! - [`Connection`]: one blocking connection to a server (timeouts on
 //!   connect, read and write; request lines checked; replies typed;
 //!   pipelining; an allocation-free path for load generators).
@@ -7,6 +15,10 @@
 //!   rule, and replies parsed into [`proto::Reply`] (`OK`, `DENIED`, `ERR
 //!   CODE text`, ...).
 //! - [`status`]: the STATUS reply's JSON.
+//! - [`picture`]: the PICTURE reply's JSON (the license picture).
+//! - [`cache`]: the offline cache file (seed 001's CRC'd INI snapshot of
+//!   the picture); [`grace`]: the offline grace rules; [`offline`]: both
+//!   together with the side file of offline admissions.
 //! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status, admin
 //!   requests, `check-license`, `hostid`.
 //!
@@ -15,11 +27,21 @@
 #![forbid(unsafe_code)]
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
 
+pub mod addr;
+pub mod agent;
+pub mod cache;
+pub mod client;
 pub mod connection;
 pub mod ctl;
+pub mod grace;
+pub mod offline;
+pub mod picture;
 pub mod proto;
 pub mod source;
 pub mod status;
 
+pub use addr::{AddrError, ServerAddr};
+pub use agent::{Agent, AgentConfig};
+pub use client::{Checkout, Client, ClientError, Grant};
 pub use connection::{Connection, Error, Timeouts, DEFAULT_TIMEOUT, MAX_REPLY_BYTES};
 pub use proto::{Denial, ErrCode, Reply, ReplyKind};

@@ -8,6 +8,7 @@
 //! - A pause whose budget runs out names the loops that did not
 //!   acknowledge and resumes every loop that did, on the old generation.
 //! - A loop that left is not waited for.
+//! - Two pauses back to back: a loop sees every generation in turn.
 //!
 //! Run as the other models: `RUSTFLAGS="--cfg loom" cargo test -p loom-tests --release`.
 //! Checked mutation: letting `wait_acks` succeed with one loop still
@@ -277,5 +278,79 @@ fn two_rereaders_never_overlap() {
         let theirs = other.join().unwrap();
         assert!(mine || theirs, "the first one always gets in");
         assert!(!pause.is_requested());
+    });
+}
+
+/// A loop's waker that counts wake-ups, for a model that wakes more than
+/// once: a loop sleeps until a wake-up later than the last it saw.
+struct CountingWaker {
+    wakes: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl CountingWaker {
+    fn wake_all(&self) {
+        *self.wakes.lock().unwrap() += 1;
+        self.cv.notify_all();
+    }
+
+    /// Wake-ups so far (a loop reads this before its per-wake check).
+    fn seen(&self) -> u64 {
+        *self.wakes.lock().unwrap()
+    }
+
+    fn sleep(&self, seen: u64) {
+        let mut wakes = self.wakes.lock().unwrap();
+        while *wakes <= seen {
+            wakes = self.cv.wait(wakes).unwrap();
+        }
+    }
+}
+
+/// Two REREADs back to back: the second may be requested while the loop
+/// is still inside `park` for the first. The loop must still see every
+/// generation in turn (it maps its held ids with each generation's map
+/// from the one before), never jump from 0 to 2. Checked mutation: letting
+/// `park` acknowledge the second pause without returning (as it did
+/// before) makes this fail.
+#[test]
+fn back_to_back_pauses_never_skip_a_generation() {
+    loom::model(|| {
+        let pause = Arc::new(Pause::new(1));
+        let cell = Arc::new(Published::new(0u64));
+        let waker = Arc::new(CountingWaker {
+            wakes: Mutex::new(0),
+            cv: Condvar::new(),
+        });
+        let l = {
+            let (pause, cell, waker) = (pause.clone(), cell.clone(), waker.clone());
+            thread::spawn(move || {
+                let mut reader = cell.reader();
+                loop {
+                    let seen = waker.seen();
+                    if pause.is_requested() {
+                        while pause.park(0, LONG) == Parked::StillPaused {}
+                        let before = reader.version();
+                        if reader.refresh(&cell) {
+                            assert_eq!(reader.version(), before + 1, "skipped one");
+                            assert_eq!(**reader.get(), reader.version());
+                        }
+                    }
+                    if reader.version() == 2 {
+                        return;
+                    }
+                    waker.sleep(seen);
+                }
+            })
+        };
+        let clock = ManualClock::new(0);
+        for generation in 1..=2u64 {
+            let request = pause.request(None).expect("one rereader");
+            waker.wake_all();
+            let paused = request.wait_acks(&clock, BUDGET_MS).expect("the loop acks");
+            cell.publish(Arc::new(generation));
+            paused.release();
+        }
+        l.join().unwrap();
     });
 }

@@ -28,8 +28,4 @@ mod shared;
 pub mod source;
 pub mod status;
 mod status_thread;
-mod timeout;
-// The loops' one timer service; not used by the loops yet (issue 13:
-// wired in with the net/cmd split).
-#[allow(dead_code)]
 mod timers;

@@ -32,12 +32,12 @@
 //!   loop; each loop tries the waiters that belong to it. Every loop also
 //!   tries at least once a second (its longest sleep), so a lost wake-up
 //!   only delays.
-//! - Each loop keeps its waiters' deadlines in a min-heap; a waiter still
-//!   queued at its deadline is taken out and denied.
+//! - Each loop keeps its waiters' deadlines in its timer service
+//!   (`timers.rs`); a waiter still queued at its deadline is taken out and
+//!   denied.
 //! - A waiting client that disconnects leaves the queue.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -210,34 +210,6 @@ impl Queues {
     }
 }
 
-/// One loop's waiter deadlines.
-#[derive(Debug, Default)]
-pub(crate) struct WaitDeadlines {
-    heap: BinaryHeap<Reverse<(u64, u64, String)>>,
-}
-
-impl WaitDeadlines {
-    /// Remembers that waiter `seq` of `feature` gives up at `deadline`.
-    pub(crate) fn arm(&mut self, deadline: u64, seq: u64, feature: String) {
-        self.heap.push(Reverse((deadline, seq, feature)));
-    }
-
-    /// The next waiter due at or before `now`: (seq, feature).
-    pub(crate) fn pop_due(&mut self, now: u64) -> Option<(u64, String)> {
-        match self.heap.peek() {
-            Some(Reverse((d, _, _))) if *d <= now => {
-                self.heap.pop().map(|Reverse((_, s, f))| (s, f))
-            }
-            _ => None,
-        }
-    }
-
-    /// When the next deadline is, if any.
-    pub(crate) fn next_due(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse((d, _, _))| *d)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,15 +272,5 @@ mod tests {
         assert!(q.blocks("F", 9_999));
         assert!(!q.blocks("F", HOL_LIMIT_MS));
         assert_eq!(q.to_try_on(0, HOL_LIMIT_MS).len(), 1);
-    }
-
-    #[test]
-    fn deadlines_come_due_in_order() {
-        let mut d = WaitDeadlines::default();
-        d.arm(20, 2, "F".into());
-        d.arm(10, 1, "G".into());
-        assert_eq!(d.next_due(), Some(10));
-        assert_eq!(d.pop_due(15), Some((1, "G".to_string())));
-        assert_eq!(d.pop_due(15), None);
     }
 }

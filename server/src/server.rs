@@ -17,7 +17,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -27,13 +27,14 @@ use tally_core::clock::{Clock, SystemClock};
 use tally_core::engine::{Engine, EngineConfig, InstanceId};
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
+use tally_core::sync::{Pause, Published};
 
 use crate::debuglog::{DebugLog, LogHandle, LogTarget};
 use crate::journal::{self, Durability, Journal};
 use crate::net::{self, LoopStart, LISTENER, WAKER};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
-use crate::shared::{lock, vendors_of, Facts, Shared};
+use crate::shared::{vendors_of, Facts, Generation, Shared};
 use crate::status_thread::StatusThread;
 
 pub use crate::net::WRITE_HIGH_WATER;
@@ -189,28 +190,26 @@ impl Server {
         let handle = log.handle();
         let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
-            engine: Mutex::new(engine.clone()),
-            engine_gen: AtomicU64::new(0),
+            generation: Published::new(Generation {
+                engine: engine.clone(),
+                opts: server_options,
+                remap: HashMap::new(),
+                facts: Facts {
+                    host: config.host_name.clone(),
+                    port: local_addr.port(),
+                    license_file: config.licenses.source.clone(),
+                    vendors: vendors_of(&config.licenses),
+                    started_ms: now,
+                },
+            }),
+            pause: Pause::new(workers),
             shutdown: AtomicBool::new(false),
-            pause: AtomicBool::new(false),
-            pause_barrier: Mutex::new(None),
-            rereading: Mutex::new(()),
-            remap: Mutex::new(Arc::new(HashMap::new())),
             wakers: OnceLock::new(),
             connections: AtomicU64::new(0),
             log: handle.clone(),
-            facts: Mutex::new(Facts {
-                host: config.host_name.clone(),
-                port: local_addr.port(),
-                license_file: config.licenses.source.clone(),
-                vendors: vendors_of(&config.licenses),
-                started_ms: now,
-            }),
             license_path: config.license_path.clone(),
             admin_token: config.admin_token.clone(),
-            workers,
             seed,
-            server_options: Mutex::new(server_options.clone()),
             policy: config.policy.clone(),
             queues: Queues::default(),
             clock,
@@ -265,8 +264,6 @@ impl Server {
         {
             let status_jobs = status.sender();
             let shared = shared.clone();
-            let engine = engine.clone();
-            let opts = server_options.clone();
             let lj = journal.as_ref().map(|j| j.for_loop(i));
             let t = std::thread::Builder::new()
                 .name(format!("tally-loop-{i}"))
@@ -279,8 +276,6 @@ impl Server {
                             poll,
                             listener,
                             shared,
-                            engine,
-                            opts,
                             LoopStart {
                                 journal: lj,
                                 arm,
@@ -337,7 +332,7 @@ impl Server {
             j.shutdown();
         }
         let now = self.shared.now();
-        let vendors = lock(&self.shared.facts).vendors.clone();
+        let vendors = self.shared.generation.load().1.facts.vendors.clone();
         for v in &vendors {
             self.shared.log.line(now, v, "Shutting down");
         }

@@ -1,47 +1,59 @@
 //! What every event loop of one server shares.
 //!
-//! Read-mostly: on the request path a loop touches only the engine (its
-//! own `Arc` of it) and the queue's emptiness (one relaxed load). The REREAD mechanism (a pause
-//! flag, a barrier and the published engine, options and id map) lives here
-//! too; `net/reread.rs` runs it.
+//! Read-mostly: on the request path a loop touches only its own copy of
+//! the current [`Generation`] (the engine: on the checkout path no lock
+//! but, for a DUP_GROUP feature, the lock of the instance's bucket, where
+//! its use counts live) and the queue's emptiness (one relaxed load). A REREAD publishes a new generation
+//! ([`Shared::generation`]) while every loop is parked by
+//! [`Shared::pause`]; each loop checks both once per wake (one load each)
+//! and `net/reread.rs` runs the rest.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Barrier, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use mio::Waker;
 use tally_core::clock::Clock;
-use tally_core::engine::{Engine, FeatureId, InstanceId};
+use tally_core::engine::Engine;
 use tally_core::license::LicenseSet;
+use tally_core::sync::{Pause, Published};
 
+use crate::cmd::reread::Remap;
 use crate::debuglog::LogHandle;
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 
+/// Everything the loops read that a REREAD changes, as one value: a loop
+/// never sees the engine of one generation with the options of another.
+#[derive(Debug)]
+pub(crate) struct Generation {
+    pub(crate) engine: Arc<Engine>,
+    /// Options-file settings compiled for `engine`.
+    pub(crate) opts: Arc<ServerOptions>,
+    /// The previous generation's instance ids -> (this one's, its feature
+    /// here); empty for the first. Each loop maps its own connections'
+    /// held ids and its own linger timers with it when it adopts this
+    /// generation (loops adopt every generation in turn: see
+    /// [`Pause::park`]).
+    pub(crate) remap: Remap,
+    /// What STATUS reports about the server.
+    pub(crate) facts: Facts,
+}
+
 /// State every loop shares.
 pub(crate) struct Shared {
-    pub(crate) engine: Mutex<Arc<Engine>>,
-    /// Bumped when the engine is replaced; loops compare it once per wake.
-    pub(crate) engine_gen: AtomicU64,
+    /// The current generation; each loop holds a `Reader` of it.
+    pub(crate) generation: Published<Generation>,
+    /// Parks every loop while a REREAD moves the held licenses across (and
+    /// refuses a second REREAD meanwhile).
+    pub(crate) pause: Pause,
     pub(crate) shutdown: AtomicBool,
-    /// A reread wants every loop to stop at the barrier.
-    pub(crate) pause: AtomicBool,
-    pub(crate) pause_barrier: Mutex<Option<Arc<Barrier>>>,
-    /// Held by the loop doing a reread; a second REREAD meanwhile is refused.
-    pub(crate) rereading: Mutex<()>,
-    /// Old instance -> (new instance, new feature), published by a reread.
-    pub(crate) remap: Mutex<Arc<HashMap<InstanceId, (InstanceId, FeatureId)>>>,
     pub(crate) wakers: OnceLock<Vec<Arc<Waker>>>,
     pub(crate) connections: AtomicU64,
     pub(crate) log: LogHandle,
-    pub(crate) facts: Mutex<Facts>,
     pub(crate) license_path: Option<PathBuf>,
     pub(crate) admin_token: Option<String>,
-    pub(crate) workers: usize,
     pub(crate) seed: (u64, u64),
-    /// Options-file settings the loops apply; replaced with the engine.
-    pub(crate) server_options: Mutex<Arc<ServerOptions>>,
     pub(crate) policy: PolicyConfig,
     /// Queued checkouts (`queue.rs`).
     pub(crate) queues: Queues,
@@ -52,7 +64,8 @@ pub(crate) struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("workers", &self.workers)
+            .field("generation", &self.generation)
+            .field("pause", &self.pause)
             .field("connections", &self.connections)
             .field("shutdown", &self.shutdown)
             .finish_non_exhaustive()
@@ -70,10 +83,6 @@ pub(crate) struct Facts {
 }
 
 impl Shared {
-    pub(crate) fn current_engine(&self) -> Arc<Engine> {
-        lock(&self.engine).clone()
-    }
-
     /// Wakes every loop (shutdown, a reread, a license back for a waiter).
     pub(crate) fn wake_all(&self) {
         if let Some(wakers) = self.wakers.get() {
@@ -87,11 +96,6 @@ impl Shared {
     pub(crate) fn now(&self) -> u64 {
         self.clock.now_ms()
     }
-}
-
-/// Locks `m`, whatever a panicking holder left (the data stays usable).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The vendor daemons a license set names (VENDOR lines, then pools').

@@ -1,9 +1,8 @@
 //! One timer service per event loop: every deadline a loop keeps, in one
 //! of core's timer wheels ([`tally_core::engine::Timers`]).
 //!
-//! Not used by the loops yet: they still keep `Lingers`, `timeout.rs`'s
-//! heap and `queue.rs`'s (issue 13 moves them here). What follows is the
-//! contract the loops are to use it by.
+//! Each loop (`net/mod.rs`) owns one and arms everything below in it;
+//! its timer step drains what is due, in deadline order, and acts on it.
 //!
 //! - **Linger expiry** (an instance id): armed from a grant's `schedule` or
 //!   a check-in's deadline. Whether it is due is the engine's call, as in
@@ -21,16 +20,21 @@
 //! ([`TICK_MS`](tally_core::wheel::TICK_MS)) late plus however late the
 //! loop polls, never early. The loop sleeps until [`LoopTimers::next_deadline`].
 //!
-//! Stale timers: [`LoopTimers::arm`] returns a key; a loop cancels the
-//! timers of a connection it closes and of a waiter it answers, so they
-//! never fire and their entries are freed at once (an O(1) unlink). The
-//! slab key and serial (or sequence number) in each timer are the second
-//! line: a loop checks them against the connection before acting.
+//! Stale timers: [`LoopTimers::arm`] returns a key, which the connection
+//! keeps (`Conn::idle_timer`, `drain_timer`, `wait_timer`; the accept
+//! stall its retry's); a loop cancels the timers of a connection it closes
+//! and of a waiter it answers, so they never fire and their entries are
+//! freed at once (an O(1) unlink). The slab key and serial (or sequence
+//! number) in each timer are the second line: a loop checks them against
+//! the connection before acting.
+//!
+//! A REREAD: each loop moves its own linger timers to the new engine's ids
+//! ([`LoopTimers::remap_lingers`]); its own timers stay as they are.
 //!
 //! Size: a [`Timer`] is 16 bytes, so a wheel entry costs what a bare
 //! linger timer did (40 bytes with its links).
 
-use tally_core::engine::{Due, Engine, Grant, InstanceId, Release, Timers};
+use tally_core::engine::{Due, Engine, InstanceId, Release, Timers};
 use tally_core::wheel::{TimerKey, TICK_MS};
 use tally_core::Millis;
 
@@ -128,18 +132,26 @@ impl LoopTimers {
     }
 
     /// Armed timers, stale linger timers included.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.timers.len()
     }
 
     /// Arms a linger timer if the grant asks for one.
-    pub(crate) fn track(&mut self, grant: &Grant) {
+    #[cfg(test)]
+    pub(crate) fn track(&mut self, grant: &tally_core::engine::Grant) {
         self.timers.track(grant);
     }
 
     /// Arms a linger timer for instance `id` at `at` (Unix ms).
     pub(crate) fn arm_linger(&mut self, id: InstanceId, at: Millis) {
         self.timers.arm(id, at);
+    }
+
+    /// Moves the linger timers to a new engine's ids (a REREAD): see
+    /// [`Timers::remap_lingers`]. The loop's own timers stay.
+    pub(crate) fn remap_lingers(&mut self, map: impl FnMut(InstanceId) -> Option<InstanceId>) {
+        self.timers.remap_lingers(map);
     }
 
     /// Arms `timer` at `at` (Unix ms); during a drain at `now`, no earlier
@@ -184,7 +196,7 @@ impl LoopTimers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_core::engine::{EngineConfig, Request};
+    use tally_core::engine::{EngineConfig, Grant, Request};
     use tally_core::license::parse_str;
 
     const NOW: Millis = 1_700_000_000_000;

@@ -544,6 +544,50 @@ fn reread_keeps_existing_checkouts() {
     assert_eq!(c.in_use("MPM_ADV_RC"), 1);
 }
 
+/// Lingers held through every loop (two workers; connections spread over
+/// both) still expire at their deadlines after a REREAD done on one of
+/// them: each loop moves its own linger timers to the new engine's ids,
+/// and the connection-bound checkouts beside them stay bound (none is
+/// released by a stale id naming another instance of the new engine).
+#[test]
+fn lingers_on_every_loop_expire_after_a_reread() {
+    let license = "FEATURE MANY CITRIX 1.0 permanent 100\n";
+    let t = Tallyd::start(license, &[]);
+    let mut clients: Vec<_> = (0..8).map(|_| t.connect()).collect();
+    let mut deadline = 0;
+    for (i, c) in clients.iter_mut().enumerate() {
+        // The bound one first: in the new engine, slots are given out in
+        // another order than they were.
+        assert!(c.req(&format!("CHECKOUT MANY u h b{i}")).starts_with("OK "));
+        let r = c.req(&format!("CHECKOUT MANY u h l{i} linger=2"));
+        assert!(r.starts_with("OK "), "{r}");
+        deadline = r
+            .rsplit(' ')
+            .next()
+            .and_then(|d| d.parse().ok())
+            .expect("deadline");
+    }
+    std::fs::write(t.license_path(), license.replace("100", "50")).expect("rewrite license");
+    let mut admin = t.connect();
+    assert_eq!(admin.req("REREAD"), "OK REREAD 1 0");
+    assert!(
+        eventually(
+            Duration::from_millis(2_000 + GENEROUS.as_millis() as u64),
+            || { admin.in_use("MANY") == 8 }
+        ),
+        "the lingers were not released: {} in use",
+        admin.in_use("MANY")
+    );
+    assert!(now_ms() >= deadline, "released before the deadline");
+    assert_eq!(admin.in_use("MANY"), 8);
+    let mut holders = admin.holders("MANY");
+    holders.sort();
+    assert_eq!(holders, (0..8).map(|i| format!("b{i}")).collect::<Vec<_>>());
+    // The bound ones are still their connections': a close releases them.
+    drop(clients);
+    assert!(eventually(GENEROUS, || admin.in_use("MANY") == 0));
+}
+
 #[test]
 fn reread_of_a_file_with_nothing_to_serve_changes_nothing() {
     let t = Tallyd::start(LICENSE, &[]);

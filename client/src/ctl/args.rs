@@ -86,6 +86,107 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The offline cache file: check it, or show what it holds.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+    /// Take licenses as an agent does, through the library
+    /// (tally_client::Client and Agent).
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+/// `agent ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Check a license out: prints one line, `OK ...` (with the deadline),
+    /// `DENIED ...` (reason and FlexLM code) or `REFUSED ...` (no server
+    /// answered). Without --linger the license is held by tallyctl's
+    /// connection and checked in when tallyctl exits.
+    Checkout(AgentCheckoutArgs),
+    /// Run seed 002's agent: startup license, the product license with a
+    /// linger, renewals, and the return (linger 1 s) at the end; one line
+    /// per action.
+    Run(AgentRunArgs),
+}
+
+/// `agent checkout`.
+#[derive(Debug, Args)]
+pub struct AgentCheckoutArgs {
+    /// The feature.
+    pub feature: String,
+    /// The user.
+    #[arg(long)]
+    pub user: String,
+    /// The user's host.
+    #[arg(long)]
+    pub host: String,
+    /// The client's handle (one instance per handle).
+    #[arg(long)]
+    pub handle: String,
+    /// Seconds the server keeps the license after this checkout.
+    #[arg(long, value_name = "SECS")]
+    pub linger: Option<f64>,
+    /// Lowest version accepted.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// The offline cache file (used when no server answers).
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+}
+
+/// `agent run`.
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// The product feature.
+    pub feature: String,
+    /// The user.
+    #[arg(long)]
+    pub user: String,
+    /// The user's host.
+    #[arg(long)]
+    pub host: String,
+    /// The agent's handle.
+    #[arg(long)]
+    pub handle: String,
+    /// The product license's linger, seconds.
+    #[arg(long, value_name = "SECS")]
+    pub linger: f64,
+    /// Lowest version accepted.
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Renewal interval, seconds (default: linger / 84).
+    #[arg(long, value_name = "SECS")]
+    pub renew_every: Option<f64>,
+    /// Stop (and return the license) after this many seconds; without it
+    /// the agent runs until killed (and returns nothing).
+    #[arg(long = "for", value_name = "SECS")]
+    pub run_for: Option<f64>,
+    /// The startup license's feature.
+    #[arg(long, value_name = "FEATURE", default_value = "CITRIX")]
+    pub startup_feature: String,
+    /// Take no startup license.
+    #[arg(long)]
+    pub no_startup: bool,
+}
+
+/// `cache verify` / `cache show`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check a cache file and its side file: exit 0 when valid, 1 naming
+    /// the section and line of the first problem.
+    Verify {
+        /// The cache file.
+        file: PathBuf,
+    },
+    /// Print the cached pools, what is held offline, the grace left of each
+    /// pool now, and the offline admissions.
+    Show {
+        /// The cache file.
+        file: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `lmstat`'s options, FlexLM's letters.
@@ -235,5 +336,70 @@ mod tests {
         assert!(parse(&["tallyctl", "remove", "F", "u"]).is_err());
         assert!(parse(&["tallyctl", "remove", "--handle", "17", "F", "u", "h", "d"]).is_err());
         assert!(parse(&["lmremove", "F", "u", "h", "d"]).is_ok());
+    }
+
+    #[test]
+    fn agent_forms() {
+        let words = [
+            "tallyctl",
+            "agent",
+            "checkout",
+            "MPM_ADV_RC",
+            "--user",
+            "U",
+            "--host",
+            "H",
+            "--handle",
+            "X",
+            "--linger",
+            "1814400",
+            "--version",
+            "1.0",
+            "--cache",
+            "c.ini",
+            "-c",
+            "1@h",
+        ];
+        let cli = parse(&words).unwrap_or_else(|e| panic!("{e}"));
+        let Command::Agent(AgentCommand::Checkout(a)) = cli.command else {
+            panic!("{:?}", cli.command);
+        };
+        assert_eq!(
+            (a.linger, a.version.as_deref(), cli.server.as_deref()),
+            (Some(1814400.0), Some("1.0"), Some("1@h"))
+        );
+        // --cache is required.
+        assert!(parse(&words[..words.len() - 4]).is_err());
+        let run = parse(&[
+            "tallyctl",
+            "agent",
+            "run",
+            "F",
+            "--user",
+            "U",
+            "--host",
+            "H",
+            "--handle",
+            "X",
+            "--linger",
+            "84",
+            "--renew-every",
+            "2",
+            "--for",
+            "5",
+        ]);
+        assert!(
+            matches!(run, Ok(Cli { command: Command::Agent(AgentCommand::Run(ref r)), .. })
+                if r.run_for == Some(5.0) && r.renew_every == Some(2.0)),
+            "{run:?}"
+        );
+    }
+
+    #[test]
+    fn cache_forms() {
+        assert!(parse(&["tallyctl", "cache", "verify", "c.ini"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "show", "c.ini", "--json"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "verify"]).is_err());
+        assert!(parse(&["tallyctl", "cache"]).is_err());
     }
 }

@@ -94,6 +94,13 @@ pub enum CtlError {
         /// The whole reply line, e.g. `ERR FORBIDDEN admin requests need AUTH`.
         reply: String,
     },
+    /// No server of the list answered (the library's
+    /// [`crate::ClientError::NoServer`]: every server and what happened).
+    #[error("{why}")]
+    Unreachable {
+        /// `no license server answered (...)`.
+        why: String,
+    },
     /// The reply does not follow the protocol.
     #[error("{addr}: unexpected reply ({why}): {reply:?}")]
     BadReply {
@@ -122,7 +129,7 @@ impl CtlError {
     pub fn flexlm_code(&self) -> Option<i32> {
         match self {
             CtlError::Resolve { .. } => Some(-14),
-            CtlError::Connect { .. } => Some(-15),
+            CtlError::Connect { .. } | CtlError::Unreachable { .. } => Some(-15),
             CtlError::Read { .. } => Some(-16),
             CtlError::Write { .. } => Some(-17),
             CtlError::BadReply { .. } => Some(-12),

@@ -17,6 +17,12 @@
 //! tallyctl ping                           does it answer?
 //! tallyctl hostid                         this machine's host ID
 //! tallyctl check-license FILE [--json]    parse a license file, list problems
+//! tallyctl agent checkout FEATURE --user U --host H --handle X [--linger SECS]
+//!          [--version V] --cache FILE     check out through the library
+//! tallyctl agent run FEATURE --user U --host H --handle X --linger SECS
+//!          [--renew-every SECS] [--for SECS]   run seed 002's agent
+//! tallyctl cache verify FILE              check an offline cache file
+//! tallyctl cache show FILE [--json]       its pools, grace left, offline admissions
 //! ```
 //!
 //! Options for every command that talks to a server: `-c PORT@HOST` (also
@@ -41,7 +47,8 @@
 //! "Connection refused")` and exits 241 as lmutil does; an `ERR ...` reply
 //! (e.g. `ERR FORBIDDEN`) is printed and exits 1; a bad command line exits
 //! 2. Full table in [`error`]; `check-license` exits 0 / 1 / 2 (clean /
-//! lines rejected / unreadable).
+//! lines rejected / unreadable), and so has `cache verify` (0 valid, 1
+//! damaged, 2 unreadable; see [`cache`]).
 //!
 //! `remove` exits 1 when nothing matched. DISPLAY is the display as lmstat
 //! prints it: a holder that sent no display is named by its host there
@@ -53,7 +60,9 @@
 //! compared byte for byte.
 
 pub mod addr;
+pub mod agent;
 pub mod args;
+pub mod cache;
 pub mod check_license;
 pub mod client;
 pub mod error;
@@ -166,6 +175,7 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             |n| std::env::var(n).ok(),
             &mut |note| eprintln!("tallyctl: note: {note}"),
         )
+        .map_err(CtlError::from)
     };
     let wait = timeout(cli.timeout)?;
     match &cli.command {
@@ -245,6 +255,8 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
         Command::CheckLicense { file, json } => {
             Ok(check_license::run(file, *json, Now::get()?.unix_ms()))
         }
+        Command::Agent(a) => agent::run(a, servers()?, wait),
+        Command::Cache(c) => Ok(cache::run(c, Now::get()?.unix_ms())),
     }
 }
 

@@ -130,6 +130,28 @@ impl<X> Timers<X> {
         }
     }
 
+    /// Moves the linger timers to another engine's ids, for a front end
+    /// whose instances were restored into a new engine (a REREAD): each
+    /// linger timer's instance becomes `map(id)`, at the same deadline,
+    /// and a timer `map` returns `None` for is dropped. The caller's own
+    /// timers stay as they are, keys included. O(timers).
+    ///
+    /// Every linger timer must go through `map` before the next
+    /// [`poll`](Self::poll) against the new engine: an id of the old one
+    /// may name an unrelated instance of the new (ids are table slots).
+    pub fn remap_lingers(&mut self, mut map: impl FnMut(InstanceId) -> Option<InstanceId>) {
+        self.wheel.retain_mut(|entry| match entry {
+            Entry::Timer(_) => true,
+            Entry::Linger(bits) => match map(InstanceId::from_bits(*bits)) {
+                Some(id) => {
+                    *bits = id.to_bits();
+                    true
+                }
+                None => false,
+            },
+        });
+    }
+
     /// The earliest time a timer may fire (Unix ms), to sleep until: never
     /// later than the earliest deadline (see [`Wheel::next_expiration`]).
     pub fn next_deadline(&self) -> Option<Millis> {
@@ -265,6 +287,34 @@ mod tests {
         assert_eq!(t.cancel(foreign), None);
         assert_eq!(t.len(), 1);
         assert!(matches!(t.poll(&e, NOW + 100), Some(Due::Released(_))));
+    }
+
+    #[test]
+    fn remapped_lingers_fire_on_the_new_engine_and_unmapped_ones_go() {
+        let old = engine(vec![line("F", "1.0", Some(3))]);
+        let new = engine(vec![line("F", "1.0", Some(3))]);
+        let mut t: Timers<&str> = Timers::new(NOW);
+        let a = lingering(&old, "a", 1_000, NOW);
+        let b = lingering(&old, "b", 1_000, NOW);
+        t.track(&a);
+        t.track(&b);
+        let idle = t.arm_timer(NOW + 500, "idle");
+        // Only a moves across; in the new engine it gets another slot, and
+        // b's old id names an unrelated instance there.
+        let _other = lingering(&new, "other", 0, NOW);
+        let mut r = Request::new("F", "user", "host", "a");
+        r.linger_ms = 1_000;
+        let moved = new.checkout(&r, NOW).expect("granted").id.expect("counted");
+        assert_ne!(Some(moved), a.id);
+        t.remap_lingers(|id| (Some(id) == a.id).then_some(moved));
+        assert_eq!(t.len(), 2, "a's timer and the idle one");
+        assert_eq!(t.cancel(idle), Some("idle"), "own timers keep their keys");
+        match t.poll(&new, NOW + 1_000) {
+            Some(Due::Released(r)) => assert_eq!(r.id, moved),
+            other => panic!("expected a's release, got {other:?}"),
+        }
+        assert!(t.poll(&new, NOW + 1_000).is_none(), "b's timer is gone");
+        assert_eq!(new.snapshot(NOW).features[0].pools[0].holders.len(), 1);
     }
 
     #[test]

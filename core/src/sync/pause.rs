@@ -42,7 +42,9 @@
 //! is stuck, or died without leaving, costs one failed REREAD, never a hung
 //! server. A loop that acknowledges late — after the request was aborted —
 //! finds no pause in progress and goes on at once; one that is still parked
-//! when the next pause starts acknowledges that one too.
+//! when the next pause starts returns [`Parked::Resumed`] for the one it
+//! acknowledged (it refreshes, then finds the next one requested and parks
+//! again), so a loop sees every generation in turn, never skipping one.
 //!
 //! # Why it is correct
 //!
@@ -108,8 +110,9 @@ impl State {
 pub enum Parked {
     /// No pause was in progress; the loop goes on at once.
     NotRequested,
-    /// The loop acknowledged and the pause has ended (released or
-    /// aborted): refresh the published generation, then go on.
+    /// The loop acknowledged and that pause has ended (released or
+    /// aborted; another may have started since): refresh the published
+    /// generation, then go on (checking [`Pause::is_requested`] again).
     Resumed,
     /// The loop acknowledged, and the pause is still in progress after one
     /// bounded wait: the loop must still touch nothing; call `park` again.
@@ -195,27 +198,29 @@ impl Pause {
         if !state.active {
             return Parked::NotRequested;
         }
+        let epoch = state.epoch;
+        if !state.acked[me] {
+            // Everything this loop did before is ordered before the
+            // rereader's sight of this (the lock).
+            state.acked[me] = true;
+            self.acked.notify_all();
+        }
         loop {
-            if !state.acked[me] {
-                // Everything this loop did before is ordered before the
-                // rereader's sight of this (the lock).
-                state.acked[me] = true;
-                self.acked.notify_all();
-            }
             let (next, timeout) = self
                 .resumed
                 .wait_timeout(state, wait)
                 .unwrap_or_else(|p| p.into_inner());
             state = next;
-            if !state.active {
+            // The pause this loop acknowledged is over, even if another
+            // has started since: the loop must refresh to what that one
+            // published before it acknowledges the next, or it would skip
+            // a generation (and the id map from the one it holds).
+            if !state.active || state.epoch != epoch {
                 return Parked::Resumed;
             }
             if timeout.timed_out() {
                 return Parked::StillPaused;
             }
-            // Woken while a pause is still in progress: this one, or a
-            // later one that started before this loop ran again (then the
-            // loop acknowledges it too, at the top).
         }
     }
 

@@ -229,6 +229,20 @@ impl<T> Wheel<T> {
         Some(self.slab.remove(index).1)
     }
 
+    /// Visits every live timer's payload, which `f` may change in place;
+    /// the timers for which `f` returns false are cancelled. Deadlines and
+    /// keys of the others stay as they were. O(entries ever used).
+    pub fn retain_mut(&mut self, mut f: impl FnMut(&mut T) -> bool) {
+        for index in 0..self.slab.slots() {
+            let Some((key, value)) = self.slab.live_mut(index) else {
+                continue;
+            };
+            if !f(value) {
+                self.cancel(key);
+            }
+        }
+    }
+
     /// The deadline of timer `key`; `None` if it has already fired or been
     /// cancelled.
     pub fn deadline(&self, key: TimerKey) -> Option<u64> {

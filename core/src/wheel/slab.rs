@@ -135,6 +135,22 @@ impl<T> Slab<T> {
         (entry.deadline, value)
     }
 
+    /// Entries ever used (live or vacant): indices run `0..slots()`.
+    pub(super) fn slots(&self) -> u32 {
+        // Never above NIL (`insert` refuses to grow past it).
+        self.entries.len() as u32
+    }
+
+    /// The key and payload of entry `index`, if it is live.
+    pub(super) fn live_mut(&mut self, index: u32) -> Option<(TimerKey, &mut T)> {
+        let entry = self.entries.get_mut(index as usize)?;
+        let generation = entry.generation;
+        entry
+            .value
+            .as_mut()
+            .map(|v| (TimerKey { index, generation }, v))
+    }
+
     /// The deadline of entry `index`.
     pub(super) fn deadline(&self, index: u32) -> u64 {
         self.entries[index as usize].deadline

@@ -547,3 +547,41 @@ proptest! {
         run_model(ops)?;
     }
 }
+
+#[test]
+fn retain_mut_changes_payloads_in_place_and_cancels_the_rest() {
+    let mut w: Wheel<u32> = Wheel::new();
+    let keys: Vec<TimerKey> = BOUNDARY_DEADLINES
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| w.insert(d, i as u32))
+        .collect();
+    // Some due already (pending), some far out (overflow).
+    assert_eq!(w.poll(0), Some((0, 0)));
+    w.retain_mut(|v| {
+        *v += 1000;
+        *v % 2 == 0
+    });
+    let even = (1..BOUNDARY_DEADLINES.len()).filter(|i| i % 2 == 0).count();
+    assert_eq!(w.len(), even);
+    for (i, key) in keys.iter().enumerate().skip(1) {
+        match w.deadline(*key) {
+            Some(d) => {
+                assert_eq!(i % 2, 0, "odd payloads are cancelled");
+                assert_eq!(d, BOUNDARY_DEADLINES[i], "the deadline stays");
+            }
+            None => assert_eq!(i % 2, 1, "even payloads stay"),
+        }
+    }
+    let mut fired = Vec::new();
+    w.drain_due(u64::MAX, |d, v| fired.push((d, v)));
+    let want: Vec<(u64, u32)> = BOUNDARY_DEADLINES
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(i, _)| i % 2 == 0)
+        .map(|(i, &d)| (d, i as u32 + 1000))
+        .collect();
+    assert_eq!(fired, want);
+    assert!(w.is_empty());
+}

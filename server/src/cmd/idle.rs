@@ -1,7 +1,7 @@
 //! Idle TIMEOUT (`TIMEOUT feature secs`, `TIMEOUTALL secs`): a connection
 //! that sent no request for that long has its licenses of those features
 //! checked in, logged `(INACTIVE)` as lmgrd does. The loop's idle timer
-//! (`timeout.rs`) says when to look; [`check`] decides.
+//! (`timers.rs`) says when to look; [`check`] decides.
 
 use super::{Ctx, Effects, Session};
 use crate::debuglog::Action;

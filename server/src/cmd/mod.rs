@@ -35,28 +35,31 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use tally_core::engine::{Engine, FeatureId, HolderBuf, InstanceId, Release};
+use tally_core::sync::Reader;
 
 use crate::auth::FailureLog;
 use crate::debuglog::{Action, Event, FeatureRef};
 use crate::journal::LoopJournal;
 use crate::options::ServerOptions;
 use crate::protocol::{self, Command, ErrCode, Reply};
-use crate::shared::Shared;
+use crate::shared::{Generation, Shared};
 use crate::status_thread;
 
 pub(crate) use session::{Held, Session};
 
-/// What a loop serves requests from: its engine and options (replaced by
-/// a REREAD), the shared state, its end of the journal.
+/// What a loop serves requests from: its engine and options (its copy of
+/// the published generation, replaced by a REREAD), the shared state, its
+/// end of the journal.
 #[derive(Debug)]
 pub(crate) struct Ctx {
     /// The loop's index.
     pub(crate) index: usize,
     pub(crate) shared: Arc<Shared>,
+    /// This loop's reader of `Shared::generation`: the generation it is on.
+    pub(crate) gen: Reader<Generation>,
+    /// `gen`'s engine, copied out (one dereference on the request path).
     pub(crate) engine: Arc<Engine>,
-    /// The `Shared::engine_gen` that `engine` is.
-    pub(crate) engine_gen: u64,
-    /// Options-file settings for `engine`.
+    /// `gen`'s options-file settings for `engine`, copied out.
     pub(crate) opts: Arc<ServerOptions>,
     /// This loop's end of the journal (`None` when durability is off).
     pub(crate) journal: Option<LoopJournal>,

@@ -4,10 +4,10 @@
 //! keep their holders in retired pools (`crate::reread`).
 //!
 //! The command is in three steps around the loops' pause, which
-//! `net/reread.rs` runs (the barrier and the publication of the new
-//! engine): [`prepare`] reads and compiles the files (nothing changes if
-//! that fails), [`migrate`] moves the instances while every loop is parked,
-//! [`report`] writes the log lines and the reply.
+//! `net/reread.rs` runs (the pause and the publication of the new
+//! generation): [`prepare`] reads and compiles the files (nothing changes
+//! if that fails), [`migrate`] moves the instances while every other loop
+//! is parked, [`report`] writes the log lines and the reply.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -76,12 +76,14 @@ pub(crate) fn prepare(cx: &Ctx, now: u64) -> Result<Prepared, String> {
     })
 }
 
-/// Moves every live instance of the loop's engine into `p`'s (every loop
-/// is parked meanwhile). Ids of the old engine must never reach the new
-/// one: each moved instance's deadline is left in `fx.lingers` for a new
-/// wheel. Instances the new engine refuses are logged `REMOVING`. The
-/// journal and the DUP_GROUP uses follow the new ids. Returns the id map
-/// and how many were removed.
+/// Moves every live instance of the loop's engine into `p`'s (every other
+/// loop is parked meanwhile), deadlines included. Ids of the old engine
+/// must never reach the new one: the id map returned goes into the new
+/// generation, and each loop moves its own connections' ids and linger
+/// timers with it (a moved instance's linger timer is wherever it was).
+/// Instances the new engine refuses are logged `REMOVING`. The journal and
+/// the DUP_GROUP uses follow the new ids. Returns the id map and how many
+/// were removed.
 pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) -> (Remap, usize) {
     let new_engine = &p.engine;
     let mut remap = HashMap::new();
@@ -107,9 +109,6 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                 // A DUP_GROUP instance's counted uses come along.
                 match new_engine.restore_uses(&r, cx.engine.uses(h.id).as_ref()) {
                     Ok(id) => {
-                        if let Some(d) = h.deadline_ms {
-                            fx.lingers.push((id, d));
-                        }
                         let fid = new_engine.feature_id(&f.name);
                         remap.insert(h.id, (id, fid.unwrap_or(FeatureId(0))));
                     }

@@ -5,14 +5,13 @@ use std::sync::atomic::Ordering;
 
 use super::{Ctx, Effects, Session};
 use crate::protocol::StatusQuery;
-use crate::shared::lock;
 use crate::status::ServerInfo;
 use crate::status_thread::Job;
 
 /// Leaves the STATUS job in `fx` (the network layer hands it to the
 /// status thread and parks the connection until the reply is back).
 pub(crate) fn status(cx: &mut Ctx, s: &Session, q: &StatusQuery<'_>, now: u64, fx: &mut Effects) {
-    let facts = lock(&cx.shared.facts).clone();
+    let facts = cx.gen.get().facts.clone();
     let info = ServerInfo {
         name: "tallyd".into(),
         version: env!("CARGO_PKG_VERSION").into(),

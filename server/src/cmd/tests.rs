@@ -2,25 +2,26 @@
 //! from a [`ManualClock`] moved by hand. Each test runs requests through
 //! [`answer`] against a real engine and looks at the reply and at the
 //! effects left for the network layer; the timer tests drive the loop's
-//! timers (the core's wheel, the idle and queue-wait heaps) the way the
-//! loop's timer step does, with the clock advanced instead of slept.
+//! timer service (`timers.rs`, on the core's wheel) the way the loop's
+//! timer step does, with the clock advanced instead of slept.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::BytesMut;
 use tally_core::clock::{Clock, ManualClock};
-use tally_core::engine::{EngineConfig, Lingers, Reason};
+use tally_core::engine::{EngineConfig, Reason};
+use tally_core::sync::{Pause, Published};
 
 use super::*;
 use crate::debuglog::{DebugLog, LogTarget};
 use crate::options::PolicyConfig;
-use crate::queue::{Queues, WaitDeadlines};
+use crate::queue::Queues;
 use crate::shared::Facts;
-use crate::timeout::IdleTimers;
+use crate::timers::{Fired, LoopTimers, Timer};
 
 const START: u64 = 1_700_000_000_000;
 
@@ -52,28 +53,26 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
     let clock = Arc::new(ManualClock::new(START));
     let log = DebugLog::start(&LogTarget::Stderr, engine.clone(), clock.clone()).unwrap();
     let shared = Arc::new(Shared {
-        engine: Mutex::new(engine.clone()),
-        engine_gen: AtomicU64::new(0),
+        generation: Published::new(Generation {
+            engine: engine.clone(),
+            opts: opts.clone(),
+            remap: HashMap::new(),
+            facts: Facts {
+                host: "lic1".into(),
+                port: 27000,
+                license_file: "test.lic".into(),
+                vendors: vec!["V".into()],
+                started_ms: START,
+            },
+        }),
+        pause: Pause::new(1),
         shutdown: AtomicBool::new(false),
-        pause: AtomicBool::new(false),
-        pause_barrier: Mutex::new(None),
-        rereading: Mutex::new(()),
-        remap: Mutex::new(Arc::new(HashMap::new())),
         wakers: OnceLock::new(),
         connections: AtomicU64::new(0),
         log: log.handle(),
-        facts: Mutex::new(Facts {
-            host: "lic1".into(),
-            port: 27000,
-            license_file: "test.lic".into(),
-            vendors: vec!["V".into()],
-            started_ms: START,
-        }),
         license_path,
         admin_token: Some("s3cret".into()),
-        workers: 1,
         seed: (1, 2),
-        server_options: Mutex::new(opts.clone()),
         policy: PolicyConfig {
             min_timeout_secs: 1,
             ..PolicyConfig::default()
@@ -84,9 +83,9 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
     Bench {
         cx: Ctx {
             index: 0,
+            gen: shared.generation.reader(),
             shared,
             engine,
-            engine_gen: 0,
             opts,
             journal: None,
             admin_failures: FailureLog::default(),
@@ -196,15 +195,23 @@ fn a_queued_checkout_times_out_without_sleeping() {
     let (mut s1, mut s2) = (remote(1), remote(2));
     b.req(&mut s1, "CHECKOUT F alice pc1 h1");
     b.req(&mut s2, "CHECKOUT F bob pc2 h2 wait=5");
-    let mut waits = WaitDeadlines::default();
-    for (d, seq, f) in b.fx.waits.drain(..) {
-        waits.arm(d, seq, f);
+    let mut timers = LoopTimers::with_capacity(START, 0);
+    for (d, seq, _) in b.fx.waits.drain(..) {
+        timers.arm(Timer::queue_wait(s2.key, seq), d);
     }
     // The loop's timer step: due waiters leave the queue and are tried
     // once more with `give_up`.
     let mut step = |b: &mut Bench, s: &mut Session| -> Option<String> {
         let now = b.now();
-        let (seq, feature) = waits.pop_due(now)?;
+        let mut due = Vec::new();
+        timers.drain_due(&b.cx.engine, now, |_, f| due.push(f));
+        let [Fired::Timer(Timer::QueueWait { key, seq })] = due[..] else {
+            assert!(due.is_empty(), "{due:?}");
+            return None;
+        };
+        assert_eq!(key as usize, s.key);
+        let (feature, waiting) = s.waiting.clone().expect("still waiting");
+        assert_eq!(waiting, seq);
         let w = b.cx.shared.queues.remove(&feature, seq)?;
         let Ok(protocol::Command::Checkout(c)) = protocol::parse(&w.line) else {
             panic!("a queued CHECKOUT");
@@ -243,15 +250,18 @@ fn a_linger_expires_without_sleeping() {
         s.held.is_empty(),
         "a lingering instance outlives its connection"
     );
-    let mut lingers = Lingers::new(START);
+    let mut timers = LoopTimers::with_capacity(START, 0);
     for (id, at) in b.fx.lingers.drain(..) {
-        lingers.arm(id, at);
+        timers.arm_linger(id, at);
     }
     let mut expire = |b: &mut Bench| {
         let mut due = Vec::new();
-        lingers.expire(&b.cx.engine, b.now(), |r| due.push(r));
+        timers.drain_due(&b.cx.engine, b.now(), |_, f| due.push(f));
         b.fx = Effects::default();
-        for r in &due {
+        for f in &due {
+            let Fired::Released(r) = f else {
+                panic!("only the linger is armed: {f:?}");
+            };
             b.cx.released(r, Action::In, b.now(), &mut b.fx);
         }
         due.len()
@@ -271,18 +281,23 @@ fn an_idle_timeout_checks_in_without_sleeping() {
     let mut s = remote(1);
     assert_eq!(b.req(&mut s, "CHECKOUT F alice pc1 h1"), "OK F h1 0");
     assert_eq!(b.req(&mut s, "CHECKOUT G alice pc1 h2"), "OK G h2 0");
-    let mut idle = IdleTimers::default();
+    let mut idle = LoopTimers::with_capacity(START, 0);
     let shortest = b.cx.opts.shortest_timeout_ms().expect("a TIMEOUT");
     assert_eq!(shortest, 2_000);
-    idle.arm(s.last_seen + shortest, s.key, s.serial);
+    idle.arm(Timer::idle(s.key, s.serial), s.last_seen + shortest);
     // The loop's idle step: each due check decides from `last_seen`.
-    let step = |b: &mut Bench, s: &mut Session, idle: &mut IdleTimers| {
+    let step = |b: &mut Bench, s: &mut Session, idle: &mut LoopTimers| {
         b.fx = Effects::default();
-        while let Some((_, serial)) = idle.pop_due(b.now()) {
-            assert_eq!(serial, s.serial);
+        let mut due = Vec::new();
+        idle.drain_due(&b.cx.engine, b.now(), |_, f| due.push(f));
+        for f in due {
+            let Fired::Timer(Timer::Idle { key, serial }) = f else {
+                panic!("only idle checks are armed: {f:?}");
+            };
+            assert_eq!((key as usize, serial), (s.key, s.serial));
             let now = b.now();
             if let Some(due) = idle::check(&mut b.cx, s, now, &mut b.fx) {
-                idle.arm(due, s.key, s.serial);
+                idle.arm(Timer::idle(s.key, s.serial), due);
             }
         }
     };
@@ -325,17 +340,17 @@ fn dup_group_uses_on_two_sessions_end_on_their_own() {
     assert_eq!(b.in_use("D"), 0);
 
     // A lingering use (s1) and a bound one (s2) of a new instance.
-    let mut lingers = Lingers::new(START);
+    let mut timers = LoopTimers::with_capacity(START, 0);
     let promise = START + 30_000;
     let r = b.req(&mut s1, "CHECKOUT D alice pc1 p3 linger=30");
     assert_eq!(r, format!("OK D p3 {promise}"));
     b.fx.lingers
         .drain(..)
-        .for_each(|(id, at)| lingers.arm(id, at));
+        .for_each(|(id, at)| timers.arm_linger(id, at));
     assert_eq!(b.req(&mut s2, "CHECKOUT D alice pc1 p4"), "OK D p4 0");
     b.fx.lingers
         .drain(..)
-        .for_each(|(id, at)| lingers.arm(id, at));
+        .for_each(|(id, at)| timers.arm_linger(id, at));
     // Both sessions close: the bound use's end is the last use's, but the
     // promise made to p3 keeps the license until it, with a timer there.
     b.clock.advance(1_000);
@@ -349,15 +364,18 @@ fn dup_group_uses_on_two_sessions_end_on_their_own() {
     assert_eq!(b.fx.lingers[0].1, promise);
     b.fx.lingers
         .drain(..)
-        .for_each(|(id, at)| lingers.arm(id, at));
+        .for_each(|(id, at)| timers.arm_linger(id, at));
     let r = b.req(&mut s3, "CHECKOUT D bob pc2 q2");
     assert!(r.starts_with("DENIED D q2 ALL_IN_USE"), "{r}");
     // The promise's timer checks it in.
     let mut expire = |b: &mut Bench| {
         let mut due = Vec::new();
-        lingers.expire(&b.cx.engine, b.now(), |r| due.push(r));
+        timers.drain_due(&b.cx.engine, b.now(), |_, f| due.push(f));
         b.fx = Effects::default();
-        for r in &due {
+        for f in &due {
+            let Fired::Released(r) = f else {
+                panic!("only lingers are armed: {f:?}");
+            };
             b.cx.released(r, Action::In, b.now(), &mut b.fx);
         }
         due.len()

@@ -5,11 +5,13 @@ use std::io;
 use std::sync::atomic::Ordering;
 
 use mio::{Interest, Token};
+use tally_core::wheel::TimerKey;
 
 use super::conn::Conn;
 use super::{Loop, FIRST_CONN};
 use crate::cmd::Session;
 use crate::journal::{LoopJournal, ReplyGate};
+use crate::timers::Timer;
 
 /// After `accept` failed for want of a file descriptor (EMFILE, ENFILE) or
 /// kernel memory, the loop tries again this often, in ms. Edge-triggered
@@ -21,8 +23,8 @@ const ACCEPT_RETRY_MS: u64 = 100;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct AcceptStall {
     since_ms: u64,
-    /// When the loop tries again.
-    pub(super) retry_at: u64,
+    /// The loop's timer of the next try.
+    pub(super) retry: Option<TimerKey>,
     /// Failed attempts so far.
     attempts: u64,
 }
@@ -52,12 +54,6 @@ impl Loop {
                     }
                     let now = self.w.now();
                     self.next_serial += 1;
-                    if let Some(t) = self.w.ctx.opts.shortest_timeout_ms() {
-                        self.w
-                            .timers
-                            .idle
-                            .arm(now + t, entry.key(), self.next_serial);
-                    }
                     let key = entry.key();
                     let gate = self
                         .w
@@ -66,7 +62,12 @@ impl Loop {
                         .as_ref()
                         .map_or_else(ReplyGate::default, LoopJournal::gate);
                     let session = Session::new(peer, key, self.next_serial, now);
-                    entry.insert(Conn::new(stream, session, gate));
+                    let mut conn = Conn::new(stream, session, gate);
+                    if let Some(t) = self.w.ctx.opts.shortest_timeout_ms() {
+                        let timer = Timer::idle(key, self.next_serial);
+                        conn.idle_timer = Some(self.w.timers.arm(timer, now + t));
+                    }
+                    entry.insert(conn);
                     self.w
                         .ctx
                         .shared
@@ -89,12 +90,15 @@ impl Loop {
                         log.line(now, "lmgrd", text);
                         AcceptStall {
                             since_ms: now,
-                            retry_at: now,
+                            retry: None,
                             attempts: 0,
                         }
                     });
                     stall.attempts += 1;
-                    stall.retry_at = now + ACCEPT_RETRY_MS;
+                    let retry = self.w.timers.arm(Timer::AcceptRetry, now + ACCEPT_RETRY_MS);
+                    if let Some(old) = stall.retry.replace(retry) {
+                        self.w.timers.cancel(old);
+                    }
                     return;
                 }
                 // A connection that died in the backlog (ECONNABORTED and
@@ -107,6 +111,9 @@ impl Loop {
     /// Ends an episode of failing accepts, if one was going on.
     fn accept_recovered(&mut self) {
         if let Some(s) = self.accept_stalled.take() {
+            if let Some(t) = s.retry {
+                self.w.timers.cancel(t);
+            }
             let now = self.w.now();
             let text = format!(
                 "accepting connections again after {} ms ({} failed attempts)",

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
+use tally_core::wheel::TimerKey;
 
 use super::Worker;
 use crate::cmd::Session;
@@ -51,8 +52,14 @@ pub(crate) struct Conn {
     /// Written out and shut down for writing: bytes still allowed to be
     /// read and dropped before the close ([`DRAIN_LIMIT_BYTES`]).
     pub(super) draining: Option<usize>,
-    /// The end of the drain is armed (within [`DRAIN_MS`]).
-    pub(super) drain_armed: bool,
+    /// The loop's timer of the drain's end (within [`DRAIN_MS`]), once
+    /// draining.
+    pub(super) drain_timer: Option<TimerKey>,
+    /// The loop's idle TIMEOUT check of this connection, while any
+    /// TIMEOUT applies.
+    pub(super) idle_timer: Option<TimerKey>,
+    /// The loop's timer of this connection's queued checkout giving up.
+    pub(super) wait_timer: Option<TimerKey>,
     /// A STATUS is being built off the loop (`status_thread.rs`): no
     /// further line is answered until its reply is in `wbuf`.
     pub(super) status_pending: bool,
@@ -89,7 +96,9 @@ impl Conn {
             session,
             closing: false,
             draining: None,
-            drain_armed: false,
+            drain_timer: None,
+            idle_timer: None,
+            wait_timer: None,
             status_pending: false,
             gate,
             gated: false,

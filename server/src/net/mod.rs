@@ -17,9 +17,14 @@
 //! pipelines without reading, processing pauses at [`WRITE_HIGH_WATER`]
 //! bytes of unsent replies and resumes on WRITABLE (`conn.rs`).
 //!
-//! Timers: each loop sleeps at most until its next deadline (linger expiry
-//! on the core's wheel, idle checks, queue waits, an accept retry) and
-//! does what is due when it wakes; there is no periodic sweep.
+//! Timers: each loop has one timer service (`timers.rs`, on the core's
+//! wheel: linger expiry, idle checks, drain ends, queue waits, an accept
+//! retry), sleeps at most until its next deadline and does what is due
+//! when it wakes, in deadline order; there is no periodic sweep.
+//!
+//! REREAD: each loop checks the pause flag once per wake, before it
+//! touches the engine, and parks while another loop rereads; it then
+//! adopts the published generation (`reread.rs`).
 
 mod accept;
 mod conn;
@@ -32,18 +37,17 @@ use std::time::Duration;
 
 use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
-use tally_core::engine::{Engine, InstanceId, Lingers, Release};
+use tally_core::engine::InstanceId;
 
 use crate::auth::FailureLog;
 use crate::cmd::{self, Ctx, Effects};
 use crate::debuglog::{Action, Event, LogHandle};
 use crate::journal::LoopJournal;
-use crate::options::ServerOptions;
 use crate::protocol::{self, Command};
-use crate::queue::{Seat, WaitDeadlines};
+use crate::queue::Seat;
 use crate::shared::Shared;
 use crate::status_thread;
-use crate::timeout::IdleTimers;
+use crate::timers::{Fired, LoopTimers, Timer};
 
 use accept::AcceptStall;
 pub use conn::WRITE_HIGH_WATER;
@@ -79,39 +83,20 @@ pub(crate) fn run_loop(
     poll: Poll,
     listener: TcpListener,
     shared: Arc<Shared>,
-    engine: Arc<Engine>,
-    opts: Arc<ServerOptions>,
     start: LoopStart,
 ) {
-    Loop::new(index, poll, listener, shared, engine, opts, start).run()
+    // However the loop ends (shutdown, a panic), no pause waits for it.
+    let _leave = LeaveOnDrop(shared.clone(), index);
+    Loop::new(index, poll, listener, shared, start).run()
 }
 
-/// A loop's timers, each kept as it is for now behind these methods: linger
-/// expiry on the core's wheel, idle checks (`timeout.rs`) and queue-wait
-/// deadlines (`queue.rs`).
-#[derive(Debug)]
-struct LoopTimers {
-    lingers: Lingers,
-    idle: IdleTimers,
-    waits: WaitDeadlines,
-}
+/// Leaves the REREAD pause protocol when dropped: a loop that stopped is
+/// never waited for.
+struct LeaveOnDrop(Arc<Shared>, usize);
 
-impl LoopTimers {
-    /// The earliest deadline of any timer.
-    fn next_due(&self) -> Option<u64> {
-        [
-            self.lingers.next_deadline(),
-            self.idle.next_due(),
-            self.waits.next_due(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    /// A new wheel from `now` (a reread: the old ids mean nothing now).
-    fn reset_lingers(&mut self, now: u64) {
-        self.lingers = Lingers::new(now);
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        self.0.pause.leave(self.1);
     }
 }
 
@@ -139,9 +124,10 @@ impl Worker {
         self.ctx.shared.now()
     }
 
-    /// A reread published an engine this loop has not adopted yet.
+    /// A reread published a generation this loop has not adopted yet (one
+    /// load).
     fn reread_pending(&self) -> bool {
-        self.ctx.engine_gen != self.ctx.shared.engine_gen.load(Ordering::Relaxed)
+        self.ctx.gen.version() != self.ctx.shared.generation.version()
     }
 
     /// Answers one request line of `conn`, then carries out its effects.
@@ -177,6 +163,15 @@ impl Worker {
             self.log.reopen();
             self.log.flush();
         }
+        if !self.fx.waits.is_empty() {
+            // One wait per queued checkout: this connection's.
+            for (deadline, seq, _) in self.fx.waits.drain(..) {
+                let timer = Timer::queue_wait(conn.session.key, seq);
+                if let Some(old) = conn.wait_timer.replace(self.timers.arm(timer, deadline)) {
+                    self.timers.cancel(old);
+                }
+            }
+        }
         if std::mem::take(&mut self.fx.reread) {
             reread::run(self, &mut conn.wbuf, now);
         }
@@ -204,21 +199,18 @@ impl Worker {
         }
     }
 
-    /// Carries out the effects that concern no connection: timers to arm,
-    /// log events, the queue's wake-up.
+    /// Carries out the effects that concern no connection: linger timers
+    /// to arm, log events, the queue's wake-up. (Queue waits are a
+    /// connection's: `carry_out`.)
     fn carry_common(&mut self) {
         // Most requests leave one or two log events and nothing else: the
         // empty lists are not even drained.
         if !self.fx.lingers.is_empty() {
             for (id, at) in self.fx.lingers.drain(..) {
-                self.timers.lingers.arm(id, at);
+                self.timers.arm_linger(id, at);
             }
         }
-        if !self.fx.waits.is_empty() {
-            for (deadline, seq, feature) in self.fx.waits.drain(..) {
-                self.timers.waits.arm(deadline, seq, feature);
-            }
-        }
+        debug_assert!(self.fx.waits.is_empty(), "a wait outside a connection");
         if !self.fx.log.is_empty() {
             for event in self.fx.log.drain(..) {
                 match event {
@@ -252,8 +244,8 @@ struct Loop {
     status_done: crossbeam_channel::Receiver<status_thread::Done>,
     /// Connections with more to write than one slice (`write_more`).
     writers: Vec<usize>,
-    /// Releases of one expiry round (a buffer kept across rounds).
-    expired: Vec<Release>,
+    /// What came due in one timer round (a buffer kept across rounds).
+    fired: Vec<Fired>,
 }
 
 impl Loop {
@@ -262,13 +254,13 @@ impl Loop {
         poll: Poll,
         listener: TcpListener,
         shared: Arc<Shared>,
-        engine: Arc<Engine>,
-        opts: Arc<ServerOptions>,
         start: LoopStart,
     ) -> Loop {
-        let mut lingers = Lingers::with_capacity(shared.now(), start.arm.len());
+        let gen = shared.generation.reader();
+        let (engine, opts) = (gen.get().engine.clone(), gen.get().opts.clone());
+        let mut timers = LoopTimers::with_capacity(shared.now(), start.arm.len());
         for (id, at) in start.arm {
-            lingers.arm(id, at);
+            timers.arm_linger(id, at);
         }
         Loop {
             poll,
@@ -279,7 +271,7 @@ impl Loop {
                 log: shared.log.clone(),
                 ctx: Ctx {
                     index,
-                    engine_gen: shared.engine_gen.load(Ordering::SeqCst),
+                    gen,
                     shared,
                     engine,
                     opts,
@@ -287,11 +279,7 @@ impl Loop {
                     admin_failures: FailureLog::default(),
                 },
                 fx: Effects::default(),
-                timers: LoopTimers {
-                    lingers,
-                    idle: IdleTimers::default(),
-                    waits: WaitDeadlines::default(),
-                },
+                timers,
                 read_buf: vec![0; READ_CHUNK],
                 status_jobs: start.status_jobs,
                 ready: Vec::new(),
@@ -301,7 +289,7 @@ impl Loop {
             accept_stalled: None,
             status_done: start.status_done,
             writers: Vec::new(),
-            expired: Vec::new(),
+            fired: Vec::new(),
         }
     }
 
@@ -309,13 +297,7 @@ impl Loop {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = self.w.now();
-            let next = [
-                self.w.timers.next_due(),
-                self.accept_stalled.map(|s| s.retry_at),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let next = self.w.timers.next_deadline();
             let wait = if self.writers.is_empty() {
                 next.map_or(MAX_POLL_WAIT, |d| {
                     Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
@@ -331,15 +313,11 @@ impl Loop {
                 }
             }
             if self.w.ctx.shared.shutdown.load(Ordering::SeqCst) {
-                // Replies waiting for the journal go out before closing.
-                if let Some(j) = self.w.ctx.journal.as_mut() {
-                    j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
-                }
-                self.close_all();
-                return;
+                return self.shut_down();
             }
-            if self.w.ctx.shared.pause.load(Ordering::SeqCst) {
-                self.wait_out_reread();
+            // Before anything touches the engine: one load.
+            if self.w.ctx.shared.pause.is_requested() && !self.wait_out_reread() {
+                return self.shut_down(); // asked to while parked
             }
             for event in events.iter() {
                 match event.token() {
@@ -357,12 +335,6 @@ impl Loop {
                         },
                     ),
                 }
-            }
-            if self
-                .accept_stalled
-                .is_some_and(|s| s.retry_at <= self.w.now())
-            {
-                self.accept();
             }
             self.deliver_status();
             for key in std::mem::take(&mut self.writers) {
@@ -388,27 +360,52 @@ impl Loop {
         }
     }
 
-    /// The timers' work of one turn at `now`: linger expiry, idle
-    /// TIMEOUTs, queue waits (the ones run out are denied; the heads are
-    /// tried again).
+    /// The timers' work of one turn at `now`, in deadline order: linger
+    /// expiry, idle TIMEOUTs, drain ends, queue waits run out, an accept
+    /// retry; then the queue heads on this loop are tried again.
     fn timers_step(&mut self, now: u64) {
-        self.expire(now);
-        self.check_idle(now);
+        // Collected first (the wheel is borrowed while it fires), into a
+        // buffer kept across rounds: no allocation in the steady state.
+        let mut fired = std::mem::take(&mut self.fired);
+        let w = &mut self.w;
+        w.timers.drain_due(&w.ctx.engine, now, |_, f| fired.push(f));
+        for f in fired.drain(..) {
+            match f {
+                Fired::Released(r) => {
+                    let w = &mut self.w;
+                    w.ctx.released(&r, Action::In, now, &mut w.fx);
+                    w.carry_common();
+                }
+                Fired::Timer(Timer::Idle { key, serial }) => {
+                    self.check_idle(key as usize, serial, now)
+                }
+                Fired::Timer(Timer::DrainEnd { key, serial }) => {
+                    if self.conn_of(key as usize, serial).is_some() {
+                        // Drained for DRAIN_MS: enough.
+                        let conn = self.conns.remove(key as usize);
+                        self.close(conn);
+                    }
+                }
+                Fired::Timer(Timer::QueueWait { key, seq }) => {
+                    self.wait_ran_out(key as usize, seq, now)
+                }
+                Fired::Timer(Timer::AcceptRetry) => {
+                    if let Some(stall) = self.accept_stalled.as_mut() {
+                        stall.retry = None;
+                    }
+                    self.accept();
+                }
+            }
+        }
+        self.fired = fired;
         self.serve_queue(now);
     }
 
-    /// Checks in the instances whose linger ran out.
-    fn expire(&mut self, now: u64) {
-        // Collected first (the wheel is borrowed while it fires), into a
-        // buffer kept across rounds: no allocation in the steady state.
-        let mut due = std::mem::take(&mut self.expired);
-        let w = &mut self.w;
-        w.timers.lingers.expire(&w.ctx.engine, now, |r| due.push(r));
-        for r in due.drain(..) {
-            w.ctx.released(&r, Action::In, now, &mut w.fx);
-        }
-        self.expired = due;
-        w.carry_common();
+    /// Connection `key` if it is still the one with serial `serial`.
+    fn conn_of(&mut self, key: usize, serial: u64) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(key)
+            .filter(|c| c.session.serial == serial)
     }
 
     /// Hands STATUS replies built off the loop to their connections, which
@@ -434,14 +431,24 @@ impl Loop {
         }
     }
 
-    /// Serves the queue heads that sit on this loop, and denies this loop's
-    /// waiters whose wait ran out (see `queue.rs`).
-    fn serve_queue(&mut self, now: u64) {
-        while let Some((seq, feature)) = self.w.timers.waits.pop_due(now) {
-            if let Some(w) = self.w.ctx.shared.queues.remove(&feature, seq) {
-                self.answer_waiter(&w.seat, &w.line, now, true);
-            }
+    /// The queued checkout `seq` of connection `key` waited its time: out
+    /// of the queue, tried once more and denied if the pool is still full.
+    fn wait_ran_out(&mut self, key: usize, seq: u64, now: u64) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return; // closed since (its timers are cancelled then)
+        };
+        conn.wait_timer = None;
+        let Some((feature, _)) = conn.session.waiting.as_ref().filter(|(_, s)| *s == seq) else {
+            return; // answered already
+        };
+        if let Some(w) = self.w.ctx.shared.queues.remove(feature, seq) {
+            self.answer_waiter(&w.seat, &w.line, now, true);
         }
+    }
+
+    /// Serves the queue heads that sit on this loop, and what the waiters
+    /// answered meanwhile sent (see `queue.rs`).
+    fn serve_queue(&mut self, now: u64) {
         self.serve_ready();
         loop {
             let mut progress = false;
@@ -493,6 +500,9 @@ impl Loop {
         };
         if answered {
             conn.session.waiting = None;
+            if let Some(t) = conn.wait_timer.take() {
+                self.w.timers.cancel(t);
+            }
             self.w.ready.push(seat.conn);
         }
         answered
@@ -509,29 +519,26 @@ impl Loop {
         }
     }
 
-    /// Checks in the licenses of connections idle past their features'
-    /// TIMEOUT (`cmd/idle.rs`), and ends drains that ran their time.
-    fn check_idle(&mut self, now: u64) {
-        while let Some((key, serial)) = self.w.timers.idle.pop_due(now) {
-            let Some(conn) = self
-                .conns
-                .get_mut(key)
-                .filter(|c| c.session.serial == serial)
-            else {
-                continue; // closed since
-            };
-            if conn.draining.is_some() {
-                // Drained for DRAIN_MS: enough.
-                let conn = self.conns.remove(key);
-                self.close(conn);
-                continue;
-            }
-            let w = &mut self.w;
-            if let Some(due) = cmd::idle::check(&mut w.ctx, &mut conn.session, now, &mut w.fx) {
-                w.timers.idle.arm(due, key, serial);
-            }
-            w.carry_common();
+    /// The idle check of connection `key` (`cmd/idle.rs`): checks in its
+    /// licenses of features whose TIMEOUT its idle time reached, and arms
+    /// the next check.
+    fn check_idle(&mut self, key: usize, serial: u64, now: u64) {
+        let Some(conn) = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.session.serial == serial)
+        else {
+            return; // closed since
+        };
+        conn.idle_timer = None;
+        if conn.draining.is_some() {
+            return; // the end of its drain closes it
         }
+        let w = &mut self.w;
+        if let Some(due) = cmd::idle::check(&mut w.ctx, &mut conn.session, now, &mut w.fx) {
+            conn.idle_timer = Some(w.timers.arm(Timer::idle(key, serial), due));
+        }
+        w.carry_common();
     }
 
     /// The journal made some batch durable: serve the connections whose
@@ -555,10 +562,11 @@ impl Loop {
             return;
         };
         let mut keep = conn.serve(&mut self.w, reads);
-        if self.w.ctx.engine_gen != self.w.ctx.shared.engine_gen.load(Ordering::SeqCst) {
+        if self.w.reread_pending() {
             // This loop just did a REREAD: move every connection's ids
-            // across, then finish what this connection had pipelined.
-            self.adopt_engine();
+            // and its linger timers across, then finish what this
+            // connection had pipelined.
+            self.adopt_generation();
             if keep {
                 if let Some(conn) = self.conns.get_mut(key) {
                     keep = conn.serve(&mut self.w, Reads::UntilWouldBlock);
@@ -569,11 +577,11 @@ impl Loop {
             let conn = self.conns.remove(key);
             self.close(conn);
         } else if let Some(conn) = self.conns.get_mut(key) {
-            if conn.draining.is_some() && !conn.drain_armed {
+            if conn.draining.is_some() && conn.drain_timer.is_none() {
                 // Just started draining: end it within DRAIN_MS.
-                conn.drain_armed = true;
                 let at = self.w.now() + DRAIN_MS;
-                self.w.timers.idle.arm(at, key, conn.session.serial);
+                let timer = Timer::drain_end(key, conn.session.serial);
+                conn.drain_timer = Some(self.w.timers.arm(timer, at));
             }
             if conn.gate.is_waiting() && !conn.gated {
                 conn.gated = true;
@@ -587,6 +595,12 @@ impl Loop {
     }
 
     fn close(&mut self, mut conn: Conn) {
+        for t in [conn.idle_timer, conn.drain_timer, conn.wait_timer]
+            .into_iter()
+            .flatten()
+        {
+            self.w.timers.cancel(t);
+        }
         let now = self.w.now();
         self.w.ctx.closed(&mut conn.session, now, &mut self.w.fx);
         self.w.carry_common();
@@ -596,6 +610,15 @@ impl Loop {
             .shared
             .connections
             .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Stops the loop: replies waiting for the journal go out, then every
+    /// connection is closed (no engine is touched).
+    fn shut_down(mut self) {
+        if let Some(j) = self.w.ctx.journal.as_mut() {
+            j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
+        }
+        self.close_all();
     }
 
     fn close_all(&mut self) {

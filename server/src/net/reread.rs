@@ -1,33 +1,48 @@
 //! REREAD's loop glue: the pause of every loop around `cmd::reread`'s
-//! migration, the publication of the new engine, and each loop's adoption
-//! of it (its connections' ids mapped across).
+//! migration, and each loop's adoption of the generation it publishes.
 //!
-//! The rereading loop takes `Shared::rereading` (a second REREAD meanwhile
-//! is refused), prepares the new engine, raises `pause` and waits at a
-//! barrier of every loop; the others park there (`wait_out_reread`). It
-//! then moves the instances, publishes engine, options and id map, and
-//! releases the barrier. Each loop drops its old wheel and maps its
-//! connections' ids before answering anything more.
+//! The rereading loop prepares the new engine (`cmd::reread::prepare`;
+//! nothing changes if that fails), then asks every other loop to pause
+//! ([`Pause::request`](tally_core::sync::Pause::request): a second REREAD
+//! meanwhile is refused) and waits at most [`PAUSE_BUDGET_MS`] for them to
+//! park. If one does not, the REREAD fails (`ERR REREAD_FAILED loop N did
+//! not pause within 5000 ms`) and nothing changes. Otherwise it moves the
+//! instances, publishes the new [`Generation`] (engine, options, id map,
+//! facts) and lets the loops go on.
+//!
+//! Every loop, the rereading one included, then adopts the generation
+//! itself ([`Loop::adopt_generation`]) before it answers anything more: it
+//! maps its own connections' held ids and its own linger timers with the
+//! generation's id map, so no id of the old engine reaches the new one and
+//! nobody re-arms timers on another loop's behalf.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tally_core::engine::InstanceId;
+use tally_core::sync::{Parked, PauseError};
 
 use super::{Loop, Worker};
 use crate::cmd::{self, Held};
 use crate::protocol::Reply;
-use crate::shared::{lock, vendors_of};
+use crate::shared::{vendors_of, Facts, Generation};
+use crate::timers::Timer;
+
+/// How long a REREAD waits for every other loop to park, in ms. A loop
+/// parks at its next wake, which the rereader brings about at once, so
+/// only a loop stuck in one long turn (or dead) takes this long; the
+/// REREAD then fails rather than hang the server.
+pub(crate) const PAUSE_BUDGET_MS: u64 = 5_000;
+
+/// Longest a parked loop waits before it looks at the shutdown flag.
+const PARK_WAIT: Duration = Duration::from_millis(100);
 
 /// Runs a REREAD asked for on `w`'s loop; its reply goes into `out`.
 pub(super) fn run(w: &mut Worker, out: &mut BytesMut, now: u64) {
     let shared = w.ctx.shared.clone();
-    let Ok(_only_one) = shared.rereading.try_lock() else {
-        let _ = Reply::RereadBusy.write_to(out);
-        return;
-    };
     let p = match cmd::reread::prepare(&w.ctx, now) {
         Ok(p) => p,
         Err(e) => {
@@ -35,57 +50,77 @@ pub(super) fn run(w: &mut Worker, out: &mut BytesMut, now: u64) {
             return;
         }
     };
-    let barrier = Arc::new(Barrier::new(shared.workers));
-    *lock(&shared.pause_barrier) = Some(barrier.clone());
-    shared.pause.store(true, Ordering::SeqCst);
+    let request = match shared.pause.request(Some(w.ctx.index)) {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = Reply::RereadBusy.write_to(out);
+            return;
+        }
+    };
     shared.wake_all();
-    barrier.wait(); // every other loop is parked
-
-    // Ids of the old engine must never reach the new one: a new wheel,
-    // armed for every instance moved across.
-    w.timers.reset_lingers(now);
+    let paused = match request.wait_acks(&*shared.clock, PAUSE_BUDGET_MS) {
+        Ok(paused) => paused,
+        Err(e @ PauseError::NotPaused { .. }) => {
+            let _ = Reply::RereadFailed(&e.to_string()).write_to(out);
+            return;
+        }
+        Err(PauseError::Busy) => unreachable!("only a request is busy"),
+    };
+    // Every other loop is parked; this one is on the latest generation (a
+    // loop that runs has adopted every generation published so far).
+    debug_assert_eq!(w.ctx.gen.version(), shared.generation.version());
     let (remap, removed) = cmd::reread::migrate(&mut w.ctx, &p, now, &mut w.fx);
     let kept = remap.len();
-    *lock(&shared.remap) = Arc::new(remap);
-    *lock(&shared.engine) = p.engine.clone();
-    *lock(&shared.server_options) = p.opts.clone();
-    {
-        let mut facts = lock(&shared.facts);
-        facts.license_file = p.licenses.source.clone();
-        facts.vendors = vendors_of(&p.licenses);
-    }
+    let facts = Facts {
+        license_file: p.licenses.source.clone(),
+        vendors: vendors_of(&p.licenses),
+        ..w.ctx.gen.get().facts.clone()
+    };
+    shared.generation.publish(Arc::new(Generation {
+        engine: p.engine.clone(),
+        opts: p.opts.clone(),
+        remap,
+        facts,
+    }));
     w.log.switch_engine(p.engine.clone());
-    w.ctx.engine = p.engine.clone();
-    w.ctx.opts = p.opts.clone();
-    shared.engine_gen.fetch_add(1, Ordering::SeqCst);
-    shared.pause.store(false, Ordering::SeqCst);
+    // The others go on and adopt it; this loop does when it is back in
+    // `Loop::on_conn_event`, before it answers anything more.
+    paused.release();
     cmd::reread::report(&p, kept, removed, now, out, &mut w.fx);
-    // The wheel's timers and the log lines, before the others go on.
-    w.carry_common();
-    // Let the others go on. `engine_gen` stays behind the shared one until
-    // this loop has mapped its connections' ids (see `Loop::on_conn_event`).
-    barrier.wait();
 }
 
 impl Loop {
-    /// Another loop is rereading: park at its barrier, then adopt the new
-    /// engine. Our timers point at old ids; the rereader re-armed every
-    /// lingering instance in its own wheel, so ours are dropped.
-    pub(super) fn wait_out_reread(&mut self) {
-        let barrier = lock(&self.w.ctx.shared.pause_barrier).clone();
-        if let Some(b) = barrier {
-            b.wait(); // the rereader now moves the instances
-            b.wait(); // done
-            let now = self.w.now();
-            self.w.timers.reset_lingers(now);
-            self.adopt_engine();
+    /// Another loop asked for a pause: park until it is over, then adopt
+    /// what it published. False if the server is shutting down meanwhile:
+    /// then the loop stops waiting and must touch no engine again.
+    pub(super) fn wait_out_reread(&mut self) -> bool {
+        let shared = self.w.ctx.shared.clone();
+        loop {
+            match shared.pause.park(self.w.ctx.index, PARK_WAIT) {
+                Parked::NotRequested => return true,
+                Parked::Resumed => break,
+                Parked::StillPaused if shared.shutdown.load(Ordering::SeqCst) => return false,
+                Parked::StillPaused => {}
+            }
         }
+        self.adopt_generation();
+        true
     }
 
-    /// Switches to the shared engine and maps every connection's held ids.
-    pub(super) fn adopt_engine(&mut self) {
+    /// Takes the latest generation, if a new one was published: every
+    /// connection's held ids and every linger timer of this loop are moved
+    /// to the new engine's ids (those the new engine refused are dropped),
+    /// and the idle checks are armed afresh for the new options.
+    pub(super) fn adopt_generation(&mut self) {
         let shared = self.w.ctx.shared.clone();
-        let remap = lock(&shared.remap).clone();
+        let before = self.w.ctx.gen.version();
+        if !self.w.ctx.gen.refresh(&shared.generation) {
+            return;
+        }
+        // One generation at a time (`Pause::park`): the map is from ours.
+        debug_assert_eq!(self.w.ctx.gen.version(), before + 1);
+        let gen = self.w.ctx.gen.get().clone();
+        let remap = &gen.remap;
         for (_, c) in self.conns.iter_mut() {
             let held = &mut c.session.held;
             let mut moved: HashMap<InstanceId, Held> = HashMap::with_capacity(held.len());
@@ -101,18 +136,26 @@ impl Loop {
             }
             *held = moved;
         }
-        self.w.ctx.engine = shared.current_engine();
-        self.w.ctx.opts = lock(&shared.server_options).clone();
-        self.w.ctx.engine_gen = shared.engine_gen.load(Ordering::SeqCst);
+        self.w
+            .timers
+            .remap_lingers(|old| remap.get(&old).map(|&(new, _)| new));
+        self.w.ctx.engine = gen.engine.clone();
+        self.w.ctx.opts = gen.opts.clone();
         self.arm_idle_all(self.w.now());
     }
 
-    /// Arms an idle check for every connection (a reread turned TIMEOUTs on).
+    /// Arms an idle check for every connection from the new options (a
+    /// reread may have turned TIMEOUTs on, off or shorter).
     fn arm_idle_all(&mut self, now: u64) {
-        if let Some(shortest) = self.w.ctx.opts.shortest_timeout_ms() {
-            for (key, c) in self.conns.iter() {
+        let shortest = self.w.ctx.opts.shortest_timeout_ms();
+        for (key, c) in self.conns.iter_mut() {
+            if let Some(old) = c.idle_timer.take() {
+                self.w.timers.cancel(old);
+            }
+            if let Some(shortest) = shortest {
                 let due = now.max(c.session.last_seen) + shortest;
-                self.w.timers.idle.arm(due, key, c.session.serial);
+                let timer = Timer::idle(key, c.session.serial);
+                c.idle_timer = Some(self.w.timers.arm(timer, due));
             }
         }
     }

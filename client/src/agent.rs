@@ -1,0 +1,779 @@
+//! [`Agent`]: seed 002's license lifecycle for a program, on an explicit
+//! clock.
+//!
+//! 1. **Start**: the startup license ([`AgentConfig::startup_feature`],
+//!    `CITRIX` by default: checked out and at once checked in), then the
+//!    product license with its linger ([`AgentConfig::product`]).
+//! 2. **Renewal**: every [`AgentConfig::renew_every`] (default linger / 84:
+//!    every 6 hours for a linger of 21 days) the same checkout again, same
+//!    handle and linger; the server moves the deadline to now + linger.
+//! 3. **Return** on [`Agent::shutdown`]: the checkout again with linger
+//!    1 s; the server checks the license in a second later.
+//!
+//! The agent never reads a clock and never sleeps: the program calls
+//! [`Agent::tick`] with the time, and the [`Tick`] says what was done
+//! ([`Event`]s) and when the agent next needs to run. Tests drive it on a
+//! manual clock; a program sleeps until [`Tick::next`] (or polls).
+//!
+//! **Failures.** When a renewal fails (no server answers, or the server
+//! denies it), the license is kept: it stays valid until the deadline the
+//! server last granted ([`Agent::holds`]), and the renewal is retried with
+//! backoff: [`AgentConfig::retry_first_ms`] (1 minute), doubling at each
+//! failure, at most [`AgentConfig::retry_max_ms`] (1 hour; both capped at
+//! the renewal interval).
+//! **If the deadline passes** with no renewal granted, the server has
+//! checked the license in: the agent reports [`Event::Expired`], holds
+//! nothing any more, and goes on trying to check the license out again
+//! (same request, same backoff) until one succeeds ([`Event::CheckedOut`]).
+//! A failed start (startup license or first checkout) is retried the same
+//! way; a startup license that has been taken is not taken again.
+//!
+//! A product checkout without linger is held by the connection: it has no
+//! deadline and is never renewed.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tally_client::agent::{Agent, AgentConfig};
+//! use tally_client::{Checkout, Client};
+//! use tally_core::clock::{Clock, SystemClock};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let product = Checkout::new("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8")
+//!     .linger(Duration::from_secs(21 * 24 * 3600));
+//! let mut agent = Agent::new(Client::from_env()?, AgentConfig::new(product));
+//! # let stop_requested = || true;
+//! loop {
+//!     let now = SystemClock.now_ms();
+//!     let tick = agent.tick(now);
+//!     for event in &tick.events {
+//!         println!("{event}");
+//!     }
+//!     if stop_requested() {
+//!         break;
+//!     }
+//!     let wait = tick.next.map_or(60_000, |next| next.saturating_sub(now).min(60_000));
+//!     std::thread::sleep(Duration::from_millis(wait));
+//! }
+//! for event in agent.shutdown(SystemClock.now_ms()).events {
+//!     println!("{event}");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use tally_core::clock::Millis;
+
+use crate::client::{Checkout, Client, ClientError, Grant, STARTUP_FEATURE};
+
+/// What an [`Agent`] needs from a license server: [`Client`] is the real
+/// one; tests give a fake.
+pub trait Licensing {
+    /// The startup license: check out and at once check in.
+    fn startup_license(
+        &mut self,
+        feature: &str,
+        user: &str,
+        host: &str,
+        handle: &str,
+    ) -> Result<Grant, ClientError>;
+
+    /// Check `req` out (also: renew it).
+    fn checkout(&mut self, req: &Checkout) -> Result<Grant, ClientError>;
+
+    /// Return `req`'s license: check it out again with linger 1 s.
+    fn return_license(&mut self, req: &Checkout) -> Result<Grant, ClientError>;
+}
+
+impl Licensing for Client {
+    fn startup_license(
+        &mut self,
+        feature: &str,
+        user: &str,
+        host: &str,
+        handle: &str,
+    ) -> Result<Grant, ClientError> {
+        Client::startup_license(self, feature, user, host, handle)
+    }
+
+    fn checkout(&mut self, req: &Checkout) -> Result<Grant, ClientError> {
+        Client::checkout(self, req)
+    }
+
+    fn return_license(&mut self, req: &Checkout) -> Result<Grant, ClientError> {
+        Client::return_license(self, req)
+    }
+}
+
+/// Default first retry delay after a failure, ms (1 minute).
+pub const DEFAULT_RETRY_FIRST_MS: Millis = 60_000;
+
+/// Default longest retry delay, ms (1 hour).
+pub const DEFAULT_RETRY_MAX_MS: Millis = 3_600_000;
+
+/// Renewals per linger by default: seed 002 renews a 21-day linger every
+/// 6 hours, 84 times per linger.
+pub const RENEWALS_PER_LINGER: u64 = 84;
+
+/// What an [`Agent`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The product license, with its linger.
+    pub product: Checkout,
+    /// The startup license's feature (by the product's user, host and
+    /// handle), `CITRIX` by default; `None`: no startup license.
+    pub startup_feature: Option<String>,
+    /// Renewal interval, ms; `None`: linger / [`RENEWALS_PER_LINGER`]
+    /// ([`AgentConfig::renew_every`]).
+    pub renew_every_ms: Option<Millis>,
+    /// First retry delay after a failure, ms.
+    pub retry_first_ms: Millis,
+    /// Longest retry delay, ms.
+    pub retry_max_ms: Millis,
+}
+
+impl AgentConfig {
+    /// Seed 002's agent for `product`: the `CITRIX` startup license,
+    /// renewal every linger / 84, retries from 1 minute doubling up to 1
+    /// hour.
+    pub fn new(product: Checkout) -> AgentConfig {
+        AgentConfig {
+            product,
+            startup_feature: Some(STARTUP_FEATURE.to_string()),
+            renew_every_ms: None,
+            retry_first_ms: DEFAULT_RETRY_FIRST_MS,
+            retry_max_ms: DEFAULT_RETRY_MAX_MS,
+        }
+    }
+
+    /// The renewal interval, ms: as set, else linger / 84 (at least 1 ms);
+    /// `None` for a checkout without linger (never renewed).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tally_client::{agent::AgentConfig, Checkout};
+    ///
+    /// let product = Checkout::new("MPM_ADV_RC", "u", "h", "x")
+    ///     .linger(Duration::from_secs(21 * 24 * 3600));
+    /// assert_eq!(AgentConfig::new(product).renew_every(), Some(6 * 3600 * 1000));
+    /// ```
+    pub fn renew_every(&self) -> Option<Millis> {
+        if self.product.linger_ms == 0 {
+            return None;
+        }
+        Some(
+            self.renew_every_ms
+                .unwrap_or(self.product.linger_ms / RENEWALS_PER_LINGER)
+                .max(1),
+        )
+    }
+
+    /// The delay before retry number `attempt` (1 for the first):
+    /// `retry_first` doubled `attempt - 1` times, at most `retry_max`;
+    /// both capped at the renewal interval.
+    pub fn retry_delay(&self, attempt: u32) -> Millis {
+        let cap = self.renew_every().unwrap_or(Millis::MAX);
+        let max = self.retry_max_ms.min(cap).max(1);
+        let first = self.retry_first_ms.min(max).max(1);
+        let shift = attempt.saturating_sub(1).min(63);
+        first.saturating_mul(1u64 << shift).min(max)
+    }
+}
+
+/// One thing an agent did, at the time `at` of the tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The startup license was checked out and in.
+    Startup {
+        /// When.
+        at: Millis,
+        /// Its feature.
+        feature: String,
+    },
+    /// The startup license failed; the start is retried at `retry_at`.
+    StartupFailed {
+        /// When.
+        at: Millis,
+        /// Why.
+        error: ClientError,
+        /// When the agent tries again.
+        retry_at: Millis,
+    },
+    /// The product license was checked out.
+    CheckedOut {
+        /// When.
+        at: Millis,
+        /// The server's deadline (Unix ms; 0: held by the connection).
+        deadline_ms: Millis,
+    },
+    /// The product checkout failed (nothing is held); retried at
+    /// `retry_at`.
+    CheckoutFailed {
+        /// When.
+        at: Millis,
+        /// Why.
+        error: ClientError,
+        /// When the agent tries again.
+        retry_at: Millis,
+    },
+    /// The license was renewed.
+    Renewed {
+        /// When.
+        at: Millis,
+        /// The new deadline.
+        deadline_ms: Millis,
+    },
+    /// A renewal failed; the license is still held until `deadline_ms`,
+    /// the renewal is retried at `retry_at`.
+    RenewFailed {
+        /// When.
+        at: Millis,
+        /// Why.
+        error: ClientError,
+        /// When the agent tries again.
+        retry_at: Millis,
+        /// Until when the license is still held.
+        deadline_ms: Millis,
+    },
+    /// The deadline passed with no renewal: the server has checked the
+    /// license in. The agent tries to check it out again.
+    Expired {
+        /// When the agent noticed.
+        at: Millis,
+        /// The deadline that passed.
+        deadline_ms: Millis,
+    },
+    /// Returned on shutdown (checked out with linger 1 s): the server
+    /// checks it in at `deadline_ms`.
+    Returned {
+        /// When.
+        at: Millis,
+        /// The 1-second deadline.
+        deadline_ms: Millis,
+    },
+    /// The return failed: the license stays out until its deadline
+    /// (`deadline_ms`; 0: until the connection closes, which is now).
+    ReturnFailed {
+        /// When.
+        at: Millis,
+        /// Why.
+        error: ClientError,
+        /// The deadline it lapses at.
+        deadline_ms: Millis,
+    },
+}
+
+impl fmt::Display for Event {
+    /// One line: the action in capitals, then its details (times in Unix
+    /// ms).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Startup { feature, .. } => write!(f, "STARTUP {feature} checked out and in"),
+            Event::StartupFailed {
+                error, retry_at, ..
+            } => write!(f, "STARTUP_FAILED {error}; retry at {retry_at}"),
+            Event::CheckedOut { deadline_ms, .. } => {
+                write!(f, "CHECKED_OUT deadline {deadline_ms}")
+            }
+            Event::CheckoutFailed {
+                error, retry_at, ..
+            } => write!(f, "CHECKOUT_FAILED {error}; retry at {retry_at}"),
+            Event::Renewed { deadline_ms, .. } => write!(f, "RENEWED deadline {deadline_ms}"),
+            Event::RenewFailed {
+                error,
+                retry_at,
+                deadline_ms,
+                ..
+            } => write!(
+                f,
+                "RENEW_FAILED {error}; still held until {deadline_ms}; retry at {retry_at}"
+            ),
+            Event::Expired { deadline_ms, .. } => {
+                write!(f, "EXPIRED deadline {deadline_ms} passed unrenewed")
+            }
+            Event::Returned { deadline_ms, .. } => {
+                write!(f, "RETURNED checked in by the server at {deadline_ms}")
+            }
+            Event::ReturnFailed {
+                error, deadline_ms, ..
+            } => write!(f, "RETURN_FAILED {error}; lapses at {deadline_ms}"),
+        }
+    }
+}
+
+/// What one [`Agent::tick`] (or [`Agent::shutdown`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tick {
+    /// What was done, in order (empty when nothing was due).
+    pub events: Vec<Event>,
+    /// When the agent next needs a tick (Unix ms); `None`: never (stopped,
+    /// or a license without linger that needs no renewal).
+    pub next: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not started, or the start failed: startup license then checkout,
+    /// due at `at`.
+    Start { attempt: u32, at: Millis },
+    /// Held until `deadline` (0: by the connection); renewal due at `renew_at`.
+    Held {
+        deadline: Millis,
+        renew_at: Option<Millis>,
+    },
+    /// Renewal failed `attempt` times; still held until `deadline`.
+    Retrying {
+        deadline: Millis,
+        attempt: u32,
+        at: Millis,
+    },
+    /// Nothing held (the first checkout failed, or the license expired);
+    /// checkout due at `at`.
+    Acquiring { attempt: u32, at: Millis },
+    /// Shut down.
+    Stopped,
+}
+
+/// Seed 002's agent ([module docs](self)).
+#[derive(Debug)]
+pub struct Agent<L: Licensing = Client> {
+    lic: L,
+    config: AgentConfig,
+    state: State,
+}
+
+impl<L: Licensing> Agent<L> {
+    /// An agent that starts at its first [`Agent::tick`].
+    pub fn new(lic: L, config: AgentConfig) -> Agent<L> {
+        Agent {
+            lic,
+            config,
+            state: State::Start { attempt: 0, at: 0 },
+        }
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// The license service (the [`Client`]).
+    pub fn licensing(&mut self) -> &mut L {
+        &mut self.lic
+    }
+
+    /// True if the product license is held at `now`: granted and its
+    /// deadline not passed (even if renewals are failing).
+    pub fn holds(&self, now: Millis) -> bool {
+        match self.state {
+            State::Held { deadline, .. } => deadline == 0 || now < deadline,
+            State::Retrying { deadline, .. } => now < deadline,
+            _ => false,
+        }
+    }
+
+    /// The deadline of the license held, if any (0: held by the
+    /// connection).
+    pub fn deadline(&self) -> Option<Millis> {
+        match self.state {
+            State::Held { deadline, .. } | State::Retrying { deadline, .. } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// When the agent next needs a tick ([`Tick::next`]).
+    pub fn next_due(&self) -> Option<Millis> {
+        match self.state {
+            State::Start { at, .. } | State::Acquiring { at, .. } => Some(at),
+            State::Held { renew_at, .. } => renew_at,
+            State::Retrying { deadline, at, .. } => Some(at.min(deadline)),
+            State::Stopped => None,
+        }
+    }
+
+    /// Does what is due at `now` (nothing if nothing is; a clock moved
+    /// backwards only delays what is due).
+    pub fn tick(&mut self, now: Millis) -> Tick {
+        let mut events = Vec::new();
+        match self.state {
+            State::Start { attempt, at } if now >= at => {
+                if let Some(feature) = self.config.startup_feature.clone() {
+                    let p = &self.config.product;
+                    match self
+                        .lic
+                        .startup_license(&feature, &p.user, &p.host, &p.handle)
+                    {
+                        Ok(_) => events.push(Event::Startup { at: now, feature }),
+                        Err(error) => {
+                            let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
+                            events.push(Event::StartupFailed {
+                                at: now,
+                                error,
+                                retry_at,
+                            });
+                            self.state = State::Start {
+                                attempt: attempt + 1,
+                                at: retry_at,
+                            };
+                            return self.done(events);
+                        }
+                    }
+                }
+                self.acquire(now, 0, &mut events);
+            }
+            State::Acquiring { attempt, at } if now >= at => {
+                self.acquire(now, attempt, &mut events)
+            }
+            State::Held {
+                deadline,
+                renew_at: Some(r),
+            } if now >= r => self.renew(now, deadline, 0, &mut events),
+            State::Retrying { deadline, .. } if now >= deadline => {
+                events.push(Event::Expired {
+                    at: now,
+                    deadline_ms: deadline,
+                });
+                self.acquire(now, 0, &mut events);
+            }
+            State::Retrying {
+                deadline,
+                attempt,
+                at,
+            } if now >= at => self.renew(now, deadline, attempt, &mut events),
+            _ => {}
+        }
+        self.done(events)
+    }
+
+    /// Returns the license (checkout with linger 1 s) if one is held at
+    /// `now`, and stops: later ticks do nothing.
+    pub fn shutdown(&mut self, now: Millis) -> Tick {
+        let mut events = Vec::new();
+        if self.holds(now) {
+            let deadline = self.deadline().unwrap_or(0);
+            match self.lic.return_license(&self.config.product) {
+                Ok(g) => events.push(Event::Returned {
+                    at: now,
+                    deadline_ms: g.deadline_ms,
+                }),
+                Err(error) => events.push(Event::ReturnFailed {
+                    at: now,
+                    error,
+                    deadline_ms: deadline,
+                }),
+            }
+        }
+        self.state = State::Stopped;
+        self.done(events)
+    }
+
+    fn done(&self, events: Vec<Event>) -> Tick {
+        Tick {
+            events,
+            next: self.next_due(),
+        }
+    }
+
+    /// The product checkout (nothing held): held, or retried.
+    fn acquire(&mut self, now: Millis, attempt: u32, events: &mut Vec<Event>) {
+        match self.lic.checkout(&self.config.product) {
+            Ok(g) => {
+                events.push(Event::CheckedOut {
+                    at: now,
+                    deadline_ms: g.deadline_ms,
+                });
+                self.hold(now, g.deadline_ms);
+            }
+            Err(error) => {
+                let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
+                events.push(Event::CheckoutFailed {
+                    at: now,
+                    error,
+                    retry_at,
+                });
+                self.state = State::Acquiring {
+                    attempt: attempt + 1,
+                    at: retry_at,
+                };
+            }
+        }
+    }
+
+    /// A renewal of a license held until `deadline` after `attempt`
+    /// failed ones.
+    fn renew(&mut self, now: Millis, deadline: Millis, attempt: u32, events: &mut Vec<Event>) {
+        match self.lic.checkout(&self.config.product) {
+            Ok(g) => {
+                events.push(Event::Renewed {
+                    at: now,
+                    deadline_ms: g.deadline_ms,
+                });
+                self.hold(now, g.deadline_ms);
+            }
+            Err(error) => {
+                let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
+                events.push(Event::RenewFailed {
+                    at: now,
+                    error,
+                    retry_at,
+                    deadline_ms: deadline,
+                });
+                self.state = State::Retrying {
+                    deadline,
+                    attempt: attempt + 1,
+                    at: retry_at,
+                };
+            }
+        }
+    }
+
+    fn hold(&mut self, now: Millis, deadline: Millis) {
+        self.state = State::Held {
+            deadline,
+            renew_at: self.config.renew_every().map(|e| now.saturating_add(e)),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addr::ServerAddr;
+    use std::time::Duration;
+    use tally_core::clock::{Clock, ManualClock};
+
+    const HOUR: Millis = 3_600_000;
+    const DAY: Millis = 24 * HOUR;
+    const T0: Millis = 1_700_000_000_000;
+
+    /// A server on a manual clock: grants deadline = now + linger, or
+    /// fails while `down`. Records every call with its time.
+    struct Fake<'a> {
+        clock: &'a ManualClock,
+        down: bool,
+        calls: Vec<(Millis, String)>,
+    }
+
+    impl Fake<'_> {
+        fn answer(
+            &mut self,
+            what: String,
+            feature: &str,
+            handle: &str,
+            linger: Millis,
+        ) -> Result<Grant, ClientError> {
+            let now = self.clock.now_ms();
+            self.calls.push((now, what));
+            if self.down {
+                return Err(ClientError::NoServer {
+                    tried: vec!["27000@lic1: cannot connect: refused".into()],
+                });
+            }
+            Ok(Grant {
+                feature: feature.into(),
+                handle: handle.into(),
+                deadline_ms: if linger == 0 { 0 } else { now + linger },
+                server: ServerAddr::default_local(),
+            })
+        }
+    }
+
+    impl Licensing for Fake<'_> {
+        fn startup_license(
+            &mut self,
+            f: &str,
+            _: &str,
+            _: &str,
+            h: &str,
+        ) -> Result<Grant, ClientError> {
+            self.answer(format!("startup {f}"), f, h, 0)
+        }
+        fn checkout(&mut self, r: &Checkout) -> Result<Grant, ClientError> {
+            self.answer(
+                format!("checkout linger={}", r.linger_ms),
+                &r.feature,
+                &r.handle,
+                r.linger_ms,
+            )
+        }
+        fn return_license(&mut self, r: &Checkout) -> Result<Grant, ClientError> {
+            self.answer("return linger=1000".into(), &r.feature, &r.handle, 1000)
+        }
+    }
+
+    fn agent(clock: &ManualClock) -> Agent<Fake<'_>> {
+        let product = Checkout::new("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8")
+            .linger(Duration::from_millis(21 * DAY));
+        let fake = Fake {
+            clock,
+            down: false,
+            calls: Vec::new(),
+        };
+        Agent::new(fake, AgentConfig::new(product))
+    }
+
+    /// Ticks at the time the agent asked for.
+    fn step(a: &mut Agent<Fake<'_>>, clock: &ManualClock, next: Millis) -> Tick {
+        clock.set(next);
+        a.tick(next)
+    }
+
+    #[test]
+    fn start_renews_every_linger_over_84_and_returns() {
+        let clock = ManualClock::new(T0);
+        let mut a = agent(&clock);
+        let t = a.tick(T0);
+        assert_eq!(
+            t.events,
+            [
+                Event::Startup {
+                    at: T0,
+                    feature: "CITRIX".into()
+                },
+                Event::CheckedOut {
+                    at: T0,
+                    deadline_ms: T0 + 21 * DAY
+                }
+            ]
+        );
+        assert_eq!(t.next, Some(T0 + 6 * HOUR));
+        // Nothing before it is due.
+        assert!(a.tick(T0 + 6 * HOUR - 1).events.is_empty());
+        let mut next = t.next.unwrap_or(0);
+        for k in 1..=10 {
+            assert_eq!(next, T0 + k * 6 * HOUR);
+            let t = step(&mut a, &clock, next);
+            assert_eq!(
+                t.events,
+                [Event::Renewed {
+                    at: next,
+                    deadline_ms: next + 21 * DAY
+                }]
+            );
+            next = t.next.unwrap_or(0);
+        }
+        clock.set(next);
+        let t = a.shutdown(next);
+        assert_eq!(
+            t.events,
+            [Event::Returned {
+                at: next,
+                deadline_ms: next + 1000
+            }]
+        );
+        assert_eq!(t.next, None);
+        assert!(a.tick(next + DAY).events.is_empty());
+        let calls: Vec<&str> = a.lic.calls.iter().map(|(_, c)| c.as_str()).collect();
+        let linger = format!("checkout linger={}", 21 * DAY);
+        let mut want = vec!["startup CITRIX"];
+        want.extend(std::iter::repeat(linger.as_str()).take(11));
+        want.push("return linger=1000");
+        assert_eq!(calls, want);
+    }
+
+    #[test]
+    fn a_failing_renewal_backs_off_and_keeps_the_license_until_the_deadline() {
+        let clock = ManualClock::new(T0);
+        let mut a = agent(&clock);
+        a.tick(T0);
+        a.lic.down = true;
+        let first = T0 + 6 * HOUR;
+        let t = step(&mut a, &clock, first);
+        assert!(
+            matches!(t.events[..], [Event::RenewFailed { retry_at, deadline_ms, .. }]
+                if retry_at == first + 60_000 && deadline_ms == T0 + 21 * DAY),
+            "{:?}",
+            t.events
+        );
+        // 1, 2, 4, ... minutes, then every hour.
+        let mut at = first;
+        let mut delays = Vec::new();
+        let mut next = t.next.unwrap_or(0);
+        while next < T0 + 21 * DAY {
+            delays.push(next - at);
+            at = next;
+            let t = step(&mut a, &clock, next);
+            assert!(a.holds(next), "held until the deadline");
+            assert!(matches!(t.events[..], [Event::RenewFailed { .. }]));
+            next = t.next.unwrap_or(0);
+        }
+        let minute = 60_000;
+        assert_eq!(
+            delays[..8],
+            [1, 2, 4, 8, 16, 32, 60, 60].map(|m| m * minute)
+        );
+        // The last retry is cut short by the deadline, where it expires.
+        assert_eq!(next, T0 + 21 * DAY);
+        assert!(!a.holds(next));
+        let t = step(&mut a, &clock, next);
+        assert!(
+            matches!(t.events[..], [Event::Expired { deadline_ms, .. }, Event::CheckoutFailed { retry_at, .. }]
+                if deadline_ms == next && retry_at == next + minute),
+            "{:?}",
+            t.events
+        );
+        // The server is back: checked out again, renewals resume.
+        a.lic.down = false;
+        let back = next + minute;
+        let t = step(&mut a, &clock, back);
+        assert_eq!(
+            t.events,
+            [Event::CheckedOut {
+                at: back,
+                deadline_ms: back + 21 * DAY
+            }]
+        );
+        assert_eq!(t.next, Some(back + 6 * HOUR));
+    }
+
+    #[test]
+    fn a_renewal_that_succeeds_on_retry_resets_the_schedule() {
+        let clock = ManualClock::new(T0);
+        let mut a = agent(&clock);
+        a.tick(T0);
+        a.lic.down = true;
+        step(&mut a, &clock, T0 + 6 * HOUR);
+        a.lic.down = false;
+        let retry = T0 + 6 * HOUR + 60_000;
+        let t = step(&mut a, &clock, retry);
+        assert!(matches!(t.events[..], [Event::Renewed { .. }]));
+        assert_eq!(t.next, Some(retry + 6 * HOUR));
+    }
+
+    #[test]
+    fn a_failed_start_retries_and_nothing_is_returned() {
+        let clock = ManualClock::new(T0);
+        let mut a = agent(&clock);
+        a.lic.down = true;
+        let t = a.tick(T0);
+        assert!(
+            matches!(t.events[..], [Event::StartupFailed { retry_at, .. }] if retry_at == T0 + 60_000)
+        );
+        let t = step(&mut a, &clock, T0 + 60_000);
+        assert!(
+            matches!(t.events[..], [Event::StartupFailed { retry_at, .. }] if retry_at == T0 + 180_000)
+        );
+        assert!(a.shutdown(T0 + 90_000).events.is_empty());
+        assert_eq!(a.lic.calls.len(), 2);
+    }
+
+    #[test]
+    fn configurable_schedule_and_no_startup() {
+        let clock = ManualClock::new(T0);
+        let mut a = agent(&clock);
+        a.config.startup_feature = None;
+        a.config.renew_every_ms = Some(HOUR);
+        let t = a.tick(T0);
+        assert!(matches!(t.events[..], [Event::CheckedOut { .. }]));
+        assert_eq!(t.next, Some(T0 + HOUR));
+        let c = AgentConfig::new(Checkout::new("F", "u", "h", "x"));
+        assert_eq!((c.renew_every(), c.retry_delay(1)), (None, 60_000));
+        let short =
+            AgentConfig::new(Checkout::new("F", "u", "h", "x").linger(Duration::from_secs(84)));
+        assert_eq!(
+            (short.renew_every(), short.retry_delay(5)),
+            (Some(1000), 1000)
+        );
+    }
+}

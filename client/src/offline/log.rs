@@ -1,0 +1,259 @@
+//! The side file: an append-only log of what happened offline, next to
+//! the cache file (`<cache>.admissions`).
+//!
+//! One record per line: `<CRC-32C of the JSON, 8 lower-case hex digits>
+//! <JSON>` and a LF. Each record is appended with one `write` and, with
+//! [`Durability::Fsync`], an `fdatasync` before the call returns, so an
+//! admission that was answered survives a crash or a power loss. On
+//! reading, a bad or unfinished *last* line is a torn append (the crash
+//! came before its fsync returned): it is dropped, and [`SideFile::open`]
+//! cuts it off the file before appending. A bad line before the last is
+//! damage: the file is refused, naming the line.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tally_core::clock::Millis;
+
+use super::OfflineError;
+
+/// Whether appends are fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `fdatasync` after every record (the default; what survives a power
+    /// loss).
+    #[default]
+    Fsync,
+    /// No fsync: records reach the OS, not the disk. For benches and tests
+    /// only.
+    NoSync,
+}
+
+/// One session admitted offline: what RECONCILE will report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Admission {
+    /// Unique per client (`<client tag>-<sequence>`): RECONCILE's
+    /// idempotency key.
+    pub id: String,
+    /// Feature.
+    pub feature: String,
+    /// Version asked, if any.
+    pub version: Option<String>,
+    /// User.
+    pub user: String,
+    /// Host.
+    pub host: String,
+    /// The client's handle.
+    pub handle: String,
+    /// When it was admitted, Unix ms (the highest time seen then).
+    pub start_ms: Millis,
+    /// Licenses.
+    pub count: u32,
+    /// The version of the pool it was counted against.
+    pub pool_version: String,
+    /// The expiry (`permanent` or `YYYY-MM-DD`) of that pool.
+    pub pool_expiry: String,
+}
+
+/// A line of the side file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+pub enum Record {
+    /// First line: the client tag admission ids start with.
+    Client {
+        /// Random, fixed when the file is created.
+        tag: String,
+    },
+    /// A successful contact with the server at `at_ms`.
+    Contact {
+        /// Unix ms.
+        at_ms: Millis,
+    },
+    /// The clock read `at_ms` (kept so that a clock moved backwards,
+    /// even across a reboot, never extends grace).
+    Seen {
+        /// Unix ms.
+        at_ms: Millis,
+    },
+    /// A session admitted offline.
+    Admit(Admission),
+    /// A session admitted offline ended at `at_ms`.
+    Release {
+        /// Its admission id.
+        id: String,
+        /// Unix ms.
+        at_ms: Millis,
+    },
+    /// The server recorded the admission (RECONCILE answered).
+    Reconciled {
+        /// Its admission id.
+        id: String,
+    },
+}
+
+impl Record {
+    /// The record's line, LF included.
+    pub fn line(&self) -> String {
+        // An enum of strings and numbers always serializes.
+        let json = serde_json::to_string(self).unwrap_or_default();
+        format!("{:08x} {json}\n", crc32c::crc32c(json.as_bytes()))
+    }
+
+    /// Parses one line (without its LF).
+    fn parse(line: &[u8]) -> Result<Record, String> {
+        let text = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
+        let (crc, json) = text
+            .split_once(' ')
+            .ok_or_else(|| "not `<crc> <json>`".to_string())?;
+        let stored = (crc.len() == 8)
+            .then(|| u32::from_str_radix(crc, 16).ok())
+            .flatten()
+            .ok_or_else(|| format!("bad CRC {crc:?}"))?;
+        let actual = crc32c::crc32c(json.as_bytes());
+        if stored != actual {
+            return Err(format!(
+                "CRC mismatch: {stored:08x} written, {actual:08x} read"
+            ));
+        }
+        serde_json::from_str(json).map_err(|e| format!("not a record: {e}"))
+    }
+}
+
+/// What a side file holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Contents {
+    /// The good records, in order.
+    pub records: Vec<Record>,
+    /// Bytes they take (where the next append goes).
+    pub good_len: u64,
+    /// A torn last line was dropped (1-based line number).
+    pub torn_line: Option<usize>,
+}
+
+/// Reads the side file at `path`; a missing file is empty.
+pub fn read(path: &Path) -> Result<Contents, OfflineError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Contents::default()),
+        Err(source) => return Err(io_error(path, source)),
+    };
+    parse(&bytes, path)
+}
+
+/// [`read`] of bytes; `path` names the file in errors.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Contents, OfflineError> {
+    let mut out = Contents::default();
+    let mut rest = bytes;
+    let mut n = 0;
+    while !rest.is_empty() {
+        n += 1;
+        let (line, complete, after) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], true, &rest[i + 1..]),
+            None => (rest, false, &rest[rest.len()..]),
+        };
+        let is_last = after.is_empty();
+        let parsed = if complete {
+            Record::parse(line)
+        } else {
+            Err("no line feed".to_string())
+        };
+        match parsed {
+            Ok(r) => {
+                if out.records.is_empty() && !matches!(r, Record::Client { .. }) {
+                    return Err(corrupt(path, n, "the first record is not the client tag"));
+                }
+                out.records.push(r);
+                out.good_len += line.len() as u64 + 1;
+            }
+            Err(_) if is_last => {
+                out.torn_line = Some(n);
+                break;
+            }
+            Err(what) => return Err(corrupt(path, n, &what)),
+        }
+        rest = after;
+    }
+    Ok(out)
+}
+
+/// The side file open for appending.
+#[derive(Debug)]
+pub struct SideFile {
+    path: PathBuf,
+    file: File,
+    durability: Durability,
+}
+
+impl SideFile {
+    /// Opens (creating it with a first `Client` record from `new_tag` when
+    /// missing or empty) the side file at `path`, cuts a torn last line
+    /// off, and returns it with its records.
+    pub fn open(
+        path: &Path,
+        durability: Durability,
+        new_tag: impl FnOnce() -> String,
+    ) -> Result<(SideFile, Vec<Record>), OfflineError> {
+        let contents = read(path)?;
+        let existed = path.exists();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        let mut side = SideFile {
+            path: path.to_path_buf(),
+            file,
+            durability,
+        };
+        if contents.torn_line.is_some() {
+            side.file
+                .set_len(contents.good_len)
+                .and_then(|()| side.file.sync_all())
+                .map_err(|e| io_error(path, e))?;
+        }
+        let mut records = contents.records;
+        if records.is_empty() {
+            let first = Record::Client { tag: new_tag() };
+            side.append(&first)?;
+            records.push(first);
+        }
+        if !existed {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            crate::cache::sync_dir(dir).map_err(|e| io_error(path, e))?;
+        }
+        Ok((side, records))
+    }
+
+    /// Appends `record` (one write, then fsync under
+    /// [`Durability::Fsync`]).
+    pub fn append(&mut self, record: &Record) -> Result<(), OfflineError> {
+        let line = record.line();
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|()| match self.durability {
+                Durability::Fsync => self.file.sync_data(),
+                Durability::NoSync => Ok(()),
+            })
+            .map_err(|e| io_error(&self.path, e))
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> OfflineError {
+    OfflineError::Io {
+        file: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(path: &Path, line: usize, what: &str) -> OfflineError {
+    OfflineError::Corrupt {
+        file: path.to_path_buf(),
+        line,
+        what: what.to_string(),
+    }
+}
