@@ -82,7 +82,7 @@ pub(crate) fn answer(
             linger_s,
         } => {
             let mut req = Request::new(&who.feature, &who.user, &who.host, &who.handle);
-            req.display = &who.display;
+            req.names.display = &who.display;
             req.count = count.unwrap_or(1);
             req.linger_ms = linger_s.saturating_mul(1000);
             match engine.checkout(&req, now) {

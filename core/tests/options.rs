@@ -1,7 +1,7 @@
 //! Options-file rules applied by the engine: precedence, MAX, RESERVE,
 //! qualifiers, MAX_OVERDRAFT, and the exact give-back of every credit.
 
-use tally_core::engine::{Engine, EngineConfig, Reason, Request, Restore};
+use tally_core::engine::{Engine, EngineConfig, Names, Reason, Request, Restore};
 use tally_core::license::parse_str;
 use tally_core::options;
 
@@ -285,11 +285,13 @@ fn restored_instances_are_charged_and_released() {
     let e = engine(F1_10, "MAX 1 f1 USER bob\n");
     let id = e
         .restore(&Restore {
-            feature: "f1",
-            user: "bob",
-            host: "h",
-            display: "",
-            handle: "a",
+            names: Names {
+                feature: "f1",
+                user: "bob",
+                host: "h",
+                display: "",
+                handle: "a",
+            },
             count: 1,
             version: 0,
             since_ms: NOW,
@@ -335,7 +337,7 @@ fn versions_are_served_across_increment_lines() {
         1,
         "only 3.0 serves 2.0"
     );
-    r.handle = "b";
+    r.names.handle = "b";
     assert_eq!(
         e.checkout(&r, NOW).unwrap_err().reason,
         Reason::AllInUse,
@@ -344,7 +346,7 @@ fn versions_are_served_across_increment_lines() {
     r.version = Some(1_000_000_000);
     assert_eq!(e.checkout(&r, NOW).unwrap().pool.0, 0);
     r.version = Some(4_000_000_000);
-    r.handle = "c";
+    r.names.handle = "c";
     assert_eq!(
         e.checkout(&r, NOW).unwrap_err().reason,
         Reason::VersionTooHigh

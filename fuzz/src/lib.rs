@@ -122,11 +122,11 @@ fn check_fields(cmd: &Command<'_>) {
     };
     match cmd {
         Command::Checkout(c) => {
-            field("feature", c.feature, false);
-            field("user", c.user, false);
-            field("host", c.host, false);
-            field("handle", c.handle, false);
-            field("display", c.display, true);
+            field("feature", c.names.feature, false);
+            field("user", c.names.user, false);
+            field("host", c.names.host, false);
+            field("handle", c.names.handle, false);
+            field("display", c.names.display, true);
             assert!((1..=MAX_COUNT_PER_CHECKOUT).contains(&c.count), "{cmd:?}");
             assert!(c.linger_ms <= MAX_LINGER_MS, "{cmd:?}");
         }
@@ -182,10 +182,10 @@ pub fn format_request(cmd: &Command<'_>) -> String {
         Command::Checkout(c) => {
             let mut s = format!(
                 "CHECKOUT {} {} {} {} count={} linger={} wait={}",
-                c.feature,
-                c.user,
-                c.host,
-                c.handle,
+                c.names.feature,
+                c.names.user,
+                c.names.host,
+                c.names.handle,
                 c.count,
                 seconds(c.linger_ms),
                 seconds(c.wait_ms)
@@ -193,8 +193,8 @@ pub fn format_request(cmd: &Command<'_>) -> String {
             if let Some(v) = c.version {
                 let _ = write!(s, " version={}.{:09}", v / 1_000_000_000, v % 1_000_000_000);
             }
-            if !c.display.is_empty() {
-                let _ = write!(s, " display={}", c.display);
+            if !c.names.display.is_empty() {
+                let _ = write!(s, " display={}", c.names.display);
             }
             s
         }

@@ -29,4 +29,3 @@ pub mod source;
 pub mod status;
 mod status_thread;
 mod timers;
-mod uses;

@@ -126,15 +126,12 @@ impl ServerOptions {
         s
     }
 
-    /// The LINGER default of the feature called `name` in `engine`, ms.
-    pub fn default_linger_ms(&self, engine: &Engine, name: &str) -> u64 {
+    /// The LINGER default of feature `id`, ms (0: none).
+    pub fn default_linger_ms(&self, id: FeatureId) -> u64 {
         if !self.any_linger {
             return 0;
         }
-        engine
-            .feature_id(name)
-            .and_then(|id| self.linger_ms.get(id.0 as usize).copied())
-            .unwrap_or(0)
+        self.linger_ms.get(id.0 as usize).copied().unwrap_or(0)
     }
 
     /// The idle timeout of feature `id`, ms; `None` if it has none.
@@ -188,8 +185,9 @@ mod tests {
         let o = options::parse_str("o", "LINGER f 30\nTIMEOUT f 60\nTIMEOUTALL 1000\n");
         let e = Engine::new(&lic, EngineConfig::default());
         let s = ServerOptions::new(&e, Some(&o), 900);
-        assert_eq!(s.default_linger_ms(&e, "f"), 30_000);
-        assert_eq!(s.default_linger_ms(&e, "g"), 0);
+        let id = |name| e.feature_id(name).unwrap();
+        assert_eq!(s.default_linger_ms(id("f")), 30_000);
+        assert_eq!(s.default_linger_ms(id("g")), 0);
         let f = e.feature_id("f").unwrap();
         let g = e.feature_id("g").unwrap();
         assert_eq!(s.timeout_ms(f), Some(900_000), "raised to the minimum");

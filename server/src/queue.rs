@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+use tally_core::engine::Names;
 
 /// How long a feature's head waiter may keep others from overtaking it, in
 /// ms (see the module docs).
@@ -77,16 +78,10 @@ pub(crate) struct Waiter {
 /// A queued request as shown in STATUS (`queue`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedStatus {
-    /// Feature.
-    pub feature: String,
-    /// User.
-    pub user: String,
-    /// Host.
-    pub host: String,
-    /// Display.
-    pub display: String,
-    /// Client handle.
-    pub handle: String,
+    /// Feature, user, host, display, client handle (flattened: STATUS
+    /// shows them as fields of the entry).
+    #[serde(flatten)]
+    pub names: Names<String>,
     /// Licenses asked for.
     pub count: u32,
     /// When it was queued, Unix ms.
@@ -145,7 +140,7 @@ impl Queues {
     pub(crate) fn push(&self, seat: Seat, line: &[u8], entry: QueuedStatus) -> u64 {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let mut map = self.lock();
-        let q = map.entry(entry.feature.clone()).or_default();
+        let q = map.entry(entry.names.feature.clone()).or_default();
         if q.waiters.is_empty() {
             q.since = entry.since_ms;
         }
@@ -221,11 +216,7 @@ mod tests {
 
     fn entry(f: &str, h: &str) -> QueuedStatus {
         QueuedStatus {
-            feature: f.into(),
-            user: "u".into(),
-            host: "h".into(),
-            display: String::new(),
-            handle: h.into(),
+            names: Names::new(f, "u", "h", h).to_owned(),
             count: 1,
             since_ms: 0,
             deadline_ms: 10,
@@ -255,7 +246,7 @@ mod tests {
         assert!(q.remove("F", a).is_some());
         assert!(q.remove("F", a).is_none(), "removed once");
         assert_eq!(q.to_try_on(1, 0).len(), 2);
-        let shown: Vec<String> = q.snapshot().into_iter().map(|e| e.handle).collect();
+        let shown: Vec<String> = q.snapshot().into_iter().map(|e| e.names.handle).collect();
         assert_eq!(shown, ["b", "c"]);
         q.remove("F", b);
         assert!(!q.blocks("F", 0));

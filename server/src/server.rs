@@ -36,7 +36,6 @@ use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 use crate::shared::{vendors_of, Facts, Generation, Shared};
 use crate::status_thread::StatusThread;
-use crate::uses::Uses;
 
 pub use crate::net::WRITE_HIGH_WATER;
 
@@ -213,7 +212,6 @@ impl Server {
             seed,
             policy: config.policy.clone(),
             queues: Queues::default(),
-            uses: Uses::default(),
             clock,
         });
         log_startup(&handle, &config, local_addr, &engine, now);

@@ -1,9 +1,9 @@
 //! What every event loop of one server shares.
 //!
 //! Read-mostly: on the request path a loop touches only its own copy of
-//! the current [`Generation`] (the engine, lock-free on the checkout path),
-//! the queue's emptiness (one relaxed load) and, for DUP_GROUP features,
-//! the uses (`uses.rs`). A REREAD publishes a new generation
+//! the current [`Generation`] (the engine: on the checkout path no lock
+//! but, for a DUP_GROUP feature, the lock of the instance's bucket, where
+//! its use counts live) and the queue's emptiness (one relaxed load). A REREAD publishes a new generation
 //! ([`Shared::generation`]) while every loop is parked by
 //! [`Shared::pause`]; each loop checks both once per wake (one load each)
 //! and `net/reread.rs` runs the rest.
@@ -22,7 +22,6 @@ use crate::cmd::reread::Remap;
 use crate::debuglog::LogHandle;
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
-use crate::uses::Uses;
 
 /// Everything the loops read that a REREAD changes, as one value: a loop
 /// never sees the engine of one generation with the options of another.
@@ -58,8 +57,6 @@ pub(crate) struct Shared {
     pub(crate) policy: PolicyConfig,
     /// Queued checkouts (`queue.rs`).
     pub(crate) queues: Queues,
-    /// Uses of shared (DUP_GROUP) instances, across connections.
-    pub(crate) uses: Uses,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
 }

@@ -186,7 +186,7 @@ impl Status {
     pub fn page(&mut self, feature: Option<&str>, from: usize, limit: Option<usize>) {
         if let Some(name) = feature {
             self.features.retain(|f| f.name == name);
-            self.queue.retain(|q| q.feature == name);
+            self.queue.retain(|q| q.names.feature == name);
         }
         let total = self.features.len();
         let from = from.min(total);
@@ -205,7 +205,7 @@ impl Status {
             h.ticket = 0;
         }
         for q in &mut self.queue {
-            q.handle.clear();
+            q.names.handle.clear();
         }
         self.handles_hidden = true;
     }

@@ -77,7 +77,13 @@ fn the_table_grows_with_what_is_held_and_keeps_its_high_water_mark() {
     assert_eq!((p.in_use as usize, p.holders.len()), (HELD, HELD));
     // Every instance is found by key and by id, renewed, then checked in.
     for (h, id) in handles.iter().zip(&ids) {
-        assert_eq!(e.find("F", "user", "host", "", h), Some(*id));
+        assert_eq!(
+            e.find(
+                e.feature_id("F").unwrap(),
+                &Names::new("F", "user", "host", h)
+            ),
+            Some(*id)
+        );
         let again = e.checkout(&req(h), NOW + 1).unwrap();
         assert_eq!((again.kind, again.id), (GrantKind::Renewed, Some(*id)));
     }
@@ -138,11 +144,13 @@ fn one_handle_racing_across_level_boundaries_takes_one_license() {
 
 fn restored(handle: &str, count: u32) -> Restore<'_> {
     Restore {
-        feature: "F",
-        user: "user",
-        host: "host",
-        display: "",
-        handle,
+        names: Names {
+            feature: "F",
+            user: "user",
+            host: "host",
+            display: "",
+            handle,
+        },
         count,
         version: 0,
         since_ms: NOW,

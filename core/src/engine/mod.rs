@@ -35,6 +35,7 @@ mod denial;
 mod holder;
 mod key;
 mod lingers;
+mod names;
 mod policy;
 mod pool;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
@@ -47,6 +48,7 @@ use rustc_hash::FxHashMap;
 pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
+pub use names::Names;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};
@@ -105,16 +107,9 @@ impl Default for EngineConfig {
 /// A checkout request. Strings are borrowed: building one does not allocate.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
-    /// Feature name.
-    pub feature: &'a str,
-    /// User name.
-    pub user: &'a str,
-    /// Host name.
-    pub host: &'a str,
-    /// Display (terminal) name.
-    pub display: &'a str,
-    /// The client's handle (one instance per handle).
-    pub handle: &'a str,
+    /// The feature and who asks (one instance per handle, unless the
+    /// feature's DUP_GROUP names other fields).
+    pub names: Names<&'a str>,
     /// Lowest version the client accepts (scaled as [`Version::scaled`]);
     /// `None` accepts any.
     pub version: Option<u64>,
@@ -129,11 +124,7 @@ impl<'a> Request<'a> {
     /// A request for one license with no linger and display `""`.
     pub fn new(feature: &'a str, user: &'a str, host: &'a str, handle: &'a str) -> Request<'a> {
         Request {
-            feature,
-            user,
-            host,
-            display: "",
-            handle,
+            names: Names::new(feature, user, host, handle),
             version: None,
             count: 1,
             linger_ms: 0,
@@ -141,19 +132,18 @@ impl<'a> Request<'a> {
     }
 
     fn key_fields(&self) -> KeyFields<'a> {
-        KeyFields {
-            user: self.user,
-            host: self.host,
-            display: self.display,
-            handle: self.handle,
-        }
+        self.names.key_fields()
     }
 
-    fn validate(&self) -> Result<(), Reason> {
-        if self.feature.is_empty() {
+    /// Whether the request is well formed: the first thing a checkout
+    /// checks, before it looks the feature up (so a caller that looked it
+    /// up itself and found nothing denies with this reason, if any, else
+    /// [`Reason::NoSuchFeature`], as [`Engine::checkout`] would).
+    pub fn validate(&self) -> Result<(), Reason> {
+        if self.names.feature.is_empty() {
             return Err(Reason::BadRequest("empty feature name"));
         }
-        if self.handle.is_empty() {
+        if self.names.handle.is_empty() {
             return Err(Reason::BadRequest("empty handle"));
         }
         if self.count == 0 {
@@ -173,16 +163,8 @@ impl<'a> Request<'a> {
 /// license-file reread, or from a journal after a restart).
 #[derive(Debug, Clone, Copy)]
 pub struct Restore<'a> {
-    /// Feature name.
-    pub feature: &'a str,
-    /// User.
-    pub user: &'a str,
-    /// Host.
-    pub host: &'a str,
-    /// Display.
-    pub display: &'a str,
-    /// Client handle.
-    pub handle: &'a str,
+    /// The feature and the holder's names.
+    pub names: Names<&'a str>,
     /// Licenses held.
     pub count: u32,
     /// Version of the pool it was charged to (the new pool must serve it).
@@ -507,12 +489,12 @@ impl Engine {
         &self.features[id.0 as usize].vendor
     }
 
-    /// Whether no pool of `feature` could ever grant `count` licenses at
-    /// once (each counted pool's count plus overdraft is smaller, and no
+    /// Whether no pool of feature `fid` could ever grant `count` licenses
+    /// at once (each counted pool's count plus overdraft is smaller, and no
     /// pool is uncounted): such a request is denied, never queued.
-    pub fn never_grants(&self, feature: &str, count: u32) -> bool {
-        self.by_name.get(feature).is_some_and(|&fid| {
-            self.features[fid as usize].pools.iter().all(|&p| {
+    pub fn never_grants(&self, fid: FeatureId, count: u32) -> bool {
+        self.features.get(fid.0 as usize).is_some_and(|f| {
+            f.pools.iter().all(|&p| {
                 let pool = &self.pools[p as usize];
                 pool.counted && !pool.startup && pool.limit < count
             })
@@ -547,33 +529,41 @@ impl Engine {
         ip: Option<std::net::IpAddr>,
         now: Millis,
     ) -> Result<Grant, Denial> {
-        self.checkout_as(req, ip, now, &NoUses, &mut ())
+        req.validate()?;
+        let fid = *self
+            .by_name
+            .get(req.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
+        self.checkout_as(fid, req, &mut None, ip, now, &NoUses, &mut ())
     }
 
-    /// [`Engine::checkout_from`], counting the use as `counting` says and
-    /// writing what it counted to `counted` (left alone if nothing was):
+    /// [`Engine::checkout_from`] of feature `fid` (the request validated,
+    /// its feature looked up), a new instance keeping the holder text in
+    /// `holder` (built there if it is `None`), counting the use as
+    /// `counting` says and writing what it counted to `counted` (left
+    /// alone if nothing was):
     /// `NoUses` (every checkout but [`Engine::checkout_use`]'s: nothing
     /// counted, `counted` is `()`, the code of a plain checkout) or
     /// `ByPrior` (a grouped feature's use). An out-parameter rather than a
     /// wider return so that the plain checkout returns what it did before
     /// uses were counted.
+    #[allow(clippy::too_many_arguments)]
     fn checkout_as<C: Counting>(
         &self,
+        fid: u32,
         req: &Request<'_>,
+        holder: &mut Option<HolderBuf>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
         counting: &C,
         counted: &mut C::Counted,
     ) -> Result<Grant, Denial> {
-        req.validate()?;
-        let fid = *self.by_name.get(req.feature).ok_or(Reason::NoSuchFeature)?;
         let feature = &self.features[fid as usize];
         // Names interned only when the options file has rules for the feature.
-        let who = self
-            .policy
-            .as_deref()
-            .filter(|p| p.covers(fid))
-            .map(|p| (p, p.who(fid, req.user, req.host, req.display, ip)));
+        let who = self.policy.as_deref().filter(|p| p.covers(fid)).map(|p| {
+            let n = &req.names;
+            (p, p.who(fid, n.user, n.host, n.display, ip))
+        });
         let eligible = self.eligible(feature, req, who.as_ref(), now)?;
 
         // Startup and uncounted pools hold nothing in the table.
@@ -641,9 +631,11 @@ impl Engine {
                     }
                     // Before publish: whoever finds the instance LIVE
                     // and locks its bucket finds its first use.
-                    counting.first(self, (fid, &claim), (req.handle, deadline), counts, counted);
-                    // Built only now: renewals and denials never need it.
-                    let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
+                    let first = (req.names.handle, deadline);
+                    counting.first(self, (fid, &claim), first, counts, counted);
+                    // Built only now (unless the caller has): renewals and
+                    // denials never need it.
+                    let holder = holder.get_or_insert_with(|| req.names.holder());
                     let id = self.table.publish(
                         claim,
                         &Fields {
@@ -652,7 +644,7 @@ impl Engine {
                             since: now,
                             linger: req.linger_ms,
                             deadline,
-                            holder: &holder,
+                            holder,
                         },
                     );
                     return Ok(Grant {
@@ -808,7 +800,7 @@ impl Engine {
         let Some(live) = self.table.read(found.id) else {
             return Ok(()); // released meanwhile: the renewal finds it gone
         };
-        if live.holder.is_user_host(req.user, req.host) {
+        if live.holder.is_user_host(req.names.user, req.names.host) {
             Ok(())
         } else {
             Err(Reason::NotHolder.into())
@@ -864,26 +856,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Finds the live instance a client with these names holds of `feature`
-    /// (under the feature's duplicate grouping).
-    pub fn find(
-        &self,
-        feature: &str,
-        user: &str,
-        host: &str,
-        display: &str,
-        handle: &str,
-    ) -> Option<InstanceId> {
-        let fid = *self.by_name.get(feature)?;
-        self.find_in(
-            fid,
-            KeyFields {
-                user,
-                host,
-                display,
-                handle,
-            },
-        )
+    /// Finds the live instance a client with these names holds of feature
+    /// `fid` (under the feature's duplicate grouping; `names.feature` is
+    /// not read).
+    pub fn find(&self, fid: FeatureId, names: &Names<&str>) -> Option<InstanceId> {
+        self.features.get(fid.0 as usize)?;
+        self.find_in(fid.0, names.key_fields())
     }
 
     fn find_in(&self, fid: u32, fields: KeyFields<'_>) -> Option<InstanceId> {
@@ -962,7 +940,10 @@ impl Engine {
     /// be restored (the feature or a pool of its version is gone, or it is
     /// uncounted / a startup license, which hold nothing).
     pub fn restore(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
-        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let fid = *self
+            .by_name
+            .get(r.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         let p = self.features[fid as usize]
             .pools
             .iter()
@@ -981,12 +962,7 @@ impl Engine {
     fn restore_key(&self, feature: &Feature, r: &Restore<'_>) -> InstanceKey {
         match r.identity {
             Some(i) if i.dup == feature.key.dup() => i.key,
-            _ => feature.key.key(KeyFields {
-                user: r.user,
-                host: r.host,
-                display: r.display,
-                handle: r.handle,
-            }),
+            _ => feature.key.key(r.names.key_fields()),
         }
     }
 
@@ -996,7 +972,10 @@ impl Engine {
     /// none has. For recovery after a restart, where the license file may
     /// have shrunk while the server was down.
     pub fn restore_within_count(&self, r: &Restore<'_>) -> Result<InstanceId, Reason> {
-        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let fid = *self
+            .by_name
+            .get(r.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         let pools = &self.features[fid as usize].pools;
         if !pools.iter().any(|&p| self.restores_into(p, r)) {
             return Err(Reason::VersionTooHigh);
@@ -1031,7 +1010,7 @@ impl Engine {
     ) -> Result<InstanceId, Reason> {
         let key = self.restore_key(&self.features[fid as usize], r);
         let deadline = r.deadline_ms.map_or(NO_DEADLINE, |d| d.min(MAX_DEADLINE));
-        let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
+        let holder = r.names.holder();
         loop {
             if let Lookup::Live(found) = self.table.lookup(key) {
                 return Ok(found.id);
@@ -1046,13 +1025,14 @@ impl Engine {
                         }
                     };
                     if let Some(policy) = self.policy.as_deref() {
-                        let who = policy.who(fid, r.user, r.host, r.display, None);
+                        let n = &r.names;
+                        let who = policy.who(fid, n.user, n.host, n.display, None);
                         policy.record(c.charge(), policy.force(p, &who, r.count));
                     }
                     if let (true, Some(cell)) = (self.shares(fid), c.uses()) {
                         // Not counted (an older instance's entry goes):
                         // see `Engine::restore_uses`.
-                        self.first_use(cell, c.gen(), r.handle, None, false);
+                        self.first_use(cell, c.gen(), r.names.handle, None, false);
                     }
                     return Ok(self.table.publish(
                         c,

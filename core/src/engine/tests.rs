@@ -286,7 +286,7 @@ fn multi_license_checkouts_count_n() {
 fn snapshot_lists_holders_with_names_and_times() {
     let e = engine(vec![line("MPM_ADV_RC", "1.0", Some(5))]);
     let mut r = Request::new("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8");
-    r.display = "console";
+    r.names.display = "console";
     r.linger_ms = 30 * SEC;
     let g = e.checkout(&r, NOW).unwrap();
     let s = e.snapshot(NOW + 1);
@@ -361,11 +361,13 @@ fn threads_racing_one_handle_take_one_license() {
 fn restore_puts_instances_back_even_over_the_limit() {
     let e = engine(vec![line("F", "2.0", Some(1))]);
     let r = |handle| Restore {
-        feature: "F",
-        user: "u",
-        host: "h",
-        display: "d",
-        handle,
+        names: Names {
+            feature: "F",
+            user: "u",
+            host: "h",
+            display: "d",
+            handle,
+        },
         count: 1,
         version: Version::scaled_of("1.0").unwrap(),
         since_ms: NOW - 5,
@@ -400,7 +402,7 @@ fn restore_puts_instances_back_even_over_the_limit() {
     e.checkin("F", "u", "h", "d", "b").unwrap();
     assert!(e.checkout(&req("F", "c"), NOW).is_ok());
     let mut gone = r("x");
-    gone.feature = "G";
+    gone.names.feature = "G";
     assert_eq!(e.restore(&gone), Err(Reason::NoSuchFeature));
 }
 
@@ -425,11 +427,13 @@ fn restore_with_identity_keeps_the_key_of_long_names() {
     let moved = |identity| {
         let new = engine(vec![line("F", "1.0", Some(5)), line("G", "1.0", Some(5))]);
         new.restore(&Restore {
-            feature: "F",
-            user: &h.user,
-            host: &h.host,
-            display: &h.display,
-            handle: &h.handle,
+            names: Names {
+                feature: "F",
+                user: &h.user,
+                host: &h.host,
+                display: &h.display,
+                handle: &h.handle,
+            },
             count: h.count,
             version: Version::scaled_of("1.0").unwrap(),
             since_ms: h.since_ms,

@@ -68,7 +68,7 @@
 
 use super::table::{Claimed, Found, Renew, MAX_DEADLINE, NO_DEADLINE};
 use super::{deadline_out, Denial, Engine, FeatureId, Grant, GrantKind, InstanceId, PoolId};
-use super::{Reason, Release, Request, Restore};
+use super::{HolderBuf, Reason, Release, Request, Restore};
 use crate::clock::Millis;
 use crate::sync::{lock, Mutex};
 
@@ -360,7 +360,7 @@ impl<P: Fn(InstanceId) -> Option<Use>> Counting for ByPrior<P> {
         counted: &mut Option<Counted>,
     ) -> Option<Result<Grant, Denial>> {
         if counts {
-            let what = (req.handle, deadline, req.linger_ms);
+            let what = (req.names.handle, deadline, req.linger_ms);
             return engine.renew_use(fid, found, what, now, &self.0, counted);
         }
         engine.renew(fid, found, deadline, req.linger_ms, now)
@@ -417,8 +417,42 @@ impl Engine {
         now: Millis,
         prior: impl Fn(InstanceId) -> Option<Use>,
     ) -> Result<(Grant, Option<Counted>), Denial> {
+        req.validate()?;
+        let fid = *self
+            .by_name
+            .get(req.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         let mut counted = None;
-        let grant = self.checkout_as(req, ip, now, &ByPrior(prior), &mut counted)?;
+        let grant =
+            self.checkout_as(fid, req, &mut None, ip, now, &ByPrior(prior), &mut counted)?;
+        Ok((grant, counted))
+    }
+
+    /// [`Engine::checkout_use`] of a feature the caller has looked up
+    /// (`feature`, from this engine's [`Engine::feature_id`] of
+    /// `req.names.feature`, which is not read again), so a front end that
+    /// needs the id itself hashes the name once. `holder` is the holder's
+    /// text if the caller has built it ([`Names::holder`](super::Names::holder)),
+    /// which a new instance then keeps; if it is `None` and the checkout
+    /// makes a new instance, the text is built and left there, for the
+    /// caller's log. A `feature` this engine does not have is denied
+    /// [`Reason::NoSuchFeature`] (after [`Request::validate`]).
+    pub fn checkout_use_of(
+        &self,
+        feature: FeatureId,
+        req: &Request<'_>,
+        holder: &mut Option<HolderBuf>,
+        ip: Option<std::net::IpAddr>,
+        now: Millis,
+        prior: impl Fn(InstanceId) -> Option<Use>,
+    ) -> Result<(Grant, Option<Counted>), Denial> {
+        req.validate()?;
+        if feature.0 as usize >= self.features.len() {
+            return Err(Reason::NoSuchFeature.into());
+        }
+        let mut counted = None;
+        let by = ByPrior(prior);
+        let grant = self.checkout_as(feature.0, req, holder, ip, now, &by, &mut counted)?;
         Ok((grant, counted))
     }
 
@@ -593,7 +627,10 @@ impl Engine {
         let Some(from) = uses else {
             return Ok(id);
         };
-        let fid = *self.by_name.get(r.feature).ok_or(Reason::NoSuchFeature)?;
+        let fid = *self
+            .by_name
+            .get(r.names.feature)
+            .ok_or(Reason::NoSuchFeature)?;
         if !self.shares(fid) {
             return Ok(id);
         }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::engine::tests::{engine, line};
-use crate::engine::{table, Expired, Request};
+use crate::engine::{table, Expired, Names, Request};
 use crate::license::DupGroup;
 use crate::sync::Mutex;
 
@@ -243,11 +243,13 @@ fn a_deadline_from_before_the_count_is_a_promise() {
     let e = shared();
     let id = e
         .restore(&Restore {
-            feature: "F",
-            user: "alice",
-            host: "pc1",
-            display: "",
-            handle: "z0",
+            names: Names {
+                feature: "F",
+                user: "alice",
+                host: "pc1",
+                display: "",
+                handle: "z0",
+            },
             count: 1,
             version: 0,
             since_ms: NOW - 50,
@@ -265,9 +267,13 @@ fn a_deadline_from_before_the_count_is_a_promise() {
         kept(Some(NOW + 500), Some(NOW + 500))
     );
     // Uncounted and lingering: a close leaves it; a CHECKIN takes it back.
+    let base = e_restore("c");
     let other = e.restore(&Restore {
-        user: "carl",
-        ..e_restore("c")
+        names: Names {
+            user: "carl",
+            ..base.names
+        },
+        ..base
     });
     let other = other.unwrap();
     assert_eq!(e.end_uses(other, 1, 0, NOW), Ended::Last(None));
@@ -280,11 +286,13 @@ fn a_deadline_from_before_the_count_is_a_promise() {
 
 fn e_restore(handle: &str) -> Restore<'_> {
     Restore {
-        feature: "F",
-        user: "alice",
-        host: "pc1",
-        display: "",
-        handle,
+        names: Names {
+            feature: "F",
+            user: "alice",
+            host: "pc1",
+            display: "",
+            handle,
+        },
         count: 1,
         version: 0,
         since_ms: NOW,
@@ -378,11 +386,13 @@ fn a_reread_carries_uses_across_and_adds_up_merged_ones() {
     let mut ids = Vec::new();
     for h in old.snapshot(NOW).features[0].pools[0].holders.iter() {
         let r = Restore {
-            feature: "F",
-            user: &h.user,
-            host: &h.host,
-            display: &h.display,
-            handle: &h.handle,
+            names: Names {
+                feature: "F",
+                user: &h.user,
+                host: &h.host,
+                display: &h.display,
+                handle: &h.handle,
+            },
             count: h.count,
             version: 0,
             since_ms: h.since_ms,
@@ -409,11 +419,13 @@ fn a_reread_carries_uses_across_and_adds_up_merged_ones() {
     let plain = engine(vec![line("F", "1.0", Some(2))]);
     let h = &old.snapshot(NOW).features[0].pools[0].holders[0];
     let r = Restore {
-        feature: "F",
-        user: &h.user,
-        host: &h.host,
-        display: &h.display,
-        handle: &h.handle,
+        names: Names {
+            feature: "F",
+            user: &h.user,
+            host: &h.host,
+            display: &h.display,
+            handle: &h.handle,
+        },
         count: 1,
         version: 0,
         since_ms: NOW,

@@ -6,13 +6,12 @@
 //! else is `ERR NOT_HOLDER`, and the license stays out.
 
 use bytes::BytesMut;
-use tally_core::engine::CheckinError;
+use tally_core::engine::{CheckinError, Ended, Names};
 
 use super::{auth, uses, Ctx, Effects, Session};
 use crate::debuglog::Action;
 use crate::journal;
 use crate::protocol::Reply;
-use crate::uses::Ended;
 
 /// Answers `CHECKIN feature handle [user= host=]` into `out`.
 #[allow(clippy::too_many_arguments)]
@@ -47,30 +46,31 @@ pub(crate) fn checkin(
         if !more_here {
             s.held.remove(&id);
         }
-        let mut promised = None;
-        let ended = uses::check_in(cx, id, handle, bound, now, fx, |p| promised = Some(p));
-        if let (Some(p), Some(j)) = (promised, cx.journal.as_mut()) {
-            // The latest promise left, for a restart. A renewal record of an
-            // id the journal has only moves its deadline (the journal has it
-            // whenever a promise was made).
-            let batch = j.out(&journal::Instance {
-                id: id.to_bits(),
-                at_ms: now,
-                linger_ms: 0,
-                deadline_ms: p,
-                count: 0,
-                version: 0,
-                renewed: true,
-                feature,
-                user: "",
-                host: "",
-                display: "",
-                handle,
-            });
-            fx.gate(batch);
-        }
-        match ended {
-            Ended::Kept => {
+        match uses::check_in(cx, id, handle, bound, now, fx) {
+            Ended::Kept { promised, .. } => {
+                if let Some(j) = cx.journal.as_mut() {
+                    // The latest promise left, for a restart. A renewal
+                    // record of an id the journal has only moves its
+                    // deadline (the journal has it whenever a promise was
+                    // made).
+                    let batch = j.out(&journal::Instance {
+                        id: id.to_bits(),
+                        at_ms: now,
+                        linger_ms: 0,
+                        deadline_ms: promised,
+                        count: 0,
+                        version: 0,
+                        renewed: true,
+                        names: Names {
+                            feature,
+                            user: "",
+                            host: "",
+                            display: "",
+                            handle,
+                        },
+                    });
+                    fx.gate(batch);
+                }
                 let _ = Reply::CheckedIn { feature, handle }.write_to(out);
             }
             Ended::Last(Some(r)) => {

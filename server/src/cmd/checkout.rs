@@ -1,7 +1,14 @@
 //! CHECKOUT: grant, renew, deny, or queue (`wait=`).
+//!
+//! The request's feature is looked up once ([`FeatureId`]); its names go
+//! on whole ([`Names`]) to the engine, the journal and the queue; the
+//! holder's text ([`HolderBuf`]) is built once, by the engine for a new
+//! instance or here for a log line, and not at all when neither needs it.
 
 use bytes::BytesMut;
-use tally_core::engine::{Denial, Grant, GrantKind, HolderBuf, Reason, Request};
+use tally_core::engine::{
+    Counted, Denial, FeatureId, Grant, GrantKind, HolderBuf, Names, Reason, Request,
+};
 
 use super::{auth, uses, Ctx, Effects, Held, Session};
 use crate::debuglog::{Action, FeatureRef};
@@ -23,51 +30,40 @@ pub(crate) fn checkout(
     out: &mut BytesMut,
     fx: &mut Effects,
 ) -> bool {
+    let names = &c.names;
+    // The one lookup of the feature's name.
+    let fid = cx.engine.feature_id(names.feature);
     // Nobody overtakes the queue for its first HOL_LIMIT_MS, except a
     // renewal (it takes nothing) and a request the engine denies anyway
     // (more than any pool has).
     let behind = from_queue.is_none()
         && !cx.shared.queues.is_empty()
-        && cx.shared.queues.blocks(c.feature, now)
-        && !cx.engine.never_grants(c.feature, c.count)
-        && cx
-            .engine
-            .find(c.feature, c.user, c.host, c.display, c.handle)
-            .is_none();
+        && cx.shared.queues.blocks(names.feature, now)
+        && !fid.is_some_and(|f| cx.engine.never_grants(f, c.count))
+        && fid.and_then(|f| cx.engine.find(f, names)).is_none();
     if behind && c.wait_ms > 0 {
-        enqueue(cx, s, c, line, now, fx);
+        enqueue(cx, s, c, fid, line, now, fx);
         return false;
     }
     // The options file's LINGER is the default for checkouts without one.
-    let linger_ms = match c.linger_ms {
-        0 => cx.opts.default_linger_ms(&cx.engine, c.feature),
-        l => l,
+    let linger_ms = match (c.linger_ms, fid) {
+        (0, Some(f)) => cx.opts.default_linger_ms(f),
+        (l, _) => l,
     };
     let req = Request {
-        feature: c.feature,
-        user: c.user,
-        host: c.host,
-        display: c.display,
-        handle: c.handle,
+        names: *names,
         version: c.version,
         count: c.count,
         linger_ms,
     };
-    let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
-    let grouped = cx
-        .engine
-        .feature_id(c.feature)
-        .is_some_and(|f| cx.grouped(f));
-    // Under DUP_GROUP: the deadlines the uses leave (`uses.rs`).
-    let mut kept = None;
-    let result: Result<Grant, Denial> = if behind {
-        Err(Reason::AllInUse.into())
-    } else if grouped {
-        let (result, k) = uses::begin(cx, s, &req, now);
-        kept = k;
-        result
-    } else {
-        cx.engine.checkout_from(&req, Some(s.peer.ip()), now)
+    // The holder's text, once built (by the engine, for a new instance).
+    let mut holder = None;
+    // Under DUP_GROUP the checkout is a counted use (`uses.rs`).
+    let result: Result<(Grant, Option<Counted>), Denial> = match fid {
+        _ if behind => Err(Reason::AllInUse.into()),
+        Some(f) => uses::checkout(cx, s, f, &req, &mut holder, now),
+        // As the engine denies it: a malformed request first.
+        None => Err(req.validate().err().unwrap_or(Reason::NoSuchFeature).into()),
     };
     if let Err(d) = &result {
         let full = matches!(
@@ -76,7 +72,7 @@ pub(crate) fn checkout(
         );
         match from_queue {
             None if full && c.wait_ms > 0 => {
-                enqueue(cx, s, c, line, now, fx);
+                enqueue(cx, s, c, fid, line, now, fx);
                 return false;
             }
             Some(false) if full => return false, // keep waiting
@@ -84,25 +80,32 @@ pub(crate) fn checkout(
         }
     }
     match result {
-        Ok(g) => granted(cx, s, c, &g, holder, linger_ms, kept, grouped, now, out, fx),
+        Ok((g, counted)) => {
+            let holder = &mut holder;
+            granted(cx, s, c, (&g, counted), holder, linger_ms, now, out, fx)
+        }
         Err(d) => {
-            let f = match cx.engine.feature_id(c.feature) {
-                Some(id) => FeatureRef::Id(id),
-                None => FeatureRef::Name(c.feature.into()),
-            };
+            let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);
+            let holder = || holder_text(&mut holder, names);
             cx.log_license(now, Action::Denied(d.reason), f, holder, c.count, fx);
             if d.reason == Reason::NotHolder {
-                auth::not_holder(cx, s, now, "CHECKOUT", c.feature, c.handle, fx);
+                auth::not_holder(cx, s, now, "CHECKOUT", names.feature, names.handle, fx);
             }
             let _ = Reply::Denied {
-                feature: c.feature,
-                handle: c.handle,
+                feature: names.feature,
+                handle: names.handle,
                 reason: d.reason,
             }
             .write_to(out);
         }
     }
     true
+}
+
+/// The request's holder text: the one the engine built for a new
+/// instance, else built now, once.
+fn holder_text(holder: &mut Option<HolderBuf>, names: &Names<&str>) -> HolderBuf {
+    *holder.get_or_insert_with(|| names.holder())
 }
 
 /// A grant: its timer, its log lines, the session's note of it, the reply,
@@ -112,11 +115,9 @@ fn granted(
     cx: &mut Ctx,
     s: &mut Session,
     c: &protocol::Checkout<'_>,
-    g: &Grant,
-    holder: HolderBuf,
+    (g, counted): (&Grant, Option<Counted>),
+    holder: &mut Option<HolderBuf>,
     linger_ms: u64,
-    kept: Option<crate::uses::Kept>,
-    grouped: bool,
     now: u64,
     out: &mut BytesMut,
     fx: &mut Effects,
@@ -124,8 +125,9 @@ fn granted(
     if let (Some(id), Some(at)) = (g.id, g.schedule) {
         fx.lingers.push((id, at));
     }
+    let names = &c.names;
     if g.id.is_some() {
-        s.remember_identity(c.user, c.host);
+        s.remember_identity(names.user, names.host);
     }
     let action = if g.overdraft {
         Action::OutOverdraft
@@ -133,32 +135,36 @@ fn granted(
         Action::Out
     };
     let f = FeatureRef::Id(g.feature);
-    cx.log_license(now, action, f.clone(), holder, g.count, fx);
+    let text = || holder_text(holder, names);
+    cx.log_license(now, action, f.clone(), text, g.count, fx);
     match g.kind {
         // Startup: out and at once in. Renewal: lmgrd logs the duplicate
         // instance's check-in (seed 002), which keeps OUT and IN lines
         // balanced for log parsers.
         GrantKind::Startup | GrantKind::Renewed => {
-            cx.log_license(now, Action::In, f, holder, g.count, fx)
+            let text = || holder_text(holder, names);
+            cx.log_license(now, Action::In, f, text, g.count, fx)
         }
         GrantKind::New | GrantKind::Uncounted => {}
     }
+    // A use of a DUP_GROUP feature's shared instance, counted by the engine.
+    let grouped = counted.is_some();
     if let Some(id) = g.id {
         match s.held.get_mut(&id) {
-            // A further use of a shared instance (counted by `uses::begin`),
+            // A further use of a shared instance (counted by `uses::checkout`),
             // or the same use renewed (bound, or lingering now).
             Some(h) if grouped => {
                 let bound = g.deadline.is_none();
-                match h.handles.iter_mut().find(|(u, _)| &**u == c.handle) {
+                match h.handles.iter_mut().find(|(u, _)| &**u == names.handle) {
                     Some(u) => u.1 = bound,
-                    None => h.handles.push((c.handle.into(), bound)),
+                    None => h.handles.push((names.handle.into(), bound)),
                 }
             }
             Some(_) => {} // the same use, renewed
             None if linger_ms == 0 || grouped => {
                 s.prune_held(&cx.engine);
                 let handles = if grouped {
-                    vec![(c.handle.into(), g.deadline.is_none())]
+                    vec![(names.handle.into(), g.deadline.is_none())]
                 } else {
                     Vec::new()
                 };
@@ -175,15 +181,15 @@ fn granted(
         }
     }
     let _ = Reply::Granted {
-        feature: c.feature,
-        handle: c.handle,
+        feature: names.feature,
+        handle: names.handle,
         deadline: g.deadline.unwrap_or(0),
     }
     .write_to(out);
     // Durability: a lingering grant or any renewal is journaled; its reply
     // waits for the record in sync mode. Under DUP_GROUP the journal keeps
     // the latest promise (after a restart no bound use is left).
-    let journal_deadline = kept.map_or(g.deadline, |k| k.promised);
+    let journal_deadline = counted.map_or(g.deadline, |c| c.promised);
     if let (Some(j), Some(id)) = (cx.journal.as_mut(), g.id) {
         if journal_deadline.is_some() || g.kind == GrantKind::Renewed {
             let batch = j.out(&journal::Instance {
@@ -194,11 +200,7 @@ fn granted(
                 count: g.count,
                 version: c.version.unwrap_or(0),
                 renewed: g.kind == GrantKind::Renewed,
-                feature: c.feature,
-                user: c.user,
-                host: c.host,
-                display: c.display,
-                handle: c.handle,
+                names: *names,
             });
             fx.gate(batch);
         }
@@ -211,10 +213,12 @@ fn enqueue(
     cx: &mut Ctx,
     s: &mut Session,
     c: &protocol::Checkout<'_>,
+    fid: Option<FeatureId>,
     line: &[u8],
     now: u64,
     fx: &mut Effects,
 ) {
+    let names = &c.names;
     let deadline = now.saturating_add(c.wait_ms);
     let seat = Seat {
         loop_index: cx.index,
@@ -222,29 +226,21 @@ fn enqueue(
         serial: s.serial,
     };
     let entry = QueuedStatus {
-        feature: c.feature.to_string(),
-        user: c.user.to_string(),
-        host: c.host.to_string(),
-        display: c.display.to_string(),
-        handle: c.handle.to_string(),
+        names: names.to_owned(),
         count: c.count,
         since_ms: now,
         deadline_ms: deadline,
     };
     let seq = cx.shared.queues.push(seat, line, entry);
-    fx.waits.push((deadline, seq, c.feature.to_string()));
-    s.waiting = Some((c.feature.to_string(), seq));
+    fx.waits.push((deadline, seq, names.feature.to_string()));
+    s.waiting = Some((names.feature.to_string(), seq));
     if !cx.opts.nolog.queued {
-        let f = match cx.engine.feature_id(c.feature) {
-            Some(id) => FeatureRef::Id(id),
-            None => FeatureRef::Name(c.feature.into()),
-        };
-        let holder = HolderBuf::new(c.user, c.host, c.display, c.handle);
+        let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);
         fx.log.push(crate::debuglog::Event::License {
             at_ms: now,
             action: Action::Queued,
             feature: f,
-            holder,
+            holder: names.holder(),
             count: c.count,
         });
     }

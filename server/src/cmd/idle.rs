@@ -21,7 +21,7 @@ pub(crate) fn check(cx: &mut Ctx, s: &mut Session, now: u64, fx: &mut Effects) -
             Some(t) if idle >= t => {
                 let r = if cx_ref.grouped(h.feature) {
                     // A use ends as on a close: promises stay.
-                    cx_ref.end_uses(h, now, fx, |e| e.release_if_unlingered(h.id))
+                    cx_ref.end_uses(h, now, fx)
                 } else {
                     cx_ref.engine.release(h.id)
                 };

@@ -205,23 +205,18 @@ impl Ctx {
     }
 
     /// Ends all of a connection's uses of `h` (see [`uses::end`]).
-    pub(crate) fn end_uses(
-        &self,
-        h: &Held,
-        now: u64,
-        fx: &mut Effects,
-        checkin: impl FnOnce(&Engine) -> Option<Release>,
-    ) -> Option<Release> {
-        uses::end(self, h, now, fx, checkin)
+    pub(crate) fn end_uses(&self, h: &Held, now: u64, fx: &mut Effects) -> Option<Release> {
+        uses::end(self, h, now, fx)
     }
 
-    /// Queues a license event unless the options file's NOLOG drops it.
+    /// Queues a license event unless the options file's NOLOG drops it
+    /// (`holder` is called only if it does not).
     pub(crate) fn log_license(
         &self,
         now: u64,
         action: Action,
         feature: FeatureRef,
-        holder: HolderBuf,
+        holder: impl FnOnce() -> HolderBuf,
         count: u32,
         fx: &mut Effects,
     ) {
@@ -237,7 +232,7 @@ impl Ctx {
                 at_ms: now,
                 action,
                 feature,
-                holder,
+                holder: holder(),
                 count,
             });
         }
@@ -259,10 +254,9 @@ impl Ctx {
     ) -> Option<u64> {
         // A DUP_GROUP instance may be in the journal (a promise) while its
         // engine deadline is none (a bound use): its release always goes in.
+        // Its counted uses need no forgetting: the engine keys them by the
+        // instance's generation.
         let grouped = self.grouped(r.feature);
-        if grouped {
-            uses::forget(self, r.id);
-        }
         let batch = match (self.journal.as_mut(), r.deadline) {
             (Some(j), Some(_)) => j.release(r.id.to_bits(), now),
             (Some(j), None) if grouped => j.release(r.id.to_bits(), now),
@@ -272,7 +266,7 @@ impl Ctx {
             now,
             action,
             FeatureRef::Id(r.feature),
-            r.holder,
+            || r.holder,
             r.count,
             fx,
         );
@@ -286,7 +280,7 @@ impl Ctx {
             self.shared.queues.remove(&feature, seq);
         }
         for (_, h) in s.held.drain() {
-            if let Some(r) = self.end_uses(&h, now, fx, |e| e.release_if_unlingered(h.id)) {
+            if let Some(r) = self.end_uses(&h, now, fx) {
                 self.released(&r, Action::In, now, fx);
             }
         }

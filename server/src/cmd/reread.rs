@@ -14,11 +14,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Restore};
+use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Names, Restore};
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
-use super::{uses, Ctx, Effects};
+use super::{Ctx, Effects};
 use crate::options::ServerOptions;
 use crate::protocol::Reply;
 
@@ -92,11 +92,13 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
         for pool in f.pools {
             for h in pool.holders {
                 let r = Restore {
-                    feature: &f.name,
-                    user: &h.user,
-                    host: &h.host,
-                    display: &h.display,
-                    handle: &h.handle,
+                    names: Names {
+                        feature: &f.name,
+                        user: &h.user,
+                        host: &h.host,
+                        display: &h.display,
+                        handle: &h.handle,
+                    },
                     count: h.count,
                     version: pool.version.scaled(),
                     since_ms: h.since_ms,
@@ -104,7 +106,8 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                     deadline_ms: h.deadline_ms,
                     identity: Some(h.identity),
                 };
-                match new_engine.restore(&r) {
+                // A DUP_GROUP instance's counted uses come along.
+                match new_engine.restore_uses(&r, cx.engine.uses(h.id).as_ref()) {
                     Ok(id) => {
                         let fid = new_engine.feature_id(&f.name);
                         remap.insert(h.id, (id, fid.unwrap_or(FeatureId(0))));
@@ -136,7 +139,6 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                 .collect(),
         );
     }
-    uses::remap(cx, new_engine, &remap);
     (remap, removed)
 }
 

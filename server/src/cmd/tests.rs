@@ -22,7 +22,6 @@ use crate::options::PolicyConfig;
 use crate::queue::Queues;
 use crate::shared::Facts;
 use crate::timers::{Fired, LoopTimers, Timer};
-use crate::uses::Uses;
 
 const START: u64 = 1_700_000_000_000;
 
@@ -30,6 +29,7 @@ const LICENSE: &str = "\
 VENDOR V
 INCREMENT F V 1.0 permanent 1
 INCREMENT G V 1.0 permanent 5
+INCREMENT D V 1.0 permanent 1 DUP_GROUP=UH
 ";
 
 /// A loop's command context on a manual clock, without sockets.
@@ -78,7 +78,6 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
             ..PolicyConfig::default()
         },
         queues: Queues::default(),
-        uses: Uses::default(),
         clock: clock.clone(),
     });
     Bench {
@@ -184,7 +183,7 @@ fn a_full_pool_queues_a_checkout_with_wait() {
     assert_eq!(b.fx.waits.len(), 1);
     assert_eq!(b.fx.waits[0].0, START + 5_000);
     assert!(s2.waiting.is_some());
-    assert_eq!(b.cx.shared.queues.snapshot()[0].handle, "h2");
+    assert_eq!(b.cx.shared.queues.snapshot()[0].names.handle, "h2");
     // The license comes back: the check-in wakes the queue's loops.
     assert_eq!(b.req(&mut s1, "CHECKIN F h1"), "OK F h1");
     assert!(b.fx.wake_queues);
@@ -319,6 +318,76 @@ fn an_idle_timeout_checks_in_without_sleeping() {
     assert_eq!(b.in_use("F"), 0, "2.5 s idle: TIMEOUT");
     assert_eq!(b.logged(), [Action::Inactive]);
     assert_eq!(b.in_use("G"), 1, "G has no TIMEOUT");
+}
+
+#[test]
+fn dup_group_uses_on_two_sessions_end_on_their_own() {
+    let mut b = bench(None, None);
+    let (mut s1, mut s2, mut s3) = (remote(1), remote(2), remote(3));
+    // Two programs of alice's on pc1, on two connections: one license.
+    assert_eq!(b.req(&mut s1, "CHECKOUT D alice pc1 p1"), "OK D p1 0");
+    assert_eq!(b.logged(), [Action::Out]);
+    assert_eq!(b.req(&mut s2, "CHECKOUT D alice pc1 p2"), "OK D p2 0");
+    assert_eq!(b.in_use("D"), 1);
+    let r = b.req(&mut s3, "CHECKOUT D bob pc2 q1");
+    assert!(r.starts_with("DENIED D q1 ALL_IN_USE"), "{r}");
+    // The first use's end keeps the license; the last one's checks it in.
+    assert_eq!(b.req(&mut s1, "CHECKIN D p1"), "OK D p1");
+    assert!(!b.logged().contains(&Action::In));
+    assert_eq!(b.in_use("D"), 1);
+    assert_eq!(b.req(&mut s2, "CHECKIN D p2"), "OK D p2");
+    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.in_use("D"), 0);
+
+    // A lingering use (s1) and a bound one (s2) of a new instance.
+    let mut timers = LoopTimers::with_capacity(START, 0);
+    let promise = START + 30_000;
+    let r = b.req(&mut s1, "CHECKOUT D alice pc1 p3 linger=30");
+    assert_eq!(r, format!("OK D p3 {promise}"));
+    b.fx.lingers
+        .drain(..)
+        .for_each(|(id, at)| timers.arm_linger(id, at));
+    assert_eq!(b.req(&mut s2, "CHECKOUT D alice pc1 p4"), "OK D p4 0");
+    b.fx.lingers
+        .drain(..)
+        .for_each(|(id, at)| timers.arm_linger(id, at));
+    // Both sessions close: the bound use's end is the last use's, but the
+    // promise made to p3 keeps the license until it, with a timer there.
+    b.clock.advance(1_000);
+    let now = b.now();
+    b.fx = Effects::default();
+    b.cx.closed(&mut s1, now, &mut b.fx);
+    b.cx.closed(&mut s2, now, &mut b.fx);
+    assert!(b.logged().is_empty(), "nothing checked in");
+    assert_eq!(b.in_use("D"), 1);
+    assert_eq!(b.fx.lingers.len(), 1);
+    assert_eq!(b.fx.lingers[0].1, promise);
+    b.fx.lingers
+        .drain(..)
+        .for_each(|(id, at)| timers.arm_linger(id, at));
+    let r = b.req(&mut s3, "CHECKOUT D bob pc2 q2");
+    assert!(r.starts_with("DENIED D q2 ALL_IN_USE"), "{r}");
+    // The promise's timer checks it in.
+    let mut expire = |b: &mut Bench| {
+        let mut due = Vec::new();
+        timers.drain_due(&b.cx.engine, b.now(), |_, f| due.push(f));
+        b.fx = Effects::default();
+        for f in &due {
+            let Fired::Released(r) = f else {
+                panic!("only lingers are armed: {f:?}");
+            };
+            b.cx.released(r, Action::In, b.now(), &mut b.fx);
+        }
+        due.len()
+    };
+    b.clock.advance(28_000);
+    assert_eq!(expire(&mut b), 0);
+    assert_eq!(b.in_use("D"), 1);
+    b.clock.advance(2_000);
+    assert_eq!(expire(&mut b), 1);
+    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.in_use("D"), 0);
+    assert_eq!(b.req(&mut s3, "CHECKOUT D bob pc2 q3"), "OK D q3 0");
 }
 
 #[test]

@@ -1,54 +1,55 @@
-//! The commands' one door to DUP_GROUP use counts (`crate::uses`): a use
-//! begins ([`begin`]), one ends by CHECKIN ([`check_in`]), all of a
-//! connection's end ([`end`]), a checked-in instance is forgotten
-//! ([`forget`]), and a reread moves the counts ([`remap`]). Every call into
-//! [`crate::uses::Uses`] is in this file.
+//! The commands' one door to DUP_GROUP use counts. The counts live with
+//! each shared instance in the engine (tally-core's `engine/uses.rs`, a
+//! lock per bucket of 16 slots, never one for the whole server); the
+//! engine does not know connections, so the session says which uses are
+//! its own (`Held::handles`). A use begins with a checkout ([`checkout`]),
+//! one ends by CHECKIN ([`check_in`]), all of a connection's end with its
+//! close or idle TIMEOUT ([`end`]). Across a REREAD the counts move with
+//! `Engine::restore_uses` (`cmd/reread.rs`).
 
-use std::collections::HashMap;
-
-use tally_core::engine::{Denial, Engine, FeatureId, Grant, InstanceId, Release, Request};
+use tally_core::engine::{
+    Counted, Denial, Ended, FeatureId, Grant, HolderBuf, InstanceId, Release, Request, Use,
+};
 
 use super::{Ctx, Effects, Held, Session};
-use crate::uses::{Ended, Granted, Kept};
 
-/// A checkout of a grouped feature: a new use is counted with the checkout,
-/// under the uses' lock (`uses.rs`), unless this connection's use by this
-/// handle is being renewed. A deadline promised to another use is kept.
-pub(super) fn begin(
+/// A checkout of `feature` (`req`'s, looked up) by session `s`; a new
+/// instance keeps `holder` (built and left there if `None`). For a
+/// DUP_GROUP feature the checkout is a use of the shared instance, counted
+/// by the engine with the checkout unless it renews this connection's own
+/// use by this handle (the [`Counted`] beside the grant says what was
+/// counted; `Grant::schedule` is the instance's deadline to arm). Any
+/// other feature's checkout counts nothing (no `Counted`).
+pub(super) fn checkout(
     cx: &Ctx,
     s: &Session,
+    feature: FeatureId,
     req: &Request<'_>,
+    holder: &mut Option<HolderBuf>,
     now: u64,
-) -> (Result<Grant, Denial>, Option<Kept>) {
+) -> Result<(Grant, Option<Counted>), Denial> {
     let held = &s.held;
-    let engine = &cx.engine;
-    let peer = s.peer.ip();
-    let (mut result, k) = cx.shared.uses.begin(
-        req.handle,
-        now,
-        || engine.checkout_from(req, Some(peer), now),
-        |r: &Result<Grant, Denial>| {
-            let g = r.as_ref().ok()?;
-            let id = g.id?;
-            Some(Granted {
-                id,
-                was: held.get(&id).and_then(|h| h.use_of(req.handle)),
-                deadline: g.deadline,
-                previous: g.previous_deadline,
-            })
-        },
-        |id, d| engine.reschedule(id, d),
-    );
-    if let (Some(k), Ok(g)) = (k, result.as_mut()) {
-        // A timer for the engine's deadline now (the reply still says what
-        // this use was promised).
-        g.schedule = k.engine;
-    }
-    (result, k)
+    let ip = Some(s.peer.ip());
+    cx.engine
+        .checkout_use_of(feature, req, holder, ip, now, |id| {
+            held.get(&id)
+                .and_then(|h| h.use_of(req.names.handle))
+                .map(bound_or_lingering)
+        })
 }
 
-/// A CHECKIN by `handle` of its use of `id` (`bound`: whether that use
-/// was). `promised` gets the latest promise left, for the journal.
+/// A session's note of its use (bound or not) as the engine's [`Use`].
+fn bound_or_lingering(bound: bool) -> Use {
+    if bound {
+        Use::Bound
+    } else {
+        Use::Lingering
+    }
+}
+
+/// A CHECKIN by `handle` of its use of shared instance `id` (`bound`:
+/// whether that use was). If other uses or a promise keep the license out,
+/// the instance's new deadline gets a timer.
 pub(super) fn check_in(
     cx: &Ctx,
     id: InstanceId,
@@ -56,76 +57,33 @@ pub(super) fn check_in(
     bound: bool,
     now: u64,
     fx: &mut Effects,
-    promised: impl FnOnce(Option<u64>),
-) -> Ended<Option<Release>> {
-    let engine = &cx.engine;
-    let lingers = &mut fx.lingers;
-    cx.shared.uses.check_in(
-        id,
-        handle,
-        bound,
-        now,
-        || engine.release(id),
-        |d| {
-            // Another use's promise, or none while a bound use lives,
-            // replaces this handle's.
-            if engine.reschedule(id, d) {
-                if let Some(d) = d {
-                    lingers.push((id, d));
-                }
-            }
-        },
-        promised,
-    )
+) -> Ended {
+    let ended = cx.engine.check_in_use(id, handle, bound, now);
+    if let Ended::Kept {
+        schedule: Some(d), ..
+    } = ended
+    {
+        fx.lingers.push((id, d));
+    }
+    ended
 }
 
-/// Ends all of a connection's uses of `h`, and if no other use of it goes
-/// on (always, unless DUP_GROUP shares it), checks it in with `checkin`.
-pub(super) fn end(
-    cx: &Ctx,
-    h: &Held,
-    now: u64,
-    fx: &mut Effects,
-    checkin: impl FnOnce(&Engine) -> Option<Release>,
-) -> Option<Release> {
-    let engine = &cx.engine;
-    if engine.dup_group(h.feature).is_by_handle() {
-        return checkin(engine);
+/// Ends all of a connection's uses of `h` (it closed, or went idle past
+/// TIMEOUT) and returns what was checked in: for a DUP_GROUP feature, the
+/// license if that was its last use and no promise keeps it; otherwise
+/// the instance if it was held until check-in.
+pub(super) fn end(cx: &Ctx, h: &Held, now: u64, fx: &mut Effects) -> Option<Release> {
+    if !cx.grouped(h.feature) {
+        return cx.engine.release_if_unlingered(h.id);
     }
-    let lingers = &mut fx.lingers;
-    let ended = cx.shared.uses.end(
-        h.id,
-        h.uses(),
-        h.bound(),
-        now,
-        || checkin(engine),
-        |d| {
+    match cx.engine.end_uses(h.id, h.uses(), h.bound(), now) {
+        Ended::Kept { schedule, .. } => {
             // No bound use left: the latest promise holds it.
-            if engine.reschedule(h.id, d) {
-                if let Some(d) = d {
-                    lingers.push((h.id, d));
-                }
+            if let Some(d) = schedule {
+                fx.lingers.push((h.id, d));
             }
-        },
-    );
-    match ended {
-        Ended::Kept => None,
+            None
+        }
         Ended::Last(r) => r,
     }
-}
-
-/// A grouped instance was checked in: its count goes.
-pub(super) fn forget(cx: &Ctx, id: InstanceId) {
-    cx.shared.uses.forget(id);
-}
-
-/// After a reread: the counts follow their instances to `engine`'s ids.
-pub(super) fn remap(
-    cx: &Ctx,
-    engine: &Engine,
-    moved: &HashMap<InstanceId, (InstanceId, FeatureId)>,
-) {
-    cx.shared
-        .uses
-        .remap(moved, |f| !engine.dup_group(f).is_by_handle());
 }

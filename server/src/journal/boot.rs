@@ -83,8 +83,9 @@ pub fn recover_into(
     let mut state = State::default();
     let mut payload = Vec::with_capacity(128);
     for i in &found {
+        let n = &i.names;
         let vendor = engine
-            .feature_id(i.feature)
+            .feature_id(n.feature)
             .map_or("lmgrd", |f| engine.feature_vendor(f));
         let Some(deadline) = i.deadline_ms.filter(|&d| d > now) else {
             booted.expired += 1;
@@ -93,17 +94,13 @@ pub fn recover_into(
                 vendor,
                 format!(
                     "IN: \"{}\" {}@{} [{}]  (expired while server was down)",
-                    i.feature, i.user, i.host, i.handle
+                    n.feature, n.user, n.host, n.handle
                 ),
             );
             continue;
         };
         let r = Restore {
-            feature: i.feature,
-            user: i.user,
-            host: i.host,
-            display: i.display,
-            handle: i.handle,
+            names: i.names,
             count: i.count,
             version: i.version,
             since_ms: i.at_ms,
@@ -140,7 +137,7 @@ pub fn recover_into(
                     vendor,
                     format!(
                         "IN: \"{}\" {}@{} [{}]  (not restored after restart: {because})",
-                        i.feature, i.user, i.host, i.handle
+                        n.feature, n.user, n.host, n.handle
                     ),
                 );
             }

@@ -39,6 +39,8 @@
 
 use std::fmt;
 
+use tally_core::engine::Names;
+
 /// Bytes of a frame header (len, crc, seq).
 pub const FRAME_HEADER: usize = 16;
 
@@ -92,16 +94,8 @@ pub struct Instance<'a> {
     pub version: u64,
     /// A renewal of an instance already out (OUT only).
     pub renewed: bool,
-    /// Feature name.
-    pub feature: &'a str,
-    /// User.
-    pub user: &'a str,
-    /// Host.
-    pub host: &'a str,
-    /// Display.
-    pub display: &'a str,
-    /// Client handle.
-    pub handle: &'a str,
+    /// The feature and the holder's names.
+    pub names: Names<&'a str>,
 }
 
 /// A decoded payload.
@@ -161,7 +155,8 @@ pub fn encode_instance(out: &mut Vec<u8>, tag: u8, i: &Instance<'_>) {
     out.extend_from_slice(&i.count.to_le_bytes());
     out.extend_from_slice(&i.version.to_le_bytes());
     out.push(u8::from(i.renewed));
-    for s in [i.feature, i.user, i.host, i.display, i.handle] {
+    let n = &i.names;
+    for s in [n.feature, n.user, n.host, n.display, n.handle] {
         let s = clip(s);
         out.extend_from_slice(&(s.len() as u16).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -277,11 +272,13 @@ fn decode_instance(b: &[u8]) -> Result<Instance<'_>, DecodeError> {
         count: u32_at(b, OFF_COUNT)?,
         version: u64_at(b, OFF_VERSION)?,
         renewed,
-        feature: strings[0],
-        user: strings[1],
-        host: strings[2],
-        display: strings[3],
-        handle: strings[4],
+        names: Names {
+            feature: strings[0],
+            user: strings[1],
+            host: strings[2],
+            display: strings[3],
+            handle: strings[4],
+        },
     })
 }
 

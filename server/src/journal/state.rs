@@ -117,6 +117,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::journal::record::{decode, encode_in, encode_instance, TAG_OUT};
+    use tally_core::engine::Names;
 
     fn out(id: u64, at: u64, deadline: Option<u64>, renewed: bool, handle: &str) -> Vec<u8> {
         let mut p = Vec::new();
@@ -131,11 +132,13 @@ mod tests {
                 count: 1,
                 version: 0,
                 renewed,
-                feature: "F",
-                user: "u",
-                host: "h",
-                display: "d",
-                handle,
+                names: Names {
+                    feature: "F",
+                    user: "u",
+                    host: "h",
+                    display: "d",
+                    handle,
+                },
             },
         );
         p
@@ -153,7 +156,7 @@ mod tests {
         let i: Vec<_> = s.instances().collect();
         assert_eq!(i.len(), 1);
         assert_eq!((i[0].at_ms, i[0].deadline_ms), (100, Some(2500)));
-        assert_eq!(i[0].handle, "a");
+        assert_eq!(i[0].names.handle, "a");
     }
 
     #[test]
@@ -188,6 +191,6 @@ mod tests {
         s.remap(&HashMap::from([(1, 77)]));
         let i: Vec<_> = s.instances().collect();
         assert_eq!(i.len(), 1);
-        assert_eq!((i[0].id, i[0].handle), (77, "a"));
+        assert_eq!((i[0].id, i[0].names.handle), (77, "a"));
     }
 }

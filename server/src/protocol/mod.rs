@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use tally_core::engine::{MAX_COUNT_PER_CHECKOUT, MAX_LINGER_MS};
+use tally_core::engine::{Names, MAX_COUNT_PER_CHECKOUT, MAX_LINGER_MS};
 use tally_core::license::Version;
 
 mod reply;
@@ -108,16 +108,9 @@ pub fn remove_display_matches(held: &str, host: &str, display: &str) -> bool {
 /// The fields of a CHECKOUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkout<'a> {
-    /// Feature name.
-    pub feature: &'a str,
-    /// User name.
-    pub user: &'a str,
-    /// Host name.
-    pub host: &'a str,
-    /// Client handle.
-    pub handle: &'a str,
-    /// `display=`, or `""`.
-    pub display: &'a str,
+    /// The feature, user, host and handle fields, and `display=` (or
+    /// `""`).
+    pub names: Names<&'a str>,
     /// `version=`, scaled as [`Version::scaled`].
     pub version: Option<u64>,
     /// `count=` (default 1).
@@ -329,11 +322,15 @@ fn parse_status<'a>(fields: &mut Fields<'a>) -> Result<StatusQuery<'a>, ProtoErr
 
 fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoError> {
     let mut c = Checkout {
-        feature: fields.next_required("feature")?,
-        user: fields.next_required("user")?,
-        host: fields.next_required("host")?,
-        handle: fields.next_required("handle")?,
-        display: "",
+        // In the line's order (a struct expression evaluates its fields as
+        // written).
+        names: Names {
+            feature: fields.next_required("feature")?,
+            user: fields.next_required("user")?,
+            host: fields.next_required("host")?,
+            handle: fields.next_required("handle")?,
+            display: "",
+        },
         version: None,
         count: 1,
         linger_ms: 0,
@@ -400,7 +397,7 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
                     ));
                 }
             }
-            3 => c.display = value,
+            3 => c.names.display = value,
             _ => {
                 c.wait_ms = seconds_to_ms(value).ok_or_else(|| bad_number("wait", value))?;
                 if c.wait_ms > crate::queue::MAX_WAIT_MS {

@@ -11,7 +11,13 @@ fn checkout_with_all_options() {
     let c = parse(b"CHECKOUT MPM_ADV_RC USER15 GENE-VM-2K3 ec26edf8 version=1.0 count=2 linger=1814400 display=console wait=0.5\r").unwrap();
     let Command::Checkout(c) = c else { panic!() };
     assert_eq!(
-        (c.feature, c.user, c.host, c.handle, c.display),
+        (
+            c.names.feature,
+            c.names.user,
+            c.names.host,
+            c.names.handle,
+            c.names.display
+        ),
         ("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8", "console")
     );
     assert_eq!(c.version, Some(1_000_000_000));

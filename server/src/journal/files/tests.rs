@@ -1,5 +1,6 @@
 use super::*;
 use crate::journal::record::{encode_in, encode_instance, Instance, TAG_OUT};
+use tally_core::engine::Names;
 
 pub(crate) fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tally-journal-{}-{name}", std::process::id()));
@@ -20,11 +21,13 @@ pub(crate) fn out(id: u64, renewed: bool, deadline: u64) -> Vec<u8> {
             count: 1,
             version: 0,
             renewed,
-            feature: "F",
-            user: "u",
-            host: "h",
-            display: "",
-            handle: &format!("h{id}"),
+            names: Names {
+                feature: "F",
+                user: "u",
+                host: "h",
+                display: "",
+                handle: &format!("h{id}"),
+            },
         },
     );
     p

@@ -14,11 +14,13 @@ fn sample(id: u64) -> Vec<u8> {
             count: 1,
             version: 0,
             renewed: false,
-            feature: "MPM_ADV_RC",
-            user: "USER15",
-            host: "GENE-VM-2K3",
-            display: "console",
-            handle: "ec26edf8",
+            names: Names {
+                feature: "MPM_ADV_RC",
+                user: "USER15",
+                host: "GENE-VM-2K3",
+                display: "console",
+                handle: "ec26edf8",
+            },
         },
     );
     p
@@ -46,7 +48,9 @@ proptest! {
     ) {
         let i = Instance {
             id, at_ms, linger_ms, deadline_ms: deadline, count, version, renewed,
-            feature: &feature, user: &user, host: &host, display: &display, handle: &handle,
+            names: Names {
+                feature: &feature, user: &user, host: &host, display: &display, handle: &handle,
+            },
         };
         let tag = if instance { TAG_INSTANCE } else { TAG_OUT };
         let mut p = Vec::new();
@@ -271,5 +275,5 @@ fn patching_a_renewal_keeps_the_names() {
         panic!("not an instance: {:?}", decode(&p));
     };
     assert_eq!((i.linger_ms, i.deadline_ms, i.at_ms), (1000, Some(42), 5));
-    assert_eq!(i.handle, "ec26edf8");
+    assert_eq!(i.names.handle, "ec26edf8");
 }
