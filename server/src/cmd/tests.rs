@@ -79,6 +79,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         },
         queues: Queues::default(),
         uses: Uses::default(),
+        reconciled: Default::default(),
         clock: clock.clone(),
     });
     Bench {
