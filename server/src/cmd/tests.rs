@@ -24,6 +24,8 @@ use crate::shared::Facts;
 use crate::timers::{Fired, LoopTimers, Timer};
 use crate::uses::Uses;
 
+mod reconcile;
+
 const START: u64 = 1_700_000_000_000;
 
 const LICENSE: &str = "\
