@@ -32,11 +32,14 @@ use crate::protocol::{self, Reply, RECONCILE_DEFAULT_LINGER_MS};
 /// a client's reconnection after an outage), never by any other request.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
-    ids: Mutex<HashMap<Box<str>, (Box<str>, Box<str>)>>,
+    ids: Mutex<SeenIds>,
 }
 
+/// Admission id -> (feature, handle).
+type SeenIds = HashMap<Box<str>, (Box<str>, Box<str>)>;
+
 impl Seen {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, (Box<str>, Box<str>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeenIds> {
         self.ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
