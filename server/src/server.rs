@@ -212,6 +212,7 @@ impl Server {
             seed,
             policy: config.policy.clone(),
             queues: Queues::default(),
+            reconciled: Default::default(),
             clock,
         });
         log_startup(&handle, &config, local_addr, &engine, now);
@@ -227,6 +228,7 @@ impl Server {
             &handle,
             now,
         )?;
+        shared.reconciled.load(booted.reconciled);
         let mut arm: Vec<Vec<(InstanceId, u64)>> = vec![Vec::new(); workers];
         for (n, a) in booted.arm.iter().enumerate() {
             arm[n % workers].push(*a);

@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     pub(crate) policy: PolicyConfig,
     /// Queued checkouts (`queue.rs`).
     pub(crate) queues: Queues,
+    /// Admission ids RECONCILE has recorded (`cmd/reconcile.rs`).
+    pub(crate) reconciled: crate::cmd::reconcile::Seen,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
 }

@@ -38,6 +38,7 @@ mod lingers;
 mod names;
 mod policy;
 mod pool;
+mod reconcile;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
 mod unservable;
@@ -49,6 +50,7 @@ pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
 pub use names::Names;
+pub use reconcile::Reconciled;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};

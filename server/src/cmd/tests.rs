@@ -23,6 +23,8 @@ use crate::queue::Queues;
 use crate::shared::Facts;
 use crate::timers::{Fired, LoopTimers, Timer};
 
+mod reconcile;
+
 const START: u64 = 1_700_000_000_000;
 
 const LICENSE: &str = "\
@@ -78,6 +80,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
             ..PolicyConfig::default()
         },
         queues: Queues::default(),
+        reconciled: Default::default(),
         clock: clock.clone(),
     });
     Bench {
