@@ -260,8 +260,8 @@ pub enum Reconciled {
         deadline_ms: Millis,
     },
     /// `OK OVERDRAFT <feature> <handle> <deadline> <excess>`: a real
-    /// checkout beyond the pool's count; `excess` is how far the pool is
-    /// over its count now.
+    /// checkout beyond the pool's count; `excess` is how many of this
+    /// session's licenses are beyond it (1 for a one-license session).
     Overdraft {
         /// The feature.
         feature: String,

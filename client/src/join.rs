@@ -162,17 +162,17 @@ impl Report {
         c
     }
 
-    /// The largest excess the server reported (how far over its count a
-    /// pool went), 0 if none.
-    pub fn excess(&self) -> u32 {
+    /// Licenses reconciled beyond their pools' counts: the sum of the
+    /// `OVERDRAFT` replies' excesses (a reply's excess is its session's
+    /// licenses beyond the count).
+    pub fn excess(&self) -> u64 {
         self.outcomes
             .iter()
             .filter_map(|o| match o.result {
-                Ok(Reconciled::Overdraft { excess, .. }) => Some(excess),
+                Ok(Reconciled::Overdraft { excess, .. }) => Some(u64::from(excess)),
                 _ => None,
             })
-            .max()
-            .unwrap_or(0)
+            .sum()
     }
 
     /// The summary line.
@@ -180,7 +180,7 @@ impl Report {
         let (counted, over, dup, failed) = self.counts();
         let mut s = format!(
             "reconciled {} offline admissions: {counted} within the count, {over} overdraft \
-             (excess {}), {dup} duplicate, {failed} failed; {} pending",
+             ({} licenses beyond the count), {dup} duplicate, {failed} failed; {} pending",
             counted + over + dup,
             self.excess(),
             self.left
