@@ -477,6 +477,12 @@ impl Client {
         &self.servers
     }
 
+    /// Replaces the server list; the connection (if any) is kept until it
+    /// fails, the next connection tries the new list in order.
+    pub fn set_servers(&mut self, servers: Vec<ServerAddr>) {
+        self.servers = servers;
+    }
+
     /// The timeouts of every call.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
