@@ -43,6 +43,9 @@
 //! checks the license out online (same handle: the reconciled instance).
 //! A refusal (grace over, pool full, no usable cache) is
 //! [`Event::OfflineRefused`] and the agent retries as without a cache.
+//! The startup license too is taken offline when no server answers
+//! ([`Event::StartupOffline`]: admitted under its own grace, 96 h for
+//! `LT=SYS`, and released at once).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -296,6 +299,17 @@ pub enum Event {
         /// The deadline it lapses at.
         deadline_ms: Millis,
     },
+    /// No server answered the startup license: taken offline under its
+    /// grace (admitted and at once released, as the server checks it out
+    /// and in).
+    StartupOffline {
+        /// When.
+        at: Millis,
+        /// Its feature.
+        feature: String,
+        /// The admission id (what RECONCILE sends).
+        id: String,
+    },
     /// No server answered: admitted offline under grace (until
     /// `grace_ends_ms`); the agent holds it and retries the server at
     /// `retry_at`.
@@ -386,6 +400,9 @@ impl fmt::Display for Event {
                 crate::grace::rfc3339(*grace_ends_ms)
             ),
             Event::OfflineRefused { reason, .. } => write!(f, "OFFLINE_REFUSED {reason}"),
+            Event::StartupOffline { feature, id, .. } => {
+                write!(f, "STARTUP_OFFLINE {feature} admitted as {id} and released")
+            }
             Event::Reconciled { outcome, .. } => write!(f, "{outcome}"),
             Event::CacheNotRefreshed { why, .. } => write!(f, "CACHE_NOT_REFRESHED {why}"),
             Event::ReleasedOffline { id, .. } => write!(f, "RELEASED_OFFLINE {id}"),
@@ -581,6 +598,9 @@ impl<L: Licensing> Agent<L> {
                         .startup_license(&feature, &p.user, &p.host, &p.handle)
                     {
                         Ok(_) => events.push(Event::Startup { at: now, feature }),
+                        Err(error)
+                            if error.is_unreachable()
+                                && self.startup_offline(now, &feature, &mut events) => {}
                         Err(error) => {
                             let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
                             events.push(Event::StartupFailed {
@@ -780,6 +800,56 @@ impl<L: Licensing> Agent<L> {
                     at: now,
                     reason: format!("cache {why}"),
                 });
+            }
+        }
+    }
+
+    /// No server answered the startup license: take it offline under its
+    /// own grace (96 h for `LT=SYS`), admitted and at once released, as
+    /// the server would check it out and in. `false` (nothing recorded,
+    /// the reason an event) when there is no cache or grace refuses.
+    fn startup_offline(&mut self, now: Millis, feature: &str, events: &mut Vec<Event>) -> bool {
+        let Some(side) = &mut self.offline else {
+            return false;
+        };
+        let p = &self.config.product;
+        let session = Session {
+            feature,
+            version: None,
+            user: &p.user,
+            host: &p.host,
+            handle: &p.handle,
+            count: 1,
+        };
+        let done = side.open().and_then(|o| {
+            let v = o.admit(&session, now).map_err(|e| e.to_string())?;
+            if let Verdict::Admitted { admission, .. } = &v {
+                o.release(&admission.id, now).map_err(|e| e.to_string())?;
+            }
+            Ok(v)
+        });
+        match done {
+            Ok(Verdict::Admitted { admission, .. }) => {
+                events.push(Event::StartupOffline {
+                    at: now,
+                    feature: feature.to_string(),
+                    id: admission.id,
+                });
+                true
+            }
+            Ok(Verdict::Refused(r)) => {
+                events.push(Event::OfflineRefused {
+                    at: now,
+                    reason: format!("{} {r}", r.code()),
+                });
+                false
+            }
+            Err(why) => {
+                events.push(Event::OfflineRefused {
+                    at: now,
+                    reason: format!("cache {why}"),
+                });
+                false
             }
         }
     }
@@ -1284,5 +1354,40 @@ mod tests {
         assert_eq!(t.events, [Event::ReleasedOffline { at: T0 + 2, id }]);
         let entry = &b.offline().expect("open").ledger().entries[0];
         assert_eq!(entry.released_ms, Some(T0 + 2));
+    }
+
+    #[test]
+    fn the_startup_license_is_taken_offline_under_its_own_grace() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = ManualClock::new(T0);
+        let with_startup = |clock| {
+            let mut a = offline_agent(clock, dir.path());
+            a.config.startup_feature = Some("CITRIX".into());
+            a
+        };
+        let mut a = with_startup(&clock);
+        a.tick(T0);
+        a.shutdown(T0);
+        // 96 h of grace for the startup license (LT=SYS), 720 h for the
+        // product: within 96 h both are admitted offline.
+        let mut b = with_startup(&clock);
+        b.licensing().down = true;
+        let t = step(&mut b, &clock, T0 + 96 * HOUR - 1);
+        assert!(
+            matches!(&t.events[..], [Event::StartupOffline { feature, .. }, Event::AdmittedOffline { .. }] if feature == "CITRIX"),
+            "{t:?}"
+        );
+        let entries = &b.offline().expect("open").ledger().entries;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].released_ms, Some(T0 + 96 * HOUR - 1));
+        b.shutdown(T0 + 96 * HOUR);
+        // At 96 h the startup license's grace is over: nothing admitted.
+        let mut c = with_startup(&clock);
+        c.licensing().down = true;
+        let t = step(&mut c, &clock, T0 + 96 * HOUR);
+        assert!(
+            matches!(&t.events[..], [Event::OfflineRefused { reason, .. }, Event::StartupFailed { .. }] if reason.starts_with("GRACE_ENDED ")),
+            "{t:?}"
+        );
     }
 }
