@@ -84,6 +84,10 @@ pub struct FeatureStatus {
     pub overdraft: u32,
     /// Overdraft allowed beyond `total`.
     pub overdraft_limit: u32,
+    /// Of `in_use`, beyond `total + overdraft_limit` (reconciled offline
+    /// use, or a REREAD that shrank the pool); 0 from older servers.
+    #[serde(default)]
+    pub over_limit: u32,
     /// Duplicate grouping (`NONE` = by handle, `UHD`, ...).
     pub dup_group: String,
     /// Who holds licenses of this pool.

@@ -20,6 +20,7 @@ pub mod journal;
 pub mod names;
 mod net;
 pub mod options;
+pub mod picture;
 pub mod protocol;
 pub mod queue;
 pub mod reread;

@@ -214,6 +214,7 @@ impl Server {
             policy: config.policy.clone(),
             queues: Queues::default(),
             uses: Uses::default(),
+            reconciled: Default::default(),
             clock,
         });
         log_startup(&handle, &config, local_addr, &engine, now);
@@ -229,6 +230,7 @@ impl Server {
             &handle,
             now,
         )?;
+        shared.reconciled.load(booted.reconciled);
         let mut arm: Vec<Vec<(InstanceId, u64)>> = vec![Vec::new(); workers];
         for (n, a) in booted.arm.iter().enumerate() {
             arm[n % workers].push(*a);

@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) queues: Queues,
     /// Uses of shared (DUP_GROUP) instances, across connections.
     pub(crate) uses: Uses,
+    /// Admission ids RECONCILE has recorded (`cmd/reconcile.rs`).
+    pub(crate) reconciled: crate::cmd::reconcile::Seen,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
 }

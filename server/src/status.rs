@@ -85,6 +85,10 @@ pub struct FeatureStatus {
     pub overdraft: u32,
     /// Overdraft allowed beyond `total`.
     pub overdraft_limit: u32,
+    /// Of `in_use`, beyond `total + overdraft_limit`: only reconciled
+    /// offline use (RECONCILE) or a REREAD that shrank the pool gets there;
+    /// new checkouts are denied meanwhile.
+    pub over_limit: u32,
     /// Duplicate grouping (`NONE` = by handle, `UHD`, ...).
     pub dup_group: String,
     /// Who holds licenses of this pool.
@@ -152,6 +156,12 @@ impl Status {
                     in_use: consistent.0,
                     overdraft: consistent.1,
                     overdraft_limit: p.overdraft_limit,
+                    over_limit: match p.count {
+                        Some(total) if !p.startup => consistent
+                            .0
+                            .saturating_sub(total.saturating_add(p.overdraft_limit)),
+                        _ => 0,
+                    },
                     dup_group: f.dup_group.to_string(),
                     holders: p
                         .holders

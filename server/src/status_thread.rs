@@ -1,4 +1,4 @@
-//! STATUS replies are built off the event loops.
+//! STATUS (and PICTURE) replies are built off the event loops.
 //!
 //! A STATUS of a large server (100,000 features, a million holders) is tens
 //! of megabytes of JSON: built on a loop, it would stall every other
@@ -37,6 +37,9 @@ pub(crate) struct Job {
     pub(crate) query: OwnedQuery,
     /// Hide handles and tickets (a remote peer without AUTH).
     pub(crate) hide_handles: bool,
+    /// Build the PICTURE reply instead (`picture.rs`; `query`, `queue`
+    /// and `hide_handles` are unused).
+    pub(crate) picture: bool,
 }
 
 /// [`StatusQuery`] without the borrow of the request line.
@@ -113,6 +116,12 @@ impl StatusThread {
 
 /// The reply line for a job.
 pub(crate) fn build(job: Job) -> Vec<u8> {
+    let mut line = Vec::new();
+    if job.picture {
+        let picture = crate::picture::Picture::of(&job.engine, &job.info.host, job.info.port);
+        Reply::Picture(&picture).write_bytes(&mut line);
+        return line;
+    }
     let now = job.info.now_ms;
     let mut status = Status::from_snapshot(&job.engine.snapshot(now), job.info);
     status.queue = job.queue;
@@ -124,7 +133,6 @@ pub(crate) fn build(job: Job) -> Vec<u8> {
     if job.hide_handles {
         status.hide_handles();
     }
-    let mut line = Vec::new();
     Reply::Status(&status).write_bytes(&mut line);
     line
 }

@@ -37,6 +37,7 @@ mod key;
 mod lingers;
 mod policy;
 mod pool;
+mod reconcile;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
 mod unservable;
@@ -47,6 +48,7 @@ use rustc_hash::FxHashMap;
 pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
+pub use reconcile::Reconciled;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};

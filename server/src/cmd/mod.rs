@@ -2,7 +2,7 @@
 //!
 //! [`answer`] parses one request line and runs its command (one file per
 //! request kind: [`checkout`], [`checkin`], [`remove`], [`status`],
-//! [`reread`], [`auth`]; PING, QUIT, REOPEN_LOG and DOWN are a line each
+//! [`reread`], [`auth`], [`picture`], [`reconcile`]; PING, QUIT, REOPEN_LOG and DOWN are a line each
 //! here). A command reads and changes the engine and the connection's
 //! [`Session`], writes its reply into the connection's output buffer with
 //! [`Reply`], and leaves everything else it wants done in [`Effects`]:
@@ -23,6 +23,8 @@ pub(crate) mod auth;
 pub(crate) mod checkin;
 pub(crate) mod checkout;
 pub(crate) mod idle;
+pub(crate) mod picture;
+pub(crate) mod reconcile;
 pub(crate) mod remove;
 pub(crate) mod reread;
 mod session;
@@ -151,6 +153,8 @@ pub(crate) fn answer(
             holder,
         } => checkin::checkin(cx, s, feature, handle, holder, now, out, fx),
         Command::Status(q) => status::status(cx, s, &q, now, fx),
+        Command::Picture => picture::picture(cx, s, now, fx),
+        Command::Reconcile(r) => reconcile::reconcile(cx, s, &r, now, out, fx),
         Command::Ping => {
             let _ = Reply::Pong.write_to(out);
         }

@@ -33,5 +33,6 @@ pub(crate) fn status(cx: &mut Ctx, s: &Session, q: &StatusQuery<'_>, now: u64, f
         queue: cx.shared.queues.snapshot(),
         query: q.into(),
         hide_handles: !s.is_admin(),
+        picture: false,
     });
 }

@@ -24,6 +24,8 @@ use crate::shared::Facts;
 use crate::timers::{Fired, LoopTimers, Timer};
 use crate::uses::Uses;
 
+mod reconcile;
+
 const START: u64 = 1_700_000_000_000;
 
 const LICENSE: &str = "\
@@ -79,6 +81,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         },
         queues: Queues::default(),
         uses: Uses::default(),
+        reconciled: Default::default(),
         clock: clock.clone(),
     });
     Bench {

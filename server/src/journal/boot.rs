@@ -8,6 +8,13 @@
 //! that no longer fit are not restored and the log says which and why.
 //! Those whose deadline passed while the server was down are checked in and
 //! logged with `(expired while server was down)`.
+//!
+//! Reconciled instances (those a remembered RECONCILE record names) are
+//! restored after the others and whatever the counts
+//! ([`Engine::restore`]), as RECONCILE admitted them: their overdraft is
+//! back as it was. The remembered admission ids come back in
+//! [`Booted::reconciled`], so a RECONCILE repeated after the restart
+//! counts nothing again.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -46,6 +53,8 @@ pub struct Booted {
     pub not_restored: usize,
     /// One line for stderr and the log.
     pub summary: Option<String>,
+    /// Admission ids reconciled before the restart: (id, feature, handle).
+    pub reconciled: Vec<(String, String, String)>,
 }
 
 /// Locks and reads `dir`, restores what it holds into `engine` at `now`.
@@ -66,6 +75,7 @@ pub fn recover_into(
         expired: 0,
         not_restored: 0,
         summary: None,
+        reconciled: Vec::new(),
     };
     if mode == Durability::Off {
         return Ok(booted);
@@ -78,8 +88,17 @@ pub fn recover_into(
         log.line(now, "lmgrd", format!("Journal: {note}"));
     }
     let mut found: Vec<Instance<'_>> = rec.state.instances().collect();
-    // Oldest first: if the license shrank, the newest checkouts give way.
-    found.sort_by_key(|i| (i.at_ms, i.id));
+    let reconciled: std::collections::HashSet<u64> = rec
+        .state
+        .reconciles()
+        .map(|r| r.instance)
+        .filter(|&i| i != 0)
+        .collect();
+    // Oldest first: if the license shrank, the newest checkouts give way;
+    // reconciled ones last (they are restored whatever the count).
+    found.sort_by_key(|i| (reconciled.contains(&i.id), i.at_ms, i.id));
+    // Old journal id -> new one, for the RECONCILE records.
+    let mut renumbered = std::collections::HashMap::new();
     let mut state = State::default();
     let mut payload = Vec::with_capacity(128);
     for i in &found {
@@ -111,9 +130,15 @@ pub fn recover_into(
             deadline_ms: Some(deadline),
             identity: None,
         };
-        match engine.restore_within_count(&r) {
+        let restored = if reconciled.contains(&i.id) {
+            engine.restore(&r)
+        } else {
+            engine.restore_within_count(&r)
+        };
+        match restored {
             Ok(id) => {
                 booted.restored += 1;
+                renumbered.insert(i.id, id.to_bits());
                 booted.arm.push((id, deadline));
                 payload.clear();
                 record::encode_instance(
@@ -146,7 +171,20 @@ pub fn recover_into(
             }
         }
     }
-    let salvaged = if rec.set_aside.is_empty() {
+    for r in rec.state.reconciles() {
+        let instance = renumbered.get(&r.instance).copied().unwrap_or(0);
+        payload.clear();
+        record::encode_reconcile(&mut payload, &record::Reconciled { instance, ..r });
+        state
+            .reconciled
+            .insert(r.id.into(), payload.as_slice().into());
+        booted.reconciled.push((
+            r.id.to_string(),
+            r.feature.to_string(),
+            r.handle.to_string(),
+        ));
+    }
+    let mut salvaged = if rec.set_aside.is_empty() {
         String::new()
     } else {
         format!(
@@ -156,6 +194,12 @@ pub fn recover_into(
             dir.join(super::damage::DAMAGED_DIR).display()
         )
     };
+    if !booted.reconciled.is_empty() {
+        salvaged.push_str(&format!(
+            ", {} reconciled admission id(s) remembered",
+            booted.reconciled.len()
+        ));
+    }
     let summary = format!(
         "journal: recovered {} ({} mode): restored {}, expired while down {}, not restored {}, {} records replayed from {} and {} segment(s), {} bytes of torn tail dropped{salvaged}, in {} ms",
         dir.display(),

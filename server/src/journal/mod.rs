@@ -165,6 +165,15 @@ impl LoopJournal {
         self.seal(at)
     }
 
+    /// Records a reconciled admission id (after its instance's OUT);
+    /// returns the batch a reply must wait for.
+    pub fn reconcile(&mut self, r: &record::Reconciled<'_>) -> Option<u64> {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        record::encode_reconcile(&mut self.buf, r);
+        self.seal(at)
+    }
+
     /// Records a release; returns the batch a reply must wait for.
     pub fn release(&mut self, id: u64, at_ms: u64) -> Option<u64> {
         let at = self.buf.len();

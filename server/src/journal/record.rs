@@ -32,6 +32,16 @@
 //!   renewal record that was written after it cannot bring it back.
 //! - [`TAG_END`] (snapshots only): tag, instances u64, tombstones u64; a
 //!   snapshot without it is incomplete.
+//! - [`TAG_RECONCILE`] (segments and snapshots; added with RECONCILE): an
+//!   admission id a RECONCILE recorded: tag, format u8
+//!   ([`RECONCILE_FORMAT`]), instance u64 (journal id of the instance it
+//!   created, 0 = none: it held nothing, or that instance is gone), at u64
+//!   (when it was reconciled), then three strings as above (admission id,
+//!   feature, handle). In a segment it follows the OUT of its instance. A
+//!   snapshot keeps one per admission id still remembered; END does not
+//!   count them. Journals without RECONCILE records are read as before; a
+//!   tallyd older than RECONCILE refuses a journal that has one (unknown
+//!   tag).
 //!
 //! The `id` is the server's journal id of the instance (its engine id in
 //! the run that wrote the record); each run starts from a snapshot written
@@ -64,6 +74,11 @@ pub const TAG_INSTANCE: u8 = 3;
 pub const TAG_TOMBSTONE: u8 = 4;
 /// End of a snapshot.
 pub const TAG_END: u8 = 5;
+/// A reconciled admission id (segments and snapshots).
+pub const TAG_RECONCILE: u8 = 6;
+
+/// The layout version of [`TAG_RECONCILE`] payloads written now.
+pub const RECONCILE_FORMAT: u8 = 1;
 
 /// Offset of the fixed fields in an instance payload.
 const OFF_ID: usize = 1;
@@ -104,9 +119,26 @@ pub struct Instance<'a> {
     pub handle: &'a str,
 }
 
+/// A reconciled admission id as the journal knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconciled<'a> {
+    /// Journal id of the instance it created (0: none).
+    pub instance: u64,
+    /// When it was reconciled, Unix ms.
+    pub at_ms: u64,
+    /// The client's admission id.
+    pub id: &'a str,
+    /// Feature.
+    pub feature: &'a str,
+    /// Client handle.
+    pub handle: &'a str,
+}
+
 /// A decoded payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record<'a> {
+    /// A reconciled admission id.
+    Reconcile(Reconciled<'a>),
     /// A grant or renewal.
     Out(Instance<'a>),
     /// A release.
@@ -149,6 +181,9 @@ pub enum DecodeError {
     /// Bytes left after the last field.
     #[error("record has {0} trailing bytes")]
     Trailing(usize),
+    /// A RECONCILE record of a layout this tallyd does not know.
+    #[error("RECONCILE record of unknown format {0}")]
+    Format(u8),
 }
 
 /// Appends an instance payload (no length prefix) to `out`.
@@ -165,6 +200,26 @@ pub fn encode_instance(out: &mut Vec<u8>, tag: u8, i: &Instance<'_>) {
         let s = clip(s);
         out.extend_from_slice(&(s.len() as u16).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Appends a RECONCILE payload to `out`.
+pub fn encode_reconcile(out: &mut Vec<u8>, r: &Reconciled<'_>) {
+    out.push(TAG_RECONCILE);
+    out.push(RECONCILE_FORMAT);
+    out.extend_from_slice(&r.instance.to_le_bytes());
+    out.extend_from_slice(&r.at_ms.to_le_bytes());
+    for s in [r.id, r.feature, r.handle] {
+        let s = clip(s);
+        out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// Rewrites the instance of an encoded RECONCILE payload in place.
+pub fn patch_reconcile(payload: &mut [u8], instance: u64) {
+    if payload.len() >= 10 && payload[0] == TAG_RECONCILE {
+        payload[2..10].copy_from_slice(&instance.to_le_bytes());
     }
 }
 
@@ -250,8 +305,42 @@ pub fn decode(b: &[u8]) -> Result<Record<'_>, DecodeError> {
                 tombstones: u64_at(b, 9)?,
             })
         }
+        TAG_RECONCILE => decode_reconcile(b),
         t => Err(DecodeError::Tag(t)),
     }
+}
+
+fn decode_reconcile(b: &[u8]) -> Result<Record<'_>, DecodeError> {
+    let format = *b.get(1).ok_or(DecodeError::Short)?;
+    if format != RECONCILE_FORMAT {
+        return Err(DecodeError::Format(format));
+    }
+    let (instance, at_ms) = (u64_at(b, 2)?, u64_at(b, 10)?);
+    let (strings, end) = strings_at::<3>(b, 18)?;
+    if end != b.len() {
+        return Err(DecodeError::Trailing(b.len() - end));
+    }
+    Ok(Record::Reconcile(Reconciled {
+        instance,
+        at_ms,
+        id: strings[0],
+        feature: strings[1],
+        handle: strings[2],
+    }))
+}
+
+/// `N` strings (each a `u16` length and UTF-8 bytes) from `at`; and where
+/// they end.
+fn strings_at<const N: usize>(b: &[u8], mut at: usize) -> Result<([&str; N], usize), DecodeError> {
+    let mut strings = [""; N];
+    for s in &mut strings {
+        let len_bytes = b.get(at..at + 2).ok_or(DecodeError::Short)?;
+        let len = usize::from(u16::from_le_bytes([len_bytes[0], len_bytes[1]]));
+        let bytes = b.get(at + 2..at + 2 + len).ok_or(DecodeError::Short)?;
+        *s = std::str::from_utf8(bytes).map_err(|_| DecodeError::Utf8)?;
+        at += 2 + len;
+    }
+    Ok((strings, at))
 }
 
 fn decode_instance(b: &[u8]) -> Result<Instance<'_>, DecodeError> {

@@ -8,6 +8,13 @@
 //! reused within a run, so a release leaves a tombstone, and a later OUT
 //! for a tombstoned id is ignored: a released instance never comes back.
 //! Tombstones older than [`TOMBSTONE_KEEP_MS`] are dropped at snapshots.
+//!
+//! RECONCILE records are kept by admission id (the latest record of an id
+//! wins; a RECONCILE never writes an id twice): the ids a restart must
+//! still refuse to count again, and which live instances are reconciled
+//! ones (recovery restores those beyond the count). An id is forgotten at
+//! a snapshot [`SEEN_KEEP_MS`] after it was reconciled, once its instance
+//! is no longer live.
 
 use std::collections::HashMap;
 
@@ -16,14 +23,20 @@ use super::record::{self, Instance, Record};
 /// How long a tombstone is kept: far longer than a batch can be in flight.
 pub const TOMBSTONE_KEEP_MS: u64 = 60_000;
 
-/// Live instances (encoded INSTANCE payloads by journal id) and recent
-/// releases.
+/// How long a reconciled admission id is remembered: 90 days, far longer
+/// than a client's offline grace (30 days) and its retries.
+pub const SEEN_KEEP_MS: u64 = 90 * 24 * 3600 * 1000;
+
+/// Live instances (encoded INSTANCE payloads by journal id), recent
+/// releases and reconciled admission ids.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct State {
     /// Journal id -> INSTANCE payload.
     pub live: HashMap<u64, Box<[u8]>>,
     /// Journal id -> release time, Unix ms.
     pub tombstones: HashMap<u64, u64>,
+    /// Admission id -> RECONCILE payload.
+    pub reconciled: HashMap<Box<str>, Box<[u8]>>,
 }
 
 impl State {
@@ -35,8 +48,21 @@ impl State {
                 self.live.remove(id);
                 self.tombstones.insert(*id, *at_ms);
             }
+            Record::Reconcile(r) => {
+                self.reconciled.insert(r.id.into(), payload.into());
+            }
             Record::End { .. } => {}
         }
+    }
+
+    /// Each remembered reconciled admission, decoded.
+    pub fn reconciles(&self) -> impl Iterator<Item = record::Reconciled<'_>> {
+        self.reconciled
+            .values()
+            .filter_map(|p| match record::decode(p) {
+                Ok(Record::Reconcile(r)) => Some(r),
+                _ => None,
+            })
     }
 
     fn apply_out(&mut self, i: &Instance<'_>, payload: &[u8]) {
@@ -63,9 +89,18 @@ impl State {
     }
 
     /// Drops tombstones older than [`TOMBSTONE_KEEP_MS`] at `now`.
+    /// Forgets reconciled ids older than [`SEEN_KEEP_MS`] whose instance
+    /// is not live.
     pub fn prune(&mut self, now: u64) {
         self.tombstones
             .retain(|_, at| at.saturating_add(TOMBSTONE_KEEP_MS) >= now);
+        let live = &self.live;
+        self.reconciled.retain(|_, p| match record::decode(p) {
+            Ok(Record::Reconcile(r)) => {
+                live.contains_key(&r.instance) || r.at_ms.saturating_add(SEEN_KEEP_MS) >= now
+            }
+            _ => false,
+        });
     }
 
     /// Re-keys every live instance after a license reread: `remap` maps old
@@ -81,10 +116,17 @@ impl State {
                 self.live.insert(new, p);
             }
         }
+        for p in self.reconciled.values_mut() {
+            if let Ok(Record::Reconcile(r)) = record::decode(p) {
+                let new = remap.get(&r.instance).copied().unwrap_or(0);
+                record::patch_reconcile(p, new);
+            }
+        }
         self.tombstones.clear();
     }
 
-    /// The snapshot body: every live instance, every tombstone, then END,
+    /// The snapshot body: every live instance, every tombstone, every
+    /// reconciled id, then END,
     /// as frames numbered from `seq`. Returns the next sequence number.
     pub fn write_frames(&self, out: &mut Vec<u8>, mut seq: u64) -> u64 {
         let mut p = Vec::with_capacity(128);
@@ -96,6 +138,10 @@ impl State {
             p.clear();
             record::encode_tombstone(&mut p, id, at);
             record::frame(out, seq, &p);
+            seq += 1;
+        }
+        for payload in self.reconciled.values() {
+            record::frame(out, seq, payload);
             seq += 1;
         }
         p.clear();
@@ -178,6 +224,53 @@ mod tests {
         // And a connection-bound instance renewed with a linger enters it.
         apply(&mut s, &out(2, 300, Some(1300), true, "b"));
         assert_eq!(s.instances().next().map(|i| i.at_ms), Some(300));
+    }
+
+    fn reconcile(instance: u64, at: u64, id: &str) -> Vec<u8> {
+        let mut p = Vec::new();
+        record::encode_reconcile(
+            &mut p,
+            &record::Reconciled {
+                instance,
+                at_ms: at,
+                id,
+                feature: "F",
+                handle: "a",
+            },
+        );
+        p
+    }
+
+    #[test]
+    fn reconciled_ids_survive_snapshots_and_remaps_then_age_out() {
+        let mut s = State::default();
+        apply(&mut s, &out(1, 100, Some(1100), false, "a"));
+        apply(&mut s, &reconcile(1, 100, "c-1"));
+        apply(&mut s, &reconcile(0, 100, "c-2"));
+        let mut body = Vec::new();
+        s.write_frames(&mut body, 0);
+        let mut back = State::default();
+        for (_, r) in crate::journal::record::scan(&body, Some(0)).frames {
+            let p = &body[r];
+            match decode(p).unwrap() {
+                Record::End { .. } => {}
+                rec => back.apply(&rec, p),
+            }
+        }
+        assert_eq!(back, s);
+        s.remap(&HashMap::from([(1, 77)]));
+        let mut got: Vec<_> = s.reconciles().map(|r| (r.id, r.instance)).collect();
+        got.sort();
+        assert_eq!(got, [("c-1", 77), ("c-2", 0)]);
+        // Old: forgotten unless its instance is live.
+        s.prune(100 + SEEN_KEEP_MS + 1);
+        let got: Vec<_> = s.reconciles().map(|r| r.id).collect();
+        assert_eq!(got, ["c-1"]);
+        let mut p = Vec::new();
+        encode_in(&mut p, 77, 200);
+        apply(&mut s, &p);
+        s.prune(100 + SEEN_KEEP_MS + 1);
+        assert_eq!(s.reconciles().count(), 0);
     }
 
     #[test]

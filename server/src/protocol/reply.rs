@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use tally_core::engine::Reason;
 
 use super::{ProtoError, MAX_LINE_BYTES};
+use crate::picture::Picture;
 use crate::status::Status;
 
 /// Error codes of `ERR` replies: every one is sent (see [`Reply::code`]),
@@ -109,6 +110,39 @@ pub enum Reply<'a> {
     },
     /// `OK <json>`: the STATUS reply.
     Status(&'a Status),
+    /// `OK <json>`: the PICTURE reply.
+    Picture(&'a Picture),
+    /// `OK RECONCILED <feature> <handle> <deadline>`: a session admitted
+    /// offline is now a checkout within the pool's count (or was already
+    /// held: nothing counted).
+    Reconciled {
+        /// Feature, as asked for.
+        feature: &'a str,
+        /// Client handle.
+        handle: &'a str,
+        /// Unix ms of its deadline (0: none).
+        deadline: u64,
+    },
+    /// `OK OVERDRAFT <feature> <handle> <deadline> <excess>`: reconciled
+    /// with `excess` of its licenses beyond the pool's count.
+    ReconciledOverdraft {
+        /// Feature, as asked for.
+        feature: &'a str,
+        /// Client handle.
+        handle: &'a str,
+        /// Unix ms of its deadline.
+        deadline: u64,
+        /// Its licenses beyond the pool's count.
+        excess: u32,
+    },
+    /// `OK DUPLICATE <feature> <handle>`: this admission id was reconciled
+    /// before; nothing counted again.
+    ReconcileDuplicate {
+        /// Feature, as asked for.
+        feature: &'a str,
+        /// Client handle.
+        handle: &'a str,
+    },
     /// `OK {"error":"<text>"}`: a STATUS that could not be built.
     StatusFailed(&'a str),
     /// `PONG`.
@@ -231,6 +265,24 @@ impl Reply<'_> {
                 Ok(json) => writeln!(out, "OK {json}"),
                 Err(e) => Reply::StatusFailed(&e.to_string()).write_to(out),
             },
+            Reply::Picture(p) => match serde_json::to_string(p) {
+                Ok(json) => writeln!(out, "OK {json}"),
+                Err(e) => Reply::StatusFailed(&e.to_string()).write_to(out),
+            },
+            Reply::Reconciled {
+                feature,
+                handle,
+                deadline,
+            } => writeln!(out, "OK RECONCILED {feature} {handle} {deadline}"),
+            Reply::ReconciledOverdraft {
+                feature,
+                handle,
+                deadline,
+                excess,
+            } => writeln!(out, "OK OVERDRAFT {feature} {handle} {deadline} {excess}"),
+            Reply::ReconcileDuplicate { feature, handle } => {
+                writeln!(out, "OK DUPLICATE {feature} {handle}")
+            }
             Reply::StatusFailed(e) => writeln!(out, "OK {{\"error\":\"{e}\"}}"),
             Reply::Pong => out.write_str("PONG\n"),
             Reply::Bye => out.write_str("BYE\n"),
@@ -298,11 +350,16 @@ impl Reply<'_> {
 
     /// Appends the line (and its LF) to a byte buffer.
     pub fn write_bytes(&self, out: &mut Vec<u8>) {
-        if let Reply::Status(status) = self {
+        let json: Option<&dyn erased::Json> = match self {
+            Reply::Status(status) => Some(*status),
+            Reply::Picture(picture) => Some(*picture),
+            _ => None,
+        };
+        if let Some(json) = json {
             // Straight into the buffer: a large STATUS is tens of MB.
             let start = out.len();
             out.extend_from_slice(b"OK ");
-            match serde_json::to_writer(&mut *out, status) {
+            match json.write_json(out) {
                 Ok(()) => out.push(b'\n'),
                 Err(e) => {
                     out.truncate(start);
@@ -314,6 +371,20 @@ impl Reply<'_> {
         let mut s = String::new();
         let _ = self.write_to(&mut s);
         out.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// The JSON replies, written straight into a byte buffer.
+mod erased {
+    /// A value serialized as one line of JSON.
+    pub(super) trait Json {
+        fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+            serde_json::to_writer(out, self)
+        }
     }
 }
 
@@ -368,6 +439,30 @@ mod tests {
                 "OK F h1",
             ),
             (Reply::StatusFailed("boom"), r#"OK {"error":"boom"}"#),
+            (
+                Reply::Reconciled {
+                    feature: "F",
+                    handle: "h1",
+                    deadline: 17,
+                },
+                "OK RECONCILED F h1 17",
+            ),
+            (
+                Reply::ReconciledOverdraft {
+                    feature: "F",
+                    handle: "h1",
+                    deadline: 17,
+                    excess: 2,
+                },
+                "OK OVERDRAFT F h1 17 2",
+            ),
+            (
+                Reply::ReconcileDuplicate {
+                    feature: "F",
+                    handle: "h1",
+                },
+                "OK DUPLICATE F h1",
+            ),
             (Reply::Pong, "PONG"),
             (Reply::Bye, "BYE"),
             (Reply::Authed, "OK AUTH"),

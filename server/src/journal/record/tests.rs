@@ -273,3 +273,40 @@ fn patching_a_renewal_keeps_the_names() {
     assert_eq!((i.linger_ms, i.deadline_ms, i.at_ms), (1000, Some(42), 5));
     assert_eq!(i.handle, "ec26edf8");
 }
+
+#[test]
+fn reconcile_records_round_trip_and_refuse_what_they_do_not_know() {
+    let r = Reconciled {
+        instance: 9,
+        at_ms: 1_700_000_000_000,
+        id: "c0ffee-17",
+        feature: "MPS_ENT_CCU",
+        handle: "s51",
+    };
+    let mut p = Vec::new();
+    encode_reconcile(&mut p, &r);
+    assert_eq!(p[..2], [TAG_RECONCILE, RECONCILE_FORMAT]);
+    assert_eq!(decode(&p), Ok(Record::Reconcile(r)));
+    patch_reconcile(&mut p, 0);
+    let Ok(Record::Reconcile(patched)) = decode(&p) else {
+        panic!("{:?}", decode(&p));
+    };
+    assert_eq!(patched.instance, 0);
+    assert_eq!(patched.id, "c0ffee-17");
+    // Every cut is refused, so is a later format or trailing bytes.
+    for end in 0..p.len() {
+        assert!(decode(&p[..end]).is_err(), "{end}");
+    }
+    let mut later = p.clone();
+    later[1] = RECONCILE_FORMAT + 1;
+    assert_eq!(
+        decode(&later),
+        Err(DecodeError::Format(RECONCILE_FORMAT + 1))
+    );
+    p.push(0);
+    assert_eq!(decode(&p), Err(DecodeError::Trailing(1)));
+    // And in a frame, as any record.
+    let mut out = Vec::new();
+    frame(&mut out, 1, &p[..p.len() - 1]);
+    assert_eq!(scan(&out, Some(1)).frames.len(), 1);
+}

@@ -1,0 +1,228 @@
+//! RECONCILE: a session a client admitted offline becomes a checkout.
+//!
+//! The session is recorded as it happened ([`Engine::reconcile`]): since
+//! its `start=`, lingering `linger=` from now (offline sessions are
+//! lingering ones: they outlive the connection that reports them, so a
+//! client may report them and go; it keeps one by renewing it with a
+//! CHECKOUT of the same handle, as any lingering license), admitted whatever
+//! the pool's count. Licenses beyond the count are overdraft: the reply
+//! says `OK OVERDRAFT`, the debug log gets an `OVERDRAFT:` line, STATUS
+//! counts them; new checkouts are refused while the pool is beyond its
+//! `count + overdraft` (nobody is dropped).
+//!
+//! Idempotent by admission id (`id=`): every id reconciled is remembered
+//! ([`Seen`], shared by the loops, and the journal's RECONCILE records,
+//! restored at start), and a second RECONCILE of it is `OK DUPLICATE`,
+//! counting nothing. An id whose RECONCILE was denied is not remembered (it
+//! counted nothing).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bytes::BytesMut;
+use tally_core::engine::{Engine, GrantKind, HolderBuf, Request};
+
+use super::{Ctx, Effects, Session};
+use crate::debuglog::{Action, FeatureRef};
+use crate::journal;
+use crate::protocol::{self, Reply, RECONCILE_DEFAULT_LINGER_MS};
+
+/// The admission ids reconciled (and being reconciled), with the feature
+/// and handle they were for. One lock, taken twice per RECONCILE (rare:
+/// a client's reconnection after an outage), never by any other request.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    ids: Mutex<SeenIds>,
+}
+
+/// Admission id -> (feature, handle).
+type SeenIds = HashMap<Box<str>, (Box<str>, Box<str>)>;
+
+impl Seen {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SeenIds> {
+        self.ids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `id` for (feature, handle); `false` if it was seen before.
+    fn claim(&self, id: &str, feature: &str, handle: &str) -> bool {
+        let mut ids = self.lock();
+        if ids.contains_key(id) {
+            return false;
+        }
+        ids.insert(id.into(), (feature.into(), handle.into()));
+        true
+    }
+
+    /// Forgets `id` (its RECONCILE was denied).
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Remembers the ids recovered from the journal: (id, feature, handle).
+    pub(crate) fn load(&self, ids: Vec<(String, String, String)>) {
+        let mut seen = self.lock();
+        for (id, feature, handle) in ids {
+            seen.insert(id.into(), (feature.into(), handle.into()));
+        }
+    }
+
+    /// How many ids are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Answers a RECONCILE into `out`.
+pub(crate) fn reconcile(
+    cx: &mut Ctx,
+    s: &mut Session,
+    r: &protocol::Reconcile<'_>,
+    now: u64,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) {
+    if !cx.shared.reconciled.claim(r.id, r.feature, r.handle) {
+        let _ = Reply::ReconcileDuplicate {
+            feature: r.feature,
+            handle: r.handle,
+        }
+        .write_to(out);
+        return;
+    }
+    let linger_ms = r.linger_ms.unwrap_or_else(|| {
+        match cx
+            .engine
+            .feature_id(r.feature)
+            .map(|_| cx.opts.default_linger_ms(&cx.engine, r.feature))
+        {
+            Some(l) if l > 0 => l,
+            _ => RECONCILE_DEFAULT_LINGER_MS,
+        }
+    });
+    let req = Request {
+        feature: r.feature,
+        user: r.user,
+        host: r.host,
+        display: r.display,
+        handle: r.handle,
+        version: r.version,
+        count: r.count,
+        linger_ms,
+    };
+    let holder = HolderBuf::new(r.user, r.host, r.display, r.handle);
+    let done = match cx.engine.reconcile(&req, r.start_ms, now) {
+        Ok(done) => done,
+        Err(d) => {
+            cx.shared.reconciled.forget(r.id);
+            let f = match cx.engine.feature_id(r.feature) {
+                Some(id) => FeatureRef::Id(id),
+                None => FeatureRef::Name(r.feature.into()),
+            };
+            cx.log_license(now, Action::Denied(d.reason), f, holder, r.count, fx);
+            let _ = Reply::Denied {
+                feature: r.feature,
+                handle: r.handle,
+                reason: d.reason,
+            }
+            .write_to(out);
+            return;
+        }
+    };
+    let g = done.grant;
+    if g.id.is_some() {
+        s.remember_identity(r.user, r.host);
+    }
+    if let (Some(id), Some(at)) = (g.id, g.schedule) {
+        fx.lingers.push((id, at));
+    }
+    let f = FeatureRef::Id(g.feature);
+    if g.kind != GrantKind::Renewed {
+        let action = if g.overdraft {
+            Action::OutOverdraft
+        } else {
+            Action::Out
+        };
+        cx.log_license(now, action, f.clone(), holder, g.count, fx);
+    }
+    if g.kind == GrantKind::Startup {
+        cx.log_license(now, Action::In, f, holder, g.count, fx);
+    }
+    if done.excess > 0 {
+        fx.line(now, vendor(&cx.engine, g.feature), overdraft_line(r, &done));
+    }
+    let deadline = g.deadline.unwrap_or(0);
+    let _ = if done.excess > 0 {
+        Reply::ReconciledOverdraft {
+            feature: r.feature,
+            handle: r.handle,
+            deadline,
+            excess: done.excess,
+        }
+    } else {
+        Reply::Reconciled {
+            feature: r.feature,
+            handle: r.handle,
+            deadline,
+        }
+    }
+    .write_to(out);
+    // Durability: the instance (since its start, so a restart keeps it),
+    // then the id; the reply waits for both in sync mode.
+    if let Some(j) = cx.journal.as_mut() {
+        let mut instance = 0;
+        if let (Some(id), GrantKind::New) = (g.id, g.kind) {
+            instance = id.to_bits();
+            let batch = j.out(&journal::Instance {
+                id: instance,
+                at_ms: r.start_ms.min(now),
+                linger_ms,
+                deadline_ms: g.deadline,
+                count: g.count,
+                version: r.version.unwrap_or(0),
+                renewed: false,
+                feature: r.feature,
+                user: r.user,
+                host: r.host,
+                display: r.display,
+                handle: r.handle,
+            });
+            fx.gate(batch);
+        } else if let (Some(id), GrantKind::Renewed) = (g.id, g.kind) {
+            instance = id.to_bits();
+        }
+        let batch = j.reconcile(&journal::record::Reconciled {
+            instance,
+            at_ms: now,
+            id: r.id,
+            feature: r.feature,
+            handle: r.handle,
+        });
+        fx.gate(batch);
+    }
+}
+
+fn vendor(engine: &Engine, f: tally_core::engine::FeatureId) -> &str {
+    engine.feature_vendor(f)
+}
+
+/// The debug-log line of a reconciliation beyond the count:
+/// `OVERDRAFT: "F" user@host [handle]  (reconciled offline use, 5 over 50)`
+/// (`N over C`: the pool's licenses beyond its count `C` now), with
+/// `, beyond OVERDRAFT=n` when it is also past the line's allowance.
+pub(crate) fn overdraft_line(
+    r: &protocol::Reconcile<'_>,
+    done: &tally_core::engine::Reconciled,
+) -> String {
+    let over = done.pool_overdraft();
+    let allowance = done.limit.saturating_sub(done.total);
+    let beyond = if done.in_use > u64::from(done.limit) && allowance > 0 {
+        format!(", beyond OVERDRAFT={allowance}")
+    } else {
+        String::new()
+    };
+    format!(
+        "OVERDRAFT: \"{}\" {}@{} [{}]  (reconciled offline use, {over} over {}{beyond})",
+        r.feature, r.user, r.host, r.handle, done.total
+    )
+}
