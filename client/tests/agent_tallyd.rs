@@ -313,6 +313,8 @@ fn a_server_that_answers_garbage() {
     ]);
     assert!(stdout(&o).starts_with("OK MPM_ADV_RC x "), "{o:?}");
 
+    // A cache never written (the one above is, by the OK: PICTURE).
+    let (_fresh_dir, fresh) = scratch();
     let o = tallyctl(&[
         "agent",
         "checkout",
@@ -324,7 +326,7 @@ fn a_server_that_answers_garbage() {
         "--handle",
         "x",
         "--cache",
-        &cache,
+        &fresh,
         "-c",
         &junk.to_string(),
     ]);

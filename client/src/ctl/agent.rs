@@ -12,6 +12,9 @@
 //! | `OFFLINE <feature> <handle> grace until <time> (<n> of <count> offline)` | 0 |
 //! | `REFUSED <CODE> <reason>` (offline grace refused; `GRACE_ENDED` ends `(grace ended <time>)`) | 241 |
 //! | `REFUSED cache <file>: [<SECTION>] line <n>: <what>` (no usable cache) | 241 |
+//! | `REFUSED no license server answered (<what was tried>)` (no cache file yet) | 241 |
+//!
+//! With an offline `REFUSED`, stderr says which servers were tried.
 //!
 //! A server's `ERR ...` or a reply that breaks the protocol is reported on
 //! stderr as other tallyctl errors are (exit 1, 244). After an `OK` the
@@ -244,6 +247,7 @@ fn checkout(a: &AgentCheckoutArgs, mut client: Client) -> Result<i32, CtlError> 
                 }
                 OfflineOutcome::Refused { reason } => {
                     print(&format!("REFUSED {reason}\n"));
+                    eprintln!("tallyctl: {e}");
                     Ok(241)
                 }
                 OfflineOutcome::Unavailable { why, missing: true } => {
