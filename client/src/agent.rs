@@ -31,6 +31,22 @@
 //! A product checkout without linger is held by the connection: it has no
 //! deadline and is never renewed.
 //!
+//! **Offline** ([`Agent::with_offline`], optional): after every granted
+//! checkout or renewal the agent fetches `PICTURE` and stores it in the
+//! cache file ([`crate::join::refresh`]: rewritten only when it changed;
+//! the contact recorded). When a checkout finds no server, the session is
+//! admitted offline under grace ([`crate::offline::Offline::admit`],
+//! [`Event::AdmittedOffline`]): the agent holds it, and keeps trying the
+//! server with the same backoff. Before its first call to a server that
+//! answers again, it reports every pending offline admission
+//! ([`crate::join::reconcile`], one [`Event::Reconciled`] each), then
+//! checks the license out online (same handle: the reconciled instance).
+//! A refusal (grace over, pool full, no usable cache) is
+//! [`Event::OfflineRefused`] and the agent retries as without a cache.
+//! The startup license too is taken offline when no server answers
+//! ([`Event::StartupOffline`]: admitted under its own grace, 96 h for
+//! `LT=SYS`, and released at once).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use tally_client::agent::{Agent, AgentConfig};
@@ -62,10 +78,17 @@
 //! ```
 
 use std::fmt;
+use std::path::PathBuf;
 
 use tally_core::clock::Millis;
 
-use crate::client::{Checkout, Client, ClientError, Grant, STARTUP_FEATURE};
+use crate::cache::Identity;
+use crate::join::{self, Outcome, Refresh};
+use crate::offline::{Durability, Offline, Session, Verdict};
+
+use crate::client::{Checkout, Client, ClientError, Grant, Reconciled, STARTUP_FEATURE};
+use crate::offline::Admission;
+use crate::picture::Picture;
 
 /// What an [`Agent`] needs from a license server: [`Client`] is the real
 /// one; tests give a fake.
@@ -84,6 +107,12 @@ pub trait Licensing {
 
     /// Return `req`'s license: check it out again with linger 1 s.
     fn return_license(&mut self, req: &Checkout) -> Result<Grant, ClientError>;
+
+    /// The license picture (`PICTURE`).
+    fn picture(&mut self) -> Result<Picture, ClientError>;
+
+    /// Report a session admitted offline (`RECONCILE`).
+    fn reconcile(&mut self, admission: &Admission) -> Result<Reconciled, ClientError>;
 }
 
 impl Licensing for Client {
@@ -103,6 +132,14 @@ impl Licensing for Client {
 
     fn return_license(&mut self, req: &Checkout) -> Result<Grant, ClientError> {
         Client::return_license(self, req)
+    }
+
+    fn picture(&mut self) -> Result<Picture, ClientError> {
+        Client::picture(self)
+    }
+
+    fn reconcile(&mut self, admission: &Admission) -> Result<Reconciled, ClientError> {
+        Client::reconcile(self, admission)
     }
 }
 
@@ -262,6 +299,60 @@ pub enum Event {
         /// The deadline it lapses at.
         deadline_ms: Millis,
     },
+    /// No server answered the startup license: taken offline under its
+    /// grace (admitted and at once released, as the server checks it out
+    /// and in).
+    StartupOffline {
+        /// When.
+        at: Millis,
+        /// Its feature.
+        feature: String,
+        /// The admission id (what RECONCILE sends).
+        id: String,
+    },
+    /// No server answered: admitted offline under grace (until
+    /// `grace_ends_ms`); the agent holds it and retries the server at
+    /// `retry_at`.
+    AdmittedOffline {
+        /// When.
+        at: Millis,
+        /// The admission id (what RECONCILE sends).
+        id: String,
+        /// When the pool's grace ends.
+        grace_ends_ms: Millis,
+        /// When the agent tries the server again.
+        retry_at: Millis,
+    },
+    /// No server answered and the offline path refused too.
+    OfflineRefused {
+        /// When.
+        at: Millis,
+        /// Why (the grace refusal, or why the cache cannot be used).
+        reason: String,
+    },
+    /// An offline admission reported to the server.
+    Reconciled {
+        /// When.
+        at: Millis,
+        /// What the server recorded.
+        outcome: Box<Outcome>,
+    },
+    /// The cache was not refreshed after a contact (the server has no
+    /// PICTURE: said once; or the cache could not be written).
+    CacheNotRefreshed {
+        /// When.
+        at: Millis,
+        /// Why.
+        why: String,
+    },
+    /// Shut down while held offline: the admission is released locally
+    /// (if not reconciled yet, RECONCILE still reports it, with its end).
+    ReleasedOffline {
+        /// When.
+        at: Millis,
+        /// The admission id.
+        id: String,
+    },
 }
 
 impl fmt::Display for Event {
@@ -298,6 +389,23 @@ impl fmt::Display for Event {
             Event::ReturnFailed {
                 error, deadline_ms, ..
             } => write!(f, "RETURN_FAILED {error}; lapses at {deadline_ms}"),
+            Event::AdmittedOffline {
+                id,
+                grace_ends_ms,
+                retry_at,
+                ..
+            } => write!(
+                f,
+                "OFFLINE admitted as {id}, grace until {}; retry at {retry_at}",
+                crate::grace::rfc3339(*grace_ends_ms)
+            ),
+            Event::OfflineRefused { reason, .. } => write!(f, "OFFLINE_REFUSED {reason}"),
+            Event::StartupOffline { feature, id, .. } => {
+                write!(f, "STARTUP_OFFLINE {feature} admitted as {id} and released")
+            }
+            Event::Reconciled { outcome, .. } => write!(f, "{outcome}"),
+            Event::CacheNotRefreshed { why, .. } => write!(f, "CACHE_NOT_REFRESHED {why}"),
+            Event::ReleasedOffline { id, .. } => write!(f, "RELEASED_OFFLINE {id}"),
         }
     }
 }
@@ -331,8 +439,57 @@ enum State {
     /// Nothing held (the first checkout failed, or the license expired);
     /// checkout due at `at`.
     Acquiring { attempt: u32, at: Millis },
+    /// Held offline (admitted under grace); the server is tried again at
+    /// `at`.
+    OfflineHeld { attempt: u32, at: Millis },
     /// Shut down.
     Stopped,
+}
+
+/// Where an [`Agent`] keeps its offline cache ([`Agent::with_offline`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineConfig {
+    /// The cache file (its side file next to it).
+    pub cache: PathBuf,
+    /// `ProdName` / `ProdFeatName` written into it.
+    pub identity: Identity,
+    /// Whether side-file appends are fsynced ([`Durability::Fsync`]: the
+    /// default).
+    pub durability: Durability,
+}
+
+impl OfflineConfig {
+    /// The cache at `cache`, default identity, fsynced.
+    pub fn new(cache: impl Into<PathBuf>) -> OfflineConfig {
+        OfflineConfig {
+            cache: cache.into(),
+            identity: Identity::default(),
+            durability: Durability::Fsync,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OfflineSide {
+    config: OfflineConfig,
+    /// The cache and side file, once opened (or refreshed).
+    state: Option<Offline>,
+    /// The admission held offline, if any.
+    admission: Option<String>,
+    /// `CacheNotRefreshed` for a server without PICTURE was told.
+    told_unsupported: bool,
+}
+
+impl OfflineSide {
+    /// The cache's state, opened if it was not (`Err`: why it cannot be).
+    fn open(&mut self) -> Result<&mut Offline, String> {
+        if self.state.is_none() {
+            let o = Offline::open(&self.config.cache, self.config.durability)
+                .map_err(|e| e.to_string())?;
+            self.state = Some(o);
+        }
+        self.state.as_mut().ok_or_else(String::new)
+    }
 }
 
 /// Seed 002's agent ([module docs](self)).
@@ -341,6 +498,7 @@ pub struct Agent<L: Licensing = Client> {
     lic: L,
     config: AgentConfig,
     state: State,
+    offline: Option<OfflineSide>,
 }
 
 impl<L: Licensing> Agent<L> {
@@ -350,7 +508,36 @@ impl<L: Licensing> Agent<L> {
             lic,
             config,
             state: State::Start { attempt: 0, at: 0 },
+            offline: None,
         }
+    }
+
+    /// An agent with an offline cache ([module docs](self)): refreshed on
+    /// every grant, used when no server answers, reconciled when one
+    /// answers again. Admissions a former process left pending (a reboot
+    /// mid-outage) are reconciled too.
+    pub fn with_offline(lic: L, config: AgentConfig, offline: OfflineConfig) -> Agent<L> {
+        let mut a = Agent::new(lic, config);
+        a.offline = Some(OfflineSide {
+            config: offline,
+            state: None,
+            admission: None,
+            told_unsupported: false,
+        });
+        a
+    }
+
+    /// The offline admission held, if the license is held offline.
+    pub fn offline_admission(&self) -> Option<&str> {
+        match self.state {
+            State::OfflineHeld { .. } => self.offline.as_ref()?.admission.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The offline cache's state, if one is configured and opened.
+    pub fn offline(&self) -> Option<&Offline> {
+        self.offline.as_ref()?.state.as_ref()
     }
 
     /// Its configuration.
@@ -369,6 +556,7 @@ impl<L: Licensing> Agent<L> {
         match self.state {
             State::Held { deadline, .. } => deadline == 0 || now < deadline,
             State::Retrying { deadline, .. } => now < deadline,
+            State::OfflineHeld { .. } => true,
             _ => false,
         }
     }
@@ -385,7 +573,9 @@ impl<L: Licensing> Agent<L> {
     /// When the agent next needs a tick ([`Tick::next`]).
     pub fn next_due(&self) -> Option<Millis> {
         match self.state {
-            State::Start { at, .. } | State::Acquiring { at, .. } => Some(at),
+            State::Start { at, .. }
+            | State::Acquiring { at, .. }
+            | State::OfflineHeld { at, .. } => Some(at),
             State::Held { renew_at, .. } => renew_at,
             State::Retrying { deadline, at, .. } => Some(at.min(deadline)),
             State::Stopped => None,
@@ -396,6 +586,9 @@ impl<L: Licensing> Agent<L> {
     /// backwards only delays what is due).
     pub fn tick(&mut self, now: Millis) -> Tick {
         let mut events = Vec::new();
+        if self.next_due().is_some_and(|due| now >= due) {
+            self.reconcile(now, &mut events);
+        }
         match self.state {
             State::Start { attempt, at } if now >= at => {
                 if let Some(feature) = self.config.startup_feature.clone() {
@@ -405,6 +598,9 @@ impl<L: Licensing> Agent<L> {
                         .startup_license(&feature, &p.user, &p.host, &p.handle)
                     {
                         Ok(_) => events.push(Event::Startup { at: now, feature }),
+                        Err(error)
+                            if error.is_unreachable()
+                                && self.startup_offline(now, &feature, &mut events) => {}
                         Err(error) => {
                             let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
                             events.push(Event::StartupFailed {
@@ -423,6 +619,9 @@ impl<L: Licensing> Agent<L> {
                 self.acquire(now, 0, &mut events);
             }
             State::Acquiring { attempt, at } if now >= at => {
+                self.acquire(now, attempt, &mut events)
+            }
+            State::OfflineHeld { attempt, at } if now >= at => {
                 self.acquire(now, attempt, &mut events)
             }
             State::Held {
@@ -450,7 +649,19 @@ impl<L: Licensing> Agent<L> {
     /// `now`, and stops: later ticks do nothing.
     pub fn shutdown(&mut self, now: Millis) -> Tick {
         let mut events = Vec::new();
-        if self.holds(now) {
+        if let State::OfflineHeld { .. } = self.state {
+            if let Some(side) = &mut self.offline {
+                if let (Some(id), Some(o)) = (side.admission.take(), side.state.as_mut()) {
+                    match o.release(&id, now) {
+                        Ok(_) => events.push(Event::ReleasedOffline { at: now, id }),
+                        Err(e) => events.push(Event::OfflineRefused {
+                            at: now,
+                            reason: format!("release of {id} not recorded: {e}"),
+                        }),
+                    }
+                }
+            }
+        } else if self.holds(now) {
             let deadline = self.deadline().unwrap_or(0);
             match self.lic.return_license(&self.config.product) {
                 Ok(g) => events.push(Event::Returned {
@@ -483,20 +694,217 @@ impl<L: Licensing> Agent<L> {
                     at: now,
                     deadline_ms: g.deadline_ms,
                 });
+                if let Some(side) = &mut self.offline {
+                    side.admission = None;
+                }
                 self.hold(now, g.deadline_ms);
+                self.refresh(now, events);
             }
             Err(error) => {
                 let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
+                let next = State::Acquiring {
+                    attempt: attempt + 1,
+                    at: retry_at,
+                };
+                if let State::OfflineHeld { .. } = self.state {
+                    // Still held offline: retry the server later.
+                    events.push(Event::CheckoutFailed {
+                        at: now,
+                        error,
+                        retry_at,
+                    });
+                    self.state = State::OfflineHeld {
+                        attempt: attempt + 1,
+                        at: retry_at,
+                    };
+                    return;
+                }
+                let unreachable = error.is_unreachable();
+                if unreachable && self.offline.is_some() {
+                    self.state = next;
+                    self.admit_offline(now, attempt, retry_at, error, events);
+                    return;
+                }
                 events.push(Event::CheckoutFailed {
                     at: now,
                     error,
                     retry_at,
                 });
-                self.state = State::Acquiring {
+                self.state = next;
+            }
+        }
+    }
+
+    /// No server answered the product checkout: admit it offline, or say
+    /// why not (and retry at `retry_at` as without a cache).
+    fn admit_offline(
+        &mut self,
+        now: Millis,
+        attempt: u32,
+        retry_at: Millis,
+        error: ClientError,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(side) = &mut self.offline else {
+            return;
+        };
+        let p = &self.config.product;
+        let session = Session {
+            feature: &p.feature,
+            version: p.version.as_deref(),
+            user: &p.user,
+            host: &p.host,
+            handle: &p.handle,
+            count: 1,
+        };
+        let linger = (p.linger_ms > 0).then_some(p.linger_ms);
+        let verdict = side.open().and_then(|o| {
+            o.admit_lingering(&session, linger, now)
+                .map_err(|e| e.to_string())
+        });
+        match verdict {
+            Ok(Verdict::Admitted {
+                admission,
+                grace_ends_ms,
+            }) => {
+                side.admission = Some(admission.id.clone());
+                events.push(Event::AdmittedOffline {
+                    at: now,
+                    id: admission.id,
+                    grace_ends_ms,
+                    retry_at,
+                });
+                self.state = State::OfflineHeld {
                     attempt: attempt + 1,
                     at: retry_at,
                 };
             }
+            Ok(Verdict::Refused(r)) => {
+                events.push(Event::CheckoutFailed {
+                    at: now,
+                    error,
+                    retry_at,
+                });
+                events.push(Event::OfflineRefused {
+                    at: now,
+                    reason: format!("{} {r}", r.code()),
+                });
+            }
+            Err(why) => {
+                events.push(Event::CheckoutFailed {
+                    at: now,
+                    error,
+                    retry_at,
+                });
+                events.push(Event::OfflineRefused {
+                    at: now,
+                    reason: format!("cache {why}"),
+                });
+            }
+        }
+    }
+
+    /// No server answered the startup license: take it offline under its
+    /// own grace (96 h for `LT=SYS`), admitted and at once released, as
+    /// the server would check it out and in. `false` (nothing recorded,
+    /// the reason an event) when there is no cache or grace refuses.
+    fn startup_offline(&mut self, now: Millis, feature: &str, events: &mut Vec<Event>) -> bool {
+        let Some(side) = &mut self.offline else {
+            return false;
+        };
+        let p = &self.config.product;
+        let session = Session {
+            feature,
+            version: None,
+            user: &p.user,
+            host: &p.host,
+            handle: &p.handle,
+            count: 1,
+        };
+        let done = side.open().and_then(|o| {
+            let v = o.admit(&session, now).map_err(|e| e.to_string())?;
+            if let Verdict::Admitted { admission, .. } = &v {
+                o.release(&admission.id, now).map_err(|e| e.to_string())?;
+            }
+            Ok(v)
+        });
+        match done {
+            Ok(Verdict::Admitted { admission, .. }) => {
+                events.push(Event::StartupOffline {
+                    at: now,
+                    feature: feature.to_string(),
+                    id: admission.id,
+                });
+                true
+            }
+            Ok(Verdict::Refused(r)) => {
+                events.push(Event::OfflineRefused {
+                    at: now,
+                    reason: format!("{} {r}", r.code()),
+                });
+                false
+            }
+            Err(why) => {
+                events.push(Event::OfflineRefused {
+                    at: now,
+                    reason: format!("cache {why}"),
+                });
+                false
+            }
+        }
+    }
+
+    /// Reports pending offline admissions, if there are any (nothing is
+    /// sent otherwise). A server that does not answer leaves them pending.
+    fn reconcile(&mut self, now: Millis, events: &mut Vec<Event>) {
+        let Some(side) = &mut self.offline else {
+            return;
+        };
+        let Ok(offline) = side.open() else {
+            return;
+        };
+        if offline.pending().is_empty() {
+            return;
+        }
+        match join::reconcile(&mut self.lic, offline) {
+            Ok(report) => {
+                events.extend(
+                    report
+                        .outcomes
+                        .into_iter()
+                        .map(|outcome| Event::Reconciled {
+                            at: now,
+                            outcome: Box::new(outcome),
+                        }),
+                )
+            }
+            Err(e) => events.push(Event::OfflineRefused {
+                at: now,
+                reason: format!("reconciliation not recorded: {e}"),
+            }),
+        }
+    }
+
+    /// After a grant: the picture into the cache, the contact recorded.
+    fn refresh(&mut self, now: Millis, events: &mut Vec<Event>) {
+        let Some(side) = &mut self.offline else {
+            return;
+        };
+        let c = &side.config;
+        match join::refresh(&mut self.lic, &c.cache, &c.identity, now, c.durability) {
+            Ok(Refresh::Stored { offline, .. }) => side.state = Some(*offline),
+            Ok(Refresh::Unsupported { server }) => {
+                if !std::mem::replace(&mut side.told_unsupported, true) {
+                    events.push(Event::CacheNotRefreshed {
+                        at: now,
+                        why: format!("{server} does not answer PICTURE"),
+                    });
+                }
+            }
+            Err(e) => events.push(Event::CacheNotRefreshed {
+                at: now,
+                why: e.to_string(),
+            }),
         }
     }
 
@@ -510,6 +918,7 @@ impl<L: Licensing> Agent<L> {
                     deadline_ms: g.deadline_ms,
                 });
                 self.hold(now, g.deadline_ms);
+                self.refresh(now, events);
             }
             Err(error) => {
                 let retry_at = now.saturating_add(self.config.retry_delay(attempt + 1));
@@ -599,6 +1008,18 @@ mod tests {
         }
         fn return_license(&mut self, r: &Checkout) -> Result<Grant, ClientError> {
             self.answer("return linger=1000".into(), &r.feature, &r.handle, 1000)
+        }
+        fn picture(&mut self) -> Result<Picture, ClientError> {
+            self.answer("picture".into(), "-", "-", 0)?;
+            Ok(crate::picture::sample())
+        }
+        fn reconcile(&mut self, a: &Admission) -> Result<Reconciled, ClientError> {
+            self.answer(format!("reconcile {}", a.id), &a.feature, &a.handle, 0)?;
+            Ok(Reconciled::Counted {
+                feature: a.feature.clone(),
+                handle: a.handle.clone(),
+                deadline_ms: 0,
+            })
         }
     }
 
@@ -774,6 +1195,199 @@ mod tests {
         assert_eq!(
             (short.renew_every(), short.retry_delay(5)),
             (Some(1000), 1000)
+        );
+    }
+
+    /// An agent of MPM_ADV_RC (2 cached licenses) with a cache in `dir`.
+    fn offline_agent<'a>(clock: &'a ManualClock, dir: &std::path::Path) -> Agent<Fake<'a>> {
+        let product = Checkout::new("MPM_ADV_RC", "USER15", "GENE-VM-2K3", "ec26edf8")
+            .linger(Duration::from_millis(21 * DAY));
+        let fake = Fake {
+            clock,
+            down: false,
+            calls: Vec::new(),
+        };
+        let mut config = AgentConfig::new(product);
+        config.startup_feature = None;
+        let mut off = OfflineConfig::new(dir.join("tally.ini"));
+        off.durability = Durability::NoSync;
+        Agent::with_offline(fake, config, off)
+    }
+
+    #[test]
+    fn offline_admission_then_reconciliation_on_the_first_contact() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = ManualClock::new(T0);
+        let mut a = offline_agent(&clock, dir.path());
+        // Online: checked out, then the picture cached (contact at T0).
+        let t = a.tick(T0);
+        assert!(matches!(t.events[..], [Event::CheckedOut { .. }]), "{t:?}");
+        assert_eq!(a.licensing().calls[1], (T0, "picture".to_string()));
+        assert_eq!(a.offline().map(Offline::last_contact_ms), Some(T0));
+        // The server goes away for good; the license expires at its
+        // deadline; the checkout again finds nobody: admitted offline.
+        a.licensing().down = true;
+        let mut next = t.next.expect("renewal due");
+        loop {
+            let t = step(&mut a, &clock, next);
+            if let Some(Event::AdmittedOffline {
+                id, grace_ends_ms, ..
+            }) = t.events.last()
+            {
+                assert_eq!(*grace_ends_ms, T0 + 720 * HOUR);
+                assert_eq!(a.offline_admission(), Some(id.as_str()));
+                next = t.next.expect("retry");
+                break;
+            }
+            next = t.next.expect("retry");
+        }
+        assert!(a.holds(next));
+        // Still down: the retry keeps it offline, no second admission.
+        let t = step(&mut a, &clock, next);
+        assert!(
+            matches!(t.events[..], [Event::CheckoutFailed { .. }]),
+            "{t:?}"
+        );
+        assert_eq!(a.offline().expect("open").ledger().entries.len(), 1);
+        // Back: the admission reported first, then the checkout online.
+        a.licensing().down = false;
+        let at = t.next.expect("retry");
+        let t = step(&mut a, &clock, at);
+        assert!(
+            matches!(
+                &t.events[..],
+                [Event::Reconciled { outcome, .. }, Event::CheckedOut { .. }]
+                    if outcome.result.is_ok()
+            ),
+            "{t:?}"
+        );
+        let calls: Vec<&str> = a
+            .licensing()
+            .calls
+            .iter()
+            .rev()
+            .take(3)
+            .map(|c| c.1.as_str())
+            .collect();
+        assert!(
+            calls[2].starts_with("reconcile ") && calls[1].starts_with("checkout"),
+            "{calls:?}"
+        );
+        assert_eq!(calls[0], "picture");
+        assert!(a.offline().expect("open").pending().is_empty());
+        assert_eq!(a.offline_admission(), None);
+    }
+
+    #[test]
+    fn a_new_process_reconciles_what_the_last_one_admitted() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = ManualClock::new(T0);
+        {
+            let mut a = offline_agent(&clock, dir.path());
+            a.tick(T0);
+            a.licensing().down = true;
+            a.licensing().calls.clear();
+        }
+        // A second agent (after a reboot), started while the server is down.
+        let mut b = offline_agent(&clock, dir.path());
+        b.licensing().down = true;
+        let t = step(&mut b, &clock, T0 + HOUR);
+        assert!(
+            matches!(t.events[..], [Event::AdmittedOffline { .. }]),
+            "{t:?}"
+        );
+        drop(b);
+        let mut c = offline_agent(&clock, dir.path());
+        let t = step(&mut c, &clock, T0 + 2 * HOUR);
+        assert!(
+            matches!(
+                &t.events[..],
+                [Event::Reconciled { .. }, Event::CheckedOut { .. }]
+            ),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn offline_refusals_are_events_and_retries_go_on() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = ManualClock::new(T0);
+        // No cache ever written: refused, retried as without one.
+        let mut a = offline_agent(&clock, dir.path());
+        a.licensing().down = true;
+        let t = a.tick(T0);
+        match &t.events[..] {
+            [Event::CheckoutFailed { retry_at, .. }, Event::OfflineRefused { reason, .. }] => {
+                assert_eq!(*retry_at, T0 + 60_000);
+                assert!(reason.starts_with("cache "), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A cache, but grace over (720 h after the contact).
+        let mut b = offline_agent(&clock, dir.path());
+        b.tick(T0);
+        b.shutdown(T0);
+        let mut c = offline_agent(&clock, dir.path());
+        c.licensing().down = true;
+        let t = step(&mut c, &clock, T0 + 720 * HOUR);
+        assert!(
+            matches!(&t.events[..], [Event::CheckoutFailed { .. }, Event::OfflineRefused { reason, .. }] if reason.starts_with("GRACE_ENDED ")),
+            "{t:?}"
+        );
+        assert!(!c.holds(T0 + 720 * HOUR));
+    }
+
+    #[test]
+    fn shutdown_offline_releases_the_admission() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = ManualClock::new(T0);
+        let mut a = offline_agent(&clock, dir.path());
+        a.tick(T0);
+        a.shutdown(T0);
+        let mut b = offline_agent(&clock, dir.path());
+        b.licensing().down = true;
+        let t = step(&mut b, &clock, T0 + 1);
+        let Some(Event::AdmittedOffline { id, .. }) = t.events.first().cloned() else {
+            panic!("{t:?}");
+        };
+        let t = b.shutdown(T0 + 2);
+        assert_eq!(t.events, [Event::ReleasedOffline { at: T0 + 2, id }]);
+        let entry = &b.offline().expect("open").ledger().entries[0];
+        assert_eq!(entry.released_ms, Some(T0 + 2));
+    }
+
+    #[test]
+    fn the_startup_license_is_taken_offline_under_its_own_grace() {
+        let dir = tempfile::tempdir().expect("dir");
+        let clock = ManualClock::new(T0);
+        let with_startup = |clock| {
+            let mut a = offline_agent(clock, dir.path());
+            a.config.startup_feature = Some("CITRIX".into());
+            a
+        };
+        let mut a = with_startup(&clock);
+        a.tick(T0);
+        a.shutdown(T0);
+        // 96 h of grace for the startup license (LT=SYS), 720 h for the
+        // product: within 96 h both are admitted offline.
+        let mut b = with_startup(&clock);
+        b.licensing().down = true;
+        let t = step(&mut b, &clock, T0 + 96 * HOUR - 1);
+        assert!(
+            matches!(&t.events[..], [Event::StartupOffline { feature, .. }, Event::AdmittedOffline { .. }] if feature == "CITRIX"),
+            "{t:?}"
+        );
+        let entries = &b.offline().expect("open").ledger().entries;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].released_ms, Some(T0 + 96 * HOUR - 1));
+        b.shutdown(T0 + 96 * HOUR);
+        // At 96 h the startup license's grace is over: nothing admitted.
+        let mut c = with_startup(&clock);
+        c.licensing().down = true;
+        let t = step(&mut c, &clock, T0 + 96 * HOUR);
+        assert!(
+            matches!(&t.events[..], [Event::OfflineRefused { reason, .. }, Event::StartupFailed { .. }] if reason.starts_with("GRACE_ENDED ")),
+            "{t:?}"
         );
     }
 }

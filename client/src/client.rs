@@ -64,6 +64,8 @@ use std::time::Duration;
 use tally_core::clock::Millis;
 
 use crate::addr::{discover, parse_list, AddrError, ServerAddr};
+use crate::offline::Admission;
+use crate::picture::Picture;
 use crate::proto::{field_fault, Denial, ErrCode, FieldFault, Reply};
 use crate::{Connection, Error, Timeouts};
 
@@ -169,12 +171,7 @@ impl Checkout {
             line.push_str(checked("version", v)?);
         }
         if self.linger_ms > 0 {
-            let (s, ms) = (self.linger_ms / 1000, self.linger_ms % 1000);
-            if ms == 0 {
-                line.push_str(&format!(" linger={s}"));
-            } else {
-                line.push_str(&format!(" linger={s}.{ms:03}"));
-            }
+            line.push_str(&format!(" linger={}", secs_text(self.linger_ms)));
         }
         if let Some(d) = &self.display {
             line.push_str(" display=");
@@ -185,6 +182,130 @@ impl Checkout {
 
     fn same_instance(&self, feature: &str, handle: &str) -> bool {
         self.feature == feature && self.handle == handle
+    }
+}
+
+/// Milliseconds as the protocol's seconds (`1814400`, `1.500`).
+fn secs_text(ms: u64) -> String {
+    let (s, ms) = (ms / 1000, ms % 1000);
+    if ms == 0 {
+        format!("{s}")
+    } else {
+        format!("{s}.{ms:03}")
+    }
+}
+
+/// The `RECONCILE` request line of an offline admission
+/// (docs/protocol.md): `RECONCILE <feature> <user> <host> <handle>
+/// start=<unix-ms> id=<id> [count=<n>] [version=<v>] [linger=<secs>]`,
+/// every field checked by the field rule.
+///
+/// ```
+/// use tally_client::client::reconcile_line;
+/// use tally_client::offline::Admission;
+///
+/// let a = Admission {
+///     id: "3f9c0d2a11b4e5f6-1".into(),
+///     feature: "MPS_ENT_CCU".into(),
+///     version: None,
+///     user: "USER51".into(),
+///     host: "ts1".into(),
+///     handle: "h51".into(),
+///     start_ms: 1_796_000_000_000,
+///     count: 1,
+///     pool_version: "2007.0726".into(),
+///     pool_expiry: "permanent".into(),
+///     linger_ms: Some(3_600_000),
+/// };
+/// assert_eq!(
+///     reconcile_line(&a).unwrap(),
+///     "RECONCILE MPS_ENT_CCU USER51 ts1 h51 start=1796000000000 id=3f9c0d2a11b4e5f6-1 linger=3600"
+/// );
+/// ```
+pub fn reconcile_line(a: &Admission) -> Result<String, ClientError> {
+    let mut line = format!(
+        "RECONCILE {} {} {} {} start={} id={}",
+        checked("feature", &a.feature)?,
+        checked("user", &a.user)?,
+        checked("host", &a.host)?,
+        checked("handle", &a.handle)?,
+        a.start_ms,
+        checked("id", &a.id)?
+    );
+    if a.count > 1 {
+        line.push_str(&format!(" count={}", a.count));
+    }
+    if let Some(v) = &a.version {
+        line.push_str(" version=");
+        line.push_str(checked("version", v)?);
+    }
+    if let Some(l) = a.linger_ms.filter(|&l| l > 0) {
+        line.push_str(&format!(" linger={}", secs_text(l)));
+    }
+    Ok(line)
+}
+
+/// What the server recorded for one offline admission (the reply to
+/// `RECONCILE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// `OK RECONCILED <feature> <handle> <deadline>`: a real checkout now,
+    /// within the pool's count.
+    Counted {
+        /// The feature.
+        feature: String,
+        /// The handle.
+        handle: String,
+        /// Its deadline, Unix ms (0: none).
+        deadline_ms: Millis,
+    },
+    /// `OK OVERDRAFT <feature> <handle> <deadline> <excess>`: a real
+    /// checkout beyond the pool's count; `excess` is how many of this
+    /// session's licenses are beyond it (1 for a one-license session).
+    Overdraft {
+        /// The feature.
+        feature: String,
+        /// The handle.
+        handle: String,
+        /// Its deadline, Unix ms (0: none).
+        deadline_ms: Millis,
+        /// Licenses over the count.
+        excess: u32,
+    },
+    /// `OK DUPLICATE <feature> <handle>`: the server had recorded this
+    /// admission id before (a repeated report, or a retry after a lost
+    /// reply): nothing counted twice.
+    Duplicate {
+        /// The feature.
+        feature: String,
+        /// The handle.
+        handle: String,
+    },
+}
+
+impl Reconciled {
+    /// Parses the text after `OK ` of a RECONCILE reply.
+    fn parse(rest: &str) -> Option<Reconciled> {
+        let w: Vec<&str> = rest.split(' ').collect();
+        let (f, h) = (w.get(1)?.to_string(), w.get(2)?.to_string());
+        match (w[0], w.len()) {
+            ("RECONCILED", 4) => Some(Reconciled::Counted {
+                feature: f,
+                handle: h,
+                deadline_ms: w[3].parse().ok()?,
+            }),
+            ("OVERDRAFT", 5) => Some(Reconciled::Overdraft {
+                feature: f,
+                handle: h,
+                deadline_ms: w[3].parse().ok()?,
+                excess: w[4].parse().ok()?,
+            }),
+            ("DUPLICATE", 3) => Some(Reconciled::Duplicate {
+                feature: f,
+                handle: h,
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -356,6 +477,12 @@ impl Client {
         &self.servers
     }
 
+    /// Replaces the server list; the connection (if any) is kept until it
+    /// fails, the next connection tries the new list in order.
+    pub fn set_servers(&mut self, servers: Vec<ServerAddr>) {
+        self.servers = servers;
+    }
+
     /// The timeouts of every call.
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
@@ -461,6 +588,52 @@ impl Client {
             }
             e
         })
+    }
+
+    /// The license picture (`PICTURE`, docs/protocol.md): what the offline
+    /// cache is built from. A server without PICTURE answers `ERR
+    /// UNKNOWN_COMMAND` ([`ClientError::Server`]); a reply that is not a
+    /// picture (cut off, garbage) is [`ClientError::BadReply`] and drops the
+    /// connection.
+    pub fn picture(&mut self) -> Result<Picture, ClientError> {
+        let (server, mut replies) = self.call(&["PICTURE".to_string()], None)?;
+        match replies.pop() {
+            Some(Reply::Err { code, text }) => Err(ClientError::Server { server, code, text }),
+            Some(Reply::Ok(rest)) => match Picture::parse_reply(&format!("OK {rest}")) {
+                Ok(p) => Ok(p),
+                Err(e) => {
+                    let why = e.to_string();
+                    Err(self.bad_reply(&server, Some(Reply::Ok(rest)), &why))
+                }
+            },
+            other => Err(self.bad_reply(&server, other, "OK <picture JSON>")),
+        }
+    }
+
+    /// Reports one session admitted offline (`RECONCILE`,
+    /// [`reconcile_line`]): the server turns it into a real checkout with
+    /// its original start time, as overdraft beyond the pool's count. The
+    /// server knows admission ids it has recorded, so sending the same one
+    /// again (a retry after a lost reply: this call itself re-sends once
+    /// when the connection fails under it) counts nothing twice
+    /// ([`Reconciled::Duplicate`]). A `DENIED` (the feature is gone, ...)
+    /// is [`ClientError::Denied`].
+    pub fn reconcile(&mut self, admission: &Admission) -> Result<Reconciled, ClientError> {
+        let line = reconcile_line(admission)?;
+        let (server, mut replies) = self.call(&[line], None)?;
+        match replies.pop() {
+            Some(Reply::Ok(rest)) => match Reconciled::parse(&rest) {
+                Some(r) => Ok(r),
+                None => Err(self.bad_reply(
+                    &server,
+                    Some(Reply::Ok(rest)),
+                    "OK RECONCILED|OVERDRAFT|DUPLICATE <feature> <handle> ...",
+                )),
+            },
+            Some(Reply::Denied(d)) => Err(ClientError::denied(d, &server)),
+            Some(Reply::Err { code, text }) => Err(ClientError::Server { server, code, text }),
+            other => Err(self.bad_reply(&server, other, "OK RECONCILED ...")),
+        }
     }
 
     /// The startup license: `feature` (Citrix's is [`STARTUP_FEATURE`])

@@ -18,7 +18,9 @@
 //! - [`picture`]: the PICTURE reply's JSON (the license picture).
 //! - [`cache`]: the offline cache file (seed 001's CRC'd INI snapshot of
 //!   the picture); [`grace`]: the offline grace rules; [`offline`]: both
-//!   together with the side file of offline admissions.
+//!   together with the side file of offline admissions; [`join`]: online
+//!   and offline together (the cache refreshed on contact, offline
+//!   admissions reconciled).
 //! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status, admin
 //!   requests, `check-license`, `hostid`.
 //!
@@ -34,6 +36,7 @@ pub mod client;
 pub mod connection;
 pub mod ctl;
 pub mod grace;
+pub mod join;
 pub mod offline;
 pub mod picture;
 pub mod proto;
@@ -42,6 +45,6 @@ pub mod status;
 
 pub use addr::{AddrError, ServerAddr};
 pub use agent::{Agent, AgentConfig};
-pub use client::{Checkout, Client, ClientError, Grant};
+pub use client::{Checkout, Client, ClientError, Grant, Reconciled};
 pub use connection::{Connection, Error, Timeouts, DEFAULT_TIMEOUT, MAX_REPLY_BYTES};
 pub use proto::{Denial, ErrCode, Reply, ReplyKind};

@@ -85,6 +85,13 @@ fn tallyctl(args: &[&str]) -> Output {
         .expect("run tallyctl")
 }
 
+/// A cache file path in a directory of its own (removed with the guard).
+fn scratch() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = dir.path().join("c.ini").to_string_lossy().into_owned();
+    (dir, cache)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -154,6 +161,7 @@ fn an_agents_lifecycle_in_the_debug_log() {
 /// answers, in the library and in `tallyctl agent checkout`.
 #[test]
 fn fails_over_to_the_second_server() {
+    let (_dir, cache) = scratch();
     let t = Tallyd::start(LICENSE, &[]);
     let (down, up) = (dead(), addr(&t));
     let mut lib = client(vec![down.clone(), up.clone()]);
@@ -206,7 +214,7 @@ fn fails_over_to_the_second_server() {
         "--handle",
         "fourth",
         "--cache",
-        "c.ini",
+        &cache,
         "-c",
         &list,
     ]);
@@ -220,11 +228,12 @@ fn fails_over_to_the_second_server() {
 /// Nobody answers at all: `REFUSED`, naming what was tried, non-zero exit.
 #[test]
 fn no_server_is_refused_with_what_was_tried() {
+    let (_dir, cache) = scratch();
     let (a, b) = (dead(), dead());
     let list = format!("{a}:{b}");
     let o = tallyctl(&[
-        "agent", "checkout", "F", "--user", "u", "--host", "h", "--handle", "x", "--cache",
-        "c.ini", "-c", &list,
+        "agent", "checkout", "F", "--user", "u", "--host", "h", "--handle", "x", "--cache", &cache,
+        "-c", &list,
     ]);
     let line = stdout(&o);
     assert!(
@@ -266,6 +275,7 @@ fn a_reconnection_gets_the_same_instances_back() {
 /// library and from tallyctl; a later server of the list still serves.
 #[test]
 fn a_server_that_answers_garbage() {
+    let (_dir, cache) = scratch();
     let junk = garbage(&[b"\x00\xffHELLO garbage \x07\n"]);
     let mut lib = client(vec![junk.clone()]);
     let e = lib
@@ -297,12 +307,14 @@ fn a_server_that_answers_garbage() {
         "--handle",
         "x",
         "--cache",
-        "c.ini",
+        &cache,
         "-c",
         &list,
     ]);
     assert!(stdout(&o).starts_with("OK MPM_ADV_RC x "), "{o:?}");
 
+    // A cache never written (the one above is, by the OK: PICTURE).
+    let (_fresh_dir, fresh) = scratch();
     let o = tallyctl(&[
         "agent",
         "checkout",
@@ -314,7 +326,7 @@ fn a_server_that_answers_garbage() {
         "--handle",
         "x",
         "--cache",
-        "c.ini",
+        &fresh,
         "-c",
         &junk.to_string(),
     ]);

@@ -1,6 +1,6 @@
-//! `tallyctl agent checkout` and `tallyctl agent run`: the library
-//! ([`crate::Client`], [`crate::Agent`]) from the command line, for demos,
-//! operators and tests.
+//! `tallyctl agent checkout`, `agent reconcile` and `agent run`: the
+//! library ([`crate::Client`], [`crate::Agent`], [`crate::join`]) from the
+//! command line, for demos, operators and tests.
 //!
 //! `agent checkout FEATURE --user U --host H --handle X [--linger SECS]
 //! [--version V] --cache FILE` prints one line:
@@ -9,13 +9,26 @@
 //! |---|---|
 //! | `OK <feature> <handle> deadline <unix-ms> (<time>) from <server>` | 0 |
 //! | `DENIED <feature> <handle> <REASON> <flexlm-code> <text>` | 1 |
-//! | `REFUSED no license server answered (<what was tried>)` | 241 |
+//! | `OFFLINE <feature> <handle> grace until <time> (<n> of <count> offline)` | 0 |
+//! | `REFUSED <CODE> <reason>` (offline grace refused; `GRACE_ENDED` ends `(grace ended <time>)`) | 241 |
+//! | `REFUSED cache <file>: [<SECTION>] line <n>: <what>` (no usable cache) | 241 |
+//! | `REFUSED no license server answered (<what was tried>)` (no cache file yet) | 241 |
+//!
+//! With an offline `REFUSED`, stderr says which servers were tried.
 //!
 //! A server's `ERR ...` or a reply that breaks the protocol is reported on
-//! stderr as other tallyctl errors are (exit 1, 244). When no server
-//! answers, [`offline_checkout`] is asked first: the offline path (the
-//! cache file and its grace) plugs in there; until it does, it answers
-//! [`OfflineOutcome::Unavailable`] and the checkout is `REFUSED`.
+//! stderr as other tallyctl errors are (exit 1, 244). After an `OK` the
+//! picture is fetched on the same connection (one `PICTURE` per run) and
+//! stored in the cache ([`crate::join::refresh`]); a server without
+//! PICTURE, or a cache that cannot be written, is said on stderr and the
+//! checkout stays `OK`. When no server answers, [`offline_checkout`]
+//! admits the session under grace from the cache.
+//!
+//! `agent reconcile --cache FILE` sends one `RECONCILE` per pending
+//! offline admission and prints one line each (`RECONCILED ...`,
+//! `OVERDRAFT ... excess <n>`, `DUPLICATE ...`, `FAILED ...`,
+//! [`crate::join::Outcome`]), then the summary; exit 0 when every
+//! admission was answered, 1 when some failed, 241 when no server answered.
 //!
 //! `agent run FEATURE --user U --host H --handle X --linger SECS
 //! [--renew-every SECS] [--for SECS]` runs an [`crate::Agent`] on the
@@ -29,42 +42,119 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Local, TimeZone};
 use tally_core::clock::{Clock, Millis, SystemClock};
 
-use super::args::{AgentCheckoutArgs, AgentCommand, AgentRunArgs};
+use super::args::{AgentCheckoutArgs, AgentCommand, AgentReconcileArgs, AgentRunArgs};
 use super::{print, CtlError};
-use crate::agent::{Agent, AgentConfig};
+use crate::agent::{Agent, AgentConfig, OfflineConfig};
+use crate::cache::{CacheError, Identity};
+use crate::grace::{rfc3339, Refusal};
+use crate::join::{self, Refresh};
+use crate::offline::{Durability, Offline, OfflineError, Session, Verdict};
 use crate::{Checkout, Client, ClientError, ServerAddr, Timeouts};
 
 /// What the offline path answers for a checkout no server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OfflineOutcome {
-    /// No offline admission possible (no offline path, or no usable
-    /// cache): the checkout is `REFUSED`.
-    Unavailable,
+    /// No usable cache: `REFUSED cache <why>` (damaged, side file
+    /// unreadable: the cache is never used then), or, when there is no
+    /// cache file yet (no contact ever), `REFUSED no license server
+    /// answered (...)` as without one.
+    Unavailable {
+        /// Why (the file, and for a damaged one its section and line).
+        why: String,
+        /// The cache file does not exist.
+        missing: bool,
+    },
     /// Admitted under grace until `grace_end_ms` (Unix ms): `OFFLINE ...`.
     Admitted {
+        /// The admission id (what RECONCILE sends).
+        id: String,
         /// When this pool's grace ends.
         grace_end_ms: Millis,
+        /// Licenses of the pool held offline now, this one included.
+        held: u32,
+        /// The pool's cached count (`None`: uncounted).
+        total: Option<u32>,
     },
-    /// Refused by the offline rules (grace over, pool full): `REFUSED
+    /// Refused by the offline rules (grace over, pool full, ...): `REFUSED
     /// <reason>`.
     Refused {
-        /// Why.
+        /// Why, starting with the code (`GRACE_ENDED ...`).
         reason: String,
     },
 }
 
 /// The offline path of `agent checkout`: called when no server answered
-/// (`unreachable` says what was tried), with the `--cache` file. The cache
-/// and grace code (client/src/cache/, grace.rs) plugs in here; for now
-/// nothing is admitted offline.
+/// (`unreachable` says what was tried), with the `--cache` file: the
+/// session admitted under grace ([`Offline::admit_lingering`], recorded in
+/// the side file, fsynced, before this returns) or refused.
 pub fn offline_checkout(
     cache: &Path,
     req: &Checkout,
     unreachable: &ClientError,
     now: Millis,
 ) -> OfflineOutcome {
-    let _ = (cache, req, unreachable, now);
-    OfflineOutcome::Unavailable
+    let _ = unreachable;
+    let mut offline = match Offline::open(cache, Durability::Fsync) {
+        Ok(o) => o,
+        Err(e) => {
+            let missing = matches!(&e, OfflineError::Cache(CacheError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound);
+            return OfflineOutcome::Unavailable {
+                why: e.to_string(),
+                missing,
+            };
+        }
+    };
+    let session = Session {
+        feature: &req.feature,
+        version: req.version.as_deref(),
+        user: &req.user,
+        host: &req.host,
+        handle: &req.handle,
+        count: 1,
+    };
+    let linger = (req.linger_ms > 0).then_some(req.linger_ms);
+    match offline.admit_lingering(&session, linger, now) {
+        Err(e @ OfflineError::BadField { .. }) => OfflineOutcome::Refused {
+            reason: format!("BAD_FIELD {e}"),
+        },
+        Err(e) => OfflineOutcome::Unavailable {
+            why: e.to_string(),
+            missing: false,
+        },
+        Ok(Verdict::Admitted {
+            admission,
+            grace_ends_ms: grace_end_ms,
+        }) => {
+            let pools = &offline.cache().pools;
+            let i = pools.iter().position(|p| {
+                p.feature == admission.feature
+                    && p.version == admission.pool_version
+                    && p.expiry == admission.pool_expiry
+            });
+            let held = offline.ledger().held(pools);
+            OfflineOutcome::Admitted {
+                id: admission.id,
+                grace_end_ms,
+                held: i.and_then(|i| held.get(i).copied()).unwrap_or(0),
+                total: i.and_then(|i| pools[i].total),
+            }
+        }
+        Ok(Verdict::Refused(r)) => OfflineOutcome::Refused {
+            reason: match &r {
+                Refusal::GraceEnded {
+                    feature,
+                    ended_ms,
+                    hours,
+                } => format!(
+                    "GRACE_ENDED no license server answered and the offline grace of {feature} \
+                     ({hours} h after the last contact) is over (grace ended {})",
+                    rfc3339(*ended_ms)
+                ),
+                r => format!("{} {r}", r.code()),
+            },
+        },
+    }
 }
 
 /// Runs `agent ...`.
@@ -76,6 +166,7 @@ pub(crate) fn run(
     let client = Client::with_timeouts(servers, Timeouts::all(wait));
     match cmd {
         AgentCommand::Checkout(a) => checkout(a, client),
+        AgentCommand::Reconcile(a) => reconcile(a, client),
         AgentCommand::Run(a) => run_agent(a, client),
     }
 }
@@ -122,6 +213,7 @@ fn checkout(a: &AgentCheckoutArgs, mut client: Client) -> Result<i32, CtlError> 
                 "OK {} {} deadline {} ({when}) from {}\n",
                 g.feature, g.handle, g.deadline_ms, g.server
             ));
+            refresh_cache(&mut client, &a.cache);
             Ok(0)
         }
         Err(ClientError::Denied {
@@ -138,27 +230,98 @@ fn checkout(a: &AgentCheckoutArgs, mut client: Client) -> Result<i32, CtlError> 
         }
         Err(e) if e.is_unreachable() => {
             match offline_checkout(&a.cache, &req, &e, SystemClock.now_ms()) {
-                OfflineOutcome::Admitted { grace_end_ms } => {
+                OfflineOutcome::Admitted {
+                    grace_end_ms,
+                    held,
+                    total,
+                    ..
+                } => {
+                    let total = total.map_or_else(|| "uncounted".to_string(), |t| t.to_string());
                     print(&format!(
-                        "OFFLINE {} {} grace ends {grace_end_ms} ({})\n",
+                        "OFFLINE {} {} grace until {} ({held} of {total} offline)\n",
                         req.feature,
                         req.handle,
-                        local_time(grace_end_ms).to_rfc3339()
+                        rfc3339(grace_end_ms)
                     ));
                     Ok(0)
                 }
                 OfflineOutcome::Refused { reason } => {
                     print(&format!("REFUSED {reason}\n"));
+                    eprintln!("tallyctl: {e}");
                     Ok(241)
                 }
-                OfflineOutcome::Unavailable => {
+                OfflineOutcome::Unavailable { why, missing: true } => {
                     print(&format!("REFUSED {e}\n"));
+                    eprintln!("tallyctl: no offline cache yet: {why}");
+                    Ok(241)
+                }
+                OfflineOutcome::Unavailable { why, .. } => {
+                    print(&format!("REFUSED cache {why}\n"));
+                    eprintln!("tallyctl: {e}");
                     Ok(241)
                 }
             }
         }
         Err(e) => Err(CtlError::from(e)),
     }
+}
+
+/// After a granted checkout: the picture into the cache; what went wrong
+/// on stderr (the checkout stands).
+fn refresh_cache(client: &mut Client, cache: &Path) {
+    let now = SystemClock.now_ms();
+    match join::refresh(client, cache, &Identity::default(), now, Durability::Fsync) {
+        Ok(Refresh::Stored { offline, .. }) => {
+            let pending = offline.pending().len();
+            if pending > 0 {
+                eprintln!(
+                    "tallyctl: {pending} offline admissions in {} not reconciled yet: \
+                     run tallyctl agent reconcile --cache {}",
+                    cache.display(),
+                    cache.display()
+                );
+            }
+        }
+        Ok(Refresh::Unsupported { server }) => eprintln!(
+            "tallyctl: {server} does not answer PICTURE (ERR UNKNOWN_COMMAND): the cache {} \
+             is not refreshed",
+            cache.display()
+        ),
+        Err(e) => eprintln!(
+            "tallyctl: the cache {} is not refreshed: {e}",
+            cache.display()
+        ),
+    }
+}
+
+fn reconcile(a: &AgentReconcileArgs, mut client: Client) -> Result<i32, CtlError> {
+    let mut offline = match Offline::open(&a.cache, Durability::Fsync) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("tallyctl: {e}");
+            return Ok(1);
+        }
+    };
+    let report = match join::reconcile(&mut client, &mut offline) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tallyctl: {e}");
+            return Ok(1);
+        }
+    };
+    for o in &report.outcomes {
+        print(&format!("{o}\n"));
+    }
+    print(&format!("{}\n", report.summary()));
+    if report.stopped.is_some() {
+        return Ok(241);
+    }
+    if report.outcomes.is_empty() {
+        // Nothing was sent: no contact to record.
+        return Ok(0);
+    }
+    refresh_cache(&mut client, &a.cache);
+    Ok(if report.counts().3 > 0 { 1 } else { 0 })
 }
 
 fn run_agent(a: &AgentRunArgs, client: Client) -> Result<i32, CtlError> {
@@ -178,7 +341,10 @@ fn run_agent(a: &AgentRunArgs, client: Client) -> Result<i32, CtlError> {
     }
     let run_for = a.run_for.map(|s| secs("for", s)).transpose()?;
     let started = Instant::now();
-    let mut agent = Agent::new(client, config);
+    let mut agent = match &a.cache {
+        Some(cache) => Agent::with_offline(client, config, OfflineConfig::new(cache)),
+        None => Agent::new(client, config),
+    };
     let show = |events: &[crate::agent::Event]| {
         for e in events {
             let t = local_time(SystemClock.now_ms()).format("%H:%M:%S");
@@ -240,5 +406,96 @@ impl From<ClientError> for CtlError {
             },
             e @ ClientError::NoServer { .. } => CtlError::Unreachable { why: e.to_string() },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::picture::sample;
+
+    /// The last contact: 2026-04-22 09:08:00 UTC.
+    const T0: Millis = 1_776_848_880_000;
+    const HOUR: Millis = 3_600_000;
+
+    fn cache() -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().expect("dir");
+        let p = d.path().join("tally.ini");
+        Offline::contact(&p, &sample(), &Identity::default(), T0, Durability::NoSync)
+            .expect("contact");
+        (d, p)
+    }
+
+    fn nobody() -> ClientError {
+        ClientError::NoServer {
+            tried: vec!["27000@lic1: cannot connect: refused".into()],
+        }
+    }
+
+    #[test]
+    fn admits_up_to_the_count_then_refuses_and_grace_ends() {
+        let (_d, p) = cache();
+        let req =
+            |h: &str| Checkout::new("MPM_ADV_RC", "u", "ts1", h).linger(Duration::from_secs(60));
+        for (i, h) in ["a", "b"].into_iter().enumerate() {
+            match offline_checkout(&p, &req(h), &nobody(), T0 + 1) {
+                OfflineOutcome::Admitted {
+                    grace_end_ms,
+                    held,
+                    total,
+                    ..
+                } => {
+                    assert_eq!(
+                        (grace_end_ms, held, total),
+                        (T0 + 720 * HOUR, i as u32 + 1, Some(2))
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let full = offline_checkout(&p, &req("c"), &nobody(), T0 + 2);
+        assert!(
+            matches!(&full, OfflineOutcome::Refused { reason } if reason.starts_with("POOL_FULL ")),
+            "{full:?}"
+        );
+        // The linger went into the side file (RECONCILE sends it).
+        let (_, ledger) = Offline::inspect(&p).expect("inspect");
+        assert_eq!(ledger.entries[0].admission.linger_ms, Some(60_000));
+        let late = offline_checkout(&p, &req("c"), &nobody(), T0 + 720 * HOUR);
+        match late {
+            OfflineOutcome::Refused { reason } => assert!(
+                reason.starts_with("GRACE_ENDED ")
+                    && reason.ends_with("(grace ended 2026-05-22T09:08:00Z)"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_missing_cache_is_never_used() {
+        let (d, p) = cache();
+        let text = std::fs::read_to_string(&p).expect("read");
+        let edited = text.replacen("NumLic=2", "NumLic=200", 1);
+        assert_ne!(edited, text);
+        std::fs::write(&p, edited).expect("edit");
+        let req = Checkout::new("MPM_ADV_RC", "u", "ts1", "a");
+        match offline_checkout(&p, &req, &nobody(), T0 + 1) {
+            OfflineOutcome::Unavailable { why, missing } => {
+                assert!(!missing);
+                assert!(
+                    why.starts_with(&format!("{}: [PLD_POOL_LIC_NODE_", p.display())),
+                    "{why}"
+                );
+                assert!(why.contains("] line "), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let none = d.path().join("none.ini");
+        assert!(matches!(
+            offline_checkout(&none, &req, &nobody(), T0),
+            OfflineOutcome::Unavailable { missing: true, .. }
+        ));
+        assert!(!crate::offline::side_file_path(&none).exists());
     }
 }

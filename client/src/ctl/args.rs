@@ -99,10 +99,15 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Check a license out: prints one line, `OK ...` (with the deadline),
-    /// `DENIED ...` (reason and FlexLM code) or `REFUSED ...` (no server
-    /// answered). Without --linger the license is held by tallyctl's
-    /// connection and checked in when tallyctl exits.
+    /// `DENIED ...` (reason and FlexLM code), `OFFLINE ...` (no server
+    /// answered: admitted under grace from the cache) or `REFUSED ...`.
+    /// Without --linger the license is held by tallyctl's connection and
+    /// checked in when tallyctl exits.
     Checkout(AgentCheckoutArgs),
+    /// Report the sessions admitted offline to the server (RECONCILE): one
+    /// line per admission (`RECONCILED`, `OVERDRAFT ... excess N`,
+    /// `DUPLICATE`, `FAILED`) and a summary.
+    Reconcile(AgentReconcileArgs),
     /// Run seed 002's agent: startup license, the product license with a
     /// linger, renewals, and the return (linger 1 s) at the end; one line
     /// per action.
@@ -130,6 +135,14 @@ pub struct AgentCheckoutArgs {
     #[arg(long, value_name = "V")]
     pub version: Option<String>,
     /// The offline cache file (used when no server answers).
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+}
+
+/// `agent reconcile`.
+#[derive(Debug, Args)]
+pub struct AgentReconcileArgs {
+    /// The offline cache file (its side file holds the admissions).
     #[arg(long, value_name = "FILE")]
     pub cache: PathBuf,
 }
@@ -167,6 +180,10 @@ pub struct AgentRunArgs {
     /// Take no startup license.
     #[arg(long)]
     pub no_startup: bool,
+    /// An offline cache file: refreshed on every grant, used when no
+    /// server answers, reconciled when one answers again.
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<PathBuf>,
 }
 
 /// `cache verify` / `cache show`.
@@ -390,9 +407,24 @@ mod tests {
         ]);
         assert!(
             matches!(run, Ok(Cli { command: Command::Agent(AgentCommand::Run(ref r)), .. })
-                if r.run_for == Some(5.0) && r.renew_every == Some(2.0)),
+                if r.run_for == Some(5.0) && r.renew_every == Some(2.0) && r.cache.is_none()),
             "{run:?}"
         );
+        let rec = parse(&[
+            "tallyctl",
+            "agent",
+            "reconcile",
+            "--cache",
+            "c.ini",
+            "-c",
+            "1@h",
+        ]);
+        assert!(
+            matches!(rec, Ok(Cli { command: Command::Agent(AgentCommand::Reconcile(ref r)), .. })
+                if r.cache == std::path::Path::new("c.ini")),
+            "{rec:?}"
+        );
+        assert!(parse(&["tallyctl", "agent", "reconcile"]).is_err());
     }
 
     #[test]

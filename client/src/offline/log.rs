@@ -55,6 +55,10 @@ pub struct Admission {
     pub pool_version: String,
     /// The expiry (`permanent` or `YYYY-MM-DD`) of that pool.
     pub pool_expiry: String,
+    /// The linger the session asked for, ms (RECONCILE's `linger=`);
+    /// `None`: none asked (absent from older side files too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger_ms: Option<u64>,
 }
 
 /// A line of the side file.

@@ -316,6 +316,17 @@ impl Offline {
     /// Decides `session` at `now`; an admission is on disk before this
     /// returns.
     pub fn admit(&mut self, session: &Session<'_>, now: Millis) -> Result<Verdict, OfflineError> {
+        self.admit_lingering(session, None, now)
+    }
+
+    /// [`Offline::admit`] of a session that asked for a linger of
+    /// `linger_ms` (recorded with the admission: RECONCILE sends it).
+    pub fn admit_lingering(
+        &mut self,
+        session: &Session<'_>,
+        linger_ms: Option<u64>,
+        now: Millis,
+    ) -> Result<Verdict, OfflineError> {
         for (what, value) in [
             ("feature", session.feature),
             ("user", session.user),
@@ -358,6 +369,7 @@ impl Offline {
                     count: ask.count,
                     pool_version: p.version.clone(),
                     pool_expiry: p.expiry.clone(),
+                    linger_ms,
                 };
                 self.record(Record::Admit(admission.clone()))?;
                 Ok(Verdict::Admitted {
