@@ -176,7 +176,21 @@ fn multi_vendor_file_really_has_crlf_endings() {
 #[test]
 fn multi_vendor_servers_and_vendors() {
     let set = load("multi_vendor.lic");
-    assert_eq!(set.diagnostics, [], "multi_vendor.lic should parse cleanly");
+    // The one warning: the UPGRADE names versions 2025.0 to 2026.0 of a
+    // feature whose only line is version 1.000, so it upgrades nothing.
+    let messages: Vec<_> = set
+        .diagnostics
+        .iter()
+        .map(|d| (d.line, &d.message[..]))
+        .collect();
+    assert_eq!(
+        messages,
+        [(
+            29,
+            "UPGRADE 64800ACD_2026_0F: no counted FEATURE or INCREMENT line of \
+             64800ACD_2026_0F before it has a version >= 2025.0 and < 2026.0; nothing upgraded"
+        )]
+    );
     assert!(set.use_server);
 
     let s: Vec<_> = set
@@ -238,7 +252,28 @@ fn multi_vendor_servers_and_vendors() {
 fn multi_vendor_pools() {
     let set = load("multi_vendor.lic");
     let names: Vec<_> = set.pools.iter().map(|p| p.feature.as_str()).collect();
-    assert_eq!(names, ["SSS", "64800ACD_2026_0F", "MATLAB", "Simulink"]);
+    assert_eq!(
+        names,
+        [
+            "SSS",
+            "86985ACD_2026_0F",
+            "87048ACD_2026_0F",
+            "87049ACD_F",
+            "64800ACD_2026_0F",
+            "MATLAB",
+            "Simulink"
+        ]
+    );
+    // The suite's components: 25 each, version and DUP_GROUP of the
+    // enabling line, which stays as the suite feature.
+    for c in ["86985ACD_2026_0F", "87048ACD_2026_0F", "87049ACD_F"] {
+        let comp = pool(&set, c);
+        assert_eq!((comp.count, comp.version.as_str()), (Some(25), "1.000"));
+        assert_eq!(comp.dup_group.mask(), DupGroup::USER | DupGroup::HOST);
+        let of = comp.package.as_ref().unwrap();
+        assert_eq!((of.package.as_str(), of.suite), ("64800ACD_2026_0F", true));
+        assert_eq!(comp.supersede, None);
+    }
 
     let sss = pool(&set, "SSS");
     assert_eq!(
