@@ -10,6 +10,6 @@ mod parse;
 mod vendor_string;
 
 pub(crate) use date::parse_expiry;
-pub use expand::expand;
+pub use expand::{expand, DEFAULT_SUITE_DUP};
 pub use model::*;
 pub use parse::parse_str;
