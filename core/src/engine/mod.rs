@@ -37,6 +37,7 @@ mod key;
 mod lingers;
 mod policy;
 mod pool;
+mod suite;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
 mod unservable;
@@ -58,6 +59,7 @@ use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
+use suite::Suites;
 use table::{Claim, Extras, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
@@ -352,6 +354,8 @@ pub struct Engine {
     table: Table,
     /// The compiled options file, if any (see `policy.rs`).
     policy: Option<Box<Policy>>,
+    /// Package suites: which pools' checkouts also take a suite license.
+    suites: Suites,
 }
 
 impl Engine {
@@ -445,6 +449,11 @@ impl Engine {
             charges: charged,
             uses: features.iter().any(|f| !f.key.dup().is_by_handle()),
         };
+        let suites = Suites::build(pools.len(), |p| {
+            let of = pools[p].line.package.as_ref().filter(|c| c.suite)?;
+            let suite = &features[*by_name.get(&of.package)? as usize];
+            Some((&suite.pools[..], of.suite_dup))
+        });
         Engine {
             source: licenses.source.clone(),
             features,
@@ -452,6 +461,7 @@ impl Engine {
             pools,
             table: Table::with_extras(first_level, extras),
             policy: None,
+            suites,
         }
     }
 
@@ -634,6 +644,19 @@ impl Engine {
                             return Err(reason.into());
                         }
                     };
+                    let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
+                    // A suite's component also takes the suite (`suite.rs`);
+                    // refused, the component's charge goes back.
+                    if let Some(s) = self.suites.of(p) {
+                        if let Err(reason) = self.suites.take(s, &self.pools, &holder, now) {
+                            if let Some((policy, _)) = who {
+                                policy.give_back(p, record, req.count);
+                            }
+                            self.pools[p as usize].unreserve(req.count);
+                            self.table.abandon(claim);
+                            return Err(reason.into());
+                        }
+                    }
                     // Before publish: a release that wins the LIVE slot
                     // then finds the record without waiting for us.
                     if let Some((policy, _)) = who {
@@ -642,8 +665,6 @@ impl Engine {
                     // Before publish: whoever finds the instance LIVE
                     // and locks its bucket finds its first use.
                     counting.first(self, (fid, &claim), (req.handle, deadline), counts, counted);
-                    // Built only now: renewals and denials never need it.
-                    let holder = HolderBuf::new(req.user, req.host, req.display, req.handle);
                     let id = self.table.publish(
                         claim,
                         &Fields {
@@ -1049,6 +1070,9 @@ impl Engine {
                         let who = policy.who(fid, r.user, r.host, r.display, None);
                         policy.record(c.charge(), policy.force(p, &who, r.count));
                     }
+                    if let Some(s) = self.suites.of(p) {
+                        self.suites.force(s, &self.pools, &holder);
+                    }
                     if let (true, Some(cell)) = (self.shares(fid), c.uses()) {
                         // Not counted (an older instance's entry goes):
                         // see `Engine::restore_uses`.
@@ -1087,10 +1111,13 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let (pools, policy) = (&self.pools, self.policy.as_deref());
+        let (pools, policy, suites) = (&self.pools, self.policy.as_deref(), &self.suites);
         let read = self.table.release(id, should, |r, charge| {
             if let Some(policy) = policy {
                 policy.release(r.pool, charge, r.count);
+            }
+            if let Some(s) = suites.of(r.pool) {
+                suites.give(s, pools, &r.holder);
             }
             pools[r.pool as usize].unreserve(r.count)
         })?;
@@ -1179,6 +1206,7 @@ impl Engine {
                             in_use,
                             overdraft: in_use.saturating_sub(pool.count),
                             expired: pool.is_expired(now),
+                            package: pool.line.package.as_ref().map(|c| c.package.clone()),
                             holders: list,
                         }
                     })
@@ -1245,6 +1273,8 @@ pub struct PoolSnapshot {
     pub overdraft: u32,
     /// Whether the pool has expired.
     pub expired: bool,
+    /// The PACKAGE this pool is a component of, if any.
+    pub package: Option<String>,
     /// Who holds them.
     pub holders: Vec<HolderSnapshot>,
 }
