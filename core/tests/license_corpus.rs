@@ -497,3 +497,75 @@ fn malformed_file_still_loads_the_good_records() {
         [("UNKNOWN_KEY", "whatever"), ("BARE_WORD", "")]
     );
 }
+
+#[test]
+fn xilinx_suite_package() {
+    let set = load("xilinx_suite.lic");
+    assert_eq!(set.diagnostics, [], "xilinx_suite.lic should parse cleanly");
+    let names: Vec<_> = set.pools.iter().map(|p| p.feature.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ChipscopePro",
+            "ISE",
+            "PlanAhead",
+            "XPS",
+            "SDK",
+            "SysGen",
+            "ISE_Design_Suite",
+            "Vivado_System_Edition"
+        ]
+    );
+    // Each component: the suite's 2 licenses, its version, expiry and
+    // vendor string; the suite line itself stays.
+    for p in &set.pools[..6] {
+        assert_eq!(p.count, Some(2), "{}", p.feature);
+        assert_eq!(p.version.as_str(), "2025.12");
+        assert_eq!(p.expiry, Expiry::On(date(2026, 12, 31)));
+        assert_eq!(p.vendor_string.as_ref().unwrap().raw, "ISEDS");
+        let of = p.package.as_ref().unwrap();
+        assert_eq!(
+            (of.package.as_str(), of.suite, of.package_line),
+            ("ISE_Design_Suite", true, 8)
+        );
+    }
+    assert!(set.pools[6].package.is_none(), "the suite's own line");
+    assert_eq!(set.applied.len(), 1);
+    assert!(set.applied[0]
+        .summary
+        .starts_with("suite ISE_Design_Suite: ChipscopePro 2025.12 x2 (from line 10)"));
+}
+
+#[test]
+fn microchip_libero_package() {
+    let set = load("microchip_libero.lic");
+    assert_eq!(
+        set.diagnostics,
+        [],
+        "microchip_libero.lic should parse cleanly"
+    );
+    assert!(
+        set.pools.iter().all(|p| p.feature != "LIBERO_SOC_GOLD"),
+        "a non-suite package's enabling line is not served itself"
+    );
+    assert_eq!(set.pools.len(), 16);
+    let count = |f: &str| pool(&set, f).count;
+    assert_eq!(count("ACTEL_SUMMIT"), Some(3));
+    assert_eq!(count("ACTEL_SYNPLIFY"), Some(6), "2 per enabling license");
+    assert_eq!(count("ACTEL_MODELSIM"), Some(6));
+    assert_eq!(count("SMARTDESIGN"), Some(3));
+    assert_eq!(pool(&set, "MODELSIM_ME").version.as_str(), "11.0");
+    assert_eq!(pool(&set, "LIBERO_SOC").version.as_str(), "2025.06");
+    let total: u32 = set.pools.iter().filter_map(|p| p.count).sum();
+    assert_eq!(total, 14 * 3 + 2 * 6);
+    for p in &set.pools {
+        assert_eq!(
+            p.dup_group.mask(),
+            7,
+            "{}: DUP_GROUP=UHD inherited",
+            p.feature
+        );
+        assert_eq!(p.line, 14, "the enabling line's");
+        assert!(!p.package.as_ref().unwrap().suite);
+    }
+}

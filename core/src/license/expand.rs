@@ -471,8 +471,8 @@ impl Expander {
                 bad(self, "is named twice".to_string());
                 continue;
             }
-            if feature == pkg.name {
-                bad(self, "is the package itself".to_string());
+            if suite && feature == pkg.name {
+                bad(self, "is the suite itself".to_string());
                 continue;
             }
             components.push(Component {

@@ -126,15 +126,21 @@ fn package_problems_are_diagnostics_with_the_line() {
         .to_string()
         .starts_with("t.lic:2:1: PACKAGE lonely: no FEATURE"));
 
-    let s = set("PACKAGE pk v COMPONENTS=\"a a:2.0 b:x c:1.0:0 pk\"\n\
-         FEATURE pk v 1.0 permanent 2\n");
-    assert_eq!(pools(&s), [p("a", "1.0", 2)]);
+    let s = set(
+        "PACKAGE pk v COMPONENTS=\"a a:2.0 b:x c:1.0:0 pk\" OPTIONS=SUITE\n\
+         FEATURE pk v 1.0 permanent 2\n",
+    );
+    assert_eq!(pools(&s), [p("a", "1.0", 2), p("pk", "1.0", 2)]);
     let msgs: Vec<_> = s.diagnostics.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(msgs.len(), 4, "{msgs:?}");
     assert!(msgs[0].contains("\"a:2.0\" is named twice"));
     assert!(msgs[1].contains("bad version"));
     assert!(msgs[2].contains("bad license count"));
-    assert!(msgs[3].contains("the package itself"));
+    assert!(msgs[3].contains("the suite itself"));
+    // Without SUITE a component may take the package's own name.
+    let s = set("PACKAGE pk v COMPONENTS=\"pk:2.0 b\"\nFEATURE pk v 1.0 permanent 2\n");
+    assert_eq!(pools(&s), [p("pk", "2.0", 2), p("b", "1.0", 2)]);
+    assert!(s.diagnostics.is_empty());
 
     let s = set("PACKAGE pk v COMPONENTS=\"\"\nFEATURE pk v 1.0 permanent 2\n");
     assert_eq!(pools(&s), [p("pk", "1.0", 2)], "nothing to expand: kept");
