@@ -87,6 +87,14 @@ pub struct FeatureStatus {
     pub overdraft_limit: u32,
     /// Duplicate grouping (`NONE` = by handle, `UHD`, ...).
     pub dup_group: String,
+    /// The PACKAGE whose component this pool is (absent if none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// For a package suite's own feature: the licenses its components'
+    /// holders took (one per holder), counted in `in_use` but not in
+    /// `holders` (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suite_in_use: u32,
     /// Who holds licenses of this pool.
     pub holders: Vec<HolderStatus>,
 }
@@ -149,10 +157,12 @@ impl Status {
                     expired: p.expired,
                     startup: p.startup,
                     total: p.count,
-                    in_use: consistent.0,
+                    in_use: consistent.0.saturating_add(p.suite_in_use),
                     overdraft: consistent.1,
                     overdraft_limit: p.overdraft_limit,
                     dup_group: f.dup_group.to_string(),
+                    package: p.package.clone(),
+                    suite_in_use: p.suite_in_use,
                     holders: p
                         .holders
                         .iter()
@@ -209,4 +219,9 @@ impl Status {
         }
         self.handles_hidden = true;
     }
+}
+
+/// For `skip_serializing_if`.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

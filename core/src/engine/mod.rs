@@ -1180,6 +1180,7 @@ impl Engine {
         for list in &mut holders {
             list.sort_by_key(|h| (h.since_ms, h.ticket));
         }
+        let lent = self.suites.lent(self.pools.len());
         let features = self
             .features
             .iter()
@@ -1207,6 +1208,7 @@ impl Engine {
                             overdraft: in_use.saturating_sub(pool.count),
                             expired: pool.is_expired(now),
                             package: pool.line.package.as_ref().map(|c| c.package.clone()),
+                            suite_in_use: lent[p as usize],
                             holders: list,
                         }
                     })
@@ -1275,6 +1277,10 @@ pub struct PoolSnapshot {
     pub expired: bool,
     /// The PACKAGE this pool is a component of, if any.
     pub package: Option<String>,
+    /// Of `in_use`, the licenses of this suite pool that its components'
+    /// holders took with their checkouts (one per holder, not listed in
+    /// `holders`: see `engine/suite.rs`).
+    pub suite_in_use: u32,
     /// Who holds them.
     pub holders: Vec<HolderSnapshot>,
 }

@@ -220,6 +220,20 @@ impl Suites {
         }
     }
 
+    /// Per pool of the engine (`pool_count` of them): the suite licenses
+    /// it has lent to component holders now.
+    pub(crate) fn lent(&self, pool_count: usize) -> Vec<u32> {
+        let mut lent = vec![0u32; pool_count];
+        for suite in &self.suites {
+            for h in lock(&suite.held).values() {
+                if let Some(n) = lent.get_mut(h.pool as usize) {
+                    *n = n.saturating_add(1);
+                }
+            }
+        }
+        lent
+    }
+
     /// Suite licenses held now, and the component instances sharing them
     /// (for tests).
     #[cfg(test)]

@@ -26,8 +26,9 @@
 //!    that each component checkout also takes (see `engine/suite.rs`), and
 //!    a component's `n` is ignored (the guide does not allow it there).
 //!
-//! Every rule that cannot apply is a [`Diagnostic`] at the line's
-//! file:line; what each line did is an [`Applied`].
+//! Every rule that cannot apply is a warning ([`LicenseSet::warnings`], a
+//! [`Diagnostic`] at the line's file:line: the line loaded, and did less
+//! than it says); what each line did is an [`Applied`].
 
 use std::collections::HashSet;
 
@@ -44,7 +45,7 @@ pub const DEFAULT_SUITE_DUP: u8 = DupGroup::USER | DupGroup::HOST | DupGroup::DI
 
 /// Applies the SUPERSEDE, UPGRADE and PACKAGE lines of `set` to its pools
 /// and returns the result, with [`LicenseSet::applied`] saying what each
-/// did and a diagnostic for each that could not. Runs once: a set already
+/// did and a warning for each that could not. Runs once: a set already
 /// expanded ([`LicenseSet::expanded`]) is returned as it is.
 /// [`parse_str`](super::parse_str) calls it.
 pub fn expand(set: &LicenseSet) -> LicenseSet {
@@ -64,7 +65,7 @@ pub fn expand(set: &LicenseSet) -> LicenseSet {
     out.pools = ex.packages(pools, &packages);
     out.superseded = superseded;
     out.applied = ex.applied;
-    out.diagnostics.extend(ex.diagnostics);
+    out.warnings.extend(ex.diagnostics);
     out
 }
 

@@ -38,6 +38,10 @@ pub struct LicenseSet {
     pub expanded: bool,
     /// One entry per rejected or suspicious line; those lines were skipped.
     pub diagnostics: Vec<Diagnostic>,
+    /// Lines that loaded but did less than they say (a PACKAGE nothing
+    /// enables, an UPGRADE of more licenses than there are, a component
+    /// named twice, ...): what [`expand`](crate::license::expand) found.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// What one PACKAGE, UPGRADE or SUPERSEDE line did, in words.

@@ -6,6 +6,7 @@ const NOW: u64 = 1_700_000_000_000;
 fn engine(text: &str) -> Engine {
     let set = parse_str("t.lic", text);
     assert!(set.diagnostics.is_empty(), "{:?}", set.diagnostics);
+    assert!(set.warnings.is_empty(), "{:?}", set.warnings);
     Engine::new(&set, EngineConfig::default())
 }
 

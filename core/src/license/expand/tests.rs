@@ -25,7 +25,7 @@ fn the_guides_package_example() {
     let s = set("PACKAGE suite sampled 1.0 SIGN=2CBF44FCB9C1 \\\n  \
          COMPONENTS=\"apple:1.5:2 orange:3.0:4\"\n\
          FEATURE suite sampled 1.0 1-jan-2035 3 SIGN=321E78A17EC1 SN=123\n");
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(pools(&s), [p("apple", "1.5", 6), p("orange", "3.0", 12)]);
     let apple = named(&s, "apple")[0];
     assert_eq!(apple.expiry.flexlm(), "1-jan-2035");
@@ -50,7 +50,7 @@ fn a_suite_keeps_its_enabling_line_and_ignores_num_lic() {
         "PACKAGE suite sampled 1.0 COMPONENTS=\"comp1 comp2:2.0\" OPTIONS=SUITE\n\
          FEATURE suite sampled 1.0 permanent 5 DUP_GROUP=UH OVERDRAFT=1\n",
     );
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(
         pools(&s),
         [
@@ -71,13 +71,8 @@ fn a_suite_keeps_its_enabling_line_and_ignores_num_lic() {
          FEATURE s v 1.0 permanent 2 SUITE_DUP_GROUP=U\n",
     );
     assert_eq!(pools(&s), [p("a", "1.0", 2), p("s", "1.0", 2)]);
-    assert_eq!(
-        s.diagnostics.len(),
-        1,
-        "num_lic with SUITE: {:?}",
-        s.diagnostics
-    );
-    assert!(s.diagnostics[0].message.contains("num_lic is not allowed"));
+    assert_eq!(s.warnings.len(), 1, "num_lic with SUITE: {:?}", s.warnings);
+    assert!(s.warnings[0].message.contains("num_lic is not allowed"));
     let a = named(&s, "a")[0].package.as_ref().unwrap();
     assert_eq!(a.suite_dup.to_string(), "U");
 }
@@ -88,7 +83,7 @@ fn several_enabling_increments_add_up_and_inherit_their_own_fields() {
          INCREMENT pk v 1.0 31-dec-2030 2 START=1-jan-2025 VENDOR_STRING=x\n\
          INCREMENT pk v 1.0 31-dec-2031 3 OVERDRAFT=1\n\
          FEATURE a v 1.0 permanent 1\n");
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(
         pools(&s),
         [
@@ -116,13 +111,13 @@ fn the_package_version_picks_the_enabling_line() {
 }
 
 #[test]
-fn package_problems_are_diagnostics_with_the_line() {
+fn package_problems_are_warnings_with_the_line() {
     let s = set("FEATURE x v 1.0 permanent 1\n\
          PACKAGE lonely v COMPONENTS=\"a b\"\n");
     assert_eq!(pools(&s), [p("x", "1.0", 1)]);
-    assert_eq!(s.diagnostics.len(), 1);
-    assert_eq!(s.diagnostics[0].line, 2);
-    assert!(s.diagnostics[0]
+    assert_eq!(s.warnings.len(), 1);
+    assert_eq!(s.warnings[0].line, 2);
+    assert!(s.warnings[0]
         .to_string()
         .starts_with("t.lic:2:1: PACKAGE lonely: no FEATURE"));
 
@@ -131,7 +126,7 @@ fn package_problems_are_diagnostics_with_the_line() {
          FEATURE pk v 1.0 permanent 2\n",
     );
     assert_eq!(pools(&s), [p("a", "1.0", 2), p("pk", "1.0", 2)]);
-    let msgs: Vec<_> = s.diagnostics.iter().map(|d| d.message.as_str()).collect();
+    let msgs: Vec<_> = s.warnings.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(msgs.len(), 4, "{msgs:?}");
     assert!(msgs[0].contains("\"a:2.0\" is named twice"));
     assert!(msgs[1].contains("bad version"));
@@ -140,18 +135,16 @@ fn package_problems_are_diagnostics_with_the_line() {
     // Without SUITE a component may take the package's own name.
     let s = set("PACKAGE pk v COMPONENTS=\"pk:2.0 b\"\nFEATURE pk v 1.0 permanent 2\n");
     assert_eq!(pools(&s), [p("pk", "2.0", 2), p("b", "1.0", 2)]);
-    assert!(s.diagnostics.is_empty());
+    assert!(s.warnings.is_empty());
 
     let s = set("PACKAGE pk v COMPONENTS=\"\"\nFEATURE pk v 1.0 permanent 2\n");
     assert_eq!(pools(&s), [p("pk", "1.0", 2)], "nothing to expand: kept");
-    assert!(s.diagnostics[0].message.contains("no usable COMPONENTS"));
+    assert!(s.warnings[0].message.contains("no usable COMPONENTS"));
 
     let s =
         set("PACKAGE pk v COMPONENTS=a\nPACKAGE pk v COMPONENTS=b\nFEATURE pk v 1.0 permanent 2\n");
     assert_eq!(pools(&s), [p("a", "1.0", 2)]);
-    assert!(s.diagnostics[0]
-        .message
-        .contains("already defined at line 1"));
+    assert!(s.warnings[0].message.contains("already defined at line 1"));
 }
 
 #[test]
@@ -159,7 +152,7 @@ fn a_package_supersedes_an_earlier_one() {
     let s = set("PACKAGE pk v COMPONENTS=a ISSUED=1-jan-2024\n\
          PACKAGE pk v COMPONENTS=b SUPERSEDE ISSUED=1-jan-2025\n\
          FEATURE pk v 1.0 permanent 2\n");
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(pools(&s), [p("b", "1.0", 2)]);
 }
 
@@ -168,7 +161,7 @@ fn upgrade_moves_licenses_to_the_new_version() {
     // The guide's example: three 1.0 licenses and two 2.0 ones.
     let s = set("INCREMENT f1 sampled 1.000 31-dec-2030 5 SIGN=\"x\"\n\
          UPGRADE f1 sampled 1.000 2.000 31-dec-2030 2 SIGN=\"y\"\n");
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(pools(&s), [p("f1", "1.000", 3), p("f1", "2.000", 2)]);
     assert_eq!(s.pools[1].line, 2);
     assert_eq!(s.pools[1].sign.as_deref(), Some("y"));
@@ -177,8 +170,8 @@ fn upgrade_moves_licenses_to_the_new_version() {
     // More than there are: capped, with a warning; the old line goes.
     let s = set("FEATURE f v 1.0 permanent 3\nUPGRADE f v 1.0 2.0 permanent 5\n");
     assert_eq!(pools(&s), [p("f", "2.0", 3)]);
-    assert_eq!(s.diagnostics.len(), 1);
-    assert!(s.diagnostics[0]
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0]
         .message
         .contains("upgrades 5 licenses but line 1 has 3"));
 }
@@ -202,10 +195,10 @@ fn upgrade_takes_the_closest_preceding_line_in_range() {
     );
     let s = set("FEATURE f v 3.0 permanent 4\nUPGRADE f v 1.0 2.0 permanent 1\n");
     assert_eq!(pools(&s), [p("f", "3.0", 4)]);
-    assert!(s.diagnostics[0].message.contains("nothing upgraded"));
+    assert!(s.warnings[0].message.contains("nothing upgraded"));
     let s = set("UPGRADE f v 1.0 2.0 permanent 1\nFEATURE f v 1.0 permanent 4\n");
     assert_eq!(pools(&s), [p("f", "1.0", 4)], "only a preceding line");
-    assert_eq!(s.diagnostics.len(), 1);
+    assert_eq!(s.warnings.len(), 1);
 }
 
 #[test]
@@ -214,7 +207,7 @@ fn supersede_removes_earlier_issued_lines() {
          INCREMENT f1 v 1.0 permanent 4 SUPERSEDE ISSUED=1-jan-2009\n\
          INCREMENT f1 v 1.0 permanent 3 SUPERSEDE ISSUED=1-jan-2009\n\
          INCREMENT f2 v 1.0 permanent 9 ISSUED=1-jan-2001\n");
-    assert!(s.diagnostics.is_empty(), "{:?}", s.diagnostics);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
     assert_eq!(
         pools(&s),
         [p("f1", "1.0", 4), p("f1", "1.0", 3), p("f2", "1.0", 9)]
@@ -244,8 +237,8 @@ fn supersede_removes_earlier_issued_lines() {
         pools(&s),
         [p("f", "1.0", 2), p("f", "1.0", 1), p("g", "1.0", 1)]
     );
-    assert_eq!(s.diagnostics.len(), 1);
-    assert!(s.diagnostics[0].message.contains("without ISSUED="));
+    assert_eq!(s.warnings.len(), 1);
+    assert!(s.warnings[0].message.contains("without ISSUED="));
 }
 
 #[test]
