@@ -27,9 +27,12 @@
 //! claimed with atomics (`table.rs`). Releases found due are reported to the
 //! caller, who logs them; [`Timers`] (or, with linger timers only,
 //! [`Lingers`]) drives expiry from a timer wheel.
-//! The one exception is DUP_GROUP features: their uses are counted per
+//! The exceptions are DUP_GROUP features: their uses are counted per
 //! instance under a lock per bucket of 16 slots, never one lock for all
-//! (`uses.rs`; [`Engine::checkout_use`]).
+//! (`uses.rs`; [`Engine::checkout_use`]); and the components of a package
+//! suite (`PACKAGE ... OPTIONS=SUITE`), whose new instances and releases
+//! take the suite's lock to share one suite license per holder
+//! (`suite.rs`).
 
 mod denial;
 mod holder;
