@@ -90,6 +90,14 @@ pub struct FeatureStatus {
     pub over_limit: u32,
     /// Duplicate grouping (`NONE` = by handle, `UHD`, ...).
     pub dup_group: String,
+    /// The PACKAGE whose component this pool is (absent if none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// For a package suite's own feature: the licenses its components'
+    /// holders took (one per holder), counted in `in_use` but not in
+    /// `holders` (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suite_in_use: u32,
     /// Who holds licenses of this pool.
     pub holders: Vec<HolderStatus>,
 }
@@ -138,4 +146,9 @@ pub struct QueuedStatus {
     pub since_ms: u64,
     /// When it gives up, Unix ms.
     pub deadline_ms: u64,
+}
+
+/// For `skip_serializing_if`.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -177,6 +177,21 @@ fn multi_vendor_file_really_has_crlf_endings() {
 fn multi_vendor_servers_and_vendors() {
     let set = load("multi_vendor.lic");
     assert_eq!(set.diagnostics, [], "multi_vendor.lic should parse cleanly");
+    // The one warning: the UPGRADE names versions 2025.0 to 2026.0 of a
+    // feature whose only line is version 1.000, so it upgrades nothing.
+    let messages: Vec<_> = set
+        .warnings
+        .iter()
+        .map(|d| (d.line, &d.message[..]))
+        .collect();
+    assert_eq!(
+        messages,
+        [(
+            29,
+            "UPGRADE 64800ACD_2026_0F: no counted FEATURE or INCREMENT line of \
+             64800ACD_2026_0F before it has a version >= 2025.0 and < 2026.0; nothing upgraded"
+        )]
+    );
     assert!(set.use_server);
 
     let s: Vec<_> = set
@@ -238,7 +253,28 @@ fn multi_vendor_servers_and_vendors() {
 fn multi_vendor_pools() {
     let set = load("multi_vendor.lic");
     let names: Vec<_> = set.pools.iter().map(|p| p.feature.as_str()).collect();
-    assert_eq!(names, ["SSS", "64800ACD_2026_0F", "MATLAB", "Simulink"]);
+    assert_eq!(
+        names,
+        [
+            "SSS",
+            "86985ACD_2026_0F",
+            "87048ACD_2026_0F",
+            "87049ACD_F",
+            "64800ACD_2026_0F",
+            "MATLAB",
+            "Simulink"
+        ]
+    );
+    // The suite's components: 25 each, version and DUP_GROUP of the
+    // enabling line, which stays as the suite feature.
+    for c in ["86985ACD_2026_0F", "87048ACD_2026_0F", "87049ACD_F"] {
+        let comp = pool(&set, c);
+        assert_eq!((comp.count, comp.version.as_str()), (Some(25), "1.000"));
+        assert_eq!(comp.dup_group.mask(), DupGroup::USER | DupGroup::HOST);
+        let of = comp.package.as_ref().unwrap();
+        assert_eq!((of.package.as_str(), of.suite), ("64800ACD_2026_0F", true));
+        assert_eq!(comp.supersede, None);
+    }
 
     let sss = pool(&set, "SSS");
     assert_eq!(
@@ -461,4 +497,78 @@ fn malformed_file_still_loads_the_good_records() {
         pairs(&good_three.other),
         [("UNKNOWN_KEY", "whatever"), ("BARE_WORD", "")]
     );
+}
+
+#[test]
+fn xilinx_suite_package() {
+    let set = load("xilinx_suite.lic");
+    assert_eq!(set.diagnostics, [], "xilinx_suite.lic should parse cleanly");
+    assert_eq!(set.warnings, []);
+    let names: Vec<_> = set.pools.iter().map(|p| p.feature.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "ChipscopePro",
+            "ISE",
+            "PlanAhead",
+            "XPS",
+            "SDK",
+            "SysGen",
+            "ISE_Design_Suite",
+            "Vivado_System_Edition"
+        ]
+    );
+    // Each component: the suite's 2 licenses, its version, expiry and
+    // vendor string; the suite line itself stays.
+    for p in &set.pools[..6] {
+        assert_eq!(p.count, Some(2), "{}", p.feature);
+        assert_eq!(p.version.as_str(), "2025.12");
+        assert_eq!(p.expiry, Expiry::On(date(2026, 12, 31)));
+        assert_eq!(p.vendor_string.as_ref().unwrap().raw, "ISEDS");
+        let of = p.package.as_ref().unwrap();
+        assert_eq!(
+            (of.package.as_str(), of.suite, of.package_line),
+            ("ISE_Design_Suite", true, 8)
+        );
+    }
+    assert!(set.pools[6].package.is_none(), "the suite's own line");
+    assert_eq!(set.applied.len(), 1);
+    assert!(set.applied[0]
+        .summary
+        .starts_with("suite ISE_Design_Suite: ChipscopePro 2025.12 x2 (from line 10)"));
+}
+
+#[test]
+fn microchip_libero_package() {
+    let set = load("microchip_libero.lic");
+    assert_eq!(
+        set.diagnostics,
+        [],
+        "microchip_libero.lic should parse cleanly"
+    );
+    assert_eq!(set.warnings, []);
+    assert!(
+        set.pools.iter().all(|p| p.feature != "LIBERO_SOC_GOLD"),
+        "a non-suite package's enabling line is not served itself"
+    );
+    assert_eq!(set.pools.len(), 16);
+    let count = |f: &str| pool(&set, f).count;
+    assert_eq!(count("ACTEL_SUMMIT"), Some(3));
+    assert_eq!(count("ACTEL_SYNPLIFY"), Some(6), "2 per enabling license");
+    assert_eq!(count("ACTEL_MODELSIM"), Some(6));
+    assert_eq!(count("SMARTDESIGN"), Some(3));
+    assert_eq!(pool(&set, "MODELSIM_ME").version.as_str(), "11.0");
+    assert_eq!(pool(&set, "LIBERO_SOC").version.as_str(), "2025.06");
+    let total: u32 = set.pools.iter().filter_map(|p| p.count).sum();
+    assert_eq!(total, 14 * 3 + 2 * 6);
+    for p in &set.pools {
+        assert_eq!(
+            p.dup_group.mask(),
+            7,
+            "{}: DUP_GROUP=UHD inherited",
+            p.feature
+        );
+        assert_eq!(p.line, 14, "the enabling line's");
+        assert!(!p.package.as_ref().unwrap().suite);
+    }
 }

@@ -369,6 +369,9 @@ fn log_startup(log: &LogHandle, config: &Config, addr: SocketAddr, engine: &Engi
             format!("License file error, line skipped: {d}"),
         );
     }
+    for w in &config.licenses.warnings {
+        log.line(now, "lmgrd", format!("License file warning: {w}"));
+    }
     crate::debuglog::log_unservable(log, now, &config.licenses);
     log.line(now, "lmgrd", format!("lmgrd tcp-port {}", addr.port()));
     for vendor in vendors_of(&config.licenses) {

@@ -91,6 +91,14 @@ pub struct FeatureStatus {
     pub over_limit: u32,
     /// Duplicate grouping (`NONE` = by handle, `UHD`, ...).
     pub dup_group: String,
+    /// The PACKAGE whose component this pool is (absent if none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// For a package suite's own feature: the licenses its components'
+    /// holders took (one per holder), counted in `in_use` but not in
+    /// `holders` (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub suite_in_use: u32,
     /// Who holds licenses of this pool.
     pub holders: Vec<HolderStatus>,
 }
@@ -153,7 +161,7 @@ impl Status {
                     expired: p.expired,
                     startup: p.startup,
                     total: p.count,
-                    in_use: consistent.0,
+                    in_use: consistent.0.saturating_add(p.suite_in_use),
                     overdraft: consistent.1,
                     overdraft_limit: p.overdraft_limit,
                     over_limit: match p.count {
@@ -163,6 +171,8 @@ impl Status {
                         _ => 0,
                     },
                     dup_group: f.dup_group.to_string(),
+                    package: p.package.clone(),
+                    suite_in_use: p.suite_in_use,
                     holders: p
                         .holders
                         .iter()
@@ -219,4 +229,9 @@ impl Status {
         }
         self.handles_hidden = true;
     }
+}
+
+/// For `skip_serializing_if`.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -65,13 +65,15 @@ fn feature_name_warnings_agree() {
     assert_eq!(client, server);
 }
 
-/// A STATUS with a holder, a lingering holder and a waiter, read by the
+/// A STATUS with a holder, a lingering holder, a waiter and a package
+/// suite's component and suite, read by the
 /// client's types and written back, is the server's JSON: the client knows
 /// every field the server sends (none dropped) and needs none it does not.
 #[test]
 fn a_real_status_reads_back_field_for_field() {
     let t = Tallyd::start(
-        "VENDOR CITRIX\nFEATURE ONE CITRIX 1.0 permanent 1\nFEATURE TWO CITRIX 1.0 permanent 2\n",
+        "VENDOR CITRIX\nFEATURE ONE CITRIX 1.0 permanent 1\nFEATURE TWO CITRIX 1.0 permanent 2\n\
+         PACKAGE SUITE CITRIX COMPONENTS=PART OPTIONS=SUITE\nFEATURE SUITE CITRIX 1.0 permanent 1\n",
         &[],
     );
     let mut a = t.connect();
@@ -79,6 +81,8 @@ fn a_real_status_reads_back_field_for_field() {
         .req("CHECKOUT ONE ann h a display=term")
         .starts_with("OK "));
     assert!(a.req("CHECKOUT TWO ann h b linger=600").starts_with("OK "));
+    // A suite component (`package`) and its suite (`suite_in_use`).
+    assert!(a.req("CHECKOUT PART ann h p").starts_with("OK "));
     let mut b = t.connect();
     b.send(b"CHECKOUT ONE bob h c wait=60\n");
     assert!(eventually(Duration::from_secs(10), || {
@@ -88,6 +92,12 @@ fn a_real_status_reads_back_field_for_field() {
         let reply = a.req(request);
         let json = reply.strip_prefix("OK ").expect("OK <json>");
         let sent: serde_json::Value = serde_json::from_str(json).expect("JSON");
+        if request == "STATUS" {
+            assert!(
+                json.contains("\"package\":\"SUITE\"") && json.contains("\"suite_in_use\":1"),
+                "{json}"
+            );
+        }
         let read: tally_client::status::Status =
             serde_json::from_str(json).expect("the client reads the server's STATUS");
         let back = serde_json::to_value(&read).expect("serializes");

@@ -23,6 +23,15 @@
 //!   "diagnostics":[...],"warnings":[...]}}
 //! ```
 //!
+//! A file with PACKAGE, UPGRADE or SUPERSEDE lines lists the pools they
+//! made (each PACKAGE component as a pool of its own, marked `PACKAGE p` or
+//! `SUITE p` in the human listing and `"package":"p","suite":bool` in the
+//! JSON; the pools a SUPERSEDE removed are not listed), then one line per
+//! such line saying what it became (`line N: PACKAGE -> ...`; JSON
+//! `"applied":[{"keyword","line","summary"}]`). What they could not do (a
+//! PACKAGE nothing enables, an UPGRADE of more than there is) is a warning.
+//! These keys are absent from the JSON of a file without such lines.
+//!
 //! `count` is `null` for an uncounted pool, `hostid` and `start` `null` when
 //! the line has none; `state` is `active`, `expired` or `not_started` (at
 //! the time of the check: the clock, or `TALLYCTL_NOW`). `options` is `null`
@@ -38,7 +47,7 @@
 use std::path::Path;
 
 use serde::Serialize;
-use tally_core::license::{Diagnostic, Expiry, LicenseSet, PoolLine};
+use tally_core::license::{Applied, Diagnostic, Expiry, LicenseSet, PoolLine};
 use tally_core::options::OptionsFile;
 
 use super::names::feature_name_warnings;
@@ -64,6 +73,30 @@ pub struct Report {
     pub warnings: Vec<WarningReport>,
     /// The options file the license names, if any.
     pub options: Option<OptionsReport>,
+    /// What each PACKAGE, UPGRADE and SUPERSEDE line did (absent if none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub applied: Vec<AppliedReport>,
+}
+
+/// What one PACKAGE, UPGRADE or SUPERSEDE line did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppliedReport {
+    /// `PACKAGE`, `UPGRADE` or `SUPERSEDE`.
+    pub keyword: String,
+    /// 1-based line.
+    pub line: u32,
+    /// What it became.
+    pub summary: String,
+}
+
+impl From<&Applied> for AppliedReport {
+    fn from(a: &Applied) -> AppliedReport {
+        AppliedReport {
+            keyword: a.keyword.to_string(),
+            line: a.line,
+            summary: a.summary.clone(),
+        }
+    }
 }
 
 /// A warning: a line that loaded.
@@ -142,6 +175,13 @@ pub struct PoolReport {
     pub start: Option<String>,
     /// Whether it serves at the time of the check.
     pub state: PoolState,
+    /// The PACKAGE this pool is a component of (absent if none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// For a package component: whether the package is a suite (absent
+    /// otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suite: Option<bool>,
 }
 
 /// One diagnostic in the report.
@@ -186,6 +226,8 @@ impl Report {
                     overdraft: p.overdraft,
                     start: p.start.map(|d| d.flexlm()),
                     state: PoolState::of(p, now_ms),
+                    package: p.package.as_ref().map(|c| c.package.clone()),
+                    suite: p.package.as_ref().map(|c| c.suite),
                 })
                 .collect(),
             diagnostics: diagnostic_reports(&set.diagnostics),
@@ -201,7 +243,13 @@ impl Report {
                     column: None,
                     message: format!("{}: {}", u.feature, u.message),
                 }))
+                .chain(set.warnings.iter().map(|w| WarningReport {
+                    line: w.line,
+                    column: Some(w.column),
+                    message: w.message.clone(),
+                }))
                 .collect(),
+            applied: set.applied.iter().map(AppliedReport::from).collect(),
             options: options.map(|(path, o)| OptionsReport {
                 path: path.display().to_string(),
                 rules: o.rules.len(),
@@ -273,6 +321,10 @@ pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u
         if let Some(h) = &p.hostid {
             out.push_str(&format!(" HOSTID={h}"));
         }
+        if let Some(c) = &p.package {
+            let kind = if c.suite { "SUITE" } else { "PACKAGE" };
+            out.push_str(&format!(" ({kind} {})", shown(&c.package)));
+        }
         match (PoolState::of(p, now_ms), p.expiry, p.start) {
             (PoolState::Expired, Expiry::On(d), _) => {
                 out.push_str(&format!("  EXPIRED (on {}: serves nothing)", d.flexlm()))
@@ -284,8 +336,19 @@ pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u
         }
         out.push('\n');
     }
+    for a in &set.applied {
+        out.push_str(&format!(
+            "line {}: {} -> {}\n",
+            a.line,
+            a.keyword,
+            shown(&a.summary)
+        ));
+    }
     for d in &set.diagnostics {
         out.push_str(&format!("{d}\n"));
+    }
+    for w in &set.warnings {
+        out.push_str(&format!("{w} (warning)\n"));
     }
     let warnings = feature_name_warnings(set);
     for w in &warnings {
@@ -317,8 +380,9 @@ pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u
             counted(idle, "pool")
         ));
     }
-    if !warnings.is_empty() {
-        out.push_str(&format!(", {}", counted(warnings.len(), "warning")));
+    let warned = warnings.len() + set.warnings.len();
+    if warned > 0 {
+        out.push_str(&format!(", {}", counted(warned, "warning")));
     }
     out.push('\n');
     if let Some((path, o)) = options {
@@ -460,5 +524,69 @@ mod tests {
         assert_eq!(r.exit_code(), EXIT_CLEAN, "a warning, not a rejection");
         let json = serde_json::to_string(&r).unwrap_or_default();
         assert!(json.contains("\"state\":\"not_started\""), "{json}");
+        assert!(
+            !json.contains("applied") && !json.contains("package"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn packages_upgrades_and_supersedes_say_what_they_became() {
+        let set = parse_str(
+            "t.lic",
+            "PACKAGE S V 1.0 COMPONENTS=\"a b:2.0\" OPTIONS=SUITE\n\
+             FEATURE S V 1.0 permanent 2\n\
+             INCREMENT f V 1.0 permanent 5 ISSUED=1-jan-2024\n\
+             INCREMENT f V 1.0 permanent 4 SUPERSEDE ISSUED=1-jan-2025\n\
+             UPGRADE f V 1.0 2.0 permanent 6\n\
+             PACKAGE P V COMPONENTS=x\n",
+        );
+        let text = human(&set, None, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0], "line 2: FEATURE a V 1.0 permanent 2 (SUITE S)",
+            "{text}"
+        );
+        assert_eq!(
+            lines[1], "line 2: FEATURE b V 2.0 permanent 2 (SUITE S)",
+            "{text}"
+        );
+        assert_eq!(lines[2], "line 2: FEATURE S V 1.0 permanent 2", "{text}");
+        assert_eq!(lines[3], "line 5: INCREMENT f V 2.0 permanent 4", "{text}");
+        assert!(
+            text.contains(
+                "line 4: SUPERSEDE -> INCREMENT f supersedes line 3 (INCREMENT f 1.0, 5)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 5: UPGRADE -> f 2.0 x4 (from line 4, f 1.0, which keeps 0)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "line 1: PACKAGE -> suite S: a 1.0 x2 (from line 2), b 2.0 x2 (from line 2)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "t.lic:5:1: UPGRADE f: upgrades 6 licenses but line 4 has 4; 4 upgraded (warning)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("t.lic:6:1: PACKAGE P: no FEATURE"), "{text}");
+        assert!(
+            text.contains("4 pools, 0 lines rejected, 2 warnings"),
+            "{text}"
+        );
+        let r = Report::of(&set, None, NOW);
+        assert_eq!(r.exit_code(), EXIT_CLEAN, "warnings, not rejections");
+        assert_eq!(r.pools[0].package.as_deref(), Some("S"));
+        assert_eq!(r.pools[0].suite, Some(true));
+        assert_eq!(r.pools[2].package, None);
+        assert_eq!(r.applied.len(), 3);
+        assert_eq!(r.warnings.len(), 2);
+        assert_eq!(r.warnings[0].column, Some(1));
     }
 }

@@ -35,7 +35,10 @@
 //!   quoted line per pool). "In use" is the **sum of the holder lines
 //!   printed**, not the reply's `in_use`, so the invariant "in use = sum of
 //!   the counts below" holds by construction (the two agree whenever the
-//!   server's snapshot is consistent).
+//!   server's snapshot is consistent). The one exception is a package
+//!   suite's own feature: its licenses are taken by its components'
+//!   holders (listed under the components), so its "in use" adds the
+//!   reply's `suite_in_use` to the holder lines it has.
 //! - **Expiry.** `permanent` prints as 11.19 does,
 //!   `permanent(no expiration date)`; dates as FlexLM writes them
 //!   (`31-dec-2026`). In `lmstat -i` a permanent pool prints `permanent`,
@@ -192,7 +195,8 @@ where
             .iter()
             .flat_map(|p| &p.holders)
             .map(|h| u64::from(h.count))
-            .sum();
+            .sum::<u64>()
+            + pools.iter().map(|p| u64::from(p.suite_in_use)).sum::<u64>();
         if options.active_only && used == 0 {
             continue;
         }

@@ -27,9 +27,12 @@
 //! claimed with atomics (`table.rs`). Releases found due are reported to the
 //! caller, who logs them; [`Timers`] (or, with linger timers only,
 //! [`Lingers`]) drives expiry from a timer wheel.
-//! The one exception is DUP_GROUP features: their uses are counted per
+//! The exceptions are DUP_GROUP features: their uses are counted per
 //! instance under a lock per bucket of 16 slots, never one lock for all
-//! (`uses.rs`; [`Engine::checkout_use`]).
+//! (`uses.rs`; [`Engine::checkout_use`]); and the components of a package
+//! suite (`PACKAGE ... OPTIONS=SUITE`), whose new instances and releases
+//! take the suite's lock to share one suite license per holder
+//! (`suite.rs`).
 
 mod denial;
 mod holder;
@@ -39,6 +42,7 @@ mod names;
 mod policy;
 mod pool;
 mod reconcile;
+mod suite;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
 mod unservable;
@@ -62,6 +66,7 @@ use crate::options::OptionsFile;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
+use suite::Suites;
 use table::{Claim, Extras, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
@@ -336,6 +341,8 @@ pub struct Engine {
     table: Table,
     /// The compiled options file, if any (see `policy.rs`).
     policy: Option<Box<Policy>>,
+    /// Package suites: which pools' checkouts also take a suite license.
+    suites: Suites,
 }
 
 impl Engine {
@@ -429,6 +436,11 @@ impl Engine {
             charges: charged,
             uses: features.iter().any(|f| !f.key.dup().is_by_handle()),
         };
+        let suites = Suites::build(pools.len(), |p| {
+            let of = pools[p].line.package.as_ref().filter(|c| c.suite)?;
+            let suite = &features[*by_name.get(&of.package)? as usize];
+            Some((&suite.pools[..], of.suite_dup))
+        });
         Engine {
             source: licenses.source.clone(),
             features,
@@ -436,6 +448,7 @@ impl Engine {
             pools,
             table: Table::with_extras(first_level, extras),
             policy: None,
+            suites,
         }
     }
 
@@ -626,6 +639,19 @@ impl Engine {
                             return Err(reason.into());
                         }
                     };
+                    // A suite's component also takes the suite (`suite.rs`);
+                    // refused, the component's charge goes back.
+                    if let Some(s) = self.suites.of(p) {
+                        let holder = holder.get_or_insert_with(|| req.names.holder());
+                        if let Err(reason) = self.suites.take(s, &self.pools, holder, now) {
+                            if let Some((policy, _)) = who {
+                                policy.give_back(p, record, req.count);
+                            }
+                            self.pools[p as usize].unreserve(req.count);
+                            self.table.abandon(claim);
+                            return Err(reason.into());
+                        }
+                    }
                     // Before publish: a release that wins the LIVE slot
                     // then finds the record without waiting for us.
                     if let Some((policy, _)) = who {
@@ -1031,6 +1057,9 @@ impl Engine {
                         let who = policy.who(fid, n.user, n.host, n.display, None);
                         policy.record(c.charge(), policy.force(p, &who, r.count));
                     }
+                    if let Some(s) = self.suites.of(p) {
+                        self.suites.force(s, &self.pools, &holder);
+                    }
                     if let (true, Some(cell)) = (self.shares(fid), c.uses()) {
                         // Not counted (an older instance's entry goes):
                         // see `Engine::restore_uses`.
@@ -1069,10 +1098,13 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let (pools, policy) = (&self.pools, self.policy.as_deref());
+        let (pools, policy, suites) = (&self.pools, self.policy.as_deref(), &self.suites);
         let read = self.table.release(id, should, |r, charge| {
             if let Some(policy) = policy {
                 policy.release(r.pool, charge, r.count);
+            }
+            if let Some(s) = suites.of(r.pool) {
+                suites.give(s, pools, &r.holder);
             }
             pools[r.pool as usize].unreserve(r.count)
         })?;
@@ -1135,6 +1167,7 @@ impl Engine {
         for list in &mut holders {
             list.sort_by_key(|h| (h.since_ms, h.ticket));
         }
+        let lent = self.suites.lent(self.pools.len());
         let features = self
             .features
             .iter()
@@ -1161,6 +1194,8 @@ impl Engine {
                             in_use,
                             overdraft: in_use.saturating_sub(pool.count),
                             expired: pool.is_expired(now),
+                            package: pool.line.package.as_ref().map(|c| c.package.clone()),
+                            suite_in_use: lent[p as usize],
                             holders: list,
                         }
                     })
@@ -1227,6 +1262,12 @@ pub struct PoolSnapshot {
     pub overdraft: u32,
     /// Whether the pool has expired.
     pub expired: bool,
+    /// The PACKAGE this pool is a component of, if any.
+    pub package: Option<String>,
+    /// Of `in_use`, the licenses of this suite pool that its components'
+    /// holders took with their checkouts (one per holder, not listed in
+    /// `holders`: see `engine/suite.rs`).
+    pub suite_in_use: u32,
     /// Who holds them.
     pub holders: Vec<HolderSnapshot>,
 }

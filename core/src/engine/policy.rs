@@ -684,9 +684,12 @@ impl Policy {
     /// (charged to pool `p`, `n` licenses) took. Called once per instance,
     /// by the release that won the slot, before the slot is freed.
     pub(crate) fn release(&self, p: u32, charge: Option<&AtomicU64>, n: u32) {
-        let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
+        if !self.pools[p as usize]
+            .as_deref()
+            .is_some_and(|r| r.counts())
+        {
             return;
-        };
+        }
         // Acquire: pairs with the Release store in `record`, which the LIVE
         // store and our LIVE -> RELEASING CAS order before this. The next
         // owner of the slot cannot exist before this release frees it.
@@ -695,7 +698,21 @@ impl Policy {
         if rec == 0 {
             return;
         }
-        let (who, reservation) = Who::from_record(rec);
+        self.give_back(p, rec, n);
+    }
+
+    /// Gives back what an admission to pool `p` that returned `record`
+    /// took (besides the pool counter, which the caller credits): for a
+    /// release, and for a checkout undone before it was published (a suite
+    /// component whose suite was refused).
+    pub(crate) fn give_back(&self, p: u32, record: u64, n: u32) {
+        let Some(rules) = self.pools[p as usize].as_deref().filter(|r| r.counts()) else {
+            return;
+        };
+        if record == 0 {
+            return;
+        }
+        let (who, reservation) = Who::from_record(record);
         let view = rules.view(&who);
         for index in max_of(&view) {
             self.max[usize::from(index)].give(n);

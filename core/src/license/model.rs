@@ -19,14 +19,57 @@ pub struct LicenseSet {
     pub vendors: Vec<VendorLine>,
     /// Whether a `USE_SERVER` line was present.
     pub use_server: bool,
-    /// `FEATURE` and `INCREMENT` lines, in file order: one pool each.
+    /// The pools to serve, one per line: the `FEATURE` and `INCREMENT` lines
+    /// in file order after [`expand`](crate::license::expand) applied the
+    /// SUPERSEDE, UPGRADE and PACKAGE lines (a package's component lines in
+    /// place of its enabling line, an upgrade's line after the line it took
+    /// licenses from; superseded lines gone).
     pub pools: Vec<PoolLine>,
-    /// `PACKAGE` lines (kept as parsed, not yet applied).
+    /// `PACKAGE` lines as parsed (applied to [`LicenseSet::pools`]).
     pub packages: Vec<PackageLine>,
-    /// `UPGRADE` lines (kept as parsed, not yet applied).
+    /// `UPGRADE` lines as parsed (applied to [`LicenseSet::pools`]).
     pub upgrades: Vec<UpgradeLine>,
+    /// What each PACKAGE, UPGRADE and SUPERSEDE did to the pools, in the
+    /// order applied (for `tallyctl check-license`).
+    pub applied: Vec<Applied>,
+    /// The pool lines a SUPERSEDE removed, as parsed.
+    pub superseded: Vec<PoolLine>,
+    /// Whether [`expand`](crate::license::expand) has run (it runs once).
+    pub expanded: bool,
     /// One entry per rejected or suspicious line; those lines were skipped.
     pub diagnostics: Vec<Diagnostic>,
+    /// Lines that loaded but did less than they say (a PACKAGE nothing
+    /// enables, an UPGRADE of more licenses than there are, a component
+    /// named twice, ...): what [`expand`](crate::license::expand) found.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// What one PACKAGE, UPGRADE or SUPERSEDE line did, in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// `PACKAGE`, `UPGRADE` or `SUPERSEDE`.
+    pub keyword: &'static str,
+    /// 1-based line of the PACKAGE / UPGRADE line, or of the line carrying
+    /// SUPERSEDE.
+    pub line: u32,
+    /// What it became (`apple 1.5 x6 (from line 3)`, ...).
+    pub summary: String,
+}
+
+/// A pool line made from a PACKAGE's component list: which package, and
+/// whether a checkout also takes the package's suite feature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentOf {
+    /// The package (and, for a suite, the suite feature's) name.
+    pub package: String,
+    /// The PACKAGE line.
+    pub package_line: u32,
+    /// `OPTIONS=SUITE` (or `SUITE_RESERVED`, treated alike): a checkout of
+    /// the component also checks out one license of the suite feature.
+    pub suite: bool,
+    /// Which checkouts of the package's components share one suite
+    /// license (`SUITE_DUP_GROUP=` on the enabling line, else `UHD`).
+    pub suite_dup: DupGroup,
 }
 
 /// A problem found in a license file, with where it is.
@@ -428,8 +471,11 @@ pub struct PoolLine {
     pub supersede: Option<String>,
     /// Every `key=value` (or bare keyword) tally does not interpret, in order.
     pub other: Vec<(String, String)>,
-    /// 1-based line number where the record starts.
+    /// 1-based line number where the record starts (for a package
+    /// component: the enabling line's; for an upgrade: the UPGRADE line's).
     pub line: u32,
+    /// Set on the lines a PACKAGE made: the package they come from.
+    pub package: Option<ComponentOf>,
 }
 
 impl PoolLine {
@@ -456,6 +502,7 @@ impl PoolLine {
             supersede: None,
             other: Vec::new(),
             line: 0,
+            package: None,
         }
     }
 

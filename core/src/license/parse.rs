@@ -38,7 +38,14 @@ use super::vendor_string::parse_vendor_string;
 /// Parses license text. Never fails: every record that cannot be understood
 /// is skipped and reported in [`LicenseSet::diagnostics`]; the rest load.
 /// `source` names the text in diagnostics (a path, `<embedded demo>`, ...).
+/// The SUPERSEDE, UPGRADE and PACKAGE lines are then applied to the pools
+/// ([`expand`](super::expand)).
 pub fn parse_str(source: &str, text: &str) -> LicenseSet {
+    super::expand(&parse_raw(source, text))
+}
+
+/// [`parse_str`] without [`expand`](super::expand): the lines as written.
+pub(crate) fn parse_raw(source: &str, text: &str) -> LicenseSet {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut set = LicenseSet {
         source: source.to_string(),

@@ -128,6 +128,9 @@ fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
     for d in &set.diagnostics {
         eprintln!("tallyd: warning: {d} (line skipped)");
     }
+    for w in &set.warnings {
+        eprintln!("tallyd: warning: {w}");
+    }
     for w in tally_server::names::feature_name_warnings(&set) {
         eprintln!("tallyd: {w}");
     }

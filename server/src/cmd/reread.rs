@@ -171,6 +171,9 @@ pub(crate) fn report(
             format!("License file error, line skipped: {d}"),
         );
     }
+    for w in &licenses.warnings {
+        fx.line(now, "lmgrd", format!("License file warning: {w}"));
+    }
     if let (Some(path), Some(o)) = (&p.options_path, &p.options) {
         crate::server::options_lines(path, o, &p.engine, |text| fx.line(now, "lmgrd", text));
     }

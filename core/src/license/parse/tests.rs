@@ -4,7 +4,7 @@ use super::*;
 use crate::license::model::Expiry;
 
 fn parse(text: &str) -> LicenseSet {
-    parse_str("test.lic", text)
+    parse_raw("test.lic", text)
 }
 
 /// Parses `text`, asserting it has no diagnostics and exactly one pool.
