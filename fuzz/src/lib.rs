@@ -165,7 +165,19 @@ fn check_fields(cmd: &Command<'_>) {
             }
             assert!(q.limit != Some(0), "{cmd:?}");
         }
-        Command::Ping | Command::Quit => {}
+        Command::Reconcile(r) => {
+            field("feature", r.feature, false);
+            field("user", r.user, false);
+            field("host", r.host, false);
+            field("handle", r.handle, false);
+            field("id", r.id, false);
+            field("display", r.display, true);
+            assert!((1..=MAX_COUNT_PER_CHECKOUT).contains(&r.count), "{cmd:?}");
+            if let Some(l) = r.linger_ms {
+                assert!((1..=MAX_LINGER_MS).contains(&l), "{cmd:?}");
+            }
+        }
+        Command::Ping | Command::Quit | Command::Picture => {}
         Command::Reread | Command::Down | Command::ReopenLog => {}
     }
 }
@@ -230,6 +242,23 @@ pub fn format_request(cmd: &Command<'_>) -> String {
         Command::Reread => "REREAD".into(),
         Command::Down => "DOWN".into(),
         Command::ReopenLog => "REOPEN_LOG".into(),
+        Command::Picture => "PICTURE".into(),
+        Command::Reconcile(r) => {
+            let mut s = format!(
+                "RECONCILE {} {} {} {} start={} id={} count={}",
+                r.feature, r.user, r.host, r.handle, r.start_ms, r.id, r.count
+            );
+            if let Some(v) = r.version {
+                let _ = write!(s, " version={}.{:09}", v / 1_000_000_000, v % 1_000_000_000);
+            }
+            if let Some(l) = r.linger_ms {
+                let _ = write!(s, " linger={}", seconds(l));
+            }
+            if !r.display.is_empty() {
+                let _ = write!(s, " display={}", r.display);
+            }
+            s
+        }
     }
 }
 
@@ -338,7 +367,8 @@ pub fn journal_decode(data: &[u8]) {
     let mut again = Vec::new();
     match &rec {
         Record::Out(i) | Record::Instance(i) => {
-            for s in [i.feature, i.user, i.host, i.display, i.handle] {
+            let n = &i.names;
+            for s in [n.feature, n.user, n.host, n.display, n.handle] {
                 assert!(inside(data, s.as_bytes()), "{s:?} is not inside the input");
             }
             let tag = data[0];
@@ -357,6 +387,12 @@ pub fn journal_decode(data: &[u8]) {
             instances,
             tombstones,
         } => record::encode_end(&mut again, *instances, *tombstones),
+        Record::Reconcile(r) => {
+            for s in [r.id, r.feature, r.handle] {
+                assert!(inside(data, s.as_bytes()), "{s:?} is not inside the input");
+            }
+            record::encode_reconcile(&mut again, r);
+        }
     }
     assert_eq!(again, data, "{rec:?} does not re-encode to its bytes");
 }
@@ -627,11 +663,13 @@ pub fn journal_replay(data: &[u8]) {
                         count: u32::from(count),
                         version: u64::from(name) * 1_000_000_000,
                         renewed,
-                        feature: n(0),
-                        user: n(1),
-                        host: n(2),
-                        display: if name % 3 == 0 { "" } else { n(3) },
-                        handle: n(name / 4),
+                        names: tally_core::engine::Names {
+                            feature: n(0),
+                            user: n(1),
+                            host: n(2),
+                            display: if name % 3 == 0 { "" } else { n(3) },
+                            handle: n(name / 4),
+                        },
                     },
                 );
             }
@@ -989,11 +1027,13 @@ fn sample_payloads() -> Vec<Vec<u8>> {
                 count: 2,
                 version: 1_000_000_000,
                 renewed,
-                feature: "MPM_ADV_RC",
-                user: "USER15",
-                host: "GENE-VM-2K3",
-                display,
-                handle: "ec26edf8",
+                names: tally_core::engine::Names {
+                    feature: "MPM_ADV_RC",
+                    user: "USER15",
+                    host: "GENE-VM-2K3",
+                    display,
+                    handle: "ec26edf8",
+                },
             },
         );
         out.push(p);
