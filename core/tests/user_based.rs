@@ -199,3 +199,22 @@ fn exclude_still_wins_and_other_lines_of_the_feature_are_unaffected() {
     assert_eq!(out(&e, "f", "bob", "h"), Ok(()));
     assert_eq!(out(&e, "f", "cid", "h"), Err(Reason::AllInUse));
 }
+
+#[test]
+fn package_components_inherit_the_keyword() {
+    let e = engine(
+        "PACKAGE suite V 1.0 COMPONENTS=\"apple orange\"\n\
+         INCREMENT suite V 1.0 permanent 2 USER_BASED=1\n",
+        "INCLUDE apple USER ann\n",
+    );
+    assert_eq!(out(&e, "apple", "ann", "h"), Ok(()));
+    assert_eq!(out(&e, "apple", "bob", "h"), Err(Reason::NotIncluded));
+    assert_eq!(out(&e, "orange", "ann", "h"), Err(Reason::NotIncluded));
+}
+
+#[test]
+fn the_diagnostic_names_the_keyword_and_value() {
+    let lic = parse_str("t.lic", "FEATURE f V 1.0 permanent 5 USER_BASED=0\n");
+    let d = lic.diagnostics[0].to_string();
+    assert!(d.contains("FEATURE f: bad USER_BASED \"0\""), "{d}");
+}
