@@ -350,7 +350,14 @@ impl Engine {
     /// small (room for the licenses the counted pools can grant, up to
     /// 4,096 instances) and grows with the instances held, whatever the
     /// counts: memory follows what is out, not what is licensed.
+    ///
+    /// A `USER_BASED` / `HOST_BASED` line needs INCLUDE lines to be used at
+    /// all: with such a line the engine is built as if with an empty
+    /// options file, which denies every checkout of it (`NOT_INCLUDED`).
     pub fn new(licenses: &LicenseSet, config: EngineConfig) -> Engine {
+        if licenses.pools.iter().any(|l| l.based.is_some()) {
+            return Engine::with_options(licenses, &OptionsFile::default(), config);
+        }
         Engine::build(licenses, config, false)
     }
 

@@ -41,7 +41,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::pool::Pool;
 use super::Reason;
-use crate::license::PoolLine;
+use crate::license::{BasedKind, PoolLine};
 use crate::options::{
     IpPattern, OptionsFile, QualifierKey, Rule, RuleKind, TargetKind, MAX_NAME_BYTES,
 };
@@ -196,6 +196,22 @@ struct PoolRules {
     reservations: Vec<Reservation>,
     /// Capped at `limit - reserved`; `Some` iff there are reservations.
     general: Option<Counter>,
+    /// The line is `USER_BASED` / `HOST_BASED`: only names INCLUDEd by
+    /// their kind count, up to a limit.
+    based: Option<BasedRules>,
+}
+
+/// A `USER_BASED[=n]` / `HOST_BASED[=n]` pool's INCLUDE bookkeeping while
+/// compiling. Admission needs none of it: the pool's `has_include` is set
+/// from the start, and only the names admitted here are `included`.
+#[derive(Debug, Clone, Copy)]
+struct BasedRules {
+    /// [`USER`] or [`HOST`]: the kind of name INCLUDE lines must give.
+    tag: u64,
+    /// Most distinct names that may be included (`None`: no limit).
+    limit: Option<u32>,
+    /// Distinct names included so far.
+    named: u32,
 }
 
 /// The entries of a requester's user, host and display in one pool.
@@ -299,6 +315,22 @@ impl Policy {
             max: Vec::new(),
             warnings: Vec::new(),
         };
+        // USER_BASED / HOST_BASED lines: nobody is included until an
+        // INCLUDE line names them.
+        for (p, pool) in pools.iter().enumerate() {
+            if let Some(b) = pool.line.based {
+                let rules = policy.rules_mut(p);
+                rules.has_include = true;
+                rules.based = Some(BasedRules {
+                    tag: match b.kind {
+                        BasedKind::User => USER,
+                        BasedKind::Host => HOST,
+                    },
+                    limit: b.limit(pool.line.count),
+                    named: 0,
+                });
+            }
+        }
         // Reserved so far per pool (a RESERVE spanning pools fills them in
         // file order).
         let mut reserved = vec![0u32; pools.len()];
@@ -326,6 +358,9 @@ impl Policy {
                 RuleKind::Include | RuleKind::Exclude => {
                     let exclude = rule.kind == RuleKind::Exclude;
                     for &p in &targets {
+                        if !exclude && policy.include_based(options, rule, &members, &pools[p], p) {
+                            continue;
+                        }
                         let rules = policy.rules_mut(p);
                         for &k in &members.ids {
                             let e = rules.entry(k);
@@ -410,6 +445,16 @@ impl Policy {
         }
         for (p, rules) in policy.pools.iter_mut().enumerate() {
             if let Some(rules) = rules {
+                if rules.based.is_some_and(|b| b.named == 0) {
+                    let line = &pools[p].line;
+                    let based = line.based.map_or("", |b| b.keyword());
+                    policy.warnings.push(format!(
+                        "license line {}: feature {} is {based} and no INCLUDE line names a {}: every checkout of it is denied",
+                        line.line,
+                        line.feature,
+                        if based == "HOST_BASED" { "host" } else { "user" },
+                    ));
+                }
                 if !rules.reservations.is_empty() {
                     rules.general = Some(Counter::new(pools[p].limit.saturating_sub(reserved[p])));
                 }
@@ -425,6 +470,70 @@ impl Policy {
             }
         }
         policy
+    }
+
+    /// Applies an INCLUDE rule to pool `p` if the pool is `USER_BASED` /
+    /// `HOST_BASED` (returns false otherwise, and does nothing): only names
+    /// of the line's kind are included (USER / GROUP, or HOST / HOST_GROUP),
+    /// in the order they were first named in the file, until the line's
+    /// limit; the rest are left out with a warning naming the rule's line.
+    fn include_based(
+        &mut self,
+        options: &OptionsFile,
+        rule: &Rule,
+        members: &IdSet,
+        pool: &Pool,
+        p: usize,
+    ) -> bool {
+        let Some(rules) = self.pools[p].as_deref_mut() else {
+            return false;
+        };
+        let Some(mut b) = rules.based else {
+            return false;
+        };
+        // Ids are handed out in the order names first appear in the file.
+        let mut ids: Vec<u64> = members.ids.iter().copied().collect();
+        ids.sort_unstable();
+        let mut other_kind = !members.ips.is_empty();
+        let mut over = 0u32;
+        for k in ids {
+            if k & !0xffff_ffff != b.tag {
+                other_kind = true;
+                continue;
+            }
+            let e = rules.by_id.entry(k).or_default();
+            if e.included {
+                continue;
+            }
+            if b.limit.map_or(true, |l| b.named < l) {
+                e.included = true;
+                b.named += 1;
+            } else {
+                over += 1;
+            }
+        }
+        rules.based = Some(b);
+        let line = &pool.line;
+        let (based, noun, types) = match b.tag {
+            USER => ("USER_BASED", "users", "USER and GROUP"),
+            _ => ("HOST_BASED", "hosts", "HOST and HOST_GROUP"),
+        };
+        let at = format!("{}:{}: {}", options.source, rule.line, rule.label());
+        if over > 0 {
+            self.warnings.push(format!(
+                "{at}: feature {} is {based} (license line {}), which allows {} {noun}; {over} more named here are not included",
+                line.feature,
+                line.line,
+                b.limit.unwrap_or(0),
+            ));
+        }
+        if other_kind {
+            self.warnings.push(format!(
+                "{at}: feature {} is {based} (license line {}): only INCLUDE {types} name its {noun}; the rest of this rule does not apply to that line",
+                line.feature, line.line,
+            ));
+        }
+        true
     }
 
     fn rules_mut(&mut self, p: usize) -> &mut PoolRules {

@@ -476,6 +476,9 @@ pub struct PoolLine {
     pub line: u32,
     /// Set on the lines a PACKAGE made: the package they come from.
     pub package: Option<ComponentOf>,
+    /// `USER_BASED[=n]` or `HOST_BASED[=n]`: only users (hosts) the options
+    /// file INCLUDEs may use the line, at most `n` of them.
+    pub based: Option<Based>,
 }
 
 impl PoolLine {
@@ -503,6 +506,7 @@ impl PoolLine {
             other: Vec::new(),
             line: 0,
             package: None,
+            based: None,
         }
     }
 
@@ -511,6 +515,64 @@ impl PoolLine {
         self.vendor_string
             .as_ref()
             .is_some_and(VendorString::is_startup)
+    }
+}
+
+/// What a `USER_BASED[=n]` / `HOST_BASED[=n]` keyword says: the line may
+/// be used only by the users (hosts) named in the options file's INCLUDE
+/// lines for its feature, and at most `limit` of them may be named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Based {
+    /// Users (`USER_BASED`) or hosts (`HOST_BASED`).
+    pub kind: BasedKind,
+    /// `n` of `=n`; `None`: the line's count (no limit if uncounted).
+    pub n: Option<u32>,
+}
+
+/// Which names a [`Based`] line counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasedKind {
+    /// `USER_BASED`: INCLUDE ... USER / GROUP.
+    User,
+    /// `HOST_BASED`: INCLUDE ... HOST / HOST_GROUP.
+    Host,
+}
+
+impl Based {
+    /// Reads `key[=value]` if `key` is `USER_BASED` or `HOST_BASED` (any
+    /// case): `None` for another key, `Some(Err(()))` for a value that is
+    /// not a whole number of at least 1.
+    pub fn parse(key: &str, value: Option<&str>) -> Option<Result<Based, ()>> {
+        let kind = if key.eq_ignore_ascii_case("USER_BASED") {
+            BasedKind::User
+        } else if key.eq_ignore_ascii_case("HOST_BASED") {
+            BasedKind::Host
+        } else {
+            return None;
+        };
+        let n = match value {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n >= 1 && v.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+                _ => return Some(Err(())),
+            },
+        };
+        Some(Ok(Based { kind, n }))
+    }
+
+    /// The keyword as written in license files.
+    pub fn keyword(&self) -> &'static str {
+        match self.kind {
+            BasedKind::User => "USER_BASED",
+            BasedKind::Host => "HOST_BASED",
+        }
+    }
+
+    /// Most distinct names the options file may INCLUDE for a line with
+    /// `count` licenses (`None`: uncounted): `n`, else the count, else no
+    /// limit.
+    pub fn limit(&self, count: Option<u32>) -> Option<u32> {
+        self.n.or(count)
     }
 }
 

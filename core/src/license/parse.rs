@@ -30,7 +30,7 @@
 use super::date::{parse_date, parse_expiry};
 use super::lexer::{records, starts_of_lines, Pos, Record, Word};
 use super::model::{
-    Date, Diagnostic, DupGroup, LicenseSet, PackageLine, PoolKind, PoolLine, ServerLine,
+    Based, Date, Diagnostic, DupGroup, LicenseSet, PackageLine, PoolKind, PoolLine, ServerLine,
     UpgradeLine, VendorLine, VendorString, Version,
 };
 use super::vendor_string::parse_vendor_string;
@@ -412,6 +412,8 @@ fn apply_pool_keyword(
     let Some(key) = word.key() else {
         if word.text.eq_ignore_ascii_case("SUPERSEDE") {
             pool.supersede = Some(String::new());
+        } else if let Some(based) = Based::parse(&word.text, None) {
+            pool.based = based.ok();
         } else {
             pool.other.push(other_entry(word));
         }
@@ -447,6 +449,7 @@ fn apply_pool_keyword(
                 )
             })?);
         }
+        "USER_BASED" | "HOST_BASED" => pool.based = Some(based_keyword(what, key, word)?),
         _ => pool.other.push(other_entry(word)),
     }
     Ok(())
@@ -494,6 +497,21 @@ fn keyword_date(what: &str, key: &str, word: &Word) -> Result<Date, Problem> {
             format!("{what}: bad {key} date \"{}\" ({e})", word.value()),
         )
     })
+}
+
+fn based_keyword(what: &str, key: &str, word: &Word) -> Result<Based, Problem> {
+    let value = word.value();
+    Based::parse(key, Some(value))
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            Problem::new(
+                word.value_pos,
+                format!(
+                    "{what}: bad {} \"{value}\" (expected a whole number of users or hosts, at least 1)",
+                    key.to_ascii_uppercase()
+                ),
+            )
+        })
 }
 
 /// Digits only (no sign), fitting a `u32`.
