@@ -211,7 +211,7 @@ impl Server {
             admin_token: config.admin_token.clone(),
             seed,
             policy: config.policy.clone(),
-            queues: Queues::default(),
+            queues: Queues::new(workers),
             reconciled: Default::default(),
             clock,
         });

@@ -240,7 +240,7 @@ impl Ctx {
                 count,
             });
         }
-        if matches!(action, Action::In | Action::Inactive) && !self.shared.queues.is_empty() {
+        if matches!(action, Action::In | Action::Inactive) && self.shared.queues.released() {
             fx.wake_queues = true; // a waiter's loop may serve it now
         }
     }

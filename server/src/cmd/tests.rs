@@ -79,7 +79,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
             min_timeout_secs: 1,
             ..PolicyConfig::default()
         },
-        queues: Queues::default(),
+        queues: Queues::new(1),
         reconciled: Default::default(),
         clock: clock.clone(),
     });

@@ -141,6 +141,8 @@ impl Loop {
             .remap_lingers(|old| remap.get(&old).map(|&(new, _)| new));
         self.w.ctx.engine = gen.engine.clone();
         self.w.ctx.opts = gen.opts.clone();
+        // Its waiters may fit in the new pools.
+        shared.queues.retry_on(self.w.ctx.index);
         self.arm_idle_all(self.w.now());
     }
 
