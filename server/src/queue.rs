@@ -275,6 +275,9 @@ impl Queues {
     /// None, without a lock, when the loop has no waiter or nothing changed
     /// since it last tried (see the module docs).
     pub(crate) fn to_try_on(&self, loop_index: usize, now: u64) -> Vec<(String, Waiter)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
         let slot = self.slot(loop_index);
         if slot.waiters.load(Ordering::Relaxed) == 0 {
             return Vec::new();
