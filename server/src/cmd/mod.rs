@@ -114,6 +114,30 @@ impl Effects {
     }
 }
 
+/// Tries a queued CHECKOUT (its line as received) again, into `out`
+/// (`give_up`: its wait ran out, so a full pool now denies). True if it was
+/// answered: then the session waits no more.
+pub(crate) fn answer_waiter(
+    cx: &mut Ctx,
+    s: &mut Session,
+    line: &[u8],
+    now: u64,
+    give_up: bool,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) -> bool {
+    let answered = match protocol::parse(line) {
+        Ok(Command::Checkout(c)) => {
+            checkout::checkout(cx, s, &c, line, now, Some(give_up), out, fx)
+        }
+        _ => true, // it was a CHECKOUT when it was queued
+    };
+    if answered {
+        s.waiting = None;
+    }
+    answered
+}
+
 /// Answers one request line (without its LF) into `out`.
 pub(crate) fn answer(
     cx: &mut Ctx,

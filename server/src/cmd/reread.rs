@@ -18,7 +18,7 @@ use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Names, Res
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
-use super::{Ctx, Effects};
+use super::{Ctx, Effects, Held, Session};
 use crate::options::ServerOptions;
 use crate::protocol::Reply;
 
@@ -179,4 +179,24 @@ pub(crate) fn report(
         diagnostics: diags,
     }
     .write_to(out);
+}
+
+impl Session {
+    /// Moves the licenses this session holds to the new engine's ids with
+    /// a generation's `remap`: those the new engine refused are dropped,
+    /// and two instances a new DUP_GROUP merged into one become one
+    /// [`Held`] with the handles of both.
+    pub(crate) fn adopt(&mut self, remap: &Remap) {
+        let mut moved: HashMap<InstanceId, Held> = HashMap::with_capacity(self.held.len());
+        for (old, h) in self.held.drain() {
+            let Some(&(id, feature)) = remap.get(&old) else {
+                continue;
+            };
+            moved
+                .entry(id)
+                .and_modify(|m| m.handles.extend(h.handles.iter().cloned()))
+                .or_insert(Held { id, feature, ..h });
+        }
+        self.held = moved;
+    }
 }

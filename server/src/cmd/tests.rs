@@ -190,6 +190,18 @@ fn a_full_pool_queues_a_checkout_with_wait() {
     // The license comes back: the check-in wakes the queue's loops.
     assert_eq!(b.req(&mut s1, "CHECKIN F h1"), "OK F h1");
     assert!(b.fx.wake_queues);
+    // The loop's round of the queue: the head is tried and served.
+    let now = b.now();
+    let [(feature, w)] = &b.cx.shared.queues.to_try_on(0, now)[..] else {
+        panic!("one waiter to try");
+    };
+    let mut out = BytesMut::new();
+    let answered =
+        super::answer_waiter(&mut b.cx, &mut s2, &w.line, now, false, &mut out, &mut b.fx);
+    assert!(answered && s2.waiting.is_none());
+    assert!(out.starts_with(b"OK F h2 "), "{out:?}");
+    assert!(b.cx.shared.queues.remove(feature, w.seq).is_some());
+    assert!(b.cx.shared.queues.is_empty());
 }
 
 #[test]
@@ -216,23 +228,10 @@ fn a_queued_checkout_times_out_without_sleeping() {
         let (feature, waiting) = s.waiting.clone().expect("still waiting");
         assert_eq!(waiting, seq);
         let w = b.cx.shared.queues.remove(&feature, seq)?;
-        let Ok(protocol::Command::Checkout(c)) = protocol::parse(&w.line) else {
-            panic!("a queued CHECKOUT");
-        };
         let mut out = BytesMut::new();
         b.fx = Effects::default();
-        let answered = checkout::checkout(
-            &mut b.cx,
-            s,
-            &c,
-            &w.line,
-            now,
-            Some(true),
-            &mut out,
-            &mut b.fx,
-        );
-        assert!(answered);
-        s.waiting = None;
+        let answered = super::answer_waiter(&mut b.cx, s, &w.line, now, true, &mut out, &mut b.fx);
+        assert!(answered && s.waiting.is_none());
         Some(String::from_utf8(out.to_vec()).unwrap())
     };
     b.clock.advance(4_999);

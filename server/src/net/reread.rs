@@ -16,17 +16,15 @@
 //! generation's id map, so no id of the old engine reaches the new one and
 //! nobody re-arms timers on another loop's behalf.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tally_core::engine::InstanceId;
 use tally_core::sync::{Parked, PauseError};
 
 use super::{Loop, Worker};
-use crate::cmd::{self, Held};
+use crate::cmd;
 use crate::protocol::Reply;
 use crate::shared::{vendors_of, Facts, Generation};
 use crate::timers::Timer;
@@ -122,19 +120,7 @@ impl Loop {
         let gen = self.w.ctx.gen.get().clone();
         let remap = &gen.remap;
         for (_, c) in self.conns.iter_mut() {
-            let held = &mut c.session.held;
-            let mut moved: HashMap<InstanceId, Held> = HashMap::with_capacity(held.len());
-            for (old, h) in held.drain() {
-                let Some(&(id, feature)) = remap.get(&old) else {
-                    continue;
-                };
-                // A new DUP_GROUP may have merged two instances into one.
-                moved
-                    .entry(id)
-                    .and_modify(|m| m.handles.extend(h.handles.iter().cloned()))
-                    .or_insert(Held { id, feature, ..h });
-            }
-            *held = moved;
+            c.session.adopt(remap);
         }
         self.w
             .timers
