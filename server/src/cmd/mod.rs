@@ -1,4 +1,6 @@
-//! The command layer: what each request means, without I/O.
+//! The command layer: what each request means, without socket I/O (REREAD's
+//! [`reread::prepare`] reads the license and options files; nothing else
+//! touches a file).
 //!
 //! [`answer`] parses one request line and runs its command (one file per
 //! request kind: [`checkout`], [`checkin`], [`remove`], [`status`],

@@ -3,8 +3,10 @@
 //! One loop per worker thread, each with its own mio `Poll`, connection
 //! slab, timers and `Token`s. Every loop registers a clone of the listening
 //! socket and accepts until `WouldBlock` (`accept.rs`), so connections
-//! spread over the loops. The loops share the engine (lock-free on the
-//! checkout path) and little else (`shared.rs`). No license logic lives
+//! spread over the loops. The loops share the engine (no lock on the
+//! checkout path but a DUP_GROUP feature's bucket lock), the queue (locked
+//! only where a waiter is concerned: `queue.rs`) and little else
+//! (`shared.rs`). No license logic lives
 //! here: a request line goes to `cmd::answer`, and the loop carries out
 //! the [`Effects`] it leaves ([`Worker::carry_out`]).
 //!
