@@ -231,7 +231,7 @@ fn enqueue(
         deadline_ms: deadline,
     };
     let seq = cx.shared.queues.push(seat, line, entry);
-    fx.waits.push((deadline, seq, names.feature.to_string()));
+    fx.waits.push((deadline, seq));
     s.waiting = Some((names.feature.to_string(), seq));
     if !cx.opts.nolog.queued {
         let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);

@@ -80,8 +80,8 @@ pub(crate) struct Effects {
     pub(crate) log: Vec<Event>,
     /// Linger timers to arm: (instance, deadline in Unix ms).
     pub(crate) lingers: Vec<(InstanceId, u64)>,
-    /// Queue-wait deadlines to arm: (deadline, waiter's sequence, feature).
-    pub(crate) waits: Vec<(u64, u64, String)>,
+    /// Queue-wait deadlines to arm: (deadline, waiter's sequence).
+    pub(crate) waits: Vec<(u64, u64)>,
     /// Wake every loop: a license came back while somebody waits.
     pub(crate) wake_queues: bool,
     /// The reply waits for this journal batch (sync durability).

@@ -211,7 +211,7 @@ fn a_queued_checkout_times_out_without_sleeping() {
     b.req(&mut s1, "CHECKOUT F alice pc1 h1");
     b.req(&mut s2, "CHECKOUT F bob pc2 h2 wait=5");
     let mut timers = LoopTimers::with_capacity(START, 0);
-    for (d, seq, _) in b.fx.waits.drain(..) {
+    for (d, seq) in b.fx.waits.drain(..) {
         timers.arm(Timer::queue_wait(s2.key, seq), d);
     }
     // The loop's timer step: due waiters leave the queue and are tried

@@ -166,7 +166,7 @@ impl Worker {
         }
         if !self.fx.waits.is_empty() {
             // One wait per queued checkout: this connection's.
-            for (deadline, seq, _) in self.fx.waits.drain(..) {
+            for (deadline, seq) in self.fx.waits.drain(..) {
                 let timer = Timer::queue_wait(conn.session.key, seq);
                 if let Some(old) = conn.wait_timer.replace(self.timers.arm(timer, deadline)) {
                     self.timers.cancel(old);
