@@ -1,6 +1,5 @@
-//! The command layer: what each request means, without socket I/O (REREAD's
-//! [`reread::prepare`] reads the license and options files; nothing else
-//! touches a file).
+//! The command layer: what each request means, without I/O (REREAD is
+//! given the files read: [`reread::Files`]).
 //!
 //! [`answer`] parses one request line and runs its command (one file per
 //! request kind: [`checkout`], [`checkin`], [`remove`], [`status`],

@@ -1,8 +1,9 @@
 //! REREAD's loop glue: the pause of every loop around `cmd::reread`'s
 //! migration, and each loop's adoption of the generation it publishes.
 //!
-//! The rereading loop prepares the new engine (`cmd::reread::prepare`;
-//! nothing changes if that fails), then asks every other loop to pause
+//! The rereading loop reads the files (`crate::reread::read_files`;
+//! nothing changes if that fails) and prepares the new engine
+//! (`cmd::reread::prepare`), then asks every other loop to pause
 //! ([`Pause::request`](tally_core::sync::Pause::request): a second REREAD
 //! meanwhile is refused) and waits at most [`PAUSE_BUDGET_MS`] for them to
 //! park. If one does not, the REREAD fails (`ERR REREAD_FAILED loop N did
@@ -41,8 +42,8 @@ const PARK_WAIT: Duration = Duration::from_millis(100);
 /// Runs a REREAD asked for on `w`'s loop; its reply goes into `out`.
 pub(super) fn run(w: &mut Worker, out: &mut BytesMut, now: u64) {
     let shared = w.ctx.shared.clone();
-    let p = match cmd::reread::prepare(&w.ctx, now) {
-        Ok(p) => p,
+    let p = match crate::reread::read_files(&shared) {
+        Ok(files) => cmd::reread::prepare(&w.ctx, files, now),
         Err(e) => {
             let _ = Reply::RereadFailed(&e).write_to(out);
             return;
