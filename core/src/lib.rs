@@ -70,7 +70,8 @@
 //! - [`options`] parses FlexLM options text (INCLUDE, EXCLUDE, MAX,
 //!   RESERVE, LINGER, TIMEOUT, groups).
 //! - [`engine`] is the checkout table: sharded, lock-free on the checkout,
-//!   check-in and expiry paths, exact in its counts; [`engine::Lingers`]
+//!   check-in and expiry paths (but for a DUP_GROUP feature's counted uses,
+//!   under a lock per bucket of slots), exact in its counts; [`engine::Lingers`]
 //!   drives linger expiry from a wheel.
 //! - [`wheel`] is the hierarchical timer wheel (ticks, no clock).
 //! - [`sync`] holds what a front end's event loops share: the published

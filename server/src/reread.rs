@@ -11,6 +11,30 @@
 use tally_core::engine::{Snapshot, RETIRED_KEYWORD};
 use tally_core::license::{LicenseSet, PoolLine};
 
+use crate::cmd::reread::Files;
+use crate::shared::Shared;
+
+/// Reads the files a REREAD compiles (`cmd::reread::prepare`): the license
+/// file, and the options file it or `--options` names. The error text (for
+/// `ERR REREAD_FAILED`) if either cannot be read, or the license file has
+/// nothing to serve (as at start).
+pub(crate) fn read_files(shared: &Shared) -> Result<Files, String> {
+    let licenses = crate::server::load_licenses(shared.license_path.as_deref())?;
+    // The options file is reread with the license file; if it cannot be
+    // read, nothing changes.
+    let options_path = crate::options::locate(
+        shared.policy.explicit.as_deref(),
+        &licenses,
+        shared.license_path.as_deref(),
+    );
+    let options = crate::options::load(options_path.as_deref()).map_err(|e| e.to_string())?;
+    Ok(Files {
+        licenses,
+        options_path,
+        options,
+    })
+}
+
 /// Adds a retired pool to `licenses` for every feature of `old` it lacks
 /// that has holders. Returns how many were added.
 pub fn keep_removed_features(licenses: &mut LicenseSet, old: &Snapshot) -> usize {

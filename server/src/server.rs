@@ -211,7 +211,7 @@ impl Server {
             admin_token: config.admin_token.clone(),
             seed,
             policy: config.policy.clone(),
-            queues: Queues::default(),
+            queues: Queues::new(workers),
             reconciled: Default::default(),
             clock,
         });
@@ -346,7 +346,11 @@ impl Server {
 }
 
 fn log_startup(log: &LogHandle, config: &Config, addr: SocketAddr, engine: &Engine, now: u64) {
-    let date = chrono::Local::now().format("%-m/%-d/%Y");
+    // The configured clock's day (as every other line's time), local time.
+    let date = chrono::DateTime::from_timestamp_millis(now as i64)
+        .unwrap_or_default()
+        .with_timezone(&chrono::Local)
+        .format("%-m/%-d/%Y");
     log.line(
         now,
         "lmgrd",

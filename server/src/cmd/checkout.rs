@@ -37,7 +37,6 @@ pub(crate) fn checkout(
     // renewal (it takes nothing) and a request the engine denies anyway
     // (more than any pool has).
     let behind = from_queue.is_none()
-        && !cx.shared.queues.is_empty()
         && cx.shared.queues.blocks(names.feature, now)
         && !fid.is_some_and(|f| cx.engine.never_grants(f, c.count))
         && fid.and_then(|f| cx.engine.find(f, names)).is_none();
@@ -232,7 +231,7 @@ fn enqueue(
         deadline_ms: deadline,
     };
     let seq = cx.shared.queues.push(seat, line, entry);
-    fx.waits.push((deadline, seq, names.feature.to_string()));
+    fx.waits.push((deadline, seq));
     s.waiting = Some((names.feature.to_string(), seq));
     if !cx.opts.nolog.queued {
         let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);

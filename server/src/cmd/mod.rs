@@ -1,4 +1,5 @@
-//! The command layer: what each request means, without I/O.
+//! The command layer: what each request means, without I/O (REREAD is
+//! given the files read: [`reread::Files`]).
 //!
 //! [`answer`] parses one request line and runs its command (one file per
 //! request kind: [`checkout`], [`checkin`], [`remove`], [`status`],
@@ -78,8 +79,8 @@ pub(crate) struct Effects {
     pub(crate) log: Vec<Event>,
     /// Linger timers to arm: (instance, deadline in Unix ms).
     pub(crate) lingers: Vec<(InstanceId, u64)>,
-    /// Queue-wait deadlines to arm: (deadline, waiter's sequence, feature).
-    pub(crate) waits: Vec<(u64, u64, String)>,
+    /// Queue-wait deadlines to arm: (deadline, waiter's sequence).
+    pub(crate) waits: Vec<(u64, u64)>,
     /// Wake every loop: a license came back while somebody waits.
     pub(crate) wake_queues: bool,
     /// The reply waits for this journal batch (sync durability).
@@ -112,6 +113,30 @@ impl Effects {
             text,
         });
     }
+}
+
+/// Tries a queued CHECKOUT (its line as received) again, into `out`
+/// (`give_up`: its wait ran out, so a full pool now denies). True if it was
+/// answered: then the session waits no more.
+pub(crate) fn answer_waiter(
+    cx: &mut Ctx,
+    s: &mut Session,
+    line: &[u8],
+    now: u64,
+    give_up: bool,
+    out: &mut BytesMut,
+    fx: &mut Effects,
+) -> bool {
+    let answered = match protocol::parse(line) {
+        Ok(Command::Checkout(c)) => {
+            checkout::checkout(cx, s, &c, line, now, Some(give_up), out, fx)
+        }
+        _ => true, // it was a CHECKOUT when it was queued
+    };
+    if answered {
+        s.waiting = None;
+    }
+    answered
 }
 
 /// Answers one request line (without its LF) into `out`.
@@ -240,7 +265,7 @@ impl Ctx {
                 count,
             });
         }
-        if matches!(action, Action::In | Action::Inactive) && !self.shared.queues.is_empty() {
+        if matches!(action, Action::In | Action::Inactive) && self.shared.queues.released() {
             fx.wake_queues = true; // a waiter's loop may serve it now
         }
     }

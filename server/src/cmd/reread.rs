@@ -4,10 +4,12 @@
 //! keep their holders in retired pools (`crate::reread`).
 //!
 //! The command is in three steps around the loops' pause, which
-//! `net/reread.rs` runs (the pause and the publication of the new
-//! generation): [`prepare`] reads and compiles the files (nothing changes
-//! if that fails), [`migrate`] moves the instances while every other loop
-//! is parked, [`report`] writes the log lines and the reply.
+//! `net/reread.rs` runs (reading the files with `crate::reread::read_files`,
+//! the pause and the publication of the new generation): [`prepare`]
+//! compiles the files read ([`Files`]; nothing changes if reading them
+//! failed), [`migrate`] moves the instances while every other loop is
+//! parked, [`report`] writes the log lines and the reply. No step reads a
+//! file, so a whole REREAD is unit-tested on a manual clock.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Names, Res
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
-use super::{Ctx, Effects};
+use super::{Ctx, Effects, Held, Session};
 use crate::options::ServerOptions;
 use crate::protocol::Reply;
 
@@ -37,22 +39,25 @@ pub(crate) struct Prepared {
     pub(crate) opts: Arc<ServerOptions>,
 }
 
-/// Reads the license file and the options file and builds the new engine;
-/// the error text (for `ERR REREAD_FAILED`) if either cannot be read.
-pub(crate) fn prepare(cx: &Ctx, now: u64) -> Result<Prepared, String> {
+/// The files a REREAD reads, parsed: the license file (with at least one
+/// pool) and the options file it or `--options` names, if any.
+#[derive(Debug)]
+pub(crate) struct Files {
+    pub(crate) licenses: LicenseSet,
+    pub(crate) options_path: Option<PathBuf>,
+    pub(crate) options: Option<OptionsFile>,
+}
+
+/// Builds the new engine from the files read.
+pub(crate) fn prepare(cx: &Ctx, files: Files, now: u64) -> Prepared {
     let shared = &cx.shared;
-    // As at start: a file with nothing to serve changes nothing.
-    let mut licenses = crate::server::load_licenses(shared.license_path.as_deref())?;
+    let Files {
+        mut licenses,
+        options_path,
+        options,
+    } = files;
     // Features the new file drops keep their holders until they drain.
     let retired = crate::reread::keep_removed_features(&mut licenses, &cx.engine.snapshot(now));
-    // The options file is reread with the license file; if it cannot be
-    // read, nothing changes.
-    let options_path = crate::options::locate(
-        shared.policy.explicit.as_deref(),
-        &licenses,
-        shared.license_path.as_deref(),
-    );
-    let options = crate::options::load(options_path.as_deref()).map_err(|e| e.to_string())?;
     let engine = Arc::new(crate::options::build_engine(
         &licenses,
         options.as_ref(),
@@ -66,14 +71,14 @@ pub(crate) fn prepare(cx: &Ctx, now: u64) -> Result<Prepared, String> {
         options.as_ref(),
         shared.policy.min_timeout_secs,
     ));
-    Ok(Prepared {
+    Prepared {
         licenses,
         retired,
         options_path,
         options,
         engine,
         opts,
-    })
+    }
 }
 
 /// Moves every live instance of the loop's engine into `p`'s (every other
@@ -182,4 +187,24 @@ pub(crate) fn report(
         diagnostics: diags,
     }
     .write_to(out);
+}
+
+impl Session {
+    /// Moves the licenses this session holds to the new engine's ids with
+    /// a generation's `remap`: those the new engine refused are dropped,
+    /// and two instances a new DUP_GROUP merged into one become one
+    /// [`Held`] with the handles of both.
+    pub(crate) fn adopt(&mut self, remap: &Remap) {
+        let mut moved: HashMap<InstanceId, Held> = HashMap::with_capacity(self.held.len());
+        for (old, h) in self.held.drain() {
+            let Some(&(id, feature)) = remap.get(&old) else {
+                continue;
+            };
+            moved
+                .entry(id)
+                .and_modify(|m| m.handles.extend(h.handles.iter().cloned()))
+                .or_insert(Held { id, feature, ..h });
+        }
+        self.held = moved;
+    }
 }

@@ -46,10 +46,16 @@ struct Bench {
 fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
     let licenses = tally_core::license::parse_str("test.lic", LICENSE);
     let options = options.map(|o| tally_core::options::parse_str("test.opt", o));
+    // The seed `Shared::seed` gives a REREAD's engine, as at start (a moved
+    // instance keeps its identity hash).
+    let seed = (1, 2);
     let engine = Arc::new(crate::options::build_engine(
         &licenses,
         options.as_ref(),
-        EngineConfig::default(),
+        EngineConfig {
+            seed,
+            ..EngineConfig::default()
+        },
     ));
     let opts = Arc::new(ServerOptions::new(&engine, options.as_ref(), 1));
     let clock = Arc::new(ManualClock::new(START));
@@ -74,12 +80,12 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         log: log.handle(),
         license_path,
         admin_token: Some("s3cret".into()),
-        seed: (1, 2),
+        seed,
         policy: PolicyConfig {
             min_timeout_secs: 1,
             ..PolicyConfig::default()
         },
-        queues: Queues::default(),
+        queues: Queues::new(1),
         reconciled: Default::default(),
         clock: clock.clone(),
     });
@@ -190,6 +196,18 @@ fn a_full_pool_queues_a_checkout_with_wait() {
     // The license comes back: the check-in wakes the queue's loops.
     assert_eq!(b.req(&mut s1, "CHECKIN F h1"), "OK F h1");
     assert!(b.fx.wake_queues);
+    // The loop's round of the queue: the head is tried and served.
+    let now = b.now();
+    let [(feature, w)] = &b.cx.shared.queues.to_try_on(0, now)[..] else {
+        panic!("one waiter to try");
+    };
+    let mut out = BytesMut::new();
+    let answered =
+        super::answer_waiter(&mut b.cx, &mut s2, &w.line, now, false, &mut out, &mut b.fx);
+    assert!(answered && s2.waiting.is_none());
+    assert!(out.starts_with(b"OK F h2 "), "{out:?}");
+    assert!(b.cx.shared.queues.remove(feature, w.seq).is_some());
+    assert!(b.cx.shared.queues.is_empty());
 }
 
 #[test]
@@ -199,7 +217,7 @@ fn a_queued_checkout_times_out_without_sleeping() {
     b.req(&mut s1, "CHECKOUT F alice pc1 h1");
     b.req(&mut s2, "CHECKOUT F bob pc2 h2 wait=5");
     let mut timers = LoopTimers::with_capacity(START, 0);
-    for (d, seq, _) in b.fx.waits.drain(..) {
+    for (d, seq) in b.fx.waits.drain(..) {
         timers.arm(Timer::queue_wait(s2.key, seq), d);
     }
     // The loop's timer step: due waiters leave the queue and are tried
@@ -216,23 +234,10 @@ fn a_queued_checkout_times_out_without_sleeping() {
         let (feature, waiting) = s.waiting.clone().expect("still waiting");
         assert_eq!(waiting, seq);
         let w = b.cx.shared.queues.remove(&feature, seq)?;
-        let Ok(protocol::Command::Checkout(c)) = protocol::parse(&w.line) else {
-            panic!("a queued CHECKOUT");
-        };
         let mut out = BytesMut::new();
         b.fx = Effects::default();
-        let answered = checkout::checkout(
-            &mut b.cx,
-            s,
-            &c,
-            &w.line,
-            now,
-            Some(true),
-            &mut out,
-            &mut b.fx,
-        );
-        assert!(answered);
-        s.waiting = None;
+        let answered = super::answer_waiter(&mut b.cx, s, &w.line, now, true, &mut out, &mut b.fx);
+        assert!(answered && s.waiting.is_none());
         Some(String::from_utf8(out.to_vec()).unwrap())
     };
     b.clock.advance(4_999);
@@ -511,7 +516,7 @@ fn reread_of_a_bad_file_fails_and_changes_nothing() {
     // The command asks the loop for the reread (which needs every loop).
     assert_eq!(b.req(&mut local, "REREAD"), "");
     assert!(b.fx.reread);
-    let e = reread::prepare(&b.cx, b.now()).unwrap_err();
+    let e = crate::reread::read_files(&b.cx.shared).unwrap_err();
     assert!(e.contains(&*missing.to_string_lossy()), "{e}");
     let reply = protocol::Reply::RereadFailed(&e).to_string();
     assert!(reply.starts_with("ERR REREAD_FAILED "), "{reply}");
@@ -519,6 +524,64 @@ fn reread_of_a_bad_file_fails_and_changes_nothing() {
     let mut s = remote(1);
     assert!(b.req(&mut s, "REREAD").starts_with("ERR FORBIDDEN "));
     assert!(!b.fx.reread);
+}
+
+#[test]
+fn a_reread_keeps_the_instances_and_a_linger_still_expires_on_time() {
+    let mut b = bench(None, None);
+    let mut s = remote(1);
+    assert_eq!(b.req(&mut s, "CHECKOUT F alice pc1 h1"), "OK F h1 0");
+    let r = b.req(&mut s, "CHECKOUT G alice pc1 h2 linger=10");
+    assert_eq!(r, format!("OK G h2 {}", START + 10_000));
+    let mut timers = LoopTimers::with_capacity(START, 0);
+    for (id, at) in b.fx.lingers.drain(..) {
+        timers.arm_linger(id, at);
+    }
+    let old_f = s.held.values().next().map(|h| h.id);
+    b.clock.advance(4_000);
+    // The new file: F has two licenses now; D is gone (nobody holds it).
+    let text = "VENDOR V\nINCREMENT F V 1.0 permanent 2\nINCREMENT G V 1.0 permanent 5\n";
+    let files = reread::Files {
+        licenses: tally_core::license::parse_str("new.lic", text),
+        options_path: None,
+        options: None,
+    };
+    let now = b.now();
+    let p = reread::prepare(&b.cx, files, now);
+    b.fx = Effects::default();
+    let (remap, removed) = reread::migrate(&mut b.cx, &p, now, &mut b.fx);
+    assert_eq!((remap.len(), removed), (2, 0), "both instances kept");
+    let mut out = BytesMut::new();
+    reread::report(&p, remap.len(), removed, now, &mut out, &mut b.fx);
+    assert_eq!(out, "OK REREAD 2 0\n");
+    // What the loop does when it adopts the new generation.
+    b.cx.engine = p.engine.clone();
+    b.cx.opts = p.opts.clone();
+    s.adopt(&remap);
+    timers.remap_lingers(|old| remap.get(&old).map(|&(new, _)| new));
+    // The session held the bound F (a lingering license is not the
+    // connection's); it now holds F's new id.
+    assert_eq!(s.held.len(), 1);
+    assert!(old_f.is_some_and(|old| s.held.contains_key(&remap[&old].0)));
+    assert_eq!((b.in_use("F"), b.in_use("G")), (1, 1));
+    // The new pool's second license, and the kept one checks in.
+    let mut s2 = remote(2);
+    assert_eq!(b.req(&mut s2, "CHECKOUT F bob pc2 h3"), "OK F h3 0");
+    assert_eq!(b.req(&mut s, "CHECKIN F h1"), "OK F h1");
+    assert_eq!(b.in_use("F"), 1);
+    // The lingering G instance expires on its old deadline, from the new
+    // engine.
+    let mut expire = |b: &mut Bench| {
+        let mut due = Vec::new();
+        timers.drain_due(&b.cx.engine, b.now(), |_, f| due.push(f));
+        due.len()
+    };
+    b.clock.advance(5_999);
+    assert_eq!(expire(&mut b), 0);
+    assert_eq!(b.in_use("G"), 1);
+    b.clock.advance(1);
+    assert_eq!(expire(&mut b), 1, "due at 10 s, as before the reread");
+    assert_eq!(b.in_use("G"), 0);
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! One loop per worker thread, each with its own mio `Poll`, connection
 //! slab, timers and `Token`s. Every loop registers a clone of the listening
 //! socket and accepts until `WouldBlock` (`accept.rs`), so connections
-//! spread over the loops. The loops share the engine (lock-free on the
-//! checkout path) and little else (`shared.rs`). No license logic lives
+//! spread over the loops. The loops share the engine (no lock on the
+//! checkout path but a DUP_GROUP feature's bucket lock), the queue (locked
+//! only where a waiter is concerned: `queue.rs`) and little else
+//! (`shared.rs`). No license logic lives
 //! here: a request line goes to `cmd::answer`, and the loop carries out
 //! the [`Effects`] it leaves ([`Worker::carry_out`]).
 //!
@@ -29,6 +31,7 @@
 mod accept;
 mod conn;
 mod reread;
+mod waiters;
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -43,8 +46,6 @@ use crate::auth::FailureLog;
 use crate::cmd::{self, Ctx, Effects};
 use crate::debuglog::{Action, Event, LogHandle};
 use crate::journal::LoopJournal;
-use crate::protocol::{self, Command};
-use crate::queue::Seat;
 use crate::shared::Shared;
 use crate::status_thread;
 use crate::timers::{Fired, LoopTimers, Timer};
@@ -165,7 +166,7 @@ impl Worker {
         }
         if !self.fx.waits.is_empty() {
             // One wait per queued checkout: this connection's.
-            for (deadline, seq, _) in self.fx.waits.drain(..) {
+            for (deadline, seq) in self.fx.waits.drain(..) {
                 let timer = Timer::queue_wait(conn.session.key, seq);
                 if let Some(old) = conn.wait_timer.replace(self.timers.arm(timer, deadline)) {
                     self.timers.cancel(old);
@@ -428,94 +429,6 @@ impl Loop {
                 conn.wbuf.extend_from_slice(&done.line);
             }
             self.on_conn_event(done.conn, Reads::UntilWouldBlock);
-        }
-    }
-
-    /// The queued checkout `seq` of connection `key` waited its time: out
-    /// of the queue, tried once more and denied if the pool is still full.
-    fn wait_ran_out(&mut self, key: usize, seq: u64, now: u64) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return; // closed since (its timers are cancelled then)
-        };
-        conn.wait_timer = None;
-        let Some((feature, _)) = conn.session.waiting.as_ref().filter(|(_, s)| *s == seq) else {
-            return; // answered already
-        };
-        if let Some(w) = self.w.ctx.shared.queues.remove(feature, seq) {
-            self.answer_waiter(&w.seat, &w.line, now, true);
-        }
-    }
-
-    /// Serves the queue heads that sit on this loop, and what the waiters
-    /// answered meanwhile sent (see `queue.rs`).
-    fn serve_queue(&mut self, now: u64) {
-        self.serve_ready();
-        loop {
-            let mut progress = false;
-            let waiters = self.w.ctx.shared.queues.to_try_on(self.w.ctx.index, now);
-            for (feature, w) in waiters {
-                if self.answer_waiter(&w.seat, &w.line, now, false) {
-                    self.w.ctx.shared.queues.remove(&feature, w.seq);
-                    progress = true;
-                }
-            }
-            // What the answered ones pipelined meanwhile (a CHECKIN may
-            // free a license for the next waiter).
-            self.serve_ready();
-            if !progress {
-                return;
-            }
-        }
-    }
-
-    /// Tries a waiter's checkout again (`give_up`: its wait ran out, so a
-    /// full pool now denies). True if it was answered; then its connection
-    /// is listed to go on with the lines it sent meanwhile.
-    fn answer_waiter(&mut self, seat: &Seat, line: &[u8], now: u64, give_up: bool) -> bool {
-        let Some(conn) = self
-            .conns
-            .get_mut(seat.conn)
-            .filter(|c| c.session.serial == seat.serial)
-        else {
-            return true; // gone: nothing to answer
-        };
-        let answered = match protocol::parse(line) {
-            Ok(Command::Checkout(c)) => {
-                let w = &mut self.w;
-                let reply_at = conn.wbuf.len();
-                let answered = cmd::checkout::checkout(
-                    &mut w.ctx,
-                    &mut conn.session,
-                    &c,
-                    line,
-                    now,
-                    Some(give_up),
-                    &mut conn.wbuf,
-                    &mut w.fx,
-                );
-                w.carry_out(conn, reply_at, now);
-                answered
-            }
-            _ => true,
-        };
-        if answered {
-            conn.session.waiting = None;
-            if let Some(t) = conn.wait_timer.take() {
-                self.w.timers.cancel(t);
-            }
-            self.w.ready.push(seat.conn);
-        }
-        answered
-    }
-
-    /// Serves the connections listed ready: like any readiness, the lines
-    /// sent meanwhile, a reread they did, a reply that waits for the
-    /// journal, or the end.
-    fn serve_ready(&mut self) {
-        while !self.w.ready.is_empty() {
-            for key in std::mem::take(&mut self.w.ready) {
-                self.on_conn_event(key, Reads::UntilWouldBlock);
-            }
         }
     }
 

@@ -1,8 +1,9 @@
 //! REREAD's loop glue: the pause of every loop around `cmd::reread`'s
 //! migration, and each loop's adoption of the generation it publishes.
 //!
-//! The rereading loop prepares the new engine (`cmd::reread::prepare`;
-//! nothing changes if that fails), then asks every other loop to pause
+//! The rereading loop reads the files (`crate::reread::read_files`;
+//! nothing changes if that fails) and prepares the new engine
+//! (`cmd::reread::prepare`), then asks every other loop to pause
 //! ([`Pause::request`](tally_core::sync::Pause::request): a second REREAD
 //! meanwhile is refused) and waits at most [`PAUSE_BUDGET_MS`] for them to
 //! park. If one does not, the REREAD fails (`ERR REREAD_FAILED loop N did
@@ -16,17 +17,15 @@
 //! generation's id map, so no id of the old engine reaches the new one and
 //! nobody re-arms timers on another loop's behalf.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tally_core::engine::InstanceId;
 use tally_core::sync::{Parked, PauseError};
 
 use super::{Loop, Worker};
-use crate::cmd::{self, Held};
+use crate::cmd;
 use crate::protocol::Reply;
 use crate::shared::{vendors_of, Facts, Generation};
 use crate::timers::Timer;
@@ -43,8 +42,8 @@ const PARK_WAIT: Duration = Duration::from_millis(100);
 /// Runs a REREAD asked for on `w`'s loop; its reply goes into `out`.
 pub(super) fn run(w: &mut Worker, out: &mut BytesMut, now: u64) {
     let shared = w.ctx.shared.clone();
-    let p = match cmd::reread::prepare(&w.ctx, now) {
-        Ok(p) => p,
+    let p = match crate::reread::read_files(&shared) {
+        Ok(files) => cmd::reread::prepare(&w.ctx, files, now),
         Err(e) => {
             let _ = Reply::RereadFailed(&e).write_to(out);
             return;
@@ -122,25 +121,15 @@ impl Loop {
         let gen = self.w.ctx.gen.get().clone();
         let remap = &gen.remap;
         for (_, c) in self.conns.iter_mut() {
-            let held = &mut c.session.held;
-            let mut moved: HashMap<InstanceId, Held> = HashMap::with_capacity(held.len());
-            for (old, h) in held.drain() {
-                let Some(&(id, feature)) = remap.get(&old) else {
-                    continue;
-                };
-                // A new DUP_GROUP may have merged two instances into one.
-                moved
-                    .entry(id)
-                    .and_modify(|m| m.handles.extend(h.handles.iter().cloned()))
-                    .or_insert(Held { id, feature, ..h });
-            }
-            *held = moved;
+            c.session.adopt(remap);
         }
         self.w
             .timers
             .remap_lingers(|old| remap.get(&old).map(|&(new, _)| new));
         self.w.ctx.engine = gen.engine.clone();
         self.w.ctx.opts = gen.opts.clone();
+        // Its waiters may fit in the new pools.
+        shared.queues.retry_on(self.w.ctx.index);
         self.arm_idle_all(self.w.now());
     }
 

@@ -37,7 +37,9 @@ pub enum ErrCode {
     Forbidden,
     /// AUTH failed.
     AuthFailed,
-    /// REREAD could not read the license file.
+    /// REREAD failed and changed nothing: a file could not be read or
+    /// compiled, a loop did not pause in time, or another REREAD is in
+    /// progress.
     RereadFailed,
 }
 
@@ -219,7 +221,8 @@ pub enum Reply<'a> {
     },
     /// `ERR REREAD_FAILED another reread is in progress`.
     RereadBusy,
-    /// `ERR REREAD_FAILED <why>`: a file could not be read.
+    /// `ERR REREAD_FAILED <why>`: a file could not be read or compiled, or
+    /// a loop did not pause in time.
     RereadFailed(&'a str),
 }
 

@@ -59,7 +59,8 @@ fn the_stamp_changes_on_a_reread_of_a_changed_file_only() {
     let before = picture(&mut b, &mut s).stamp;
     let stamp_after_reread = |b: &Bench, text: &str| {
         std::fs::write(&path, text).unwrap();
-        let p = reread::prepare(&b.cx, b.now()).unwrap();
+        let files = crate::reread::read_files(&b.cx.shared).unwrap();
+        let p = reread::prepare(&b.cx, files, b.now());
         Picture::of(&p.engine, "lic1", 27000).stamp
     };
     // The same terms, rewritten with comments: the same stamp.
