@@ -83,6 +83,17 @@ pub enum Record {
     },
     /// A session admitted offline.
     Admit(Admission),
+    /// The session of admission `id` asked again at `at_ms` (the same
+    /// feature, user, host and handle): renewed, not admitted twice.
+    Renew {
+        /// Its admission id.
+        id: String,
+        /// Unix ms.
+        at_ms: Millis,
+        /// The linger asked this time, ms (RECONCILE sends the latest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        linger_ms: Option<u64>,
+    },
     /// A session admitted offline ended at `at_ms`.
     Release {
         /// Its admission id.

@@ -125,6 +125,8 @@ pub struct Entry {
     pub released_ms: Option<Millis>,
     /// The server recorded it.
     pub reconciled: bool,
+    /// When it was last renewed (the same session asking again), if it was.
+    pub renewed_ms: Option<Millis>,
 }
 
 /// The state a side file's records describe (pure: no I/O).
@@ -165,7 +167,21 @@ impl Ledger {
                     admission: a.clone(),
                     released_ms: None,
                     reconciled: false,
+                    renewed_ms: None,
                 });
+            }
+            Record::Renew {
+                id,
+                at_ms,
+                linger_ms,
+            } => {
+                self.high_ms = self.high_ms.max(*at_ms);
+                if let Some(e) = self.find(id) {
+                    e.renewed_ms = Some(*at_ms);
+                    if linger_ms.is_some() {
+                        e.admission.linger_ms = *linger_ms;
+                    }
+                }
             }
             Record::Release { id, at_ms } => {
                 self.high_ms = self.high_ms.max(*at_ms);
@@ -342,6 +358,9 @@ impl Offline {
             }
         }
         let now = self.observe(now);
+        if let Some(renewed) = self.renew(session, linger_ms, now)? {
+            return Ok(renewed);
+        }
         let held = self.ledger.held(&self.cache.pools);
         let ask = Ask {
             feature: session.feature,
@@ -378,6 +397,52 @@ impl Offline {
                 })
             }
         }
+    }
+
+    /// A session asking again with the (feature, user, host, handle) of an
+    /// offline admission still held (neither released nor reconciled) is
+    /// that session, as online (a second checkout of a handle renews its
+    /// instance): the admission is renewed at `now` (a `renew` record,
+    /// with the linger asked), keeps its id and counts once, whatever the
+    /// grace (a session admitted keeps running). `None`: no such
+    /// admission.
+    fn renew(
+        &mut self,
+        session: &Session<'_>,
+        linger_ms: Option<u64>,
+        now: Millis,
+    ) -> Result<Option<Verdict>, OfflineError> {
+        let Some(i) = self.ledger.entries.iter().position(|e| {
+            let a = &e.admission;
+            !e.reconciled
+                && e.released_ms.is_none()
+                && a.feature == session.feature
+                && a.user == session.user
+                && a.host == session.host
+                && a.handle == session.handle
+        }) else {
+            return Ok(None);
+        };
+        let a = &self.ledger.entries[i].admission;
+        let hours = self
+            .cache
+            .pools
+            .iter()
+            .find(|p| {
+                p.feature == a.feature && p.version == a.pool_version && p.expiry == a.pool_expiry
+            })
+            .map_or(0, grace::grace_hours);
+        let grace_ends_ms = grace::grace_end_ms(self.last_contact_ms(), hours);
+        self.record(Record::Renew {
+            id: a.id.clone(),
+            at_ms: now,
+            linger_ms,
+        })?;
+        let admission = self.ledger.entries[i].admission.clone();
+        Ok(Some(Verdict::Admitted {
+            admission,
+            grace_ends_ms,
+        }))
     }
 
     /// A session admitted offline ended at `now`; `false` if `id` is

@@ -336,3 +336,45 @@ fn no_sync_behaves_the_same() {
     let off = Offline::open(&f.cache, Durability::Fsync).expect("reopen");
     assert_eq!(off.pending().len(), 1);
 }
+
+#[test]
+fn the_same_handle_asking_again_offline_is_renewed_not_admitted_twice() {
+    let f = files();
+    let mut off = Offline::open(&f.cache, Durability::Fsync).expect("open");
+    let s = session("MPM_ADV_RC", "x3");
+    let first = admitted(
+        &off.admit_lingering(&s, Some(1000), CONTACT + 1)
+            .expect("admit"),
+    )
+    .clone();
+    let pools = off.cache().pools.clone();
+    let i = pools
+        .iter()
+        .position(|p| p.feature == "MPM_ADV_RC")
+        .expect("pool");
+    let v = off
+        .admit_lingering(&s, Some(5000), CONTACT + 2)
+        .expect("again");
+    let again = admitted(&v);
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.linger_ms, Some(5000));
+    assert_eq!(off.ledger().held(&pools)[i], 1);
+    assert_eq!(off.pending().len(), 1);
+    // Another process sees the same: one admission, renewed.
+    drop(off);
+    let mut off = Offline::open(&f.cache, Durability::Fsync).expect("reopen");
+    assert_eq!(off.ledger().entries.len(), 1);
+    assert_eq!(off.ledger().entries[0].renewed_ms, Some(CONTACT + 2));
+    assert_eq!(off.ledger().entries[0].admission.linger_ms, Some(5000));
+    // Another handle is another session; a released one is asked anew.
+    let other = admitted(
+        &off.admit(&session("MPM_ADV_RC", "x4"), CONTACT + 3)
+            .expect("x4"),
+    )
+    .clone();
+    assert_ne!(other.id, first.id);
+    assert!(off.release(&first.id, CONTACT + 4).expect("release"));
+    let anew = admitted(&off.admit(&s, CONTACT + 5).expect("anew")).clone();
+    assert_ne!(anew.id, first.id);
+    assert_eq!(off.ledger().held(&pools)[i], 2);
+}
