@@ -9,6 +9,13 @@
 //! came before its fsync returned): it is dropped, and [`SideFile::open`]
 //! cuts it off the file before appending. A bad line before the last is
 //! damage: the file is refused, naming the line.
+//!
+//! Several processes may use one cache (every `tallyctl agent checkout`
+//! is one): each holds an exclusive advisory lock on the side file
+//! (`flock(2)`, [`SideFile::lock`]) from reading it to appending what it
+//! decided, so two of them never decide from the same state (a count
+//! exceeded, an id handed out twice). A torn line seen under the lock is
+//! a crash's, never another process's append in progress.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -34,7 +41,9 @@ pub enum Durability {
 /// One session admitted offline: what RECONCILE will report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Admission {
-    /// Unique per client (`<client tag>-<sequence>`): RECONCILE's
+    /// `<client tag>-<sequence>-<16 random hex digits>`: unique per side
+    /// file (the sequence, given out under the lock) and across clients
+    /// whose side files were copied (the random part); RECONCILE's
     /// idempotency key.
     pub id: String,
     /// Feature.
@@ -210,7 +219,6 @@ impl SideFile {
         durability: Durability,
         new_tag: impl FnOnce() -> String,
     ) -> Result<(SideFile, Vec<Record>), OfflineError> {
-        let contents = read(path)?;
         let existed = path.exists();
         let file = OpenOptions::new()
             .create(true)
@@ -222,18 +230,9 @@ impl SideFile {
             file,
             durability,
         };
-        if contents.torn_line.is_some() {
-            side.file
-                .set_len(contents.good_len)
-                .and_then(|()| side.file.sync_all())
-                .map_err(|e| io_error(path, e))?;
-        }
-        let mut records = contents.records;
-        if records.is_empty() {
-            let first = Record::Client { tag: new_tag() };
-            side.append(&first)?;
-            records.push(first);
-        }
+        let lock = side.lock()?;
+        let records = side.load(new_tag)?;
+        drop(lock);
         if !existed {
             let dir = match path.parent() {
                 Some(d) if !d.as_os_str().is_empty() => d,
@@ -242,6 +241,34 @@ impl SideFile {
             crate::cache::sync_dir(dir).map_err(|e| io_error(path, e))?;
         }
         Ok((side, records))
+    }
+
+    /// Takes the exclusive lock on the side file (waiting for another
+    /// process to release it); released when the guard is dropped.
+    pub fn lock(&self) -> Result<Lock, OfflineError> {
+        let file = self.file.try_clone().map_err(|e| io_error(&self.path, e))?;
+        lock_exclusive(&file).map_err(|e| io_error(&self.path, e))?;
+        Ok(Lock { file })
+    }
+
+    /// Reads the records from the file (call it holding [`SideFile::lock`]):
+    /// cuts a torn last line off, and writes the first `Client` record
+    /// (from `new_tag`) into an empty file.
+    pub fn load(&mut self, new_tag: impl FnOnce() -> String) -> Result<Vec<Record>, OfflineError> {
+        let contents = read(&self.path)?;
+        if contents.torn_line.is_some() {
+            self.file
+                .set_len(contents.good_len)
+                .and_then(|()| self.file.sync_all())
+                .map_err(|e| io_error(&self.path, e))?;
+        }
+        let mut records = contents.records;
+        if records.is_empty() {
+            let first = Record::Client { tag: new_tag() };
+            self.append(&first)?;
+            records.push(first);
+        }
+        Ok(records)
     }
 
     /// Appends `record` (one write, then fsync under
@@ -257,6 +284,45 @@ impl SideFile {
             .map_err(|e| io_error(&self.path, e))
     }
 }
+
+/// The exclusive lock on a side file ([`SideFile::lock`]), released when
+/// dropped.
+#[derive(Debug)]
+pub struct Lock {
+    file: File,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        unlock(&self.file);
+    }
+}
+
+#[cfg(unix)]
+fn lock_exclusive(file: &File) -> io::Result<()> {
+    use rustix::fs::{flock, FlockOperation};
+    loop {
+        match flock(file, FlockOperation::LockExclusive) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn unlock(file: &File) {
+    // Closing the last descriptor of the file releases it anyway.
+    let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock);
+}
+
+/// Without flock(2): no lock between processes.
+#[cfg(not(unix))]
+fn lock_exclusive(_file: &File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn unlock(_file: &File) {}
 
 fn io_error(path: &Path, source: io::Error) -> OfflineError {
     OfflineError::Io {

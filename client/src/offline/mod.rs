@@ -36,7 +36,7 @@ use crate::grace::{self, Ask, Decision, HighWater, Refusal};
 use crate::picture::{Picture, PoolTerms};
 use crate::proto::field_fault;
 
-pub use log::{Admission, Durability, Record, SideFile};
+pub use log::{Admission, Durability, Lock, Record, SideFile};
 
 /// Suffix of the side file's name: `tally.ini` keeps its admissions in
 /// `tally.ini.admissions`.
@@ -280,6 +280,7 @@ impl Offline {
     ) -> Result<(Offline, Stored), OfflineError> {
         let stored = cache::store(cache_path, picture, identity, now)?;
         let mut offline = Offline::open(cache_path, durability)?;
+        let _lock = offline.sync()?;
         offline.record(Record::Contact { at_ms: now })?;
         Ok((offline, stored))
     }
@@ -357,6 +358,7 @@ impl Offline {
                 });
             }
         }
+        let _lock = self.sync()?;
         let now = self.observe(now);
         if let Some(renewed) = self.renew(session, linger_ms, now)? {
             return Ok(renewed);
@@ -378,7 +380,12 @@ impl Offline {
             } => {
                 let p = &self.cache.pools[pool];
                 let admission = Admission {
-                    id: format!("{}-{}", self.ledger.tag, self.ledger.entries.len() + 1),
+                    id: format!(
+                        "{}-{}-{}",
+                        self.ledger.tag,
+                        self.ledger.entries.len() + 1,
+                        random_hex()
+                    ),
                     feature: session.feature.to_string(),
                     version: session.version.map(str::to_string),
                     user: session.user.to_string(),
@@ -448,6 +455,7 @@ impl Offline {
     /// A session admitted offline ended at `now`; `false` if `id` is
     /// unknown or already released.
     pub fn release(&mut self, id: &str, now: Millis) -> Result<bool, OfflineError> {
+        let _lock = self.sync()?;
         let known = self
             .ledger
             .entries
@@ -472,6 +480,7 @@ impl Offline {
     /// The server recorded admission `id`; `false` if it is unknown or was
     /// already marked.
     pub fn mark_reconciled(&mut self, id: &str) -> Result<bool, OfflineError> {
+        let _lock = self.sync()?;
         let known = self
             .ledger
             .entries
@@ -486,6 +495,22 @@ impl Offline {
     /// Grace of every pool at `now` (not recorded).
     pub fn grace(&self, now: Millis) -> Vec<PoolGrace> {
         pool_graces(&self.cache, &self.ledger, now.max(self.high.get()))
+    }
+
+    /// Takes the side file's lock and reads what other processes appended
+    /// since (their admissions count, their contact restarts grace): every
+    /// decision is made and recorded under it.
+    fn sync(&mut self) -> Result<Lock, OfflineError> {
+        let lock = self.side.lock()?;
+        let records = self.side.load(new_tag)?;
+        let before = self.ledger.last_contact_ms;
+        self.ledger = Ledger::replay(&records);
+        if self.ledger.last_contact_ms == before {
+            self.high.observe(self.ledger.high_ms);
+        } else {
+            self.high = HighWater::new(self.ledger.high_ms.max(self.last_contact_ms()));
+        }
+        Ok(lock)
     }
 
     /// Raises the high-water mark with `now`; returns the time to use.
@@ -541,6 +566,21 @@ pub fn pool_graces(cache: &Cache, ledger: &Ledger, now: Millis) -> Vec<PoolGrace
             }
         })
         .collect()
+}
+
+/// 16 hex digits from std's randomly keyed hasher (a fresh key per call):
+/// the random part of an admission id, so that side files copied with a
+/// cloned machine (the same tag) still never give out the same id.
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 /// A fresh client tag: 16 hex digits from std's randomly keyed hasher,

@@ -378,3 +378,94 @@ fn the_same_handle_asking_again_offline_is_renewed_not_admitted_twice() {
     assert_ne!(anew.id, first.id);
     assert_eq!(off.ledger().held(&pools)[i], 2);
 }
+
+#[test]
+fn concurrent_admissions_on_one_cache_never_exceed_the_count_or_share_an_id() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = dir.path().join("tally.ini");
+    let mut picture = sample();
+    for p in picture
+        .pools
+        .iter_mut()
+        .filter(|p| p.terms.feature == "MPM_ADV_RC")
+    {
+        p.terms.total = Some(5);
+    }
+    Offline::contact(
+        &cache,
+        &picture,
+        &Identity::default(),
+        CONTACT,
+        Durability::NoSync,
+    )
+    .expect("contact");
+    // Every process finds the side file missing: one client tag only.
+    fs::remove_file(side_file_path(&cache)).expect("rm");
+    let n = 20;
+    let barrier = std::sync::Barrier::new(n);
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (cache, barrier) = (&cache, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut off = Offline::open(cache, Durability::NoSync).expect("open");
+                    let handle = format!("h{i}");
+                    match off
+                        .admit(&session("MPM_ADV_RC", &handle), CONTACT + 1)
+                        .expect("admit")
+                    {
+                        Verdict::Admitted { admission, .. } => Some(admission.id),
+                        Verdict::Refused(r) => {
+                            assert_eq!(r.code(), "POOL_FULL");
+                            None
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "{ids:?}");
+    let contents = log::read(&side_file_path(&cache)).expect("read");
+    let tags = contents
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Client { .. }))
+        .count();
+    assert_eq!(tags, 1);
+    let (_, ledger) = Offline::inspect(&cache).expect("inspect");
+    assert_eq!(ledger.entries.len(), 5);
+    assert!(ids
+        .iter()
+        .all(|id| id.starts_with(&format!("{}-", ledger.tag))));
+}
+
+#[test]
+fn copied_side_files_never_give_out_the_same_id() {
+    let f = files();
+    let copy = f.cache.with_file_name("copy.ini");
+    fs::copy(&f.cache, &copy).expect("copy cache");
+    fs::copy(side_file_path(&f.cache), side_file_path(&copy)).expect("copy side");
+    let mut a = Offline::open(&f.cache, Durability::NoSync).expect("a");
+    let mut b = Offline::open(&copy, Durability::NoSync).expect("b");
+    let ia = admitted(
+        &a.admit(&session("MPM_ADV_RC", "h"), CONTACT + 1)
+            .expect("a"),
+    )
+    .clone();
+    let ib = admitted(
+        &b.admit(&session("MPM_ADV_RC", "h"), CONTACT + 1)
+            .expect("b"),
+    )
+    .clone();
+    assert_eq!(a.ledger().tag, b.ledger().tag);
+    assert_ne!(ia.id, ib.id);
+}
