@@ -271,6 +271,11 @@ impl Offline {
     /// After a successful contact at `now` that fetched `picture`: stores
     /// it (rewriting the cache file only if the terms changed), records the
     /// contact, and returns the state.
+    ///
+    /// The contact's time is the earlier of `now` and the server's clock
+    /// (the picture's `now_ms`, when the server sends it): a client clock
+    /// set ahead at contact, then back, would otherwise start grace in the
+    /// future and stretch it.
     pub fn contact(
         cache_path: &Path,
         picture: &Picture,
@@ -278,6 +283,7 @@ impl Offline {
         now: Millis,
         durability: Durability,
     ) -> Result<(Offline, Stored), OfflineError> {
+        let now = picture.now_ms.map_or(now, |server| server.min(now));
         let stored = cache::store(cache_path, picture, identity, now)?;
         let mut offline = Offline::open(cache_path, durability)?;
         let _lock = offline.sync()?;

@@ -469,3 +469,48 @@ fn copied_side_files_never_give_out_the_same_id() {
     assert_eq!(a.ledger().tag, b.ledger().tag);
     assert_ne!(ia.id, ib.id);
 }
+
+#[test]
+fn a_client_clock_ahead_at_contact_then_set_back_does_not_stretch_grace() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = dir.path().join("tally.ini");
+    let mut picture = sample();
+    picture.now_ms = Some(CONTACT);
+    // The client's clock reads 1000 h ahead of the server's at contact.
+    let ahead = CONTACT + 1000 * MS_PER_HOUR;
+    let (off, _) = Offline::contact(
+        &cache,
+        &picture,
+        &Identity::default(),
+        ahead,
+        Durability::NoSync,
+    )
+    .expect("contact");
+    assert_eq!(off.last_contact_ms(), CONTACT);
+    assert_eq!(off.cache().last_contact_ms, CONTACT);
+    drop(off);
+    // Set right again: grace ends 720 h after the server's time.
+    let mut off = Offline::open(&cache, Durability::NoSync).expect("open");
+    let v = off
+        .admit(&session("MPM_ADV_RC", "h1"), CONTACT + MS_PER_HOUR)
+        .expect("admit");
+    assert!(
+        matches!(v, Verdict::Admitted { grace_ends_ms, .. } if grace_ends_ms == CONTACT + 720 * MS_PER_HOUR),
+        "{v:?}"
+    );
+    let v = off
+        .admit(&session("MPM_ADV_RC", "h2"), CONTACT + 720 * MS_PER_HOUR)
+        .expect("admit");
+    assert_eq!(refusal(&v).code(), "GRACE_ENDED");
+    // The client's clock behind the server's: its own time counts.
+    picture.now_ms = Some(CONTACT + 5 * MS_PER_HOUR);
+    let (off, _) = Offline::contact(
+        &cache,
+        &picture,
+        &Identity::default(),
+        CONTACT + MS_PER_HOUR,
+        Durability::NoSync,
+    )
+    .expect("contact");
+    assert_eq!(off.last_contact_ms(), CONTACT + MS_PER_HOUR);
+}
