@@ -238,7 +238,7 @@ fn seed001_fifty_fortyfive_ten() {
     }
     assert_eq!(
         lines[10],
-        "reconciled 10 offline admissions: 5 within the count, 5 overdraft (5 licenses beyond the count), 0 duplicate, 0 failed; 0 pending"
+        "reconciled 10 offline admissions: 5 within the count, 5 overdraft (5 licenses beyond the count), 0 duplicate, 0 rejected, 0 failed; 0 pending"
     );
     let seen_status = |c: &mut common::Client| {
         let s = c.status();
@@ -286,7 +286,7 @@ fn seed001_fifty_fortyfive_ten() {
         (o.status.code(), text(&o.stdout)),
         (
             Some(0),
-            "reconciled 0 offline admissions: 0 within the count, 0 overdraft (0 licenses beyond the count), 0 duplicate, 0 failed; 0 pending\n".to_string()
+            "reconciled 0 offline admissions: 0 within the count, 0 overdraft (0 licenses beyond the count), 0 duplicate, 0 rejected, 0 failed; 0 pending\n".to_string()
         )
     );
     // The same admissions sent again (the side file as it was before:
@@ -311,7 +311,7 @@ fn seed001_fifty_fortyfive_ten() {
     );
     assert!(
         out.ends_with(
-            "0 within the count, 0 overdraft (0 licenses beyond the count), 10 duplicate, 0 failed; 0 pending\n"
+            "0 within the count, 0 overdraft (0 licenses beyond the count), 10 duplicate, 0 rejected, 0 failed; 0 pending\n"
         ),
         "{out}"
     );

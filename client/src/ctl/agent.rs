@@ -26,9 +26,11 @@
 //!
 //! `agent reconcile --cache FILE` sends one `RECONCILE` per pending
 //! offline admission and prints one line each (`RECONCILED ...`,
-//! `OVERDRAFT ... excess <n>`, `DUPLICATE ...`, `FAILED ...`,
-//! [`crate::join::Outcome`]), then the summary; exit 0 when every
-//! admission was answered, 1 when some failed, 241 when no server answered.
+//! `OVERDRAFT ... excess <n>`, `DUPLICATE ...`, `REJECTED <feature>
+//! <handle> <REASON> ...` (the server denied it for good: recorded as
+//! rejected, not sent again), `FAILED ...`, [`crate::join::Outcome`]), then
+//! the summary; exit 0 when every admission was recorded, 1 when some
+//! failed or were rejected, 241 when no server answered.
 //!
 //! `agent run FEATURE --user U --host H --handle X --linger SECS
 //! [--renew-every SECS] [--for SECS]` runs an [`crate::Agent`] on the
@@ -321,7 +323,11 @@ fn reconcile(a: &AgentReconcileArgs, mut client: Client) -> Result<i32, CtlError
         return Ok(0);
     }
     refresh_cache(&mut client, &a.cache);
-    Ok(if report.counts().3 > 0 { 1 } else { 0 })
+    Ok(if report.counts().3 > 0 || report.rejected() > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 fn run_agent(a: &AgentRunArgs, client: Client) -> Result<i32, CtlError> {

@@ -115,6 +115,14 @@ pub enum Record {
         /// Its admission id.
         id: String,
     },
+    /// The server refused the admission for good (RECONCILE answered
+    /// `DENIED`): it no longer counts and is not sent again.
+    Rejected {
+        /// Its admission id.
+        id: String,
+        /// The server's reason (`EXPIRED`, `NO_SUCH_FEATURE`, ...).
+        reason: String,
+    },
 }
 
 impl Record {

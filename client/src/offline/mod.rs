@@ -127,6 +127,9 @@ pub struct Entry {
     pub reconciled: bool,
     /// When it was last renewed (the same session asking again), if it was.
     pub renewed_ms: Option<Millis>,
+    /// The server refused it for good (RECONCILE answered `DENIED`): the
+    /// reason. It no longer counts and is not sent again.
+    pub rejected: Option<String>,
 }
 
 /// The state a side file's records describe (pure: no I/O).
@@ -168,6 +171,7 @@ impl Ledger {
                     released_ms: None,
                     reconciled: false,
                     renewed_ms: None,
+                    rejected: None,
                 });
             }
             Record::Renew {
@@ -194,6 +198,11 @@ impl Ledger {
                     e.reconciled = true;
                 }
             }
+            Record::Rejected { id, reason } => {
+                if let Some(e) = self.find(id) {
+                    e.rejected.get_or_insert_with(|| reason.clone());
+                }
+            }
         }
     }
 
@@ -202,23 +211,24 @@ impl Ledger {
     }
 
     /// Admissions the server has not recorded yet, in order (ended ones
-    /// included: they happened).
+    /// included: they happened; rejected ones left out: the server said no
+    /// for good).
     pub fn pending(&self) -> Vec<&Admission> {
         self.entries
             .iter()
-            .filter(|e| !e.reconciled)
+            .filter(|e| !e.reconciled && e.rejected.is_none())
             .map(|e| &e.admission)
             .collect()
     }
 
     /// Licenses each pool of `pools` has out offline (admitted, neither
-    /// released nor reconciled).
+    /// released nor reconciled nor rejected).
     pub fn held(&self, pools: &[PoolTerms]) -> Vec<u32> {
         let mut held = vec![0u32; pools.len()];
         for e in self
             .entries
             .iter()
-            .filter(|e| !e.reconciled && e.released_ms.is_none())
+            .filter(|e| !e.reconciled && e.rejected.is_none() && e.released_ms.is_none())
         {
             let a = &e.admission;
             let pool = pools.iter().position(|p| {
@@ -428,6 +438,7 @@ impl Offline {
         let Some(i) = self.ledger.entries.iter().position(|e| {
             let a = &e.admission;
             !e.reconciled
+                && e.rejected.is_none()
                 && e.released_ms.is_none()
                 && a.feature == session.feature
                 && a.user == session.user
@@ -494,6 +505,25 @@ impl Offline {
             .any(|e| e.admission.id == id && !e.reconciled);
         if known {
             self.record(Record::Reconciled { id: id.to_string() })?;
+        }
+        Ok(known)
+    }
+
+    /// The server refused admission `id` for good (`reason`: its DENIED
+    /// reason): it leaves the count and the pending list; `false` if it is
+    /// unknown or no longer pending.
+    pub fn mark_rejected(&mut self, id: &str, reason: &str) -> Result<bool, OfflineError> {
+        let _lock = self.sync()?;
+        let known = self
+            .ledger
+            .entries
+            .iter()
+            .any(|e| e.admission.id == id && !e.reconciled && e.rejected.is_none());
+        if known {
+            self.record(Record::Rejected {
+                id: id.to_string(),
+                reason: reason.to_string(),
+            })?;
         }
         Ok(known)
     }
