@@ -12,6 +12,7 @@
 //! | `OFFLINE <feature> <handle> grace until <time> (<n> of <count> offline)` | 0 |
 //! | `REFUSED <CODE> <reason>` (offline grace refused; `GRACE_ENDED` ends `(grace ended <time>)`) | 241 |
 //! | `REFUSED cache <file>: [<SECTION>] line <n>: <what>` (no usable cache) | 241 |
+//! | `REFUSED cache <file>.admissions: line <n>: <what>; run \`tallyctl cache salvage <file>\` ...` (a damaged side file) | 241 |
 //! | `REFUSED no license server answered (<what was tried>)` (no cache file yet) | 241 |
 //!
 //! With an offline `REFUSED`, stderr says which servers were tried.
@@ -102,7 +103,7 @@ pub fn offline_checkout(
             let missing = matches!(&e, OfflineError::Cache(CacheError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound);
             return OfflineOutcome::Unavailable {
-                why: e.to_string(),
+                why: with_hint(&e, cache),
                 missing,
             };
         }
@@ -121,7 +122,7 @@ pub fn offline_checkout(
             reason: format!("BAD_FIELD {e}"),
         },
         Err(e) => OfflineOutcome::Unavailable {
-            why: e.to_string(),
+            why: with_hint(&e, cache),
             missing: false,
         },
         Ok(Verdict::Admitted {
@@ -156,6 +157,16 @@ pub fn offline_checkout(
                 r => format!("{} {r}", r.code()),
             },
         },
+    }
+}
+
+/// `e`'s text; for a damaged side file, followed by what to do about it.
+fn with_hint(e: &OfflineError, cache: &Path) -> String {
+    match e {
+        OfflineError::Corrupt { .. } => {
+            format!("{e}; {}", super::cache::salvage_hint(cache))
+        }
+        e => e.to_string(),
     }
 }
 
@@ -300,7 +311,7 @@ fn reconcile(a: &AgentReconcileArgs, mut client: Client) -> Result<i32, CtlError
     let mut offline = match Offline::open(&a.cache, Durability::Fsync) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("tallyctl: {e}");
+            eprintln!("tallyctl: {}", with_hint(&e, &a.cache));
             return Ok(1);
         }
     };

@@ -253,10 +253,25 @@ impl SideFile {
 
     /// Takes the exclusive lock on the side file (waiting for another
     /// process to release it); released when the guard is dropped.
-    pub fn lock(&self) -> Result<Lock, OfflineError> {
-        let file = self.file.try_clone().map_err(|e| io_error(&self.path, e))?;
-        lock_exclusive(&file).map_err(|e| io_error(&self.path, e))?;
-        Ok(Lock { file })
+    ///
+    /// If the file at the path is no longer the one open (a
+    /// [`salvage`] set it aside meanwhile), the new one is opened and
+    /// locked instead.
+    pub fn lock(&mut self) -> Result<Lock, OfflineError> {
+        loop {
+            let file = self.file.try_clone().map_err(|e| io_error(&self.path, e))?;
+            lock_exclusive(&file).map_err(|e| io_error(&self.path, e))?;
+            let lock = Lock { file };
+            if same_file(&self.file, &self.path) {
+                return Ok(lock);
+            }
+            drop(lock);
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| io_error(&self.path, e))?;
+        }
     }
 
     /// Reads the records from the file (call it holding [`SideFile::lock`]):
@@ -293,6 +308,93 @@ impl SideFile {
     }
 }
 
+/// What [`salvage`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Salvaged {
+    /// Intact records kept in the new side file (a fresh `client` record
+    /// included if the first line was lost).
+    pub kept: usize,
+    /// Lines dropped: (1-based line, what was wrong).
+    pub dropped: Vec<(usize, String)>,
+    /// Where the damaged file is now.
+    pub damaged: PathBuf,
+}
+
+/// Sets a damaged side file aside and keeps what it held: every intact
+/// line (each record has its own CRC) goes into a new side file at `path`,
+/// in order, and the damaged file is kept as `<path>.damaged-<stamp>`
+/// (nothing is deleted). Done under the side file's lock; the new file is
+/// written to a temporary name, fsynced, then renamed into place. `None`:
+/// the side file is missing, or not damaged (nothing done).
+pub fn salvage(
+    path: &Path,
+    stamp: &str,
+    new_tag: impl FnOnce() -> String,
+) -> Result<Option<Salvaged>, OfflineError> {
+    let file = match OpenOptions::new().read(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_error(path, e)),
+    };
+    lock_exclusive(&file).map_err(|e| io_error(path, e))?;
+    let lock = Lock { file };
+    let bytes = fs::read(path).map_err(|e| io_error(path, e))?;
+    if parse(&bytes, path).is_ok() {
+        return Ok(None);
+    }
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    let mut lines = bytes.split(|&b| b == b'\n').peekable();
+    let mut n = 0;
+    while let Some(line) = lines.next() {
+        n += 1;
+        let last = lines.peek().is_none();
+        if last && line.is_empty() {
+            break;
+        }
+        let parsed = if last {
+            Err("no line feed".to_string())
+        } else {
+            Record::parse(line)
+        };
+        match parsed {
+            Ok(r) => kept.push(r),
+            Err(what) => dropped.push((n, what)),
+        }
+    }
+    if !matches!(kept.first(), Some(Record::Client { .. })) {
+        kept.retain(|r| !matches!(r, Record::Client { .. }));
+        kept.insert(0, Record::Client { tag: new_tag() });
+    }
+    let name = |suffix: &str| {
+        let mut s = path.as_os_str().to_owned();
+        s.push(suffix);
+        PathBuf::from(s)
+    };
+    let tmp = name(".salvage-tmp");
+    let damaged = name(&format!(".damaged-{stamp}"));
+    let text: String = kept.iter().map(Record::line).collect();
+    let mut out = File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.sync_all())
+        .map_err(|e| io_error(&tmp, e))?;
+    // The damaged file gets its second name first, then the new file
+    // replaces the first atomically: the path always names a side file.
+    fs::hard_link(path, &damaged).map_err(|e| io_error(&damaged, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_error(path, e))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    crate::cache::sync_dir(dir).map_err(|e| io_error(path, e))?;
+    drop(lock);
+    Ok(Some(Salvaged {
+        kept: kept.len(),
+        dropped,
+        damaged,
+    }))
+}
+
 /// The exclusive lock on a side file ([`SideFile::lock`]), released when
 /// dropped.
 #[derive(Debug)]
@@ -321,6 +423,21 @@ fn lock_exclusive(file: &File) -> io::Result<()> {
 fn unlock(file: &File) {
     // Closing the last descriptor of the file releases it anyway.
     let _ = rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock);
+}
+
+/// `file` is the file at `path` now (not renamed away, not replaced).
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, _path: &Path) -> bool {
+    true
 }
 
 /// Without flock(2): no lock between processes.

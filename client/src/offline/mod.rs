@@ -36,7 +36,7 @@ use crate::grace::{self, Ask, Decision, HighWater, Refusal};
 use crate::picture::{Picture, PoolTerms};
 use crate::proto::field_fault;
 
-pub use log::{Admission, Durability, Lock, Record, SideFile};
+pub use log::{Admission, Durability, Lock, Record, Salvaged, SideFile};
 
 /// Suffix of the side file's name: `tally.ini` keeps its admissions in
 /// `tally.ini.admissions`.
@@ -617,6 +617,12 @@ fn random_hex() -> String {
     );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
+}
+
+/// [`log::salvage`] of the side file of the cache at `cache_path`
+/// (`stamp` names the damaged file: `<cache>.admissions.damaged-<stamp>`).
+pub fn salvage(cache_path: &Path, stamp: &str) -> Result<Option<Salvaged>, OfflineError> {
+    log::salvage(&side_file_path(cache_path), stamp, new_tag)
 }
 
 /// A fresh client tag: 16 hex digits from std's randomly keyed hasher,

@@ -514,3 +514,57 @@ fn a_client_clock_ahead_at_contact_then_set_back_does_not_stretch_grace() {
     .expect("contact");
     assert_eq!(off.last_contact_ms(), CONTACT + MS_PER_HOUR);
 }
+
+#[test]
+fn salvage_keeps_every_intact_record_and_sets_the_damaged_file_aside() {
+    let f = files();
+    let side = side_file_path(&f.cache);
+    let mut off = Offline::open(&f.cache, Durability::Fsync).expect("open");
+    let h1 = admitted(
+        &off.admit(&session("MPM_ADV_RC", "h1"), CONTACT + 1)
+            .expect("h1"),
+    )
+    .clone();
+    admitted(
+        &off.admit(&session("FREEBIE", "h2"), CONTACT + 2)
+            .expect("h2"),
+    );
+    let h3 = admitted(
+        &off.admit(&session("MPM_ADV_RC", "h3"), CONTACT + 3)
+            .expect("h3"),
+    )
+    .clone();
+    drop(off);
+    // Nothing to do on a good side file.
+    assert_eq!(salvage(&f.cache, "t0").expect("salvage"), None);
+    let text = fs::read_to_string(&side).expect("side");
+    let damaged_text = text.replacen("\"h2\"", "\"hX\"", 1);
+    fs::write(&side, &damaged_text).expect("edit");
+    assert!(matches!(
+        Offline::open(&f.cache, Durability::Fsync),
+        Err(OfflineError::Corrupt { line: 4, .. })
+    ));
+    let s = salvage(&f.cache, "t1").expect("salvage").expect("damaged");
+    assert_eq!(s.kept, 4, "{s:?}");
+    assert_eq!(s.dropped.len(), 1);
+    assert_eq!(s.dropped[0].0, 4);
+    assert!(s.dropped[0].1.starts_with("CRC mismatch"), "{s:?}");
+    assert_eq!(
+        s.damaged,
+        side.with_file_name("tally.ini.admissions.damaged-t1")
+    );
+    assert_eq!(fs::read_to_string(&s.damaged).expect("kept"), damaged_text);
+    // Usable again: the intact admissions are there and count.
+    let mut off = Offline::open(&f.cache, Durability::Fsync).expect("reopen");
+    let ids: Vec<&str> = off.pending().iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(ids, [h1.id.as_str(), h3.id.as_str()]);
+    assert_eq!(off.last_contact_ms(), CONTACT);
+    let v = off
+        .admit(&session("MPM_ADV_RC", "h4"), CONTACT + 4)
+        .expect("h4");
+    assert_eq!(refusal(&v).code(), "POOL_FULL", "h1 and h3 still count");
+    admitted(
+        &off.admit(&session("FREEBIE", "h5"), CONTACT + 5)
+            .expect("h5"),
+    );
+}
