@@ -479,6 +479,14 @@ fn parallel_offline_checkouts_never_over_admit_and_denied_ones_are_rejected() {
         out.ends_with("0 duplicate, 5 rejected, 0 failed; 0 pending\n"),
         "{out}"
     );
+    let show = tallyctl(&["cache", "show", &cache_s]);
+    let shown = text(&show.stdout);
+    assert_eq!(
+        shown.matches(", rejected NO_SUCH_FEATURE\n").count(),
+        5,
+        "{shown}"
+    );
+    assert_eq!(shown.matches(", renewed ").count(), 1, "{shown}");
     let o = tallyctl(&[
         "agent",
         "reconcile",

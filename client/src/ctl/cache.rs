@@ -275,8 +275,14 @@ fn show_text(
         if let Some(r) = e.released_ms {
             out.push_str(&format!(", ended {}", rfc3339(r)));
         }
+        if let Some(r) = e.renewed_ms {
+            out.push_str(&format!(", renewed {}", rfc3339(r)));
+        }
         if e.reconciled {
             out.push_str(", reconciled");
+        }
+        if let Some(reason) = &e.rejected {
+            out.push_str(&format!(", rejected {reason}"));
         }
         out.push('\n');
     }
