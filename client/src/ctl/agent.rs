@@ -12,7 +12,7 @@
 //! | `OFFLINE <feature> <handle> grace until <time> (<n> of <count> offline)` | 0 |
 //! | `REFUSED <CODE> <reason>` (offline grace refused; `GRACE_ENDED` ends `(grace ended <time>)`) | 241 |
 //! | `REFUSED cache <file>: [<SECTION>] line <n>: <what>` (no usable cache) | 241 |
-//! | `REFUSED cache <file>.admissions: line <n>: <what>; run \`tallyctl cache salvage <file>\` ...` (a damaged side file) | 241 |
+//! | ``REFUSED cache <file>.admissions: line <n>: <what>; run `tallyctl cache salvage <file>` ...`` (a damaged side file) | 241 |
 //! | `REFUSED no license server answered (<what was tried>)` (no cache file yet) | 241 |
 //!
 //! With an offline `REFUSED`, stderr says which servers were tried.

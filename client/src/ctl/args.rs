@@ -206,7 +206,7 @@ pub enum CacheCommand {
     },
     /// Repair a damaged side file: keep every intact record in a new side
     /// file and set the damaged one aside as
-    /// FILE.admissions.damaged-<time> (nothing is deleted).
+    /// FILE.admissions.damaged-TIME (nothing is deleted).
     Salvage {
         /// The cache file (its side file is FILE.admissions).
         file: PathBuf,
