@@ -13,7 +13,11 @@
 //!   `OVERDRAFT` or `DUPLICATE`). An admission is marked only after the
 //!   server's answer, so a crash or a lost reply leaves it pending and the
 //!   next reconcile sends it again: the server knows the id and answers
-//!   `DUPLICATE`, counting nothing twice.
+//!   `DUPLICATE`, counting nothing twice. A `DENIED` answer is final (the
+//!   server judges eligibility at reconcile time: a session admitted
+//!   before an expiry is refused after it): the admission is marked
+//!   `rejected` (it leaves the count and is not sent again) and reported
+//!   `REJECTED <feature> <handle> <REASON> ...`.
 //!
 //! Both work through [`Licensing`], which [`crate::Client`] implements.
 
@@ -126,6 +130,16 @@ impl fmt::Display for Outcome {
                 "DUPLICATE {} {} {who} (recorded before: counted once)",
                 a.feature, a.handle
             ),
+            Err(ClientError::Denied {
+                reason,
+                flexlm_code,
+                text,
+                ..
+            }) => write!(
+                f,
+                "REJECTED {} {} {reason} {who}: {flexlm_code} {text} (not counted, not sent again)",
+                a.feature, a.handle
+            ),
             Err(e) => write!(
                 f,
                 "FAILED {} {} {who}: {e} (left pending)",
@@ -148,7 +162,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// `(within count, overdraft, duplicate, failed)`.
+    /// `(within count, overdraft, duplicate, failed)`; rejected ones are
+    /// [`Report::rejected`].
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let mut c = (0, 0, 0, 0);
         for o in &self.outcomes {
@@ -156,10 +171,19 @@ impl Report {
                 Ok(Reconciled::Counted { .. }) => c.0 += 1,
                 Ok(Reconciled::Overdraft { .. }) => c.1 += 1,
                 Ok(Reconciled::Duplicate { .. }) => c.2 += 1,
+                Err(ClientError::Denied { .. }) => {}
                 Err(_) => c.3 += 1,
             }
         }
         c
+    }
+
+    /// Admissions the server refused for good (`DENIED`).
+    pub fn rejected(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o.result, Err(ClientError::Denied { .. })))
+            .count()
     }
 
     /// Licenses reconciled beyond their pools' counts: the sum of the
@@ -180,9 +204,11 @@ impl Report {
         let (counted, over, dup, failed) = self.counts();
         let mut s = format!(
             "reconciled {} offline admissions: {counted} within the count, {over} overdraft \
-             ({} licenses beyond the count), {dup} duplicate, {failed} failed; {} pending",
+             ({} licenses beyond the count), {dup} duplicate, {} rejected, {failed} failed; \
+             {} pending",
             counted + over + dup,
             self.excess(),
+            self.rejected(),
             self.left
         );
         if let Some(e) = &self.stopped {
@@ -210,6 +236,17 @@ pub fn reconcile<L: Licensing>(lic: &mut L, offline: &mut Offline) -> Result<Rep
             Err(e) if e.is_unreachable() => {
                 report.stopped = Some(e);
                 break;
+            }
+            Err(e @ ClientError::Denied { .. }) => {
+                // Final: the server judged it (an expiry since, a feature
+                // gone...). Not counted there, so not here either.
+                if let ClientError::Denied { reason, .. } = &e {
+                    offline.mark_rejected(&a.id, reason)?;
+                }
+                report.outcomes.push(Outcome {
+                    admission: a,
+                    result: Err(e),
+                });
             }
             Err(e) => report.outcomes.push(Outcome {
                 admission: a,

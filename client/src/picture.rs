@@ -29,6 +29,11 @@ pub struct Picture {
     pub server: String,
     /// The server's port.
     pub port: u16,
+    /// The server's clock when it answered, Unix ms (`None`: an older
+    /// server that does not send it). The contact is recorded at the
+    /// earlier of this and the client's clock ([`crate::offline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now_ms: Option<u64>,
     /// One entry per pool, in license-file order.
     pub pools: Vec<Pool>,
 }
@@ -273,6 +278,7 @@ pub(crate) fn sample() -> Picture {
         stamp: "3f9c0d2a".to_string(),
         server: "lic1".to_string(),
         port: 27000,
+        now_ms: None,
         pools: [startup, ent, other, ent2, free]
             .into_iter()
             .map(|terms| Pool { terms, in_use: 7 })

@@ -238,7 +238,7 @@ fn seed001_fifty_fortyfive_ten() {
     }
     assert_eq!(
         lines[10],
-        "reconciled 10 offline admissions: 5 within the count, 5 overdraft (5 licenses beyond the count), 0 duplicate, 0 failed; 0 pending"
+        "reconciled 10 offline admissions: 5 within the count, 5 overdraft (5 licenses beyond the count), 0 duplicate, 0 rejected, 0 failed; 0 pending"
     );
     let seen_status = |c: &mut common::Client| {
         let s = c.status();
@@ -286,7 +286,7 @@ fn seed001_fifty_fortyfive_ten() {
         (o.status.code(), text(&o.stdout)),
         (
             Some(0),
-            "reconciled 0 offline admissions: 0 within the count, 0 overdraft (0 licenses beyond the count), 0 duplicate, 0 failed; 0 pending\n".to_string()
+            "reconciled 0 offline admissions: 0 within the count, 0 overdraft (0 licenses beyond the count), 0 duplicate, 0 rejected, 0 failed; 0 pending\n".to_string()
         )
     );
     // The same admissions sent again (the side file as it was before:
@@ -311,7 +311,7 @@ fn seed001_fifty_fortyfive_ten() {
     );
     assert!(
         out.ends_with(
-            "0 within the count, 0 overdraft (0 licenses beyond the count), 10 duplicate, 0 failed; 0 pending\n"
+            "0 within the count, 0 overdraft (0 licenses beyond the count), 10 duplicate, 0 rejected, 0 failed; 0 pending\n"
         ),
         "{out}"
     );
@@ -395,4 +395,109 @@ fn an_agent_holds_offline_and_reconciles_on_its_first_contact() {
     assert!(agent.offline().expect("cache").pending().is_empty());
     let mut c = t2.connect();
     assert_eq!(c.holders("MPS_ENT_CCU"), ["agent1"]);
+}
+
+const FIVE: &str = "\
+SERVER this_host ANY 27000
+VENDOR CITRIX
+INCREMENT MPS_ENT_CCU CITRIX 2007.0726 permanent 5 VENDOR_STRING=\";LT=Retail;GP=720;SA=0;ODP=0\"
+";
+
+/// 20 `agent checkout` processes at once on one cache of a 5-license pool,
+/// no server answering: exactly 5 admitted, with 5 different ids; the same
+/// handle asking again is renewed (counted once); the server back with a
+/// license file without the feature: every admission REJECTED, for good.
+#[test]
+fn parallel_offline_checkouts_never_over_admit_and_denied_ones_are_rejected() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cache = dir.path().join("tally.ini");
+    let cache_s = cache.to_string_lossy().into_owned();
+    let mut t = Tallyd::start(FIVE, &[]);
+    let o = agent_checkout(&cache_s, &server_of(&t), "USER00", "online");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let server = server_of(&t);
+    t.kill9();
+
+    let outs: Vec<Output> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..20)
+            .map(|i| {
+                let (cache_s, server) = (&cache_s, &server);
+                s.spawn(move || agent_checkout(cache_s, server, &format!("U{i}"), &format!("p{i}")))
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().expect("run")).collect()
+    });
+    let lines: Vec<String> = outs.iter().map(|o| text(&o.stdout)).collect();
+    let offline = lines.iter().filter(|l| l.starts_with("OFFLINE ")).count();
+    let full = lines
+        .iter()
+        .filter(|l| l.starts_with("REFUSED POOL_FULL"))
+        .count();
+    assert_eq!((offline, full), (5, 15), "{lines:?}");
+    let (_, ledger) = tally_client::offline::Offline::inspect(&cache).expect("inspect");
+    let mut ids: Vec<&str> = ledger
+        .entries
+        .iter()
+        .map(|e| e.admission.id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 5);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+
+    // An admitted handle asking again: the same admission, still 5 of 5.
+    let admitted = ledger.entries[0].admission.clone();
+    let o = agent_checkout(&cache_s, &server, &admitted.user, &admitted.handle);
+    let line = text(&o.stdout);
+    assert!(line.ends_with(" (5 of 5 offline)\n"), "{line:?}");
+    let (_, again) = tally_client::offline::Offline::inspect(&cache).expect("inspect");
+    assert_eq!(again.entries.len(), 5);
+
+    // Back without the feature: each RECONCILE is DENIED, final.
+    let t2 = Tallyd::start(
+        "SERVER this_host ANY 27000\nVENDOR CITRIX\nINCREMENT OTHER CITRIX 1.0 permanent 1\n",
+        &[],
+    );
+    let o = tallyctl(&[
+        "agent",
+        "reconcile",
+        "--cache",
+        &cache_s,
+        "-c",
+        &server_of(&t2),
+    ]);
+    let out = text(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("REJECTED MPS_ENT_CCU p") && l.contains(" NO_SUCH_FEATURE "))
+            .count(),
+        5,
+        "{out}"
+    );
+    assert!(
+        out.ends_with("0 duplicate, 5 rejected, 0 failed; 0 pending\n"),
+        "{out}"
+    );
+    let show = tallyctl(&["cache", "show", &cache_s]);
+    let shown = text(&show.stdout);
+    assert_eq!(
+        shown.matches(", rejected NO_SUCH_FEATURE\n").count(),
+        5,
+        "{shown}"
+    );
+    assert_eq!(shown.matches(", renewed ").count(), 1, "{shown}");
+    let o = tallyctl(&[
+        "agent",
+        "reconcile",
+        "--cache",
+        &cache_s,
+        "-c",
+        &server_of(&t2),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        text(&o.stdout).starts_with("reconciled 0 offline admissions"),
+        "{o:?}"
+    );
 }

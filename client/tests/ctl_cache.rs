@@ -168,3 +168,108 @@ fn the_example_in_docs_client_md_is_a_valid_cache() {
     let cache = cache::Cache::from_picture(&picture, &Identity::default(), CONTACT);
     assert_eq!(cache.to_text(), &doc[start..end]);
 }
+
+/// A loopback port nobody listens on.
+fn dead_server() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    drop(l);
+    format!("{port}@127.0.0.1")
+}
+
+#[test]
+fn a_damaged_side_file_is_refused_with_the_way_out_and_salvaged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("tally.ini");
+    // `agent checkout` runs on the system clock: a permanent pool, a
+    // contact just now.
+    let reply = REPLY.replace(
+        r#""expiry":"2026-07-26","expiry_ms":1785024000000"#,
+        r#""expiry":"permanent","expiry_ms":null"#,
+    );
+    let picture = Picture::parse_reply(&reply).expect("picture");
+    let contact = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    cache::store(&file, &picture, &Identity::default(), contact).expect("store");
+    let f = file.to_str().expect("utf-8 path");
+    // The time `cache salvage` names the damaged file with.
+    let now = "2026-04-23T09:08:00Z";
+    let dead = dead_server();
+    let checkout = |handle: &str| {
+        tallyctl(
+            &[
+                "agent",
+                "checkout",
+                "MPS_ENT_CCU",
+                "--user",
+                "u",
+                "--host",
+                "ts1",
+                "--handle",
+                handle,
+                "--cache",
+                f,
+                "-c",
+                &dead,
+            ],
+            now,
+        )
+    };
+    for h in ["h1", "h2", "h3"] {
+        let o = checkout(h);
+        assert!(stdout(&o).starts_with("OFFLINE MPS_ENT_CCU "), "{o:?}");
+    }
+    let side = format!("{f}.admissions");
+    let text = std::fs::read_to_string(&side).expect("side");
+    let damaged = text.replacen("\"h2\"", "\"hX\"", 1);
+    std::fs::write(&side, &damaged).expect("damage");
+    let line = damaged
+        .lines()
+        .position(|l| l.contains("\"hX\""))
+        .expect("line")
+        + 1;
+
+    let o = checkout("h4");
+    assert_eq!(o.status.code(), Some(241), "{o:?}");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!("REFUSED cache {side}: line {line}: CRC mismatch")),
+        "{out}"
+    );
+    assert!(
+        out.trim_end()
+            .ends_with(&format!("; run `tallyctl cache salvage {f}` (keeps every intact record, sets the damaged side file aside; nothing is deleted)")),
+        "{out}"
+    );
+    let o = tallyctl(&["agent", "reconcile", "--cache", f, "-c", &dead], now);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("run `tallyctl cache salvage {f}`")),
+        "{o:?}"
+    );
+
+    let o = tallyctl(&["cache", "salvage", f], now);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let kept = format!("{side}.damaged-20260423T090800Z");
+    let out = stdout(&o);
+    assert!(
+        out.starts_with(&format!(
+            "{side}: salvaged: kept {} records, dropped line {line} (CRC mismatch",
+            damaged.lines().count() - 1
+        )) && out.ends_with(&format!("; the damaged file is kept as {kept}\n")),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&kept).expect("kept"), damaged);
+    let v = tallyctl(&["cache", "verify", f], now);
+    assert_eq!(v.status.code(), Some(0), "{v:?}");
+    // Offline use again, h1 and h3 still counted.
+    let o = checkout("h4");
+    assert!(stdout(&o).ends_with("(3 of 50 offline)\n"), "{o:?}");
+    let o = tallyctl(&["cache", "salvage", f], now);
+    assert_eq!(
+        stdout(&o),
+        format!("{side}: not damaged: nothing to salvage\n")
+    );
+}

@@ -26,6 +26,10 @@ pub struct Picture {
     pub server: String,
     /// The server's port.
     pub port: u16,
+    /// The server's clock when the picture was taken, Unix ms (a client
+    /// records its contact as the earlier of this and its own clock, so a
+    /// client clock set ahead at contact never stretches grace).
+    pub now_ms: u64,
     /// One entry per pool, in license-file order.
     pub pools: Vec<Pool>,
 }
@@ -109,8 +113,9 @@ impl PoolTerms {
 }
 
 impl Picture {
-    /// The picture of `engine`'s pools now, for server `host:port`.
-    pub fn of(engine: &Engine, host: &str, port: u16) -> Picture {
+    /// The picture of `engine`'s pools at `now_ms`, for server
+    /// `host:port`.
+    pub fn of(engine: &Engine, host: &str, port: u16, now_ms: u64) -> Picture {
         let mut pools = Vec::new();
         let mut hash = Fnv::default();
         for p in 0..engine.pool_count() {
@@ -129,6 +134,7 @@ impl Picture {
             stamp: format!("{:016x}", hash.0),
             server: host.to_string(),
             port,
+            now_ms,
             pools,
         }
     }
@@ -163,7 +169,12 @@ mod tests {
 
     fn picture(text: &str) -> Picture {
         let lic = tally_core::license::parse_str("t.lic", text);
-        Picture::of(&Engine::new(&lic, EngineConfig::default()), "lic1", 27000)
+        Picture::of(
+            &Engine::new(&lic, EngineConfig::default()),
+            "lic1",
+            27000,
+            1_776_848_880_000,
+        )
     }
 
     const SEED_001: &str = "\
@@ -185,6 +196,11 @@ INCREMENT MPS_ENT_CCU CITRIX 2007.0726 26-jul-2026 1000 START=1-jan-2026 \\
         assert_eq!(startup.dup_group.as_deref(), Some("HV"));
         assert_eq!(startup.gp_hours, Some(96));
         assert_eq!(startup.expiry_ms, None);
+        let whole = serde_json::to_string(&p).unwrap();
+        assert!(
+            whole.contains(r#""port":27000,"now_ms":1776848880000,"pools":["#),
+            "{whole}"
+        );
     }
 
     #[test]

@@ -118,7 +118,12 @@ impl StatusThread {
 pub(crate) fn build(job: Job) -> Vec<u8> {
     let mut line = Vec::new();
     if job.picture {
-        let picture = crate::picture::Picture::of(&job.engine, &job.info.host, job.info.port);
+        let picture = crate::picture::Picture::of(
+            &job.engine,
+            &job.info.host,
+            job.info.port,
+            job.info.now_ms,
+        );
         Reply::Picture(&picture).write_bytes(&mut line);
         return line;
     }

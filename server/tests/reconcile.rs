@@ -156,6 +156,45 @@ fn seed_001_reconciled_sessions_beyond_the_count_are_overdraft_and_counted_once(
 }
 
 #[test]
+fn the_same_id_for_another_session_is_refused_not_a_duplicate() {
+    let state = Scratch::new("state");
+    let t = Tallyd::start_with_state(LICENSE, &[], &state.0);
+    let start = now_ms() - 1000;
+    let mut c = t.connect();
+    let line = format!("RECONCILE MPS_ENT_CCU ann pc1 a start={start} id=c-1 linger=600");
+    assert!(c.req(&line).starts_with("OK RECONCILED MPS_ENT_CCU a "));
+    let other = format!("RECONCILE MPS_ENT_CCU bob pc2 b start={start} id=c-1 linger=600");
+    assert_eq!(
+        c.req(&other),
+        "ERR BAD_FIELD id=c-1 was reconciled for MPS_ENT_CCU a"
+    );
+    let feature = format!("RECONCILE CITRIX ann pc1 a start={start} id=c-1");
+    assert_eq!(
+        c.req(&feature),
+        "ERR BAD_FIELD id=c-1 was reconciled for MPS_ENT_CCU a"
+    );
+    assert_eq!(c.in_use("MPS_ENT_CCU"), 1, "nothing counted");
+    assert_eq!(c.in_use("CITRIX"), 0, "nothing counted");
+    assert!(eventually(GENEROUS, || {
+        t.log_lines().iter().any(|l| l.contains(
+        "RECONCILE refused: id=c-1 was reconciled for \"MPS_ENT_CCU\" [a], not \"MPS_ENT_CCU\" bob@pc2 [b]"
+    ))
+    }));
+    // The same id retried is still a duplicate, and after a restart (the
+    // ids from the journal) the mismatch is still told.
+    assert_eq!(c.req(&line), "OK DUPLICATE MPS_ENT_CCU a");
+    assert_eq!(c.req("DOWN"), "OK DOWN");
+    drop(t);
+    let t = Tallyd::start_with_state(LICENSE, &[], &state.0);
+    let mut c = t.connect();
+    assert_eq!(
+        c.req(&other),
+        "ERR BAD_FIELD id=c-1 was reconciled for MPS_ENT_CCU a"
+    );
+    assert_eq!(c.in_use("MPS_ENT_CCU"), 1);
+}
+
+#[test]
 fn a_clean_restart_and_a_second_restart_keep_the_ids_too() {
     let state = Scratch::new("state");
     let t = Tallyd::start_with_state(LICENSE, &[], &state.0);

@@ -206,6 +206,7 @@ impl Cache {
             stamp: self.stamp.clone(),
             server: self.server.clone(),
             port: self.port,
+            now_ms: None,
             pools: Vec::new(),
         };
         picture.validate()?;

@@ -468,6 +468,7 @@ mod props {
                 stamp,
                 server,
                 port,
+                now_ms: None,
                 pools: pools
                     .into_iter()
                     .map(|terms| Pool { terms, in_use: 3 })

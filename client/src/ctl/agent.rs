@@ -12,6 +12,7 @@
 //! | `OFFLINE <feature> <handle> grace until <time> (<n> of <count> offline)` | 0 |
 //! | `REFUSED <CODE> <reason>` (offline grace refused; `GRACE_ENDED` ends `(grace ended <time>)`) | 241 |
 //! | `REFUSED cache <file>: [<SECTION>] line <n>: <what>` (no usable cache) | 241 |
+//! | ``REFUSED cache <file>.admissions: line <n>: <what>; run `tallyctl cache salvage <file>` ...`` (a damaged side file) | 241 |
 //! | `REFUSED no license server answered (<what was tried>)` (no cache file yet) | 241 |
 //!
 //! With an offline `REFUSED`, stderr says which servers were tried.
@@ -26,9 +27,11 @@
 //!
 //! `agent reconcile --cache FILE` sends one `RECONCILE` per pending
 //! offline admission and prints one line each (`RECONCILED ...`,
-//! `OVERDRAFT ... excess <n>`, `DUPLICATE ...`, `FAILED ...`,
-//! [`crate::join::Outcome`]), then the summary; exit 0 when every
-//! admission was answered, 1 when some failed, 241 when no server answered.
+//! `OVERDRAFT ... excess <n>`, `DUPLICATE ...`, `REJECTED <feature>
+//! <handle> <REASON> ...` (the server denied it for good: recorded as
+//! rejected, not sent again), `FAILED ...`, [`crate::join::Outcome`]), then
+//! the summary; exit 0 when every admission was recorded, 1 when some
+//! failed or were rejected, 241 when no server answered.
 //!
 //! `agent run FEATURE --user U --host H --handle X --linger SECS
 //! [--renew-every SECS] [--for SECS]` runs an [`crate::Agent`] on the
@@ -100,7 +103,7 @@ pub fn offline_checkout(
             let missing = matches!(&e, OfflineError::Cache(CacheError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound);
             return OfflineOutcome::Unavailable {
-                why: e.to_string(),
+                why: with_hint(&e, cache),
                 missing,
             };
         }
@@ -119,7 +122,7 @@ pub fn offline_checkout(
             reason: format!("BAD_FIELD {e}"),
         },
         Err(e) => OfflineOutcome::Unavailable {
-            why: e.to_string(),
+            why: with_hint(&e, cache),
             missing: false,
         },
         Ok(Verdict::Admitted {
@@ -154,6 +157,16 @@ pub fn offline_checkout(
                 r => format!("{} {r}", r.code()),
             },
         },
+    }
+}
+
+/// `e`'s text; for a damaged side file, followed by what to do about it.
+fn with_hint(e: &OfflineError, cache: &Path) -> String {
+    match e {
+        OfflineError::Corrupt { .. } => {
+            format!("{e}; {}", super::cache::salvage_hint(cache))
+        }
+        e => e.to_string(),
     }
 }
 
@@ -298,7 +311,7 @@ fn reconcile(a: &AgentReconcileArgs, mut client: Client) -> Result<i32, CtlError
     let mut offline = match Offline::open(&a.cache, Durability::Fsync) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("tallyctl: {e}");
+            eprintln!("tallyctl: {}", with_hint(&e, &a.cache));
             return Ok(1);
         }
     };
@@ -321,7 +334,11 @@ fn reconcile(a: &AgentReconcileArgs, mut client: Client) -> Result<i32, CtlError
         return Ok(0);
     }
     refresh_cache(&mut client, &a.cache);
-    Ok(if report.counts().3 > 0 { 1 } else { 0 })
+    Ok(if report.counts().3 > 0 || report.rejected() > 0 {
+        1
+    } else {
+        0
+    })
 }
 
 fn run_agent(a: &AgentRunArgs, client: Client) -> Result<i32, CtlError> {

@@ -204,6 +204,13 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Repair a damaged side file: keep every intact record in a new side
+    /// file and set the damaged one aside as
+    /// FILE.admissions.damaged-TIME (nothing is deleted).
+    Salvage {
+        /// The cache file (its side file is FILE.admissions).
+        file: PathBuf,
+    },
 }
 
 /// `lmstat`'s options, FlexLM's letters.
@@ -431,6 +438,7 @@ mod tests {
     fn cache_forms() {
         assert!(parse(&["tallyctl", "cache", "verify", "c.ini"]).is_ok());
         assert!(parse(&["tallyctl", "cache", "show", "c.ini", "--json"]).is_ok());
+        assert!(parse(&["tallyctl", "cache", "salvage", "c.ini"]).is_ok());
         assert!(parse(&["tallyctl", "cache", "verify"]).is_err());
         assert!(parse(&["tallyctl", "cache"]).is_err());
     }

@@ -14,6 +14,13 @@
 //! and the highest time the side file recorded), and every offline
 //! admission; `--json` prints the same as one JSON object. It changes
 //! neither file. Exit status as `verify`'s.
+//!
+//! `salvage` repairs a damaged side file ([`offline::salvage`]): every
+//! intact record (each line has its own CRC) goes into a new side file,
+//! the damaged one is kept as `FILE.admissions.damaged-<time>`, and it
+//! prints `FILE.admissions: salvaged: kept N records, dropped line L
+//! (what), ...; the damaged file is kept as ...` (exit 0); a side file
+//! that is not damaged, or missing, is left alone (exit 0).
 
 use std::path::Path;
 
@@ -32,6 +39,63 @@ pub fn run(cmd: &CacheCommand, now_ms: u64) -> i32 {
     match cmd {
         CacheCommand::Verify { file } => verify(file),
         CacheCommand::Show { file, json } => show(file, *json, now_ms),
+        CacheCommand::Salvage { file } => salvage(file, now_ms),
+    }
+}
+
+/// The command that repairs the damaged side file of `cache`, for
+/// messages.
+pub fn salvage_hint(cache: &Path) -> String {
+    format!(
+        "run `tallyctl cache salvage {}` (keeps every intact record, sets the damaged \
+         side file aside; nothing is deleted)",
+        cache.display()
+    )
+}
+
+fn salvage(file: &Path, now_ms: u64) -> i32 {
+    let side = side_file_path(file);
+    let stamp = i64::try_from(now_ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || now_ms.to_string(),
+            |t| t.format("%Y%m%dT%H%M%SZ").to_string(),
+        );
+    match offline::salvage(file, &stamp) {
+        Ok(Some(s)) => {
+            let dropped: Vec<String> = s
+                .dropped
+                .iter()
+                .map(|(n, what)| format!("dropped line {n} ({what})"))
+                .collect();
+            print(&format!(
+                "{}: salvaged: kept {}, {}; the damaged file is kept as {}\n",
+                side.display(),
+                super::counted(s.kept as u64, "record", "records"),
+                dropped.join(", "),
+                s.damaged.display()
+            ));
+            0
+        }
+        Ok(None) if side.exists() => {
+            print(&format!(
+                "{}: not damaged: nothing to salvage\n",
+                side.display()
+            ));
+            0
+        }
+        Ok(None) => {
+            print(&format!(
+                "{}: no side file: nothing to salvage\n",
+                side.display()
+            ));
+            0
+        }
+        Err(e) => {
+            print(&format!("{e}\n"));
+            status(&e)
+        }
     }
 }
 
@@ -211,8 +275,14 @@ fn show_text(
         if let Some(r) = e.released_ms {
             out.push_str(&format!(", ended {}", rfc3339(r)));
         }
+        if let Some(r) = e.renewed_ms {
+            out.push_str(&format!(", renewed {}", rfc3339(r)));
+        }
         if e.reconciled {
             out.push_str(", reconciled");
+        }
+        if let Some(reason) = &e.rejected {
+            out.push_str(&format!(", rejected {reason}"));
         }
         out.push('\n');
     }

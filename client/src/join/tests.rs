@@ -340,3 +340,43 @@ fn a_garbled_reconcile_reply_is_a_failure_left_pending() {
         .starts_with("FAILED MPM_ADV_RC h0 "));
     assert_eq!(off.pending().len(), 1);
 }
+
+#[test]
+fn a_denied_reconcile_is_rejected_for_good_and_no_longer_counts() {
+    let (_d, cache) = dir();
+    let mut off = admitted(&cache, 2);
+    let s = server(Arc::default(), |l, _| {
+        Some(if l == "PING" {
+            "PONG\n".into()
+        } else if l.contains(" h0 ") {
+            "DENIED MPM_ADV_RC h0 EXPIRED -10 the license expired on 2026-07-26\n".into()
+        } else {
+            "OK RECONCILED MPM_ADV_RC h1 0\n".into()
+        })
+    });
+    let report = reconcile(&mut client(s), &mut off).expect("reconcile");
+    assert_eq!(report.counts(), (1, 0, 0, 0), "{report:?}");
+    assert_eq!((report.rejected(), report.left), (1, 0));
+    let line = report.outcomes[0].to_string();
+    assert!(
+        line.starts_with("REJECTED MPM_ADV_RC h0 EXPIRED u@ts1 started "),
+        "{line}"
+    );
+    assert!(
+        report
+            .summary()
+            .contains(", 1 rejected, 0 failed; 0 pending"),
+        "{}",
+        report.summary()
+    );
+    assert!(off.pending().is_empty());
+    // Recorded: another process sees it rejected, not pending, not held.
+    let off = Offline::open(&cache, Durability::NoSync).expect("reopen");
+    assert!(off.pending().is_empty());
+    assert_eq!(off.ledger().entries[0].rejected.as_deref(), Some("EXPIRED"));
+    assert!(off
+        .ledger()
+        .held(&off.cache().pools)
+        .iter()
+        .all(|&n| n == 0));
+}

@@ -36,7 +36,7 @@ use crate::grace::{self, Ask, Decision, HighWater, Refusal};
 use crate::picture::{Picture, PoolTerms};
 use crate::proto::field_fault;
 
-pub use log::{Admission, Durability, Record, SideFile};
+pub use log::{Admission, Durability, Lock, Record, Salvaged, SideFile};
 
 /// Suffix of the side file's name: `tally.ini` keeps its admissions in
 /// `tally.ini.admissions`.
@@ -125,6 +125,11 @@ pub struct Entry {
     pub released_ms: Option<Millis>,
     /// The server recorded it.
     pub reconciled: bool,
+    /// When it was last renewed (the same session asking again), if it was.
+    pub renewed_ms: Option<Millis>,
+    /// The server refused it for good (RECONCILE answered `DENIED`): the
+    /// reason. It no longer counts and is not sent again.
+    pub rejected: Option<String>,
 }
 
 /// The state a side file's records describe (pure: no I/O).
@@ -165,7 +170,22 @@ impl Ledger {
                     admission: a.clone(),
                     released_ms: None,
                     reconciled: false,
+                    renewed_ms: None,
+                    rejected: None,
                 });
+            }
+            Record::Renew {
+                id,
+                at_ms,
+                linger_ms,
+            } => {
+                self.high_ms = self.high_ms.max(*at_ms);
+                if let Some(e) = self.find(id) {
+                    e.renewed_ms = Some(*at_ms);
+                    if linger_ms.is_some() {
+                        e.admission.linger_ms = *linger_ms;
+                    }
+                }
             }
             Record::Release { id, at_ms } => {
                 self.high_ms = self.high_ms.max(*at_ms);
@@ -178,6 +198,11 @@ impl Ledger {
                     e.reconciled = true;
                 }
             }
+            Record::Rejected { id, reason } => {
+                if let Some(e) = self.find(id) {
+                    e.rejected.get_or_insert_with(|| reason.clone());
+                }
+            }
         }
     }
 
@@ -186,23 +211,24 @@ impl Ledger {
     }
 
     /// Admissions the server has not recorded yet, in order (ended ones
-    /// included: they happened).
+    /// included: they happened; rejected ones left out: the server said no
+    /// for good).
     pub fn pending(&self) -> Vec<&Admission> {
         self.entries
             .iter()
-            .filter(|e| !e.reconciled)
+            .filter(|e| !e.reconciled && e.rejected.is_none())
             .map(|e| &e.admission)
             .collect()
     }
 
     /// Licenses each pool of `pools` has out offline (admitted, neither
-    /// released nor reconciled).
+    /// released nor reconciled nor rejected).
     pub fn held(&self, pools: &[PoolTerms]) -> Vec<u32> {
         let mut held = vec![0u32; pools.len()];
         for e in self
             .entries
             .iter()
-            .filter(|e| !e.reconciled && e.released_ms.is_none())
+            .filter(|e| !e.reconciled && e.rejected.is_none() && e.released_ms.is_none())
         {
             let a = &e.admission;
             let pool = pools.iter().position(|p| {
@@ -255,6 +281,11 @@ impl Offline {
     /// After a successful contact at `now` that fetched `picture`: stores
     /// it (rewriting the cache file only if the terms changed), records the
     /// contact, and returns the state.
+    ///
+    /// The contact's time is the earlier of `now` and the server's clock
+    /// (the picture's `now_ms`, when the server sends it): a client clock
+    /// set ahead at contact, then back, would otherwise start grace in the
+    /// future and stretch it.
     pub fn contact(
         cache_path: &Path,
         picture: &Picture,
@@ -262,8 +293,10 @@ impl Offline {
         now: Millis,
         durability: Durability,
     ) -> Result<(Offline, Stored), OfflineError> {
+        let now = picture.now_ms.map_or(now, |server| server.min(now));
         let stored = cache::store(cache_path, picture, identity, now)?;
         let mut offline = Offline::open(cache_path, durability)?;
+        let _lock = offline.sync()?;
         offline.record(Record::Contact { at_ms: now })?;
         Ok((offline, stored))
     }
@@ -341,7 +374,11 @@ impl Offline {
                 });
             }
         }
+        let _lock = self.sync()?;
         let now = self.observe(now);
+        if let Some(renewed) = self.renew(session, linger_ms, now)? {
+            return Ok(renewed);
+        }
         let held = self.ledger.held(&self.cache.pools);
         let ask = Ask {
             feature: session.feature,
@@ -359,7 +396,12 @@ impl Offline {
             } => {
                 let p = &self.cache.pools[pool];
                 let admission = Admission {
-                    id: format!("{}-{}", self.ledger.tag, self.ledger.entries.len() + 1),
+                    id: format!(
+                        "{}-{}-{}",
+                        self.ledger.tag,
+                        self.ledger.entries.len() + 1,
+                        random_hex()
+                    ),
                     feature: session.feature.to_string(),
                     version: session.version.map(str::to_string),
                     user: session.user.to_string(),
@@ -380,9 +422,57 @@ impl Offline {
         }
     }
 
+    /// A session asking again with the (feature, user, host, handle) of an
+    /// offline admission still held (neither released nor reconciled) is
+    /// that session, as online (a second checkout of a handle renews its
+    /// instance): the admission is renewed at `now` (a `renew` record,
+    /// with the linger asked), keeps its id and counts once, whatever the
+    /// grace (a session admitted keeps running). `None`: no such
+    /// admission.
+    fn renew(
+        &mut self,
+        session: &Session<'_>,
+        linger_ms: Option<u64>,
+        now: Millis,
+    ) -> Result<Option<Verdict>, OfflineError> {
+        let Some(i) = self.ledger.entries.iter().position(|e| {
+            let a = &e.admission;
+            !e.reconciled
+                && e.rejected.is_none()
+                && e.released_ms.is_none()
+                && a.feature == session.feature
+                && a.user == session.user
+                && a.host == session.host
+                && a.handle == session.handle
+        }) else {
+            return Ok(None);
+        };
+        let a = &self.ledger.entries[i].admission;
+        let hours = self
+            .cache
+            .pools
+            .iter()
+            .find(|p| {
+                p.feature == a.feature && p.version == a.pool_version && p.expiry == a.pool_expiry
+            })
+            .map_or(0, grace::grace_hours);
+        let grace_ends_ms = grace::grace_end_ms(self.last_contact_ms(), hours);
+        self.record(Record::Renew {
+            id: a.id.clone(),
+            at_ms: now,
+            linger_ms,
+        })?;
+        let admission = self.ledger.entries[i].admission.clone();
+        Ok(Some(Verdict::Admitted {
+            admission,
+            grace_ends_ms,
+        }))
+    }
+
     /// A session admitted offline ended at `now`; `false` if `id` is
     /// unknown or already released.
     pub fn release(&mut self, id: &str, now: Millis) -> Result<bool, OfflineError> {
+        let _lock = self.sync()?;
         let known = self
             .ledger
             .entries
@@ -407,6 +497,7 @@ impl Offline {
     /// The server recorded admission `id`; `false` if it is unknown or was
     /// already marked.
     pub fn mark_reconciled(&mut self, id: &str) -> Result<bool, OfflineError> {
+        let _lock = self.sync()?;
         let known = self
             .ledger
             .entries
@@ -418,9 +509,44 @@ impl Offline {
         Ok(known)
     }
 
+    /// The server refused admission `id` for good (`reason`: its DENIED
+    /// reason): it leaves the count and the pending list; `false` if it is
+    /// unknown or no longer pending.
+    pub fn mark_rejected(&mut self, id: &str, reason: &str) -> Result<bool, OfflineError> {
+        let _lock = self.sync()?;
+        let known = self
+            .ledger
+            .entries
+            .iter()
+            .any(|e| e.admission.id == id && !e.reconciled && e.rejected.is_none());
+        if known {
+            self.record(Record::Rejected {
+                id: id.to_string(),
+                reason: reason.to_string(),
+            })?;
+        }
+        Ok(known)
+    }
+
     /// Grace of every pool at `now` (not recorded).
     pub fn grace(&self, now: Millis) -> Vec<PoolGrace> {
         pool_graces(&self.cache, &self.ledger, now.max(self.high.get()))
+    }
+
+    /// Takes the side file's lock and reads what other processes appended
+    /// since (their admissions count, their contact restarts grace): every
+    /// decision is made and recorded under it.
+    fn sync(&mut self) -> Result<Lock, OfflineError> {
+        let lock = self.side.lock()?;
+        let records = self.side.load(new_tag)?;
+        let before = self.ledger.last_contact_ms;
+        self.ledger = Ledger::replay(&records);
+        if self.ledger.last_contact_ms == before {
+            self.high.observe(self.ledger.high_ms);
+        } else {
+            self.high = HighWater::new(self.ledger.high_ms.max(self.last_contact_ms()));
+        }
+        Ok(lock)
     }
 
     /// Raises the high-water mark with `now`; returns the time to use.
@@ -476,6 +602,27 @@ pub fn pool_graces(cache: &Cache, ledger: &Ledger, now: Millis) -> Vec<PoolGrace
             }
         })
         .collect()
+}
+
+/// 16 hex digits from std's randomly keyed hasher (a fresh key per call):
+/// the random part of an admission id, so that side files copied with a
+/// cloned machine (the same tag) still never give out the same id.
+fn random_hex() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// [`log::salvage`] of the side file of the cache at `cache_path`
+/// (`stamp` names the damaged file: `<cache>.admissions.damaged-<stamp>`).
+pub fn salvage(cache_path: &Path, stamp: &str) -> Result<Option<Salvaged>, OfflineError> {
+    log::salvage(&side_file_path(cache_path), stamp, new_tag)
 }
 
 /// A fresh client tag: 16 hex digits from std's randomly keyed hasher,

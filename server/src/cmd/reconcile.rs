@@ -14,7 +14,9 @@
 //! ([`Seen`], shared by the loops, and the journal's RECONCILE records,
 //! restored at start), and a second RECONCILE of it is `OK DUPLICATE`,
 //! counting nothing. An id whose RECONCILE was denied is not remembered (it
-//! counted nothing).
+//! counted nothing). The same id for another feature or handle is not a
+//! retry: `ERR BAD_FIELD id=<id> was reconciled for <feature> <handle>`
+//! and a `RECONCILE refused:` debug-log line, nothing counted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,14 +45,20 @@ impl Seen {
         self.ids.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Claims `id` for (feature, handle); `false` if it was seen before.
-    fn claim(&self, id: &str, feature: &str, handle: &str) -> bool {
+    /// Claims `id` for (feature, handle).
+    fn claim(&self, id: &str, feature: &str, handle: &str) -> Claim {
         let mut ids = self.lock();
-        if ids.contains_key(id) {
-            return false;
+        match ids.get(id) {
+            Some((f, h)) if &**f == feature && &**h == handle => Claim::Duplicate,
+            Some((f, h)) => Claim::Mismatch {
+                feature: f.to_string(),
+                handle: h.to_string(),
+            },
+            None => {
+                ids.insert(id.into(), (feature.into(), handle.into()));
+                Claim::New
+            }
         }
-        ids.insert(id.into(), (feature.into(), handle.into()));
-        true
     }
 
     /// Forgets `id` (its RECONCILE was denied).
@@ -73,6 +81,22 @@ impl Seen {
     }
 }
 
+/// What [`Seen::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+enum Claim {
+    /// Not seen before: claimed.
+    New,
+    /// Seen for the same feature and handle: a retry.
+    Duplicate,
+    /// Seen for another feature or handle: not this session's id.
+    Mismatch {
+        /// The feature it was reconciled for.
+        feature: String,
+        /// The handle it was reconciled for.
+        handle: String,
+    },
+}
+
 /// Answers a RECONCILE into `out`.
 pub(crate) fn reconcile(
     cx: &mut Ctx,
@@ -82,13 +106,36 @@ pub(crate) fn reconcile(
     out: &mut BytesMut,
     fx: &mut Effects,
 ) {
-    if !cx.shared.reconciled.claim(r.id, r.feature, r.handle) {
-        let _ = Reply::ReconcileDuplicate {
-            feature: r.feature,
-            handle: r.handle,
+    match cx.shared.reconciled.claim(r.id, r.feature, r.handle) {
+        Claim::New => {}
+        Claim::Duplicate => {
+            let _ = Reply::ReconcileDuplicate {
+                feature: r.feature,
+                handle: r.handle,
+            }
+            .write_to(out);
+            return;
         }
-        .write_to(out);
-        return;
+        Claim::Mismatch { feature, handle } => {
+            // Not a retry: two sessions share an id (a client bug, or ids
+            // copied with a side file). Nothing counted; said, and logged.
+            let vendor = cx
+                .engine
+                .feature_id(&feature)
+                .map_or("lmgrd", |f| vendor(&cx.engine, f));
+            let line = format!(
+                "RECONCILE refused: id={} was reconciled for \"{feature}\" [{handle}], \
+                 not \"{}\" {}@{} [{}]",
+                r.id, r.feature, r.user, r.host, r.handle
+            );
+            fx.line(now, vendor, line);
+            let e = protocol::ProtoError {
+                code: protocol::ErrCode::BadField,
+                text: format!("id={} was reconciled for {feature} {handle}", r.id),
+            };
+            let _ = Reply::Malformed(&e).write_to(out);
+            return;
+        }
     }
     let linger_ms = r.linger_ms.unwrap_or_else(|| {
         match cx

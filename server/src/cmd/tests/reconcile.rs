@@ -61,7 +61,7 @@ fn the_stamp_changes_on_a_reread_of_a_changed_file_only() {
         std::fs::write(&path, text).unwrap();
         let files = crate::reread::read_files(&b.cx.shared).unwrap();
         let p = reread::prepare(&b.cx, files, b.now());
-        Picture::of(&p.engine, "lic1", 27000).stamp
+        Picture::of(&p.engine, "lic1", 27000, 0).stamp
     };
     // The same terms, rewritten with comments: the same stamp.
     let same = format!("# reissued\n{LICENSE}# end\n");
