@@ -42,7 +42,8 @@ pub(crate) struct Prepared {
 pub(crate) fn prepare(cx: &Ctx, now: u64) -> Result<Prepared, String> {
     let shared = &cx.shared;
     // As at start: a file with nothing to serve changes nothing.
-    let mut licenses = crate::server::load_licenses(shared.license_path.as_deref())?;
+    let mut licenses =
+        crate::server::load_licenses(shared.license_path.as_deref(), shared.vendor_key.as_ref())?;
     // Features the new file drops keep their holders until they drain.
     let retired = crate::reread::keep_removed_features(&mut licenses, &cx.engine.snapshot(now));
     // The options file is reread with the license file; if it cannot be
