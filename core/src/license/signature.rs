@@ -207,6 +207,8 @@ pub struct LineSignature {
     pub keyword: String,
     /// The feature (or package) it names, if any.
     pub name: String,
+    /// Whether the line has a `TALLY_SIG=` (checked or not).
+    pub has_sig: bool,
     /// What the check found.
     pub status: SigStatus,
 }
@@ -261,6 +263,7 @@ pub fn check_signatures(key: Option<&VendorKey>, text: &str) -> Vec<LineSignatur
                 at: (pos.line, pos.column),
                 keyword,
                 name: words.get(1).map_or(String::new(), |w| w.text.clone()),
+                has_sig: !sigs.is_empty(),
                 status,
             })
         })

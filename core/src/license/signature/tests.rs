@@ -74,7 +74,10 @@ fn sign_then_verify_and_the_rest_of_the_file_is_kept() {
     // Without a key nothing is checked.
     let none = check_signatures(None, &text);
     assert_eq!(none.len(), 4);
-    assert!(none.iter().all(|s| s.status == SigStatus::NotChecked));
+    assert!(none
+        .iter()
+        .all(|s| s.status == SigStatus::NotChecked && s.has_sig));
+    assert!(check_signatures(None, FILE).iter().all(|s| !s.has_sig));
 }
 
 #[test]
