@@ -9,12 +9,12 @@
 //! own `SIGN=`/`SIGN2=` values are signed like any other keyword and kept
 //! as they are (their scheme is FlexNet's and not checked here).
 //!
-//! **What is signed** (the *canonical form* of a record, [`canonical`]): the
+//! **What is signed** (the *canonical form* of a record): the
 //! text `tally-sig-v1`, a line feed, then the record's words as written
 //! (quotes kept, record keyword and `key=` names in the case written), in
 //! their order, every `TALLY_SIG=` word left out, joined by single spaces,
 //! with every run of blanks inside a word (inside quotes) read as one space.
-//! Continuation lines are joined first ([`super::lexer`]: the `\`, the blanks
+//! Continuation lines are joined first (as the parser joins them: the `\`, the blanks
 //! around it and the next line's leading blanks read as one space). So
 //! re-wrapping a line at its blanks, re-indenting it, changing its line
 //! endings or moving the `TALLY_SIG=` keyword keeps the signature valid;
