@@ -323,8 +323,25 @@ pub fn sign(key: &VendorSigningKey, text: &str) -> Signed {
             ));
             continue;
         }
+        // Right to left, so that each removal leaves the columns of the
+        // words before it as they were.
+        // On failure the lines touched are put back as they were.
         let old: Vec<&Word> = words.iter().filter(|w| is_sig(w)).collect();
-        if let Err(why) = old.iter().try_for_each(|w| remove_word(&mut lines, w)) {
+        let saved: Vec<(usize, String)> = old
+            .iter()
+            .filter_map(|w| {
+                let i = w.pos.line as usize - 1;
+                lines.get(i).map(|l| (i, l.clone()))
+            })
+            .collect();
+        if let Err(why) = old
+            .iter()
+            .rev()
+            .try_for_each(|w| remove_word(&mut lines, w))
+        {
+            for (i, line) in saved.into_iter().rev() {
+                lines[i] = line;
+            }
             skipped.push((record.line, why));
             continue;
         }

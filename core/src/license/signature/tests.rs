@@ -1,5 +1,5 @@
 use super::*;
-use crate::license::parse_str;
+use crate::license::{parse_str, LicenseSet, PoolLine};
 
 fn key() -> VendorSigningKey {
     VendorSigningKey::from_seed([7; 32])
@@ -204,4 +204,80 @@ fn key_files_round_trip_and_bad_ones_are_named() {
     ));
     let short = format!("{PUBLIC_KEY_HEADER}\nabcd\n");
     assert_eq!(VendorKey::from_text(&short), Err(KeyError::Digits));
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces license files are made of, continuations, quotes, CRLF and
+    /// stray backslashes included.
+    fn piece() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "FEATURE f v 1.0 permanent 3",
+            "INCREMENT g v 2.0 31-dec-2030 uncounted",
+            "PACKAGE p v COMPONENTS=\"a b\"",
+            "UPGRADE f v 1.0 2.0 permanent 1",
+            "feature lower v 1 permanent 1",
+            "SERVER h ANY 27000",
+            "VENDOR v",
+            "# comment",
+            "",
+            "   ",
+            " \\",
+            "\\",
+            "\t",
+            " NOTICE=\"a  b",
+            " c\"",
+            " SIGN=\"00 11\"",
+            " TALLY_SIG=abcd",
+            " ISSUED=1-jan-2026",
+            "\r",
+            "\n",
+            "\n",
+            "\n",
+        ])
+    }
+
+    proptest! {
+        /// Signing never changes what the file serves, every line it signs
+        /// verifies, and signing again changes nothing.
+        #[test]
+        fn signing_verifies_and_changes_nothing_else(pieces in prop::collection::vec(piece(), 0..40)) {
+            let text: String = pieces.concat();
+            let k = key();
+            let s = sign(&k, &text);
+            let sigs = check_signatures(Some(&k.public()), &s.text);
+            for line in &s.lines {
+                let st = sigs.iter().find(|x| x.line == *line).map(|x| x.status.clone());
+                prop_assert_eq!(st, Some(SigStatus::Valid), "line {} of {:?}", line, s.text);
+            }
+            let strip = |set: LicenseSet| -> Vec<PoolLine> {
+                set.pools
+                    .into_iter()
+                    .map(|mut p| {
+                        p.other.retain(|(k, _)| !k.eq_ignore_ascii_case(SIG_KEYWORD));
+                        p
+                    })
+                    .collect()
+            };
+            if s.skipped.is_empty() && !text.to_ascii_uppercase().contains("TALLY_SIG") {
+                prop_assert_eq!(strip(parse_str("t", &text)), strip(parse_str("t", &s.text)));
+            }
+            prop_assert_eq!(sign(&k, &s.text).text, s.text.clone());
+        }
+    }
+}
+
+#[test]
+fn a_signature_that_cannot_be_taken_out_leaves_the_line_as_it_was() {
+    // The first TALLY_SIG is quoted: the second, taken out first, is put
+    // back, the line is not signed, and it is named.
+    let text =
+        "FEATURE f v 1.0 permanent 3 TALLY_SIG=\"cd\" TALLY_SIG=ab\nFEATURE g v 1.0 permanent 1\n";
+    let s = sign(&key(), text);
+    assert_eq!(s.lines, [2]);
+    assert_eq!(s.skipped.len(), 1);
+    assert_eq!(s.skipped[0].0, 1);
+    assert_eq!(s.text.lines().next(), text.lines().next());
 }
