@@ -19,7 +19,8 @@ use crate::shared::Shared;
 /// `ERR REREAD_FAILED`) if either cannot be read, or the license file has
 /// nothing to serve (as at start).
 pub(crate) fn read_files(shared: &Shared) -> Result<Files, String> {
-    let licenses = crate::server::load_licenses(shared.license_path.as_deref())?;
+    let licenses =
+        crate::server::load_licenses(shared.license_path.as_deref(), shared.vendor_key.as_ref())?;
     // The options file is reread with the license file; if it cannot be
     // read, nothing changes.
     let options_path = crate::options::locate(

@@ -25,6 +25,7 @@ use mio::net::TcpListener;
 use mio::{Interest, Poll, Waker};
 use tally_core::clock::{Clock, SystemClock};
 use tally_core::engine::{Engine, EngineConfig, InstanceId};
+use tally_core::license::signature::VendorKey;
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 use tally_core::sync::{Pause, Published};
@@ -67,6 +68,9 @@ pub struct Config {
     pub salvage_journal: bool,
     /// Where the server reads the time (the system clock by default).
     pub clock: ServerClock,
+    /// The vendor's public key (`--vendor-key`): a REREAD refuses the
+    /// lines whose tally signature does not verify, as the start did.
+    pub vendor_key: Option<VendorKey>,
 }
 
 /// The clock a server reads the time from: the system clock, or another
@@ -208,6 +212,7 @@ impl Server {
             connections: AtomicU64::new(0),
             log: handle.clone(),
             license_path: config.license_path.clone(),
+            vendor_key: config.vendor_key,
             admin_token: config.admin_token.clone(),
             seed,
             policy: config.policy.clone(),
@@ -428,12 +433,27 @@ pub(crate) fn options_lines(
 
 /// Reads the license file at `path` (the embedded demo license when
 /// `None`), for start and REREAD alike. Malformed lines are left in the
-/// set's diagnostics for the caller to report; a file with no FEATURE or
-/// INCREMENT line left is an error: there would be nothing to serve.
-pub fn load_licenses(path: Option<&std::path::Path>) -> Result<LicenseSet, String> {
-    let set = match path {
-        Some(p) => crate::source::read_license(p).map_err(|e| e.to_string())?,
-        None => tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE),
+/// set's diagnostics for the caller to report, and so are, with a
+/// `vendor_key` (`--vendor-key`), the lines whose tally signature is
+/// missing or does not verify; a file with no FEATURE or INCREMENT line
+/// left is an error: there would be nothing to serve.
+pub fn load_licenses(
+    path: Option<&std::path::Path>,
+    vendor_key: Option<&VendorKey>,
+) -> Result<LicenseSet, String> {
+    let set = match (path, vendor_key) {
+        (Some(p), None) => crate::source::read_license(p).map_err(|e| e.to_string())?,
+        (Some(p), Some(k)) => {
+            crate::source::read_license_verified(p, k).map_err(|e| e.to_string())?
+        }
+        (None, None) => {
+            tally_core::license::parse_str(crate::demo::DEMO_SOURCE, crate::demo::DEMO_LICENSE)
+        }
+        (None, Some(k)) => tally_core::license::signature::parse_str_verified(
+            crate::demo::DEMO_SOURCE,
+            crate::demo::DEMO_LICENSE,
+            k,
+        ),
     };
     if set.pools.is_empty() {
         return Err(format!(

@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicU64,
     pub(crate) log: LogHandle,
     pub(crate) license_path: Option<PathBuf>,
+    /// `--vendor-key`: REREAD checks the lines' signatures with it.
+    pub(crate) vendor_key: Option<tally_core::license::signature::VendorKey>,
     pub(crate) admin_token: Option<String>,
     pub(crate) seed: (u64, u64),
     pub(crate) policy: PolicyConfig,

@@ -16,6 +16,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::Path;
 
+use tally_core::license::signature::VendorKey;
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
@@ -31,6 +32,8 @@ pub enum SourceKind {
     License,
     /// A FlexLM options file.
     Options,
+    /// A vendor public key file (`--vendor-key`).
+    VendorKey,
 }
 
 impl fmt::Display for SourceKind {
@@ -38,6 +41,7 @@ impl fmt::Display for SourceKind {
         f.write_str(match self {
             SourceKind::License => "license file",
             SourceKind::Options => "options file",
+            SourceKind::VendorKey => "vendor key file",
         })
     }
 }
@@ -128,6 +132,29 @@ pub fn read_license(path: &Path) -> Result<LicenseSet, SourceFileError> {
         &path.display().to_string(),
         &text,
     ))
+}
+
+/// Reads and parses a license file as [`read_license`] does, refusing every
+/// FEATURE, INCREMENT, PACKAGE and UPGRADE line whose `TALLY_SIG=` does not
+/// verify with `key` ([`tally_core::license::signature::parse_str_verified`]).
+pub fn read_license_verified(path: &Path, key: &VendorKey) -> Result<LicenseSet, SourceFileError> {
+    let text = read_text(SourceKind::License, path, MAX_SOURCE_FILE_BYTES)?;
+    Ok(tally_core::license::signature::parse_str_verified(
+        &path.display().to_string(),
+        &text,
+        key,
+    ))
+}
+
+/// Largest vendor key file read, in bytes (a key file is some 100).
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a vendor public key file (`tallyctl license keygen`'s `.pub`);
+/// the message names the file.
+pub fn read_vendor_key(path: &Path) -> Result<VendorKey, String> {
+    let text =
+        read_text(SourceKind::VendorKey, path, MAX_KEY_FILE_BYTES).map_err(|e| e.to_string())?;
+    VendorKey::from_text(&text).map_err(|e| format!("vendor key file {}: {e}", path.display()))
 }
 
 /// Reads and parses an options file ([`MAX_SOURCE_FILE_BYTES`] at most).

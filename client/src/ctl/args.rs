@@ -85,7 +85,15 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The vendor's public key file: check each line's `TALLY_SIG=` as
+        /// `tallyd --vendor-key` does (lines that do not verify are
+        /// rejected).
+        #[arg(long, value_name = "PUB")]
+        vendor_key: Option<PathBuf>,
     },
+    /// Vendor-signed license files: make a key pair, sign a file.
+    #[command(subcommand)]
+    License(LicenseCommand),
     /// The offline cache file: check it, or show what it holds.
     #[command(subcommand)]
     Cache(CacheCommand),
@@ -93,6 +101,28 @@ pub enum Command {
     /// (tally_client::Client and Agent).
     #[command(subcommand)]
     Agent(AgentCommand),
+}
+
+/// `license ...`.
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Make a vendor key pair: PREFIX.key (private, mode 0600) and
+    /// PREFIX.pub (for `tallyd --vendor-key`). Never overwrites.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Print FILE with a `TALLY_SIG=` signature on every FEATURE, INCREMENT,
+    /// PACKAGE and UPGRADE line (`tallyctl license sign --key K in.lic >
+    /// out.lic`).
+    Sign {
+        /// The private key file (PREFIX.key).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The license file to sign.
+        file: PathBuf,
+    },
 }
 
 /// `agent ...`.

@@ -32,6 +32,16 @@
 //! PACKAGE nothing enables, an UPGRADE of more than there is) is a warning.
 //! These keys are absent from the JSON of a file without such lines.
 //!
+//! **Signatures** (`--vendor-key PUB`, docs/license-file.md): with the
+//! vendor's public key the file is read as `tallyd --vendor-key` reads it
+//! (a line whose `TALLY_SIG=` is missing or does not verify is a
+//! diagnostic and makes no pool), and every FEATURE, INCREMENT, PACKAGE and
+//! UPGRADE line gets a line `line N: KEYWORD name: signature valid` (or
+//! `missing`, `bad (why)`); without a key, a file with some `TALLY_SIG=`
+//! lists each line as `not checked (signed|unsigned; no --vendor-key)`. The
+//! JSON has them as `"signatures":[{"line","keyword","name","status",
+//! "signed","reason"}]` (`reason` only when bad), absent when not listed.
+//!
 //! `count` is `null` for an uncounted pool, `hostid` and `start` `null` when
 //! the line has none; `state` is `active`, `expired` or `not_started` (at
 //! the time of the check: the clock, or `TALLYCTL_NOW`). `options` is `null`
@@ -51,8 +61,12 @@ use tally_core::license::{Applied, Diagnostic, Expiry, LicenseSet, PoolLine};
 use tally_core::options::OptionsFile;
 
 use super::names::feature_name_warnings;
-use crate::source::{read_license, read_options};
+use crate::source::{read_options, read_text, SourceKind, MAX_SOURCE_FILE_BYTES};
 use tally_core::engine::unservable;
+use tally_core::license::parse_str;
+use tally_core::license::signature::{
+    check_signatures, parse_str_verified, LineSignature, SigStatus,
+};
 
 /// Every line loaded.
 pub const EXIT_CLEAN: i32 = 0;
@@ -76,6 +90,55 @@ pub struct Report {
     /// What each PACKAGE, UPGRADE and SUPERSEDE line did (absent if none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub applied: Vec<AppliedReport>,
+    /// Each FEATURE/INCREMENT/PACKAGE/UPGRADE line's tally signature, with
+    /// `--vendor-key` or when some line has a `TALLY_SIG=` (absent
+    /// otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureReport>,
+}
+
+/// One line's tally signature (`TALLY_SIG=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignatureReport {
+    /// 1-based line the record starts on.
+    pub line: u32,
+    /// `FEATURE`, `INCREMENT`, `PACKAGE` or `UPGRADE`.
+    pub keyword: String,
+    /// The feature or package it names.
+    pub name: String,
+    /// `valid`, `missing`, `bad` or `not checked` (no `--vendor-key`).
+    pub status: String,
+    /// Whether the line has a `TALLY_SIG=`.
+    pub signed: bool,
+    /// Why a `bad` one is bad (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&LineSignature> for SignatureReport {
+    fn from(s: &LineSignature) -> SignatureReport {
+        SignatureReport {
+            line: s.line,
+            keyword: s.keyword.clone(),
+            name: s.name.clone(),
+            status: s.status.word().to_string(),
+            signed: s.has_sig,
+            reason: match &s.status {
+                SigStatus::Bad(why) => Some(why.clone()),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The signature lines worth listing: all of them with a key, and without
+/// one only if some line is signed (a file nobody signed says nothing).
+fn listed(sigs: Vec<LineSignature>, key_given: bool) -> Vec<LineSignature> {
+    if key_given || sigs.iter().any(|s| s.has_sig) {
+        sigs
+    } else {
+        Vec::new()
+    }
 }
 
 /// What one PACKAGE, UPGRADE or SUPERSEDE line did.
@@ -250,6 +313,7 @@ impl Report {
                 }))
                 .collect(),
             applied: set.applied.iter().map(AppliedReport::from).collect(),
+            signatures: Vec::new(),
             options: options.map(|(path, o)| OptionsReport {
                 path: path.display().to_string(),
                 rules: o.rules.len(),
@@ -294,6 +358,18 @@ fn counted(n: usize, thing: &str) -> String {
 
 /// The human-readable listing of `set` (and its options file) at `now_ms`.
 pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u64) -> String {
+    human_signed(set, options, now_ms, &[])
+}
+
+/// [`human`] with a line per signature status after the pools and what
+/// PACKAGE/UPGRADE/SUPERSEDE lines became: `line N: FEATURE f: signature
+/// valid` (or `missing`, `bad (why)`, `not checked (signed|unsigned)`).
+pub fn human_signed(
+    set: &LicenseSet,
+    options: Option<(&Path, &OptionsFile)>,
+    now_ms: u64,
+    sigs: &[LineSignature],
+) -> String {
     let mut out = String::new();
     for p in &set.pools {
         let count = p
@@ -342,6 +418,21 @@ pub fn human(set: &LicenseSet, options: Option<(&Path, &OptionsFile)>, now_ms: u
             a.line,
             a.keyword,
             shown(&a.summary)
+        ));
+    }
+    for s in sigs {
+        let detail = match &s.status {
+            SigStatus::Bad(why) => format!(" ({why})"),
+            SigStatus::NotChecked if s.has_sig => " (signed; no --vendor-key)".to_string(),
+            SigStatus::NotChecked => " (unsigned; no --vendor-key)".to_string(),
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "line {}: {} {}: signature {}{detail}\n",
+            s.line,
+            s.keyword,
+            shown(&s.name),
+            s.status.word()
         ));
     }
     for d in &set.diagnostics {
@@ -425,14 +516,30 @@ fn options_path(licenses: &LicenseSet, license_path: &Path) -> Option<std::path:
 
 /// Runs `check-license` at `now_ms` (Unix ms): prints the report and
 /// returns the exit status.
-pub fn run(path: &Path, json: bool, now_ms: u64) -> i32 {
-    let set = match read_license(path) {
-        Ok(set) => set,
+/// With `vendor_key` the file is parsed as `tallyd --vendor-key` does: a
+/// line whose signature does not verify is rejected (a diagnostic, exit
+/// status 1) and makes no pool.
+pub fn run(path: &Path, json: bool, vendor_key: Option<&Path>, now_ms: u64) -> i32 {
+    let key = match vendor_key.map(super::license::read_public_key).transpose() {
+        Ok(k) => k,
         Err(e) => {
             eprintln!("tallyctl: {e}");
             return EXIT_UNREADABLE;
         }
     };
+    let text = match read_text(SourceKind::License, path, MAX_SOURCE_FILE_BYTES) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("tallyctl: {e}");
+            return EXIT_UNREADABLE;
+        }
+    };
+    let source = path.display().to_string();
+    let set = match &key {
+        Some(k) => parse_str_verified(&source, &text, k),
+        None => parse_str(&source, &text),
+    };
+    let sigs = listed(check_signatures(key.as_ref(), &text), key.is_some());
     // The options file tallyd would read (without --options).
     let options_path = options_path(&set, path);
     let options = match options_path.as_deref().map(read_options).transpose() {
@@ -446,7 +553,8 @@ pub fn run(path: &Path, json: bool, now_ms: u64) -> i32 {
         }
     };
     let options = options_path.as_deref().zip(options.as_ref());
-    let report = Report::of(&set, options, now_ms);
+    let mut report = Report::of(&set, options, now_ms);
+    report.signatures = sigs.iter().map(SignatureReport::from).collect();
     if json {
         match serde_json::to_string(&report) {
             Ok(s) => super::print(&format!("{s}\n")),
@@ -456,7 +564,7 @@ pub fn run(path: &Path, json: bool, now_ms: u64) -> i32 {
             }
         }
     } else {
-        super::print(&human(&set, options, now_ms));
+        super::print(&human_signed(&set, options, now_ms, &sigs));
     }
     report.exit_code()
 }

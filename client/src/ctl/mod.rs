@@ -48,7 +48,8 @@
 //! (e.g. `ERR FORBIDDEN`) is printed and exits 1; a bad command line exits
 //! 2. Full table in [`error`]; `check-license` exits 0 / 1 / 2 (clean /
 //! lines rejected / unreadable), and so has `cache verify` (0 valid, 1
-//! damaged, 2 unreadable; see [`cache`]).
+//! damaged, 2 unreadable; see [`cache`]), and so has `license sign` (0 all
+//! signed, 1 some lines not signed, 2 unreadable; see [`license`]).
 //!
 //! `remove` exits 1 when nothing matched. DISPLAY is the display as lmstat
 //! prints it: a holder that sent no display is named by its host there
@@ -67,6 +68,7 @@ pub mod check_license;
 pub mod client;
 pub mod error;
 pub mod hostid;
+pub mod license;
 pub mod lmstat;
 pub mod names;
 pub mod table;
@@ -252,9 +254,17 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             print(&hostid::hostid_line(&id));
             Ok(0)
         }
-        Command::CheckLicense { file, json } => {
-            Ok(check_license::run(file, *json, Now::get()?.unix_ms()))
-        }
+        Command::CheckLicense {
+            file,
+            json,
+            vendor_key,
+        } => Ok(check_license::run(
+            file,
+            *json,
+            vendor_key.as_deref(),
+            Now::get()?.unix_ms(),
+        )),
+        Command::License(l) => Ok(license::run(l)),
         Command::Agent(a) => agent::run(a, servers()?, wait),
         Command::Cache(c) => Ok(cache::run(c, Now::get()?.unix_ms())),
     }

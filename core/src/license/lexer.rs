@@ -82,6 +82,8 @@ pub(crate) struct Record {
     pub(crate) words: Result<Vec<Word>, UnterminatedQuote>,
     /// Where the `\` is that continues this record past the end of the file.
     pub(crate) dangling: Option<Pos>,
+    /// 1-based last physical line of the record (`line` unless continued).
+    pub(crate) end_line: u32,
 }
 
 /// A `"` that is not closed before the record ends.
@@ -96,6 +98,7 @@ pub(crate) fn records(text: &str) -> Vec<Record> {
     let mut out = Vec::new();
     let mut chars: Vec<(char, Pos)> = Vec::new();
     let mut start_line = 0;
+    let mut end_line = 0;
     let mut continuing: Option<Pos> = None;
     let mut physical_lines: Vec<&str> = text.split('\n').collect();
     // The empty piece after the file's final line break is not a line.
@@ -113,12 +116,13 @@ pub(crate) fn records(text: &str) -> Vec<Record> {
             start_line = line;
         }
         continuing = push_line(&mut chars, physical, line, continuing.is_some());
+        end_line = line;
         if continuing.is_none() {
-            out.push(finish(start_line, &mut chars, None));
+            out.push(finish(start_line, end_line, &mut chars, None));
         }
     }
     if continuing.is_some() {
-        out.push(finish(start_line, &mut chars, continuing));
+        out.push(finish(start_line, end_line, &mut chars, continuing));
     }
     out
 }
@@ -173,13 +177,14 @@ fn push_line(
     backslash
 }
 
-fn finish(line: u32, chars: &mut Vec<(char, Pos)>, dangling: Option<Pos>) -> Record {
+fn finish(line: u32, end_line: u32, chars: &mut Vec<(char, Pos)>, dangling: Option<Pos>) -> Record {
     let words = split_words(chars);
     chars.clear();
     Record {
         line,
         words,
         dangling,
+        end_line,
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tally_core::license::signature::VendorKey;
 use tally_core::license::LicenseSet;
 use tally_server::debuglog::LogTarget;
 use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
@@ -113,6 +114,13 @@ struct Args {
     /// this machine's name).
     #[arg(long)]
     host_name: Option<String>,
+
+    /// The vendor's public key file (`tallyctl license keygen`): serve only
+    /// the FEATURE, INCREMENT, PACKAGE and UPGRADE lines whose `TALLY_SIG=`
+    /// verifies with it; the others are refused, each named file:line, at
+    /// start and at every REREAD.
+    #[arg(long, value_name = "PUB")]
+    vendor_key: Option<PathBuf>,
 }
 
 fn machine_host_name() -> String {
@@ -123,8 +131,11 @@ fn machine_host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn load_licenses(path: Option<&PathBuf>) -> Result<LicenseSet, String> {
-    let set = tally_server::server::load_licenses(path.map(PathBuf::as_path))?;
+fn load_licenses(
+    path: Option<&PathBuf>,
+    vendor_key: Option<&VendorKey>,
+) -> Result<LicenseSet, String> {
+    let set = tally_server::server::load_licenses(path.map(PathBuf::as_path), vendor_key)?;
     for d in &set.diagnostics {
         eprintln!("tallyd: warning: {d} (line skipped)");
     }
@@ -210,7 +221,12 @@ fn start_error(e: ServerError, state_dir_given: bool) -> String {
 
 fn run(args: Args) -> Result<(), Failure> {
     tally_server::journal::set_snapshot_every_bytes(args.snapshot_every_kib.saturating_mul(1024));
-    let licenses = load_licenses(args.license.as_ref())?;
+    let vendor_key = args
+        .vendor_key
+        .as_deref()
+        .map(tally_server::source::read_vendor_key)
+        .transpose()?;
+    let licenses = load_licenses(args.license.as_ref(), vendor_key.as_ref())?;
     let policy = load_options(&args, &licenses)?;
     // The options file's DEBUGLOG is used when -l is not given.
     let log_arg = args.log.clone().or_else(|| {
@@ -282,6 +298,7 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         salvage_journal: args.salvage_journal,
         clock: Default::default(),
+        vendor_key,
     };
     let state_dir_given = args.state_dir.is_some();
     let server = Server::start(config).map_err(|e| Failure {

@@ -79,6 +79,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         connections: AtomicU64::new(0),
         log: log.handle(),
         license_path,
+        vendor_key: None,
         admin_token: Some("s3cret".into()),
         seed,
         policy: PolicyConfig {
