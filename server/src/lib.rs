@@ -17,6 +17,7 @@ mod cmd;
 pub mod debuglog;
 pub mod demo;
 pub mod journal;
+mod metrics;
 pub mod names;
 mod net;
 pub mod options;

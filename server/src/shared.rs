@@ -22,6 +22,7 @@ use tally_core::sync::{Pause, Published};
 
 use crate::cmd::reread::Remap;
 use crate::debuglog::LogHandle;
+use crate::metrics::LoopCounters;
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 
@@ -63,6 +64,9 @@ pub(crate) struct Shared {
     pub(crate) reconciled: crate::cmd::reconcile::Seen,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
+    /// Each loop's counters for `/metrics`, by loop index (`metrics.rs`):
+    /// loop N writes only `metrics[N]`.
+    pub(crate) metrics: Box<[LoopCounters]>,
 }
 
 impl std::fmt::Debug for Shared {
