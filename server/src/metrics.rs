@@ -10,8 +10,12 @@
 //! overdraft, queued, expiry) are read at scrape time from an engine
 //! snapshot and the queue, as STATUS reads them, on the HTTP thread.
 //!
-//! The HTTP side is read-only and answers `GET /metrics` only (404
-//! otherwise, 405 for another method); it never touches a loop.
+//! The HTTP side is read-only and answers `GET /metrics`, `GET
+//! /api/v1/status` (the STATUS JSON, paged with `?from=N&limit=N`) and `GET
+//! /api/v1/features/<name>` (that feature's pools), with handles and
+//! tickets hidden as for a remote peer without AUTH; 404 for another path,
+//! 405 for another method, 400 for a bad page number. It never touches a
+//! loop.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -174,14 +178,13 @@ struct FeatureFigures {
     queued: u64,
 }
 
-/// The whole `/metrics` text at this moment.
-pub(crate) fn render(shared: &Shared) -> String {
+/// STATUS at this moment, as the STATUS request builds it (queue included),
+/// and the engine snapshot it was built from.
+fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapshot) {
     let now = shared.now();
     let (_, gen) = shared.generation.load();
     let snapshot = gen.engine.snapshot(now);
     let facts = &gen.facts;
-    let connections = shared.connections.load(Ordering::Relaxed);
-    let dropped = shared.log.dropped();
     let info = ServerInfo {
         name: "tallyd".into(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -191,10 +194,19 @@ pub(crate) fn render(shared: &Shared) -> String {
         vendors: facts.vendors.clone(),
         started_ms: facts.started_ms,
         now_ms: now,
-        connections,
-        log_dropped: dropped,
+        connections: shared.connections.load(Ordering::Relaxed),
+        log_dropped: shared.log.dropped(),
     };
-    let status = Status::from_snapshot(&snapshot, info);
+    let mut status = Status::from_snapshot(&snapshot, info);
+    status.queue = shared.queues.snapshot();
+    (status, snapshot)
+}
+
+/// The whole `/metrics` text at this moment.
+pub(crate) fn render(shared: &Shared) -> String {
+    let (status, snapshot) = status_now(shared);
+    let connections = status.server.connections;
+    let dropped = status.server.log_dropped;
     // Per feature, in license-file order (STATUS lists one entry per pool).
     let mut order: Vec<&str> = Vec::new();
     let mut figures: HashMap<&str, FeatureFigures> = HashMap::new();
@@ -209,7 +221,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         f.in_use += u64::from(p.in_use);
         f.overdraft += u64::from(p.overdraft);
     }
-    for q in shared.queues.snapshot() {
+    for q in &status.queue {
         if let Some(f) = figures.get_mut(q.names.feature.as_str()) {
             f.queued += 1;
         }
@@ -438,8 +450,58 @@ fn answer(
             tiny_http::Response::from_string(body).with_header(header)
         }
         (_, "/metrics") => text(405, "only GET\n"),
-        _ => text(404, "not found: tallyd serves /metrics\n"),
+        (tiny_http::Method::Get, "/api/v1/status") => match page_query(url) {
+            Some((from, limit)) => json(status_page(shared, None, from, limit)),
+            None => text(400, "bad query: from=N, limit=N\n"),
+        },
+        (tiny_http::Method::Get, p) if p.starts_with("/api/v1/features/") => {
+            let name = &p["/api/v1/features/".len()..];
+            let status = status_page(shared, Some(name), 0, None);
+            if status.features.is_empty() {
+                text(404, "no such feature\n")
+            } else {
+                json(status)
+            }
+        }
+        (_, p) if p.starts_with("/api/v1/") => text(405, "only GET\n"),
+        _ => text(404, "not found: tallyd serves /metrics and /api/v1/\n"),
     }
+}
+
+/// STATUS, paged as the STATUS request's `feature=` / `from=` / `limit=`
+/// page it, handles and tickets hidden (the HTTP side has no AUTH).
+fn status_page(
+    shared: &Shared,
+    feature: Option<&str>,
+    from: usize,
+    limit: Option<usize>,
+) -> Status {
+    let (mut status, _) = status_now(shared);
+    status.page(feature, from, limit);
+    status.hide_handles();
+    status
+}
+
+/// `from=` and `limit=` of a `/api/v1/status` URL (other keys ignored);
+/// `None` if one is not a number.
+fn page_query(url: &str) -> Option<(usize, Option<usize>)> {
+    let (mut from, mut limit) = (0, None);
+    for pair in url.split_once('?').map_or("", |(_, q)| q).split('&') {
+        match pair.split_once('=') {
+            Some(("from", v)) => from = v.parse().ok()?,
+            Some(("limit", v)) => limit = Some(v.parse().ok()?),
+            _ => {}
+        }
+    }
+    Some((from, limit))
+}
+
+/// A 200 with `status` as JSON.
+fn json(status: Status) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let header =
+        tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header");
+    let body = serde_json::to_vec(&status).unwrap_or_default();
+    tiny_http::Response::from_data(body).with_header(header)
 }
 
 #[cfg(test)]
@@ -471,6 +533,17 @@ mod tests {
              tally_checkouts_total 3\n# HELP tally_connections Open.\n\
              # TYPE tally_connections gauge\ntally_connections 2\n"
         );
+    }
+
+    #[test]
+    fn page_queries_are_read_and_bad_numbers_refused() {
+        assert_eq!(page_query("/api/v1/status"), Some((0, None)));
+        assert_eq!(
+            page_query("/api/v1/status?from=5&limit=2&x=y"),
+            Some((5, Some(2)))
+        );
+        assert_eq!(page_query("/api/v1/status?limit=-1"), None);
+        assert_eq!(page_query("/api/v1/status?from=a"), None);
     }
 
     #[test]

@@ -352,3 +352,46 @@ fn promtool_accepts_a_live_scrape() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_status_api_is_status_paged_with_handles_hidden() {
+    let s = Served::start(LICENSE);
+    let mut c = s.connect();
+    assert!(c.req("CHECKOUT MANY ann h secret").starts_with("OK "));
+    let (code, kind, body) = get(s.http, "/api/v1/status", None);
+    assert_eq!((code, kind.as_str()), (200, "application/json"));
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let status = c.status();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&v), names(&status));
+    assert_eq!(v["handles_hidden"], true);
+    assert_eq!(v["features"][1]["holders"][0]["user"], "ann");
+    assert_eq!(v["features"][1]["holders"][0]["handle"], "");
+    assert!(!body.contains("secret"));
+
+    let (_, _, body) = get(s.http, "/api/v1/status?from=1&limit=1", None);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(names(&v), ["MANY"]);
+    assert_eq!((v["from"].as_u64(), v["next"].as_u64()), (Some(1), None));
+    let (_, _, body) = get(s.http, "/api/v1/status?limit=1", None);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        (names(&v), v["next"].as_u64()),
+        (vec!["ONE".to_string()], Some(1))
+    );
+    assert_eq!(get(s.http, "/api/v1/status?from=x", None).0, 400);
+
+    let (code, _, body) = get(s.http, "/api/v1/features/MANY", None);
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(names(&v), ["MANY"]);
+    assert_eq!(v["features"][0]["in_use"], 1);
+    assert_eq!(get(s.http, "/api/v1/features/NOPE", None).0, 404);
+}

@@ -114,8 +114,8 @@ struct Args {
     #[arg(long)]
     host_name: Option<String>,
 
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (read-only;
-    /// off unless given). Suggested: 127.0.0.1:27080, or 0.0.0.0:27080 for
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics and the STATUS
+    /// JSON at /api/v1/status (read-only; off unless given). Suggested: 127.0.0.1:27080, or 0.0.0.0:27080 for
     /// a Prometheus on another machine. See docs/operations.md.
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<SocketAddr>,
