@@ -4,7 +4,8 @@
 //! the current [`Generation`] (the engine: on the checkout path no lock
 //! but, for a DUP_GROUP feature, the lock of the instance's bucket, where
 //! its use counts live) and the queue's emptiness (one relaxed load; while
-//! somebody waits, a bucket's count of waiters too: `queue.rs`). A REREAD
+//! somebody waits, a bucket's count of waiters too: `queue.rs`), and
+//! writes only its own counters ([`Shared::metrics`]). A REREAD
 //! publishes a new generation ([`Shared::generation`]) while every loop is
 //! parked by [`Shared::pause`]; each loop checks the pause once per wake
 //! and the generation's version before each request line (one load each),
