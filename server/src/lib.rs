@@ -8,6 +8,8 @@
 //! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
+//! - `metrics` (private): `tallyd --http`, the `/metrics` and `/api/v1/status`
+//!   endpoints and the loops' counters.
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
@@ -17,6 +19,7 @@ mod cmd;
 pub mod debuglog;
 pub mod demo;
 pub mod journal;
+mod metrics;
 pub mod names;
 mod net;
 pub mod options;

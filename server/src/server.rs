@@ -32,6 +32,7 @@ use tally_core::sync::{Pause, Published};
 
 use crate::debuglog::{DebugLog, LogHandle, LogTarget};
 use crate::journal::{self, Durability, Journal};
+use crate::metrics::{HttpThread, LoopCounters};
 use crate::net::{self, LoopStart, LISTENER, WAKER};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
@@ -71,6 +72,8 @@ pub struct Config {
     /// The vendor's public key (`--vendor-key`): a REREAD refuses the
     /// lines whose tally signature does not verify, as the start did.
     pub vendor_key: Option<VendorKey>,
+    /// Where to serve `/metrics` over HTTP (`--http`; `None`: not at all).
+    pub http: Option<SocketAddr>,
 }
 
 /// The clock a server reads the time from: the system clock, or another
@@ -134,6 +137,8 @@ pub struct Server {
     local_addr: SocketAddr,
     /// What recovery did at start (`None` when durability is off).
     recovery: Option<String>,
+    /// The `/metrics` server (`Config::http`).
+    http: Option<HttpThread>,
 }
 
 /// Asks a running server to stop (from a signal handler thread, say).
@@ -207,6 +212,7 @@ impl Server {
                 },
             }),
             pause: Pause::new(workers),
+            metrics: (0..workers).map(|_| LoopCounters::default()).collect(),
             shutdown: AtomicBool::new(false),
             wakers: OnceLock::new(),
             connections: AtomicU64::new(0),
@@ -265,6 +271,14 @@ impl Server {
         let _ = shared.wakers.set(wakers);
         // Recovered and listening: the log gets its first lines now.
         log.serve().map_err(io_err("start the debug log"))?;
+        // Off the loops: its own thread, reading what the loops publish.
+        let http = match config.http {
+            Some(addr) => Some(
+                HttpThread::start(addr, shared.clone())
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let mut threads = Vec::with_capacity(workers);
         for (((i, (poll, listener)), arm), status_done) in
             loops.into_iter().enumerate().zip(arm).zip(status_inboxes)
@@ -305,6 +319,7 @@ impl Server {
             journal,
             local_addr,
             recovery: booted.summary,
+            http,
         })
     }
 
@@ -316,6 +331,11 @@ impl Server {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address `/metrics` is served on (`Config::http`), if it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpThread::addr)
     }
 
     /// The debug log's handle (to reopen it on SIGHUP).
@@ -333,6 +353,9 @@ impl Server {
     pub fn wait(mut self) {
         for t in self.workers.drain(..) {
             let _ = t.join();
+        }
+        if let Some(mut h) = self.http.take() {
+            h.stop();
         }
         // Every loop has handed over its records: write, sync, snapshot.
         if let Some(j) = self.journal.take() {

@@ -4,7 +4,8 @@
 //! the current [`Generation`] (the engine: on the checkout path no lock
 //! but, for a DUP_GROUP feature, the lock of the instance's bucket, where
 //! its use counts live) and the queue's emptiness (one relaxed load; while
-//! somebody waits, a bucket's count of waiters too: `queue.rs`). A REREAD
+//! somebody waits, a bucket's count of waiters too: `queue.rs`), and
+//! writes only its own counters ([`Shared::metrics`]). A REREAD
 //! publishes a new generation ([`Shared::generation`]) while every loop is
 //! parked by [`Shared::pause`]; each loop checks the pause once per wake
 //! and the generation's version before each request line (one load each),
@@ -22,6 +23,7 @@ use tally_core::sync::{Pause, Published};
 
 use crate::cmd::reread::Remap;
 use crate::debuglog::LogHandle;
+use crate::metrics::LoopCounters;
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 
@@ -65,6 +67,9 @@ pub(crate) struct Shared {
     pub(crate) reconciled: crate::cmd::reconcile::Seen,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
+    /// Each loop's counters for `/metrics`, by loop index (`metrics.rs`):
+    /// loop N writes only `metrics[N]`.
+    pub(crate) metrics: Box<[LoopCounters]>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -121,6 +121,11 @@ struct Args {
     /// start and at every REREAD.
     #[arg(long, value_name = "PUB")]
     vendor_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics and the STATUS
+    /// JSON at /api/v1/status (read-only; off unless given). Suggested: 127.0.0.1:27080, or 0.0.0.0:27080 for
+    /// a Prometheus on another machine. See docs/operations.md.
+    #[arg(long, value_name = "ADDR:PORT")]
+    http: Option<SocketAddr>,
 }
 
 fn machine_host_name() -> String {
@@ -299,6 +304,7 @@ fn run(args: Args) -> Result<(), Failure> {
         salvage_journal: args.salvage_journal,
         clock: Default::default(),
         vendor_key,
+        http: args.http,
     };
     let state_dir_given = args.state_dir.is_some();
     let server = Server::start(config).map_err(|e| Failure {
@@ -318,6 +324,9 @@ fn run(args: Args) -> Result<(), Failure> {
             .map_or(DEMO_SOURCE.to_string(), |p| p.display().to_string()),
         server.local_addr()
     );
+    if let Some(addr) = server.http_addr() {
+        eprintln!("tallyd: metrics on http://{addr}/metrics");
+    }
     let stop = server.shutdown_handle();
     let log = server.log_handle();
     let mut signals = signal_hook::iterator::Signals::new([

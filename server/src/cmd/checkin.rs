@@ -9,7 +9,6 @@ use bytes::BytesMut;
 use tally_core::engine::{CheckinError, Ended, Names};
 
 use super::{auth, uses, Ctx, Effects, Session};
-use crate::debuglog::Action;
 use crate::journal;
 use crate::protocol::Reply;
 
@@ -74,7 +73,7 @@ pub(crate) fn checkin(
                 let _ = Reply::CheckedIn { feature, handle }.write_to(out);
             }
             Ended::Last(Some(r)) => {
-                let batch = cx.released(&r, Action::In, now, fx);
+                let batch = cx.released(&r, crate::metrics::Cause::Checkin, now, fx);
                 fx.gate(batch);
                 let _ = Reply::CheckedIn { feature, handle }.write_to(out);
             }
@@ -112,7 +111,7 @@ pub(crate) fn checkin(
     match cx.engine.release(id) {
         Some(r) => {
             s.held.remove(&r.id);
-            let batch = cx.released(&r, Action::In, now, fx);
+            let batch = cx.released(&r, crate::metrics::Cause::Checkin, now, fx);
             fx.gate(batch);
             let _ = Reply::CheckedIn { feature, handle }.write_to(out);
         }

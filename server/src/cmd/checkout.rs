@@ -86,6 +86,7 @@ pub(crate) fn checkout(
         Err(d) => {
             let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);
             let holder = || holder_text(&mut holder, names);
+            cx.counters().denied(&d.reason);
             cx.log_license(now, Action::Denied(d.reason), f, holder, c.count, fx);
             if d.reason == Reason::NotHolder {
                 auth::not_holder(cx, s, now, "CHECKOUT", names.feature, names.handle, fx);
@@ -128,6 +129,7 @@ fn granted(
     if g.id.is_some() {
         s.remember_identity(names.user, names.host);
     }
+    cx.counters().granted(g.kind == GrantKind::Renewed);
     let action = if g.overdraft {
         Action::OutOverdraft
     } else {

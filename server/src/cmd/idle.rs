@@ -4,7 +4,6 @@
 //! (`timers.rs`) says when to look; [`check`] decides.
 
 use super::{Ctx, Effects, Session};
-use crate::debuglog::Action;
 
 /// Shortest re-check interval of an idle connection, in ms.
 const RECHECK_MIN_MS: u64 = 1000;
@@ -26,7 +25,7 @@ pub(crate) fn check(cx: &mut Ctx, s: &mut Session, now: u64, fx: &mut Effects) -
                     cx_ref.engine.release(h.id)
                 };
                 if let Some(r) = r {
-                    cx_ref.released(&r, Action::Inactive, now, fx);
+                    cx_ref.released(&r, crate::metrics::Cause::IdleTimeout, now, fx);
                 }
                 false
             }

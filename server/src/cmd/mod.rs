@@ -43,6 +43,7 @@ use tally_core::sync::Reader;
 use crate::auth::FailureLog;
 use crate::debuglog::{Action, Event, FeatureRef};
 use crate::journal::LoopJournal;
+use crate::metrics::{Cause, LoopCounters};
 use crate::options::ServerOptions;
 use crate::protocol::{self, Command, ErrCode, Reply};
 use crate::shared::{Generation, Shared};
@@ -270,17 +271,30 @@ impl Ctx {
         }
     }
 
+    /// This loop's counters for `/metrics` (`metrics.rs`).
+    #[inline]
+    pub(crate) fn counters(&self) -> &LoopCounters {
+        &self.shared.metrics[self.index]
+    }
+
     /// What every check-in does once the engine has released `r` (CHECKIN,
-    /// REMOVE, linger expiry, idle timeout, disconnect): journal it if it
-    /// lingered, log it as `action` unless NOLOG says not to, and let the
-    /// queue's loops look. Returns the journal batch a reply must wait for.
+    /// REMOVE, linger expiry, idle timeout, disconnect: its `cause`): count
+    /// it, journal it if it lingered, log it (IN, or INACTIVE for an idle
+    /// timeout) unless NOLOG says not to, and let the queue's loops look.
+    /// Returns the journal batch a reply must wait for.
     pub(crate) fn released(
         &mut self,
         r: &Release,
-        action: Action,
+        cause: Cause,
         now: u64,
         fx: &mut Effects,
     ) -> Option<u64> {
+        self.counters().released(cause);
+        let action = if cause == Cause::IdleTimeout {
+            Action::Inactive
+        } else {
+            Action::In
+        };
         // A DUP_GROUP instance may be in the journal (a promise) while its
         // engine deadline is none (a bound use): its release always goes in.
         // Its counted uses need no forgetting: the engine keys them by the
@@ -310,7 +324,7 @@ impl Ctx {
         }
         for (_, h) in s.held.drain() {
             if let Some(r) = self.end_uses(&h, now, fx) {
-                self.released(&r, Action::In, now, fx);
+                self.released(&r, Cause::Disconnect, now, fx);
             }
         }
     }

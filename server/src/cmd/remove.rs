@@ -66,7 +66,7 @@ pub(crate) fn remove(
                     holder: r.holder,
                     count: r.count,
                 });
-                let batch = cx.released(&r, Action::In, now, fx);
+                let batch = cx.released(&r, crate::metrics::Cause::Remove, now, fx);
                 fx.gate(batch);
             }
         }

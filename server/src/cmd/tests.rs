@@ -74,6 +74,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
             },
         }),
         pause: Pause::new(1),
+        metrics: vec![crate::metrics::LoopCounters::default()].into(),
         shutdown: AtomicBool::new(false),
         wakers: OnceLock::new(),
         connections: AtomicU64::new(0),
@@ -271,7 +272,7 @@ fn a_linger_expires_without_sleeping() {
             let Fired::Released(r) = f else {
                 panic!("only the linger is armed: {f:?}");
             };
-            b.cx.released(r, Action::In, b.now(), &mut b.fx);
+            b.cx.released(r, crate::metrics::Cause::Checkin, b.now(), &mut b.fx);
         }
         due.len()
     };
@@ -385,7 +386,7 @@ fn dup_group_uses_on_two_sessions_end_on_their_own() {
             let Fired::Released(r) = f else {
                 panic!("only lingers are armed: {f:?}");
             };
-            b.cx.released(r, Action::In, b.now(), &mut b.fx);
+            b.cx.released(r, crate::metrics::Cause::Checkin, b.now(), &mut b.fx);
         }
         due.len()
     };

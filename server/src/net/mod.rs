@@ -44,8 +44,9 @@ use tally_core::engine::InstanceId;
 
 use crate::auth::FailureLog;
 use crate::cmd::{self, Ctx, Effects};
-use crate::debuglog::{Action, Event, LogHandle};
+use crate::debuglog::{Event, LogHandle};
 use crate::journal::LoopJournal;
+use crate::metrics::Cause;
 use crate::shared::Shared;
 use crate::status_thread;
 use crate::timers::{Fired, LoopTimers, Timer};
@@ -374,7 +375,7 @@ impl Loop {
             match f {
                 Fired::Released(r) => {
                     let w = &mut self.w;
-                    w.ctx.released(&r, Action::In, now, &mut w.fx);
+                    w.ctx.released(&r, Cause::LingerExpiry, now, &mut w.fx);
                     w.carry_common();
                 }
                 Fired::Timer(Timer::Idle { key, serial }) => {

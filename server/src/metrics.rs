@@ -1,0 +1,566 @@
+//! `tallyd --http ADDR:PORT`: the `/metrics` endpoint (Prometheus /
+//! OpenMetrics text format), served by its own thread.
+//!
+//! Counting costs the loops almost nothing: each loop owns one
+//! [`LoopCounters`] (in [`Shared::metrics`], one cache line apart from
+//! the next loop's), which only that loop writes, with a plain relaxed load
+//! and store (no read-modify-write, no lock, no allocation). A scrape sums
+//! every loop's counters with relaxed loads, so a figure may lag a request
+//! or two behind, never more. The gauges (licenses issued, in use,
+//! overdraft, queued, expiry) are read at scrape time from an engine
+//! snapshot and the queue, as STATUS reads them, on the HTTP thread.
+//!
+//! The HTTP side is read-only and answers `GET /metrics`, `GET
+//! /api/v1/status` (the STATUS JSON, paged with `?from=N&limit=N`) and `GET
+//! /api/v1/features/<name>` (that feature's pools), with handles and
+//! tickets hidden as for a remote peer without AUTH; 404 for another path,
+//! 405 for another method, 400 for a bad page number. It never touches a
+//! loop.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tally_core::engine::Reason;
+use tally_core::license::Expiry;
+
+use crate::shared::Shared;
+use crate::status::{ServerInfo, Status};
+
+/// Why a license came back (the `cause` label of `tally_checkins_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// CHECKIN (or the `wait=` queue's give-back of a startup grant).
+    Checkin,
+    /// Its linger ran out.
+    LingerExpiry,
+    /// Its client was idle past the feature's TIMEOUT.
+    IdleTimeout,
+    /// Its connection closed.
+    Disconnect,
+    /// An admin's REMOVE / REMOVE_HANDLE.
+    Remove,
+}
+
+/// Every cause, in [`LoopCounters::checkins`]' order, with its label.
+const CAUSES: [(Cause, &str); 5] = [
+    (Cause::Checkin, "checkin"),
+    (Cause::LingerExpiry, "linger_expiry"),
+    (Cause::IdleTimeout, "idle_timeout"),
+    (Cause::Disconnect, "disconnect"),
+    (Cause::Remove, "remove"),
+];
+
+/// Every denial reason, in [`LoopCounters::denials`]' order (labelled with
+/// [`Reason::name`], as on the wire).
+const REASONS: [Reason; 13] = [
+    Reason::NoSuchFeature,
+    Reason::AllInUse,
+    Reason::VersionTooHigh,
+    Reason::Expired,
+    Reason::NotYetStarted,
+    Reason::BadRequest(""),
+    Reason::TableFull,
+    Reason::Excluded,
+    Reason::NotIncluded,
+    Reason::OverMax,
+    Reason::CountTooHigh,
+    Reason::NotHolder,
+    Reason::ReservedForOthers { line: 0 },
+];
+
+fn reason_index(r: &Reason) -> usize {
+    match r {
+        Reason::NoSuchFeature => 0,
+        Reason::AllInUse => 1,
+        Reason::VersionTooHigh => 2,
+        Reason::Expired => 3,
+        Reason::NotYetStarted => 4,
+        Reason::BadRequest(_) => 5,
+        Reason::TableFull => 6,
+        Reason::Excluded => 7,
+        Reason::NotIncluded => 8,
+        Reason::OverMax => 9,
+        Reason::CountTooHigh => 10,
+        Reason::NotHolder => 11,
+        Reason::ReservedForOthers { .. } => 12,
+    }
+}
+
+/// One loop's counters: written by that loop only, read by scrapes.
+/// Aligned to its own cache lines so two loops never write the same one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct LoopCounters {
+    /// Grants of a new instance (startup and uncounted grants included).
+    checkouts: AtomicU64,
+    /// Grants that renewed an instance the holder had.
+    renewals: AtomicU64,
+    /// Releases, by [`Cause`].
+    checkins: [AtomicU64; CAUSES.len()],
+    /// Denials, by [`Reason`].
+    denials: [AtomicU64; REASONS.len()],
+}
+
+/// Adds one to a counter only the calling loop writes: a load and a store,
+/// no locked instruction.
+#[inline]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+impl LoopCounters {
+    /// A grant: a renewal or a new checkout.
+    #[inline]
+    pub(crate) fn granted(&self, renewal: bool) {
+        bump(if renewal {
+            &self.renewals
+        } else {
+            &self.checkouts
+        });
+    }
+
+    /// A denial for `reason`.
+    #[inline]
+    pub(crate) fn denied(&self, reason: &Reason) {
+        bump(&self.denials[reason_index(reason)]);
+    }
+
+    /// A license came back for `cause`.
+    #[inline]
+    pub(crate) fn released(&self, cause: Cause) {
+        bump(&self.checkins[cause as usize]);
+    }
+}
+
+/// Every loop's counters, summed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub(crate) checkouts: u64,
+    pub(crate) renewals: u64,
+    pub(crate) checkins: [u64; CAUSES.len()],
+    pub(crate) denials: [u64; REASONS.len()],
+}
+
+/// Sums the loops' counters.
+pub(crate) fn totals(loops: &[LoopCounters]) -> Totals {
+    let mut t = Totals::default();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    for l in loops {
+        t.checkouts += load(&l.checkouts);
+        t.renewals += load(&l.renewals);
+        for (s, c) in t.checkins.iter_mut().zip(&l.checkins) {
+            *s += load(c);
+        }
+        for (s, c) in t.denials.iter_mut().zip(&l.denials) {
+            *s += load(c);
+        }
+    }
+    t
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One feature's gauges, summed over its pools.
+#[derive(Debug, Default)]
+struct FeatureFigures {
+    issued: Option<u64>,
+    in_use: u64,
+    overdraft: u64,
+    queued: u64,
+}
+
+/// STATUS at this moment, as the STATUS request builds it (queue included),
+/// and the engine snapshot it was built from.
+fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapshot) {
+    let now = shared.now();
+    let (_, gen) = shared.generation.load();
+    let snapshot = gen.engine.snapshot(now);
+    let facts = &gen.facts;
+    let info = ServerInfo {
+        name: "tallyd".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        host: facts.host.clone(),
+        port: facts.port,
+        license_file: facts.license_file.clone(),
+        vendors: facts.vendors.clone(),
+        started_ms: facts.started_ms,
+        now_ms: now,
+        connections: shared.connections.load(Ordering::Relaxed),
+        log_dropped: shared.log.dropped(),
+    };
+    let mut status = Status::from_snapshot(&snapshot, info);
+    status.queue = shared.queues.snapshot();
+    (status, snapshot)
+}
+
+/// The whole `/metrics` text at this moment.
+pub(crate) fn render(shared: &Shared) -> String {
+    let (status, snapshot) = status_now(shared);
+    let connections = status.server.connections;
+    let dropped = status.server.log_dropped;
+    // Per feature, in license-file order (STATUS lists one entry per pool).
+    let mut order: Vec<&str> = Vec::new();
+    let mut figures: HashMap<&str, FeatureFigures> = HashMap::new();
+    for p in &status.features {
+        let f = figures.entry(p.name.as_str()).or_insert_with(|| {
+            order.push(p.name.as_str());
+            FeatureFigures::default()
+        });
+        if let Some(total) = p.total {
+            f.issued = Some(f.issued.unwrap_or(0) + u64::from(total));
+        }
+        f.in_use += u64::from(p.in_use);
+        f.overdraft += u64::from(p.overdraft);
+    }
+    for q in &status.queue {
+        if let Some(f) = figures.get_mut(q.names.feature.as_str()) {
+            f.queued += 1;
+        }
+    }
+
+    let mut reg = Registry::with_prefix("tally");
+    let issued = Family::<Labels, Gauge>::default();
+    let in_use = Family::<Labels, Gauge>::default();
+    let overdraft = Family::<Labels, Gauge>::default();
+    let queued = Family::<Labels, Gauge>::default();
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for name in &order {
+        let f = &figures[name];
+        let l = vec![("feature", name.to_string())];
+        if let Some(n) = f.issued {
+            issued.get_or_create(&l).set(to_i64(n));
+        }
+        in_use.get_or_create(&l).set(to_i64(f.in_use));
+        overdraft.get_or_create(&l).set(to_i64(f.overdraft));
+        queued.get_or_create(&l).set(to_i64(f.queued));
+    }
+    let expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    for f in &snapshot.features {
+        for p in &f.pools {
+            if let Expiry::On(d) = p.expiry {
+                let l = vec![("feature", f.name.clone()), ("line", p.line.to_string())];
+                expiry.get_or_create(&l).set(d.end_ms() as f64 / 1000.0);
+            }
+        }
+    }
+    reg.register(
+        "licenses_issued",
+        "Licenses the license file grants per feature (counted pools, summed)",
+        issued,
+    );
+    reg.register(
+        "licenses_in_use",
+        "Licenses checked out per feature",
+        in_use,
+    );
+    reg.register(
+        "licenses_overdraft",
+        "Licenses checked out beyond the issued count (OVERDRAFT) per feature",
+        overdraft,
+    );
+    reg.register(
+        "queue_length",
+        "Checkouts waiting in the queue (wait=) per feature",
+        queued,
+    );
+    reg.register(
+        "license_expiry_timestamp_seconds",
+        "When a pool (license-file line) of a feature expires, Unix seconds (permanent pools absent)",
+        expiry,
+    );
+
+    let t = totals(&shared.metrics);
+    let counter = |v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        c
+    };
+    reg.register(
+        "checkouts",
+        "Checkouts granted (new instances)",
+        counter(t.checkouts),
+    );
+    reg.register(
+        "renewals",
+        "Checkouts that renewed an instance already held",
+        counter(t.renewals),
+    );
+    let checkins = Family::<Labels, Counter>::default();
+    for ((_, label), n) in CAUSES.iter().zip(t.checkins) {
+        checkins
+            .get_or_create(&vec![("cause", label.to_string())])
+            .inc_by(n);
+    }
+    reg.register("checkins", "Licenses released, by cause", checkins);
+    let denials = Family::<Labels, Counter>::default();
+    for (r, n) in REASONS.iter().zip(t.denials) {
+        denials
+            .get_or_create(&vec![("reason", r.name().to_string())])
+            .inc_by(n);
+    }
+    reg.register("denials", "Checkouts denied, by reason", denials);
+    let conns = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+    conns.set(to_i64(connections));
+    reg.register("connections", "Open client connections", conns);
+    reg.register(
+        "log_lines_dropped",
+        "Debug-log events dropped because the log writer fell behind",
+        counter(dropped),
+    );
+    // A gauge of 1, not OpenMetrics' `info` type: Prometheus' own text
+    // parser (promtool's) does not know that type.
+    let build = Family::<Labels, Gauge>::default();
+    build
+        .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_string())])
+        .set(1);
+    reg.register("build_info", "tallyd's build (always 1)", build);
+    let mut out = String::new();
+    if encode(&mut out, &reg).is_err() {
+        out.clear();
+        let _ = writeln!(out, "# EOF");
+    }
+    out
+}
+
+/// The OpenMetrics content type, served to a scraper that asks for it
+/// (Prometheus does, in its `Accept`).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Prometheus' older text format, served otherwise (curl, `promtool check
+/// metrics`, older scrapers).
+const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The same exposition in Prometheus' text format 0.0.4: it differs from
+/// OpenMetrics (what prometheus-client writes) in what this module uses
+/// only by a counter's HELP and TYPE naming the sample (`x_total`), not the
+/// family (`x`), and by having no `# EOF`.
+fn to_text_004(om: &str) -> String {
+    let counters: Vec<&str> = om
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(om.len() + 16 * counters.len());
+    for line in om.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters.contains(&name).then_some((p, name, tail))
+        });
+        match meta {
+            Some((p, name, tail)) => {
+                let _ = writeln!(out, "{p}{name}_total {tail}");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// The running HTTP side: its server (to unblock at shutdown) and thread.
+pub(crate) struct HttpThread {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for HttpThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpThread")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpThread {
+    /// Binds `addr` and serves `/metrics` of `shared` on a thread of its own.
+    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<HttpThread> {
+        let server = tiny_http::Server::http(addr)
+            .map(Arc::new)
+            .map_err(std::io::Error::other)?;
+        let bound = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| std::io::Error::other("--http: not an IP address"))?;
+        let srv = server.clone();
+        let thread = std::thread::Builder::new()
+            .name("tally-http".into())
+            .spawn(move || {
+                for req in srv.incoming_requests() {
+                    let openmetrics = req.headers().iter().any(|h| {
+                        h.field.equiv("Accept")
+                            && h.value.as_str().contains("application/openmetrics-text")
+                    });
+                    let response = answer(&shared, req.method(), req.url(), openmetrics);
+                    let _ = req.respond(response);
+                }
+            })?;
+        Ok(HttpThread {
+            server,
+            thread: Some(thread),
+            addr: bound,
+        })
+    }
+
+    /// The address it listens on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the thread.
+    pub(crate) fn stop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The response to one request.
+fn answer(
+    shared: &Shared,
+    method: &tiny_http::Method,
+    url: &str,
+    openmetrics: bool,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let path = url.split('?').next().unwrap_or("");
+    let text =
+        |code: u16, body: &str| tiny_http::Response::from_string(body).with_status_code(code);
+    match (method, path) {
+        (tiny_http::Method::Get, "/metrics") => {
+            let (body, kind) = match render(shared) {
+                om if openmetrics => (om, OPENMETRICS),
+                om => (to_text_004(&om), TEXT_004),
+            };
+            let header =
+                tiny_http::Header::from_bytes("Content-Type", kind).expect("a valid header");
+            tiny_http::Response::from_string(body).with_header(header)
+        }
+        (_, "/metrics") => text(405, "only GET\n"),
+        (tiny_http::Method::Get, "/api/v1/status") => match page_query(url) {
+            Some((from, limit)) => json(status_page(shared, None, from, limit)),
+            None => text(400, "bad query: from=N, limit=N\n"),
+        },
+        (tiny_http::Method::Get, p) if p.starts_with("/api/v1/features/") => {
+            let name = &p["/api/v1/features/".len()..];
+            let status = status_page(shared, Some(name), 0, None);
+            if status.features.is_empty() {
+                text(404, "no such feature\n")
+            } else {
+                json(status)
+            }
+        }
+        (_, p) if p.starts_with("/api/v1/") => text(405, "only GET\n"),
+        _ => text(404, "not found: tallyd serves /metrics and /api/v1/\n"),
+    }
+}
+
+/// STATUS, paged as the STATUS request's `feature=` / `from=` / `limit=`
+/// page it, handles and tickets hidden (the HTTP side has no AUTH).
+fn status_page(
+    shared: &Shared,
+    feature: Option<&str>,
+    from: usize,
+    limit: Option<usize>,
+) -> Status {
+    let (mut status, _) = status_now(shared);
+    status.page(feature, from, limit);
+    status.hide_handles();
+    status
+}
+
+/// `from=` and `limit=` of a `/api/v1/status` URL (other keys ignored);
+/// `None` if one is not a number.
+fn page_query(url: &str) -> Option<(usize, Option<usize>)> {
+    let (mut from, mut limit) = (0, None);
+    for pair in url.split_once('?').map_or("", |(_, q)| q).split('&') {
+        match pair.split_once('=') {
+            Some(("from", v)) => from = v.parse().ok()?,
+            Some(("limit", v)) => limit = Some(v.parse().ok()?),
+            _ => {}
+        }
+    }
+    Some((from, limit))
+}
+
+/// A 200 with `status` as JSON.
+fn json(status: Status) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let header =
+        tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header");
+    let body = serde_json::to_vec(&status).unwrap_or_default();
+    tiny_http::Response::from_data(body).with_header(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_in_order_and_named_apart() {
+        for (i, r) in REASONS.iter().enumerate() {
+            assert_eq!(reason_index(r), i, "{r:?}");
+        }
+        let mut names: Vec<_> = REASONS.iter().map(Reason::name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REASONS.len());
+        for (i, (c, _)) in CAUSES.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn text_004_names_counters_by_their_samples() {
+        let om = "# HELP tally_checkouts Grants.\n# TYPE tally_checkouts counter\n\
+                  tally_checkouts_total 3\n# HELP tally_connections Open.\n\
+                  # TYPE tally_connections gauge\ntally_connections 2\n# EOF\n";
+        assert_eq!(
+            to_text_004(om),
+            "# HELP tally_checkouts_total Grants.\n# TYPE tally_checkouts_total counter\n\
+             tally_checkouts_total 3\n# HELP tally_connections Open.\n\
+             # TYPE tally_connections gauge\ntally_connections 2\n"
+        );
+    }
+
+    #[test]
+    fn page_queries_are_read_and_bad_numbers_refused() {
+        assert_eq!(page_query("/api/v1/status"), Some((0, None)));
+        assert_eq!(
+            page_query("/api/v1/status?from=5&limit=2&x=y"),
+            Some((5, Some(2)))
+        );
+        assert_eq!(page_query("/api/v1/status?limit=-1"), None);
+        assert_eq!(page_query("/api/v1/status?from=a"), None);
+    }
+
+    #[test]
+    fn totals_sum_every_loop() {
+        let loops: Vec<LoopCounters> = (0..3).map(|_| LoopCounters::default()).collect();
+        loops[0].granted(false);
+        loops[1].granted(false);
+        loops[2].granted(true);
+        loops[1].denied(&Reason::AllInUse);
+        loops[2].denied(&Reason::ReservedForOthers { line: 7 });
+        loops[0].released(Cause::Disconnect);
+        loops[2].released(Cause::Disconnect);
+        let t = totals(&loops);
+        assert_eq!((t.checkouts, t.renewals), (2, 1));
+        assert_eq!(t.denials[1], 1);
+        assert_eq!(t.denials[12], 1);
+        assert_eq!(t.checkins[Cause::Disconnect as usize], 2);
+        assert_eq!(t.checkins.iter().sum::<u64>(), 2);
+    }
+}
