@@ -209,7 +209,7 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use crate::engine::{Engine, EngineConfig, GrantKind, Reason, Request};
     use crate::license::parse_str;
