@@ -8,8 +8,9 @@
 //! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
-//! - `metrics` (private): `tallyd --http`, the `/metrics` and `/api/v1/status`
-//!   endpoints and the loops' counters.
+//! - [`http`]: `tallyd --http`, its bounded server (limits) and routes;
+//!   `metrics` (private): `/metrics` and the loops' counters; [`web`]: the
+//!   status page (`/`) and its usage-history input.
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
@@ -18,6 +19,7 @@ pub mod auth;
 mod cmd;
 pub mod debuglog;
 pub mod demo;
+pub mod http;
 pub mod journal;
 mod metrics;
 pub mod names;
@@ -33,3 +35,4 @@ pub mod source;
 pub mod status;
 mod status_thread;
 mod timers;
+pub mod web;

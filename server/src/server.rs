@@ -31,12 +31,13 @@ use tally_core::options::OptionsFile;
 use tally_core::sync::{Pause, Published};
 
 use crate::debuglog::{DebugLog, LogHandle, LogTarget};
+use crate::http::{Extras, HttpThread};
 use crate::journal::{self, Durability, Journal};
-use crate::metrics::{HttpThread, LoopCounters};
+use crate::metrics::LoopCounters;
 use crate::net::{self, LoopStart, LISTENER, WAKER};
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
-use crate::shared::{vendors_of, Facts, Generation, Shared};
+use crate::shared::{vendors_of, Facts, Generation, JournalFacts, Shared};
 use crate::status_thread::StatusThread;
 
 pub use crate::net::WRITE_HIGH_WATER;
@@ -72,8 +73,12 @@ pub struct Config {
     /// The vendor's public key (`--vendor-key`): a REREAD refuses the
     /// lines whose tally signature does not verify, as the start did.
     pub vendor_key: Option<VendorKey>,
-    /// Where to serve `/metrics` over HTTP (`--http`; `None`: not at all).
+    /// Where to serve the HTTP side (`/`, `/metrics`, `/api/v1/`) (`--http`;
+    /// `None`: not at all).
     pub http: Option<SocketAddr>,
+    /// Where the status page's charts of daily peaks come from (`None`:
+    /// the page says there is no usage history).
+    pub usage_history: Option<crate::web::UsageHistory>,
 }
 
 /// The clock a server reads the time from: the system clock, or another
@@ -137,7 +142,7 @@ pub struct Server {
     local_addr: SocketAddr,
     /// What recovery did at start (`None` when durability is off).
     recovery: Option<String>,
-    /// The `/metrics` server (`Config::http`).
+    /// The HTTP side (`Config::http`).
     http: Option<HttpThread>,
 }
 
@@ -225,6 +230,10 @@ impl Server {
             queues: Queues::new(workers),
             reconciled: Default::default(),
             clock,
+            journal: JournalFacts {
+                mode: config.durability,
+                dir: config.state_dir.clone(),
+            },
         });
         log_startup(&handle, &config, local_addr, &engine, now);
         if let Some((path, o)) = &config.policy.loaded {
@@ -274,8 +283,14 @@ impl Server {
         // Off the loops: its own thread, reading what the loops publish.
         let http = match config.http {
             Some(addr) => Some(
-                HttpThread::start(addr, shared.clone())
-                    .map_err(|source| ServerError::Bind { addr, source })?,
+                HttpThread::start(
+                    addr,
+                    shared.clone(),
+                    Extras {
+                        history: config.usage_history.clone(),
+                    },
+                )
+                .map_err(|source| ServerError::Bind { addr, source })?,
             ),
             None => None,
         };
@@ -333,7 +348,7 @@ impl Server {
         self.local_addr
     }
 
-    /// The address `/metrics` is served on (`Config::http`), if it is.
+    /// The address the HTTP side is served on (`Config::http`), if it is.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(HttpThread::addr)
     }

@@ -23,6 +23,7 @@ use tally_core::sync::{Pause, Published};
 
 use crate::cmd::reread::Remap;
 use crate::debuglog::LogHandle;
+use crate::journal::Durability;
 use crate::metrics::LoopCounters;
 use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
@@ -67,9 +68,20 @@ pub(crate) struct Shared {
     pub(crate) reconciled: crate::cmd::reconcile::Seen,
     /// Where every loop reads the time (`Config::clock`).
     pub(crate) clock: Arc<dyn Clock>,
-    /// Each loop's counters for `/metrics`, by loop index (`metrics.rs`):
+    /// Each loop's counters for `/metrics`, by loop index (`metrics/`):
     /// loop N writes only `metrics[N]`.
     pub(crate) metrics: Box<[LoopCounters]>,
+    /// The journal's mode and place, for the status page.
+    pub(crate) journal: JournalFacts,
+}
+
+/// What the status page says of the journal.
+#[derive(Debug)]
+pub(crate) struct JournalFacts {
+    /// `--durability`.
+    pub(crate) mode: Durability,
+    /// `--state-dir`.
+    pub(crate) dir: PathBuf,
 }
 
 impl std::fmt::Debug for Shared {

@@ -121,8 +121,9 @@ struct Args {
     /// start and at every REREAD.
     #[arg(long, value_name = "PUB")]
     vendor_key: Option<PathBuf>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics and the STATUS
-    /// JSON at /api/v1/status (read-only; off unless given). Suggested: 127.0.0.1:27080, or 0.0.0.0:27080 for
+    /// Serve the status page at http://ADDR:PORT/, Prometheus metrics at
+    /// /metrics and the STATUS JSON at /api/v1/status (read-only; off
+    /// unless given). Suggested: 127.0.0.1:27080, or 0.0.0.0:27080 for
     /// a Prometheus on another machine. See docs/operations.md.
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<SocketAddr>,
@@ -305,6 +306,7 @@ fn run(args: Args) -> Result<(), Failure> {
         clock: Default::default(),
         vendor_key,
         http: args.http,
+        usage_history: None,
     };
     let state_dir_given = args.state_dir.is_some();
     let server = Server::start(config).map_err(|e| Failure {

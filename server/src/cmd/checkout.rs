@@ -86,7 +86,7 @@ pub(crate) fn checkout(
         Err(d) => {
             let f = fid.map_or_else(|| FeatureRef::Name(names.feature.into()), FeatureRef::Id);
             let holder = || holder_text(&mut holder, names);
-            cx.counters().denied(&d.reason);
+            cx.counters().denied(&d.reason, now);
             cx.log_license(now, Action::Denied(d.reason), f, holder, c.count, fx);
             if d.reason == Reason::NotHolder {
                 auth::not_holder(cx, s, now, "CHECKOUT", names.feature, names.handle, fx);

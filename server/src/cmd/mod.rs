@@ -271,7 +271,7 @@ impl Ctx {
         }
     }
 
-    /// This loop's counters for `/metrics` (`metrics.rs`).
+    /// This loop's counters for `/metrics` (`metrics/`).
     #[inline]
     pub(crate) fn counters(&self) -> &LoopCounters {
         &self.shared.metrics[self.index]

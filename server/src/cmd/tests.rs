@@ -90,6 +90,10 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         queues: Queues::new(1),
         reconciled: Default::default(),
         clock: clock.clone(),
+        journal: crate::shared::JournalFacts {
+            mode: crate::journal::Durability::Off,
+            dir: "state".into(),
+        },
     });
     Bench {
         cx: Ctx {

@@ -1,5 +1,5 @@
-//! `tallyd --http ADDR:PORT`: the `/metrics` endpoint (Prometheus /
-//! OpenMetrics text format), served by its own thread.
+//! The `/metrics` endpoint of `tallyd --http ADDR:PORT` (Prometheus /
+//! OpenMetrics text format), and the loops' counters it reads.
 //!
 //! Counting costs the loops almost nothing: each loop owns one
 //! [`LoopCounters`] (in [`Shared::metrics`], one cache line apart from
@@ -10,19 +10,13 @@
 //! overdraft, queued, expiry) are read at scrape time from an engine
 //! snapshot and the queue, as STATUS reads them, on the HTTP thread.
 //!
-//! The HTTP side is read-only and answers `GET /metrics`, `GET
-//! /api/v1/status` (the STATUS JSON, paged with `?from=N&limit=N`) and `GET
-//! /api/v1/features/<name>` (that feature's pools), with handles and
-//! tickets hidden as for a remote peer without AUTH; 404 for another path,
-//! 405 for another method, 400 for a bad page number. It never touches a
-//! loop.
+//! The HTTP side that serves it is `http.rs`.
+
+mod recent;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -34,6 +28,8 @@ use tally_core::license::Expiry;
 
 use crate::shared::Shared;
 use crate::status::{ServerInfo, Status};
+use recent::MinuteRing;
+pub(crate) use recent::Recent;
 
 /// Why a license came back (the `cause` label of `tally_checkins_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +104,8 @@ pub(crate) struct LoopCounters {
     checkins: [AtomicU64; CAUSES.len()],
     /// Denials, by [`Reason`].
     denials: [AtomicU64; REASONS.len()],
+    /// Denials per minute, for the status page's last hour and day.
+    recent_denials: MinuteRing,
 }
 
 /// Adds one to a counter only the calling loop writes: a load and a store,
@@ -128,10 +126,11 @@ impl LoopCounters {
         });
     }
 
-    /// A denial for `reason`.
+    /// A denial for `reason` at `now` (Unix ms).
     #[inline]
-    pub(crate) fn denied(&self, reason: &Reason) {
+    pub(crate) fn denied(&self, reason: &Reason, now: u64) {
         bump(&self.denials[reason_index(reason)]);
+        self.recent_denials.count(now);
     }
 
     /// A license came back for `cause`.
@@ -167,6 +166,15 @@ pub(crate) fn totals(loops: &[LoopCounters]) -> Totals {
     t
 }
 
+/// Every loop's denials in the hour and the day before `now` (Unix ms).
+pub(crate) fn recent_denials(loops: &[LoopCounters], now: u64) -> Recent {
+    let mut sum = Recent::default();
+    for l in loops {
+        l.recent_denials.add_to(now, &mut sum);
+    }
+    sum
+}
+
 type Labels = Vec<(&'static str, String)>;
 
 /// One feature's gauges, summed over its pools.
@@ -180,7 +188,7 @@ struct FeatureFigures {
 
 /// STATUS at this moment, as the STATUS request builds it (queue included),
 /// and the engine snapshot it was built from.
-fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapshot) {
+pub(crate) fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapshot) {
     let now = shared.now();
     let (_, gen) = shared.generation.load();
     let snapshot = gen.engine.snapshot(now);
@@ -333,16 +341,16 @@ pub(crate) fn render(shared: &Shared) -> String {
 
 /// The OpenMetrics content type, served to a scraper that asks for it
 /// (Prometheus does, in its `Accept`).
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Prometheus' older text format, served otherwise (curl, `promtool check
 /// metrics`, older scrapers).
-const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const TEXT_004: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The same exposition in Prometheus' text format 0.0.4: it differs from
 /// OpenMetrics (what prometheus-client writes) in what this module uses
 /// only by a counter's HELP and TYPE naming the sample (`x_total`), not the
 /// family (`x`), and by having no `# EOF`.
-fn to_text_004(om: &str) -> String {
+pub(crate) fn to_text_004(om: &str) -> String {
     let counters: Vec<&str> = om
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
@@ -368,140 +376,6 @@ fn to_text_004(om: &str) -> String {
         }
     }
     out
-}
-
-/// The running HTTP side: its server (to unblock at shutdown) and thread.
-pub(crate) struct HttpThread {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
-}
-
-impl std::fmt::Debug for HttpThread {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpThread")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl HttpThread {
-    /// Binds `addr` and serves `/metrics` of `shared` on a thread of its own.
-    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<HttpThread> {
-        let server = tiny_http::Server::http(addr)
-            .map(Arc::new)
-            .map_err(std::io::Error::other)?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| std::io::Error::other("--http: not an IP address"))?;
-        let srv = server.clone();
-        let thread = std::thread::Builder::new()
-            .name("tally-http".into())
-            .spawn(move || {
-                for req in srv.incoming_requests() {
-                    let openmetrics = req.headers().iter().any(|h| {
-                        h.field.equiv("Accept")
-                            && h.value.as_str().contains("application/openmetrics-text")
-                    });
-                    let response = answer(&shared, req.method(), req.url(), openmetrics);
-                    let _ = req.respond(response);
-                }
-            })?;
-        Ok(HttpThread {
-            server,
-            thread: Some(thread),
-            addr: bound,
-        })
-    }
-
-    /// The address it listens on.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops the thread.
-    pub(crate) fn stop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// The response to one request.
-fn answer(
-    shared: &Shared,
-    method: &tiny_http::Method,
-    url: &str,
-    openmetrics: bool,
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let path = url.split('?').next().unwrap_or("");
-    let text =
-        |code: u16, body: &str| tiny_http::Response::from_string(body).with_status_code(code);
-    match (method, path) {
-        (tiny_http::Method::Get, "/metrics") => {
-            let (body, kind) = match render(shared) {
-                om if openmetrics => (om, OPENMETRICS),
-                om => (to_text_004(&om), TEXT_004),
-            };
-            let header =
-                tiny_http::Header::from_bytes("Content-Type", kind).expect("a valid header");
-            tiny_http::Response::from_string(body).with_header(header)
-        }
-        (_, "/metrics") => text(405, "only GET\n"),
-        (tiny_http::Method::Get, "/api/v1/status") => match page_query(url) {
-            Some((from, limit)) => json(status_page(shared, None, from, limit)),
-            None => text(400, "bad query: from=N, limit=N\n"),
-        },
-        (tiny_http::Method::Get, p) if p.starts_with("/api/v1/features/") => {
-            let name = &p["/api/v1/features/".len()..];
-            let status = status_page(shared, Some(name), 0, None);
-            if status.features.is_empty() {
-                text(404, "no such feature\n")
-            } else {
-                json(status)
-            }
-        }
-        (_, p) if p.starts_with("/api/v1/") => text(405, "only GET\n"),
-        _ => text(404, "not found: tallyd serves /metrics and /api/v1/\n"),
-    }
-}
-
-/// STATUS, paged as the STATUS request's `feature=` / `from=` / `limit=`
-/// page it, handles and tickets hidden (the HTTP side has no AUTH).
-fn status_page(
-    shared: &Shared,
-    feature: Option<&str>,
-    from: usize,
-    limit: Option<usize>,
-) -> Status {
-    let (mut status, _) = status_now(shared);
-    status.page(feature, from, limit);
-    status.hide_handles();
-    status
-}
-
-/// `from=` and `limit=` of a `/api/v1/status` URL (other keys ignored);
-/// `None` if one is not a number.
-fn page_query(url: &str) -> Option<(usize, Option<usize>)> {
-    let (mut from, mut limit) = (0, None);
-    for pair in url.split_once('?').map_or("", |(_, q)| q).split('&') {
-        match pair.split_once('=') {
-            Some(("from", v)) => from = v.parse().ok()?,
-            Some(("limit", v)) => limit = Some(v.parse().ok()?),
-            _ => {}
-        }
-    }
-    Some((from, limit))
-}
-
-/// A 200 with `status` as JSON.
-fn json(status: Status) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    let header =
-        tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header");
-    let body = serde_json::to_vec(&status).unwrap_or_default();
-    tiny_http::Response::from_data(body).with_header(header)
 }
 
 #[cfg(test)]
@@ -536,24 +410,13 @@ mod tests {
     }
 
     #[test]
-    fn page_queries_are_read_and_bad_numbers_refused() {
-        assert_eq!(page_query("/api/v1/status"), Some((0, None)));
-        assert_eq!(
-            page_query("/api/v1/status?from=5&limit=2&x=y"),
-            Some((5, Some(2)))
-        );
-        assert_eq!(page_query("/api/v1/status?limit=-1"), None);
-        assert_eq!(page_query("/api/v1/status?from=a"), None);
-    }
-
-    #[test]
     fn totals_sum_every_loop() {
         let loops: Vec<LoopCounters> = (0..3).map(|_| LoopCounters::default()).collect();
         loops[0].granted(false);
         loops[1].granted(false);
         loops[2].granted(true);
-        loops[1].denied(&Reason::AllInUse);
-        loops[2].denied(&Reason::ReservedForOthers { line: 7 });
+        loops[1].denied(&Reason::AllInUse, 0);
+        loops[2].denied(&Reason::ReservedForOthers { line: 7 }, 0);
         loops[0].released(Cause::Disconnect);
         loops[2].released(Cause::Disconnect);
         let t = totals(&loops);

@@ -1,0 +1,96 @@
+//! A tallyd with `--http 127.0.0.1:0` (both ports read from its stderr),
+//! and a plain HTTP/1.0 GET: for the tests of the HTTP side
+//! (`web_page.rs`, `http_input.rs`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+use crate::common::{tallyd_bin, Client, Scratch, REPLY_TIMEOUT};
+
+/// A running tallyd with its HTTP side, killed when dropped.
+pub(crate) struct Served {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) http: SocketAddr,
+    _scratch: Scratch,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Starts tallyd on `license` with two loops and `--http`.
+    pub(crate) fn start(name: &str, license: &str) -> Served {
+        let scratch = Scratch::new(name);
+        let lic = scratch.path("license.lic");
+        std::fs::write(&lic, license).expect("write license");
+        let mut child = Command::new(tallyd_bin())
+            .arg("-c")
+            .arg(&lic)
+            .arg("-l")
+            .arg(scratch.path("debug.log"))
+            .arg("--state-dir")
+            .arg(scratch.path("state"))
+            .args(["--port", "0", "--workers", "2", "--http", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tallyd");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let (mut addr, mut http) = (None, None);
+        while addr.is_none() || http.is_none() {
+            let line = lines
+                .next()
+                .expect("tallyd exited before listening")
+                .expect("read tallyd stderr");
+            if let Some(rest) = line.strip_prefix("tallyd: serving ") {
+                let a = rest.rsplit(" on ").next().expect("address");
+                addr = Some(a.parse().expect("socket address"));
+            }
+            if let Some(rest) = line.strip_prefix("tallyd: metrics on http://") {
+                let a = rest.strip_suffix("/metrics").expect("the /metrics URL");
+                http = Some(a.parse().expect("socket address"));
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Served {
+            child,
+            addr: addr.expect("license port"),
+            http: http.expect("HTTP port"),
+            _scratch: scratch,
+        }
+    }
+
+    /// A protocol client on the license port.
+    pub(crate) fn connect(&self) -> Client {
+        Client::new(TcpStream::connect(self.addr).expect("connect to tallyd"))
+    }
+}
+
+/// Sends `request` (raw bytes) and reads the response to its end: (status
+/// code, body). `None` if the server closed without a status line.
+pub(crate) fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP port");
+    s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    // The server may answer (and close) before it read all of a large
+    // request: a failed write is not the test's concern, the answer is.
+    let _ = s.write_all(request);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let code = head.split(' ').nth(1)?.parse().ok()?;
+    Some((code, body.to_string()))
+}
+
+/// One HTTP/1.0 GET of `path`: (status code, body).
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let req = format!("GET {path} HTTP/1.0\r\nHost: tally\r\n\r\n");
+    exchange(addr, req.as_bytes()).expect("a response")
+}
