@@ -6,7 +6,10 @@
 //! without AUTH; 404 for another path, 405 for another method, 400 for a
 //! bad page number or a request httparse cannot read, 431 for a header
 //! past [`MAX_HEADER_BYTES`], 408 for one not whole within
-//! [`HEADER_DEADLINE`], 503 when [`MAX_CONNECTIONS`] are being served.
+//! [`HEADER_DEADLINE`], 503 when [`MAX_CONNECTIONS`] are open. After its
+//! response a connection is read (and dropped) for up to 2 s until the
+//! client closes, so that the client reads the response rather than a
+//! reset.
 //!
 //! Bounded against hostile or broken clients, so the license port never
 //! feels them: one accept thread and [`WORKERS`] threads (never more),
@@ -47,6 +50,13 @@ pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Longest a response's write may block on a client that does not read.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After a response, how long and how much the worker reads and drops of
+/// what the client still sends (the rest of a huge header, a body), so
+/// that closing does not reset the connection before the client read the
+/// response.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 4 << 20;
 
 /// How long the accept thread waits before trying again after an accept
 /// error (out of file descriptors, say).
@@ -211,7 +221,26 @@ fn serve(rx: &Receiver<TcpStream>, shared: &Shared, extras: &Extras, open: &Atom
             .write_all(&head(response.code, response.kind, response.body.len()))
             .and_then(|()| s.write_all(&response.body));
         let _ = stream.shutdown(std::net::Shutdown::Write);
+        drain(&stream);
         open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads and drops what the client still sends, until it closes, for at
+/// most [`DRAIN_TIME`] and [`DRAIN_BYTES`].
+fn drain(mut stream: &TcpStream) {
+    let until = Instant::now() + DRAIN_TIME;
+    let mut chunk = [0u8; 8192];
+    let mut left = DRAIN_BYTES;
+    while left > 0 {
+        let wait = until.saturating_duration_since(Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
     }
 }
 

@@ -67,6 +67,17 @@ impl Served {
         }
     }
 
+    /// tallyd's threads of the HTTP side now, by name (`tally-http*`;
+    /// Linux: `/proc/PID/task/*/comm`).
+    #[allow(dead_code)] // not every test that includes this module counts them
+    pub(crate) fn http_threads(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/task", self.child.id()))
+            .expect("/proc/PID/task")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("tally-http"))
+            .count()
+    }
+
     /// A protocol client on the license port.
     pub(crate) fn connect(&self) -> Client {
         Client::new(TcpStream::connect(self.addr).expect("connect to tallyd"))
@@ -78,11 +89,18 @@ impl Served {
 pub(crate) fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).expect("connect to the HTTP port");
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
-    // The server may answer (and close) before it read all of a large
-    // request: a failed write is not the test's concern, the answer is.
-    let _ = s.write_all(request);
+    s.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
+    // Written by a thread of its own: the server may answer before it read
+    // all of a large request, and a failed write is not the test's
+    // concern, the answer is.
+    let mut w = s.try_clone().expect("clone the stream");
+    let request = request.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(&request);
+    });
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
+    let _ = writer.join();
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n")?;
     let code = head.split(' ').nth(1)?.parse().ok()?;
