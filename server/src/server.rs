@@ -233,6 +233,7 @@ impl Server {
             journal: JournalFacts {
                 mode: config.durability,
                 dir: config.state_dir.clone(),
+                figures: OnceLock::new(),
             },
         });
         log_startup(&handle, &config, local_addr, &engine, now);
@@ -275,6 +276,9 @@ impl Server {
             Some(p) => Some(p.start(wakers.clone(), handle.clone(), shared.clock.clone())?),
             None => None,
         };
+        if let Some(j) = &journal {
+            let _ = shared.journal.figures.set(j.figures());
+        }
         let (status, status_inboxes) =
             StatusThread::start(wakers.clone()).map_err(io_err("start the status thread"))?;
         let _ = shared.wakers.set(wakers);

@@ -75,13 +75,16 @@ pub(crate) struct Shared {
     pub(crate) journal: JournalFacts,
 }
 
-/// What the status page says of the journal.
+/// What the status page and `/metrics` say of the journal.
 #[derive(Debug)]
 pub(crate) struct JournalFacts {
     /// `--durability`.
     pub(crate) mode: Durability,
     /// `--state-dir`.
     pub(crate) dir: PathBuf,
+    /// The journal thread's figures, once it runs (never with
+    /// `--durability off`).
+    pub(crate) figures: OnceLock<Arc<crate::journal::JournalFigures>>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -199,6 +199,33 @@ fn metrics_count_what_was_done_and_agree_with_status() {
         "tally_checkins_total{cause=\"linger_expiry\"}"
     ) == 1.0));
 
+    // The histograms: one linger expiry (its lateness), the requests above
+    // (each counted in the round that answered it), the journal's syncs
+    // (--durability sync by default: one per group commit).
+    let m = scrape(&s);
+    assert_eq!(value(&m, "tally_linger_expiry_lateness_seconds_count"), 1.0);
+    assert_eq!(
+        value(
+            &m,
+            "tally_linger_expiry_lateness_seconds_bucket{le=\"+Inf\"}"
+        ),
+        1.0
+    );
+    // 5 of a's, 5 of b's, 2 of admin's (their rounds long over by now).
+    assert_eq!(value(&m, "tally_request_latency_seconds_count"), 12.0);
+    assert!(value(&m, "tally_request_latency_seconds_sum") > 0.0);
+    assert!(value(&m, "tally_journal_fsync_seconds_count") >= 1.0);
+    assert!(value(&m, "tally_journal_bytes") > 0.0);
+    let snap = value(&m, "tally_journal_last_snapshot_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        snap > now - 3600.0 && snap <= now + 1.0,
+        "the start's snapshot: {snap}"
+    );
+
     // The gauges equal STATUS.
     let status = admin.status();
     let m = scrape(&s);

@@ -93,6 +93,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         journal: crate::shared::JournalFacts {
             mode: crate::journal::Durability::Off,
             dir: "state".into(),
+            figures: OnceLock::new(),
         },
     });
     Bench {

@@ -286,6 +286,26 @@ impl ReplyGate {
     }
 }
 
+/// What `/metrics` reads of the journal, written by the journal thread
+/// (and the snapshot thread it starts) with plain stores, read by scrapes.
+#[derive(Debug, Default)]
+pub struct JournalFigures {
+    /// Each segment sync: `sync` mode's group commit (one per round),
+    /// `async` mode's periodic sync.
+    pub(crate) fsync: crate::metrics::Histogram,
+    /// The current segment's size, bytes (header included).
+    pub(crate) segment_bytes: std::sync::atomic::AtomicU64,
+    /// When the last snapshot was written whole, Unix ms (the server's clock).
+    pub(crate) last_snapshot_ms: std::sync::atomic::AtomicU64,
+}
+
+impl JournalFigures {
+    /// A relaxed store (one writer at a time).
+    fn set(a: &std::sync::atomic::AtomicU64, v: u64) {
+        a.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The journal thread and what loops need to reach it.
 #[derive(Debug)]
 pub struct Journal {
@@ -295,6 +315,7 @@ pub struct Journal {
     counters: Arc<Durable>,
     mode: Durability,
     thread: Option<JoinHandle<()>>,
+    figures: Arc<JournalFigures>,
 }
 
 impl Journal {
@@ -314,6 +335,9 @@ impl Journal {
         log: impl Fn(String) + Send + 'static,
     ) -> Result<Journal, JournalError> {
         let segment = files::start_generation(dir, gen, &state)?;
+        let figures = Arc::new(JournalFigures::default());
+        JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
+        JournalFigures::set(&figures.segment_bytes, record::FILE_HEADER as u64);
         let loops = wakers.len();
         let counters = Arc::new(Durable {
             per_loop: (0..loops).map(|_| Watermark::new()).collect(),
@@ -346,6 +370,7 @@ impl Journal {
             clock,
             failing: false,
             writing: None,
+            figures: figures.clone(),
         };
         let thread = std::thread::Builder::new()
             .name("tally-journal".into())
@@ -362,7 +387,13 @@ impl Journal {
             counters,
             mode,
             thread: Some(thread),
+            figures,
         })
+    }
+
+    /// Its figures for `/metrics`.
+    pub fn figures(&self) -> Arc<JournalFigures> {
+        self.figures.clone()
     }
 
     /// The journal end for loop `index`.

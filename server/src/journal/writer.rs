@@ -27,6 +27,8 @@ pub(super) struct Writer {
     pub(super) failing: bool,
     /// A periodic snapshot being written by a thread of its own.
     pub(super) writing: Option<std::thread::JoinHandle<Result<u64, JournalError>>>,
+    /// What `/metrics` reads (fsync latency, segment size, last snapshot).
+    pub(super) figures: Arc<JournalFigures>,
 }
 
 impl Writer {
@@ -157,7 +159,7 @@ impl Writer {
             let r = self.segment.write_all(&self.out);
             let r = match r {
                 Err(e) => Err((false, e)),
-                Ok(()) if sync => files::sync_data(&self.segment).map_err(|e| (true, e)),
+                Ok(()) if sync => self.sync_segment().map_err(|e| (true, e)),
                 Ok(()) => Ok(()),
             };
             match r {
@@ -184,6 +186,7 @@ impl Writer {
         }
         self.disk_ok();
         self.segment_bytes += self.out.len() as u64;
+        self.segment_size_changed();
         self.out.clear();
         self.journaled_since_snapshot = true;
         if sync {
@@ -192,6 +195,27 @@ impl Writer {
             self.dirty = true;
             self.idle();
         }
+    }
+
+    /// Syncs the segment, timed for `tally_journal_fsync_seconds`.
+    fn sync_segment(&self) -> std::io::Result<()> {
+        let start = Instant::now();
+        let r = files::sync_data(&self.segment);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.figures.fsync.record(ns);
+        r
+    }
+
+    /// The segment's size for `tally_journal_bytes`.
+    fn segment_size_changed(&self) {
+        let bytes = record::FILE_HEADER as u64 + self.segment_bytes;
+        JournalFigures::set(&self.figures.segment_bytes, bytes);
+    }
+
+    /// A snapshot was written whole now, for
+    /// `tally_journal_last_snapshot_timestamp_seconds`.
+    fn snapshot_written(&self) {
+        JournalFigures::set(&self.figures.last_snapshot_ms, self.clock.now_ms());
     }
 
     /// Cuts the segment back to the end of its last whole write.
@@ -218,6 +242,7 @@ impl Writer {
                 }
             }
         }
+        self.snapshot_written();
         self.disk_ok();
         self.out.clear();
         self.dirty = false;
@@ -251,7 +276,7 @@ impl Writer {
     /// (the kernel may have dropped the pages), so the journal is
     /// rewritten as a new snapshot and segment. False after a failure.
     fn sync_or_rewrite(&mut self) -> bool {
-        let Err(e) = files::sync_data(&self.segment) else {
+        let Err(e) = self.sync_segment() else {
             return true;
         };
         self.disk_failed(
@@ -302,10 +327,12 @@ impl Writer {
             Ok(f) => {
                 self.switch_to(gen, f);
                 let dir = self.dir.clone();
+                let (figures, clock) = (self.figures.clone(), self.clock.clone());
                 let spawned = std::thread::Builder::new()
                     .name("tally-snapshot".into())
                     .spawn(move || {
                         files::write_snapshot_bytes(&dir, gen, &bytes)?;
+                        JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
                         files::delete_before(&dir, gen)?;
                         Ok(gen)
                     });
@@ -334,6 +361,7 @@ impl Writer {
         self.segment = f;
         self.gen = gen;
         self.segment_bytes = 0;
+        self.segment_size_changed();
         self.journaled_since_snapshot = false;
     }
 
@@ -367,7 +395,10 @@ impl Writer {
         }
         let gen = self.next_generation();
         match files::start_generation(&self.dir, gen, &self.state) {
-            Ok(f) => self.switch_to(gen, f),
+            Ok(f) => {
+                self.switch_to(gen, f);
+                self.snapshot_written();
+            }
             Err(e) => self.snapshot_failed(&e.to_string()),
         }
         self.last_snapshot = Instant::now();

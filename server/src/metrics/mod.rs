@@ -12,6 +12,7 @@
 //!
 //! The HTTP side that serves it is `http.rs`.
 
+mod histogram;
 mod recent;
 
 use std::collections::HashMap;
@@ -28,6 +29,8 @@ use tally_core::license::Expiry;
 
 use crate::shared::Shared;
 use crate::status::{ServerInfo, Status};
+use histogram::Figures;
+pub(crate) use histogram::Histogram;
 use recent::MinuteRing;
 pub(crate) use recent::Recent;
 
@@ -106,6 +109,10 @@ pub(crate) struct LoopCounters {
     denials: [AtomicU64; REASONS.len()],
     /// Denials per minute, for the status page's last hour and day.
     recent_denials: MinuteRing,
+    /// Each request's time in the loop (see [`LoopCounters::answered`]).
+    request_latency: Histogram,
+    /// How late linger expiries ran: now - deadline, at expiry.
+    linger_lateness: Histogram,
 }
 
 /// Adds one to a counter only the calling loop writes: a load and a store,
@@ -131,6 +138,25 @@ impl LoopCounters {
     pub(crate) fn denied(&self, reason: &Reason, now: u64) {
         bump(&self.denials[reason_index(reason)]);
         self.recent_denials.count(now);
+    }
+
+    /// `n` requests were answered in a round of the loop that took `ns`
+    /// nanoseconds from its wake-up to its end (replies written, the
+    /// journal batch sent): each is counted at that, an upper bound of its
+    /// own time in the loop (a reply that waits for the journal's fsync
+    /// waits beyond it: `tally_journal_fsync_seconds`).
+    #[inline]
+    pub(crate) fn answered(&self, ns: u64, n: u64) {
+        self.request_latency.record_n(ns, n);
+    }
+
+    /// A linger due at `deadline` (Unix ms) expired at `now`.
+    #[inline]
+    pub(crate) fn linger_expired(&self, now: u64, deadline: Option<u64>) {
+        if let Some(d) = deadline {
+            self.linger_lateness
+                .record(now.saturating_sub(d).saturating_mul(1_000_000));
+        }
     }
 
     /// A license came back for `cause`.
@@ -324,6 +350,37 @@ pub(crate) fn render(shared: &Shared) -> String {
         "Debug-log events dropped because the log writer fell behind",
         counter(dropped),
     );
+    reg.register(
+        "request_latency_seconds",
+        "Time of each request in its event loop: from the wake-up that read it to the end of that round (replies written)",
+        Figures::of(shared.metrics.iter().map(|l| &l.request_latency)),
+    );
+    reg.register(
+        "linger_expiry_lateness_seconds",
+        "How late linger expiries ran: the time at expiry minus the deadline (the server clock's ms)",
+        Figures::of(shared.metrics.iter().map(|l| &l.linger_lateness)),
+    );
+    if let Some(j) = shared.journal.figures.get() {
+        reg.register(
+            "journal_fsync_seconds",
+            "Journal segment syncs (sync mode: one per group commit; async: the periodic sync)",
+            Figures::of([&j.fsync]),
+        );
+        let bytes = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        bytes.set(to_i64(j.segment_bytes.load(Ordering::Relaxed)));
+        reg.register(
+            "journal_bytes",
+            "Size of the journal's current segment (records since the last snapshot)",
+            bytes,
+        );
+        let at = Gauge::<f64, AtomicU64>::default();
+        at.set(j.last_snapshot_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        reg.register(
+            "journal_last_snapshot_timestamp_seconds",
+            "When the journal's last snapshot was written whole, Unix seconds",
+            at,
+        );
+    }
     // A gauge of 1, not OpenMetrics' `info` type: Prometheus' own text
     // parser (promtool's) does not know that type.
     let build = Family::<Labels, Gauge>::default();

@@ -24,6 +24,10 @@
 //! retry), sleeps at most until its next deadline and does what is due
 //! when it wakes, in deadline order; there is no periodic sweep.
 //!
+//! Metrics: each loop keeps its own counters (`metrics/`); for the
+//! request-latency histogram it reads the monotonic clock once when it
+//! wakes and once at the end of a round that answered a request.
+//!
 //! REREAD: each loop checks the pause flag once per wake, before it
 //! touches the engine, and parks while another loop rereads; it then
 //! adopts the published generation (`reread.rs`).
@@ -36,7 +40,7 @@ mod waiters;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Poll, Token};
@@ -118,6 +122,8 @@ pub(crate) struct Worker {
     /// Connections to serve again this turn (a waiter was answered): a
     /// work list, so answering a waiter never re-enters serving.
     ready: Vec<usize>,
+    /// Request lines answered this round (for the latency histogram).
+    answered: u64,
 }
 
 impl Worker {
@@ -135,6 +141,7 @@ impl Worker {
     /// Answers one request line of `conn`, then carries out its effects.
     fn answer(&mut self, conn: &mut Conn, line: &[u8]) {
         let now = self.now();
+        self.answered += 1;
         let reply_at = conn.wbuf.len();
         cmd::answer(
             &mut self.ctx,
@@ -285,6 +292,7 @@ impl Loop {
                 read_buf: vec![0; READ_CHUNK],
                 status_jobs: start.status_jobs,
                 ready: Vec::new(),
+                answered: 0,
             },
             gated: Vec::new(),
             seen_durable: 0,
@@ -314,6 +322,8 @@ impl Loop {
                     panic!("poll failed: {e}");
                 }
             }
+            // The round's one clock read besides its end's (latency).
+            let woke = Instant::now();
             if self.w.ctx.shared.shutdown.load(Ordering::SeqCst) {
                 return self.shut_down();
             }
@@ -359,6 +369,11 @@ impl Loop {
             if let Some(j) = self.w.ctx.journal.as_mut() {
                 j.send();
             }
+            if self.w.answered > 0 {
+                let ns = u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let n = std::mem::take(&mut self.w.answered);
+                self.w.ctx.counters().answered(ns, n);
+            }
         }
     }
 
@@ -375,6 +390,7 @@ impl Loop {
             match f {
                 Fired::Released(r) => {
                     let w = &mut self.w;
+                    w.ctx.counters().linger_expired(now, r.deadline);
                     w.ctx.released(&r, Cause::LingerExpiry, now, &mut w.fx);
                     w.carry_common();
                 }

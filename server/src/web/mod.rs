@@ -7,7 +7,7 @@
 //! handles hidden: the HTTP side has no AUTH), the loops' denial counts
 //! (`metrics/recent.rs`), the journal's mode, and the daily peaks of a
 //! [`UsageHistory`] when the server has one. Every text that comes from a
-//! license file, a client or the file system goes through [`escape`].
+//! license file, a client or the file system goes through `escape`.
 
 mod chart;
 
