@@ -184,7 +184,7 @@ fn fmt_num(v: f64, unit: &str) -> String {
 }
 
 /// Metrics the main table shows, in order.
-const TABLE_METRICS: [&str; 20] = [
+const TABLE_METRICS: [&str; 23] = [
     "offered_per_s",
     "listen_overflows",
     "ops_per_s",
@@ -205,6 +205,9 @@ const TABLE_METRICS: [&str; 20] = [
     "max_ratio",
     "reply_bytes",
     "replies_per_s",
+    "throughput_ratio",
+    "scrape_ms",
+    "scrape_bytes",
 ];
 
 /// The Markdown tables of a report: tally vs redis-lua vs redis-set with

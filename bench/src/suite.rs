@@ -16,7 +16,7 @@ use crate::status;
 use crate::wire::{Conn, Encoder, Target};
 
 /// Scenario names, in run order.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "steady",
     "renew",
     "storm",
@@ -25,8 +25,12 @@ pub const SCENARIOS: [&str; 9] = [
     "idle",
     "durability",
     "status",
+    "scrape",
     "criterion",
 ];
+
+/// The scrape scenario's period between two GETs of `/metrics`.
+const SCRAPE_EVERY: Duration = Duration::from_millis(100);
 
 /// What to run and how big.
 #[derive(Debug, Clone)]
@@ -342,6 +346,7 @@ impl Suite {
                 "idle" => self.idle(),
                 "durability" => self.durability(),
                 "status" => self.status(),
+                "scrape" => self.scrape(),
                 _ => self.criterion(),
             };
             if let Err(e) = r {
@@ -890,6 +895,102 @@ impl Suite {
         entries.push(e("replies_per_s", "replies/s", rates));
         entries.push(e("ok", "count", replies));
         entries.push(e("err", "count", errs));
+        self.push(entries);
+        Ok(())
+    }
+
+    /// Closed 50x1 against a tallyd with `--http`, alone and while a
+    /// scraper GETs `/metrics` every [`SCRAPE_EVERY`]; the two alternate
+    /// (which goes first flips each repetition) on the same server.
+    fn scrape(&mut self) -> Result<(), String> {
+        let port = servers::free_port()?;
+        let http: SocketAddr = ([127, 0, 0, 1], port).into();
+        let tallyd = self.tallyd(&["--http".to_string(), http.to_string()])?;
+        let enc = self.encoder(Target::Tally, None);
+        let work = Workload::Pairs { linger_s: 0 };
+        let t = self.sizes.timing;
+        let (mut alone, mut scraped, mut stats) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..self.cfg.reps {
+            for scraping in [rep % 2 == 1, rep % 2 == 0] {
+                let scraper = scraping.then(|| crate::scrape::Scraper::start(http, SCRAPE_EVERY));
+                let m = load::closed_loop(tallyd.addr, &enc, work, 50, 1, t)?;
+                let what = match scraper {
+                    Some(s) => {
+                        let st = s.stop();
+                        if st.ok == 0 {
+                            return Err(format!("no scrape of http://{http}/metrics succeeded"));
+                        }
+                        stats.push(st);
+                        scraped.push(m);
+                        format!(
+                            "scraped ({} scrapes, {} failed, {:.0} B, {:.2} ms each)",
+                            st.ok, st.failed, st.mean_bytes, st.mean_ms
+                        )
+                    }
+                    None => {
+                        alone.push(m);
+                        "alone".to_string()
+                    }
+                };
+                let m = if scraping {
+                    scraped.last()
+                } else {
+                    alone.last()
+                };
+                self.progress(&format!(
+                    "  scrape closed 50x1 {what} rep {}/{}: {}",
+                    rep + 1,
+                    self.cfg.reps,
+                    m.map(Measured::line).unwrap_or_default()
+                ));
+            }
+        }
+        let mut entries = measured_entries("scrape", "closed 50x1, no scraper", "tally", &alone);
+        let every = SCRAPE_EVERY.as_millis();
+        let variant = format!("closed 50x1, /metrics every {every} ms");
+        entries.extend(measured_entries("scrape", &variant, "tally", &scraped));
+        let ratio_variant = format!("closed 50x1: /metrics every {every} ms / no scraper");
+        let pairs = || alone.iter().zip(&scraped);
+        entries.push(single(
+            "scrape",
+            &ratio_variant,
+            "tally",
+            "throughput_ratio",
+            "×",
+            Better::Higher,
+            pairs()
+                .map(|(a, b)| status::ratio(b.ops_per_s, a.ops_per_s))
+                .collect(),
+        ));
+        entries.push(single(
+            "scrape",
+            &ratio_variant,
+            "tally",
+            "p99_ratio",
+            "×",
+            Better::Lower,
+            pairs()
+                .map(|(a, b)| status::ratio(b.p99_us, a.p99_us))
+                .collect(),
+        ));
+        entries.push(single(
+            "scrape",
+            &variant,
+            "tally",
+            "scrape_ms",
+            "ms",
+            Better::None,
+            stats.iter().map(|s| s.mean_ms).collect(),
+        ));
+        entries.push(single(
+            "scrape",
+            &variant,
+            "tally",
+            "scrape_bytes",
+            "B",
+            Better::None,
+            stats.iter().map(|s| s.mean_bytes).collect(),
+        ));
         self.push(entries);
         Ok(())
     }

@@ -204,3 +204,34 @@ fn redis_semaphore_grants_up_to_its_limit_and_renews() {
         assert_eq!((m.denied, m.err), (0, 0), "{}: {}", target.name(), m.line());
     }
 }
+
+#[test]
+fn the_scraper_reads_whole_metrics_from_a_tallyd_with_http() {
+    let port = servers::free_port().expect("a free port");
+    let http: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let t = servers::start_tallyd(
+        &TallydSpec {
+            bin: tallyd_bin(),
+            seats: 10_000,
+            workers: 1,
+            extra: vec!["--http".into(), http.to_string()],
+        },
+        &Placement { server_core: None },
+    )
+    .expect("start tallyd");
+    let scraper = tally_bench::scrape::Scraper::start(http, Duration::from_millis(20));
+    let m = load::closed_loop(
+        t.addr,
+        &tally_enc(),
+        Workload::Pairs { linger_s: 0 },
+        2,
+        1,
+        SHORT,
+    )
+    .expect("closed loop");
+    let st = scraper.stop();
+    assert!(m.ok > 0 && m.err == 0, "{}", m.line());
+    assert!(st.ok > 0, "{st:?}");
+    assert_eq!(st.failed, 0, "{st:?}");
+    assert!(st.mean_bytes > 1000.0, "a whole /metrics: {st:?}");
+}
