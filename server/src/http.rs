@@ -331,10 +331,13 @@ fn answer(shared: &Shared, extras: &Extras, req: &Request) -> Response {
                 body: body.into_bytes(),
             }
         }
-        "/" if get => Response {
-            code: 200,
-            kind: "text/html; charset=utf-8",
-            body: crate::web::page(shared, extras).into_bytes(),
+        "/" if get => match page_query(url) {
+            Some((from, limit)) => Response {
+                code: 200,
+                kind: "text/html; charset=utf-8",
+                body: crate::web::page(shared, extras, from, limit).into_bytes(),
+            },
+            None => Response::text(400, "bad query: from=N, limit=N\n"),
         },
         "/" | "/metrics" => Response::text(405, "only GET\n"),
         "/api/v1/status" if get => match page_query(url) {

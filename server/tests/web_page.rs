@@ -148,6 +148,18 @@ fn the_page_is_served_whole_with_the_state() {
     assert!(page.contains("read-only: admin is tallyctl"));
     // Nothing to load from anywhere: no src=, href= or script.
     assert!(!page.contains("src=") && !page.contains("href="), "{page}");
+    // Paged as /api/v1/status: one line a page, a link to the next.
+    let (code, first) = get(s.http, "/?limit=1");
+    assert_eq!(code, 200);
+    assert!(first.contains("data-feature=\"CAD\"") && !first.contains("data-feature=\"SIM\""));
+    assert!(first.contains("license-file lines 1 to 1 of 2"), "{first}");
+    assert!(
+        first.contains("<a href=\"?from=1&amp;limit=1\">next</a>"),
+        "{first}"
+    );
+    let (_, second) = get(s.http, "/?from=1&limit=1");
+    assert!(second.contains("data-feature=\"SIM\"") && !second.contains("data-feature=\"CAD\""));
+    assert_eq!(get(s.http, "/?from=x").0, 400);
 }
 
 #[test]

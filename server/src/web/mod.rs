@@ -2,6 +2,8 @@
 //! CSS and SVG, no script, nothing loaded from elsewhere; it reloads itself
 //! every [`REFRESH_SECS`] with a `<meta http-equiv="refresh">`), readable
 //! on a phone (viewport meta, fluid layout, tables scroll sideways).
+//! A large server's page shows [`PAGE_POOLS`] license-file lines at a time
+//! (`?from=N&limit=N`, as `/api/v1/status`), with links to the others.
 //!
 //! Built on the HTTP thread from what `/api/v1/status` serves (STATUS,
 //! handles hidden: the HTTP side has no AUTH), the loops' denial counts
@@ -11,6 +13,7 @@
 
 mod chart;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -24,6 +27,10 @@ use crate::status::{FeatureStatus, Status};
 
 /// Seconds between the page's reloads of itself.
 pub const REFRESH_SECS: u32 = 10;
+
+/// Pools (license-file lines) on one page unless `?limit=` says otherwise;
+/// `?from=N` pages on, as STATUS's `from=`.
+pub const PAGE_POOLS: usize = 500;
 
 /// Milliseconds in a day.
 const DAY_MS: u64 = 86_400_000;
@@ -72,8 +79,12 @@ impl std::fmt::Debug for UsageHistory {
 /// What the page shows, gathered at one moment.
 #[derive(Debug)]
 pub(crate) struct PageData<'a> {
-    /// STATUS, handles hidden.
+    /// STATUS, handles hidden, paged (`from`, `next`).
     pub(crate) status: Status,
+    /// Pools in all, before paging.
+    pub(crate) total: usize,
+    /// Pools a page holds.
+    pub(crate) limit: usize,
     /// For each entry of `status.features`: when its pool expires (the end
     /// of its last day, Unix ms), `None` if permanent.
     pub(crate) ends_ms: Vec<Option<u64>>,
@@ -85,25 +96,28 @@ pub(crate) struct PageData<'a> {
     pub(crate) history: Option<&'a UsageHistory>,
 }
 
-/// The page of `shared` now.
-pub(crate) fn page(shared: &Shared, extras: &Extras) -> String {
+/// The page of `shared` now: pools `from..from + limit` (default
+/// [`PAGE_POOLS`]).
+pub(crate) fn page(shared: &Shared, extras: &Extras, from: usize, limit: Option<usize>) -> String {
     let (mut status, snapshot) = status_now(shared);
+    let total = status.features.len();
+    let limit = limit.unwrap_or(PAGE_POOLS).max(1);
+    status.page(None, from, Some(limit));
     status.hide_handles();
+    // By (feature, line): one pass each way, for servers of 100,000 features.
+    let ends: HashMap<(&str, u32), u64> = snapshot
+        .features
+        .iter()
+        .flat_map(|f| f.pools.iter().map(move |p| (f.name.as_str(), p)))
+        .filter_map(|(name, p)| match p.expiry {
+            Expiry::On(d) => Some(((name, p.line), d.end_ms())),
+            Expiry::Permanent => None,
+        })
+        .collect();
     let ends_ms = status
         .features
         .iter()
-        .map(|p| {
-            let pool = snapshot
-                .features
-                .iter()
-                .filter(|f| f.name == p.name)
-                .flat_map(|f| &f.pools)
-                .find(|q| q.line == p.line)?;
-            match pool.expiry {
-                Expiry::On(d) => Some(d.end_ms()),
-                Expiry::Permanent => None,
-            }
-        })
+        .map(|p| ends.get(&(p.name.as_str(), p.line)).copied())
         .collect();
     let j = &shared.journal;
     let journal = match j.mode {
@@ -113,6 +127,8 @@ pub(crate) fn page(shared: &Shared, extras: &Extras) -> String {
         mode => format!("{mode}, in {}", j.dir.display()),
     };
     let data = PageData {
+        total,
+        limit,
         denials: recent_denials(&shared.metrics, status.server.now_ms),
         status,
         ends_ms,
@@ -202,38 +218,65 @@ pub(crate) fn render(d: &PageData<'_>) -> String {
         port = s.port,
     );
     server_facts(&mut out, d);
-    let queued = &d.status.queue;
-    out.push_str("<section id=\"features\"><h2>Features</h2>");
-    let mut names: Vec<&str> = Vec::new();
-    for p in &d.status.features {
-        if !names.contains(&p.name.as_str()) {
-            names.push(&p.name);
-        }
+    let mut queued: HashMap<&str, usize> = HashMap::new();
+    for q in &d.status.queue {
+        *queued.entry(q.names.feature.as_str()).or_default() += 1;
     }
-    if names.is_empty() {
+    let waiting = |name: &str| queued.get(name).copied().unwrap_or(0);
+    out.push_str("<section id=\"features\"><h2>Features</h2>");
+    if d.status.features.is_empty() {
         out.push_str("<p class=\"none\">no features served</p>");
     }
-    for name in names {
-        let pools: Vec<(&FeatureStatus, Option<u64>)> = d
-            .status
-            .features
-            .iter()
-            .zip(&d.ends_ms)
-            .filter(|(p, _)| p.name == name)
-            .map(|(p, e)| (p, *e))
-            .collect();
-        feature(
-            &mut out,
-            d,
-            name,
-            &pools,
-            queued.iter().filter(|q| q.names.feature == name).count(),
-        );
+    pages(&mut out, d);
+    // STATUS lists a feature's pools one after the other: one group each,
+    // in one pass (a server may serve 100,000 features).
+    let mut pools: Vec<(&FeatureStatus, Option<u64>)> = Vec::new();
+    for (p, end) in d.status.features.iter().zip(&d.ends_ms) {
+        if let Some(&(first, _)) = pools.first() {
+            if first.name != p.name {
+                feature(&mut out, d, &first.name, &pools, waiting(&first.name));
+                pools.clear();
+            }
+        }
+        pools.push((p, *end));
+    }
+    if let Some(&(first, _)) = pools.first() {
+        feature(&mut out, d, &first.name, &pools, waiting(&first.name));
     }
     out.push_str("</section>");
     queue(&mut out, d);
     out.push_str("</body></html>\n");
     out
+}
+
+/// Which pools this page shows, with links to the others (relative: the
+/// same page with another `?from=`), when there are more than one page.
+fn pages(out: &mut String, d: &PageData<'_>) {
+    let (from, shown, limit) = (d.status.from, d.status.features.len(), d.limit);
+    if from == 0 && d.status.next.is_none() {
+        return;
+    }
+    let _ = write!(
+        out,
+        "<p class=\"pages\">license-file lines {} to {} of {}",
+        from + 1,
+        from + shown,
+        d.total
+    );
+    if from > 0 {
+        let prev = from.saturating_sub(limit);
+        let _ = write!(
+            out,
+            " · <a href=\"?from={prev}&amp;limit={limit}\">previous</a>"
+        );
+    }
+    if let Some(next) = d.status.next {
+        let _ = write!(
+            out,
+            " · <a href=\"?from={next}&amp;limit={limit}\">next</a>"
+        );
+    }
+    out.push_str("</p>");
 }
 
 fn server_facts(out: &mut String, d: &PageData<'_>) {

@@ -70,6 +70,8 @@ fn data(status: Status, history: Option<&UsageHistory>) -> PageData<'_> {
         .map(|_| Some(NOW + 31 * DAY_MS + 5))
         .collect();
     PageData {
+        total: status.features.len(),
+        limit: PAGE_POOLS,
         status,
         ends_ms,
         denials: Recent { hour: 4, day: 9 },
@@ -161,6 +163,26 @@ fn the_page_shows_figures_holders_denials_and_says_it_is_read_only() {
         !page.contains("src=") && !page.contains("href="),
         "nothing loaded"
     );
+    assert!(!page.contains("class=\"pages\""), "one page");
+}
+
+#[test]
+fn a_page_of_a_large_server_links_to_the_others() {
+    let mut s = status(vec![pool("B", Some(1), 0, 0), pool("C", Some(1), 0, 0)]);
+    s.from = 10;
+    s.next = Some(12);
+    let mut d = data(s, None);
+    d.total = 30;
+    d.limit = 2;
+    let page = render(&d);
+    assert!(
+        page.contains(
+            "<p class=\"pages\">license-file lines 11 to 12 of 30 · \
+             <a href=\"?from=8&amp;limit=2\">previous</a> · \
+             <a href=\"?from=12&amp;limit=2\">next</a></p>"
+        ),
+        "{page}"
+    );
 }
 
 #[test]
@@ -198,4 +220,26 @@ fn spans_and_days_read_plainly() {
     assert_eq!(span(61_000), "1m 1s");
     assert_eq!(span(3_600_000 * 26), "1d 2h");
     assert_eq!(escape("a<'&\">"), "a&lt;&#39;&amp;&quot;&gt;");
+}
+
+#[test]
+fn a_feature_of_several_pools_is_one_group() {
+    let mut inc = pool("CAD", Some(5), 2, 0);
+    inc.line = 3;
+    inc.kind = "INCREMENT".into();
+    let page = render(&data(
+        status(vec![
+            pool("CAD", Some(10), 1, 0),
+            inc,
+            pool("SIM", Some(1), 0, 0),
+        ]),
+        None,
+    ));
+    assert_eq!(page.matches("data-feature=\"CAD\"").count(), 1, "{page}");
+    assert_eq!(page.matches("data-feature=\"SIM\"").count(), 1, "{page}");
+    assert!(
+        page.contains("<b class=\"in-use\">3</b> of <b class=\"total\">15</b> in use"),
+        "{page}"
+    );
+    assert!(page.find("INCREMENT").unwrap() < page.find("data-feature=\"SIM\"").unwrap());
 }
