@@ -8,6 +8,8 @@
 //! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
+//! - [`upload`]: `tallyd --upload-url`, the compliance report's daily
+//!   HTTPS upload and the uploader log.
 //! - `metrics` (private): `tallyd --http`, the `/metrics` and `/api/v1/status`
 //!   endpoints and the loops' counters.
 //!
@@ -33,3 +35,4 @@ pub mod source;
 pub mod status;
 mod status_thread;
 mod timers;
+pub mod upload;
