@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     /// Each loop's counters for `/metrics`, by loop index (`metrics.rs`):
     /// loop N writes only `metrics[N]`.
     pub(crate) metrics: Box<[LoopCounters]>,
+    /// The uploader (`--upload-url`), set once it has started; unset when
+    /// the upload is off. `UPLOAD` and `UPLOAD_STATUS` use it.
+    pub(crate) upload: OnceLock<crate::upload::UploadHandle>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -15,6 +15,7 @@
 //! - `result.rs`: the result codes and seed 000's result line.
 //! - `ulog.rs`: the uploader log.
 //! - `pending.rs`: reports kept on disk until they are uploaded.
+//! - `standin.rs`: the report tallyd sends until the usage report is wired in.
 //! - `worker.rs`: the thread: first upload after a delay, then daily, on
 //!   demand, retries.
 //!
@@ -23,6 +24,7 @@
 mod backoff;
 mod pending;
 mod result;
+mod standin;
 mod transfer;
 mod ulog;
 mod wire;
@@ -41,6 +43,7 @@ use tally_core::clock::Clock;
 pub use backoff::{Backoff, Jitter};
 pub use pending::MAX_PENDING;
 pub use result::{result_line, Code, Failure, UPLOAD_TYPE};
+pub(crate) use standin::source as standin_source;
 pub use transfer::Timeouts;
 pub use wire::{parse_upload_response, sha256_hex, Manifest, Period, UploadResponse};
 
@@ -291,6 +294,7 @@ impl Uploader {
         let status = Arc::new(Mutex::new(UploadStatus {
             url: config.url.clone(),
             log: config.log.display().to_string(),
+            next: Some(clock.now_ms() / 1000 + config.first_delay.as_secs()),
             ..UploadStatus::default()
         }));
         let handle = UploadHandle {

@@ -7,7 +7,7 @@ use std::fmt;
 /// Every code but [`Code::Success`] is a failure; the report stays in
 /// `upload/pending/` and is tried again (with backoff within a cycle, at
 /// the next cycle after that). docs/usage.md lists them all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
     /// The endpoint acknowledged the start, every chunk and the finish.
     Success,
@@ -70,6 +70,13 @@ impl Code {
         Code::FinishRejected,
         Code::ReportFailed,
     ];
+}
+
+/// As its [`Code::as_str`] (`"CTX_UPLOADER_SUCCESS"`).
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 impl fmt::Display for Code {
