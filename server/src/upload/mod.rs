@@ -302,7 +302,16 @@ impl Uploader {
             stop: stop.clone(),
             status: status.clone(),
         };
-        let w = worker::Worker::new(config, roots, source, clock, woken, stop, status);
+        let inbox = worker::Inbox { woken, stop };
+        let w = worker::Worker::new(
+            config,
+            roots,
+            source,
+            clock,
+            Box::new(inbox),
+            status,
+            Jitter::random(),
+        );
         let thread = std::thread::Builder::new()
             .name("tally-upload".into())
             .spawn(move || w.run())

@@ -43,13 +43,45 @@ pub(super) fn read_ca(path: &Path) -> Result<RootCerts, UploadError> {
 }
 
 /// Why a wait ended.
-enum Wake {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wake {
     /// Its time passed.
     Elapsed,
     /// An `UPLOAD` asked for an upload now.
     Asked,
     /// The server is stopping.
     Stop,
+}
+
+/// Where the thread waits: for the first upload, the next day and
+/// between attempts. The real one ([`Inbox`]) waits on the `UPLOAD`
+/// channel with a timeout; a test's records the waits and returns at once.
+pub(super) trait Waiter: Send {
+    /// Waits up to `d`.
+    fn wait(&mut self, d: Duration) -> Wake;
+}
+
+/// The real [`Waiter`]: the channel `UPLOAD` and a stop write to.
+pub(super) struct Inbox {
+    pub(super) woken: Receiver<()>,
+    pub(super) stop: Arc<AtomicBool>,
+}
+
+impl Waiter for Inbox {
+    fn wait(&mut self, d: Duration) -> Wake {
+        if self.stop.load(Ordering::Acquire) {
+            return Wake::Stop;
+        }
+        let woke = self.woken.recv_timeout(d);
+        if self.stop.load(Ordering::Acquire) {
+            return Wake::Stop;
+        }
+        match woke {
+            Ok(()) => Wake::Asked,
+            Err(RecvTimeoutError::Timeout) => Wake::Elapsed,
+            Err(RecvTimeoutError::Disconnected) => Wake::Stop,
+        }
+    }
 }
 
 /// How one report's upload ended.
@@ -64,8 +96,7 @@ pub(super) struct Worker {
     agent: Agent,
     source: ReportSource,
     clock: Arc<dyn Clock>,
-    woken: Receiver<()>,
-    stop: Arc<AtomicBool>,
+    waiter: Box<dyn Waiter>,
     status: Arc<Mutex<UploadStatus>>,
     log: UploaderLog,
     /// Whether a log write failed already (said once on stderr).
@@ -80,9 +111,9 @@ impl Worker {
         roots: RootCerts,
         source: ReportSource,
         clock: Arc<dyn Clock>,
-        woken: Receiver<()>,
-        stop: Arc<AtomicBool>,
+        waiter: Box<dyn Waiter>,
         status: Arc<Mutex<UploadStatus>>,
+        jitter: Jitter,
     ) -> Worker {
         Worker {
             agent: transfer::agent(roots, config.timeouts),
@@ -91,11 +122,10 @@ impl Worker {
             config,
             source,
             clock,
-            woken,
-            stop,
+            waiter,
             status,
             log_failed: false,
-            jitter: Jitter::random(),
+            jitter,
         }
     }
 
@@ -116,19 +146,8 @@ impl Worker {
         }
     }
 
-    fn wait(&self, d: Duration) -> Wake {
-        if self.stop.load(Ordering::Acquire) {
-            return Wake::Stop;
-        }
-        let woke = self.woken.recv_timeout(d);
-        if self.stop.load(Ordering::Acquire) {
-            return Wake::Stop;
-        }
-        match woke {
-            Ok(()) => Wake::Asked,
-            Err(RecvTimeoutError::Timeout) => Wake::Elapsed,
-            Err(RecvTimeoutError::Disconnected) => Wake::Stop,
-        }
+    fn wait(&mut self, d: Duration) -> Wake {
+        self.waiter.wait(d)
     }
 
     fn update(&self, f: impl FnOnce(&mut UploadStatus)) {
@@ -306,5 +325,80 @@ impl Worker {
                 msg,
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::clock::ManualClock;
+
+    /// Records every wait and returns at once: no test sleeps.
+    struct Recorder(Arc<Mutex<Vec<Duration>>>);
+
+    impl Waiter for Recorder {
+        fn wait(&mut self, d: Duration) -> Wake {
+            self.0.lock().unwrap().push(d);
+            Wake::Elapsed
+        }
+    }
+
+    /// The waits between the attempts of one upload follow the backoff
+    /// schedule with the jitter drawn (explicit time: the waiter returns at
+    /// once), and the report stays pending after the last attempt.
+    #[test]
+    fn retries_wait_the_backoff_schedule() {
+        let dir = std::env::temp_dir().join(format!("tally-worker-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Nothing listens on a port just released: every attempt is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut config = UploadConfig::new(
+            &format!("https://127.0.0.1:{port}"),
+            dir.join("log_uploader.log"),
+            &dir,
+            "h".into(),
+        );
+        config.attempts = 5;
+        config.backoff = Backoff {
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(100),
+        };
+        let waits = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(Mutex::new(UploadStatus::default()));
+        let clock = Arc::new(ManualClock::new(1_796_306_706_000));
+        let mut w = Worker::new(
+            config.clone(),
+            RootCerts::WebPki,
+            ReportSource::fixed(b"{}".to_vec()),
+            clock,
+            Box::new(Recorder(waits.clone())),
+            status.clone(),
+            Jitter::seeded(7),
+        );
+        assert!(w.cycle());
+        let mut j = Jitter::seeded(7);
+        let want: Vec<Duration> = (0..4).map(|n| config.backoff.delay(n, j.draw())).collect();
+        assert_eq!(*waits.lock().unwrap(), want);
+        assert!(want[0] >= Duration::from_secs(15) && want[0] < Duration::from_secs(30));
+        assert!(want[3] >= Duration::from_secs(50) && want[3] <= Duration::from_secs(100));
+        let s = status.lock().unwrap().clone();
+        assert_eq!(s.attempts, 5);
+        assert_eq!(s.pending, 1);
+        assert_eq!(s.last.unwrap().code, Code::ConnectFailed);
+        let log = std::fs::read_to_string(dir.join("log_uploader.log")).unwrap();
+        assert_eq!(
+            log.matches("<Code>CTX_UPLOADER_CONNECT_FAILED</Code>")
+                .count(),
+            5
+        );
+        // The manual clock's time is the log's and the id's.
+        assert!(log.contains("Start time UTC={2026-12-03T"), "{log}");
+        assert!(s.last_success.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
