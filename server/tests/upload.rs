@@ -558,3 +558,21 @@ fn plain_http_and_bad_ca_files_are_refused_at_start() {
     let e = Uploader::start(c, ReportSource::fixed(vec![]), Arc::new(SystemClock)).unwrap_err();
     assert!(e.to_string().contains("no PEM certificate"), "{e}");
 }
+
+#[test]
+fn a_redirect_is_not_followed() {
+    let pki = Pki::new();
+    let dir = scratch("redirect");
+    pki.write_ca(&dir.join("ca.pem"));
+    let e = endpoint_with(&pki, |s| s.fail.push_back((Step::Start, 302)));
+    let u = start(
+        config(&dir, &e.url(), Some(&dir.join("ca.pem")), 1),
+        report(100),
+    );
+    let s = settled(&u.handle(), 1);
+    u.join();
+    let last = s.last.unwrap();
+    assert_eq!(last.code.as_str(), "CTX_UPLOADER_HTTP_STATUS");
+    assert_eq!(last.msg, "start: HTTP 302");
+    assert_eq!(e.state.lock().unwrap().seen.len(), 1);
+}

@@ -2,8 +2,8 @@
 //! `upload/`) for an upload now, or reads what it did last.
 //!
 //! Neither waits on the uploader thread: UPLOAD is a `try_send` on a
-//! one-slot channel, UPLOAD_STATUS copies the status under the lock the
-//! uploader takes only to publish an attempt's end.
+//! one-slot channel, UPLOAD_STATUS copies the status under a lock the
+//! uploader holds only to write a field or two (never across a request).
 
 use bytes::BytesMut;
 

@@ -51,8 +51,9 @@ pub(crate) struct Session {
     pub(crate) next: u64,
 }
 
-/// The HTTPS client: HTTPS only, no redirects, the given roots, the
-/// timeouts; HTTP statuses are read, not errors.
+/// The HTTPS client: HTTPS only, the given roots, the timeouts; HTTP
+/// statuses are read, not errors, and a redirect is not followed (its 3xx
+/// is the status of the step).
 pub(crate) fn agent(roots: RootCerts, t: Timeouts) -> Agent {
     let tls = TlsConfig::builder().root_certs(roots).build();
     Agent::config_builder()

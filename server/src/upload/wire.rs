@@ -289,6 +289,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A hostile endpoint's reply never panics the parser, and what it
+        /// accepts is always usable: a URL-safe uuid, chunks in 1..=ChunkMax.
+        #[test]
+        fn any_reply_parses_or_is_refused(text in "(<[/]?(UploadResponse|uuid|ChunkMax|ChunkOptimal|x)>|[a-z0-9 &;.-]{0,6}|<!--|-->|<!\\[CDATA\\[|\\]\\]>|<\\?xml\\?>){0,24}") {
+            if let Ok(r) = parse_upload_response(&text) {
+                proptest::prop_assert!(check_uuid(&r.uuid).is_ok());
+                proptest::prop_assert!(r.chunk_size() >= 1 && r.chunk_size() <= r.chunk_max);
+            }
+        }
+
+        /// So does any string at all.
+        #[test]
+        fn any_text_at_all_is_safe(text in ".{0,200}") {
+            let _ = parse_upload_response(&text);
+        }
+    }
+
     #[test]
     fn manifest_json_names_the_fields_the_protocol_fixes() {
         let m = Manifest::of(
