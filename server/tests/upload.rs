@@ -19,11 +19,27 @@ use upload_endpoint::{Endpoint, Hanging, Pki, State, Step};
 /// Longest a test waits for the uploader to get somewhere (CI is slow).
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn scratch(tag: &str) -> PathBuf {
+/// A scratch directory, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("tally-upload-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 /// A report of `n` bytes of JSON.
@@ -474,7 +490,12 @@ fn a_hanging_endpoint_ends_the_attempt_with_a_timeout() {
         log_of(&dir)
     );
     assert!(hang.accepted() >= 1);
-    assert_eq!(codes(&log_of(&dir)), ["CTX_UPLOADER_TIMEOUT"]);
+    let log = log_of(&dir);
+    assert_eq!(codes(&log), ["CTX_UPLOADER_TIMEOUT"]);
+    assert!(
+        log.contains(&format!("POST {}/upload/start -> no reply", hang.url())),
+        "{log}"
+    );
 }
 
 #[test]

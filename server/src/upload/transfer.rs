@@ -104,6 +104,11 @@ pub(crate) fn attempt(
                 .send(&job.report[from..to]);
             let (status, body) = match read(reply) {
                 Ok(r) => r,
+                Err(f) if f.code != Code::ConnectFailed => {
+                    log(format!("PUT {url} ({} bytes) -> no reply", to - from));
+                    *session = Some(s);
+                    return Err(f);
+                }
                 Err(f) => {
                     *session = Some(s);
                     return Err(f);
@@ -140,6 +145,11 @@ pub(crate) fn attempt(
             .send(body.as_bytes());
         let (status, text) = match read(reply) {
             Ok(r) => r,
+            Err(f) if f.code != Code::ConnectFailed => {
+                log(format!("POST {url} -> no reply"));
+                *session = Some(s);
+                return Err(f);
+            }
             Err(f) => {
                 *session = Some(s);
                 return Err(f);
@@ -174,7 +184,11 @@ fn start(
         .post(&url)
         .header("Content-Type", "application/json")
         .send(&manifest[..]);
-    let (status, body) = read(reply)?;
+    let (status, body) = read(reply).inspect_err(|f| {
+        if f.code != Code::ConnectFailed {
+            log(format!("POST {url} -> no reply"));
+        }
+    })?;
     log(format!("POST {url} -> {status}"));
     if !body.is_empty() {
         log(reply_line(&body));
