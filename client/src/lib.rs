@@ -21,6 +21,8 @@
 //!   together with the side file of offline admissions; [`join`]: online
 //!   and offline together (the cache refreshed on contact, offline
 //!   admissions reconciled).
+//! - [`export`]: the report export file (`tallyctl report export` /
+//!   `verify`): a manifest with each part's SHA-256, and the parts.
 //! - [`ctl`]: `tallyctl` / `lmutil`: lmstat-compatible status, admin
 //!   requests, `check-license`, `hostid`.
 //!
@@ -35,6 +37,7 @@ pub mod cache;
 pub mod client;
 pub mod connection;
 pub mod ctl;
+pub mod export;
 pub mod grace;
 pub mod join;
 pub mod offline;

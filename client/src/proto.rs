@@ -101,13 +101,16 @@ pub enum ErrCode {
     /// `REREAD_FAILED`: the license or options file cannot be read, or
     /// another reread is running.
     RereadFailed,
+    /// `UPLOAD_OFF`: UPLOAD / UPLOAD_STATUS to a server started without
+    /// `--upload-url`.
+    UploadOff,
     /// A code not in the list above, as sent.
     Other(String),
 }
 
 impl ErrCode {
     /// Every code this client knows, in the order of docs/protocol.md.
-    pub const KNOWN: [ErrCode; 12] = [
+    pub const KNOWN: [ErrCode; 13] = [
         ErrCode::EmptyRequest,
         ErrCode::UnknownCommand,
         ErrCode::MissingField,
@@ -120,6 +123,7 @@ impl ErrCode {
         ErrCode::Forbidden,
         ErrCode::AuthFailed,
         ErrCode::RereadFailed,
+        ErrCode::UploadOff,
     ];
 
     /// The code as sent on the wire (`BAD_FIELD`).
@@ -137,6 +141,7 @@ impl ErrCode {
             ErrCode::Forbidden => "FORBIDDEN",
             ErrCode::AuthFailed => "AUTH_FAILED",
             ErrCode::RereadFailed => "REREAD_FAILED",
+            ErrCode::UploadOff => "UPLOAD_OFF",
             ErrCode::Other(code) => code,
         }
     }

@@ -179,6 +179,7 @@ fn check_fields(cmd: &Command<'_>) {
         }
         Command::Ping | Command::Quit | Command::Picture => {}
         Command::Reread | Command::Down | Command::ReopenLog => {}
+        Command::Upload | Command::UploadStatus => {}
     }
 }
 
@@ -242,6 +243,8 @@ pub fn format_request(cmd: &Command<'_>) -> String {
         Command::Reread => "REREAD".into(),
         Command::Down => "DOWN".into(),
         Command::ReopenLog => "REOPEN_LOG".into(),
+        Command::Upload => "UPLOAD".into(),
+        Command::UploadStatus => "UPLOAD_STATUS".into(),
         Command::Picture => "PICTURE".into(),
         Command::Reconcile(r) => {
             let mut s = format!(

@@ -11,6 +11,8 @@
 //! - [`http`]: `tallyd --http`, its bounded server (limits) and routes;
 //!   `metrics` (private): `/metrics` and the loops' counters; [`web`]: the
 //!   status page (`/`) and its usage-history input.
+//! - [`upload`]: `tallyd --upload-url`, the compliance report's daily
+//!   HTTPS upload and the uploader log.
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
@@ -36,3 +38,4 @@ pub mod status;
 mod status_thread;
 mod timers;
 pub mod web;
+pub mod upload;

@@ -39,6 +39,7 @@ use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 use crate::shared::{vendors_of, Facts, Generation, JournalFacts, Shared};
 use crate::status_thread::StatusThread;
+use crate::upload::{ReportSource, UploadConfig, UploadError, UploadHandle, Uploader};
 
 pub use crate::net::WRITE_HIGH_WATER;
 
@@ -79,6 +80,11 @@ pub struct Config {
     /// Where the status page's charts of daily peaks come from (`None`:
     /// the page says there is no usage history).
     pub usage_history: Option<crate::web::UsageHistory>,
+    /// The compliance report's upload (`--upload-url`; `None`: off).
+    pub upload: Option<UploadConfig>,
+    /// Where the uploaded report comes from (`None`: the stand-in of
+    /// `upload/standin.rs`, until the usage report is wired in).
+    pub upload_source: Option<ReportSource>,
 }
 
 /// The clock a server reads the time from: the system clock, or another
@@ -115,6 +121,10 @@ pub enum ServerError {
     /// The state directory could not be used or recovered.
     #[error("{0}")]
     Journal(#[from] journal::JournalError),
+    /// The upload's URL or CA file is not usable (`--upload-url`,
+    /// `--upload-ca`).
+    #[error("{0}")]
+    Upload(#[from] UploadError),
     /// Any other I/O failure while starting.
     #[error("{what}: {source}")]
     Io {
@@ -144,6 +154,8 @@ pub struct Server {
     recovery: Option<String>,
     /// The HTTP side (`Config::http`).
     http: Option<HttpThread>,
+    /// The report uploader (`Config::upload`).
+    upload: Option<Uploader>,
 }
 
 /// Asks a running server to stop (from a signal handler thread, say).
@@ -229,6 +241,7 @@ impl Server {
             policy: config.policy.clone(),
             queues: Queues::new(workers),
             reconciled: Default::default(),
+            upload: OnceLock::new(),
             clock,
             journal: JournalFacts {
                 mode: config.durability,
@@ -298,6 +311,20 @@ impl Server {
             ),
             None => None,
         };
+        // Its own thread too: it reads the report through its source, never
+        // a loop; the loops reach it only through `Shared::upload`.
+        let upload = match config.upload.clone() {
+            Some(u) => {
+                let source = config
+                    .upload_source
+                    .clone()
+                    .unwrap_or_else(|| crate::upload::standin_source(shared.clone()));
+                let uploader = Uploader::start(u, source, shared.clock.clone())?;
+                let _ = shared.upload.set(uploader.handle());
+                Some(uploader)
+            }
+            None => None,
+        };
         let mut threads = Vec::with_capacity(workers);
         for (((i, (poll, listener)), arm), status_done) in
             loops.into_iter().enumerate().zip(arm).zip(status_inboxes)
@@ -339,6 +366,7 @@ impl Server {
             local_addr,
             recovery: booted.summary,
             http,
+            upload,
         })
     }
 
@@ -355,6 +383,11 @@ impl Server {
     /// The address the HTTP side is served on (`Config::http`), if it is.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(HttpThread::addr)
+    }
+
+    /// The uploader's handle (`Config::upload`), if the upload is on.
+    pub fn upload_handle(&self) -> Option<UploadHandle> {
+        self.upload.as_ref().map(Uploader::handle)
     }
 
     /// The debug log's handle (to reopen it on SIGHUP).
@@ -375,6 +408,11 @@ impl Server {
         }
         if let Some(mut h) = self.http.take() {
             h.stop();
+        }
+        // Not waited for: a request under way ends at its timeout, and a
+        // report not uploaded stays in upload/pending/ for the next start.
+        if let Some(u) = self.upload.take() {
+            u.stop();
         }
         // Every loop has handed over its records: write, sync, snapshot.
         if let Some(j) = self.journal.take() {

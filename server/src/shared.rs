@@ -73,6 +73,9 @@ pub(crate) struct Shared {
     pub(crate) metrics: Box<[LoopCounters]>,
     /// The journal's mode and place, for the status page.
     pub(crate) journal: JournalFacts,
+    /// The uploader (`--upload-url`), set once it has started; unset when
+    /// the upload is off. `UPLOAD` and `UPLOAD_STATUS` use it.
+    pub(crate) upload: OnceLock<crate::upload::UploadHandle>,
 }
 
 /// What the status page and `/metrics` say of the journal.

@@ -101,6 +101,42 @@ pub enum Command {
     /// (tally_client::Client and Agent).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The compliance report: upload it now, the last upload's result,
+    /// export it for a manual upload, verify an export.
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// `report ...` (docs/usage.md, "Upload").
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Ask the server to upload the report now (UPLOAD; tallyd
+    /// --upload-url).
+    Upload,
+    /// The last upload attempt: its times, its result code
+    /// (CTX_UPLOADER_...) and message, the next attempt, reports waiting.
+    Status {
+        /// Print the UPLOAD_STATUS JSON as the server sent it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the report and a manifest of each part's SHA-256 into one
+    /// file, to upload by hand from a site without internet access.
+    Export {
+        /// The export file to write (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The report's JSON, read from this file (until the server's
+        /// REPORT request is wired in, the report is given here).
+        #[arg(long, value_name = "FILE")]
+        report: PathBuf,
+    },
+    /// Check an export file: exit 0 if it is intact, 1 naming what is wrong
+    /// (a part whose SHA-256 does not match, ...), 2 if it cannot be read.
+    Verify {
+        /// The export file.
+        file: PathBuf,
+    },
 }
 
 /// `license ...`.

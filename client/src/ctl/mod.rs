@@ -23,6 +23,10 @@
 //!          [--renew-every SECS] [--for SECS]   run seed 002's agent
 //! tallyctl cache verify FILE              check an offline cache file
 //! tallyctl cache show FILE [--json]       its pools, grace left, offline admissions
+//! tallyctl report upload                  ask the server to upload the report now
+//! tallyctl report status [--json]         the last upload attempt and its code
+//! tallyctl report export --out FILE --report JSON   an export file for a manual upload
+//! tallyctl report verify FILE             check an export file (0 intact, 1 damaged, 2 unreadable)
 //! ```
 //!
 //! Options for every command that talks to a server: `-c PORT@HOST` (also
@@ -71,6 +75,7 @@ pub mod hostid;
 pub mod license;
 pub mod lmstat;
 pub mod names;
+pub mod report;
 pub mod table;
 
 use std::ffi::OsString;
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
         Command::License(l) => Ok(license::run(l)),
         Command::Agent(a) => agent::run(a, servers()?, wait),
         Command::Cache(c) => Ok(cache::run(c, Now::get()?.unix_ms())),
+        Command::Report(r) => report::run(r, &cli, servers, wait),
     }
 }
 

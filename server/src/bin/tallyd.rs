@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use tally_core::license::signature::VendorKey;
@@ -15,6 +16,7 @@ use tally_server::demo::{DEMO_LICENSE, DEMO_SOURCE};
 use tally_server::journal::{Durability, JournalError, DEFAULT_STATE_DIR};
 use tally_server::options::PolicyConfig;
 use tally_server::server::{Config, Server, ServerError};
+use tally_server::upload::{Backoff, Timeouts, UploadConfig};
 
 /// Port used when neither --port nor the license's SERVER line gives one.
 const DEFAULT_PORT: u16 = 27000;
@@ -127,6 +129,76 @@ struct Args {
     /// a Prometheus on another machine. See docs/operations.md.
     #[arg(long, value_name = "ADDR:PORT")]
     http: Option<SocketAddr>,
+
+    /// Upload the compliance report to this HTTPS endpoint (docs/usage.md,
+    /// "Upload"): a first time --upload-delay after start, then once a day,
+    /// and on `tallyctl report upload`. Off unless given; plain http:// is
+    /// refused.
+    #[arg(long, value_name = "https://HOST[:PORT][/PATH]")]
+    upload_url: Option<String>,
+
+    /// Trust the CA certificate(s) in this PEM file for the upload endpoint
+    /// instead of the bundled Mozilla roots (a private endpoint, tests).
+    #[arg(long, value_name = "PEM_FILE", requires = "upload_url")]
+    upload_ca: Option<PathBuf>,
+
+    /// The first upload's delay after start (`600`, `10m`, `250ms`, `1h`; a
+    /// bare number is seconds).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    upload_delay: Duration,
+
+    /// The uploader log (default: log_uploader.log beside the -l debug log
+    /// file, else in the state directory). Appended to.
+    #[arg(long, value_name = "FILE", requires = "upload_url")]
+    upload_log: Option<PathBuf>,
+
+    /// Attempts per upload before it waits for the next day.
+    #[arg(long, value_name = "N", default_value_t = tally_server::upload::DEFAULT_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    upload_attempts: u32,
+
+    /// The waits between attempts: BASE:MAX, doubling from BASE up to MAX,
+    /// each with jitter (`30s:1h`).
+    #[arg(long, value_name = "BASE:MAX", default_value = "30s:1h", value_parser = parse_backoff)]
+    upload_backoff: Backoff,
+
+    /// The longest one upload request may take (TLS handshake, body and
+    /// reply); the TCP connect gets at most 10 s of it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    upload_timeout: Duration,
+}
+
+/// `600`, `250ms`, `30s`, `10m`, `1h`, `1d`: a bare number is seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (600, 250ms, 30s, 10m, 1h, 1d)"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{s:?}: unit {unit:?} is not ms, s, m, h or d")),
+    };
+    n.checked_mul(ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// `BASE:MAX`, two durations, BASE not above MAX and not zero.
+fn parse_backoff(s: &str) -> Result<Backoff, String> {
+    let (b, m) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not BASE:MAX (30s:1h)"))?;
+    let (base, max) = (parse_duration(b)?, parse_duration(m)?);
+    if base.is_zero() || base > max {
+        return Err(format!("{s:?}: BASE must be above 0 and not above MAX"));
+    }
+    Ok(Backoff { base, max })
 }
 
 fn machine_host_name() -> String {
@@ -264,6 +336,55 @@ fn run(args: Args) -> Result<(), Failure> {
         }
         None => None,
     };
+    let state_dir = match (&args.state_dir, &args.license) {
+        (Some(d), _) => d.clone(),
+        (None, Some(_)) => PathBuf::from(DEFAULT_STATE_DIR),
+        (None, None) => {
+            let d = demo_state_dir();
+            if args.durability != Durability::Off {
+                eprintln!(
+                    "tallyd: demo: journal in {} (--state-dir to choose another)",
+                    d.display()
+                );
+            }
+            d
+        }
+    };
+    let log = match log_arg.as_deref().map(LogTarget::from_arg) {
+        // -l appends across restarts unless --truncate-log; the options
+        // file's DEBUGLOG says itself (`+path` appends).
+        Some(LogTarget::File { path, append }) => LogTarget::File {
+            path,
+            append: if args.log.is_some() {
+                !args.truncate_log
+            } else {
+                append
+            },
+        },
+        other => other.unwrap_or(LogTarget::Stderr),
+    };
+    let upload = args.upload_url.as_deref().map(|url| {
+        let log_path = args.upload_log.clone().unwrap_or_else(|| {
+            let dir = match &log {
+                LogTarget::File { path, .. } => path
+                    .parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| state_dir.clone()),
+                _ => state_dir.clone(),
+            };
+            dir.join(tally_server::upload::LOG_FILE_NAME)
+        });
+        let mut u = UploadConfig::new(url, log_path, &state_dir, host_name.clone());
+        u.ca = args.upload_ca.clone();
+        u.first_delay = args.upload_delay;
+        u.attempts = args.upload_attempts;
+        u.backoff = args.upload_backoff;
+        u.timeouts = Timeouts {
+            connect: args.upload_timeout.min(Duration::from_secs(10)),
+            request: args.upload_timeout,
+        };
+        u
+    });
     let config = Config {
         licenses,
         license_path: args.license.clone(),
@@ -271,42 +392,19 @@ fn run(args: Args) -> Result<(), Failure> {
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        log: match log_arg.as_deref().map(LogTarget::from_arg) {
-            // -l appends across restarts unless --truncate-log; the options
-            // file's DEBUGLOG says itself (`+path` appends).
-            Some(LogTarget::File { path, append }) => LogTarget::File {
-                path,
-                append: if args.log.is_some() {
-                    !args.truncate_log
-                } else {
-                    append
-                },
-            },
-            other => other.unwrap_or(LogTarget::Stderr),
-        },
+        log,
         admin_token,
         host_name,
         policy,
         durability: args.durability,
-        state_dir: match (&args.state_dir, &args.license) {
-            (Some(d), _) => d.clone(),
-            (None, Some(_)) => PathBuf::from(DEFAULT_STATE_DIR),
-            (None, None) => {
-                let d = demo_state_dir();
-                if args.durability != Durability::Off {
-                    eprintln!(
-                        "tallyd: demo: journal in {} (--state-dir to choose another)",
-                        d.display()
-                    );
-                }
-                d
-            }
-        },
+        state_dir: state_dir.clone(),
         salvage_journal: args.salvage_journal,
         clock: Default::default(),
         vendor_key,
         http: args.http,
         usage_history: None,
+        upload,
+        upload_source: None,
     };
     let state_dir_given = args.state_dir.is_some();
     let server = Server::start(config).map_err(|e| Failure {
@@ -328,6 +426,10 @@ fn run(args: Args) -> Result<(), Failure> {
     );
     if let Some(addr) = server.http_addr() {
         eprintln!("tallyd: metrics on http://{addr}/metrics");
+    }
+    if let Some(u) = server.upload_handle() {
+        let s = u.status();
+        eprintln!("tallyd: report upload to {} (log {})", s.url, s.log);
     }
     let stop = server.shutdown_handle();
     let log = server.log_handle();
@@ -366,6 +468,29 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upload_durations_and_backoff_parse() {
+        assert_eq!(parse_duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "m", "10x", "-1", "1.5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_backoff("30s:1h"),
+            Ok(Backoff {
+                base: Duration::from_secs(30),
+                max: Duration::from_secs(3600)
+            })
+        );
+        for bad in ["30s", "0:1s", "2s:1s", "a:b"] {
+            assert!(parse_backoff(bad).is_err(), "{bad}");
+        }
+    }
 
     /// Issue 12 item 21: every checkout's demo shared one state dir.
     #[test]

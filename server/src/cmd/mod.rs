@@ -3,7 +3,7 @@
 //!
 //! [`answer`] parses one request line and runs its command (one file per
 //! request kind: [`checkout`], [`checkin`], [`remove`], [`status`],
-//! [`reread`], [`auth`], [`picture`], [`reconcile`]; PING, QUIT, REOPEN_LOG and DOWN are a line each
+//! [`reread`], [`auth`], [`picture`], [`reconcile`], [`upload`]; PING, QUIT, REOPEN_LOG and DOWN are a line each
 //! here). A command reads and changes the engine and the connection's
 //! [`Session`], writes its reply into the connection's output buffer with
 //! [`Reply`], and leaves everything else it wants done in [`Effects`]:
@@ -32,6 +32,7 @@ mod session;
 pub(crate) mod status;
 #[cfg(test)]
 mod tests;
+pub(crate) mod upload;
 mod uses;
 
 use std::sync::Arc;
@@ -215,6 +216,8 @@ pub(crate) fn answer(
             fx.reopen_log = true;
             let _ = Reply::LogReopened.write_to(out);
         }
+        Command::Upload => upload::upload(cx, s, now, out, fx),
+        Command::UploadStatus => upload::status(cx, out),
         Command::Down => {
             let _ = Reply::Down.write_to(out);
             fx.line(

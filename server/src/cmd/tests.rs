@@ -89,6 +89,7 @@ fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
         },
         queues: Queues::new(1),
         reconciled: Default::default(),
+        upload: OnceLock::new(),
         clock: clock.clone(),
         journal: crate::shared::JournalFacts {
             mode: crate::journal::Durability::Off,

@@ -74,6 +74,10 @@ pub enum Command<'a> {
     ReopenLog,
     /// `PICTURE`: the license picture (what a client's offline cache holds).
     Picture,
+    /// `UPLOAD`: upload the compliance report now (`--upload-url`).
+    Upload,
+    /// `UPLOAD_STATUS`: the uploader's last attempt and what comes next.
+    UploadStatus,
     /// `RECONCILE <feature> <user> <host> <handle> start=<ms> id=<id> ...`:
     /// a session a client admitted offline.
     Reconcile(Reconcile<'a>),
@@ -89,6 +93,8 @@ impl Command<'_> {
                 | Command::Reread
                 | Command::Down
                 | Command::ReopenLog
+                | Command::Upload
+                | Command::UploadStatus
         )
     }
 }
@@ -211,6 +217,10 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
         Command::Down
     } else if verb.eq_ignore_ascii_case("REOPEN_LOG") {
         Command::ReopenLog
+    } else if verb.eq_ignore_ascii_case("UPLOAD") {
+        Command::Upload
+    } else if verb.eq_ignore_ascii_case("UPLOAD_STATUS") {
+        Command::UploadStatus
     } else if verb.eq_ignore_ascii_case("PICTURE") {
         Command::Picture
     } else if verb.eq_ignore_ascii_case("RECONCILE") {
@@ -219,7 +229,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
         return Err(ProtoError::new(
             ErrCode::UnknownCommand,
             format!(
-                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, REREAD, REOPEN_LOG, DOWN, PICTURE or RECONCILE)",
+                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, REREAD, REOPEN_LOG, DOWN, UPLOAD, UPLOAD_STATUS, PICTURE or RECONCILE)",
                 printable(verb)
             ),
         ));

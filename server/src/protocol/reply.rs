@@ -41,11 +41,13 @@ pub enum ErrCode {
     /// compiled, a loop did not pause in time, or another REREAD is in
     /// progress.
     RereadFailed,
+    /// UPLOAD / UPLOAD_STATUS to a server started without `--upload-url`.
+    UploadOff,
 }
 
 impl ErrCode {
     /// Every code, in the order `docs/protocol.md` lists them.
-    pub const ALL: [ErrCode; 12] = [
+    pub const ALL: [ErrCode; 13] = [
         ErrCode::EmptyRequest,
         ErrCode::UnknownCommand,
         ErrCode::MissingField,
@@ -58,6 +60,7 @@ impl ErrCode {
         ErrCode::Forbidden,
         ErrCode::AuthFailed,
         ErrCode::RereadFailed,
+        ErrCode::UploadOff,
     ];
 
     /// The code as sent on the wire.
@@ -75,6 +78,7 @@ impl ErrCode {
             ErrCode::Forbidden => "FORBIDDEN",
             ErrCode::AuthFailed => "AUTH_FAILED",
             ErrCode::RereadFailed => "REREAD_FAILED",
+            ErrCode::UploadOff => "UPLOAD_OFF",
         }
     }
 }
@@ -166,6 +170,16 @@ pub enum Reply<'a> {
     LogReopened,
     /// `OK DOWN`.
     Down,
+    /// `OK UPLOAD STARTED` / `OK UPLOAD RUNNING`: an upload starts now, or
+    /// one is already running or asked for.
+    Upload {
+        /// Whether this request started it.
+        started: bool,
+    },
+    /// `OK UPLOAD_STATUS <json>`: the uploader's status, one line.
+    UploadStatus(&'a str),
+    /// `ERR UPLOAD_OFF`: the server was started without `--upload-url`.
+    UploadOff,
     /// `ERR <code> <text>`: a request that could not be parsed.
     Malformed(&'a ProtoError),
     /// `ERR LINE_TOO_LONG`: a line past [`MAX_LINE_BYTES`] without a LF
@@ -240,6 +254,7 @@ impl Reply<'_> {
             Reply::NotHolder { .. } => ErrCode::NotHolder,
             Reply::NoSuchFeature { .. } => ErrCode::NoSuchFeature,
             Reply::RereadBusy | Reply::RereadFailed(_) => ErrCode::RereadFailed,
+            Reply::UploadOff => ErrCode::UploadOff,
             _ => return None,
         })
     }
@@ -296,6 +311,12 @@ impl Reply<'_> {
             }
             Reply::LogReopened => out.write_str("OK REOPEN_LOG\n"),
             Reply::Down => out.write_str("OK DOWN\n"),
+            Reply::Upload { started: true } => out.write_str("OK UPLOAD STARTED\n"),
+            Reply::Upload { started: false } => out.write_str("OK UPLOAD RUNNING\n"),
+            Reply::UploadStatus(json) => writeln!(out, "OK UPLOAD_STATUS {json}"),
+            Reply::UploadOff => out.write_str(
+                "ERR UPLOAD_OFF the report upload is off (tallyd was started without --upload-url)\n",
+            ),
             Reply::Malformed(e) => writeln!(out, "{e}"),
             Reply::LineTooLong => writeln!(
                 out,
@@ -478,6 +499,13 @@ mod tests {
                 "OK REREAD 4 1",
             ),
             (Reply::LogReopened, "OK REOPEN_LOG"),
+            (Reply::Upload { started: true }, "OK UPLOAD STARTED"),
+            (Reply::Upload { started: false }, "OK UPLOAD RUNNING"),
+            (Reply::UploadStatus("{}"), "OK UPLOAD_STATUS {}"),
+            (
+                Reply::UploadOff,
+                "ERR UPLOAD_OFF the report upload is off (tallyd was started without --upload-url)",
+            ),
             (Reply::Down, "OK DOWN"),
             (Reply::Malformed(&proto), "ERR EMPTY_REQUEST empty request line"),
             (
