@@ -34,6 +34,7 @@
 //! take the suite's lock to share one suite license per holder
 //! (`suite.rs`).
 
+mod borrow;
 mod denial;
 mod holder;
 mod key;
@@ -50,6 +51,7 @@ mod uses;
 
 use rustc_hash::FxHashMap;
 
+pub use borrow::{BorrowRefusal, BORROWED};
 pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
@@ -63,6 +65,7 @@ use uses::{Counting, NoUses};
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use crate::options::OptionsFile;
+use borrow::Borrowing;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
@@ -178,7 +181,8 @@ pub struct Restore<'a> {
     pub version: u64,
     /// First checkout, Unix ms.
     pub since_ms: Millis,
-    /// Linger of the latest checkout, ms.
+    /// Linger of the latest checkout, ms; with [`BORROWED`] set, the
+    /// instance is restored as a borrow (see [`HolderSnapshot::borrowed`]).
     pub linger_ms: u64,
     /// Deadline, Unix ms; `None` = held until check-in.
     pub deadline_ms: Option<Millis>,
@@ -260,6 +264,8 @@ pub struct Release {
     pub since_ms: Millis,
     /// Its deadline at release (`None` if it had none).
     pub deadline: Option<Millis>,
+    /// It was borrowed ([`Engine::borrow`]).
+    pub borrowed: bool,
     /// Who held it.
     pub holder: HolderBuf,
 }
@@ -343,6 +349,8 @@ pub struct Engine {
     policy: Option<Box<Policy>>,
     /// Package suites: which pools' checkouts also take a suite license.
     suites: Suites,
+    /// `BORROW` lines' rules (`borrow.rs`); `None` if no line says BORROW.
+    borrowing: Option<Box<Borrowing>>,
 }
 
 impl Engine {
@@ -388,11 +396,13 @@ impl Engine {
             licenses = &capped;
         }
         let mut engine = Engine::build(licenses, config, true);
-        engine.policy = Some(Box::new(Policy::compile(
-            options,
-            &engine.pools,
-            engine.features.len(),
-        )));
+        let mut policy = Policy::compile(options, &engine.pools, engine.features.len());
+        engine.borrowing =
+            Borrowing::compile(&engine.pools, engine.features.len(), Some(options)).map(Box::new);
+        if let Some(b) = &engine.borrowing {
+            policy.warnings.extend(b.warnings.iter().cloned());
+        }
+        engine.policy = Some(Box::new(policy));
         engine
     }
 
@@ -448,6 +458,7 @@ impl Engine {
             let suite = &features[*by_name.get(&of.package)? as usize];
             Some((&suite.pools[..], of.suite_dup))
         });
+        let borrowing = Borrowing::compile(&pools, features.len(), None).map(Box::new);
         Engine {
             source: licenses.source.clone(),
             features,
@@ -456,6 +467,7 @@ impl Engine {
             table: Table::with_extras(first_level, extras),
             policy: None,
             suites,
+            borrowing,
         }
     }
 
@@ -856,6 +868,11 @@ impl Engine {
         if let Err(d) = self.renewable(found, now) {
             return Some(Err(d));
         }
+        // A renewal would end a borrow (`borrow.rs`): refused. One read of
+        // the instance, in an engine that lends only.
+        if self.borrowing.is_some() && self.is_borrowed(id) {
+            return Some(Err(BorrowRefusal::Borrowed.into()));
+        }
         match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
             Renew::Renewed { old_deadline } => {
@@ -1123,6 +1140,7 @@ impl Engine {
             count: read.count,
             since_ms: read.since,
             deadline: deadline_out(read.deadline),
+            borrowed: read.linger & BORROWED != 0,
             holder: read.holder,
         })
     }
@@ -1166,8 +1184,9 @@ impl Engine {
                     handle: r.holder.handle().to_string(),
                     count: r.count,
                     since_ms: r.since,
-                    linger_ms: r.linger,
+                    linger_ms: r.linger & !BORROWED,
                     deadline_ms: deadline_out(r.deadline),
+                    borrowed: r.linger & BORROWED != 0,
                 });
             }
         });
@@ -1303,8 +1322,13 @@ pub struct HolderSnapshot {
     pub since_ms: Millis,
     /// Linger of the latest checkout, ms (0 = none).
     pub linger_ms: u64,
-    /// Linger deadline; `None` = held until check-in.
+    /// Linger deadline; `None` = held until check-in. For a borrowed
+    /// instance: the borrow's end.
     pub deadline_ms: Option<Millis>,
+    /// Borrowed ([`Engine::borrow`]): held until `deadline_ms` whatever its
+    /// connection does. To restore it as borrowed, give
+    /// [`Restore::linger_ms`] `linger_ms | BORROWED`.
+    pub borrowed: bool,
 }
 
 #[cfg(all(test, not(loom)))]

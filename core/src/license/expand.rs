@@ -240,7 +240,9 @@ impl Expander {
             new.overdraft = 0;
             new.supersede = None;
             new.line = up.line;
-            new.other.clear();
+            // The upgraded licenses stay as borrowable as the line they
+            // come from; nothing else of its keywords carries over.
+            new.other.retain(|(k, _)| k.eq_ignore_ascii_case("BORROW"));
             for word in up.rest.iter().skip(2) {
                 let Some((k, v)) = word.split_once('=') else {
                     continue;
