@@ -25,8 +25,9 @@
 //! Borrows are rare: they are decided one at a time under one lock, and
 //! LOWWATER counts what is borrowed by reading the table. None of it is
 //! on the path of an ordinary checkout: an engine without `BORROW` lines
-//! has no [`Borrowing`], and one with them reads an instance's linger on
-//! renewals only.
+//! has no [`Borrowing`]; a renewal pays one relaxed load (has this engine
+//! ever held a borrow?) and, in an engine that has, one read of the
+//! instance's linger.
 
 use std::net::IpAddr;
 
@@ -36,7 +37,7 @@ use super::{Denial, Engine, Grant, GrantKind, Reason, Request};
 use crate::clock::Millis;
 use crate::license::PoolLine;
 use crate::options::{FeatureLimit, OptionsFile};
-use crate::sync::{lock, Mutex};
+use crate::sync::{lock, Mutex, Ordering};
 
 /// The mark of a borrowed instance in its linger word (and in a
 /// [`super::Restore`]'s `linger_ms`, and a journal's): the top bit, far
@@ -305,6 +306,11 @@ impl Engine {
     /// `req.linger_ms` is ignored. See the module docs for the rules; every
     /// rule of [`Engine::checkout_from`] applies too. The caller arms a
     /// timer for the grant's `schedule` as for any linger.
+    ///
+    /// The mark is set just after the instance is published: a checkout
+    /// under the same key racing the borrow (only the borrower's own
+    /// client uses its handle) may renew it in between, and its deadline
+    /// is then that renewal's.
     pub fn borrow(
         &self,
         req: &Request<'_>,
@@ -344,6 +350,8 @@ impl Engine {
         if self.find_in(fid, req.key_fields()).is_some() {
             return Err(BorrowRefusal::AlreadyHeld.into());
         }
+        // Before the instance is published: whoever finds it sees the flag.
+        self.lent.store(1, Ordering::Relaxed);
         let mut borrowing = *req;
         borrowing.linger_ms = u64::from(hours) * HOUR_MS;
         let grant = self.checkout_from(&borrowing, ip, now)?;
@@ -388,8 +396,9 @@ impl Engine {
     }
 
     /// Whether live instance `id` is borrowed (false if it is not live).
+    /// One relaxed load in an engine that never held a borrow.
     pub fn is_borrowed(&self, id: super::InstanceId) -> bool {
-        self.borrowing.is_some()
+        self.lent.load(Ordering::Relaxed) != 0
             && self
                 .table
                 .read(id)

@@ -32,7 +32,9 @@
 //! (`uses.rs`; [`Engine::checkout_use`]); and the components of a package
 //! suite (`PACKAGE ... OPTIONS=SUITE`), whose new instances and releases
 //! take the suite's lock to share one suite license per holder
-//! (`suite.rs`).
+//! (`suite.rs`); and borrows ([`Engine::borrow`], `borrow.rs`), decided
+//! one at a time under the engine's borrow lock (an engine with `BORROW`
+//! lines also reads an instance's linger word on each renewal).
 
 mod borrow;
 mod denial;
@@ -65,6 +67,7 @@ use uses::{Counting, NoUses};
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use crate::options::OptionsFile;
+use crate::sync::{AtomicU32, Ordering};
 use borrow::Borrowing;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
@@ -351,6 +354,12 @@ pub struct Engine {
     suites: Suites,
     /// `BORROW` lines' rules (`borrow.rs`); `None` if no line says BORROW.
     borrowing: Option<Box<Borrowing>>,
+    /// 1 once the engine holds, or has held, a borrowed instance (lent by
+    /// it, or restored: a REREAD or a restart may bring borrows into an
+    /// engine without `BORROW` lines). Renewals read it (`Relaxed`: it is
+    /// stored before the instance's slot is published, whose `Acquire`
+    /// load any renewal of it passes through first).
+    lent: AtomicU32,
 }
 
 impl Engine {
@@ -468,6 +477,7 @@ impl Engine {
             policy: None,
             suites,
             borrowing,
+            lent: AtomicU32::new(0),
         }
     }
 
@@ -869,8 +879,8 @@ impl Engine {
             return Some(Err(d));
         }
         // A renewal would end a borrow (`borrow.rs`): refused. One read of
-        // the instance, in an engine that lends only.
-        if self.borrowing.is_some() && self.is_borrowed(id) {
+        // the instance, in an engine that has held a borrow only.
+        if self.is_borrowed(id) {
             return Some(Err(BorrowRefusal::Borrowed.into()));
         }
         match self.table.renew(found, deadline, linger) {
@@ -1088,6 +1098,9 @@ impl Engine {
                         // Not counted (an older instance's entry goes):
                         // see `Engine::restore_uses`.
                         self.first_use(cell, c.gen(), r.names.handle, None, false);
+                    }
+                    if r.linger_ms & BORROWED != 0 {
+                        self.lent.store(1, Ordering::Relaxed);
                     }
                     return Ok(self.table.publish(
                         c,

@@ -280,3 +280,28 @@ fn dup_group_features_are_not_borrowable() {
         BorrowRefusal::Shared
     );
 }
+
+#[test]
+fn an_engine_without_borrow_lines_keeps_a_restored_borrow() {
+    // A REREAD or a restart onto a file that lends no more.
+    let e = engine("FEATURE f1 v 1.0 permanent 1\n", None);
+    assert!(!e.lends());
+    let h = req("u", "a");
+    let id = e
+        .restore(&Restore {
+            names: h.names,
+            count: 1,
+            version: 0,
+            since_ms: NOW,
+            linger_ms: HOUR_MS | BORROWED,
+            deadline_ms: Some(NOW + HOUR_MS),
+            identity: None,
+        })
+        .expect("restored");
+    assert!(e.is_borrowed(id));
+    assert_eq!(refusal(e.checkout(&h, NOW + 1)), BorrowRefusal::Borrowed);
+    assert_eq!(
+        e.snapshot(NOW).features[0].pools[0].holders[0].deadline_ms,
+        Some(NOW + HOUR_MS)
+    );
+}

@@ -154,3 +154,40 @@ fn status_shows_the_borrow_and_its_end() {
     let json = serde_json::to_string(&holders[1]).unwrap();
     assert!(!json.contains("borrowed"), "absent unless borrowed: {json}");
 }
+
+#[test]
+fn a_reread_keeps_a_borrow_a_borrow_until_its_end() {
+    let mut b = bench_of(BORROWABLE, None, None);
+    let mut s = remote(1);
+    b.req(&mut s, "CHECKOUT B alice pc1 h1 borrow=1");
+    let mut timers = LoopTimers::with_capacity(START, 0);
+    for (id, at) in b.fx.lingers.drain(..) {
+        timers.arm_linger(id, at);
+    }
+    // The new file lends no more: the borrow out stays one.
+    let text = "VENDOR V\nINCREMENT B V 1.0 permanent 2\n";
+    let files = super::reread::Files {
+        licenses: tally_core::license::parse_str("new.lic", text),
+        options_path: None,
+        options: None,
+    };
+    let now = b.now();
+    let p = super::reread::prepare(&b.cx, files, now);
+    b.fx = Effects::default();
+    let (remap, removed) = super::reread::migrate(&mut b.cx, &p, now, &mut b.fx);
+    assert_eq!((remap.len(), removed), (1, 0));
+    b.cx.engine = p.engine.clone();
+    b.cx.opts = p.opts.clone();
+    timers.remap_lingers(|old| remap.get(&old).map(|&(new, _)| new));
+    let (new_id, _) = remap.values().next().copied().expect("moved");
+    assert!(b.cx.engine.is_borrowed(new_id));
+    let r = b.req(&mut s, "CHECKOUT B alice pc1 h1");
+    assert!(
+        r.starts_with("DENIED B h1 NOT_BORROWABLE -42 The handle's license is borrowed"),
+        "{r}"
+    );
+    b.clock.advance(HOUR);
+    assert_eq!(expire(&mut b, &mut timers), 1);
+    assert_eq!(b.logged(), [Action::BorrowExpired]);
+    assert_eq!(b.in_use("B"), 0);
+}
