@@ -189,7 +189,8 @@ impl Borrowing {
             .map(|p| {
                 let line_hours = p.line.borrow_hours().filter(|_| borrowable(p))?;
                 Some(match last_for(&options.max_borrow_hours, &p.line) {
-                    Some(m) => line_hours.min(m.value.max(1)),
+                    // 0: nothing may be borrowed (TooLong, "at most 0").
+                    Some(m) => line_hours.min(m.value),
                     None => line_hours,
                 })
             })

@@ -78,7 +78,16 @@ fn a_line_without_borrow_denies_the_borrow_and_lends_nothing() {
     assert_eq!(e.snapshot(NOW).features[0].pools[0].in_use, 0);
     // BORROW=0 and a non-number lend nothing.
     for bad in ["BORROW=0", "BORROW=week"] {
-        let e = engine(&format!("FEATURE f1 v 1.0 permanent 2 {bad}\n"), None);
+        let text = format!("FEATURE f1 v 1.0 permanent 2 {bad}\n");
+        let w = &parse_str("t.lic", &text).warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].message.ends_with(
+                "is not a whole number of hours (1 or more); the line is not borrowable"
+            ),
+            "{w:?}"
+        );
+        let e = engine(&text, None);
         assert_eq!(
             refusal(e.borrow(&req("u", "a"), 1, None, NOW)),
             BorrowRefusal::NotBorrowable,
@@ -100,6 +109,12 @@ fn max_borrow_hours_lowers_the_line_never_raises_it() {
     assert_eq!(
         refusal(e.borrow(&req("u", "a"), 49, None, NOW)),
         BorrowRefusal::TooLong { max_hours: 48 }
+    );
+    // 0 lends nothing, saying so.
+    let e = engine(lic, Some("MAX_BORROW_HOURS f1 0\n"));
+    assert_eq!(
+        refusal(e.borrow(&req("u", "a"), 1, None, NOW)),
+        BorrowRefusal::TooLong { max_hours: 0 }
     );
     // The last line for the feature counts.
     let e = engine(

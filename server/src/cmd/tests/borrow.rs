@@ -191,3 +191,29 @@ fn a_reread_keeps_a_borrow_a_borrow_until_its_end() {
     assert_eq!(b.logged(), [Action::BorrowExpired]);
     assert_eq!(b.in_use("B"), 0);
 }
+
+#[test]
+fn a_borrow_with_wait_queues_and_is_served_as_a_borrow() {
+    let mut b = bench_of(BORROWABLE, None, None);
+    let (mut s1, mut s2) = (remote(1), remote(2));
+    assert_eq!(b.req(&mut s1, "CHECKOUT B alice pc1 h1"), "OK B h1 0");
+    assert_eq!(b.req(&mut s1, "CHECKOUT B alice pc1 h2"), "OK B h2 0");
+    assert_eq!(b.req(&mut s2, "CHECKOUT B bob pc2 b1 borrow=3 wait=5"), "");
+    assert!(s2.waiting.is_some());
+    assert_eq!(b.req(&mut s1, "CHECKIN B h1"), "OK B h1");
+    let now = b.now();
+    let [(feature, w)] = &b.cx.shared.queues.to_try_on(0, now)[..] else {
+        panic!("one waiter to try");
+    };
+    let mut out = BytesMut::new();
+    b.fx = Effects::default();
+    assert!(super::answer_waiter(
+        &mut b.cx, &mut s2, &w.line, now, false, &mut out, &mut b.fx
+    ));
+    assert_eq!(out, format!("OK B b1 {}\n", now + 3 * HOUR).as_bytes());
+    assert!(b.cx.shared.queues.remove(feature, w.seq).is_some());
+    assert_eq!(b.logged(), [Action::OutBorrow]);
+    let snap = b.cx.engine.snapshot(now);
+    let h = &snap.features[0].pools[0].holders;
+    assert!(h.iter().any(|h| h.handle == "b1" && h.borrowed), "{h:?}");
+}
