@@ -125,6 +125,10 @@ pub struct HolderStatus {
     /// When it will be checked in, Unix ms; `null` = held until check-in or
     /// disconnect.
     pub deadline_ms: Option<u64>,
+    /// A borrowed license (`borrow=`): the borrow's end, Unix ms (its
+    /// `deadline_ms`). Absent for every other holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowed_until_ms: Option<u64>,
 }
 
 /// A queued request as shown in STATUS (`queue`).

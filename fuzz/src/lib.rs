@@ -129,6 +129,9 @@ fn check_fields(cmd: &Command<'_>) {
             field("display", c.names.display, true);
             assert!((1..=MAX_COUNT_PER_CHECKOUT).contains(&c.count), "{cmd:?}");
             assert!(c.linger_ms <= MAX_LINGER_MS, "{cmd:?}");
+            if let Some(h) = c.borrow_hours {
+                assert!((1..=protocol::MAX_BORROW_HOURS).contains(&h), "{cmd:?}");
+            }
         }
         Command::Checkin {
             feature,
@@ -159,6 +162,19 @@ fn check_fields(cmd: &Command<'_>) {
             }
         }
         Command::RemoveHandle { feature, .. } => field("feature", feature, false),
+        Command::BorrowReturn {
+            feature,
+            user,
+            host,
+            display,
+        } => {
+            for (n, s) in [("feature", feature), ("user", user), ("host", host)] {
+                field(n, s, false);
+            }
+            if let Some(d) = display {
+                field("display", d, false);
+            }
+        }
         Command::Status(q) => {
             if let Some(f) = q.feature {
                 field("feature", f, false);
@@ -209,6 +225,9 @@ pub fn format_request(cmd: &Command<'_>) -> String {
             if !c.names.display.is_empty() {
                 let _ = write!(s, " display={}", c.names.display);
             }
+            if let Some(h) = c.borrow_hours {
+                let _ = write!(s, " borrow={h}");
+            }
             s
         }
         Command::Checkin {
@@ -240,6 +259,15 @@ pub fn format_request(cmd: &Command<'_>) -> String {
             display,
         } => format!("REMOVE {feature} {user} {host} {display}"),
         Command::RemoveHandle { feature, ticket } => format!("REMOVE_HANDLE {feature} {ticket}"),
+        Command::BorrowReturn {
+            feature,
+            user,
+            host,
+            display,
+        } => match display {
+            Some(d) => format!("BORROW_RETURN {feature} {user} {host} {d}"),
+            None => format!("BORROW_RETURN {feature} {user} {host}"),
+        },
         Command::Reread => "REREAD".into(),
         Command::Down => "DOWN".into(),
         Command::ReopenLog => "REOPEN_LOG".into(),
@@ -926,6 +954,7 @@ pub fn dictionary(target: &str) -> &'static [&'static str] {
             "AUTH",
             "REMOVE",
             "REMOVE_HANDLE",
+            "BORROW_RETURN",
             "REREAD",
             "DOWN",
             "REOPEN_LOG",
@@ -935,6 +964,7 @@ pub fn dictionary(target: &str) -> &'static [&'static str] {
             "linger=",
             "display=",
             "wait=",
+            "borrow=",
             ".",
             "\r",
             "4294967296",
@@ -1084,7 +1114,7 @@ fn flat(path: &str) -> String {
 /// The request lines quoted in `text`: from each verb to the end of its
 /// quote (`"` or a backtick) or line.
 fn request_lines(text: &str) -> Vec<String> {
-    const VERBS: [&str; 11] = [
+    const VERBS: [&str; 12] = [
         "CHECKOUT ",
         "CHECKIN ",
         "STATUS",
@@ -1093,6 +1123,7 @@ fn request_lines(text: &str) -> Vec<String> {
         "AUTH ",
         "REMOVE ",
         "REMOVE_HANDLE ",
+        "BORROW_RETURN ",
         "REREAD",
         "DOWN",
         "REOPEN_LOG",

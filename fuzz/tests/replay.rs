@@ -28,6 +28,9 @@ fn formatted_requests_parse_back() {
         "checkout F u h x linger=1.5 count=3 display=:0 version=2.10 wait=0",
         "CHECKIN F h",
         "REMOVE_HANDLE F 18446744073709551615",
+        "CHECKOUT F u h x borrow=168",
+        "BORROW_RETURN F u h",
+        "BORROW_RETURN F u h :0",
     ] {
         let cmd = tally_server::protocol::parse(line.as_bytes()).expect("parses");
         let again = tally_fuzz::format_request(&cmd);

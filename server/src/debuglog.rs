@@ -83,6 +83,12 @@ pub enum Action {
     Out,
     /// A license went out beyond the pool's count (OVERDRAFT / ODP).
     OutOverdraft,
+    /// A license was borrowed (`borrow=`).
+    OutBorrow,
+    /// A borrowed license came back early (its CHECKIN, or BORROW_RETURN).
+    BorrowReturned,
+    /// A borrowed license came back at the borrow's end.
+    BorrowExpired,
     /// A license came back.
     In,
     /// A checkout was refused.
@@ -542,8 +548,8 @@ fn write_license_line(
 ) -> io::Result<()> {
     let (user, host, handle) = (h.user(), h.host(), h.handle());
     let tag = match action {
-        Action::Out | Action::OutOverdraft => "OUT",
-        Action::In | Action::Inactive => "IN",
+        Action::Out | Action::OutOverdraft | Action::OutBorrow => "OUT",
+        Action::In | Action::Inactive | Action::BorrowReturned | Action::BorrowExpired => "IN",
         Action::Queued => "QUEUED",
         Action::Denied(r) => {
             return write!(
@@ -570,6 +576,9 @@ fn write_license_line(
     match action {
         Action::OutOverdraft => out.write_all(b"  (OVERDRAFT)"),
         Action::Inactive => out.write_all(b"  (INACTIVE)"),
+        Action::OutBorrow => out.write_all(b"  (BORROW)"),
+        Action::BorrowReturned => out.write_all(b"  (BORROW RETURNED)"),
+        Action::BorrowExpired => out.write_all(b"  (BORROW EXPIRED)"),
         _ => Ok(()),
     }
 }

@@ -37,5 +37,5 @@ pub mod source;
 pub mod status;
 mod status_thread;
 mod timers;
-pub mod web;
 pub mod upload;
+pub mod web;

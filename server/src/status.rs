@@ -126,6 +126,10 @@ pub struct HolderStatus {
     /// When it will be checked in, Unix ms; `null` = held until check-in or
     /// disconnect.
     pub deadline_ms: Option<u64>,
+    /// A borrowed license (`borrow=`): the borrow's end, Unix ms (its
+    /// `deadline_ms`). Absent for every other holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub borrowed_until_ms: Option<u64>,
 }
 
 impl Status {
@@ -186,6 +190,7 @@ impl Status {
                             since_ms: h.since_ms,
                             linger_ms: h.linger_ms,
                             deadline_ms: h.deadline_ms,
+                            borrowed_until_ms: h.deadline_ms.filter(|_| h.borrowed),
                         })
                         .collect(),
                 });

@@ -61,6 +61,13 @@ pub enum Command {
     /// Check licenses in (lmremove): by user, host and display, or by ticket.
     #[command(alias = "lmremove")]
     Remove(RemoveArgs),
+    /// Borrowed licenses (`tallyctl borrow return`: end a holder's borrows
+    /// early).
+    Borrow {
+        /// What to do.
+        #[command(subcommand)]
+        action: BorrowAction,
+    },
     /// Make the server reload its license file (lmreread).
     #[command(alias = "lmreread")]
     Reread,
@@ -308,6 +315,23 @@ pub struct LmstatArgs {
     pub timeout: Option<f64>,
 }
 
+/// `borrow ...`.
+#[derive(Debug, Subcommand)]
+pub enum BorrowAction {
+    /// End the holder's borrows of the feature now (an admin request:
+    /// BORROW_RETURN); the licenses go back to the pool.
+    Return {
+        /// The feature.
+        feature: String,
+        /// The user who borrowed.
+        user: String,
+        /// The user's host.
+        host: String,
+        /// The display, as lmstat -a shows it (any display when omitted).
+        display: Option<String>,
+    },
+}
+
 /// `remove` / `lmremove`.
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
@@ -426,6 +450,9 @@ mod tests {
         assert!(parse(&["tallyctl", "remove", "F", "u"]).is_err());
         assert!(parse(&["tallyctl", "remove", "--handle", "17", "F", "u", "h", "d"]).is_err());
         assert!(parse(&["lmremove", "F", "u", "h", "d"]).is_ok());
+        assert!(parse(&["tallyctl", "borrow", "return", "F", "u", "h"]).is_ok());
+        assert!(parse(&["tallyctl", "borrow", "return", "F", "u", "h", "d"]).is_ok());
+        assert!(parse(&["tallyctl", "borrow", "return", "F", "u"]).is_err());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! file the license names.
 //!
 //! Human output (stdout): one line per pool, `line N: KEYWORD FEATURE VENDOR
-//! VERSION EXPIRY COUNT [OVERDRAFT=n] [START=date] ...`, with `  EXPIRED`
+//! VERSION EXPIRY COUNT [OVERDRAFT=n] [START=date] ... [BORROW=hours]`
+//! (the hours a borrow may last, 168 for a bare `BORROW`; JSON
+//! `"borrow_hours"`, absent when the line is not borrowable), with `  EXPIRED`
 //! or `  NOT YET STARTED` after a pool that serves nothing today; then every
 //! diagnostic as `file:line:column: message`, every warning (feature names
 //! the protocol cannot carry or that hold bidirectional controls, and
@@ -245,6 +247,10 @@ pub struct PoolReport {
     /// otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suite: Option<bool>,
+    /// The most hours a license may be borrowed (`BORROW[=hours]`; absent
+    /// when the line is not borrowable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub borrow_hours: Option<u32>,
 }
 
 /// One diagnostic in the report.
@@ -291,6 +297,7 @@ impl Report {
                     state: PoolState::of(p, now_ms),
                     package: p.package.as_ref().map(|c| c.package.clone()),
                     suite: p.package.as_ref().map(|c| c.suite),
+                    borrow_hours: p.borrow_hours(),
                 })
                 .collect(),
             diagnostics: diagnostic_reports(&set.diagnostics),
@@ -396,6 +403,9 @@ pub fn human_signed(
         }
         if let Some(h) = &p.hostid {
             out.push_str(&format!(" HOSTID={h}"));
+        }
+        if let Some(h) = p.borrow_hours() {
+            out.push_str(&format!(" BORROW={h}"));
         }
         if let Some(c) = &p.package {
             let kind = if c.suite { "SUITE" } else { "PACKAGE" };
@@ -592,6 +602,26 @@ mod tests {
         assert_eq!(r.exit_code(), EXIT_REJECTED);
         assert!(human(&set, None, NOW).contains("t.lic:3:1: "));
         assert!(human(&set, None, NOW).contains("2 pools, 1 line rejected"));
+    }
+
+    #[test]
+    fn borrowable_lines_show_their_hours() {
+        let set = parse_str(
+            "t.lic",
+            "INCREMENT A V 1.0 permanent 5 BORROW\n\
+             INCREMENT B V 1.0 permanent 5 BORROW=24\n\
+             INCREMENT C V 1.0 permanent 5\n",
+        );
+        let text = human(&set, None, NOW);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("permanent 5 BORROW=168"), "{text}");
+        assert!(lines[1].ends_with("permanent 5 BORROW=24"), "{text}");
+        assert!(lines[2].ends_with("permanent 5"), "{text}");
+        let r = Report::of(&set, None, NOW);
+        let hours: Vec<Option<u32>> = r.pools.iter().map(|p| p.borrow_hours).collect();
+        assert_eq!(hours, [Some(168), Some(24), None]);
+        let json = serde_json::to_string(&r.pools[2]).unwrap();
+        assert!(!json.contains("borrow"), "{json}");
     }
 
     /// Issue 12 item 21: expired and not-yet-started pools were listed like

@@ -11,6 +11,7 @@
 //! tallyctl status [--json [--pretty]]     short table, or the STATUS JSON
 //! tallyctl remove FEATURE USER HOST DISPLAY
 //! tallyctl remove --handle TICKET FEATURE
+//! tallyctl borrow return FEATURE USER HOST [DISPLAY]   end borrows early
 //! tallyctl reread                         reload the license file
 //! tallyctl down                           shut the server down
 //! tallyctl reopen-log                     reopen the debug log (logrotate)
@@ -88,7 +89,7 @@ use clap::Parser;
 pub use addr::ServerAddr;
 pub use error::CtlError;
 
-use args::{Cli, Command, LmstatArgs, RemoveArgs};
+use args::{BorrowAction, Cli, Command, LmstatArgs, RemoveArgs};
 use client::{exchange, expect_ok, field, not_ok};
 use lmstat::{FeatureSelection, LmstatOptions};
 
@@ -210,6 +211,23 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
             Ok(0)
         }
         Command::Remove(r) => run_remove(r, &servers()?, &cli, wait),
+        Command::Borrow {
+            action:
+                BorrowAction::Return {
+                    feature,
+                    user,
+                    host,
+                    display,
+                },
+        } => {
+            let names = (
+                feature.as_str(),
+                user.as_str(),
+                host.as_str(),
+                display.as_deref(),
+            );
+            run_borrow_return(names, &servers()?, &cli, wait)
+        }
         Command::Reread => {
             let (server, reply) = request(&servers()?, "REREAD".to_string(), token(&cli)?, wait)?;
             let rest = expect_ok(&server, &reply)?;
@@ -329,6 +347,41 @@ fn run_lmstat(
         Now::Local(now) => lmstat::lmstat_report(&status, &server, &now, &options),
         Now::Fixed(now) => lmstat::lmstat_report(&status, &server, &now, &options),
     });
+    Ok(0)
+}
+
+/// `borrow return FEATURE USER HOST [DISPLAY]`: BORROW_RETURN. Exits 1
+/// when the holder had no borrow of the feature.
+fn run_borrow_return(
+    (feature, user, host, display): (&str, &str, &str, Option<&str>),
+    servers: &[ServerAddr],
+    cli: &Cli,
+    wait: Duration,
+) -> Result<i32, CtlError> {
+    let (f, u, h) = (
+        field("feature", feature)?,
+        field("user", user)?,
+        field("host", host)?,
+    );
+    let mut line = format!("BORROW_RETURN {f} {u} {h}");
+    if let Some(d) = display {
+        line.push(' ');
+        line.push_str(field("display", d)?);
+    }
+    let (server, reply) = request(servers, line, token(cli)?, wait)?;
+    let rest = expect_ok(&server, &reply)?;
+    let n: u64 = match rest.strip_prefix("RETURNED ").map(str::parse) {
+        Some(Ok(n)) => n,
+        _ => return Err(not_ok(&server, &reply, "OK RETURNED <n>")),
+    };
+    if n == 0 {
+        eprintln!("tallyctl: {server}: nothing returned: {u}@{h} has no borrow of {f}");
+        return Ok(1);
+    }
+    print(&format!(
+        "{server}: returned {n} borrowed license{} of {f} held by {u}@{h}\n",
+        if n == 1 { "" } else { "s" }
+    ));
     Ok(0)
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::BorrowRefusal;
+
 /// A refused checkout. Denials are values, not errors: the caller reports
 /// them to the client and in the debug log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub enum Reason {
         /// Options-file line of the RESERVE rule.
         line: u32,
     },
+    /// A borrow ([`super::Engine::borrow`]) was refused, or a checkout
+    /// would have renewed a borrowed instance.
+    Borrow(BorrowRefusal),
 }
 
 impl Reason {
@@ -69,6 +74,7 @@ impl Reason {
             Reason::CountTooHigh => "COUNT_TOO_HIGH",
             Reason::NotHolder => "NOT_HOLDER",
             Reason::ReservedForOthers { .. } => "RESERVED",
+            Reason::Borrow(r) => r.name(),
         }
     }
 
@@ -91,6 +97,7 @@ impl Reason {
             Reason::NotYetStarted => -31,
             // LM_BADPARAM: "Invalid parameter".
             Reason::BadRequest(_) => -42,
+            Reason::Borrow(r) => r.flexlm_code(),
         }
     }
 
@@ -119,11 +126,13 @@ impl Reason {
             Reason::ReservedForOthers { .. } => {
                 "Licensed number of users already reached (the free licenses are reserved for others)."
             }
+            Reason::Borrow(r) => r.text(),
         }
     }
 
-    /// [`Reason::text`] plus what only a value can say (which RESERVE rule
-    /// holds the licenses back). Formats without allocating.
+    /// [`Reason::text`] plus what only a value can say (which RESERVE or
+    /// BORROW_LOWWATER rule holds the licenses back, the most hours a
+    /// borrow may last). Formats without allocating.
     pub fn full_text(&self) -> FullText {
         FullText(*self)
     }
@@ -136,8 +145,18 @@ pub struct FullText(Reason);
 impl fmt::Display for FullText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0.text())?;
-        if let Reason::ReservedForOthers { line } = self.0 {
-            write!(f, " (RESERVE on line {line} of the options file)")?;
+        match self.0 {
+            Reason::ReservedForOthers { line } => {
+                write!(f, " (RESERVE on line {line} of the options file)")?
+            }
+            Reason::Borrow(BorrowRefusal::TooLong { max_hours }) => {
+                write!(f, " (at most {max_hours} hours)")?
+            }
+            Reason::Borrow(BorrowRefusal::LowWater { keep, line }) => write!(
+                f,
+                " ({keep} kept by BORROW_LOWWATER on line {line} of the options file)"
+            )?,
+            _ => {}
         }
         Ok(())
     }

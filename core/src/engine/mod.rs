@@ -32,8 +32,11 @@
 //! (`uses.rs`; [`Engine::checkout_use`]); and the components of a package
 //! suite (`PACKAGE ... OPTIONS=SUITE`), whose new instances and releases
 //! take the suite's lock to share one suite license per holder
-//! (`suite.rs`).
+//! (`suite.rs`); and borrows ([`Engine::borrow`], `borrow.rs`), decided
+//! one at a time under the engine's borrow lock (an engine with `BORROW`
+//! lines also reads an instance's linger word on each renewal).
 
+mod borrow;
 mod denial;
 mod holder;
 mod key;
@@ -50,6 +53,7 @@ mod uses;
 
 use rustc_hash::FxHashMap;
 
+pub use borrow::{BorrowRefusal, BORROWED};
 pub use denial::{Denial, FullText, Reason};
 pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
@@ -63,6 +67,8 @@ use uses::{Counting, NoUses};
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use crate::options::OptionsFile;
+use crate::sync::{AtomicU32, Ordering};
+use borrow::Borrowing;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
@@ -178,7 +184,8 @@ pub struct Restore<'a> {
     pub version: u64,
     /// First checkout, Unix ms.
     pub since_ms: Millis,
-    /// Linger of the latest checkout, ms.
+    /// Linger of the latest checkout, ms; with [`BORROWED`] set, the
+    /// instance is restored as a borrow (see [`HolderSnapshot::borrowed`]).
     pub linger_ms: u64,
     /// Deadline, Unix ms; `None` = held until check-in.
     pub deadline_ms: Option<Millis>,
@@ -260,6 +267,8 @@ pub struct Release {
     pub since_ms: Millis,
     /// Its deadline at release (`None` if it had none).
     pub deadline: Option<Millis>,
+    /// It was borrowed ([`Engine::borrow`]).
+    pub borrowed: bool,
     /// Who held it.
     pub holder: HolderBuf,
 }
@@ -343,6 +352,14 @@ pub struct Engine {
     policy: Option<Box<Policy>>,
     /// Package suites: which pools' checkouts also take a suite license.
     suites: Suites,
+    /// `BORROW` lines' rules (`borrow.rs`); `None` if no line says BORROW.
+    borrowing: Option<Box<Borrowing>>,
+    /// 1 once the engine holds, or has held, a borrowed instance (lent by
+    /// it, or restored: a REREAD or a restart may bring borrows into an
+    /// engine without `BORROW` lines). Renewals read it (`Relaxed`: it is
+    /// stored before the instance's slot is published, whose `Acquire`
+    /// load any renewal of it passes through first).
+    lent: AtomicU32,
 }
 
 impl Engine {
@@ -388,11 +405,13 @@ impl Engine {
             licenses = &capped;
         }
         let mut engine = Engine::build(licenses, config, true);
-        engine.policy = Some(Box::new(Policy::compile(
-            options,
-            &engine.pools,
-            engine.features.len(),
-        )));
+        let mut policy = Policy::compile(options, &engine.pools, engine.features.len());
+        engine.borrowing =
+            Borrowing::compile(&engine.pools, engine.features.len(), Some(options)).map(Box::new);
+        if let Some(b) = &engine.borrowing {
+            policy.warnings.extend(b.warnings.iter().cloned());
+        }
+        engine.policy = Some(Box::new(policy));
         engine
     }
 
@@ -448,6 +467,7 @@ impl Engine {
             let suite = &features[*by_name.get(&of.package)? as usize];
             Some((&suite.pools[..], of.suite_dup))
         });
+        let borrowing = Borrowing::compile(&pools, features.len(), None).map(Box::new);
         Engine {
             source: licenses.source.clone(),
             features,
@@ -456,6 +476,8 @@ impl Engine {
             table: Table::with_extras(first_level, extras),
             policy: None,
             suites,
+            borrowing,
+            lent: AtomicU32::new(0),
         }
     }
 
@@ -856,6 +878,11 @@ impl Engine {
         if let Err(d) = self.renewable(found, now) {
             return Some(Err(d));
         }
+        // A renewal would end a borrow (`borrow.rs`): refused. One read of
+        // the instance, in an engine that has held a borrow only.
+        if self.is_borrowed(id) {
+            return Some(Err(BorrowRefusal::Borrowed.into()));
+        }
         match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
             Renew::Renewed { old_deadline } => {
@@ -1072,6 +1099,9 @@ impl Engine {
                         // see `Engine::restore_uses`.
                         self.first_use(cell, c.gen(), r.names.handle, None, false);
                     }
+                    if r.linger_ms & BORROWED != 0 {
+                        self.lent.store(1, Ordering::Relaxed);
+                    }
                     return Ok(self.table.publish(
                         c,
                         &Fields {
@@ -1123,6 +1153,7 @@ impl Engine {
             count: read.count,
             since_ms: read.since,
             deadline: deadline_out(read.deadline),
+            borrowed: read.linger & BORROWED != 0,
             holder: read.holder,
         })
     }
@@ -1166,8 +1197,9 @@ impl Engine {
                     handle: r.holder.handle().to_string(),
                     count: r.count,
                     since_ms: r.since,
-                    linger_ms: r.linger,
+                    linger_ms: r.linger & !BORROWED,
                     deadline_ms: deadline_out(r.deadline),
+                    borrowed: r.linger & BORROWED != 0,
                 });
             }
         });
@@ -1303,8 +1335,13 @@ pub struct HolderSnapshot {
     pub since_ms: Millis,
     /// Linger of the latest checkout, ms (0 = none).
     pub linger_ms: u64,
-    /// Linger deadline; `None` = held until check-in.
+    /// Linger deadline; `None` = held until check-in. For a borrowed
+    /// instance: the borrow's end.
     pub deadline_ms: Option<Millis>,
+    /// Borrowed ([`Engine::borrow`]): held until `deadline_ms` whatever its
+    /// connection does. To restore it as borrowed, give
+    /// [`Restore::linger_ms`] `linger_ms | BORROWED`.
+    pub borrowed: bool,
 }
 
 #[cfg(all(test, not(loom)))]

@@ -275,7 +275,7 @@ pub(crate) struct Policy {
 }
 
 /// Whether `rule`'s feature spec selects the pool `line`.
-fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: &PoolLine) -> bool {
+pub(crate) fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: &PoolLine) -> bool {
     let Some(spec) = rule_feature else {
         return true;
     };
@@ -305,6 +305,17 @@ fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: &PoolLine) 
 impl Policy {
     /// Compiles `options` against the engine's pools.
     pub(crate) fn compile(options: &OptionsFile, pools: &[Pool], features: usize) -> Policy {
+        Policy::compile_with(options, pools, features, true)
+    }
+
+    /// Compiles the INCLUDE / EXCLUDE rules of `options` alone, as access
+    /// rules (the borrow rules, `borrow.rs`): no line's `USER_BASED` /
+    /// `HOST_BASED` applies.
+    pub(crate) fn compile_access(options: &OptionsFile, pools: &[Pool], features: usize) -> Policy {
+        Policy::compile_with(options, pools, features, false)
+    }
+
+    fn compile_with(options: &OptionsFile, pools: &[Pool], features: usize, based: bool) -> Policy {
         let mut policy = Policy {
             fold_case: options.group_case_insensitive,
             users: FxHashMap::default(),
@@ -317,7 +328,7 @@ impl Policy {
         };
         // USER_BASED / HOST_BASED lines: nobody is included until an
         // INCLUDE line names them.
-        for (p, pool) in pools.iter().enumerate() {
+        for (p, pool) in pools.iter().enumerate().filter(|_| based) {
             if let Some(b) = pool.line.based {
                 let rules = policy.rules_mut(p);
                 rules.has_include = true;
@@ -358,7 +369,10 @@ impl Policy {
                 RuleKind::Include | RuleKind::Exclude => {
                     let exclude = rule.kind == RuleKind::Exclude;
                     for &p in &targets {
-                        if !exclude && policy.include_based(options, rule, &members, &pools[p], p) {
+                        if based
+                            && !exclude
+                            && policy.include_based(options, rule, &members, &pools[p], p)
+                        {
                             continue;
                         }
                         let rules = policy.rules_mut(p);

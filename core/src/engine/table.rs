@@ -869,6 +869,23 @@ impl Table {
         }
     }
 
+    /// Sets `bits` in a LIVE instance's linger word (the engine's borrow
+    /// mark); false if `id` is not live. Relaxed, as the other field
+    /// stores: readers take the word's Acquire first and tolerate a field
+    /// that is one update behind (see the module docs).
+    pub(crate) fn mark_linger(&self, id: InstanceId, bits: u64) -> bool {
+        let Some(at) = self.locate(id.slot as usize) else {
+            return false;
+        };
+        let slot = at.level.slot(at.local);
+        let w = slot.load(Ordering::Acquire);
+        if w.state() != State::Live || w.gen() != id.gen {
+            return false;
+        }
+        slot.linger.fetch_or(bits, Ordering::Relaxed);
+        true
+    }
+
     /// The DUP_GROUP uses of the bucket of instance `id`'s slot and its
     /// lane there (whatever the slot holds now); `None` if the table keeps
     /// none or the slot's level is not published.

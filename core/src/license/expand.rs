@@ -59,6 +59,7 @@ pub fn expand(set: &LicenseSet) -> LicenseSet {
         applied: Vec::new(),
         diagnostics: Vec::new(),
     };
+    ex.bad_borrows(&out.pools);
     let (pools, superseded) = ex.supersede(std::mem::take(&mut out.pools));
     let pools = ex.upgrade(pools, &set.upgrades);
     let packages = ex.live_packages(&set.packages);
@@ -97,6 +98,30 @@ impl Expander {
             line,
             summary,
         });
+    }
+
+    /// A `BORROW=` that is not a number of hours makes the line not
+    /// borrowable ([`PoolLine::borrow_hours`]): a warning says so.
+    fn bad_borrows(&mut self, pools: &[PoolLine]) {
+        for p in pools {
+            let Some((_, v)) = p
+                .other
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("BORROW"))
+            else {
+                continue;
+            };
+            if p.borrow_hours().is_none() {
+                self.warn(
+                    p.line,
+                    format!(
+                        "{} {}: BORROW={v} is not a whole number of hours (1 or more); the line is not borrowable",
+                        p.kind.keyword(),
+                        p.feature
+                    ),
+                );
+            }
+        }
     }
 
     /// Step 1: (kept, removed).
@@ -240,7 +265,9 @@ impl Expander {
             new.overdraft = 0;
             new.supersede = None;
             new.line = up.line;
-            new.other.clear();
+            // The upgraded licenses stay as borrowable as the line they
+            // come from; nothing else of its keywords carries over.
+            new.other.retain(|(k, _)| k.eq_ignore_ascii_case("BORROW"));
             for word in up.rest.iter().skip(2) {
                 let Some((k, v)) = word.split_once('=') else {
                     continue;

@@ -432,6 +432,10 @@ impl VendorString {
     }
 }
 
+/// How long a bare `BORROW` lets a license be borrowed: 168 hours (a week),
+/// as FlexNet.
+pub const DEFAULT_BORROW_HOURS: u32 = 168;
+
 /// One `FEATURE` or `INCREMENT` line: one pool of licenses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolLine {
@@ -508,6 +512,22 @@ impl PoolLine {
             package: None,
             based: None,
         }
+    }
+
+    /// `BORROW[=hours]`: the longest a license of this line may be
+    /// borrowed, in hours ([`DEFAULT_BORROW_HOURS`] for a bare `BORROW`);
+    /// `None` if the line has no `BORROW`, or its value is not a whole
+    /// number of hours of at least 1 (such a line is not borrowable).
+    /// Kept in [`PoolLine::other`], so package components inherit it.
+    pub fn borrow_hours(&self) -> Option<u32> {
+        let (_, v) = self
+            .other
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("BORROW"))?;
+        if v.is_empty() {
+            return Some(DEFAULT_BORROW_HOURS);
+        }
+        v.parse::<u32>().ok().filter(|&h| h >= 1)
     }
 
     /// True for the Citrix startup license (`LT=SYS` in the vendor string).

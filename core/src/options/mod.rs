@@ -45,6 +45,16 @@ pub struct OptionsFile {
     pub timeout_all: Option<u64>,
     /// `LINGER feature secs`: the default linger of checkouts that give none.
     pub lingers: Vec<FeatureLimit>,
+    /// `INCLUDE_BORROW` / `EXCLUDE_BORROW` (kinds [`RuleKind::Include`] and
+    /// [`RuleKind::Exclude`]), in order: who may borrow a `BORROW` line's
+    /// licenses. Matched as INCLUDE / EXCLUDE are, against the borrow only.
+    pub borrow_rules: Vec<Rule>,
+    /// `BORROW_LOWWATER feature n`: n licenses of the feature that are never
+    /// borrowed.
+    pub borrow_lowwater: Vec<FeatureLimit>,
+    /// `MAX_BORROW_HOURS feature hours`: lowers the line's `BORROW` hours
+    /// (never raises them); the last one for a feature counts.
+    pub max_borrow_hours: Vec<FeatureLimit>,
     /// `NOLOG` lines.
     pub nolog: NoLog,
     /// `DEBUGLOG [+]path`.
@@ -286,12 +296,13 @@ pub struct Group {
     pub members: Vec<String>,
 }
 
-/// `MAX_OVERDRAFT`, `TIMEOUT`, `LINGER`: a feature and a number.
+/// `MAX_OVERDRAFT`, `TIMEOUT`, `LINGER`, `BORROW_LOWWATER`,
+/// `MAX_BORROW_HOURS`: a feature and a number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureLimit {
     /// The feature.
     pub feature: FeatureSpec,
-    /// The number (licenses or seconds).
+    /// The number (licenses, seconds or hours).
     pub value: u32,
     /// 1-based line.
     pub line: u32,

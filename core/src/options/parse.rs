@@ -21,12 +21,19 @@ pub fn parse_str(source: &str, text: &str) -> OptionsFile {
     // Where each rule naming a group was, to check the group exists once
     // the whole file is read (FlexLM allows a group defined further down).
     let mut group_refs: Vec<(usize, Pos, u32)> = Vec::new();
+    // The same for INCLUDE_BORROW / EXCLUDE_BORROW rules.
+    let mut borrow_group_refs: Vec<(usize, Pos, u32)> = Vec::new();
     for record in records(text) {
+        let borrow_rules = file.borrow_rules.len();
         let parsed = check_record(&record).and_then(|()| parse_record(&mut file, &record));
         match parsed {
             Ok(group) => {
                 if let Some(pos) = group {
-                    group_refs.push((file.rules.len() - 1, pos, record.line));
+                    if file.borrow_rules.len() > borrow_rules {
+                        borrow_group_refs.push((borrow_rules, pos, record.line));
+                    } else {
+                        group_refs.push((file.rules.len() - 1, pos, record.line));
+                    }
                 }
                 if let Some(p) = hash_name(&record) {
                     file.warnings.push(diag(source, &p, record.line));
@@ -36,9 +43,35 @@ pub fn parse_str(source: &str, text: &str) -> OptionsFile {
         }
     }
     // Drop rules naming an undefined group, with a diagnostic each.
+    let borrow_dropped = undefined_groups(&mut file, source, borrow_group_refs, true);
+    for index in borrow_dropped.into_iter().rev() {
+        file.borrow_rules.remove(index);
+    }
+    let dropped = undefined_groups(&mut file, source, group_refs, false);
+    for index in dropped.into_iter().rev() {
+        file.rules.remove(index);
+    }
+    file.diagnostics
+        .sort_by_key(|d| (d.line, d.column, d.record_line));
+    file
+}
+
+/// The rules of `refs` (indices into the file's rules, or its borrow rules)
+/// that name a group the file does not define, each with a diagnostic.
+fn undefined_groups(
+    file: &mut OptionsFile,
+    source: &str,
+    refs: Vec<(usize, Pos, u32)>,
+    borrow: bool,
+) -> Vec<usize> {
     let mut dropped = Vec::new();
-    for (index, pos, record_line) in group_refs {
-        let t = &file.rules[index].target;
+    for (index, pos, record_line) in refs {
+        let rules = if borrow {
+            &file.borrow_rules
+        } else {
+            &file.rules
+        };
+        let t = &rules[index].target;
         let known = match t.kind {
             TargetKind::Group => file.group(&t.name).is_some(),
             TargetKind::HostGroup => file.host_group(&t.name).is_some(),
@@ -57,16 +90,11 @@ pub fn parse_str(source: &str, text: &str) -> OptionsFile {
             dropped.push(index);
         }
     }
-    for index in dropped.into_iter().rev() {
-        file.rules.remove(index);
-    }
-    file.diagnostics
-        .sort_by_key(|d| (d.line, d.column, d.record_line));
-    file
+    dropped
 }
 
 /// Every options keyword, for spotting a line joined to the one above.
-const OPTION_KEYWORDS: [&str; 18] = [
+const OPTION_KEYWORDS: [&str; 21] = [
     "INCLUDE",
     "EXCLUDE",
     "RESERVE",
@@ -85,6 +113,9 @@ const OPTION_KEYWORDS: [&str; 18] = [
     "DEBUGLOG",
     "REPORTLOG",
     "INCLUDE_BORROW",
+    "EXCLUDE_BORROW",
+    "BORROW_LOWWATER",
+    "MAX_BORROW_HOURS",
 ];
 
 /// What makes a whole record unreadable before its keyword is looked at:
@@ -286,12 +317,26 @@ fn parse_record(file: &mut OptionsFile, record: &Record) -> Result<Option<Pos>, 
             w.end()?;
             Ok(None)
         }
-        "MAX_OVERDRAFT" | "TIMEOUT" | "LINGER" => {
-            let feature = feature_spec(w.next("a feature name")?)?;
-            let v = w.next(if keyword == "MAX_OVERDRAFT" {
-                "a number of licenses"
+        "INCLUDE_BORROW" | "EXCLUDE_BORROW" => {
+            let kind = if keyword == "INCLUDE_BORROW" {
+                RuleKind::Include
             } else {
-                "a number of seconds"
+                RuleKind::Exclude
+            };
+            let feature = feature_spec(w.next("a feature name")?)?;
+            let group = rule(file, &mut w, kind, Some(feature), record.line)?;
+            // Kept apart: they govern borrowing, not checkouts.
+            if let Some(r) = file.rules.pop() {
+                file.borrow_rules.push(r);
+            }
+            Ok(group)
+        }
+        "MAX_OVERDRAFT" | "TIMEOUT" | "LINGER" | "BORROW_LOWWATER" | "MAX_BORROW_HOURS" => {
+            let feature = feature_spec(w.next("a feature name")?)?;
+            let v = w.next(match keyword.as_str() {
+                "MAX_OVERDRAFT" | "BORROW_LOWWATER" => "a number of licenses",
+                "MAX_BORROW_HOURS" => "a number of hours",
+                _ => "a number of seconds",
             })?;
             let value = count(v)?;
             w.end()?;
@@ -303,6 +348,8 @@ fn parse_record(file: &mut OptionsFile, record: &Record) -> Result<Option<Pos>, 
             match keyword.as_str() {
                 "MAX_OVERDRAFT" => file.max_overdraft.push(limit),
                 "TIMEOUT" => file.timeouts.push(limit),
+                "BORROW_LOWWATER" => file.borrow_lowwater.push(limit),
+                "MAX_BORROW_HOURS" => file.max_borrow_hours.push(limit),
                 _ => file.lingers.push(limit),
             }
             Ok(None)

@@ -7,7 +7,7 @@
 
 use bytes::BytesMut;
 use tally_core::engine::{
-    Counted, Denial, FeatureId, Grant, GrantKind, HolderBuf, Names, Reason, Request,
+    Counted, Denial, FeatureId, Grant, GrantKind, HolderBuf, Names, Reason, Request, BORROWED,
 };
 
 use super::{auth, uses, Ctx, Effects, Held, Session};
@@ -58,11 +58,16 @@ pub(crate) fn checkout(
     // The holder's text, once built (by the engine, for a new instance).
     let mut holder = None;
     // Under DUP_GROUP the checkout is a counted use (`uses.rs`).
-    let result: Result<(Grant, Option<Counted>), Denial> = match fid {
+    let result: Result<(Grant, Option<Counted>), Denial> = match (fid, c.borrow_hours) {
         _ if behind => Err(Reason::AllInUse.into()),
-        Some(f) => uses::checkout(cx, s, f, &req, &mut holder, now),
+        // A borrow: a new instance held until the borrow's end.
+        (Some(_), Some(hours)) => {
+            let ip = Some(s.peer.ip());
+            cx.engine.borrow(&req, hours, ip, now).map(|g| (g, None))
+        }
+        (Some(f), None) => uses::checkout(cx, s, f, &req, &mut holder, now),
         // As the engine denies it: a malformed request first.
-        None => Err(req.validate().err().unwrap_or(Reason::NoSuchFeature).into()),
+        (None, _) => Err(req.validate().err().unwrap_or(Reason::NoSuchFeature).into()),
     };
     if let Err(d) = &result {
         let full = matches!(
@@ -81,6 +86,11 @@ pub(crate) fn checkout(
     match result {
         Ok((g, counted)) => {
             let holder = &mut holder;
+            // A borrow's linger is its hours, marked in the journal too.
+            let linger_ms = match c.borrow_hours {
+                Some(h) if g.id.is_some() => (u64::from(h) * 3_600_000) | BORROWED,
+                _ => linger_ms,
+            };
             granted(cx, s, c, (&g, counted), holder, linger_ms, now, out, fx)
         }
         Err(d) => {
@@ -132,6 +142,8 @@ fn granted(
     cx.counters().granted(g.kind == GrantKind::Renewed);
     let action = if g.overdraft {
         Action::OutOverdraft
+    } else if linger_ms & BORROWED != 0 {
+        Action::OutBorrow
     } else {
         Action::Out
     };

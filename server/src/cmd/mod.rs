@@ -210,6 +210,23 @@ pub(crate) fn answer(
         Command::RemoveHandle { feature, ticket } => {
             remove::remove(cx, feature, remove::Pick::Ticket(ticket), now, out, fx)
         }
+        Command::BorrowReturn {
+            feature,
+            user,
+            host,
+            display,
+        } => remove::remove(
+            cx,
+            feature,
+            remove::Pick::Borrowed {
+                user,
+                host,
+                display,
+            },
+            now,
+            out,
+            fx,
+        ),
         // The reply is written when the reread is done (`net/reread.rs`).
         Command::Reread => fx.reread = true,
         Command::ReopenLog => {
@@ -255,8 +272,10 @@ impl Ctx {
     ) {
         let nolog = &self.opts.nolog;
         let dropped = match action {
-            Action::Out | Action::OutOverdraft => nolog.checkout,
-            Action::In | Action::Inactive => nolog.checkin,
+            Action::Out | Action::OutOverdraft | Action::OutBorrow => nolog.checkout,
+            Action::In | Action::Inactive | Action::BorrowReturned | Action::BorrowExpired => {
+                nolog.checkin
+            }
             Action::Denied(_) => nolog.denied,
             _ => false,
         };
@@ -269,7 +288,11 @@ impl Ctx {
                 count,
             });
         }
-        if matches!(action, Action::In | Action::Inactive) && self.shared.queues.released() {
+        let back = matches!(
+            action,
+            Action::In | Action::Inactive | Action::BorrowReturned | Action::BorrowExpired
+        );
+        if back && self.shared.queues.released() {
             fx.wake_queues = true; // a waiter's loop may serve it now
         }
     }
@@ -292,11 +315,19 @@ impl Ctx {
         now: u64,
         fx: &mut Effects,
     ) -> Option<u64> {
+        // A borrowed license's linger expiry is its borrow's end, and its
+        // check-in an early return.
+        let cause = match (r.borrowed, cause) {
+            (true, Cause::LingerExpiry) => Cause::BorrowExpiry,
+            (true, Cause::Checkin) => Cause::BorrowReturn,
+            (_, cause) => cause,
+        };
         self.counters().released(cause);
-        let action = if cause == Cause::IdleTimeout {
-            Action::Inactive
-        } else {
-            Action::In
+        let action = match cause {
+            Cause::IdleTimeout => Action::Inactive,
+            Cause::BorrowExpiry => Action::BorrowExpired,
+            Cause::BorrowReturn => Action::BorrowReturned,
+            _ => Action::In,
         };
         // A DUP_GROUP instance may be in the journal (a promise) while its
         // engine deadline is none (a bound use): its release always goes in.

@@ -1,4 +1,5 @@
-//! REMOVE / REMOVE_HANDLE (lmremove): an admin checks licenses in.
+//! REMOVE / REMOVE_HANDLE (lmremove): an admin checks licenses in; and
+//! BORROW_RETURN (`tallyctl borrow return`): an admin ends borrows early.
 
 use bytes::BytesMut;
 
@@ -17,10 +18,18 @@ pub(crate) enum Pick<'a> {
     },
     /// lmremove -h: the numeric license handle.
     Ticket(u64),
+    /// BORROW_RETURN's `feature user host [display]`: the holder's
+    /// borrowed licenses only (any display when none is given).
+    Borrowed {
+        user: &'a str,
+        host: &'a str,
+        display: Option<&'a str>,
+    },
 }
 
 /// Checks in the feature's instances `pick` selects, logging each as
-/// lmremove does (`REMOVING`, then the `IN`).
+/// lmremove does (`REMOVING`, then the `IN`; a borrow's return is one
+/// `IN ... (BORROW RETURNED)`).
 pub(crate) fn remove(
     cx: &mut Ctx,
     feature: &str,
@@ -53,12 +62,28 @@ pub(crate) fn remove(
                         && remove_display_matches(&h.display, &h.host, display)
                 }
                 Pick::Ticket(t) => h.ticket == t,
+                Pick::Borrowed {
+                    user,
+                    host,
+                    display,
+                } => {
+                    h.borrowed
+                        && h.user == user
+                        && h.host == host
+                        && display.map_or(true, |d| remove_display_matches(&h.display, &h.host, d))
+                }
             };
             if !selected {
                 continue;
             }
-            if let Some(r) = cx.engine.release(h.id) {
-                removed += 1;
+            let Some(r) = cx.engine.release(h.id) else {
+                continue;
+            };
+            removed += 1;
+            if let Pick::Borrowed { .. } = pick {
+                let batch = cx.released(&r, crate::metrics::Cause::BorrowReturn, now, fx);
+                fx.gate(batch);
+            } else {
                 fx.log.push(Event::License {
                     at_ms: now,
                     action: Action::Removing,
@@ -73,6 +98,7 @@ pub(crate) fn remove(
     }
     let reply = match pick {
         Pick::Ticket(ticket) if removed == 0 => Reply::NoSuchTicket { feature, ticket },
+        Pick::Borrowed { .. } => Reply::Returned(removed),
         _ => Reply::Removed(removed),
     };
     let _ = reply.write_to(out);

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Names, Restore};
+use tally_core::engine::{Engine, EngineConfig, FeatureId, InstanceId, Names, Restore, BORROWED};
 use tally_core::license::LicenseSet;
 use tally_core::options::OptionsFile;
 
@@ -107,7 +107,8 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                     count: h.count,
                     version: pool.version.scaled(),
                     since_ms: h.since_ms,
-                    linger_ms: h.linger_ms,
+                    // A borrow stays one (`HolderSnapshot::borrowed`).
+                    linger_ms: h.linger_ms | if h.borrowed { BORROWED } else { 0 },
                     deadline_ms: h.deadline_ms,
                     identity: Some(h.identity),
                 };

@@ -23,6 +23,7 @@ use crate::queue::Queues;
 use crate::shared::Facts;
 use crate::timers::{Fired, LoopTimers, Timer};
 
+mod borrow;
 mod reconcile;
 
 const START: u64 = 1_700_000_000_000;
@@ -44,7 +45,12 @@ struct Bench {
 }
 
 fn bench(options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
-    let licenses = tally_core::license::parse_str("test.lic", LICENSE);
+    bench_of(LICENSE, options, license_path)
+}
+
+/// [`bench`] serving `license` rather than [`LICENSE`].
+fn bench_of(license: &str, options: Option<&str>, license_path: Option<PathBuf>) -> Bench {
+    let licenses = tally_core::license::parse_str("test.lic", license);
     let options = options.map(|o| tally_core::options::parse_str("test.opt", o));
     // The seed `Shared::seed` gives a REREAD's engine, as at start (a moved
     // instance keeps its identity hash).

@@ -26,7 +26,12 @@
 //!   UTF-8 bytes. In a segment, `OUT` is a grant or a renewal (`at` = time of
 //!   the checkout); in a snapshot, `INSTANCE` is a live instance (`at` = its
 //!   first checkout). Layout: tag u8, id u64, at u64, linger u64, deadline
-//!   u64 (0 = none), count u32, version u64, renewed u8, strings.
+//!   u64 (0 = none), count u32, version u64, renewed u8, strings. A
+//!   borrowed instance's linger has its top bit set
+//!   (`tally_core::engine::BORROWED`, far above any linger): the layout is
+//!   unchanged, journals written before borrowing read as before, and a
+//!   tallyd older than borrowing restores a borrow as a linger of that
+//!   (huge) length, still checked in at its deadline.
 //! - [`TAG_IN`]: a release: tag, id u64, at u64.
 //! - [`TAG_TOMBSTONE`] (snapshots only): a recent release, kept so a
 //!   renewal record that was written after it cannot bring it back.
@@ -99,7 +104,7 @@ pub struct Instance<'a> {
     pub id: u64,
     /// Checkout time (OUT) or first checkout (INSTANCE), Unix ms.
     pub at_ms: u64,
-    /// Linger, ms.
+    /// Linger, ms; with `tally_core::engine::BORROWED` set, a borrow's.
     pub linger_ms: u64,
     /// Deadline, Unix ms; `None` = held until check-in.
     pub deadline_ms: Option<u64>,

@@ -24,7 +24,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tally_core::engine::Reason;
+use tally_core::engine::{BorrowRefusal, Reason};
 use tally_core::license::Expiry;
 
 use crate::shared::Shared;
@@ -47,20 +47,27 @@ pub(crate) enum Cause {
     Disconnect,
     /// An admin's REMOVE / REMOVE_HANDLE.
     Remove,
+    /// A borrow's end came (its linger expiry, for a borrowed license).
+    BorrowExpiry,
+    /// A borrowed license returned early: its CHECKIN or an admin's
+    /// BORROW_RETURN.
+    BorrowReturn,
 }
 
 /// Every cause, in [`LoopCounters::checkins`]' order, with its label.
-const CAUSES: [(Cause, &str); 5] = [
+const CAUSES: [(Cause, &str); 7] = [
     (Cause::Checkin, "checkin"),
     (Cause::LingerExpiry, "linger_expiry"),
     (Cause::IdleTimeout, "idle_timeout"),
     (Cause::Disconnect, "disconnect"),
     (Cause::Remove, "remove"),
+    (Cause::BorrowExpiry, "borrow_expiry"),
+    (Cause::BorrowReturn, "borrow_return"),
 ];
 
 /// Every denial reason, in [`LoopCounters::denials`]' order (labelled with
 /// [`Reason::name`], as on the wire).
-const REASONS: [Reason; 13] = [
+const REASONS: [Reason; 15] = [
     Reason::NoSuchFeature,
     Reason::AllInUse,
     Reason::VersionTooHigh,
@@ -74,6 +81,8 @@ const REASONS: [Reason; 13] = [
     Reason::CountTooHigh,
     Reason::NotHolder,
     Reason::ReservedForOthers { line: 0 },
+    Reason::Borrow(BorrowRefusal::NotBorrowable),
+    Reason::Borrow(BorrowRefusal::TooLong { max_hours: 0 }),
 ];
 
 fn reason_index(r: &Reason) -> usize {
@@ -91,6 +100,8 @@ fn reason_index(r: &Reason) -> usize {
         Reason::CountTooHigh => 10,
         Reason::NotHolder => 11,
         Reason::ReservedForOthers { .. } => 12,
+        Reason::Borrow(BorrowRefusal::TooLong { .. }) => 14,
+        Reason::Borrow(_) => 13,
     }
 }
 

@@ -66,6 +66,19 @@ pub enum Command<'a> {
         /// Numeric license handle from STATUS / lmstat.
         ticket: u64,
     },
+    /// `BORROW_RETURN <feature> <user> <host> [display]`: an admin ends
+    /// the holder's borrows of the feature early (the display is matched as
+    /// REMOVE's; without it, any display).
+    BorrowReturn {
+        /// Feature name.
+        feature: &'a str,
+        /// User name.
+        user: &'a str,
+        /// Host name.
+        host: &'a str,
+        /// Display, if given.
+        display: Option<&'a str>,
+    },
     /// `REREAD`.
     Reread,
     /// `DOWN`.
@@ -90,6 +103,7 @@ impl Command<'_> {
             self,
             Command::Remove { .. }
                 | Command::RemoveHandle { .. }
+                | Command::BorrowReturn { .. }
                 | Command::Reread
                 | Command::Down
                 | Command::ReopenLog
@@ -133,6 +147,9 @@ pub struct Checkout<'a> {
     pub linger_ms: u64,
     /// `wait=` in ms (default 0).
     pub wait_ms: u64,
+    /// `borrow=` in hours: a borrow (`Engine::borrow`) rather than a
+    /// checkout; `None` without it.
+    pub borrow_hours: Option<u32>,
 }
 
 /// A request that could not be parsed: the reply is `ERR <code> <text>`.
@@ -211,6 +228,13 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
             )
         })?;
         Command::RemoveHandle { feature, ticket }
+    } else if verb.eq_ignore_ascii_case("BORROW_RETURN") {
+        Command::BorrowReturn {
+            feature: fields.next_required("feature")?,
+            user: fields.next_required("user")?,
+            host: fields.next_required("host")?,
+            display: fields.next()?,
+        }
     } else if verb.eq_ignore_ascii_case("REREAD") {
         Command::Reread
     } else if verb.eq_ignore_ascii_case("DOWN") {
@@ -229,7 +253,7 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
         return Err(ProtoError::new(
             ErrCode::UnknownCommand,
             format!(
-                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, REREAD, REOPEN_LOG, DOWN, UPLOAD, UPLOAD_STATUS, PICTURE or RECONCILE)",
+                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, BORROW_RETURN, REREAD, REOPEN_LOG, DOWN, UPLOAD, UPLOAD_STATUS, PICTURE or RECONCILE)",
                 printable(verb)
             ),
         ));
@@ -357,14 +381,15 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
         count: 1,
         linger_ms: 0,
         wait_ms: 0,
+        borrow_hours: None,
     };
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
     while let Some(opt) = fields.next()? {
         let Some((key, value)) = opt.split_once('=') else {
             return Err(ProtoError::new(
                 ErrCode::BadField,
                 format!(
-                    "unexpected field \"{}\" (options are key=value: version=, count=, linger=, display=, wait=)",
+                    "unexpected field \"{}\" (options are key=value: version=, count=, linger=, display=, wait=, borrow=)",
                     printable(opt)
                 ),
             ));
@@ -375,11 +400,12 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
             "linger" => 2,
             "display" => 3,
             "wait" => 4,
+            "borrow" => 5,
             _ => {
                 return Err(ProtoError::new(
                     ErrCode::BadField,
                     format!(
-                    "unknown option \"{}\" (expected version=, count=, linger=, display=, wait=)",
+                    "unknown option \"{}\" (expected version=, count=, linger=, display=, wait=, borrow=)",
                     printable(key)
                 ),
                 ))
@@ -420,6 +446,7 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
                 }
             }
             3 => c.names.display = value,
+            5 => c.borrow_hours = Some(parse_borrow_hours(value)?),
             _ => {
                 c.wait_ms = seconds_to_ms(value).ok_or_else(|| bad_number("wait", value))?;
                 if c.wait_ms > crate::queue::MAX_WAIT_MS {
@@ -435,6 +462,28 @@ fn parse_checkout<'a>(fields: &mut Fields<'a>) -> Result<Checkout<'a>, ProtoErro
         }
     }
     Ok(c)
+}
+
+/// Longest borrow a request may name: 100 years, in hours (a line's own
+/// `BORROW=` limit is what refuses less).
+pub const MAX_BORROW_HOURS: u32 = 100 * 365 * 24;
+
+/// `borrow=`: hours, a whole number in 1..=[`MAX_BORROW_HOURS`].
+fn parse_borrow_hours(value: &str) -> Result<u32, ProtoError> {
+    match value.parse::<u32>() {
+        Ok(h)
+            if (1..=MAX_BORROW_HOURS).contains(&h) && value.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(h)
+        }
+        _ => Err(ProtoError::new(
+            ErrCode::BadField,
+            format!(
+                "borrow=\"{}\" is not a whole number of hours (1..={MAX_BORROW_HOURS})",
+                printable(value)
+            ),
+        )),
+    }
 }
 
 /// `count=`: the number of licenses, a whole number in

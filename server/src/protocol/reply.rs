@@ -159,6 +159,8 @@ pub enum Reply<'a> {
     Authed,
     /// `OK REMOVED <n>`.
     Removed(usize),
+    /// `OK RETURNED <n>` (BORROW_RETURN: borrowed licenses ended).
+    Returned(usize),
     /// `OK REREAD <pools> <diagnostics>`.
     Reread {
         /// Pools served from the new file.
@@ -306,6 +308,7 @@ impl Reply<'_> {
             Reply::Bye => out.write_str("BYE\n"),
             Reply::Authed => out.write_str("OK AUTH\n"),
             Reply::Removed(n) => writeln!(out, "OK REMOVED {n}"),
+            Reply::Returned(n) => writeln!(out, "OK RETURNED {n}"),
             Reply::Reread { pools, diagnostics } => {
                 writeln!(out, "OK REREAD {pools} {diagnostics}")
             }

@@ -438,10 +438,17 @@ fn holders(out: &mut String, now: u64, pools: &[(&FeatureStatus, Option<u64>)]) 
     }
     out.push_str(
         "<div class=\"scroll\"><table class=\"holders\"><tr><th>user</th><th>host</th>\
-         <th>display</th><th>handle</th><th>licenses</th><th>since</th><th>linger until</th></tr>",
+         <th>display</th><th>handle</th><th>licenses</th><th>since</th><th>linger / borrow until</th></tr>",
     );
     for h in all {
         let linger = match h.deadline_ms {
+            Some(t) if h.borrowed_until_ms.is_some() => {
+                format!(
+                    "borrowed until {} (in {})",
+                    utc(t),
+                    span(t.saturating_sub(now))
+                )
+            }
             Some(t) => format!("{} (in {})", utc(t), span(t.saturating_sub(now))),
             None if h.linger_ms > 0 => format!("linger {} after check-in", span(h.linger_ms)),
             None => "-".into(),

@@ -38,6 +38,7 @@ fn holder(user: &str) -> HolderStatus {
         since_ms: NOW - 90_000,
         linger_ms: 60_000,
         deadline_ms: Some(NOW + 30_000),
+        borrowed_until_ms: None,
     }
 }
 
@@ -242,4 +243,17 @@ fn a_feature_of_several_pools_is_one_group() {
         "{page}"
     );
     assert!(page.find("INCREMENT").unwrap() < page.find("data-feature=\"SIM\"").unwrap());
+}
+
+#[test]
+fn a_borrowed_license_says_borrowed_until_its_end() {
+    let mut f = pool("CAD", Some(5), 2, 0);
+    let mut lent = holder("away");
+    lent.deadline_ms = Some(NOW + 3 * 3_600_000);
+    lent.borrowed_until_ms = lent.deadline_ms;
+    f.holders = vec![holder("here"), lent];
+    let page = render(&data(status(vec![f]), None));
+    assert!(page.contains("borrowed until"), "{page}");
+    assert_eq!(page.matches("borrowed until").count(), 1, "{page}");
+    assert!(page.contains("(in 3h"), "{page}");
 }
