@@ -33,3 +33,4 @@ pub mod source;
 pub mod status;
 mod status_thread;
 mod timers;
+pub mod usage;

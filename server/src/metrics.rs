@@ -35,28 +35,15 @@ use tally_core::license::Expiry;
 use crate::shared::Shared;
 use crate::status::{ServerInfo, Status};
 
-/// Why a license came back (the `cause` label of `tally_checkins_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
-    /// CHECKIN (or the `wait=` queue's give-back of a startup grant).
-    Checkin,
-    /// Its linger ran out.
-    LingerExpiry,
-    /// Its client was idle past the feature's TIMEOUT.
-    IdleTimeout,
-    /// Its connection closed.
-    Disconnect,
-    /// An admin's REMOVE / REMOVE_HANDLE.
-    Remove,
-}
+pub(crate) use crate::debuglog::Cause;
 
 /// Every cause, in [`LoopCounters::checkins`]' order, with its label.
 const CAUSES: [(Cause, &str); 5] = [
-    (Cause::Checkin, "checkin"),
-    (Cause::LingerExpiry, "linger_expiry"),
-    (Cause::IdleTimeout, "idle_timeout"),
-    (Cause::Disconnect, "disconnect"),
-    (Cause::Remove, "remove"),
+    (Cause::Checkin, Cause::Checkin.name()),
+    (Cause::LingerExpiry, Cause::LingerExpiry.name()),
+    (Cause::IdleTimeout, Cause::IdleTimeout.name()),
+    (Cause::Disconnect, Cause::Disconnect.name()),
+    (Cause::Remove, Cause::Remove.name()),
 ];
 
 /// Every denial reason, in [`LoopCounters::denials`]' order (labelled with

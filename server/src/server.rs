@@ -38,6 +38,7 @@ use crate::options::{PolicyConfig, ServerOptions};
 use crate::queue::Queues;
 use crate::shared::{vendors_of, Facts, Generation, Shared};
 use crate::status_thread::StatusThread;
+use crate::usage::{self, UsageConfig};
 
 pub use crate::net::WRITE_HIGH_WATER;
 
@@ -74,6 +75,11 @@ pub struct Config {
     pub vendor_key: Option<VendorKey>,
     /// Where to serve `/metrics` over HTTP (`--http`; `None`: not at all).
     pub http: Option<SocketAddr>,
+    /// The report log (`--report-log`; `None`: the options file's
+    /// `REPORTLOG`, if any).
+    pub report_log: Option<LogTarget>,
+    /// Days of usage history kept (`--usage-retention-days`).
+    pub usage_retention_days: u32,
 }
 
 /// The clock a server reads the time from: the system clock, or another
@@ -194,8 +200,10 @@ impl Server {
         let local_addr = std_listener
             .local_addr()
             .map_err(io_err("read the listen address"))?;
-        let log = DebugLog::start(&config.log, engine.clone(), clock.clone())
-            .map_err(io_err("start the debug log"))?;
+        let usage = usage_config(&config);
+        let log =
+            DebugLog::start_with_usage(&config.log, engine.clone(), clock.clone(), usage.clone())
+                .map_err(io_err("start the debug log"))?;
         let handle = log.handle();
         let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
@@ -217,6 +225,8 @@ impl Server {
             wakers: OnceLock::new(),
             connections: AtomicU64::new(0),
             log: handle.clone(),
+            usage_events: usage.is_on(),
+            usage_db: usage.db.clone(),
             license_path: config.license_path.clone(),
             vendor_key: config.vendor_key,
             admin_token: config.admin_token.clone(),
@@ -227,6 +237,7 @@ impl Server {
             clock,
         });
         log_startup(&handle, &config, local_addr, &engine, now);
+        usage_lines(&usage, |text| handle.line(now, "lmgrd", text));
         if let Some((path, o)) = &config.policy.loaded {
             options_lines(path, o, &engine, |text| handle.line(now, "lmgrd", text));
         }
@@ -448,8 +459,52 @@ pub(crate) fn options_lines(
     }
     if let Some(r) = &o.report_log {
         line(format!(
-            "REPORTLOG {} is not supported yet; ignored",
+            "REPORTLOG {}{} (read at start; --report-log wins)",
+            if r.append { "+" } else { "" },
             r.path
+        ));
+    }
+}
+
+/// What usage reporting does: the report log of `--report-log`, else of
+/// the options file's `REPORTLOG`; the history in the state dir when the
+/// journal uses one (`--durability` sync or async), none with
+/// `--durability off`.
+fn usage_config(config: &Config) -> UsageConfig {
+    let report_log = config.report_log.clone().or_else(|| {
+        let o = config.policy.loaded.as_ref().map(|(_, o)| o)?;
+        o.report_log.as_ref().map(|r| LogTarget::File {
+            path: PathBuf::from(&r.path),
+            append: r.append,
+        })
+    });
+    UsageConfig {
+        report_log,
+        db: (config.durability != Durability::Off)
+            .then(|| config.state_dir.join(usage::db::DB_FILE)),
+        retention_days: config.usage_retention_days,
+    }
+}
+
+/// The debug-log lines saying where usage reporting writes.
+fn usage_lines(u: &UsageConfig, mut line: impl FnMut(String)) {
+    if let Some(LogTarget::File { path, append }) = &u.report_log {
+        line(format!(
+            "Report log: {} ({})",
+            path.display(),
+            if *append {
+                "appended to"
+            } else {
+                "truncated at start"
+            }
+        ));
+    }
+    // --durability off: no state dir, no history (and no new line).
+    if let Some(db) = &u.db {
+        line(format!(
+            "Usage history: {} (kept {})",
+            db.display(),
+            crate::debuglog::counted(u.retention_days, "day", "days")
         ));
     }
 }
