@@ -101,6 +101,54 @@ pub enum Command {
     /// (tally_client::Client and Agent).
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// The compliance report of the server's usage history (REPORT;
+    /// docs/usage.md): `tallyctl report [--from D] [--to D] [--format
+    /// json|csv]` prints it.
+    Report(ReportArgs),
+}
+
+/// `report [print] [--from D] [--to D] [--format json|csv]`: without a
+/// subcommand, `print`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReportArgs {
+    /// What to do with the report (default: print it).
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+    /// `print`'s options, for `tallyctl report --format csv`.
+    #[command(flatten)]
+    pub print: ReportPrintArgs,
+}
+
+/// `report ...`.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Print the report (what `tallyctl report` alone does).
+    Print(ReportPrintArgs),
+}
+
+/// The period and format of a printed report.
+#[derive(Debug, Clone, Args)]
+pub struct ReportPrintArgs {
+    /// First day (UTC, YYYY-MM-DD; default: 29 days before --to).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<String>,
+    /// Last day, included (UTC, YYYY-MM-DD; default: today).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<String>,
+    /// `json`: the report as the server sent it (one line); `csv`: one row
+    /// per feature per day.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub format: ReportFormat,
+}
+
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// The JSON of REPORT, one line.
+    Json,
+    /// A header and one row per feature per day.
+    Csv,
 }
 
 /// `license ...`.

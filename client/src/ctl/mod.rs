@@ -23,6 +23,7 @@
 //!          [--renew-every SECS] [--for SECS]   run seed 002's agent
 //! tallyctl cache verify FILE              check an offline cache file
 //! tallyctl cache show FILE [--json]       its pools, grace left, offline admissions
+//! tallyctl report [--from D] [--to D] [--format json|csv]   the compliance report
 //! ```
 //!
 //! Options for every command that talks to a server: `-c PORT@HOST` (also
@@ -71,6 +72,7 @@ pub mod hostid;
 pub mod license;
 pub mod lmstat;
 pub mod names;
+pub mod report;
 pub mod table;
 
 use std::ffi::OsString;
@@ -267,6 +269,16 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
         Command::License(l) => Ok(license::run(l)),
         Command::Agent(a) => agent::run(a, servers()?, wait),
         Command::Cache(c) => Ok(cache::run(c, Now::get()?.unix_ms())),
+        Command::Report(r) => {
+            let print = match &r.command {
+                Some(args::ReportCommand::Print(p)) => p,
+                None => &r.print,
+            };
+            let line = report::request_line(print)?;
+            let (server, reply) = request(&servers()?, line, None, wait)?;
+            let body = expect_ok(&server, &reply)?;
+            print_report(&server, body, print.format)
+        }
     }
 }
 
@@ -408,6 +420,27 @@ fn token(cli: &Cli) -> Result<Option<String>, CtlError> {
     let t = text.trim();
     field("token", t).map_err(|_| bad("must hold one token, without spaces".to_string()))?;
     Ok(Some(t.to_string()))
+}
+
+/// Prints a REPORT reply's JSON as asked; `{"error": ...}` is an error.
+fn print_report(
+    server: &ServerAddr,
+    body: &str,
+    format: args::ReportFormat,
+) -> Result<i32, CtlError> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| bad_json(server, body, &e))?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        return Err(CtlError::BadReply {
+            addr: server.clone(),
+            reply: format!("OK {body}").chars().take(200).collect(),
+            why: format!("the server could not build the report: {e}"),
+        });
+    }
+    match format {
+        args::ReportFormat::Json => print(&format!("{body}\n")),
+        args::ReportFormat::Csv => print(&report::csv(&v)),
+    }
+    Ok(0)
 }
 
 /// Parses the JSON after `OK `.
