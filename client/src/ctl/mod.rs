@@ -428,7 +428,8 @@ fn print_report(
     body: &str,
     format: args::ReportFormat,
 ) -> Result<i32, CtlError> {
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| bad_json(server, body, &e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| bad_json(server, body, &e))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
         return Err(CtlError::BadReply {
             addr: server.clone(),
