@@ -463,3 +463,38 @@ fn write_history(mut c: rusqlite::Connection, rx: crossbeam_channel::Receiver<Ms
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_rebuilt_from_its_report_log_lines_across_a_restart() {
+        let text = "\
+2026-12-02T23:59:59.000Z OUT feature=F user=old host=h display=\"\" handle=o count=1 kind=new
+2026-12-03T00:00:00.000Z INUSE feature=F licensed=2 in_use=1 at=midnight
+2026-12-03T08:00:00.000Z OUT feature=F user=alice host=pc1 display=\"\" handle=a count=1 kind=new
+2026-12-03T09:00:00.000Z DENIED feature=F user=bob host=pc2 display=\"\" handle=b count=1 reason=ALL_IN_USE
+2026-12-03T10:00:00.000Z INUSE feature=F licensed=2 in_use=1 at=start
+2026-12-03T10:30:00.000Z DENIED feature=F user=bob host=pc2 display=\"\" handle=b count=3 reason=COUNT_TOO_HIGH
+";
+        let day = day::parse_day("2026-12-03").unwrap();
+        let rebuilt = rebuild_day(text, day);
+        assert_eq!(rebuilt.len(), 1);
+        let r = &rebuilt[0];
+        assert_eq!(r.feature, "F");
+        assert_eq!(r.users, ["alice"]);
+        let s = &r.summary;
+        assert_eq!((s.peak_in_use, s.checkouts), (2, 1));
+        assert_eq!(s.denials.values().sum::<u64>(), 2);
+        // Full 08:00-09:00; the time tallyd was down is not counted.
+        assert_eq!(s.full_use_ms, 3_600_000);
+        assert!(rebuild_day(text, day + 1).is_empty());
+    }
+
+    #[test]
+    fn numbers_are_written_without_format() {
+        assert_eq!(itoa(0).as_str(), "0");
+        assert_eq!(itoa(u64::MAX).as_str(), "18446744073709551615");
+    }
+}
