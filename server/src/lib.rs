@@ -8,6 +8,8 @@
 //! - [`source`]: reading the license and options files (size-limited).
 //! - [`debuglog`]: the lmgrd-format debug log, written off the loops.
 //! - [`journal`]: the durability journal (group commit, snapshots, recovery).
+//! - [`usage`]: usage reporting: the report log, the daily usage history
+//!   (SQLite), the compliance report (REPORT).
 //! - `metrics` (private): `tallyd --http`, the `/metrics` and `/api/v1/status`
 //!   endpoints and the loops' counters.
 //!
