@@ -166,7 +166,8 @@ fn after_kill9_the_day_is_rebuilt_from_the_report_log() {
     assert_eq!(f["denials"], serde_json::json!({"ALL_IN_USE": 1}));
     assert_eq!(f["distinct_users"], 2, "{f}");
     // alice's recovered license counts: with dave's, 2 in use again.
-    assert_eq!(t.connect().req("CHECKOUT F dave pc4 d1"), "OK F d1 0");
+    let mut dave = t.connect(); // held while the connection is open
+    assert_eq!(dave.req("CHECKOUT F dave pc4 d1"), "OK F d1 0");
     let r = t.connect().req("CHECKOUT F erin pc5 e1");
     assert!(r.starts_with("DENIED F e1 ALL_IN_USE"), "{r}");
     let f = totals(&report(&t), "F").clone();
@@ -223,4 +224,26 @@ fn report_periods_are_checked_and_no_state_dir_means_no_history() {
     let t = Tallyd::start(LICENSE, &["--durability", "off"]);
     let r = t.connect().req("REPORT");
     assert!(r.starts_with("OK {\"error\":\"no usage history"), "{r}");
+}
+
+#[test]
+fn the_report_log_is_reopened_with_the_debug_log() {
+    let scratch = Scratch::new("usage-reopen");
+    let rl = scratch.path("report.log");
+    let rl_arg = rl.display().to_string(); // truncated at start
+    std::fs::write(&rl, "an old line\n").unwrap();
+    let t = Tallyd::start(LICENSE, &["--report-log", &rl_arg]);
+    let mut c = t.connect();
+    assert_eq!(c.req("CHECKOUT G alice pc1 a1"), "OK G a1 0");
+    assert!(eventually(GENEROUS, || report_lines(&rl, "OUT").len() == 1));
+    assert!(!std::fs::read_to_string(&rl)
+        .unwrap()
+        .contains("an old line"));
+    let moved = scratch.path("report.log.1");
+    std::fs::rename(&rl, &moved).unwrap();
+    assert_eq!(c.req("REOPEN_LOG"), "OK REOPEN_LOG");
+    assert_eq!(c.req("CHECKIN G a1"), "OK G a1");
+    assert!(eventually(GENEROUS, || report_lines(&rl, "IN").len() == 1));
+    assert_eq!(report_lines(&moved, "IN").len(), 0);
+    assert_eq!(report_lines(&moved, "OUT").len(), 1);
 }

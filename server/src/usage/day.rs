@@ -46,8 +46,20 @@ pub fn day_text(day: u64) -> String {
         .unwrap_or_default()
 }
 
-/// The UTC day number of `YYYY-MM-DD`.
+/// The UTC day number of `YYYY-MM-DD` (exactly: `2026-1-1` is not one).
 pub fn parse_day(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shaped {
+        return None;
+    }
     let d = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
     let secs = d.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
     u64::try_from(secs).ok().map(|s| s * 1000 / DAY_MS)

@@ -52,6 +52,8 @@ fn the_day_numbers_are_utc_dates() {
     assert_eq!(parse_day("2026-12-03"), Some(day_of(DAY0)));
     assert_eq!(day_of(DAY0 - 1), day_of(DAY0) - 1);
     assert_eq!(parse_day("2026-02-30"), None);
+    assert_eq!(parse_day("2026-1-01"), None);
+    assert_eq!(parse_day("+2026-12-3"), None);
 }
 
 #[test]
