@@ -5,7 +5,7 @@
 //! license events ([`crate::debuglog::Event::License`]), which already go
 //! over the log's bounded channel to the `tally-log` thread (with NOLOG,
 //! the events NOLOG drops from the debug log still go, marked, when usage
-//! reporting is on). There a [`Sink`] writes each one to the report log
+//! reporting is on). There a `Sink` writes each one to the report log
 //! (`REPORTLOG`, `--report-log`) and applies it to the [`day::Aggregator`]
 //! (memory only); once a second it hands the rows that changed to the
 //! `tally-usage` thread, which writes them to `usage.sqlite` in one
