@@ -104,7 +104,44 @@ pub fn csv(report: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::ctl::args::{Cli, Command, ReportCommand, ReportFormat};
+
+    #[test]
+    fn report_prints_with_or_without_the_print_word() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Report(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let r = parse(&[
+            "tallyctl",
+            "report",
+            "--format",
+            "csv",
+            "--from",
+            "2026-12-01",
+        ]);
+        assert!(r.command.is_none());
+        assert_eq!(r.print.format, ReportFormat::Csv);
+        assert_eq!(request_line(&r.print).unwrap(), "REPORT from=2026-12-01");
+        let r = parse(&["tallyctl", "report", "print", "--to", "2026-12-31"]);
+        let Some(ReportCommand::Print(p)) = r.command else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (p.format, request_line(&p).unwrap()),
+            (ReportFormat::Json, "REPORT to=2026-12-31".to_string())
+        );
+        assert!(Cli::try_parse_from(["tallyctl", "report", "--from", "x", "print"]).is_err());
+        assert!(request_line(&ReportPrintArgs {
+            from: Some("2026-12-01 PING".into()),
+            to: None,
+            format: ReportFormat::Json
+        })
+        .is_err());
+    }
 
     #[test]
     fn one_row_per_feature_per_day() {

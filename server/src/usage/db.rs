@@ -278,3 +278,69 @@ pub fn read_today(c: &Connection, day: &str) -> rusqlite::Result<Vec<DayRecord>>
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::day::parse_day;
+
+    fn row(day: &str, feature: &str, peak: u64, users: &[&str]) -> Row {
+        Row {
+            day: parse_day(day).unwrap(),
+            feature: feature.into(),
+            summary: DaySummary {
+                licensed: Some(5),
+                peak_in_use: peak,
+                checkouts: 2,
+                denials: [("ALL_IN_USE".to_string(), 3)].into(),
+                distinct_users: users.len() as u64,
+                distinct_hosts: 1,
+                ..DaySummary::default()
+            },
+            new_users: users.iter().map(|u| u.to_string()).collect(),
+            new_hosts: vec!["pc1".into()],
+        }
+    }
+
+    #[test]
+    fn batches_read_back_and_old_days_are_pruned() {
+        let dir = std::env::temp_dir().join(format!("tally-usage-db-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(DB_FILE);
+        let mut c = open_for_writing(&path).unwrap();
+        write_batch(
+            &mut c,
+            &[
+                row("2026-01-01", "F", 1, &["old"]),
+                row("2026-12-02", "F", 4, &["alice", "bob"]),
+                row("2026-12-03", "F", 2, &["alice", "carol"]),
+            ],
+        )
+        .unwrap();
+        // A later batch of the same day replaces its row, adds its users.
+        write_batch(&mut c, &[row("2026-12-03", "F", 3, &["dave"])]).unwrap();
+        let r = open_for_reading(&path).unwrap();
+        let days = read_days(&r, "2026-12-01", "2026-12-31").unwrap();
+        let peaks: Vec<(&str, u64)> = days
+            .iter()
+            .map(|d| (d.day.as_str(), d.summary.peak_in_use))
+            .collect();
+        assert_eq!(peaks, [("2026-12-02", 4), ("2026-12-03", 3)]);
+        assert_eq!(days[0].summary.denials.get("ALL_IN_USE"), Some(&3));
+        assert_eq!(
+            distinct_over(&r, "F", "2026-12-01", "2026-12-31").unwrap(),
+            (4, 1)
+        );
+        let today = read_today(&r, "2026-12-03").unwrap();
+        assert_eq!(today[0].users, ["alice", "carol", "dave"]);
+        assert_eq!(prune(&c, parse_day("2026-12-01").unwrap()).unwrap(), 4);
+        assert!(read_days(&r, "2000-01-01", "2026-11-30")
+            .unwrap()
+            .is_empty());
+        // Reopening finds the schema version it wrote.
+        drop(c);
+        assert!(open_for_writing(&path).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
