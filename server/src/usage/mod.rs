@@ -149,8 +149,8 @@ impl Sink {
         }
         if let Some(LogTarget::File { path, append }) = &self.config.report_log {
             if *append {
-                if let Ok(text) = std::fs::read_to_string(path) {
-                    for r in rebuild_day(&text, day_of(now)) {
+                if let Ok(f) = File::open(path) {
+                    for r in rebuild_day(io::BufReader::new(f), day_of(now)) {
                         self.agg.merge(r);
                     }
                 }
@@ -392,11 +392,11 @@ impl Digits {
     }
 }
 
-/// Today's summaries rebuilt from a report log's text: every line of the
-/// UTC day `day`, replayed in order (`INUSE` lines seed what is in use, as
+/// Today's summaries rebuilt from a report log: every line of the UTC
+/// day `day`, replayed in order (`INUSE` lines seed what is in use, as
 /// the start that wrote them did).
-pub(crate) fn rebuild_day(text: &str, day: u64) -> Vec<day::DayRecord> {
-    let lines = reportlog::lines_of_day(text, day);
+pub(crate) fn rebuild_day(log: impl io::BufRead, day: u64) -> Vec<day::DayRecord> {
+    let lines = reportlog::lines_of_day(log, day);
     let Some(first) = lines.first() else {
         return Vec::new();
     };
@@ -479,7 +479,7 @@ mod tests {
 2026-12-03T10:30:00.000Z DENIED feature=F user=bob host=pc2 display=\"\" handle=b count=3 reason=COUNT_TOO_HIGH
 ";
         let day = day::parse_day("2026-12-03").unwrap();
-        let rebuilt = rebuild_day(text, day);
+        let rebuilt = rebuild_day(text.as_bytes(), day);
         assert_eq!(rebuilt.len(), 1);
         let r = &rebuilt[0];
         assert_eq!(r.feature, "F");
@@ -489,7 +489,11 @@ mod tests {
         assert_eq!(s.denials.values().sum::<u64>(), 2);
         // Full 08:00-09:00; the time tallyd was down is not counted.
         assert_eq!(s.full_use_ms, 3_600_000);
-        assert!(rebuild_day(text, day + 1).is_empty());
+        assert!(rebuild_day(text.as_bytes(), day + 1).is_empty());
+        // A line that is not UTF-8 is skipped, not the rest of the file.
+        let mut bytes = b"2026-12-03T07:00:00.000Z OUT feature=\xff\n".to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        assert_eq!(rebuild_day(&bytes[..], day), rebuilt);
     }
 
     #[test]
