@@ -431,10 +431,10 @@ fn print_report(
     let v: serde_json::Value =
         serde_json::from_str(body).map_err(|e| bad_json(server, body, &e))?;
     if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
-        return Err(CtlError::BadReply {
+        // The server's refusal, as an `ERR` reply is (exit status 1).
+        return Err(CtlError::Server {
             addr: server.clone(),
-            reply: format!("OK {body}").chars().take(200).collect(),
-            why: format!("the server could not build the report: {e}"),
+            reply: format!("the server could not build the report: {e}"),
         });
     }
     match format {
