@@ -106,8 +106,9 @@ fn a_scripted_day_is_reported_exactly_and_logged_line_by_line() {
     // The report log has every event, with its kind, cause and reason.
     let outs = report_lines(&rl, "OUT");
     assert_eq!(outs.len(), 4, "{outs:?}");
-    assert!(outs[0]
-        .ends_with("OUT feature=F user=alice host=pc1 display=\"\" handle=a1 count=1 kind=new"));
+    assert!(outs[0].ends_with(
+        "OUT feature=F version=1.0 user=alice host=pc1 display=\"\" handle=a1 count=1 kind=new"
+    ));
     assert!(
         outs[2].ends_with("handle=a1 count=1 kind=renewal"),
         "{outs:?}"
@@ -123,7 +124,10 @@ fn a_scripted_day_is_reported_exactly_and_logged_line_by_line() {
     );
     let denied = report_lines(&rl, "DENIED");
     assert!(denied[0].ends_with("reason=ALL_IN_USE"), "{denied:?}");
-    assert!(denied[1].contains("feature=NOPE"), "{denied:?}");
+    assert!(
+        denied[1].contains("feature=NOPE version=\"\" user=dave"),
+        "{denied:?}"
+    );
     let stamp = &outs[0][..24];
     assert!(
         chrono::DateTime::parse_from_rfc3339(stamp).is_ok() && stamp.ends_with('Z'),

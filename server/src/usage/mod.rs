@@ -77,6 +77,9 @@ pub(crate) struct Sink {
     thread: Option<JoinHandle<()>>,
     last_batch_ms: u64,
     stamp: (u64, [u8; 19]),
+    /// Each feature's version in the license file (the highest its pools
+    /// serve), for the report log's `version=`.
+    versions: std::collections::HashMap<String, String>,
     /// A message for the debug log (the writer writes it).
     pub(crate) notes: Vec<String>,
 }
@@ -120,6 +123,7 @@ impl Sink {
             thread: None,
             last_batch_ms: now,
             stamp: (0, [0; 19]),
+            versions: Default::default(),
             notes: Vec::new(),
         }
     }
@@ -183,7 +187,11 @@ impl Sink {
     /// is in use; then an `INUSE` line each.
     fn seed(&mut self, engine: &Engine, now: u64, at: &str) {
         let in_use = at == "start";
+        self.versions.clear();
         for f in engine.snapshot(now).features {
+            if let Some(v) = f.pools.iter().map(|p| &p.version).max() {
+                self.versions.insert(f.name.clone(), v.to_string());
+            }
             let counted: Option<u64> = f
                 .pools
                 .iter()
@@ -284,6 +292,8 @@ impl Sink {
         let _ = out.write_all(b" ");
         let _ = out.write_all(word.as_bytes());
         reportlog::write_field(out, "feature", name);
+        let version = self.versions.get(name).map_or("", String::as_str);
+        reportlog::write_field(out, "version", version);
         reportlog::write_field(out, "user", h.user());
         reportlog::write_field(out, "host", h.host());
         reportlog::write_field(out, "display", h.display());

@@ -4,10 +4,10 @@
 //! One event per line, fields separated by one space:
 //!
 //! ```text
-//! 2026-12-03T14:05:06.123Z OUT feature=F user=alice host=pc1 display="" handle=h1 count=1 kind=new
-//! 2026-12-03T14:05:07.000Z OUT feature=F user=bob host=pc2 display=:0 handle=h2 count=1 kind=new overdraft=1
-//! 2026-12-03T14:06:00.000Z IN feature=F user=alice host=pc1 display="" handle=h1 count=1 cause=linger_expiry
-//! 2026-12-03T14:06:01.000Z DENIED feature=F user=carol host=pc3 display="" handle=h3 count=1 reason=ALL_IN_USE
+//! 2026-12-03T14:05:06.123Z OUT feature=F version=1.0 user=alice host=pc1 display="" handle=h1 count=1 kind=new
+//! 2026-12-03T14:05:07.000Z OUT feature=F version=1.0 user=bob host=pc2 display=:0 handle=h2 count=1 kind=new overdraft=1
+//! 2026-12-03T14:06:00.000Z IN feature=F version=1.0 user=alice host=pc1 display="" handle=h1 count=1 cause=linger_expiry
+//! 2026-12-03T14:06:01.000Z DENIED feature=F version=1.0 user=carol host=pc3 display="" handle=h3 count=1 reason=ALL_IN_USE
 //! 2026-12-03T00:00:00.000Z INUSE feature=F licensed=10 in_use=3 at=midnight
 //! ```
 //!
@@ -304,10 +304,10 @@ mod tests {
     #[test]
     fn every_kind_of_line_parses() {
         let text = "2026-12-03T00:00:00.000Z INUSE feature=F licensed=uncounted in_use=3 at=start\n\
-                    2026-12-03T00:00:01.000Z OUT feature=F user=u host=h display=\"\" handle=1 count=2 kind=renewal overdraft=1\n\
-                    2026-12-03T00:00:02.000Z IN feature=F user=u host=h display=\"\" handle=1 count=2 cause=idle_timeout\n\
+                    2026-12-03T00:00:01.000Z OUT feature=F version=1.0 user=u host=h display=\"\" handle=1 count=2 kind=renewal overdraft=1\n\
+                    2026-12-03T00:00:02.000Z IN feature=F version=1.0 user=u host=h display=\"\" handle=1 count=2 cause=idle_timeout\n\
                     garbage\n\
-                    2026-12-04T00:00:00.000Z OUT feature=F user=u host=h display=\"\" handle=1 count=1 kind=bogus\n";
+                    2026-12-04T00:00:00.000Z OUT feature=F version=1.0 user=u host=h display=\"\" handle=1 count=1 kind=bogus\n";
         let lines = read_back(text.as_bytes()).unwrap();
         assert_eq!(lines.len(), 3, "{lines:?}");
         assert!(matches!(
