@@ -16,7 +16,7 @@ use crate::status;
 use crate::wire::{Conn, Encoder, Target};
 
 /// Scenario names, in run order.
-pub const SCENARIOS: [&str; 10] = [
+pub const SCENARIOS: [&str; 11] = [
     "steady",
     "renew",
     "storm",
@@ -24,6 +24,7 @@ pub const SCENARIOS: [&str; 10] = [
     "memory",
     "idle",
     "durability",
+    "reportlog",
     "status",
     "scrape",
     "criterion",
@@ -172,6 +173,24 @@ fn measured_entries(scenario: &str, variant: &str, target: &str, ms: &[Measured]
         m("denied", "count", Better::None, &|x| x.denied as f64),
         m("err", "count", Better::None, &|x| x.err as f64),
     ]
+}
+
+/// The debug log's dropped events so far (STATUS `log_dropped`).
+fn log_dropped(addr: std::net::SocketAddr) -> Result<u64, String> {
+    let mut c = tally_client::Connection::connect_addr(
+        addr,
+        tally_client::Timeouts::all(crate::wire::IO_TIMEOUT),
+    )
+    .map_err(|e| e.to_string())?;
+    c.send_line("STATUS").map_err(|e| e.to_string())?;
+    let line = c.read_line().map_err(|e| e.to_string())?;
+    let json = line
+        .strip_prefix("OK ")
+        .ok_or_else(|| format!("STATUS: {line}"))?;
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    v["server"]["log_dropped"]
+        .as_u64()
+        .ok_or_else(|| "STATUS has no server.log_dropped".to_string())
 }
 
 fn single(
@@ -345,6 +364,7 @@ impl Suite {
                 "memory" => self.memory(),
                 "idle" => self.idle(),
                 "durability" => self.durability(),
+                "reportlog" => self.reportlog(),
                 "status" => self.status(),
                 "scrape" => self.scrape(),
                 _ => self.criterion(),
@@ -791,6 +811,61 @@ impl Suite {
                     &ms,
                 ));
             }
+        }
+        self.push(entries);
+        Ok(())
+    }
+
+    /// Closed-loop 50x1 CHECKOUT+CHECKIN pairs with the report log off and
+    /// on (`--report-log`, durability off as the other load scenarios: the
+    /// report log's lines and the usage aggregation on the log thread), the
+    /// debug log's dropped events after each (STATUS `log_dropped`: the
+    /// usage events ride its channel), and the on/off throughput ratio.
+    fn reportlog(&mut self) -> Result<(), String> {
+        let t = self.sizes.timing;
+        let mut entries = Vec::new();
+        let mut medians = Vec::new();
+        for mode in ["off", "on"] {
+            let extra: Vec<String> = match mode {
+                "on" => vec!["--report-log".into(), "{dir}/report.log".into()],
+                _ => Vec::new(),
+            };
+            let tallyd = self.tallyd(&extra)?;
+            let enc = self.encoder(Target::Tally, None);
+            let work = Workload::Pairs { linger_s: 0 };
+            let label = format!("reportlog {mode} pairs 50x1");
+            let ms = self.repeat(&label, || {
+                load::closed_loop(tallyd.addr, &enc, work, 50, 1, t)
+            })?;
+            let dropped = log_dropped(tallyd.addr)?;
+            self.progress(&format!("  reportlog {mode}: log_dropped {dropped}"));
+            let variant = format!("pairs 50x1 {mode}");
+            entries.extend(measured_entries("reportlog", &variant, "tally", &ms));
+            entries.push(single(
+                "reportlog",
+                &variant,
+                "tally",
+                "log_dropped",
+                "count",
+                Better::Lower,
+                vec![dropped as f64],
+            ));
+            let mut ops: Vec<f64> = ms.iter().map(|m| m.ops_per_s).collect();
+            ops.sort_by(f64::total_cmp);
+            medians.push(ops.get(ops.len() / 2).copied().unwrap_or(0.0));
+        }
+        if let [off, on] = medians[..] {
+            let ratio = if off > 0.0 { on / off } else { 0.0 };
+            self.progress(&format!("  reportlog: on/off throughput {ratio:.3}"));
+            entries.push(single(
+                "reportlog",
+                "pairs 50x1 on/off",
+                "tally",
+                "ops_ratio",
+                "ratio",
+                Better::Higher,
+                vec![ratio],
+            ));
         }
         self.push(entries);
         Ok(())

@@ -155,3 +155,44 @@ fn check_license_names_the_lines_served_less_than_written() {
         .collect();
     assert_eq!(lines, [3, 4, 4, 5, 5, 5], "{v}");
 }
+
+#[test]
+fn report_prints_the_servers_usage_as_json_and_csv() {
+    let t = Tallyd::start(CITRIX, &[]);
+    let mut c = t.connect();
+    assert_eq!(c.req("CHECKOUT SINGLE alice pc1 a1"), "OK SINGLE a1 0");
+    assert!(c
+        .req("CHECKOUT SINGLE bob pc2 b1")
+        .starts_with("DENIED SINGLE b1 ALL_IN_USE"));
+    let server = format!("{}@127.0.0.1", t.addr.port());
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tallyctl"))
+            .args(["-c", &server, "report"])
+            .args(args)
+            .output()
+            .expect("run tallyctl");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let json: serde_json::Value = serde_json::from_str(&run(&[])).expect("JSON");
+    let single = json["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .find(|f| f["feature"] == "SINGLE")
+        .expect("SINGLE");
+    assert_eq!(single["totals"]["peak_in_use"], 1);
+    assert_eq!(single["totals"]["denials"]["ALL_IN_USE"], 1);
+    let csv = run(&["print", "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("day,feature,licensed,peak_in_use,"));
+    let row = lines
+        .find(|l| l.split(',').nth(1) == Some("SINGLE"))
+        .unwrap_or_else(|| panic!("no SINGLE row in:\n{csv}"));
+    let cells: Vec<&str> = row.split(',').collect();
+    assert_eq!(&cells[2..7], ["1", "1", "1", "0", "1"], "{row}");
+    assert_eq!(cells[12], "ALL_IN_USE:1", "{row}");
+}

@@ -193,6 +193,11 @@ fn check_fields(cmd: &Command<'_>) {
                 assert!((1..=MAX_LINGER_MS).contains(&l), "{cmd:?}");
             }
         }
+        Command::Report(q) => {
+            for d in [q.from, q.to].into_iter().flatten() {
+                field("date", d, false);
+            }
+        }
         Command::Ping | Command::Quit | Command::Picture => {}
         Command::Reread | Command::Down | Command::ReopenLog => {}
         Command::Upload | Command::UploadStatus => {}
@@ -246,6 +251,16 @@ pub fn format_request(cmd: &Command<'_>) -> String {
             let _ = write!(s, " from={}", q.from);
             if let Some(l) = q.limit {
                 let _ = write!(s, " limit={l}");
+            }
+            s
+        }
+        Command::Report(q) => {
+            let mut s = String::from("REPORT");
+            if let Some(f) = q.from {
+                let _ = write!(s, " from={f}");
+            }
+            if let Some(t) = q.to {
+                let _ = write!(s, " to={t}");
             }
             s
         }

@@ -31,6 +31,8 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use tally_core::clock::Clock;
 use tally_core::engine::{Engine, FeatureId, HolderBuf, Reason};
 
+use crate::usage::{Sink, UsageConfig};
+
 /// Events the channel holds before new ones are dropped.
 pub const LOG_CHANNEL_EVENTS: usize = 65_536;
 
@@ -79,26 +81,118 @@ pub enum FeatureRef {
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// A license went out (new instance or renewal).
-    Out,
+    /// A license went out (a new instance, a renewal, ...).
+    Out(OutKind),
     /// A license went out beyond the pool's count (OVERDRAFT / ODP).
-    OutOverdraft,
-    /// A license was borrowed (`borrow=`).
-    OutBorrow,
-    /// A borrowed license came back early (its CHECKIN, or BORROW_RETURN).
-    BorrowReturned,
-    /// A borrowed license came back at the borrow's end.
-    BorrowExpired,
-    /// A license came back.
-    In,
+    OutOverdraft(OutKind),
+    /// A license came back, and how (`IN:`; an idle timeout's line ends
+    /// `(INACTIVE)`).
+    In(Cause),
+    /// The `IN:` line lmgrd writes right after a renewal or a startup
+    /// grant, which keeps OUT and IN lines balanced for log parsers: no
+    /// license came back.
+    InBalance,
     /// A checkout was refused.
     Denied(Reason),
     /// An admin removed a license.
     Removing,
-    /// A license checked in because its client was idle (`TIMEOUT`).
-    Inactive,
     /// A checkout joined the queue (`wait=`).
     Queued,
+}
+
+/// What kind of grant an OUT is (the report log's `kind=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutKind {
+    /// A new instance took licenses from a pool.
+    New,
+    /// The holder's instance was renewed: nothing more taken.
+    Renewal,
+    /// Granted and not held: a startup license (`LT=SYS`, out and at once
+    /// in) or an uncounted pool's.
+    Untracked,
+    /// A session admitted offline, reconciled (RECONCILE): licenses taken.
+    Reconciled,
+    /// A borrow (`CHECKOUT ... borrow=`): licenses taken until the borrow
+    /// ends, whatever the connection does.
+    Borrow,
+}
+
+impl OutKind {
+    /// The report log's name of it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutKind::New => "new",
+            OutKind::Renewal => "renewal",
+            OutKind::Untracked => "untracked",
+            OutKind::Reconciled => "reconciled",
+            OutKind::Borrow => "borrow",
+        }
+    }
+
+    /// The kind of a report log name.
+    pub fn from_name(name: &str) -> Option<OutKind> {
+        [
+            OutKind::New,
+            OutKind::Renewal,
+            OutKind::Untracked,
+            OutKind::Reconciled,
+            OutKind::Borrow,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+/// Why a license came back: the `cause=` of a report log `IN` line and the
+/// `cause` label of `/metrics`' `tally_checkins_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// CHECKIN (or the `wait=` queue's give-back of a startup grant).
+    Checkin,
+    /// Its linger ran out.
+    LingerExpiry,
+    /// Its client was idle past the feature's TIMEOUT.
+    IdleTimeout,
+    /// Its connection closed.
+    Disconnect,
+    /// An admin's REMOVE / REMOVE_HANDLE.
+    Remove,
+    /// A borrow's end came (its linger expiry, for a borrowed license).
+    BorrowExpiry,
+    /// A borrowed license returned early: its CHECKIN or an admin's
+    /// BORROW_RETURN.
+    BorrowReturn,
+}
+
+impl Cause {
+    /// Every cause, in the order of its discriminant.
+    pub const ALL: [Cause; 7] = [
+        Cause::Checkin,
+        Cause::LingerExpiry,
+        Cause::IdleTimeout,
+        Cause::Disconnect,
+        Cause::Remove,
+        Cause::BorrowExpiry,
+        Cause::BorrowReturn,
+    ];
+
+    /// Its name (`linger_expiry`), in the report log and `/metrics`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Cause::Checkin => "checkin",
+            Cause::LingerExpiry => "linger_expiry",
+            Cause::IdleTimeout => "idle_timeout",
+            Cause::Disconnect => "disconnect",
+            Cause::Remove => "remove",
+            Cause::BorrowExpiry => "borrow_expiry",
+            Cause::BorrowReturn => "borrow_return",
+        }
+    }
+
+    /// The cause of a name.
+    pub fn from_name(name: &str) -> Option<Cause> {
+        Cause::ALL.into_iter().find(|c| c.name() == name)
+    }
 }
 
 /// One thing for the log.
@@ -116,6 +210,9 @@ pub enum Event {
         holder: HolderBuf,
         /// Licenses.
         count: u32,
+        /// Written to the debug log (false: the options file's NOLOG
+        /// drops it there; it is sent for the usage history only).
+        debug: bool,
     },
     /// A free-form line for `(daemon)`: start, stop, reread.
     Line {
@@ -182,6 +279,7 @@ impl LogHandle {
             feature,
             holder,
             count,
+            debug: true,
         });
     }
 
@@ -232,6 +330,18 @@ impl DebugLog {
         engine: Arc<Engine>,
         clock: Arc<dyn Clock>,
     ) -> io::Result<DebugLog> {
+        DebugLog::start_with_usage(target, engine, clock, UsageConfig::default())
+    }
+
+    /// [`DebugLog::start`], and the writer thread feeds the license events
+    /// to usage reporting too (`crate::usage`): the report log and the
+    /// usage history, opened at [`DebugLog::serve`].
+    pub fn start_with_usage(
+        target: &LogTarget,
+        engine: Arc<Engine>,
+        clock: Arc<dyn Clock>,
+        usage: UsageConfig,
+    ) -> io::Result<DebugLog> {
         // Append mode whatever the target says: a truncating open now
         // would empty a live server's log before this one can serve.
         if let LogTarget::File { path, .. } = target {
@@ -242,7 +352,9 @@ impl DebugLog {
         }
         let (tx, rx) = bounded(LOG_CHANNEL_EVENTS);
         let dropped = Arc::new(AtomicU64::new(0));
+        let usage = usage.is_on().then(|| Sink::new(usage, clock.now_ms()));
         let writer = Writer {
+            usage,
             out: BufWriter::new(Box::new(io::sink())),
             held: Some(Vec::new()),
             target: target.clone(),
@@ -315,6 +427,8 @@ fn open_target(target: &LogTarget) -> io::Result<Box<dyn Write + Send>> {
 
 struct Writer {
     out: BufWriter<Box<dyn Write + Send>>,
+    /// The usage events' consumer (report log, usage history), if on.
+    usage: Option<Sink>,
     /// Events held until the server can serve ([`Event::Serve`]).
     held: Option<Vec<Event>>,
     /// Where to reopen to (always appending).
@@ -338,6 +452,7 @@ impl Writer {
                 Ok(e) => e,
                 Err(RecvTimeoutError::Timeout) => {
                     self.housekeeping(self.time.now_ms());
+                    self.usage_tick();
                     let _ = self.out.flush();
                     continue;
                 }
@@ -349,13 +464,48 @@ impl Writer {
             // Drain what is there, then flush once.
             while let Ok(e) = rx.try_recv() {
                 if !self.handle(e) {
+                    self.stop_usage();
                     let _ = self.out.flush();
                     return;
                 }
             }
+            self.usage_tick();
             let _ = self.out.flush();
         }
+        self.stop_usage();
         let _ = self.out.flush();
+    }
+
+    /// The usage sink's once-a-drain work, and its notes for the log.
+    fn usage_tick(&mut self) {
+        if self.held.is_some() {
+            return;
+        }
+        let now = self.time.now_ms();
+        if let Some(u) = self.usage.as_mut() {
+            u.tick(now);
+        }
+        self.usage_notes(now);
+    }
+
+    fn usage_notes(&mut self, now: u64) {
+        let notes = match self.usage.as_mut() {
+            Some(u) if !u.notes.is_empty() => std::mem::take(&mut u.notes),
+            _ => return,
+        };
+        for n in notes {
+            self.write(now, "lmgrd", &n);
+        }
+    }
+
+    fn stop_usage(&mut self) {
+        if self.held.is_some() {
+            return;
+        }
+        let now = self.time.now_ms();
+        if let Some(u) = self.usage.as_mut() {
+            u.stop(now);
+        }
     }
 
     /// Writes one event; false on [`Event::Stop`].
@@ -369,11 +519,17 @@ impl Writer {
                 }
                 Event::Reopen => {}
                 Event::Serve(done) => {
-                    let result = open_target(&self.target).map(|out| {
+                    let now = self.time.now_ms();
+                    let started = match self.usage.as_mut() {
+                        Some(u) => u.start(&self.engine, now),
+                        None => Ok(()),
+                    };
+                    let result = started.and_then(|()| open_target(&self.target)).map(|out| {
                         self.out = BufWriter::new(out);
                         for e in self.held.take().unwrap_or_default() {
                             self.handle(e);
                         }
+                        self.usage_notes(now);
                         let _ = self.out.flush();
                     });
                     let _ = done.send(result);
@@ -389,7 +545,18 @@ impl Writer {
                 feature,
                 holder,
                 count,
+                debug,
             } => {
+                if let Some(u) = self.usage.as_mut() {
+                    let (name, known) = match &feature {
+                        FeatureRef::Id(id) => (self.engine.feature_name(*id), true),
+                        FeatureRef::Name(n) => (n.as_ref(), false),
+                    };
+                    u.event(at_ms, action, name, known, &holder, count);
+                }
+                if !debug {
+                    return true;
+                }
                 self.housekeeping(at_ms);
                 let vendor_of_name;
                 let (name, vendor) = match &feature {
@@ -414,9 +581,22 @@ impl Writer {
                 self.housekeeping(at_ms);
                 self.write(at_ms, &daemon, &text);
             }
-            Event::Engine(e) => self.engine = e,
-            Event::Reopen => self.reopen(),
+            Event::Engine(e) => {
+                if let Some(u) = self.usage.as_mut() {
+                    u.engine(&e, self.time.now_ms());
+                }
+                self.engine = e;
+            }
+            Event::Reopen => {
+                if let Some(u) = self.usage.as_mut() {
+                    u.reopen();
+                }
+                self.reopen();
+            }
             Event::Flush(done) => {
+                if let Some(u) = self.usage.as_mut() {
+                    u.sync(self.time.now_ms());
+                }
                 let _ = self.out.flush();
                 let _ = done.send(());
             }
@@ -548,8 +728,8 @@ fn write_license_line(
 ) -> io::Result<()> {
     let (user, host, handle) = (h.user(), h.host(), h.handle());
     let tag = match action {
-        Action::Out | Action::OutOverdraft | Action::OutBorrow => "OUT",
-        Action::In | Action::Inactive | Action::BorrowReturned | Action::BorrowExpired => "IN",
+        Action::Out(_) | Action::OutOverdraft(_) => "OUT",
+        Action::In(_) | Action::InBalance => "IN",
         Action::Queued => "QUEUED",
         Action::Denied(r) => {
             return write!(
@@ -574,11 +754,11 @@ fn write_license_line(
         write!(out, "  ({count} licenses)")?;
     }
     match action {
-        Action::OutOverdraft => out.write_all(b"  (OVERDRAFT)"),
-        Action::Inactive => out.write_all(b"  (INACTIVE)"),
-        Action::OutBorrow => out.write_all(b"  (BORROW)"),
-        Action::BorrowReturned => out.write_all(b"  (BORROW RETURNED)"),
-        Action::BorrowExpired => out.write_all(b"  (BORROW EXPIRED)"),
+        Action::OutOverdraft(_) => out.write_all(b"  (OVERDRAFT)"),
+        Action::In(Cause::IdleTimeout) => out.write_all(b"  (INACTIVE)"),
+        Action::Out(OutKind::Borrow) => out.write_all(b"  (BORROW)"),
+        Action::In(Cause::BorrowReturn) => out.write_all(b"  (BORROW RETURNED)"),
+        Action::In(Cause::BorrowExpiry) => out.write_all(b"  (BORROW EXPIRED)"),
         _ => Ok(()),
     }
 }

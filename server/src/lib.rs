@@ -13,6 +13,8 @@
 //!   status page (`/`) and its usage-history input.
 //! - [`upload`]: `tallyd --upload-url`, the compliance report's daily
 //!   HTTPS upload and the uploader log.
+//! - [`usage`]: usage reporting: the report log, the daily usage history
+//!   (SQLite), the compliance report (REPORT).
 //!
 //! See `docs/protocol.md` and `docs/operations.md`.
 // missing_docs, missing_debug_implementations, unreachable_pub: [workspace.lints]
@@ -38,4 +40,5 @@ pub mod status;
 mod status_thread;
 mod timers;
 pub mod upload;
+pub mod usage;
 pub mod web;

@@ -40,6 +40,7 @@ use crate::queue::Queues;
 use crate::shared::{vendors_of, Facts, Generation, JournalFacts, Shared};
 use crate::status_thread::StatusThread;
 use crate::upload::{ReportSource, UploadConfig, UploadError, UploadHandle, Uploader};
+use crate::usage::{self, UsageConfig};
 
 pub use crate::net::WRITE_HIGH_WATER;
 
@@ -82,9 +83,14 @@ pub struct Config {
     pub usage_history: Option<crate::web::UsageHistory>,
     /// The compliance report's upload (`--upload-url`; `None`: off).
     pub upload: Option<UploadConfig>,
-    /// Where the uploaded report comes from (`None`: the stand-in of
-    /// `upload/standin.rs`, until the usage report is wired in).
+    /// Where the uploaded report comes from (`None`: the compliance report
+    /// of the usage history, as REPORT builds it; tests give others).
     pub upload_source: Option<ReportSource>,
+    /// The report log (`--report-log`; `None`: the options file's
+    /// `REPORTLOG`, if any).
+    pub report_log: Option<LogTarget>,
+    /// Days of usage history kept (`--usage-retention-days`).
+    pub usage_retention_days: u32,
 }
 
 /// The clock a server reads the time from: the system clock, or another
@@ -211,8 +217,10 @@ impl Server {
         let local_addr = std_listener
             .local_addr()
             .map_err(io_err("read the listen address"))?;
-        let log = DebugLog::start(&config.log, engine.clone(), clock.clone())
-            .map_err(io_err("start the debug log"))?;
+        let usage = usage_config(&config);
+        let log =
+            DebugLog::start_with_usage(&config.log, engine.clone(), clock.clone(), usage.clone())
+                .map_err(io_err("start the debug log"))?;
         let handle = log.handle();
         let workers = config.workers.max(1);
         let shared = Arc::new(Shared {
@@ -234,6 +242,8 @@ impl Server {
             wakers: OnceLock::new(),
             connections: AtomicU64::new(0),
             log: handle.clone(),
+            usage_events: usage.is_on(),
+            usage_db: usage.db.clone(),
             license_path: config.license_path.clone(),
             vendor_key: config.vendor_key,
             admin_token: config.admin_token.clone(),
@@ -250,6 +260,7 @@ impl Server {
             },
         });
         log_startup(&handle, &config, local_addr, &engine, now);
+        usage_lines(&usage, |text| handle.line(now, "lmgrd", text));
         if let Some((path, o)) = &config.policy.loaded {
             options_lines(path, o, &engine, |text| handle.line(now, "lmgrd", text));
         }
@@ -318,7 +329,7 @@ impl Server {
                 let source = config
                     .upload_source
                     .clone()
-                    .unwrap_or_else(|| crate::upload::standin_source(shared.clone()));
+                    .unwrap_or_else(|| crate::upload::usage_source(shared.clone()));
                 let uploader = Uploader::start(u, source, shared.clock.clone())?;
                 let _ = shared.upload.set(uploader.handle());
                 Some(uploader)
@@ -505,8 +516,52 @@ pub(crate) fn options_lines(
     }
     if let Some(r) = &o.report_log {
         line(format!(
-            "REPORTLOG {} is not supported yet; ignored",
+            "REPORTLOG {}{} (read at start; --report-log wins)",
+            if r.append { "+" } else { "" },
             r.path
+        ));
+    }
+}
+
+/// What usage reporting does: the report log of `--report-log`, else of
+/// the options file's `REPORTLOG`; the history in the state dir when the
+/// journal uses one (`--durability` sync or async), none with
+/// `--durability off`.
+fn usage_config(config: &Config) -> UsageConfig {
+    let report_log = config.report_log.clone().or_else(|| {
+        let o = config.policy.loaded.as_ref().map(|(_, o)| o)?;
+        o.report_log.as_ref().map(|r| LogTarget::File {
+            path: PathBuf::from(&r.path),
+            append: r.append,
+        })
+    });
+    UsageConfig {
+        report_log,
+        db: (config.durability != Durability::Off)
+            .then(|| config.state_dir.join(usage::db::DB_FILE)),
+        retention_days: config.usage_retention_days,
+    }
+}
+
+/// The debug-log lines saying where usage reporting writes.
+fn usage_lines(u: &UsageConfig, mut line: impl FnMut(String)) {
+    if let Some(LogTarget::File { path, append }) = &u.report_log {
+        line(format!(
+            "Report log: {} ({})",
+            path.display(),
+            if *append {
+                "appended to"
+            } else {
+                "truncated at start"
+            }
+        ));
+    }
+    // --durability off: no state dir, no history (and no new line).
+    if let Some(db) = &u.db {
+        line(format!(
+            "Usage history: {} (kept {})",
+            db.display(),
+            crate::debuglog::counted(u.retention_days, "day", "days")
         ));
     }
 }

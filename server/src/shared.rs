@@ -56,6 +56,11 @@ pub(crate) struct Shared {
     pub(crate) wakers: OnceLock<Vec<Arc<Waker>>>,
     pub(crate) connections: AtomicU64,
     pub(crate) log: LogHandle,
+    /// Usage reporting is on: license events go to the log writer even
+    /// where NOLOG keeps them out of the debug log.
+    pub(crate) usage_events: bool,
+    /// The usage history's file (REPORT reads it), if there is one.
+    pub(crate) usage_db: Option<PathBuf>,
     pub(crate) license_path: Option<PathBuf>,
     /// `--vendor-key`: REREAD checks the lines' signatures with it.
     pub(crate) vendor_key: Option<tally_core::license::signature::VendorKey>,

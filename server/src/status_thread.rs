@@ -40,6 +40,22 @@ pub(crate) struct Job {
     /// Build the PICTURE reply instead (`picture.rs`; `query`, `queue`
     /// and `hide_handles` are unused).
     pub(crate) picture: bool,
+    /// Build the REPORT reply instead (`cmd/report.rs`; `engine`, `query`,
+    /// `queue` and `hide_handles` are unused).
+    pub(crate) report: Option<ReportJob>,
+}
+
+/// A REPORT to build: the usage history's period, and how to make it
+/// current first.
+#[derive(Debug)]
+pub(crate) struct ReportJob {
+    /// First and last day (`YYYY-MM-DD`, checked).
+    pub(crate) from: String,
+    pub(crate) to: String,
+    /// The history (`None`: tallyd keeps none).
+    pub(crate) db: Option<std::path::PathBuf>,
+    /// The debug log's handle: a flush of it commits the usage batch due.
+    pub(crate) log: crate::debuglog::LogHandle,
 }
 
 /// [`StatusQuery`] without the borrow of the request line.
@@ -117,6 +133,10 @@ impl StatusThread {
 /// The reply line for a job.
 pub(crate) fn build(job: Job) -> Vec<u8> {
     let mut line = Vec::new();
+    if let Some(r) = &job.report {
+        build_report(r, &job.info, &mut line);
+        return line;
+    }
     if job.picture {
         let picture = crate::picture::Picture::of(
             &job.engine,
@@ -140,6 +160,34 @@ pub(crate) fn build(job: Job) -> Vec<u8> {
     }
     Reply::Status(&status).write_bytes(&mut line);
     line
+}
+
+/// The REPORT reply: the events so far made durable in the history, then
+/// the report read from it (a failure is `OK {"error":...}`, as STATUS's).
+fn build_report(r: &ReportJob, info: &ServerInfo, line: &mut Vec<u8>) {
+    let Some(path) = &r.db else {
+        Reply::StatusFailed(
+            "no usage history: tallyd keeps one in its state dir, not with --durability off",
+        )
+        .write_bytes(line);
+        return;
+    };
+    r.log.flush();
+    let server = crate::usage::report::ReportServer {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        host: info.host.clone(),
+        license_file: info.license_file.clone(),
+        hostid: None,
+    };
+    let built = crate::usage::db::open_for_reading(path)
+        .and_then(|c| crate::usage::report::build_report(&c, &r.from, &r.to, server, info.now_ms));
+    match built {
+        Ok(report) => Reply::Report(&report).write_bytes(line),
+        Err(e) => {
+            Reply::StatusFailed(&format!("usage history {}: {e}", path.display())).write_bytes(line)
+        }
+    }
 }
 
 /// Nice +10 for this thread (Linux: per thread), so the loops win the CPU.

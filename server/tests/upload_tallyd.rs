@@ -87,12 +87,17 @@ fn upload_on_demand_sends_the_report_and_status_says_so() {
     assert_eq!(s["last"]["code"], "CTX_UPLOADER_SUCCESS", "{s}");
     assert!(s["last_success"].is_u64(), "{s}");
     assert_eq!(s["pending"], 0, "{s}");
-    // The stand-in report: the period and the STATUS of the moment.
+    // The compliance report of the usage history (REPORT's JSON), with
+    // ann's checkout in it: the log writer's flush committed it first.
     let st = e.state.lock().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&st.finished[0].1).unwrap();
-    assert_eq!(report["standin"], true);
-    assert!(report["period"]["from"].is_string());
-    assert_eq!(report["status"]["features"][0]["name"], "MANY");
+    assert!(report["from"].is_string(), "{report}");
+    assert_eq!(report["features"][0]["feature"], "MANY", "{report}");
+    assert_eq!(report["features"][0]["totals"]["checkouts"], 1, "{report}");
+    assert_eq!(
+        report["features"][0]["totals"]["peak_in_use"], 1,
+        "{report}"
+    );
     // The uploader log is beside the debug log; the debug log names who asked.
     let log = std::fs::read_to_string(t.log.with_file_name("log_uploader.log")).unwrap();
     assert!(log.contains("<Code>CTX_UPLOADER_SUCCESS</Code>"), "{log}");

@@ -108,15 +108,31 @@ pub enum Command {
     /// (tally_client::Client and Agent).
     #[command(subcommand)]
     Agent(AgentCommand),
-    /// The compliance report: upload it now, the last upload's result,
-    /// export it for a manual upload, verify an export.
-    #[command(subcommand)]
-    Report(ReportCommand),
+    /// The compliance report of the server's usage history (REPORT;
+    /// docs/usage.md): `tallyctl report [--from D] [--to D] [--format
+    /// json|csv]` prints it; `report upload|status|export|verify`: its
+    /// upload, the last upload's result, an export for a manual upload.
+    Report(ReportArgs),
 }
 
-/// `report ...` (docs/usage.md, "Upload").
+/// `report [print] [--from D] [--to D] [--format json|csv]`: without a
+/// subcommand, `print`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ReportArgs {
+    /// What to do with the report (default: print it).
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+    /// `print`'s options, for `tallyctl report --format csv`.
+    #[command(flatten)]
+    pub print: ReportPrintArgs,
+}
+
+/// `report ...`.
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
+    /// Print the report (what `tallyctl report` alone does).
+    Print(ReportPrintArgs),
     /// Ask the server to upload the report now (UPLOAD; tallyd
     /// --upload-url).
     Upload,
@@ -133,10 +149,16 @@ pub enum ReportCommand {
         /// The export file to write (never overwritten).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// The report's JSON, read from this file (until the server's
-        /// REPORT request is wired in, the report is given here).
-        #[arg(long, value_name = "FILE")]
-        report: PathBuf,
+        /// Export this report JSON (a saved `tallyctl report` output)
+        /// instead of asking the server for it.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
+        report: Option<PathBuf>,
+        /// First day asked of the server (as `report --from`).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: Option<String>,
+        /// Last day asked of the server (as `report --to`).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: Option<String>,
     },
     /// Check an export file: exit 0 if it is intact, 1 naming what is wrong
     /// (a part whose SHA-256 does not match, ...), 2 if it cannot be read.
@@ -144,6 +166,30 @@ pub enum ReportCommand {
         /// The export file.
         file: PathBuf,
     },
+}
+
+/// The period and format of a printed report.
+#[derive(Debug, Clone, Args)]
+pub struct ReportPrintArgs {
+    /// First day (UTC, YYYY-MM-DD; default: 29 days before --to).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<String>,
+    /// Last day, included (UTC, YYYY-MM-DD; default: today).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<String>,
+    /// `json`: the report as the server sent it (one line); `csv`: one row
+    /// per feature per day.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+    pub format: ReportFormat,
+}
+
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// The JSON of REPORT, one line.
+    Json,
+    /// A header and one row per feature per day.
+    Csv,
 }
 
 /// `license ...`.

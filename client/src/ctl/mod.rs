@@ -24,9 +24,10 @@
 //!          [--renew-every SECS] [--for SECS]   run seed 002's agent
 //! tallyctl cache verify FILE              check an offline cache file
 //! tallyctl cache show FILE [--json]       its pools, grace left, offline admissions
+//! tallyctl report [--from D] [--to D] [--format json|csv]   the compliance report
 //! tallyctl report upload                  ask the server to upload the report now
 //! tallyctl report status [--json]         the last upload attempt and its code
-//! tallyctl report export --out FILE --report JSON   an export file for a manual upload
+//! tallyctl report export --out FILE [--report JSON] an export file for a manual upload
 //! tallyctl report verify FILE             check an export file (0 intact, 1 damaged, 2 unreadable)
 //! ```
 //!
@@ -78,6 +79,7 @@ pub mod lmstat;
 pub mod names;
 pub mod report;
 pub mod table;
+pub mod upload;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -290,7 +292,10 @@ fn run(cli: Cli) -> Result<i32, CtlError> {
         Command::License(l) => Ok(license::run(l)),
         Command::Agent(a) => agent::run(a, servers()?, wait),
         Command::Cache(c) => Ok(cache::run(c, Now::get()?.unix_ms())),
-        Command::Report(r) => report::run(r, &cli, servers, wait),
+        Command::Report(r) => match &r.command {
+            None => run_report(&r.print, servers, wait),
+            Some(cmd) => upload::run(cmd, &cli, servers, wait),
+        },
     }
 }
 
@@ -467,6 +472,51 @@ fn token(cli: &Cli) -> Result<Option<String>, CtlError> {
     let t = text.trim();
     field("token", t).map_err(|_| bad("must hold one token, without spaces".to_string()))?;
     Ok(Some(t.to_string()))
+}
+
+/// Prints a REPORT reply's JSON as asked; `{"error": ...}` is an error.
+/// `report [print]`: asks the server for the report and prints it.
+fn run_report(
+    print: &args::ReportPrintArgs,
+    servers: impl Fn() -> Result<Vec<ServerAddr>, CtlError>,
+    wait: Duration,
+) -> Result<i32, CtlError> {
+    let (server, body) = fetch_report(print, servers, wait)?;
+    print_report(&server, &body, print.format)
+}
+
+/// The REPORT JSON for `print`'s period, from the first server that
+/// answers (also what `report export` exports).
+pub fn fetch_report(
+    print: &args::ReportPrintArgs,
+    servers: impl Fn() -> Result<Vec<ServerAddr>, CtlError>,
+    wait: Duration,
+) -> Result<(ServerAddr, String), CtlError> {
+    let line = report::request_line(print)?;
+    let (server, reply) = request(&servers()?, line, None, wait)?;
+    let body = expect_ok(&server, &reply)?.to_string();
+    Ok((server, body))
+}
+
+fn print_report(
+    server: &ServerAddr,
+    body: &str,
+    format: args::ReportFormat,
+) -> Result<i32, CtlError> {
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| bad_json(server, body, &e))?;
+    if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+        // The server's refusal, as an `ERR` reply is (exit status 1).
+        return Err(CtlError::Server {
+            addr: server.clone(),
+            reply: format!("the server could not build the report: {e}"),
+        });
+    }
+    match format {
+        args::ReportFormat::Json => print(&format!("{body}\n")),
+        args::ReportFormat::Csv => print(&report::csv(&v)),
+    }
+    Ok(0)
 }
 
 /// Parses the JSON after `OK `.

@@ -1,194 +1,166 @@
-//! `tallyctl report upload | status | export | verify`: the compliance
-//! report's upload (tallyd `--upload-url`, the UPLOAD and UPLOAD_STATUS
-//! requests) and its export file for a manual upload ([`crate::export`]).
+//! `tallyctl report`: the compliance report (REPORT, docs/usage.md), as
+//! the server's JSON or as CSV, one row per feature per day.
 //!
-//! `export` takes the report's JSON from `--report FILE` for now: the
-//! server's REPORT request (the usage report) is wired in later.
-//!
-//! Exit statuses: `upload` and `status` as the other admin commands (0, 1
-//! on an `ERR` reply such as `ERR UPLOAD_OFF`, 24x when no server
-//! answers); `export` 0 written, 2 unreadable input or unwritable output;
-//! `verify` 0 intact, 1 damaged (the message names what: a part whose
-//! SHA-256 does not match, the manifest, the framing), 2 unreadable.
+//! The JSON is read as a `serde_json::Value`, not typed: tallyctl prints
+//! the fields the schema names and passes any later ones through (JSON).
 
-use std::io::Write as _;
-use std::path::Path;
-use std::time::Duration;
+use std::fmt::Write as _;
 
-use super::addr::ServerAddr;
-use super::args::{Cli, ReportCommand};
+use serde_json::Value;
+
+use super::args::ReportPrintArgs;
+use super::client::field;
 use super::error::CtlError;
-use super::{expect_ok, not_ok, print, request, token};
-use crate::export;
 
-/// Runs one `report` subcommand.
-pub fn run(
-    cmd: &ReportCommand,
-    cli: &Cli,
-    servers: impl Fn() -> Result<Vec<ServerAddr>, CtlError>,
-    wait: Duration,
-) -> Result<i32, CtlError> {
-    match cmd {
-        ReportCommand::Upload => {
-            let (server, reply) = request(&servers()?, "UPLOAD".into(), token(cli)?, wait)?;
-            let text = match expect_ok(&server, &reply)? {
-                "UPLOAD STARTED" => "report upload started",
-                "UPLOAD RUNNING" => "a report upload is already running",
-                _ => {
-                    return Err(not_ok(
-                        &server,
-                        &reply,
-                        "OK UPLOAD STARTED | OK UPLOAD RUNNING",
-                    ))
-                }
-            };
-            print(&format!(
-                "{server}: {text} (`tallyctl report status` for its result)\n"
-            ));
-            Ok(0)
-        }
-        ReportCommand::Status { json } => {
-            let (server, reply) = request(&servers()?, "UPLOAD_STATUS".into(), token(cli)?, wait)?;
-            let body = expect_ok(&server, &reply)?
-                .strip_prefix("UPLOAD_STATUS ")
-                .ok_or_else(|| not_ok(&server, &reply, "OK UPLOAD_STATUS <json>"))?;
-            if *json {
-                print(&format!("{body}\n"));
-                return Ok(0);
-            }
-            let v: serde_json::Value = serde_json::from_str(body)
-                .map_err(|_| not_ok(&server, &reply, "OK UPLOAD_STATUS <json>"))?;
-            print(&status_text(&v));
-            Ok(0)
-        }
-        ReportCommand::Export { out, report } => Ok(write_export(out, report)),
-        ReportCommand::Verify { file } => Ok(verify_file(file)),
+/// The CSV columns, in order (each a field of a day of the report, but
+/// the last: `denials_by_reason`, `REASON:N` pairs joined with `;`).
+pub const CSV_COLUMNS: [&str; 13] = [
+    "day",
+    "feature",
+    "licensed",
+    "peak_in_use",
+    "checkouts",
+    "renewals",
+    "denials",
+    "overdraft_peak",
+    "overdraft_grants",
+    "full_use_ms",
+    "distinct_users",
+    "distinct_hosts",
+    "denials_by_reason",
+];
+
+/// The REPORT request line for `a`.
+pub fn request_line(a: &ReportPrintArgs) -> Result<String, CtlError> {
+    let mut line = String::from("REPORT");
+    if let Some(f) = &a.from {
+        let _ = write!(line, " from={}", field("--from", f)?);
     }
+    if let Some(t) = &a.to {
+        let _ = write!(line, " to={}", field("--to", t)?);
+    }
+    Ok(line)
 }
 
-/// `2026-12-03 14:05:06 UTC` for Unix seconds.
-fn utc(v: &serde_json::Value) -> Option<String> {
-    let t = chrono::DateTime::from_timestamp(v.as_i64()?, 0)?;
-    Some(t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-}
-
-/// The status as a few lines.
-pub fn status_text(v: &serde_json::Value) -> String {
-    let mut s = format!(
-        "Upload to {}\n",
-        v["url"].as_str().unwrap_or("(unknown endpoint)")
-    );
-    match v.get("last").filter(|l| !l.is_null()) {
-        Some(l) => {
-            s.push_str(&format!(
-                "  last attempt:  {} to {}: {}\n",
-                utc(&l["started"]).unwrap_or_default(),
-                utc(&l["finished"]).unwrap_or_default(),
-                l["code"].as_str().unwrap_or("?")
-            ));
-            if let Some(m) = l["msg"].as_str().filter(|m| !m.is_empty()) {
-                s.push_str(&format!("  message:       {m}\n"));
-            }
-            s.push_str(&format!(
-                "  report:        {}\n",
-                l["report_id"].as_str().unwrap_or("?")
-            ));
-        }
-        None => s.push_str("  last attempt:  none yet\n"),
-    }
-    s.push_str(&format!(
-        "  last success:  {}\n",
-        utc(&v["last_success"]).unwrap_or_else(|| "never".into())
-    ));
-    let next = if v["running"] == true {
-        "running now".to_string()
+/// A CSV cell: quoted (RFC 4180) if it holds a comma, a quote or a line
+/// break.
+fn cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        utc(&v["next"]).unwrap_or_else(|| "-".into())
-    };
-    s.push_str(&format!("  next attempt:  {next}\n"));
-    s.push_str(&format!(
-        "  waiting:       {} report(s)\n  log:           {}\n",
-        v["pending"].as_u64().unwrap_or(0),
-        v["log"].as_str().unwrap_or("?")
-    ));
-    s
+        s.to_string()
+    }
 }
 
-fn machine_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
+fn number(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
 }
 
-fn write_export(out: &Path, report: &Path) -> i32 {
-    let bytes = match std::fs::read(report) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("tallyctl: cannot read {}: {e}", report.display());
-            return 2;
+/// The report as CSV: a header line ([`CSV_COLUMNS`]) and one row per
+/// feature per day, by feature then day.
+pub fn csv(report: &Value) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push('\n');
+    let features = report.get("features").and_then(Value::as_array);
+    for f in features.into_iter().flatten() {
+        let name = f.get("feature").and_then(Value::as_str).unwrap_or("");
+        let days = f.get("days").and_then(Value::as_array);
+        for d in days.into_iter().flatten() {
+            let denials = d.get("denials").and_then(Value::as_object);
+            let total: u64 = denials
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, n)| n.as_u64())
+                .sum();
+            let by_reason: Vec<String> = denials
+                .into_iter()
+                .flatten()
+                .map(|(r, n)| format!("{r}:{n}"))
+                .collect();
+            let row = [
+                cell(d.get("day").and_then(Value::as_str).unwrap_or("")),
+                cell(name),
+                number(d, "licensed"),
+                number(d, "peak_in_use"),
+                number(d, "checkouts"),
+                number(d, "renewals"),
+                total.to_string(),
+                number(d, "overdraft_peak"),
+                number(d, "overdraft_grants"),
+                number(d, "full_use_ms"),
+                number(d, "distinct_users"),
+                number(d, "distinct_hosts"),
+                cell(&by_reason.join(";")),
+            ];
+            out.push_str(&row.join(","));
+            out.push('\n');
         }
-    };
-    if let Err(e) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-        eprintln!(
-            "tallyctl: {} is not the report's JSON: {e}",
-            report.display()
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::ctl::args::{Cli, Command, ReportCommand, ReportFormat};
+
+    #[test]
+    fn report_prints_with_or_without_the_print_word() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Report(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let r = parse(&[
+            "tallyctl",
+            "report",
+            "--format",
+            "csv",
+            "--from",
+            "2026-12-01",
+        ]);
+        assert!(r.command.is_none());
+        assert_eq!(r.print.format, ReportFormat::Csv);
+        assert_eq!(request_line(&r.print).unwrap(), "REPORT from=2026-12-01");
+        let r = parse(&["tallyctl", "report", "print", "--to", "2026-12-31"]);
+        let Some(ReportCommand::Print(p)) = r.command else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (p.format, request_line(&p).unwrap()),
+            (ReportFormat::Json, "REPORT to=2026-12-31".to_string())
         );
-        return 2;
+        assert!(Cli::try_parse_from(["tallyctl", "report", "--from", "x", "print"]).is_err());
+        assert!(request_line(&ReportPrintArgs {
+            from: Some("2026-12-01 PING".into()),
+            to: None,
+            format: ReportFormat::Json
+        })
+        .is_err());
     }
-    let created = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let file = export::export(&bytes, &machine_name(), &created);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .and_then(|mut f| f.write_all(&file).and_then(|()| f.sync_all()));
-    match written {
-        Ok(()) => {
-            print(&format!(
-                "{}: report.json ({} bytes, SHA-256 {})\n",
-                out.display(),
-                bytes.len(),
-                export::sha256_hex(&bytes)
-            ));
-            0
-        }
-        Err(e) => {
-            eprintln!("tallyctl: cannot write {}: {e}", out.display());
-            2
-        }
-    }
-}
 
-fn verify_file(file: &Path) -> i32 {
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("tallyctl: cannot read {}: {e}", file.display());
-            return 2;
-        }
-    };
-    match export::verify(&bytes) {
-        Ok(e) => {
-            let m = &e.manifest;
-            print(&format!(
-                "{}: intact: made on {} at {}\n",
-                file.display(),
-                m.host,
-                m.created
-            ));
-            for p in &m.parts {
-                print(&format!(
-                    "  {} ({} bytes, SHA-256 {})\n",
-                    p.name, p.size, p.sha256
-                ));
-            }
-            0
-        }
-        Err(e) => {
-            print(&format!("{}: damaged: {e}\n", file.display()));
-            1
-        }
+    #[test]
+    fn one_row_per_feature_per_day() {
+        let report: Value = serde_json::from_str(
+            r#"{"schema":1,"features":[
+              {"feature":"F,1","totals":{},"days":[
+                {"day":"2026-12-02","licensed":null,"peak_in_use":2,"checkouts":3,"renewals":0,
+                 "denials":{},"overdraft_peak":0,"overdraft_grants":0,"full_use_ms":0,
+                 "distinct_users":1,"distinct_hosts":1},
+                {"day":"2026-12-03","licensed":5,"peak_in_use":5,"checkouts":9,"renewals":4,
+                 "denials":{"ALL_IN_USE":3,"EXPIRED":1},"overdraft_peak":0,"overdraft_grants":0,
+                 "full_use_ms":60000,"distinct_users":4,"distinct_hosts":2}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            csv(&report),
+            "day,feature,licensed,peak_in_use,checkouts,renewals,denials,overdraft_peak,overdraft_grants,full_use_ms,distinct_users,distinct_hosts,denials_by_reason\n\
+             2026-12-02,\"F,1\",,2,3,0,0,0,0,0,1,1,\n\
+             2026-12-03,\"F,1\",5,5,9,4,4,0,0,60000,4,2,ALL_IN_USE:3;EXPIRED:1\n"
+        );
     }
 }

@@ -166,6 +166,18 @@ struct Args {
     /// reply); the TCP connect gets at most 10 s of it.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     upload_timeout: Duration,
+
+    /// Report log: one line per usage event (docs/usage.md). `+FILE`
+    /// appends across restarts (and lets a restart rebuild today's usage
+    /// summary from it), `FILE` truncates at start. Reopened with the
+    /// debug log. Wins over the options file's `REPORTLOG`.
+    #[arg(long, value_name = "[+]FILE")]
+    report_log: Option<String>,
+
+    /// Days of daily usage history kept in STATE_DIR/usage.sqlite.
+    #[arg(long, value_name = "DAYS", default_value_t = tally_server::usage::db::DEFAULT_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    usage_retention_days: u32,
 }
 
 /// `600`, `250ms`, `30s`, `10m`, `1h`, `1d`: a bare number is seconds.
@@ -386,6 +398,8 @@ fn run(args: Args) -> Result<(), Failure> {
         u
     });
     let config = Config {
+        report_log: args.report_log.as_deref().map(LogTarget::from_arg),
+        usage_retention_days: args.usage_retention_days,
         licenses,
         license_path: args.license.clone(),
         listen: SocketAddr::new(args.listen, port),

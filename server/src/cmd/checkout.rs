@@ -11,7 +11,7 @@ use tally_core::engine::{
 };
 
 use super::{auth, uses, Ctx, Effects, Held, Session};
-use crate::debuglog::{Action, FeatureRef};
+use crate::debuglog::{Action, FeatureRef, OutKind};
 use crate::journal;
 use crate::protocol::{self, Reply};
 use crate::queue::{QueuedStatus, Seat};
@@ -140,12 +140,17 @@ fn granted(
         s.remember_identity(names.user, names.host);
     }
     cx.counters().granted(g.kind == GrantKind::Renewed);
+    let kind = match g.kind {
+        GrantKind::New => OutKind::New,
+        GrantKind::Renewed => OutKind::Renewal,
+        GrantKind::Startup | GrantKind::Uncounted => OutKind::Untracked,
+    };
     let action = if g.overdraft {
-        Action::OutOverdraft
+        Action::OutOverdraft(kind)
     } else if linger_ms & BORROWED != 0 {
-        Action::OutBorrow
+        Action::Out(OutKind::Borrow)
     } else {
-        Action::Out
+        Action::Out(kind)
     };
     let f = FeatureRef::Id(g.feature);
     let text = || holder_text(holder, names);
@@ -156,7 +161,7 @@ fn granted(
         // balanced for log parsers.
         GrantKind::Startup | GrantKind::Renewed => {
             let text = || holder_text(holder, names);
-            cx.log_license(now, Action::In, f, text, g.count, fx)
+            cx.log_license(now, Action::InBalance, f, text, g.count, fx)
         }
         GrantKind::New | GrantKind::Uncounted => {}
     }
@@ -255,6 +260,7 @@ fn enqueue(
             feature: f,
             holder: names.holder(),
             count: c.count,
+            debug: true,
         });
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! [`answer`] parses one request line and runs its command (one file per
 //! request kind: [`checkout`], [`checkin`], [`remove`], [`status`],
-//! [`reread`], [`auth`], [`picture`], [`reconcile`], [`upload`]; PING, QUIT, REOPEN_LOG and DOWN are a line each
+//! [`reread`], [`auth`], [`picture`], [`reconcile`], [`upload`], [`report`]; PING, QUIT, REOPEN_LOG and DOWN are a line each
 //! here). A command reads and changes the engine and the connection's
 //! [`Session`], writes its reply into the connection's output buffer with
 //! [`Reply`], and leaves everything else it wants done in [`Effects`]:
@@ -27,6 +27,7 @@ pub(crate) mod idle;
 pub(crate) mod picture;
 pub(crate) mod reconcile;
 pub(crate) mod remove;
+pub(crate) mod report;
 pub(crate) mod reread;
 mod session;
 pub(crate) mod status;
@@ -182,6 +183,7 @@ pub(crate) fn answer(
         Command::Status(q) => status::status(cx, s, &q, now, fx),
         Command::Picture => picture::picture(cx, s, now, fx),
         Command::Reconcile(r) => reconcile::reconcile(cx, s, &r, now, out, fx),
+        Command::Report(q) => report::report(cx, s, &q, now, out, fx),
         Command::Ping => {
             let _ = Reply::Pong.write_to(out);
         }
@@ -272,27 +274,24 @@ impl Ctx {
     ) {
         let nolog = &self.opts.nolog;
         let dropped = match action {
-            Action::Out | Action::OutOverdraft | Action::OutBorrow => nolog.checkout,
-            Action::In | Action::Inactive | Action::BorrowReturned | Action::BorrowExpired => {
-                nolog.checkin
-            }
+            Action::Out(_) | Action::OutOverdraft(_) => nolog.checkout,
+            Action::In(_) | Action::InBalance => nolog.checkin,
             Action::Denied(_) => nolog.denied,
             _ => false,
         };
-        if !dropped {
+        // With usage reporting on, the report log and the history see
+        // what NOLOG keeps out of the debug log.
+        if !dropped || self.shared.usage_events {
             fx.log.push(Event::License {
                 at_ms: now,
                 action,
                 feature,
                 holder: holder(),
                 count,
+                debug: !dropped,
             });
         }
-        let back = matches!(
-            action,
-            Action::In | Action::Inactive | Action::BorrowReturned | Action::BorrowExpired
-        );
-        if back && self.shared.queues.released() {
+        if matches!(action, Action::In(_)) && self.shared.queues.released() {
             fx.wake_queues = true; // a waiter's loop may serve it now
         }
     }
@@ -323,12 +322,6 @@ impl Ctx {
             (_, cause) => cause,
         };
         self.counters().released(cause);
-        let action = match cause {
-            Cause::IdleTimeout => Action::Inactive,
-            Cause::BorrowExpiry => Action::BorrowExpired,
-            Cause::BorrowReturn => Action::BorrowReturned,
-            _ => Action::In,
-        };
         // A DUP_GROUP instance may be in the journal (a promise) while its
         // engine deadline is none (a bound use): its release always goes in.
         // Its counted uses need no forgetting: the engine keys them by the
@@ -341,7 +334,7 @@ impl Ctx {
         };
         self.log_license(
             now,
-            action,
+            Action::In(cause),
             FeatureRef::Id(r.feature),
             || r.holder,
             r.count,

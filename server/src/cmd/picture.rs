@@ -33,5 +33,6 @@ pub(crate) fn picture(cx: &mut Ctx, s: &Session, now: u64, fx: &mut Effects) {
         query: OwnedQuery::default(),
         hide_handles: false,
         picture: true,
+        report: None,
     });
 }

@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use tally_core::engine::{Engine, GrantKind, HolderBuf, Names, Request};
 
 use super::{Ctx, Effects, Session};
-use crate::debuglog::{Action, FeatureRef};
+use crate::debuglog::{Action, FeatureRef, OutKind};
 use crate::journal;
 use crate::protocol::{self, Reply, RECONCILE_DEFAULT_LINGER_MS};
 
@@ -188,15 +188,19 @@ pub(crate) fn reconcile(
     }
     let f = FeatureRef::Id(g.feature);
     if g.kind != GrantKind::Renewed {
+        let kind = match g.kind {
+            GrantKind::Startup | GrantKind::Uncounted => OutKind::Untracked,
+            _ => OutKind::Reconciled,
+        };
         let action = if g.overdraft {
-            Action::OutOverdraft
+            Action::OutOverdraft(kind)
         } else {
-            Action::Out
+            Action::Out(kind)
         };
         cx.log_license(now, action, f.clone(), || holder, g.count, fx);
     }
     if g.kind == GrantKind::Startup {
-        cx.log_license(now, Action::In, f, || holder, g.count, fx);
+        cx.log_license(now, Action::InBalance, f, || holder, g.count, fx);
     }
     if done.excess > 0 {
         fx.line(now, vendor(&cx.engine, g.feature), overdraft_line(r, &done));

@@ -90,6 +90,7 @@ pub(crate) fn remove(
                     feature: FeatureRef::Id(fid),
                     holder: r.holder,
                     count: r.count,
+                    debug: true,
                 });
                 let batch = cx.released(&r, crate::metrics::Cause::Remove, now, fx);
                 fx.gate(batch);

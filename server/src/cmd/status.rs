@@ -34,5 +34,6 @@ pub(crate) fn status(cx: &mut Ctx, s: &Session, q: &StatusQuery<'_>, now: u64, f
         query: q.into(),
         hide_handles: !s.is_admin(),
         picture: false,
+        report: None,
     });
 }

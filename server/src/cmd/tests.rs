@@ -17,7 +17,7 @@ use tally_core::engine::{EngineConfig, Reason};
 use tally_core::sync::{Pause, Published};
 
 use super::*;
-use crate::debuglog::{DebugLog, LogTarget};
+use crate::debuglog::{DebugLog, LogTarget, OutKind};
 use crate::options::PolicyConfig;
 use crate::queue::Queues;
 use crate::shared::Facts;
@@ -85,6 +85,8 @@ fn bench_of(license: &str, options: Option<&str>, license_path: Option<PathBuf>)
         wakers: OnceLock::new(),
         connections: AtomicU64::new(0),
         log: log.handle(),
+        usage_events: false,
+        usage_db: None,
         license_path,
         vendor_key: None,
         admin_token: Some("s3cret".into()),
@@ -178,7 +180,7 @@ fn checkout_grants_and_denies() {
     let mut b = bench(None, None);
     let (mut s1, mut s2) = (remote(1), remote(2));
     assert_eq!(b.req(&mut s1, "CHECKOUT F alice pc1 h1"), "OK F h1 0");
-    assert_eq!(b.logged(), [Action::Out]);
+    assert_eq!(b.logged(), [Action::Out(OutKind::New)]);
     assert!(s1.held.len() == 1, "a bound checkout is the session's");
     assert_eq!(
         b.req(&mut s2, "CHECKOUT F bob pc2 h2"),
@@ -284,7 +286,7 @@ fn a_linger_expires_without_sleeping() {
             let Fired::Released(r) = f else {
                 panic!("only the linger is armed: {f:?}");
             };
-            b.cx.released(r, crate::metrics::Cause::Checkin, b.now(), &mut b.fx);
+            b.cx.released(r, crate::metrics::Cause::LingerExpiry, b.now(), &mut b.fx);
         }
         due.len()
     };
@@ -293,7 +295,7 @@ fn a_linger_expires_without_sleeping() {
     assert_eq!(b.in_use("F"), 1);
     b.clock.advance(1_100);
     assert_eq!(expire(&mut b), 1);
-    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.logged(), [Action::In(Cause::LingerExpiry)]);
     assert_eq!(b.in_use("F"), 0);
 }
 
@@ -338,7 +340,7 @@ fn an_idle_timeout_checks_in_without_sleeping() {
     b.clock.advance(500);
     step(&mut b, &mut s, &mut idle);
     assert_eq!(b.in_use("F"), 0, "2.5 s idle: TIMEOUT");
-    assert_eq!(b.logged(), [Action::Inactive]);
+    assert_eq!(b.logged(), [Action::In(Cause::IdleTimeout)]);
     assert_eq!(b.in_use("G"), 1, "G has no TIMEOUT");
 }
 
@@ -348,17 +350,17 @@ fn dup_group_uses_on_two_sessions_end_on_their_own() {
     let (mut s1, mut s2, mut s3) = (remote(1), remote(2), remote(3));
     // Two programs of alice's on pc1, on two connections: one license.
     assert_eq!(b.req(&mut s1, "CHECKOUT D alice pc1 p1"), "OK D p1 0");
-    assert_eq!(b.logged(), [Action::Out]);
+    assert_eq!(b.logged(), [Action::Out(OutKind::New)]);
     assert_eq!(b.req(&mut s2, "CHECKOUT D alice pc1 p2"), "OK D p2 0");
     assert_eq!(b.in_use("D"), 1);
     let r = b.req(&mut s3, "CHECKOUT D bob pc2 q1");
     assert!(r.starts_with("DENIED D q1 ALL_IN_USE"), "{r}");
     // The first use's end keeps the license; the last one's checks it in.
     assert_eq!(b.req(&mut s1, "CHECKIN D p1"), "OK D p1");
-    assert!(!b.logged().contains(&Action::In));
+    assert!(!b.logged().contains(&Action::In(Cause::Checkin)));
     assert_eq!(b.in_use("D"), 1);
     assert_eq!(b.req(&mut s2, "CHECKIN D p2"), "OK D p2");
-    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.logged(), [Action::In(Cause::Checkin)]);
     assert_eq!(b.in_use("D"), 0);
 
     // A lingering use (s1) and a bound one (s2) of a new instance.
@@ -398,7 +400,7 @@ fn dup_group_uses_on_two_sessions_end_on_their_own() {
             let Fired::Released(r) = f else {
                 panic!("only lingers are armed: {f:?}");
             };
-            b.cx.released(r, crate::metrics::Cause::Checkin, b.now(), &mut b.fx);
+            b.cx.released(r, crate::metrics::Cause::LingerExpiry, b.now(), &mut b.fx);
         }
         due.len()
     };
@@ -407,7 +409,7 @@ fn dup_group_uses_on_two_sessions_end_on_their_own() {
     assert_eq!(b.in_use("D"), 1);
     b.clock.advance(2_000);
     assert_eq!(expire(&mut b), 1);
-    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.logged(), [Action::In(Cause::LingerExpiry)]);
     assert_eq!(b.in_use("D"), 0);
     assert_eq!(b.req(&mut s3, "CHECKOUT D bob pc2 q3"), "OK D q3 0");
 }
@@ -436,7 +438,7 @@ fn checkin_is_for_the_holder_only() {
         b.req(&mut s3, "CHECKIN F h1 user=alice host=pc1"),
         "OK F h1"
     );
-    assert_eq!(b.logged(), [Action::In]);
+    assert_eq!(b.logged(), [Action::In(Cause::Checkin)]);
     assert_eq!(
         b.req(&mut s3, "CHECKIN F h1"),
         "ERR NOT_HELD handle h1 holds no license of F"
@@ -460,7 +462,7 @@ fn remove_needs_admin_rights_and_checks_in() {
     assert_eq!(b.in_use("G"), 2);
     assert_eq!(b.req(&mut admin, "AUTH s3cret"), "OK AUTH");
     assert_eq!(b.req(&mut admin, "REMOVE G alice pc1 pc1"), "OK REMOVED 1");
-    assert_eq!(b.logged(), [Action::Removing, Action::In]);
+    assert_eq!(b.logged(), [Action::Removing, Action::In(Cause::Remove)]);
     assert_eq!(b.in_use("G"), 1);
     assert_eq!(
         b.req(&mut admin, "REMOVE_HANDLE G 999"),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::debuglog::Cause;
 
 fn holder() -> HolderBuf {
     HolderBuf::new("USER15", "GENE-VM-2K3", "console", "ec26edf8")
@@ -15,11 +16,11 @@ fn counts_agree_with_their_nouns() {
 fn lines_match_lmgrd() {
     let h = holder();
     assert_eq!(
-        format_license_line(Action::Out, "MPM_ADV_RC", &h, 1),
+        format_license_line(Action::Out(OutKind::New), "MPM_ADV_RC", &h, 1),
         "OUT: \"MPM_ADV_RC\" USER15@GENE-VM-2K3 [ec26edf8]"
     );
     assert_eq!(
-        format_license_line(Action::In, "MPM_ADV_RC", &h, 3),
+        format_license_line(Action::In(Cause::Checkin), "MPM_ADV_RC", &h, 3),
         "IN: \"MPM_ADV_RC\" USER15@GENE-VM-2K3 [ec26edf8]  (3 licenses)"
     );
     assert_eq!(
@@ -40,11 +41,11 @@ fn lines_match_lmgrd() {
         "REMOVING bob@pc2 from F"
     );
     assert_eq!(
-        format_license_line(Action::OutOverdraft, "F", &h, 2),
+        format_license_line(Action::OutOverdraft(OutKind::New), "F", &h, 2),
         "OUT: \"F\" USER15@GENE-VM-2K3 [ec26edf8]  (2 licenses)  (OVERDRAFT)"
     );
     assert_eq!(
-        format_license_line(Action::Inactive, "F", &h, 1),
+        format_license_line(Action::In(Cause::IdleTimeout), "F", &h, 1),
         "IN: \"F\" USER15@GENE-VM-2K3 [ec26edf8]  (INACTIVE)"
     );
     assert_eq!(

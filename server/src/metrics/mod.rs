@@ -34,35 +34,17 @@ pub(crate) use histogram::Histogram;
 use recent::MinuteRing;
 pub(crate) use recent::Recent;
 
-/// Why a license came back (the `cause` label of `tally_checkins_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Cause {
-    /// CHECKIN (or the `wait=` queue's give-back of a startup grant).
-    Checkin,
-    /// Its linger ran out.
-    LingerExpiry,
-    /// Its client was idle past the feature's TIMEOUT.
-    IdleTimeout,
-    /// Its connection closed.
-    Disconnect,
-    /// An admin's REMOVE / REMOVE_HANDLE.
-    Remove,
-    /// A borrow's end came (its linger expiry, for a borrowed license).
-    BorrowExpiry,
-    /// A borrowed license returned early: its CHECKIN or an admin's
-    /// BORROW_RETURN.
-    BorrowReturn,
-}
+pub(crate) use crate::debuglog::Cause;
 
 /// Every cause, in [`LoopCounters::checkins`]' order, with its label.
 const CAUSES: [(Cause, &str); 7] = [
-    (Cause::Checkin, "checkin"),
-    (Cause::LingerExpiry, "linger_expiry"),
-    (Cause::IdleTimeout, "idle_timeout"),
-    (Cause::Disconnect, "disconnect"),
-    (Cause::Remove, "remove"),
-    (Cause::BorrowExpiry, "borrow_expiry"),
-    (Cause::BorrowReturn, "borrow_return"),
+    (Cause::Checkin, Cause::Checkin.name()),
+    (Cause::LingerExpiry, Cause::LingerExpiry.name()),
+    (Cause::IdleTimeout, Cause::IdleTimeout.name()),
+    (Cause::Disconnect, Cause::Disconnect.name()),
+    (Cause::Remove, Cause::Remove.name()),
+    (Cause::BorrowExpiry, Cause::BorrowExpiry.name()),
+    (Cause::BorrowReturn, Cause::BorrowReturn.name()),
 ];
 
 /// Every denial reason, in [`LoopCounters::denials`]' order (labelled with

@@ -94,6 +94,19 @@ pub enum Command<'a> {
     /// `RECONCILE <feature> <user> <host> <handle> start=<ms> id=<id> ...`:
     /// a session a client admitted offline.
     Reconcile(Reconcile<'a>),
+    /// `REPORT [from=YYYY-MM-DD] [to=YYYY-MM-DD]`: the compliance report
+    /// (docs/usage.md).
+    Report(ReportQuery<'a>),
+}
+
+/// What a REPORT asks for: a period of UTC days, each end a checked
+/// `YYYY-MM-DD` (defaults: docs/usage.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportQuery<'a> {
+    /// `from=`: the first day.
+    pub from: Option<&'a str>,
+    /// `to=`: the last day, included.
+    pub to: Option<&'a str>,
 }
 
 impl Command<'_> {
@@ -249,11 +262,13 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ProtoError> {
         Command::Picture
     } else if verb.eq_ignore_ascii_case("RECONCILE") {
         Command::Reconcile(parse_reconcile(&mut fields)?)
+    } else if verb.eq_ignore_ascii_case("REPORT") {
+        Command::Report(parse_report(&mut fields)?)
     } else {
         return Err(ProtoError::new(
             ErrCode::UnknownCommand,
             format!(
-                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, BORROW_RETURN, REREAD, REOPEN_LOG, DOWN, UPLOAD, UPLOAD_STATUS, PICTURE or RECONCILE)",
+                "unknown command \"{}\" (expected CHECKOUT, CHECKIN, STATUS, PING, QUIT, AUTH, REMOVE, REMOVE_HANDLE, BORROW_RETURN, REREAD, REOPEN_LOG, DOWN, UPLOAD, UPLOAD_STATUS, PICTURE, RECONCILE or REPORT)",
                 printable(verb)
             ),
         ));
@@ -328,6 +343,37 @@ fn parse_checkin<'a>(fields: &mut Fields<'a>) -> Result<Command<'a>, ProtoError>
         handle,
         holder,
     })
+}
+
+fn parse_report<'a>(fields: &mut Fields<'a>) -> Result<ReportQuery<'a>, ProtoError> {
+    let [from, to] = options(fields, ["from", "to"], |word| {
+        Err(ProtoError::new(
+            ErrCode::BadField,
+            format!(
+                "REPORT takes from=YYYY-MM-DD and to=YYYY-MM-DD, not \"{}\"",
+                printable(word)
+            ),
+        ))
+    })?;
+    for (key, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            if crate::usage::day::parse_day(v).is_none() {
+                return Err(ProtoError::new(
+                    ErrCode::BadField,
+                    format!("{key}=\"{}\" is not a date (YYYY-MM-DD)", printable(v)),
+                ));
+            }
+        }
+    }
+    if let (Some(f), Some(t)) = (from, to) {
+        if crate::usage::day::parse_day(f) > crate::usage::day::parse_day(t) {
+            return Err(ProtoError::new(
+                ErrCode::BadField,
+                format!("from={f} is after to={t}"),
+            ));
+        }
+    }
+    Ok(ReportQuery { from, to })
 }
 
 fn parse_status<'a>(fields: &mut Fields<'a>) -> Result<StatusQuery<'a>, ProtoError> {

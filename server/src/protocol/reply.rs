@@ -118,6 +118,8 @@ pub enum Reply<'a> {
     Status(&'a Status),
     /// `OK <json>`: the PICTURE reply.
     Picture(&'a Picture),
+    /// `OK <json>`: the REPORT reply (docs/usage.md).
+    Report(&'a crate::usage::report::Report),
     /// `OK RECONCILED <feature> <handle> <deadline>`: a session admitted
     /// offline is now a checkout within the pool's count (or was already
     /// held: nothing counted).
@@ -289,6 +291,10 @@ impl Reply<'_> {
                 Ok(json) => writeln!(out, "OK {json}"),
                 Err(e) => Reply::StatusFailed(&e.to_string()).write_to(out),
             },
+            Reply::Report(r) => match serde_json::to_string(r) {
+                Ok(json) => writeln!(out, "OK {json}"),
+                Err(e) => Reply::StatusFailed(&e.to_string()).write_to(out),
+            },
             Reply::Reconciled {
                 feature,
                 handle,
@@ -380,6 +386,7 @@ impl Reply<'_> {
         let json: Option<&dyn erased::Json> = match self {
             Reply::Status(status) => Some(*status),
             Reply::Picture(picture) => Some(*picture),
+            Reply::Report(report) => Some(*report),
             _ => None,
         };
         if let Some(json) = json {

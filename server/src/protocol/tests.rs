@@ -184,3 +184,28 @@ fn seconds_parse_exactly() {
     assert_eq!(seconds_to_ms("1e3"), None);
     assert_eq!(seconds_to_ms("99999999999999999999"), None);
 }
+
+#[test]
+fn report_takes_a_checked_period() {
+    assert_eq!(
+        parse(b"REPORT").unwrap(),
+        Command::Report(ReportQuery::default())
+    );
+    assert_eq!(
+        parse(b"report to=2026-12-31 from=2026-10-01").unwrap(),
+        Command::Report(ReportQuery {
+            from: Some("2026-10-01"),
+            to: Some("2026-12-31"),
+        })
+    );
+    assert!(!Command::Report(ReportQuery::default()).is_admin());
+    for bad in [
+        "REPORT from=2026-1-1",
+        "REPORT to=2026-02-30",
+        "REPORT from=2026-12-02 to=2026-12-01",
+        "REPORT 2026-12-01",
+        "REPORT from=2026-12-01 from=2026-12-02",
+    ] {
+        assert_eq!(err(bad), ErrCode::BadField, "{bad}");
+    }
+}

@@ -15,7 +15,8 @@
 //! - `result.rs`: the result codes and seed 000's result line.
 //! - `ulog.rs`: the uploader log.
 //! - `pending.rs`: reports kept on disk until they are uploaded.
-//! - `standin.rs`: the report tallyd sends until the usage report is wired in.
+//! - `source.rs`: the report tallyd sends (the usage history's compliance
+//!   report).
 //! - `worker.rs`: the thread: first upload after a delay, then daily, on
 //!   demand, retries.
 //!
@@ -24,7 +25,7 @@
 mod backoff;
 mod pending;
 mod result;
-mod standin;
+mod source;
 mod transfer;
 mod ulog;
 mod wire;
@@ -43,7 +44,7 @@ use tally_core::clock::Clock;
 pub use backoff::{Backoff, Jitter};
 pub use pending::MAX_PENDING;
 pub use result::{result_line, Code, Failure, UPLOAD_TYPE};
-pub(crate) use standin::source as standin_source;
+pub(crate) use source::source as usage_source;
 pub use transfer::Timeouts;
 pub use wire::{parse_upload_response, sha256_hex, Manifest, Period, UploadResponse};
 

@@ -35,7 +35,7 @@ fn a_borrow_expires_exactly_at_its_end_not_on_disconnect() {
         b.req(&mut s, "CHECKOUT B alice pc1 h1 borrow=24"),
         format!("OK B h1 {end}")
     );
-    assert_eq!(b.logged(), [Action::OutBorrow]);
+    assert_eq!(b.logged(), [Action::Out(OutKind::Borrow)]);
     assert!(s.held.is_empty(), "a borrow is not the connection's");
     let mut timers = LoopTimers::with_capacity(START, 0);
     for (id, at) in b.fx.lingers.drain(..) {
@@ -50,7 +50,7 @@ fn a_borrow_expires_exactly_at_its_end_not_on_disconnect() {
     assert_eq!(b.in_use("B"), 1);
     b.clock.advance(1);
     assert_eq!(expire(&mut b, &mut timers), 1, "due at its end exactly");
-    assert_eq!(b.logged(), [Action::BorrowExpired]);
+    assert_eq!(b.logged(), [Action::In(Cause::BorrowExpiry)]);
     assert_eq!(b.in_use("B"), 0);
     let t = crate::metrics::totals(&b.cx.shared.metrics);
     assert_eq!(t.checkins[crate::metrics::Cause::BorrowExpiry as usize], 1);
@@ -98,7 +98,7 @@ fn a_borrow_is_returned_early_by_its_checkin_or_the_admin() {
         b.req(&mut back, "CHECKIN B h1 user=alice host=pc1"),
         "OK B h1"
     );
-    assert_eq!(b.logged(), [Action::BorrowReturned]);
+    assert_eq!(b.logged(), [Action::In(Cause::BorrowReturn)]);
     assert_eq!(b.in_use("B"), 1);
     // The admin ends the other: BORROW_RETURN is an admin request.
     let mut admin = remote(3);
@@ -113,7 +113,7 @@ fn a_borrow_is_returned_early_by_its_checkin_or_the_admin() {
         b.req(&mut admin, "BORROW_RETURN B alice pc1"),
         "OK RETURNED 1"
     );
-    assert_eq!(b.logged(), [Action::BorrowReturned]);
+    assert_eq!(b.logged(), [Action::In(Cause::BorrowReturn)]);
     assert_eq!(b.in_use("B"), 0);
     let t = crate::metrics::totals(&b.cx.shared.metrics);
     assert_eq!(t.checkins[crate::metrics::Cause::BorrowReturn as usize], 2);
@@ -188,7 +188,7 @@ fn a_reread_keeps_a_borrow_a_borrow_until_its_end() {
     );
     b.clock.advance(HOUR);
     assert_eq!(expire(&mut b, &mut timers), 1);
-    assert_eq!(b.logged(), [Action::BorrowExpired]);
+    assert_eq!(b.logged(), [Action::In(Cause::BorrowExpiry)]);
     assert_eq!(b.in_use("B"), 0);
 }
 
@@ -212,7 +212,7 @@ fn a_borrow_with_wait_queues_and_is_served_as_a_borrow() {
     ));
     assert_eq!(out, format!("OK B b1 {}\n", now + 3 * HOUR).as_bytes());
     assert!(b.cx.shared.queues.remove(feature, w.seq).is_some());
-    assert_eq!(b.logged(), [Action::OutBorrow]);
+    assert_eq!(b.logged(), [Action::Out(OutKind::Borrow)]);
     let snap = b.cx.engine.snapshot(now);
     let h = &snap.features[0].pools[0].holders;
     assert!(h.iter().any(|h| h.handle == "b1" && h.borrowed), "{h:?}");

@@ -87,7 +87,7 @@ fn reconcile_counts_overdraft_and_blocks_new_checkouts_until_under() {
         &format!("RECONCILE F bob pc2 h2 start={start} id=c1-1 linger=60"),
     );
     assert_eq!(r, format!("OK OVERDRAFT F h2 {} 1", START + 60_000));
-    assert_eq!(b.logged(), [Action::OutOverdraft]);
+    assert_eq!(b.logged(), [Action::OutOverdraft(OutKind::Reconciled)]);
     assert_eq!(
         lines(&b),
         [r#"OVERDRAFT: "F" bob@pc2 [h2]  (reconciled offline use, 1 over 1)"#]
@@ -158,7 +158,7 @@ fn reconcile_under_the_count_and_its_defaults() {
             START + protocol::RECONCILE_DEFAULT_LINGER_MS
         )
     );
-    assert_eq!(b.logged(), [Action::Out]);
+    assert_eq!(b.logged(), [Action::Out(OutKind::Reconciled)]);
     assert!(lines(&b).is_empty(), "no overdraft line");
     assert_eq!(b.in_use("G"), 2);
     // A start in the future is clamped to now.

@@ -1,0 +1,514 @@
+//! Usage reporting (docs/usage.md): the report log, the daily usage
+//! history in SQLite, and the compliance report.
+//!
+//! The loops do nothing new for it: the usage events are the debug log's
+//! license events ([`crate::debuglog::Event::License`]), which already go
+//! over the log's bounded channel to the `tally-log` thread (with NOLOG,
+//! the events NOLOG drops from the debug log still go, marked, when usage
+//! reporting is on). There a `Sink` writes each one to the report log
+//! (`REPORTLOG`, `--report-log`) and applies it to the [`day::Aggregator`]
+//! (memory only); once a second it hands the rows that changed to the
+//! `tally-usage` thread, which writes them to `usage.sqlite` in one
+//! transaction ([`db`]). No lock is shared with the loops.
+//!
+//! At start (when the debug log starts serving, after journal recovery and
+//! before any loop runs) the sink goes on with today's rows from the
+//! database and, when the report log is appended to (`+path`), with
+//! today's lines of the report log (each figure the larger of the two, the
+//! users and hosts the union: the report log has every event written
+//! before a `kill -9`, the database those of the last batch), then seeds
+//! what is in use from the engine (licenses recovered from the journal
+//! count) and writes `INUSE` lines.
+
+pub mod day;
+pub mod db;
+pub mod report;
+pub mod reportlog;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded, Sender};
+use tally_core::engine::{Engine, HolderBuf};
+
+use crate::debuglog::{Action, LogTarget};
+use day::{day_of, Aggregator, Change, UsageEvent, DAY_MS};
+
+/// How often the changed rows go to the database, in ms.
+pub const BATCH_EVERY_MS: u64 = 1000;
+
+/// What usage reporting does (`server::Config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageConfig {
+    /// The report log (`None`: none).
+    pub report_log: Option<LogTarget>,
+    /// The history's file (`None`: no history: no state dir in use).
+    pub db: Option<PathBuf>,
+    /// Days of history kept.
+    pub retention_days: u32,
+}
+
+impl UsageConfig {
+    /// Whether there is anything to do: the loops send the events NOLOG
+    /// drops only then.
+    pub fn is_on(&self) -> bool {
+        self.report_log.is_some() || self.db.is_some()
+    }
+}
+
+/// A message to the `tally-usage` thread.
+enum Msg {
+    /// Rows to write, in one transaction.
+    Batch(Vec<day::Row>),
+    /// Delete the days before this one.
+    Prune(u64),
+    /// Answer once everything before is written.
+    Sync(Sender<()>),
+}
+
+/// The `tally-log` thread's usage consumer.
+pub(crate) struct Sink {
+    config: UsageConfig,
+    report: Option<BufWriter<File>>,
+    agg: Aggregator,
+    db: Option<Sender<Msg>>,
+    thread: Option<JoinHandle<()>>,
+    last_batch_ms: u64,
+    stamp: (u64, [u8; 19]),
+    /// Each feature's version in the license file (the highest its pools
+    /// serve), for the report log's `version=`.
+    versions: std::collections::HashMap<String, String>,
+    /// A message for the debug log (the writer writes it).
+    pub(crate) notes: Vec<String>,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_report_log(target: &LogTarget, append: bool) -> io::Result<Option<BufWriter<File>>> {
+    let LogTarget::File { path, .. } = target else {
+        return Ok(None);
+    };
+    let mut o = OpenOptions::new();
+    o.create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    let f = o.open(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot open report log {}: {e}", path.display()),
+        )
+    })?;
+    Ok(Some(BufWriter::new(f)))
+}
+
+impl Sink {
+    /// A sink that does nothing until [`Sink::start`].
+    pub(crate) fn new(config: UsageConfig, now: u64) -> Sink {
+        Sink {
+            config,
+            report: None,
+            agg: Aggregator::new(now),
+            db: None,
+            thread: None,
+            last_batch_ms: now,
+            stamp: (0, [0; 19]),
+            versions: Default::default(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The server can serve (recovery done, no loop running yet): goes on
+    /// with today's figures, seeds what is in use from `engine`, opens the
+    /// report log and the database, starts the `tally-usage` thread.
+    pub(crate) fn start(&mut self, engine: &Engine, now: u64) -> io::Result<()> {
+        self.agg = Aggregator::new(now);
+        let today = day::day_text(day_of(now));
+        let mut conn = None;
+        if let Some(path) = &self.config.db {
+            let c = db::open_for_writing(path).map_err(|e| {
+                io::Error::other(format!("cannot open usage history {}: {e}", path.display()))
+            })?;
+            match db::read_today(&c, &today) {
+                Ok(rows) => rows.into_iter().for_each(|r| self.agg.merge(r)),
+                Err(e) => self
+                    .notes
+                    .push(format!("Usage history: today's rows not read: {e}")),
+            }
+            if let Err(e) = db::prune(&c, self.first_kept(now)) {
+                self.notes
+                    .push(format!("Usage history: old days not deleted: {e}"));
+            }
+            conn = Some(c);
+        }
+        if let Some(LogTarget::File { path, append }) = &self.config.report_log {
+            if *append {
+                if let Ok(f) = File::open(path) {
+                    for r in rebuild_day(io::BufReader::new(f), day_of(now)) {
+                        self.agg.merge(r);
+                    }
+                }
+            }
+        }
+        if let Some(target) = &self.config.report_log {
+            let append = matches!(target, LogTarget::File { append: true, .. });
+            self.report = open_report_log(target, append)?;
+        }
+        self.seed(engine, now, "start");
+        if let Some(c) = conn {
+            let (tx, rx) = unbounded::<Msg>();
+            let thread = std::thread::Builder::new()
+                .name("tally-usage".into())
+                .spawn(move || write_history(c, rx))?;
+            self.db = Some(tx);
+            self.thread = Some(thread);
+        }
+        self.last_batch_ms = now;
+        self.batch(now);
+        self.flush_report();
+        Ok(())
+    }
+
+    fn first_kept(&self, now: u64) -> u64 {
+        day_of(now).saturating_sub(u64::from(self.config.retention_days.max(1)) - 1)
+    }
+
+    /// Every feature of `engine`: its licensed count, and (at start) what
+    /// is in use; then an `INUSE` line each.
+    fn seed(&mut self, engine: &Engine, now: u64, at: &str) {
+        let in_use = at == "start";
+        self.versions.clear();
+        for f in engine.snapshot(now).features {
+            if let Some(v) = f.pools.iter().map(|p| &p.version).max() {
+                self.versions.insert(f.name.clone(), v.to_string());
+            }
+            let counted: Option<u64> = f
+                .pools
+                .iter()
+                .map(|p| p.count.map(u64::from))
+                .sum::<Option<u64>>();
+            if in_use {
+                let used: u64 = f.pools.iter().map(|p| u64::from(p.in_use)).sum();
+                self.agg.seed(&f.name, counted, used, now);
+            } else {
+                self.agg.set_licensed(&f.name, counted, now);
+            }
+        }
+        self.write_in_use(now, at);
+    }
+
+    /// A REREAD: the licensed counts of the new file.
+    pub(crate) fn engine(&mut self, engine: &Engine, now: u64) {
+        self.seed(engine, now, "reread");
+    }
+
+    fn write_in_use(&mut self, at_ms: u64, at: &str) {
+        let Some(out) = self.report.as_mut() else {
+            return;
+        };
+        for (feature, licensed, in_use) in self.agg.live() {
+            reportlog::write_stamp(out, &mut self.stamp, at_ms);
+            let _ = out.write_all(b" INUSE");
+            reportlog::write_field(out, "feature", &feature);
+            match licensed {
+                Some(n) => reportlog::write_field(out, "licensed", itoa(n).as_str()),
+                None => reportlog::write_field(out, "licensed", "uncounted"),
+            }
+            reportlog::write_field(out, "in_use", itoa(in_use).as_str());
+            reportlog::write_field(out, "at", at);
+            let _ = out.write_all(b"\n");
+        }
+    }
+
+    /// Time is `now`: a UTC midnight passed writes the new day's `INUSE`
+    /// lines (stamped at midnight) and prunes old days.
+    fn advance(&mut self, now: u64) {
+        let before = self.agg.day();
+        if day_of(now) > before {
+            self.agg.advance(now);
+            self.write_in_use(self.agg.day() * DAY_MS, "midnight");
+            let first = self.first_kept(now);
+            if let Some(db) = &self.db {
+                let _ = db.send(Msg::Prune(first));
+            }
+        }
+    }
+
+    /// One license event (`name`: its feature's name; `known`: the license
+    /// file has it).
+    pub(crate) fn event(
+        &mut self,
+        at_ms: u64,
+        action: Action,
+        name: &str,
+        known: bool,
+        h: &HolderBuf,
+        count: u32,
+    ) {
+        let (word, change) = match action {
+            Action::Out(kind) => (
+                "OUT",
+                Change::Grant {
+                    kind,
+                    overdraft: false,
+                    count,
+                },
+            ),
+            Action::OutOverdraft(kind) => (
+                "OUT",
+                Change::Grant {
+                    kind,
+                    overdraft: true,
+                    count,
+                },
+            ),
+            Action::In(cause) => ("IN", Change::Release { cause, count }),
+            Action::Denied(r) => ("DENIED", Change::Denial { reason: r.name() }),
+            Action::InBalance | Action::Removing | Action::Queued => return,
+        };
+        self.advance(at_ms);
+        self.agg.apply(&UsageEvent {
+            at_ms,
+            feature: name,
+            known,
+            user: h.user(),
+            host: h.host(),
+            change,
+        });
+        let Some(out) = self.report.as_mut() else {
+            return;
+        };
+        reportlog::write_stamp(out, &mut self.stamp, at_ms);
+        let _ = out.write_all(b" ");
+        let _ = out.write_all(word.as_bytes());
+        reportlog::write_field(out, "feature", name);
+        let version = self.versions.get(name).map_or("", String::as_str);
+        reportlog::write_field(out, "version", version);
+        reportlog::write_field(out, "user", h.user());
+        reportlog::write_field(out, "host", h.host());
+        reportlog::write_field(out, "display", h.display());
+        reportlog::write_field(out, "handle", h.handle());
+        reportlog::write_field(out, "count", itoa(u64::from(count)).as_str());
+        match change {
+            Change::Grant {
+                kind, overdraft, ..
+            } => {
+                reportlog::write_field(out, "kind", kind.name());
+                if overdraft {
+                    reportlog::write_field(out, "overdraft", "1");
+                }
+            }
+            Change::Release { cause, .. } => reportlog::write_field(out, "cause", cause.name()),
+            Change::Denial { reason } => reportlog::write_field(out, "reason", reason),
+        }
+        let _ = out.write_all(b"\n");
+    }
+
+    /// After each drain of the channel and once a second: the report log
+    /// is flushed, and the changed rows go to the database once a second.
+    pub(crate) fn tick(&mut self, now: u64) {
+        self.advance(now);
+        if now >= self.last_batch_ms + BATCH_EVERY_MS {
+            self.batch(now);
+        }
+        self.flush_report();
+    }
+
+    fn flush_report(&mut self) {
+        if let Some(out) = self.report.as_mut() {
+            let _ = out.flush();
+        }
+    }
+
+    fn batch(&mut self, now: u64) {
+        self.last_batch_ms = now;
+        let rows = self.agg.take(now);
+        if let (Some(db), false) = (&self.db, rows.is_empty()) {
+            let _ = db.send(Msg::Batch(rows));
+        }
+    }
+
+    /// Everything so far is in the report log and committed to the
+    /// database (REPORT, shutdown).
+    pub(crate) fn sync(&mut self, now: u64) {
+        self.advance(now);
+        self.batch(now);
+        self.flush_report();
+        if let Some(db) = &self.db {
+            let (tx, rx) = bounded(1);
+            if db.send(Msg::Sync(tx)).is_ok() {
+                let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
+            }
+        }
+    }
+
+    /// Reopens the report log (appending), with the debug log.
+    pub(crate) fn reopen(&mut self) {
+        self.flush_report();
+        if let Some(target) = &self.config.report_log {
+            match open_report_log(target, true) {
+                Ok(out) => self.report = out,
+                Err(e) => self.notes.push(format!("Report log not reopened: {e}")),
+            }
+        }
+    }
+
+    /// Writes what is left and stops the `tally-usage` thread.
+    pub(crate) fn stop(&mut self, now: u64) {
+        self.sync(now);
+        self.db = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A number's decimal text, without a `format!` per field.
+fn itoa(n: u64) -> Digits {
+    let mut d = Digits {
+        buf: [0; 20],
+        start: 20,
+    };
+    let mut n = n;
+    loop {
+        d.start -= 1;
+        d.buf[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    d
+}
+
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("0")
+    }
+}
+
+/// Today's summaries rebuilt from a report log: every line of the UTC
+/// day `day`, replayed in order (`INUSE` lines seed what is in use, as
+/// the start that wrote them did).
+pub(crate) fn rebuild_day(log: impl io::BufRead, day: u64) -> Vec<day::DayRecord> {
+    let lines = reportlog::lines_of_day(log, day);
+    let Some(first) = lines.first() else {
+        return Vec::new();
+    };
+    let start = match first {
+        reportlog::Line::Event { at_ms, .. } | reportlog::Line::InUse { at_ms, .. } => *at_ms,
+    };
+    let mut agg = Aggregator::new(start);
+    let mut after_start = false;
+    for l in &lines {
+        let is_start = matches!(l, reportlog::Line::InUse { start: true, .. });
+        if is_start && !after_start {
+            // A restart: tallyd stopped at the last line before it.
+            agg.stopped();
+        }
+        after_start = is_start;
+        match l {
+            reportlog::Line::InUse {
+                at_ms,
+                feature,
+                licensed,
+                in_use,
+                ..
+            } => agg.seed(feature, *licensed, *in_use, *at_ms),
+            reportlog::Line::Event {
+                at_ms,
+                feature,
+                user,
+                host,
+                change,
+            } => agg.apply(&UsageEvent {
+                at_ms: *at_ms,
+                feature,
+                known: true,
+                user,
+                host,
+                change: change.as_change(),
+            }),
+        }
+    }
+    agg.stopped();
+    agg.export()
+}
+
+/// The `tally-usage` thread: writes batches until the sink hangs up.
+fn write_history(mut c: rusqlite::Connection, rx: crossbeam_channel::Receiver<Msg>) {
+    for msg in rx {
+        match msg {
+            Msg::Batch(rows) => {
+                if let Err(e) = db::write_batch(&mut c, &rows) {
+                    eprintln!(
+                        "tallyd: usage history: a batch of {} rows not written: {e}",
+                        rows.len()
+                    );
+                }
+            }
+            Msg::Prune(first) => {
+                if let Err(e) = db::prune(&c, first) {
+                    eprintln!("tallyd: usage history: old days not deleted: {e}");
+                }
+            }
+            Msg::Sync(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_rebuilt_from_its_report_log_lines_across_a_restart() {
+        let text = "\
+2026-12-02T23:59:59.000Z OUT feature=F user=old host=h display=\"\" handle=o count=1 kind=new
+2026-12-03T00:00:00.000Z INUSE feature=F licensed=2 in_use=1 at=midnight
+2026-12-03T08:00:00.000Z OUT feature=F user=alice host=pc1 display=\"\" handle=a count=1 kind=new
+2026-12-03T09:00:00.000Z DENIED feature=F user=bob host=pc2 display=\"\" handle=b count=1 reason=ALL_IN_USE
+2026-12-03T10:00:00.000Z INUSE feature=F licensed=2 in_use=1 at=start
+2026-12-03T10:30:00.000Z DENIED feature=F user=bob host=pc2 display=\"\" handle=b count=3 reason=COUNT_TOO_HIGH
+";
+        let day = day::parse_day("2026-12-03").unwrap();
+        let rebuilt = rebuild_day(text.as_bytes(), day);
+        assert_eq!(rebuilt.len(), 1);
+        let r = &rebuilt[0];
+        assert_eq!(r.feature, "F");
+        assert_eq!(r.users, ["alice"]);
+        let s = &r.summary;
+        assert_eq!((s.peak_in_use, s.checkouts), (2, 1));
+        assert_eq!(s.denials.values().sum::<u64>(), 2);
+        // Full 08:00-09:00; the time tallyd was down is not counted.
+        assert_eq!(s.full_use_ms, 3_600_000);
+        assert!(rebuild_day(text.as_bytes(), day + 1).is_empty());
+        // A line that is not UTF-8 is skipped, not the rest of the file.
+        let mut bytes = b"2026-12-03T07:00:00.000Z OUT feature=\xff\n".to_vec();
+        bytes.extend_from_slice(text.as_bytes());
+        assert_eq!(rebuild_day(&bytes[..], day), rebuilt);
+    }
+
+    #[test]
+    fn numbers_are_written_without_format() {
+        assert_eq!(itoa(0).as_str(), "0");
+        assert_eq!(itoa(u64::MAX).as_str(), "18446744073709551615");
+    }
+}
