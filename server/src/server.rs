@@ -79,7 +79,8 @@ pub struct Config {
     /// `None`: not at all).
     pub http: Option<SocketAddr>,
     /// Where the status page's charts of daily peaks come from (`None`:
-    /// the page says there is no usage history).
+    /// the usage history in the state dir, if tallyd keeps one; else the
+    /// page says there is none).
     pub usage_history: Option<crate::web::UsageHistory>,
     /// The compliance report's upload (`--upload-url`; `None`: off).
     pub upload: Option<UploadConfig>,
@@ -315,7 +316,10 @@ impl Server {
                     addr,
                     shared.clone(),
                     Extras {
-                        history: config.usage_history.clone(),
+                        history: config.usage_history.clone().or_else(|| {
+                            let db = usage.db.clone()?;
+                            Some(usage::history::page_history(db, shared.clock.clone()))
+                        }),
                     },
                 )
                 .map_err(|source| ServerError::Bind { addr, source })?,

@@ -1,6 +1,6 @@
 //! The status page (`GET /`) in a real browser: tallyd with `--http`, a
 //! scripted state (two users' checkouts, a linger, a denial, a queued
-//! checkout), then headless Chromium's `--dump-dom` of the page, checked
+//! checkout) and a seeded usage history (charts), then headless Chromium's `--dump-dom` of the page, checked
 //! for the features, holders and figures, and a `--screenshot` kept under
 //! the target directory (`<target>/web/status.png`: CI's artifact).
 //!
@@ -162,6 +162,35 @@ fn the_page_is_served_whole_with_the_state() {
     assert_eq!(get(s.http, "/?from=x").0, 400);
 }
 
+/// 89 days of usage before today in `state`'s usage.sqlite: CAD's peak
+/// goes 1, 2, 3, 2, 1, ... of 3 licensed; SIM's 1 of 1 every other day.
+fn seed_history(state: &Path) {
+    use tally_server::usage::{day, db};
+    let mut c = db::open_for_writing(&state.join(db::DB_FILE)).expect("create usage.sqlite");
+    let today = chrono::Utc::now().timestamp_millis() as u64 / day::DAY_MS;
+    let mut rows = Vec::new();
+    for back in 1..90u64 {
+        for (feature, licensed, peak) in [
+            ("CAD", 3, [1, 2, 3, 2][(back % 4) as usize]),
+            ("SIM", 1, back % 2),
+        ] {
+            rows.push(day::Row {
+                day: today - back,
+                feature: feature.into(),
+                summary: day::DaySummary {
+                    licensed: Some(licensed),
+                    peak_in_use: peak,
+                    checkouts: peak * 4,
+                    ..Default::default()
+                },
+                new_users: vec!["seeded".into()],
+                new_hosts: vec!["ws-seed".into()],
+            });
+        }
+    }
+    db::write_batch(&mut c, &rows).expect("seed usage.sqlite");
+}
+
 #[test]
 fn chromium_renders_the_features_and_holders() {
     let Some(bin) = chromium() else {
@@ -175,8 +204,11 @@ fn chromium_renders_the_features_and_holders() {
         );
         return;
     };
-    let s = Served::start("web-chromium", LICENSE);
+    let s = Served::start_seeded("web-chromium", LICENSE, seed_history);
     let _clients = script(&s);
+    // REPORT flushes the log writer: today's row is in the history too.
+    let r = s.connect().req("REPORT");
+    assert!(r.starts_with("OK {"), "{r}");
     let url = format!("http://{}/", s.http);
     let out = target_dir().join("web");
     std::fs::create_dir_all(&out).expect("create <target>/web");
@@ -198,6 +230,25 @@ fn chromium_renders_the_features_and_holders() {
     assert!(dom.contains("(in 9m "), "bob's linger deadline: {dom}");
     assert!(dom.contains("<span id=\"denials-hour\">1</span>"), "{dom}");
     assert!(dom.contains("dave"), "the queue: {dom}");
+    // Charts from the usage history: 89 seeded days and today, each day
+    // its own bar (CAD: the last 30 days and the last 90, twice each).
+    assert_eq!(dom.matches("<svg class=\"chart\"").count(), 4, "{dom}");
+    assert!(
+        dom.contains("CAD: daily peak in use against licensed, last 90 days"),
+        "{dom}"
+    );
+    let today = chrono::Utc::now().date_naive();
+    assert!(
+        dom.contains(&format!("<title>{today}: peak 3 of 3</title>")),
+        "today's CAD: {dom}"
+    );
+    let cad =
+        &dom[dom.find("data-feature=\"CAD\"").unwrap()..dom.find("data-feature=\"SIM\"").unwrap()];
+    assert_eq!(
+        cad.matches("<rect class=\"peak\"").count(),
+        30 + 90,
+        "{cad}"
+    );
     // The browser built no script element out of the odd user's name.
     assert!(!dom.contains("<script"), "{dom}");
     assert!(

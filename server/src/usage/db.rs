@@ -184,6 +184,21 @@ pub struct StoredDay {
     pub summary: DaySummary,
 }
 
+/// `feature`'s days from `from` (`YYYY-MM-DD`) on, oldest first: the day,
+/// its peak in use and its licensed count (the status page's charts).
+pub fn daily_peaks(
+    c: &Connection,
+    feature: &str,
+    from: &str,
+) -> rusqlite::Result<Vec<(String, u64, Option<u64>)>> {
+    let mut q = c.prepare_cached(
+        "SELECT day, peak_in_use, licensed FROM usage_daily
+         WHERE feature = ?1 AND day >= ?2 ORDER BY day",
+    )?;
+    let rows = q.query_map([feature, from], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
 /// The rows of the days `from..=to` (`YYYY-MM-DD`), by day then feature.
 pub fn read_days(c: &Connection, from: &str, to: &str) -> rusqlite::Result<Vec<StoredDay>> {
     let mut q = c.prepare(

@@ -22,6 +22,7 @@
 
 pub mod day;
 pub mod db;
+pub mod history;
 pub mod report;
 pub mod reportlog;
 

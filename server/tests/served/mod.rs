@@ -26,7 +26,19 @@ impl Drop for Served {
 impl Served {
     /// Starts tallyd on `license` with two loops and `--http`.
     pub(crate) fn start(name: &str, license: &str) -> Served {
+        Served::start_seeded(name, license, |_| {})
+    }
+
+    /// [`Served::start`], with `seed` given the state directory first (to
+    /// put a usage history there, say).
+    pub(crate) fn start_seeded(
+        name: &str,
+        license: &str,
+        seed: impl FnOnce(&std::path::Path),
+    ) -> Served {
         let scratch = Scratch::new(name);
+        std::fs::create_dir_all(scratch.path("state")).expect("create the state dir");
+        seed(&scratch.path("state"));
         let lic = scratch.path("license.lic");
         std::fs::write(&lic, license).expect("write license");
         let mut child = Command::new(tallyd_bin())
