@@ -132,3 +132,44 @@ fn report_upload_starts_one_and_status_shows_its_code() {
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["last"]["code"], "CTX_UPLOADER_CONNECT_FAILED");
 }
+
+#[test]
+fn an_export_without_report_asks_the_server_and_verifies() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let mut c = t.connect();
+    assert!(c.req("CHECKOUT MANY ann h1 a1").starts_with("OK "));
+    assert!(c.req("CHECKOUT MANY bob h2 b1 count=2").starts_with("OK "));
+    let s = Scratch::new("report-export-server");
+    let out = s.path("export.tally");
+    let o = out.display().to_string();
+    let server = format!("{}@127.0.0.1", t.addr.port());
+    let made = tallyctl(&["report", "export", "-c", &server, "--out", &o]);
+    assert_eq!(made.status.code(), Some(0), "{made:?}");
+    let ok = tallyctl(&["report", "verify", &o]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    // The part is the server's REPORT, byte for byte: what `tallyctl
+    // report` prints (the same day's figures: 3 in use at the peak).
+    let file = std::fs::read_to_string(&out).unwrap();
+    let json = file
+        .lines()
+        .skip_while(|l| !l.starts_with("part report.json "))
+        .nth(1)
+        .expect("the report part");
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["features"][0]["feature"], "MANY", "{v}");
+    assert_eq!(v["features"][0]["totals"]["peak_in_use"], 3, "{v}");
+    assert_eq!(v["features"][0]["totals"]["checkouts"], 2, "{v}");
+    // A period the server refuses is the server's error (exit 1).
+    let bad = tallyctl(&[
+        "report",
+        "export",
+        "-c",
+        &server,
+        "--out",
+        &s.path("bad").display().to_string(),
+        "--from",
+        "2026-13-01",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{bad:?}");
+    assert!(!s.path("bad").exists());
+}

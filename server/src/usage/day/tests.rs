@@ -225,3 +225,19 @@ fn unknown_feature_names_are_bounded() {
     let other = rows.iter().find(|r| r.feature == OTHER_FEATURES).unwrap();
     assert_eq!(other.summary.denials.get("NO_SUCH_FEATURE"), Some(&10));
 }
+
+#[test]
+fn a_borrow_is_a_checkout_held_until_it_ends_or_returns() {
+    let mut a = Aggregator::new(DAY0);
+    a.seed("F", Some(2), 0, DAY0);
+    a.apply(&grant(DAY0 + HOUR, "away", OutKind::Borrow, 1));
+    a.apply(&grant(DAY0 + 2 * HOUR, "trip", OutKind::Borrow, 1));
+    assert_eq!(a.in_use("F"), 2);
+    a.apply(&release(DAY0 + 3 * HOUR, Cause::BorrowReturn, 1));
+    a.apply(&release(DAY0 + 5 * HOUR, Cause::BorrowExpiry, 1));
+    let s = a.today("F").unwrap();
+    assert_eq!((s.checkouts, s.peak_in_use), (2, 2));
+    // Both out from 02:00 to 03:00: an hour at full use.
+    assert_eq!(s.full_use_ms, HOUR);
+    assert_eq!(a.in_use("F"), 0);
+}
