@@ -18,8 +18,10 @@
 //! [`CONNECTION_DEADLINE`] for everything, then is dropped; an accept
 //! error (EMFILE, say) is retried after [`ACCEPT_RETRY`], never ending
 //! the accept loop. Answering runs inline on the worker that polls the
-//! connection (rendering is CPU work of a few milliseconds; inline keeps
-//! the thread count fixed, where `spawn_blocking` would start threads).
+//! connection (a whole scrape takes about 2 ms, docs/benchmarks.md; a
+//! large server's page or STATUS takes longer, and then holds that worker
+//! only: inline keeps the thread count fixed, where `spawn_blocking` would
+//! start threads).
 //! When hyper closes a connection it first shuts the write side and reads
 //! (and drops) what the client still sends, for up to 2 s, so that the
 //! client reads the response rather than a reset.
