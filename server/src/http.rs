@@ -22,9 +22,10 @@
 //! large server's page or STATUS takes longer, and then holds that worker
 //! only: inline keeps the thread count fixed, where `spawn_blocking` would
 //! start threads).
-//! When hyper closes a connection it first shuts the write side and reads
-//! (and drops) what the client still sends, for up to 2 s, so that the
-//! client reads the response rather than a reset.
+//! After a response (hyper's, or the 408) the connection's write side is
+//! shut and what the client still sends is read and dropped, for up to
+//! 2 s, before it is closed, so that the client reads the response rather
+//! than a reset.
 //!
 //! Two responses are not hyper's: the 503 past the cap (no request is read
 //! for it) and the 408, which this module writes when the header deadline
