@@ -42,7 +42,8 @@ fn scrape_once(addr: SocketAddr) -> Option<usize> {
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200 ").then_some(body.len())
+    // (An HTTP/1.0 request may be answered in 1.0, as hyper does.)
+    (head.starts_with("HTTP/1.1 200 ") || head.starts_with("HTTP/1.0 200 ")).then_some(body.len())
 }
 
 impl Scraper {

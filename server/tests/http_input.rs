@@ -110,7 +110,8 @@ fn past_the_connection_cap_new_ones_get_503_and_no_thread() {
         common::eventually(Duration::from_secs(10), || s.http_threads() == WORKERS + 1),
         "the workers and the accept thread"
     );
-    // Silent connections: the workers wait on some, the rest are queued.
+    // Silent connections, each holding a place under the cap (a task, not
+    // a thread) until its header deadline.
     let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
         .map(|_| TcpStream::connect(s.http).expect("connect"))
         .collect();
