@@ -170,6 +170,9 @@ pub struct DayRecord {
 struct Live {
     in_use: u64,
     licensed: Option<u64>,
+    /// Overdraft licenses out, as the overdraft grants say (never more
+    /// than what is in use beyond `licensed`).
+    over: u64,
     /// Since when every license is in use, if it is.
     full_since: Option<u64>,
     day: DaySummary,
@@ -190,9 +193,22 @@ impl Live {
     /// peaks and the interval at full use follow.
     fn changed(&mut self, now: u64) {
         self.dirty = true;
-        self.day.peak_in_use = self.day.peak_in_use.max(self.in_use);
+        // Each loop hands its events over after its request, so a grant on
+        // one loop of a license another loop's check-in just freed may come
+        // before that check-in: `in_use` is then one above the truth for a
+        // moment. Without an overdraft grant the truth is never above the
+        // licensed count, so the peaks are taken at most up to it (plus
+        // the overdraft licenses out); no overdraft that never happened.
+        let seen = match self.licensed {
+            Some(n) => {
+                self.over = self.over.min(self.in_use.saturating_sub(n));
+                self.in_use.min(n + self.over)
+            }
+            None => self.in_use,
+        };
+        self.day.peak_in_use = self.day.peak_in_use.max(seen);
         if let Some(n) = self.licensed {
-            self.day.overdraft_peak = self.day.overdraft_peak.max(self.in_use.saturating_sub(n));
+            self.day.overdraft_peak = self.day.overdraft_peak.max(seen.saturating_sub(n));
         }
         match (self.full_since, self.is_full()) {
             (None, true) => self.full_since = Some(now),
@@ -376,6 +392,8 @@ impl Aggregator {
         let live = self.features.entry(feature.to_string()).or_default();
         live.licensed = licensed;
         live.in_use = in_use;
+        // Beyond the count at start: overdraft licenses (recovered).
+        live.over = licensed.map_or(0, |n| in_use.saturating_sub(n));
         live.changed(now);
     }
 
@@ -437,6 +455,9 @@ impl Aggregator {
                 }
                 if overdraft && kind != OutKind::Renewal {
                     live.day.overdraft_grants += 1;
+                    if kind != OutKind::Untracked {
+                        live.over += u64::from(count);
+                    }
                 }
                 live.changed(now);
             }

@@ -72,7 +72,14 @@ fn a_scripted_day_gives_exact_figures() {
     clock.advance(HOUR / 2); // 10:00: one lingers out
     a.apply(&release(clock.now_ms(), Cause::LingerExpiry, 1));
     clock.advance(HOUR); // 11:00
-    a.apply(&grant(clock.now_ms(), "carol", OutKind::New, 2)); // 4 of 3
+    // 4 of 3: the engine grants beyond the count only as an overdraft.
+    let mut carol = grant(clock.now_ms(), "carol", OutKind::New, 2);
+    carol.change = Change::Grant {
+        kind: OutKind::New,
+        overdraft: true,
+        count: 2,
+    };
+    a.apply(&carol);
     a.apply(&denial(clock.now_ms(), "EXPIRED"));
     clock.advance(HOUR); // 12:00
     a.apply(&release(clock.now_ms(), Cause::IdleTimeout, 2));
@@ -240,4 +247,30 @@ fn a_borrow_is_a_checkout_held_until_it_ends_or_returns() {
     // Both out from 02:00 to 03:00: an hour at full use.
     assert_eq!(s.full_use_ms, HOUR);
     assert_eq!(a.in_use("F"), 0);
+}
+
+#[test]
+fn a_grant_before_the_check_in_it_follows_is_no_overdraft() {
+    // Two loops: bob's check-in on one frees the license alice's checkout
+    // takes on the other, and alice's OUT comes first.
+    let mut a = Aggregator::new(DAY0);
+    a.seed("F", Some(2), 2, DAY0);
+    a.apply(&grant(DAY0 + 10, "alice", OutKind::New, 1));
+    a.apply(&release(DAY0 + 11, Cause::Checkin, 1));
+    let s = a.today("F").unwrap();
+    assert_eq!((s.peak_in_use, s.overdraft_peak), (2, 0));
+    assert_eq!(a.in_use("F"), 2);
+    // A real overdraft grant still counts, and a recovered one at start.
+    let mut e = grant(DAY0 + 20, "carol", OutKind::New, 1);
+    e.change = Change::Grant {
+        kind: OutKind::New,
+        overdraft: true,
+        count: 1,
+    };
+    a.apply(&e);
+    let s = a.today("F").unwrap();
+    assert_eq!((s.peak_in_use, s.overdraft_peak, s.overdraft_grants), (3, 1, 1));
+    let mut b = Aggregator::new(DAY0);
+    b.seed("F", Some(2), 3, DAY0);
+    assert_eq!(b.today("F").unwrap().overdraft_peak, 1);
 }
