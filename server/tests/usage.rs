@@ -251,3 +251,21 @@ fn the_report_log_is_reopened_with_the_debug_log() {
     assert_eq!(report_lines(&moved, "IN").len(), 0);
     assert_eq!(report_lines(&moved, "OUT").len(), 1);
 }
+
+/// A REREAD onto a file without G: G is licensed no more in today's row
+/// (its licensed count was not carried on), F keeps its count.
+#[test]
+fn a_feature_reread_away_is_licensed_no_more() {
+    let t = Tallyd::start(LICENSE, &[]);
+    assert_eq!(totals(&report(&t), "G")["licensed"], 10);
+    std::fs::write(
+        t.license_path(),
+        "SERVER this_host ANY 27000\nVENDOR CITRIX\nFEATURE F CITRIX 1.0 permanent 3\n",
+    )
+    .unwrap();
+    let r = t.connect().req("REREAD");
+    assert!(r.starts_with("OK REREAD "), "{r}");
+    let after = report(&t);
+    assert_eq!(totals(&after, "F")["licensed"], 3, "{after}");
+    assert!(totals(&after, "G")["licensed"].is_null(), "{after}");
+}

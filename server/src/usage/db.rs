@@ -238,16 +238,49 @@ pub fn read_days(c: &Connection, from: &str, to: &str) -> rusqlite::Result<Vec<S
             to_u64(r.get(3)?),
         ))
     })?;
+    // Rows are sorted by (day, feature), as the query orders them.
     for x in denials {
         let (day, feature, reason, n) = x?;
-        if let Some(row) = rows
-            .iter_mut()
-            .find(|r| r.day == day && r.feature == feature)
-        {
-            row.summary.denials.insert(reason, n);
+        let at = rows.binary_search_by(|r| {
+            (r.day.as_str(), r.feature.as_str()).cmp(&(day.as_str(), feature.as_str()))
+        });
+        if let Ok(i) = at {
+            rows[i].summary.denials.insert(reason, n);
         }
     }
     Ok(rows)
+}
+
+/// Distinct users and hosts of every feature over the days `from..=to`:
+/// feature → (users, hosts), in two scans of the period.
+pub fn distinct_by_feature(
+    c: &Connection,
+    from: &str,
+    to: &str,
+) -> rusqlite::Result<std::collections::HashMap<String, (u64, u64)>> {
+    let mut out: std::collections::HashMap<String, (u64, u64)> = Default::default();
+    for (table, column, hosts) in [
+        ("usage_users", "user", false),
+        ("usage_hosts", "host", true),
+    ] {
+        let mut q = c.prepare(&format!(
+            "SELECT feature, COUNT(DISTINCT {column}) FROM {table}
+             WHERE day >= ?1 AND day <= ?2 GROUP BY feature"
+        ))?;
+        let counts = q.query_map([from, to], |r| {
+            Ok((r.get::<_, String>(0)?, to_u64(r.get::<_, i64>(1)?)))
+        })?;
+        for x in counts {
+            let (feature, n) = x?;
+            let e = out.entry(feature).or_default();
+            if hosts {
+                e.1 = n;
+            } else {
+                e.0 = n;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Distinct users and hosts of `feature` over the days `from..=to`.
@@ -347,6 +380,9 @@ mod tests {
             distinct_over(&r, "F", "2026-12-01", "2026-12-31").unwrap(),
             (4, 1)
         );
+        let all = distinct_by_feature(&r, "2026-12-01", "2026-12-31").unwrap();
+        assert_eq!(all.get("F"), Some(&(4, 1)));
+        assert_eq!(all.len(), 1);
         let today = read_today(&r, "2026-12-03").unwrap();
         assert_eq!(today[0].users, ["alice", "carol", "dave"]);
         assert_eq!(prune(&c, parse_day("2026-12-01").unwrap()).unwrap(), 4);

@@ -189,7 +189,20 @@ impl Sink {
     fn seed(&mut self, engine: &Engine, now: u64, at: &str) {
         let in_use = at == "start";
         self.versions.clear();
-        for f in engine.snapshot(now).features {
+        let features = engine.snapshot(now).features;
+        if !in_use {
+            // A feature the new file no longer has is licensed no more
+            // (and, once nothing of it is in use, not carried into the
+            // next day).
+            let names: std::collections::HashSet<&str> =
+                features.iter().map(|f| f.name.as_str()).collect();
+            for (name, licensed, _) in self.agg.live() {
+                if licensed.is_some() && !names.contains(name.as_str()) {
+                    self.agg.set_licensed(&name, None, now);
+                }
+            }
+        }
+        for f in features {
             if let Some(v) = f.pools.iter().map(|p| &p.version).max() {
                 self.versions.insert(f.name.clone(), v.to_string());
             }
@@ -440,7 +453,10 @@ pub(crate) fn rebuild_day(log: impl io::BufRead, day: u64) -> Vec<day::DayRecord
             } => agg.apply(&UsageEvent {
                 at_ms: *at_ms,
                 feature,
-                known: true,
+                // The license file's features have INUSE lines before
+                // their events; any other name is capped as it was live
+                // (MAX_UNKNOWN_FEATURES), not a row each.
+                known: false,
                 user,
                 host,
                 change: change.as_change(),
@@ -451,20 +467,31 @@ pub(crate) fn rebuild_day(log: impl io::BufRead, day: u64) -> Vec<day::DayRecord
     agg.export()
 }
 
-/// The `tally-usage` thread: writes batches until the sink hangs up.
-fn write_history(mut c: rusqlite::Connection, rx: crossbeam_channel::Receiver<Msg>) {
+/// Rows of failed batches kept for the next one, at most (one per day and
+/// feature; beyond, the oldest days' go).
+const MAX_UNWRITTEN_ROWS: usize = 100_000;
+
+/// The `tally-usage` thread: writes batches until the sink hangs up. A
+/// batch that fails (the database busy past its timeout, a full disk) is
+/// kept and written with the next one: rows replace their day's row, users
+/// and hosts add up, so nothing of it is lost once a write succeeds.
+fn write_history(c: rusqlite::Connection, rx: crossbeam_channel::Receiver<Msg>) {
+    let mut h = History {
+        c,
+        unwritten: Vec::new(),
+    };
     for msg in rx {
         match msg {
             Msg::Batch(rows) => {
-                if let Err(e) = db::write_batch(&mut c, &rows) {
+                if let Err(e) = h.batch(rows) {
                     eprintln!(
-                        "tallyd: usage history: a batch of {} rows not written: {e}",
-                        rows.len()
+                        "tallyd: usage history: {} rows not written yet (kept for the next batch): {e}",
+                        h.unwritten.len()
                     );
                 }
             }
             Msg::Prune(first) => {
-                if let Err(e) = db::prune(&c, first) {
+                if let Err(e) = db::prune(&h.c, first) {
                     eprintln!("tallyd: usage history: old days not deleted: {e}");
                 }
             }
@@ -475,9 +502,134 @@ fn write_history(mut c: rusqlite::Connection, rx: crossbeam_channel::Receiver<Ms
     }
 }
 
+/// The database and the rows of failed batches.
+struct History {
+    c: rusqlite::Connection,
+    unwritten: Vec<day::Row>,
+}
+
+impl History {
+    /// Writes `rows` with what earlier failed batches left; on failure
+    /// keeps them all (merged, at most [`MAX_UNWRITTEN_ROWS`]).
+    fn batch(&mut self, rows: Vec<day::Row>) -> rusqlite::Result<()> {
+        let rows = if self.unwritten.is_empty() {
+            rows
+        } else {
+            let mut all = std::mem::take(&mut self.unwritten);
+            all.extend(rows);
+            merge_rows(all)
+        };
+        db::write_batch(&mut self.c, &rows).inspect_err(|_| {
+            self.unwritten = rows;
+            if self.unwritten.len() > MAX_UNWRITTEN_ROWS {
+                let over = self.unwritten.len() - MAX_UNWRITTEN_ROWS;
+                self.unwritten.drain(..over);
+                eprintln!("tallyd: usage history: {over} unwritten rows dropped");
+            }
+        })
+    }
+}
+
+/// One row per (day, feature), in the order of their first batch: the
+/// latest summary, every user and host.
+fn merge_rows(rows: Vec<day::Row>) -> Vec<day::Row> {
+    let mut at: std::collections::HashMap<(u64, String), usize> = Default::default();
+    let mut out: Vec<day::Row> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match at.get(&(r.day, r.feature.clone())) {
+            Some(&i) => {
+                let o = &mut out[i];
+                o.summary = r.summary;
+                o.new_users.extend(r.new_users);
+                o.new_hosts.extend(r.new_hosts);
+            }
+            None => {
+                at.insert((r.day, r.feature.clone()), out.len());
+                out.push(r);
+            }
+        }
+    }
+    out.sort_by_key(|r| r.day);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unwritten_rows_merge_with_the_next_batch() {
+        let row = |day, f: &str, peak, user: &str| day::Row {
+            day,
+            feature: f.into(),
+            summary: day::DaySummary {
+                peak_in_use: peak,
+                ..Default::default()
+            },
+            new_users: vec![user.into()],
+            new_hosts: vec![],
+        };
+        let merged = merge_rows(vec![
+            row(2, "F", 1, "a"),
+            row(2, "G", 5, "g"),
+            row(1, "F", 9, "old"),
+            row(2, "F", 3, "b"),
+        ]);
+        let view: Vec<_> = merged
+            .iter()
+            .map(|r| {
+                (
+                    r.day,
+                    r.feature.as_str(),
+                    r.summary.peak_in_use,
+                    r.new_users.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                (1, "F", 9, vec!["old".to_string()]),
+                (2, "F", 3, vec!["a".to_string(), "b".to_string()]),
+                (2, "G", 5, vec!["g".to_string()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_batch_is_written_with_the_next() {
+        let dir = std::env::temp_dir().join(format!("tally-usage-retry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(db::DB_FILE);
+        drop(db::open_for_writing(&path).unwrap());
+        let row = |peak, user: &str| day::Row {
+            day: day::parse_day("2026-12-03").unwrap(),
+            feature: "F".into(),
+            summary: day::DaySummary {
+                peak_in_use: peak,
+                ..Default::default()
+            },
+            new_users: vec![user.into()],
+            new_hosts: vec![],
+        };
+        // A read-only connection: every write fails, as on a full disk.
+        let mut h = History {
+            c: db::open_for_reading(&path).unwrap(),
+            unwritten: Vec::new(),
+        };
+        assert!(h.batch(vec![row(2, "alice")]).is_err());
+        assert_eq!(h.unwritten.len(), 1);
+        // Writable again: the next batch writes both.
+        h.c = db::open_for_writing(&path).unwrap();
+        h.batch(vec![row(3, "bob")]).unwrap();
+        assert!(h.unwritten.is_empty());
+        let today = db::read_today(&h.c, "2026-12-03").unwrap();
+        assert_eq!(today.len(), 1);
+        assert_eq!(today[0].summary.peak_in_use, 3);
+        assert_eq!(today[0].users, ["alice", "bob"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_day_is_rebuilt_from_its_report_log_lines_across_a_restart() {
@@ -505,6 +657,30 @@ mod tests {
         let mut bytes = b"2026-12-03T07:00:00.000Z OUT feature=\xff\n".to_vec();
         bytes.extend_from_slice(text.as_bytes());
         assert_eq!(rebuild_day(&bytes[..], day), rebuilt);
+    }
+
+    #[test]
+    fn names_made_up_by_clients_stay_capped_when_a_day_is_rebuilt() {
+        let mut text =
+            String::from("2026-12-03T00:00:00.000Z INUSE feature=F licensed=2 in_use=0 at=start\n");
+        for i in 0..day::MAX_UNKNOWN_FEATURES + 50 {
+            text.push_str(&format!(
+                "2026-12-03T01:00:00.000Z DENIED feature=X{i} user=u host=h display=\"\" handle=x count=1 reason=NO_SUCH_FEATURE\n"
+            ));
+        }
+        text.push_str(
+            "2026-12-03T02:00:00.000Z OUT feature=F user=a host=h display=\"\" handle=a count=1 kind=new\n",
+        );
+        let rebuilt = rebuild_day(text.as_bytes(), day::parse_day("2026-12-03").unwrap());
+        // F, the first MAX_UNKNOWN_FEATURES names, and the row of the rest.
+        assert_eq!(rebuilt.len(), day::MAX_UNKNOWN_FEATURES + 2);
+        let f = rebuilt.iter().find(|r| r.feature == "F").unwrap();
+        assert_eq!(f.summary.checkouts, 1);
+        let other = rebuilt
+            .iter()
+            .find(|r| r.feature == day::OTHER_FEATURES)
+            .unwrap();
+        assert_eq!(other.summary.denials.values().sum::<u64>(), 50);
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub fn build_report(
             summary: row.summary,
         });
     }
+    let distinct = db::distinct_by_feature(db, from, to)?;
     let mut features = Vec::with_capacity(by_feature.len());
     for (feature, days) in by_feature {
         let mut t = DaySummary::default();
@@ -133,7 +134,7 @@ pub fn build_report(
             t.overdraft_grants += s.overdraft_grants;
             t.full_use_ms += s.full_use_ms;
         }
-        (t.distinct_users, t.distinct_hosts) = db::distinct_over(db, &feature, from, to)?;
+        (t.distinct_users, t.distinct_hosts) = distinct.get(&feature).copied().unwrap_or((0, 0));
         features.push(FeatureReport {
             feature,
             totals: t,

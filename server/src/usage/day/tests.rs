@@ -72,7 +72,7 @@ fn a_scripted_day_gives_exact_figures() {
     clock.advance(HOUR / 2); // 10:00: one lingers out
     a.apply(&release(clock.now_ms(), Cause::LingerExpiry, 1));
     clock.advance(HOUR); // 11:00
-    // 4 of 3: the engine grants beyond the count only as an overdraft.
+                         // 4 of 3: the engine grants beyond the count only as an overdraft.
     let mut carol = grant(clock.now_ms(), "carol", OutKind::New, 2);
     carol.change = Change::Grant {
         kind: OutKind::New,
@@ -269,7 +269,10 @@ fn a_grant_before_the_check_in_it_follows_is_no_overdraft() {
     };
     a.apply(&e);
     let s = a.today("F").unwrap();
-    assert_eq!((s.peak_in_use, s.overdraft_peak, s.overdraft_grants), (3, 1, 1));
+    assert_eq!(
+        (s.peak_in_use, s.overdraft_peak, s.overdraft_grants),
+        (3, 1, 1)
+    );
     let mut b = Aggregator::new(DAY0);
     b.seed("F", Some(2), 3, DAY0);
     assert_eq!(b.today("F").unwrap().overdraft_peak, 1);
