@@ -368,6 +368,31 @@ fn a_reply_without_chunk_max_is_a_bad_reply() {
     assert_eq!(s.pending, 1);
 }
 
+/// `<ChunkMax>1</ChunkMax>` for a 20,000-byte report would be 20,000 PUTs:
+/// a bad reply, nothing sent.
+#[test]
+fn a_chunk_max_making_too_many_chunks_is_a_bad_reply() {
+    let pki = Pki::new();
+    let dir = scratch("tinychunks");
+    pki.write_ca(&dir.join("ca.pem"));
+    let e = endpoint_with(&pki, |s| {
+        s.start_reply = Some(
+            "<UploadResponse><uuid>{uuid}</uuid><ChunkMax>1</ChunkMax></UploadResponse>".into(),
+        );
+    });
+    let u = start(
+        config(&dir, &e.url(), Some(&dir.join("ca.pem")), 1),
+        report(20_000),
+    );
+    let s = settled(&u.handle(), 1);
+    u.join();
+    let last = s.last.unwrap();
+    assert_eq!(last.code.as_str(), "CTX_UPLOADER_BAD_REPLY");
+    assert!(last.msg.contains("make 20000 chunks"), "{}", last.msg);
+    assert_eq!(e.state.lock().unwrap().count(Step::Chunk), 0);
+    assert_eq!(s.pending, 1);
+}
+
 /// The endpoint goes down after acknowledging chunk 2 and comes back on
 /// the same port with what it had: the upload resumes at chunk 3 on the
 /// same uuid, and every chunk arrives once.

@@ -254,6 +254,11 @@ pub fn verify(bytes: &[u8]) -> Result<Export, VerifyError> {
     if let Some(p) = manifest.parts.iter().find(|p| !valid_name(&p.name)) {
         return Err(VerifyError::Manifest(format!("bad part name {:?}", p.name)));
     }
+    // An export is of a report: a file without one is not intact, however
+    // well framed.
+    if !manifest.parts.iter().any(|p| p.name == REPORT_PART) {
+        return Err(VerifyError::Manifest(format!("no {REPORT_PART} part")));
+    }
     let mut parts = Vec::with_capacity(manifest.parts.len());
     for entry in &manifest.parts {
         let line = c.line(&format!("part {}", entry.name))?;

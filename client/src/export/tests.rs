@@ -95,3 +95,26 @@ fn a_report_holding_the_framing_words_round_trips() {
         Some(&r[..])
     );
 }
+
+#[test]
+fn a_well_framed_file_without_a_report_is_not_intact() {
+    let manifest = serde_json::to_vec_pretty(&Manifest {
+        format: "tally-export".into(),
+        version: VERSION,
+        created: "2026-12-03T14:05:06Z".into(),
+        host: "lic1".into(),
+        upload_type: "CTX_UPLOAD_TYPE_COMPLIANCE".into(),
+        parts: Vec::new(),
+    })
+    .unwrap();
+    let mut f = format!(
+        "{MAGIC}\nmanifest {} {}\n",
+        manifest.len(),
+        sha256_hex(&manifest)
+    )
+    .into_bytes();
+    f.extend_from_slice(&manifest);
+    f.extend_from_slice(b"\nend\n");
+    let e = verify(&f).unwrap_err();
+    assert!(e.to_string().contains("no report.json part"), "{e}");
+}

@@ -70,9 +70,22 @@ impl Pending {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return (Vec::new(), notes);
         };
-        let mut ids: Vec<String> = entries
+        let names: Vec<String> = entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        // A write cut short by a crash (only this thread writes here, so
+        // none is under way now).
+        for n in names
+            .iter()
+            .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        {
+            if std::fs::remove_file(self.dir.join(n)).is_ok() {
+                notes.push(format!("Pending {n} deleted: a write cut short"));
+            }
+        }
+        let mut ids: Vec<String> = names
+            .into_iter()
             .filter(|n| n.ends_with(REPORT_EXT) && !n.ends_with(MANIFEST_EXT))
             .map(|n| n[..n.len() - REPORT_EXT.len()].to_string())
             .collect();
@@ -179,6 +192,18 @@ mod tests {
             "{notes:?}"
         );
         assert!(!p.dir().join("r1.json").exists());
+        std::fs::remove_dir_all(p.dir()).unwrap();
+    }
+
+    #[test]
+    fn a_write_cut_short_is_deleted() {
+        let p = Pending::new(dir("tmp"));
+        p.keep(&job("r1", b"{\"a\":1}")).unwrap();
+        std::fs::write(p.dir().join(".r2.json.tmp"), b"{\"a\"").unwrap();
+        let (jobs, notes) = p.list();
+        assert_eq!(jobs.len(), 1);
+        assert!(notes[0].contains(".r2.json.tmp"), "{notes:?}");
+        assert!(!p.dir().join(".r2.json.tmp").exists());
         std::fs::remove_dir_all(p.dir()).unwrap();
     }
 }

@@ -15,7 +15,7 @@ use ureq::Agent;
 use super::pending::Job;
 use super::result::{Code, Failure};
 use super::ulog::reply_line;
-use super::wire::{chunk_count, parse_upload_response};
+use super::wire::{chunk_count, parse_upload_response, MAX_CHUNKS};
 
 /// The largest reply body read from the endpoint, in bytes.
 pub(crate) const MAX_REPLY_BYTES: u64 = 64 * 1024;
@@ -76,6 +76,7 @@ pub(crate) fn attempt(
     job: &Job,
     session: &mut Option<Session>,
     log: &mut dyn FnMut(String),
+    go_on: &dyn Fn() -> bool,
 ) -> Result<(), Failure> {
     let size = job.report.len() as u64;
     let mut restarted = false;
@@ -95,6 +96,14 @@ pub(crate) fn attempt(
         let count = chunk_count(size, s.chunk);
         let mut s = s;
         while s.next < count {
+            if !go_on() {
+                let next = s.next;
+                *session = Some(s);
+                return Err(Failure::new(
+                    Code::Timeout,
+                    format!("the attempt ran out of time (or tallyd is stopping) before chunk {next} of {count}; the next attempt resumes there"),
+                ));
+            }
             let from = (s.next * s.chunk) as usize;
             let to = (from as u64 + s.chunk).min(size) as usize;
             let url = format!("{base}/upload/{}/chunk/{}", s.uuid, s.next);
@@ -202,6 +211,16 @@ fn start(
     let r = parse_upload_response(&body)
         .map_err(|why| Failure::new(Code::BadReply, format!("start reply: {why}")))?;
     let chunk = r.chunk_size();
+    let count = chunk_count(job.report.len() as u64, chunk);
+    if count > MAX_CHUNKS {
+        return Err(Failure::new(
+            Code::BadReply,
+            format!(
+                "start reply: chunks of {chunk} bytes make {count} chunks of a {}-byte report (at most {MAX_CHUNKS})",
+                job.report.len()
+            ),
+        ));
+    }
     log(format!(
         "Upload {}: ChunkMax {} ChunkOptimal {} -> chunks of {chunk} bytes",
         r.uuid,

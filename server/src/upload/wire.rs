@@ -215,6 +215,11 @@ fn check_uuid(uuid: &str) -> Result<(), String> {
     }
 }
 
+/// The most chunks one upload may take: an endpoint naming a `ChunkMax`
+/// that would make more (`<ChunkMax>1</ChunkMax>`) is a bad reply, not a
+/// day of PUTs.
+pub(crate) const MAX_CHUNKS: u64 = 10_000;
+
 /// How many chunks of `chunk` bytes a report of `size` bytes takes.
 pub(crate) fn chunk_count(size: u64, chunk: u64) -> u64 {
     size.div_ceil(chunk.max(1))

@@ -59,6 +59,11 @@ pub(super) enum Wake {
 pub(super) trait Waiter: Send {
     /// Waits up to `d`.
     fn wait(&mut self, d: Duration) -> Wake;
+
+    /// Whether the uploader is asked to stop (looked at between chunks).
+    fn stopping(&self) -> bool {
+        false
+    }
 }
 
 /// The real [`Waiter`]: the channel `UPLOAD` and a stop write to.
@@ -82,7 +87,14 @@ impl Waiter for Inbox {
             Err(RecvTimeoutError::Disconnected) => Wake::Stop,
         }
     }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
 }
+
+/// An attempt's time limit, in requests' timeouts (`--upload-timeout`).
+const ATTEMPT_REQUESTS: u64 = 30;
 
 /// How one report's upload ended.
 enum Outcome {
@@ -269,10 +281,21 @@ impl Worker {
                 ),
             ]);
             let mut lines = Vec::new();
-            let result =
-                transfer::attempt(&self.agent, &self.config.url, job, &mut session, &mut |l| {
-                    lines.push(l)
-                });
+            // An attempt ends at tallyd's stop, or after ATTEMPT_REQUESTS
+            // requests' timeouts: an endpoint answering each chunk just
+            // before its timeout cannot hold the thread for days.
+            let limit = started
+                .saturating_add(self.config.timeouts.request.as_millis() as u64 * ATTEMPT_REQUESTS);
+            let (waiter, clock) = (&self.waiter, &self.clock);
+            let go_on = || !waiter.stopping() && clock.now_ms() < limit;
+            let result = transfer::attempt(
+                &self.agent,
+                &self.config.url,
+                job,
+                &mut session,
+                &mut |l| lines.push(l),
+                &go_on,
+            );
             self.write(&lines);
             self.finish_attempt(&m.report_id, started, &result);
             if result.is_ok() {
