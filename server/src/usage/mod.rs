@@ -420,8 +420,8 @@ impl Digits {
 /// day `day`, replayed in order (`INUSE` lines seed what is in use, as
 /// the start that wrote them did).
 pub(crate) fn rebuild_day(log: impl io::BufRead, day: u64) -> Vec<day::DayRecord> {
-    let lines = reportlog::lines_of_day(log, day);
-    let Some(first) = lines.first() else {
+    let mut lines = reportlog::lines_of_day(log, day).peekable();
+    let Some(first) = lines.peek() else {
         return Vec::new();
     };
     let start = match first {
@@ -429,14 +429,14 @@ pub(crate) fn rebuild_day(log: impl io::BufRead, day: u64) -> Vec<day::DayRecord
     };
     let mut agg = Aggregator::new(start);
     let mut after_start = false;
-    for l in &lines {
+    for l in lines {
         let is_start = matches!(l, reportlog::Line::InUse { start: true, .. });
         if is_start && !after_start {
             // A restart: tallyd stopped at the last line before it.
             agg.stopped();
         }
         after_start = is_start;
-        match l {
+        match &l {
             reportlog::Line::InUse {
                 at_ms,
                 feature,

@@ -239,24 +239,24 @@ pub(crate) fn parse_line(line: &str) -> Option<Line> {
     })
 }
 
-/// The lines of the UTC day `day` read from a report log, in order:
-/// only lines stamped that day are parsed (a cheap prefix test first, so a
-/// long log costs a scan, not its size in memory); lines that are not
-/// UTF-8 or do not parse are skipped.
-pub(crate) fn lines_of_day(log: impl std::io::BufRead, day: u64) -> Vec<Line> {
+/// The lines of the UTC day `day` read from a report log, in order, one
+/// at a time: only lines stamped that day are parsed (a cheap prefix test
+/// first, so a long log costs a scan, not its size in memory, and a busy
+/// day is replayed without being held whole); lines that are not UTF-8 or
+/// do not parse are skipped.
+pub(crate) fn lines_of_day(log: impl std::io::BufRead, day: u64) -> impl Iterator<Item = Line> {
     let (from, to) = (day * DAY_MS, (day + 1) * DAY_MS);
     let prefix = super::day::day_text(day);
     log.split(b'\n')
         .map_while(Result::ok)
-        .filter(|l| l.starts_with(prefix.as_bytes()))
+        .filter(move |l| l.starts_with(prefix.as_bytes()))
         .filter_map(|l| std::str::from_utf8(&l).ok().and_then(parse_line))
-        .filter(|l| {
+        .filter(move |l| {
             let at = match l {
                 Line::Event { at_ms, .. } | Line::InUse { at_ms, .. } => *at_ms,
             };
             (from..to).contains(&at)
         })
-        .collect()
 }
 
 /// Every line of `bytes` that parses.
