@@ -203,3 +203,44 @@ fn a_reread_applies_a_new_supersede() {
     assert_eq!(c.req("CHECKIN f x1"), "OK f x1");
     assert_eq!(c.req("CHECKOUT f u h x9"), "OK f x9 0");
 }
+
+const PACKAGE: &str = "\
+SERVER this_host ANY 27000
+VENDOR microchip
+PACKAGE Libero microchip 1.0 COMPONENTS=\"Synplify ModelSim:1.0:2\"
+INCREMENT Libero microchip 1.0 permanent 2
+";
+
+const RESERVED: &str = "RESERVED -4 Licensed number of users already reached \
+                        (the free licenses are reserved for others). \
+                        (RESERVE on line 1 of the options file)";
+
+#[test]
+fn reserve_on_a_package_name_reserves_licenses_of_each_component() {
+    let dir = common::Scratch::new("pkgopts");
+    let opts = dir.path("t.opt");
+    std::fs::write(&opts, "RESERVE 1 Libero USER ann\n").expect("write options");
+    let arg = opts.display().to_string();
+    let t = Tallyd::start(PACKAGE, &["--options", arg.as_str()]);
+    let mut c = t.connect();
+    // Synplify: 2 licenses, 1 for ann; ModelSim: 4, 1 for ann.
+    assert_eq!(c.req("CHECKOUT Synplify bob h1 a"), "OK Synplify a 0");
+    assert_eq!(
+        c.req("CHECKOUT Synplify cy h2 b"),
+        format!("DENIED Synplify b {RESERVED}")
+    );
+    for (i, h) in ["c", "d", "e"].iter().enumerate() {
+        assert_eq!(
+            c.req(&format!("CHECKOUT ModelSim u{i} h{i} {h}")),
+            format!("OK ModelSim {h} 0")
+        );
+    }
+    assert_eq!(
+        c.req("CHECKOUT ModelSim cy h2 f"),
+        format!("DENIED ModelSim f {RESERVED}")
+    );
+    assert_eq!(c.req("CHECKOUT Synplify ann h9 g"), "OK Synplify g 0");
+    assert_eq!(c.req("CHECKOUT ModelSim ann h9 h"), "OK ModelSim h 0");
+    assert_eq!(c.in_use("Synplify"), 2);
+    assert_eq!(c.in_use("ModelSim"), 4);
+}

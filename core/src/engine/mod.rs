@@ -393,12 +393,14 @@ impl Engine {
         if !options.max_overdraft.is_empty() {
             capped = licenses.clone();
             for line in &mut capped.pools {
-                if let Some(m) = options
-                    .max_overdraft
-                    .iter()
-                    .rev()
-                    .find(|m| m.feature.name == line.feature)
-                {
+                if let Some(m) = options.max_overdraft.iter().rev().find(|m| {
+                    // A package's name caps each of its components.
+                    m.feature.name == line.feature
+                        || line
+                            .package
+                            .as_ref()
+                            .is_some_and(|c| c.package == m.feature.name)
+                }) {
                     line.overdraft = line.overdraft.min(m.value);
                 }
             }
@@ -526,6 +528,19 @@ impl Engine {
     /// The feature's name.
     pub fn feature_name(&self, id: FeatureId) -> &str {
         &self.features[id.0 as usize].name
+    }
+
+    /// The PACKAGE the feature is a component of (of its first pool that
+    /// is one), if any: what an options-file TIMEOUT or LINGER naming the
+    /// package applies to.
+    pub fn feature_package(&self, id: FeatureId) -> Option<&str> {
+        self.features[id.0 as usize].pools.iter().find_map(|&p| {
+            self.pools[p as usize]
+                .line
+                .package
+                .as_ref()
+                .map(|c| c.package.as_str())
+        })
     }
 
     /// The feature's vendor daemon name.
@@ -1346,5 +1361,7 @@ pub struct HolderSnapshot {
 
 #[cfg(all(test, not(loom)))]
 mod growth_tests;
+#[cfg(all(test, not(loom)))]
+mod package_rules_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;

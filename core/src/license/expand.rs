@@ -403,6 +403,7 @@ impl Expander {
                 line.package = Some(ComponentOf {
                     package: pkg.name.clone(),
                     package_line: pkg.line,
+                    package_version: pool.version.clone(),
                     suite: plan.suite,
                     suite_dup,
                 });

@@ -64,6 +64,9 @@ pub struct ComponentOf {
     pub package: String,
     /// The PACKAGE line.
     pub package_line: u32,
+    /// The enabling line's version (what an options-file rule naming the
+    /// package with `:VERSION=` compares).
+    pub package_version: Version,
     /// `OPTIONS=SUITE` (or `SUITE_RESERVED`, treated alike): a checkout of
     /// the component also checks out one license of the suite feature.
     pub suite: bool,
