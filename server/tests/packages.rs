@@ -244,3 +244,32 @@ fn reserve_on_a_package_name_reserves_licenses_of_each_component() {
     assert_eq!(c.in_use("Synplify"), 2);
     assert_eq!(c.in_use("ModelSim"), 4);
 }
+
+const SUITE_RESERVED: &str = "\
+SERVER this_host ANY 27000
+VENDOR xilinxd
+PACKAGE Kit xilinxd 1.0 COMPONENTS=\"Edit View\" OPTIONS=SUITE_RESERVED
+INCREMENT Kit xilinxd 1.0 permanent 2
+";
+
+#[test]
+fn a_suite_reserved_package_keeps_the_other_components_for_their_holder() {
+    let t = Tallyd::start(SUITE_RESERVED, &[]);
+    let mut c = t.connect();
+    // A takes Edit: one View is kept for A.
+    assert_eq!(c.req("CHECKOUT Edit A hA a1"), "OK Edit a1 0");
+    // B takes the other View (and keeps an Edit).
+    assert_eq!(c.req("CHECKOUT View B hB b1"), "OK View b1 0");
+    // B's second View: the last one is A's.
+    assert_eq!(
+        c.req("CHECKOUT View B hB b2"),
+        format!("DENIED View b2 {DENIED}")
+    );
+    // A's own View takes it.
+    assert_eq!(c.req("CHECKOUT View A hA a2"), "OK View a2 0");
+    assert_eq!(c.req("CHECKIN Edit a1"), "OK Edit a1");
+    assert_eq!(c.req("CHECKIN View a2"), "OK View a2");
+    // A has checked everything in: nothing is kept for A any more.
+    assert_eq!(c.req("CHECKOUT View B hB b2"), "OK View b2 0");
+    assert_eq!(c.in_use("Kit"), 1, "B's suite license only");
+}
