@@ -427,6 +427,7 @@ impl Expander {
                 continue;
             }
             let kind = match &plans[k] {
+                Some(p) if p.reserved => "reserved suite",
                 Some(p) if p.suite => "suite",
                 _ => "package",
             };
