@@ -95,3 +95,59 @@ fn a_release_races_another_users_checkout() {
         }
     });
 }
+
+/// `SUITE_RESERVED` of 2: components `a` and `b` (2 each).
+fn reserved() -> Arc<Engine> {
+    let text = "PACKAGE S V 1.0 COMPONENTS=\"a b\" OPTIONS=SUITE_RESERVED\n\
+                FEATURE S V 1.0 permanent 2\n";
+    Arc::new(Engine::new(
+        &parse_str("loom", text),
+        EngineConfig::default(),
+    ))
+}
+
+#[test]
+fn a_holders_kept_license_is_theirs_while_another_user_checks_out() {
+    loom::model(|| {
+        let e = reserved();
+        // u1 holds a and keeps a b; u2 holds the other b (and keeps an a).
+        e.checkout(&Request::new("a", "u1", "h", "x"), NOW).unwrap();
+        e.checkout(&Request::new("b", "u2", "h", "y"), NOW).unwrap();
+        let e2 = e.clone();
+        let t = thread::spawn(move || e2.checkout(&Request::new("b", "u1", "h", "w"), NOW));
+        // u2's second b: the only b left is u1's.
+        let other = e.checkout(&Request::new("b", "u2", "h", "z"), NOW);
+        let own = t.join().unwrap();
+        // Whatever the order, the kept b freed for u1's own charge never
+        // goes to u2.
+        assert!(own.is_ok(), "{own:?}");
+        assert_eq!(other.unwrap_err().reason, Reason::AllInUse);
+        // a: u1's instance and u2's kept a; b: u1's and u2's instances.
+        let (ia, ib, is, holders) = out(&e);
+        assert_eq!((ia, ib, is, holders), (2, 2, 2, 3));
+    });
+}
+
+#[test]
+fn a_holders_last_checkin_races_a_checkout_of_its_kept_license() {
+    loom::model(|| {
+        let e = reserved();
+        // u1 holds a, keeps a b; u2 holds the other b, keeps the other a.
+        e.checkout(&Request::new("a", "u1", "h", "x"), NOW).unwrap();
+        e.checkout(&Request::new("b", "u2", "h", "y"), NOW).unwrap();
+        let e2 = e.clone();
+        let t = thread::spawn(move || e2.checkin("a", "u1", "h", "", "x").unwrap());
+        // u2's second b: only u1's kept b could serve it.
+        let second = e.checkout(&Request::new("b", "u2", "h", "z"), NOW);
+        t.join().unwrap();
+        let (ia, ib, is, holders) = out(&e);
+        match second {
+            // After u1's suite went back with its kept b.
+            Ok(_) => assert_eq!((ia, ib, is, holders), (1, 2, 1, 2)),
+            Err(d) => {
+                assert_eq!(d.reason, Reason::AllInUse);
+                assert_eq!((ia, ib, is, holders), (1, 1, 1, 1));
+            }
+        }
+    });
+}

@@ -113,11 +113,12 @@ impl ServerOptions {
                 continue;
             };
             let name = engine.feature_name(id);
-            if let Some(l) = o.linger_secs(name) {
+            let package = engine.feature_package(id);
+            if let Some(l) = o.component_linger_secs(name, package) {
                 s.linger_ms[i] = l.saturating_mul(1000);
                 s.any_linger |= l > 0;
             }
-            if let Some(t) = o.timeout_secs(name) {
+            if let Some(t) = o.component_timeout_secs(name, package) {
                 s.timeout_ms[i] = t.max(min_timeout_secs).saturating_mul(1000);
                 s.any_timeout = true;
             }
@@ -194,5 +195,22 @@ mod tests {
         assert_eq!(s.timeout_ms(g), Some(1_000_000));
         let s = ServerOptions::new(&e, Some(&o), 1);
         assert_eq!(s.timeout_ms(f), Some(60_000));
+    }
+
+    #[test]
+    fn a_packages_linger_and_timeout_apply_to_its_components() {
+        let lic = parse_str(
+            "x",
+            "PACKAGE P V 1.0 COMPONENTS=\"a b\"\nFEATURE P V 1.0 permanent 1\n",
+        );
+        // `b`'s own lines beat the package's.
+        let o = options::parse_str("o", "LINGER P 30\nTIMEOUT P 60\nLINGER b 5\nTIMEOUT b 70\n");
+        let e = Engine::new(&lic, EngineConfig::default());
+        let s = ServerOptions::new(&e, Some(&o), 1);
+        let id = |name| e.feature_id(name).unwrap();
+        assert_eq!(s.default_linger_ms(id("a")), 30_000);
+        assert_eq!(s.timeout_ms(id("a")), Some(60_000));
+        assert_eq!(s.default_linger_ms(id("b")), 5_000);
+        assert_eq!(s.timeout_ms(id("b")), Some(70_000));
     }
 }

@@ -203,3 +203,73 @@ fn a_reread_applies_a_new_supersede() {
     assert_eq!(c.req("CHECKIN f x1"), "OK f x1");
     assert_eq!(c.req("CHECKOUT f u h x9"), "OK f x9 0");
 }
+
+const PACKAGE: &str = "\
+SERVER this_host ANY 27000
+VENDOR microchip
+PACKAGE Libero microchip 1.0 COMPONENTS=\"Synplify ModelSim:1.0:2\"
+INCREMENT Libero microchip 1.0 permanent 2
+";
+
+const RESERVED: &str = "RESERVED -4 Licensed number of users already reached \
+                        (the free licenses are reserved for others). \
+                        (RESERVE on line 1 of the options file)";
+
+#[test]
+fn reserve_on_a_package_name_reserves_licenses_of_each_component() {
+    let dir = common::Scratch::new("pkgopts");
+    let opts = dir.path("t.opt");
+    std::fs::write(&opts, "RESERVE 1 Libero USER ann\n").expect("write options");
+    let arg = opts.display().to_string();
+    let t = Tallyd::start(PACKAGE, &["--options", arg.as_str()]);
+    let mut c = t.connect();
+    // Synplify: 2 licenses, 1 for ann; ModelSim: 4, 1 for ann.
+    assert_eq!(c.req("CHECKOUT Synplify bob h1 a"), "OK Synplify a 0");
+    assert_eq!(
+        c.req("CHECKOUT Synplify cy h2 b"),
+        format!("DENIED Synplify b {RESERVED}")
+    );
+    for (i, h) in ["c", "d", "e"].iter().enumerate() {
+        assert_eq!(
+            c.req(&format!("CHECKOUT ModelSim u{i} h{i} {h}")),
+            format!("OK ModelSim {h} 0")
+        );
+    }
+    assert_eq!(
+        c.req("CHECKOUT ModelSim cy h2 f"),
+        format!("DENIED ModelSim f {RESERVED}")
+    );
+    assert_eq!(c.req("CHECKOUT Synplify ann h9 g"), "OK Synplify g 0");
+    assert_eq!(c.req("CHECKOUT ModelSim ann h9 h"), "OK ModelSim h 0");
+    assert_eq!(c.in_use("Synplify"), 2);
+    assert_eq!(c.in_use("ModelSim"), 4);
+}
+
+const SUITE_RESERVED: &str = "\
+SERVER this_host ANY 27000
+VENDOR xilinxd
+PACKAGE Kit xilinxd 1.0 COMPONENTS=\"Edit View\" OPTIONS=SUITE_RESERVED
+INCREMENT Kit xilinxd 1.0 permanent 2
+";
+
+#[test]
+fn a_suite_reserved_package_keeps_the_other_components_for_their_holder() {
+    let t = Tallyd::start(SUITE_RESERVED, &[]);
+    let mut c = t.connect();
+    // A takes Edit: one View is kept for A.
+    assert_eq!(c.req("CHECKOUT Edit A hA a1"), "OK Edit a1 0");
+    // B takes the other View (and keeps an Edit).
+    assert_eq!(c.req("CHECKOUT View B hB b1"), "OK View b1 0");
+    // B's second View: the last one is A's.
+    assert_eq!(
+        c.req("CHECKOUT View B hB b2"),
+        format!("DENIED View b2 {DENIED}")
+    );
+    // A's own View takes it.
+    assert_eq!(c.req("CHECKOUT View A hA a2"), "OK View a2 0");
+    assert_eq!(c.req("CHECKIN Edit a1"), "OK Edit a1");
+    assert_eq!(c.req("CHECKIN View a2"), "OK View a2");
+    // A has checked everything in: nothing is kept for A any more.
+    assert_eq!(c.req("CHECKOUT View B hB b2"), "OK View b2 0");
+    assert_eq!(c.in_use("Kit"), 1, "B's suite license only");
+}

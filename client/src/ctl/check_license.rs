@@ -26,8 +26,8 @@
 //! ```
 //!
 //! A file with PACKAGE, UPGRADE or SUPERSEDE lines lists the pools they
-//! made (each PACKAGE component as a pool of its own, marked `PACKAGE p` or
-//! `SUITE p` in the human listing and `"package":"p","suite":bool` in the
+//! made (each PACKAGE component as a pool of its own, marked `PACKAGE p`,
+//! `SUITE p` or `SUITE_RESERVED p` in the human listing and `"package":"p","suite":bool` in the
 //! JSON; the pools a SUPERSEDE removed are not listed), then one line per
 //! such line saying what it became (`line N: PACKAGE -> ...`; JSON
 //! `"applied":[{"keyword","line","summary"}]`). What they could not do (a
@@ -408,7 +408,11 @@ pub fn human_signed(
             out.push_str(&format!(" BORROW={h}"));
         }
         if let Some(c) = &p.package {
-            let kind = if c.suite { "SUITE" } else { "PACKAGE" };
+            let kind = match (c.suite, c.suite_reserved) {
+                (_, true) => "SUITE_RESERVED",
+                (true, false) => "SUITE",
+                (false, false) => "PACKAGE",
+            };
             out.push_str(&format!(" ({kind} {})", shown(&c.package)));
         }
         match (PoolState::of(p, now_ms), p.expiry, p.start) {
@@ -665,6 +669,24 @@ mod tests {
         assert!(
             !json.contains("applied") && !json.contains("package"),
             "{json}"
+        );
+    }
+
+    #[test]
+    fn a_suite_reserved_component_is_marked_so() {
+        let set = parse_str(
+            "t.lic",
+            "PACKAGE R V 1.0 COMPONENTS=a OPTIONS=SUITE_RESERVED\n\
+             FEATURE R V 1.0 permanent 2\n",
+        );
+        let text = human(&set, None, NOW);
+        assert!(
+            text.contains("line 2: FEATURE a V 1.0 permanent 2 (SUITE_RESERVED R)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("line 1: PACKAGE -> reserved suite R: a 1.0 x2 (from line 2)"),
+            "{text}"
         );
     }
 

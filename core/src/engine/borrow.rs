@@ -31,7 +31,7 @@
 
 use std::net::IpAddr;
 
-use super::policy::{selects, Access, Policy};
+use super::policy::{by_feature, selects, Access, Policy};
 use super::pool::Pool;
 use super::{Denial, Engine, Grant, GrantKind, Reason, Request};
 use crate::clock::Millis;
@@ -213,15 +213,20 @@ impl Borrowing {
                         options.source, l.feature, l.line
                     ));
                 } else if keyword == "BORROW_LOWWATER" {
-                    let total = selected
-                        .iter()
-                        .fold(0u32, |n, &p| n.saturating_add(pools[p as usize].count));
-                    lowwater.push(LowWater {
-                        pools: selected,
-                        room: total.saturating_sub(l.value),
-                        keep: l.value,
-                        line: l.line,
-                    });
+                    // n kept per feature: a package's name keeps n of each
+                    // component.
+                    let selected: Vec<usize> = selected.iter().map(|&p| p as usize).collect();
+                    for group in by_feature(&selected, pools) {
+                        let total = group
+                            .iter()
+                            .fold(0u32, |n, &p| n.saturating_add(pools[p].count));
+                        lowwater.push(LowWater {
+                            pools: group.iter().map(|&p| p as u32).collect(),
+                            room: total.saturating_sub(l.value),
+                            keep: l.value,
+                            line: l.line,
+                        });
+                    }
                 }
             }
         }

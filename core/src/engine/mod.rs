@@ -32,7 +32,8 @@
 //! (`uses.rs`; [`Engine::checkout_use`]); and the components of a package
 //! suite (`PACKAGE ... OPTIONS=SUITE`), whose new instances and releases
 //! take the suite's lock to share one suite license per holder
-//! (`suite.rs`); and borrows ([`Engine::borrow`], `borrow.rs`), decided
+//! (`suite.rs`; with `SUITE_RESERVED` the lock is held across the
+//! component's charge too); and borrows ([`Engine::borrow`], `borrow.rs`), decided
 //! one at a time under the engine's borrow lock (an engine with `BORROW`
 //! lines also reads an instance's linger word on each renewal).
 
@@ -72,7 +73,7 @@ use borrow::Borrowing;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
 use pool::Pool;
-use suite::Suites;
+use suite::{SuiteOf, Suites};
 use table::{Claim, Extras, Fields, Found, Lookup, Renew, Table, MAX_DEADLINE, NO_DEADLINE};
 
 /// Most licenses one checkout may ask for.
@@ -393,12 +394,14 @@ impl Engine {
         if !options.max_overdraft.is_empty() {
             capped = licenses.clone();
             for line in &mut capped.pools {
-                if let Some(m) = options
-                    .max_overdraft
-                    .iter()
-                    .rev()
-                    .find(|m| m.feature.name == line.feature)
-                {
+                if let Some(m) = options.max_overdraft.iter().rev().find(|m| {
+                    // A package's name caps each of its components.
+                    m.feature.name == line.feature
+                        || line
+                            .package
+                            .as_ref()
+                            .is_some_and(|c| c.package == m.feature.name)
+                }) {
                     line.overdraft = line.overdraft.min(m.value);
                 }
             }
@@ -462,10 +465,15 @@ impl Engine {
             charges: charged,
             uses: features.iter().any(|f| !f.key.dup().is_by_handle()),
         };
-        let suites = Suites::build(pools.len(), |p| {
+        let suites = Suites::build(pools.len(), features.len(), |p| {
             let of = pools[p].line.package.as_ref().filter(|c| c.suite)?;
             let suite = &features[*by_name.get(&of.package)? as usize];
-            Some((&suite.pools[..], of.suite_dup))
+            Some(SuiteOf {
+                pools: &suite.pools[..],
+                dup: of.suite_dup,
+                reserved: of.suite_reserved,
+                feature: pools[p].feature,
+            })
         });
         let borrowing = Borrowing::compile(&pools, features.len(), None).map(Box::new);
         Engine {
@@ -526,6 +534,19 @@ impl Engine {
     /// The feature's name.
     pub fn feature_name(&self, id: FeatureId) -> &str {
         &self.features[id.0 as usize].name
+    }
+
+    /// The PACKAGE the feature is a component of (of its first pool that
+    /// is one), if any: what an options-file TIMEOUT or LINGER naming the
+    /// package applies to.
+    pub fn feature_package(&self, id: FeatureId) -> Option<&str> {
+        self.features[id.0 as usize].pools.iter().find_map(|&p| {
+            self.pools[p as usize]
+                .line
+                .package
+                .as_ref()
+                .map(|c| c.package.as_str())
+        })
     }
 
     /// The feature's vendor daemon name.
@@ -652,8 +673,36 @@ impl Engine {
             }
             match self.table.claim(key) {
                 Claim::Owned(claim) => {
-                    // The key is ours alone: now charge a pool.
-                    let (p, in_use, record) = match self.charge(eligible.clone(), who, req.count) {
+                    // The key is ours alone: now charge a pool (a reserved
+                    // suite's component: and take the suite, under the
+                    // suite's lock, `suite.rs`).
+                    let reserved = self.suites.reserved_of(fid);
+                    let charged = match reserved {
+                        None => self.charge(eligible.clone(), who, req.count),
+                        Some(s) => {
+                            let holder = holder.get_or_insert_with(|| req.names.holder());
+                            self.suites
+                                .checkout_reserved(
+                                    s,
+                                    fid,
+                                    &self.pools,
+                                    holder,
+                                    now,
+                                    || {
+                                        self.charge(eligible.clone(), who, req.count)
+                                            .map(|(p, u, r)| (p, (u, r)))
+                                    },
+                                    |p, &(_, record)| {
+                                        if let Some((policy, _)) = who {
+                                            policy.give_back(p, record, req.count);
+                                        }
+                                        self.pools[p as usize].unreserve(req.count);
+                                    },
+                                )
+                                .map(|(p, (u, r))| (p, u, r))
+                        }
+                    };
+                    let (p, in_use, record) = match charged {
                         Ok(c) => c,
                         Err(reason) => {
                             self.table.abandon(claim);
@@ -670,7 +719,7 @@ impl Engine {
                     };
                     // A suite's component also takes the suite (`suite.rs`);
                     // refused, the component's charge goes back.
-                    if let Some(s) = self.suites.of(p) {
+                    if let Some(s) = self.suites.of(p).filter(|_| reserved.is_none()) {
                         let holder = holder.get_or_insert_with(|| req.names.holder());
                         if let Err(reason) = self.suites.take(s, &self.pools, holder, now) {
                             if let Some((policy, _)) = who {
@@ -1140,10 +1189,11 @@ impl Engine {
             if let Some(policy) = policy {
                 policy.release(r.pool, charge, r.count);
             }
-            if let Some(s) = suites.of(r.pool) {
-                suites.give(s, pools, &r.holder);
-            }
-            pools[r.pool as usize].unreserve(r.count)
+            // A reserved suite may keep one of the licenses for the holder.
+            let kept = suites
+                .of(r.pool)
+                .is_some_and(|s| suites.give(s, pools, &r.holder, r.pool));
+            pools[r.pool as usize].unreserve(r.count - u32::from(kept))
         })?;
         let pool = &self.pools[read.pool as usize];
         Some(Release {
@@ -1207,6 +1257,7 @@ impl Engine {
             list.sort_by_key(|h| (h.since_ms, h.ticket));
         }
         let lent = self.suites.lent(self.pools.len());
+        let kept = self.suites.kept(self.pools.len());
         let features = self
             .features
             .iter()
@@ -1235,6 +1286,7 @@ impl Engine {
                             expired: pool.is_expired(now),
                             package: pool.line.package.as_ref().map(|c| c.package.clone()),
                             suite_in_use: lent[p as usize],
+                            suite_kept: kept[p as usize],
                             holders: list,
                         }
                     })
@@ -1307,6 +1359,10 @@ pub struct PoolSnapshot {
     /// holders took with their checkouts (one per holder, not listed in
     /// `holders`: see `engine/suite.rs`).
     pub suite_in_use: u32,
+    /// Of `in_use`, the licenses of this component pool kept for holders
+    /// of its `SUITE_RESERVED` suite (held by no instance, not listed in
+    /// `holders`: see `engine/suite.rs`).
+    pub suite_kept: u32,
     /// Who holds them.
     pub holders: Vec<HolderSnapshot>,
 }
@@ -1346,5 +1402,7 @@ pub struct HolderSnapshot {
 
 #[cfg(all(test, not(loom)))]
 mod growth_tests;
+#[cfg(all(test, not(loom)))]
+mod package_rules_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -274,20 +274,30 @@ pub(crate) struct Policy {
     pub(crate) warnings: Vec<String>,
 }
 
-/// Whether `rule`'s feature spec selects the pool `line`.
+/// Whether `rule`'s feature spec selects the pool `line`: a line of that
+/// feature, or a component of the package of that name (a PACKAGE line's
+/// name in a rule stands for all its components, as the guide says of
+/// RESERVE). A `:VERSION=` qualifier compares with the line's version, or
+/// for a package's component with the enabling line's; the other
+/// qualifiers with what the component inherited from the enabling line.
 pub(crate) fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: &PoolLine) -> bool {
     let Some(spec) = rule_feature else {
         return true;
     };
-    if spec.name != line.feature {
-        return false;
-    }
+    let version = if spec.name == line.feature {
+        &line.version
+    } else {
+        match &line.package {
+            Some(c) if c.package == spec.name => &c.package_version,
+            _ => return false,
+        }
+    };
     let Some(q) = &spec.qualifier else {
         return true;
     };
     match q.key {
         QualifierKey::Version => {
-            crate::license::Version::scaled_of(&q.value) == Some(line.version.scaled())
+            crate::license::Version::scaled_of(&q.value) == Some(version.scaled())
         }
         // Any spelling the license parser reads (`permanent`, `1-jan-0`,
         // `31-Dec-2026`, `2026.1231`): compared as dates, not as text.
@@ -300,6 +310,40 @@ pub(crate) fn selects(rule_feature: &Option<crate::options::FeatureSpec>, line: 
         QualifierKey::Notice => line.notice.as_deref() == Some(q.value.as_str()),
         QualifierKey::Sign => line.sign.as_deref() == Some(q.value.as_str()),
     }
+}
+
+/// Whether the rule's feature name is a package's: some target is one of
+/// its components.
+fn names_package(
+    rule_feature: &Option<crate::options::FeatureSpec>,
+    targets: &[usize],
+    pools: &[Pool],
+) -> bool {
+    let Some(spec) = rule_feature else {
+        return false;
+    };
+    targets.iter().any(|&p| {
+        pools[p]
+            .line
+            .package
+            .as_ref()
+            .is_some_and(|c| c.package == spec.name)
+    })
+}
+
+/// `targets` (pool indices) grouped by feature, in order of first
+/// appearance, each group in file order.
+pub(crate) fn by_feature(targets: &[usize], pools: &[Pool]) -> Vec<Vec<usize>> {
+    let mut at: FxHashMap<u32, usize> = FxHashMap::default();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &p in targets {
+        let g = *at.entry(pools[p].feature).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(p);
+    }
+    groups
 }
 
 impl Policy {
@@ -349,12 +393,22 @@ impl Policy {
             let Some(members) = policy.members(options, rule) else {
                 continue;
             };
-            let targets: Vec<usize> = pools
+            let mut targets: Vec<usize> = pools
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| selects(&rule.feature, &p.line))
                 .map(|(i, _)| i)
                 .collect();
+            // A suite's name selects its own feature line and its
+            // components: INCLUDE / EXCLUDE apply to both, the counting
+            // rules (MAX, RESERVE) to the components only (a component
+            // checkout takes its suite license past the suite's rules,
+            // `suite.rs`, so a count there would not hold).
+            if matches!(rule.kind, RuleKind::Max(_) | RuleKind::Reserve(_))
+                && names_package(&rule.feature, &targets, pools)
+            {
+                targets.retain(|&p| pools[p].line.package.is_some());
+            }
             if targets.is_empty() {
                 if let Some(f) = &rule.feature {
                     policy.warnings.push(format!(
@@ -393,65 +447,84 @@ impl Policy {
                     }
                 }
                 RuleKind::Max(n) => {
-                    let Ok(index) = u16::try_from(policy.max.len()) else {
-                        policy.warnings.push(format!(
-                            "{}: {}: more than 65535 MAX rules; rule ignored",
-                            options.source,
-                            rule.label()
-                        ));
-                        continue;
-                    };
-                    policy.max.push(Counter::new(n));
-                    for &p in &targets {
-                        if !pools[p].counted || pools[p].startup {
-                            continue; // untracked pools hold nothing to cap
-                        }
-                        let rules = policy.rules_mut(p);
-                        rules.has_max = true;
-                        for &k in &members.ids {
-                            let list = &mut rules.entry(k).max;
-                            if !list.contains(&index) {
-                                list.push(index);
+                    // One counter per feature: a package's name caps each
+                    // of its components at n.
+                    for group in by_feature(&targets, pools) {
+                        let Ok(index) = u16::try_from(policy.max.len()) else {
+                            policy.warnings.push(format!(
+                                "{}: {}: more than 65535 MAX counters; rule ignored",
+                                options.source,
+                                rule.label()
+                            ));
+                            break;
+                        };
+                        policy.max.push(Counter::new(n));
+                        for p in group {
+                            if !pools[p].counted || pools[p].startup {
+                                continue; // untracked pools hold nothing to cap
+                            }
+                            let rules = policy.rules_mut(p);
+                            rules.has_max = true;
+                            for &k in &members.ids {
+                                let list = &mut rules.entry(k).max;
+                                if !list.contains(&index) {
+                                    list.push(index);
+                                }
                             }
                         }
                     }
                 }
                 RuleKind::Reserve(n) => {
-                    let mut left = n;
-                    for &p in &targets {
-                        let pool = &pools[p];
-                        if !pool.counted || pool.startup || left == 0 {
-                            continue;
-                        }
-                        let room = pool.limit.saturating_sub(reserved[p]);
-                        let here = left.min(room);
-                        if here == 0 {
-                            continue;
-                        }
-                        let rules = policy.rules_mut(p);
-                        if rules.reservations.len() >= MAX_RESERVATIONS_PER_POOL {
-                            break;
-                        }
-                        let index = rules.reservations.len() as u16;
-                        rules.reservations.push(Reservation {
-                            counter: Counter::new(here),
-                            line: rule.line,
-                        });
-                        for &k in &members.ids {
-                            let list = &mut rules.entry(k).reserved;
-                            if !list.contains(&index) {
-                                list.push(index);
+                    // n per feature: a package's name reserves n licenses
+                    // of each component; a feature's pools fill in file
+                    // order.
+                    let mut short = Vec::new();
+                    let groups = by_feature(&targets, pools);
+                    let groups_of_one_feature = groups.len() == 1;
+                    for group in groups {
+                        let mut left = n;
+                        for p in group.iter().copied() {
+                            let pool = &pools[p];
+                            if !pool.counted || pool.startup || left == 0 {
+                                continue;
                             }
+                            let room = pool.limit.saturating_sub(reserved[p]);
+                            let here = left.min(room);
+                            if here == 0 {
+                                continue;
+                            }
+                            let rules = policy.rules_mut(p);
+                            if rules.reservations.len() >= MAX_RESERVATIONS_PER_POOL {
+                                break;
+                            }
+                            let index = rules.reservations.len() as u16;
+                            rules.reservations.push(Reservation {
+                                counter: Counter::new(here),
+                                line: rule.line,
+                            });
+                            for &k in &members.ids {
+                                let list = &mut rules.entry(k).reserved;
+                                if !list.contains(&index) {
+                                    list.push(index);
+                                }
+                            }
+                            reserved[p] += here;
+                            left -= here;
                         }
-                        reserved[p] += here;
-                        left -= here;
+                        if left > 0 {
+                            short.push((pools[group[0]].line.feature.as_str(), n - left));
+                        }
                     }
-                    if left > 0 {
+                    for (feature, got) in short {
+                        let of = if groups_of_one_feature {
+                            String::new()
+                        } else {
+                            format!(" of component {feature}")
+                        };
                         policy.warnings.push(format!(
-                            "{}: {}: only {} of {n} licenses could be reserved (the pools have no more room, or are uncounted)",
+                            "{}: {}: only {got} of {n} licenses{of} could be reserved (the pools have no more room, or are uncounted)",
                             options.source,
                             rule.label(),
-                            n - left
                         ));
                     }
                 }

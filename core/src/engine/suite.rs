@@ -10,6 +10,27 @@
 //! suite components, never on any other feature's path: it is the one
 //! place besides DUP_GROUP uses (`uses.rs`) where a checkout locks.
 //!
+//! # SUITE_RESERVED
+//!
+//! With `OPTIONS=SUITE_RESERVED`, a holder who takes the suite license
+//! also takes one license of each *other* component, kept for them (a
+//! *kept* license: counted in the component pool like any other, held by
+//! no instance). A kept license stays until the holder's suite license
+//! goes back, which gives every kept license back with it. The holder's
+//! own checkout of a component uses its kept one; a component instance of
+//! the holder's that is released while they still hold the suite becomes
+//! the kept license of that component again, if they have none of it.
+//! A component with no free license when the suite is taken is not kept
+//! (the checkout is not refused for it), nor kept later.
+//!
+//! Every checkout of a reserved suite's component holds the suite's lock
+//! from before the component charge to after the suite take
+//! ([`Suites::checkout_reserved`]): freeing the holder's kept license and
+//! charging the pool happen with no other charge of the suite's component
+//! pools in between, so the freed license cannot go to someone else. A
+//! release keeps (or gives back) under the same lock, in the table's
+//! credit step.
+//!
 //! # Order and atomicity
 //!
 //! A checkout charges the component's pool first (the table claim is
@@ -40,7 +61,25 @@ const NONE: u32 = u32::MAX;
 pub(crate) struct Suites {
     /// Per pool: the index of the suite its checkouts also take, or NONE.
     of_pool: Vec<u32>,
+    /// Per pool: its component's index in its suite's `components`.
+    component_of_pool: Vec<u32>,
+    /// Per feature: the `SUITE_RESERVED` suite its pools are components
+    /// of, or NONE.
+    reserved_of_feature: Vec<u32>,
     suites: Vec<Suite>,
+}
+
+/// What the engine tells [`Suites::build`] about one pool that is a
+/// suite's component.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SuiteOf<'a> {
+    /// The suite feature's pools.
+    pub(crate) pools: &'a [u32],
+    pub(crate) dup: DupGroup,
+    /// `OPTIONS=SUITE_RESERVED`.
+    pub(crate) reserved: bool,
+    /// The component's feature.
+    pub(crate) feature: u32,
 }
 
 #[derive(Debug)]
@@ -48,51 +87,177 @@ struct Suite {
     /// The suite feature's pools, in file order.
     pools: Vec<u32>,
     dup: DupGroup,
+    /// `OPTIONS=SUITE_RESERVED`: holders keep a license of each component.
+    reserved: bool,
+    /// The components: (feature, its pools in this suite, in file order).
+    components: Vec<(u32, Vec<u32>)>,
     /// Grouped holder names -> what they hold.
     held: Mutex<FxHashMap<String, Held>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Held {
     /// Component instances of this holder.
     components: u32,
     /// The suite pool charged (NONE: an uncounted one, nothing charged).
     pool: u32,
+    /// `SUITE_RESERVED`: per component (as in [`Suite::components`]), the
+    /// pool of the license kept for the holder, or NONE. Empty otherwise.
+    kept: Vec<u32>,
 }
 
 impl Suites {
-    /// `suite_of(pool index)`: for each of `pool_count` pools, the suite
-    /// feature's pools and grouping if the pool is a suite's component.
+    /// `suite_of(pool index)`: for each of `pool_count` pools, what makes
+    /// it a suite's component, if it is one; `features`: the engine's
+    /// feature count.
     pub(crate) fn build<'a>(
         pool_count: usize,
-        suite_of: impl Fn(usize) -> Option<(&'a [u32], DupGroup)>,
+        features: usize,
+        suite_of: impl Fn(usize) -> Option<SuiteOf<'a>>,
     ) -> Suites {
         let mut s = Suites {
             of_pool: vec![NONE; pool_count],
+            component_of_pool: vec![NONE; pool_count],
+            reserved_of_feature: Vec::new(),
             suites: Vec::new(),
         };
         for p in 0..pool_count {
-            let Some((pools, dup)) = suite_of(p) else {
+            let Some(of) = suite_of(p) else {
                 continue;
             };
-            let at = match s
-                .suites
-                .iter()
-                .position(|x| x.pools == pools && x.dup == dup)
-            {
-                Some(at) => at,
+            let at =
+                match s.suites.iter().position(|x| {
+                    x.pools == of.pools && x.dup == of.dup && x.reserved == of.reserved
+                }) {
+                    Some(at) => at,
+                    None => {
+                        s.suites.push(Suite {
+                            pools: of.pools.to_vec(),
+                            dup: of.dup,
+                            reserved: of.reserved,
+                            components: Vec::new(),
+                            held: Mutex::new(FxHashMap::default()),
+                        });
+                        s.suites.len() - 1
+                    }
+                };
+            let suite = &mut s.suites[at];
+            let c = match suite.components.iter().position(|(f, _)| *f == of.feature) {
+                Some(c) => c,
                 None => {
-                    s.suites.push(Suite {
-                        pools: pools.to_vec(),
-                        dup,
-                        held: Mutex::new(FxHashMap::default()),
-                    });
-                    s.suites.len() - 1
+                    suite.components.push((of.feature, Vec::new()));
+                    suite.components.len() - 1
                 }
             };
+            suite.components[c].1.push(p as u32);
             s.of_pool[p] = at as u32;
+            s.component_of_pool[p] = c as u32;
+            if of.reserved {
+                if s.reserved_of_feature.is_empty() {
+                    s.reserved_of_feature = vec![NONE; features];
+                }
+                // A feature that is a component of two reserved suites is
+                // kept by the first (a license file that says so is odd).
+                if let Some(r) = s.reserved_of_feature.get_mut(of.feature as usize) {
+                    if *r == NONE {
+                        *r = at as u32;
+                    }
+                }
+            }
         }
         s
+    }
+
+    /// The `SUITE_RESERVED` suite whose component feature `fid` is: its
+    /// checkouts go through [`Suites::checkout_reserved`].
+    #[inline]
+    pub(crate) fn reserved_of(&self, fid: u32) -> Option<u32> {
+        if self.reserved_of_feature.is_empty() {
+            return None;
+        }
+        self.reserved_of_feature
+            .get(fid as usize)
+            .copied()
+            .filter(|&s| s != NONE)
+    }
+
+    /// A checkout of a component of the reserved suite `s`, under the
+    /// suite's lock: the holder's kept license of the component (if any)
+    /// is given back to its pool, `charge` charges a pool (returning it
+    /// and what the caller needs to undo it), and the suite is taken as
+    /// [`Suites::take`] does; refused, `undo` gives the charge back and the
+    /// kept license is taken again. A pool of another suite (or none)
+    /// charged instead: its own suite, if any, is taken after the lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn checkout_reserved<T>(
+        &self,
+        s: u32,
+        fid: u32,
+        pools: &[Pool],
+        holder: &HolderBuf,
+        now: Millis,
+        charge: impl FnOnce() -> Result<(u32, T), Reason>,
+        undo: impl FnOnce(u32, &T),
+    ) -> Result<(u32, T), Reason> {
+        let suite = &self.suites[s as usize];
+        let key = key(suite.dup, holder);
+        let mut held = lock(&suite.held);
+        let c = suite.components.iter().position(|(f, _)| *f == fid);
+        // The holder's kept license of this component: freed for the
+        // charge below, which nobody else's can take first (they wait for
+        // the lock).
+        let kept = match (held.get_mut(&key), c) {
+            (Some(h), Some(c)) => std::mem::replace(&mut h.kept[c], NONE),
+            _ => NONE,
+        };
+        if kept != NONE {
+            pools[kept as usize].unreserve(1);
+        }
+        let keep_again = |held: &mut FxHashMap<String, Held>| {
+            if kept == NONE {
+                return;
+            }
+            // Nothing else charged the suite's components meanwhile: the
+            // license freed above is still free (releases only add).
+            if pools[kept as usize].reserve(1).is_some() {
+                if let (Some(h), Some(c)) = (held.get_mut(&key), c) {
+                    h.kept[c] = kept;
+                }
+            }
+        };
+        let (p, t) = match charge() {
+            Ok(x) => x,
+            Err(reason) => {
+                keep_again(&mut held);
+                return Err(reason);
+            }
+        };
+        if self.of(p) != Some(s) {
+            keep_again(&mut held);
+            drop(held);
+            if let Some(other) = self.of(p) {
+                if let Err(reason) = self.take(other, pools, holder, now) {
+                    undo(p, &t);
+                    return Err(reason);
+                }
+            }
+            return Ok((p, t));
+        }
+        match self.take_locked(
+            suite,
+            &mut held,
+            key,
+            pools,
+            self.component_of_pool[p as usize],
+            now,
+        ) {
+            Ok(()) => Ok((p, t)),
+            // Refused only for a new holder, who had nothing kept.
+            Err(reason) => {
+                undo(p, &t);
+                Err(reason)
+            }
+        }
     }
 
     /// The suite a checkout charged to pool `p` also takes.
@@ -117,14 +282,30 @@ impl Suites {
         let suite = &self.suites[s as usize];
         let key = key(suite.dup, holder);
         let mut held = lock(&suite.held);
+        self.take_locked(suite, &mut held, key, pools, NONE, now)
+    }
+
+    /// [`Suites::take`] under the lock; for a reserved suite, a new holder
+    /// also keeps a license of each component but `component` (the one
+    /// being checked out).
+    fn take_locked(
+        &self,
+        suite: &Suite,
+        held: &mut FxHashMap<String, Held>,
+        key: String,
+        pools: &[Pool],
+        component: u32,
+        now: Millis,
+    ) -> Result<(), Reason> {
         if let Some(h) = held.get_mut(&key) {
             h.components += 1;
             return Ok(());
         }
-        let mut serving = suite.pools.iter().copied().filter(|&p| {
+        let serves = |p: u32| {
             let pool = &pools[p as usize];
             !pool.is_expired(now) && pool.is_started(now) && !pool.retired
-        });
+        };
+        let mut serving = suite.pools.iter().copied().filter(|&p| serves(p));
         let mut any = false;
         let charged = serving.find_map(|p| {
             any = true;
@@ -137,11 +318,34 @@ impl Suites {
         });
         match charged {
             Some(pool) => {
+                let kept = if suite.reserved {
+                    suite
+                        .components
+                        .iter()
+                        .enumerate()
+                        .map(|(c, (_, cps))| {
+                            if c as u32 == component {
+                                return NONE;
+                            }
+                            cps.iter()
+                                .copied()
+                                .filter(|&p| serves(p))
+                                .filter(|&p| {
+                                    pools[p as usize].counted && !pools[p as usize].startup
+                                })
+                                .find(|&p| pools[p as usize].reserve(1).is_some())
+                                .unwrap_or(NONE)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 held.insert(
                     key,
                     Held {
                         components: 1,
                         pool,
+                        kept,
                     },
                 );
                 Ok(())
@@ -191,33 +395,75 @@ impl Suites {
                 },
             }
         };
+        // A restored holder keeps nothing until one of its component
+        // instances is released while it holds the suite.
+        let kept = if suite.reserved {
+            vec![NONE; suite.components.len()]
+        } else {
+            Vec::new()
+        };
         held.insert(
             key,
             Held {
                 components: 1,
                 pool,
+                kept,
             },
         );
     }
 
-    /// A component instance of `holder` was released: the suite license
-    /// goes back with its last one.
-    pub(crate) fn give(&self, s: u32, pools: &[Pool], holder: &HolderBuf) {
+    /// A component instance of `holder`, charged to pool `p`, was
+    /// released: the suite license goes back with its last one, and every
+    /// license kept for the holder with it. Returns whether one of the
+    /// instance's licenses stays charged to `p`, as the holder's kept
+    /// license of that component (a reserved suite, still held, none kept
+    /// of it): the caller credits the pool one license less.
+    pub(crate) fn give(&self, s: u32, pools: &[Pool], holder: &HolderBuf, p: u32) -> bool {
         let suite = &self.suites[s as usize];
         let key = key(suite.dup, holder);
         let mut held = lock(&suite.held);
         let Some(h) = held.get_mut(&key) else {
             debug_assert!(false, "a suite component released without its suite");
-            return;
+            return false;
         };
         h.components -= 1;
         if h.components == 0 {
-            let pool = h.pool;
-            held.remove(&key);
-            if pool != NONE {
-                pools[pool as usize].unreserve(1);
+            let Some(h) = held.remove(&key) else {
+                return false;
+            };
+            if h.pool != NONE {
+                pools[h.pool as usize].unreserve(1);
+            }
+            for k in h.kept.into_iter().filter(|&k| k != NONE) {
+                pools[k as usize].unreserve(1);
+            }
+            return false;
+        }
+        let c = self.component_of_pool[p as usize] as usize;
+        match h.kept.get_mut(c) {
+            Some(k) if *k == NONE => {
+                *k = p;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Per pool of the engine (`pool_count` of them): the licenses kept
+    /// for `SUITE_RESERVED` suite holders now (counted in the pool's in-use
+    /// count, held by no instance).
+    pub(crate) fn kept(&self, pool_count: usize) -> Vec<u32> {
+        let mut kept = vec![0u32; pool_count];
+        for suite in self.suites.iter().filter(|s| s.reserved) {
+            for h in lock(&suite.held).values() {
+                for &k in &h.kept {
+                    if let Some(n) = kept.get_mut(k as usize) {
+                        *n = n.saturating_add(1);
+                    }
+                }
             }
         }
+        kept
     }
 
     /// Per pool of the engine (`pool_count` of them): the suite licenses

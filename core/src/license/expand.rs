@@ -22,9 +22,10 @@
 //!    enabling line's), `n × count` licenses (n defaults to 1), the enabling
 //!    line's expiry, start, vendor string, DUP_GROUP and overdraft
 //!    (× n). Without `OPTIONS=SUITE` the enabling line itself goes; with it
-//!    (or `SUITE_RESERVED`, treated alike) it stays, as the suite feature
-//!    that each component checkout also takes (see `engine/suite.rs`), and
-//!    a component's `n` is ignored (the guide does not allow it there).
+//!    (or `SUITE_RESERVED`) it stays, as the suite feature that each
+//!    component checkout also takes (see `engine/suite.rs`, which also
+//!    keeps `SUITE_RESERVED`'s licenses), and a component's `n` is ignored
+//!    (the guide does not allow it there).
 //!
 //! Every rule that cannot apply is a warning ([`LicenseSet::warnings`], a
 //! [`Diagnostic`] at the line's file:line: the line loaded, and did less
@@ -403,7 +404,9 @@ impl Expander {
                 line.package = Some(ComponentOf {
                     package: pkg.name.clone(),
                     package_line: pkg.line,
+                    package_version: pool.version.clone(),
                     suite: plan.suite,
+                    suite_reserved: plan.reserved,
                     suite_dup,
                 });
                 made[k].push(format!(
@@ -424,6 +427,7 @@ impl Expander {
                 continue;
             }
             let kind = match &plans[k] {
+                Some(p) if p.reserved => "reserved suite",
                 Some(p) if p.suite => "suite",
                 _ => "package",
             };
@@ -441,10 +445,14 @@ impl Expander {
     fn plan(&mut self, pkg: &PackageLine) -> Option<Plan> {
         let what = format!("PACKAGE {}", pkg.name);
         let mut suite = false;
+        let mut reserved = false;
         for (k, v) in &pkg.other {
             if k.eq_ignore_ascii_case("OPTIONS") {
-                if v.eq_ignore_ascii_case("SUITE") || v.eq_ignore_ascii_case("SUITE_RESERVED") {
+                if v.eq_ignore_ascii_case("SUITE") {
                     suite = true;
+                } else if v.eq_ignore_ascii_case("SUITE_RESERVED") {
+                    suite = true;
+                    reserved = true;
                 } else {
                     self.warn(
                         pkg.line,
@@ -516,13 +524,19 @@ impl Expander {
             );
             return None;
         }
-        Some(Plan { components, suite })
+        Some(Plan {
+            components,
+            suite,
+            reserved,
+        })
     }
 }
 
 struct Plan {
     components: Vec<Component>,
     suite: bool,
+    /// `OPTIONS=SUITE_RESERVED`.
+    reserved: bool,
 }
 
 struct Component {

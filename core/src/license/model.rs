@@ -64,9 +64,16 @@ pub struct ComponentOf {
     pub package: String,
     /// The PACKAGE line.
     pub package_line: u32,
-    /// `OPTIONS=SUITE` (or `SUITE_RESERVED`, treated alike): a checkout of
-    /// the component also checks out one license of the suite feature.
+    /// The enabling line's version (what an options-file rule naming the
+    /// package with `:VERSION=` compares).
+    pub package_version: Version,
+    /// `OPTIONS=SUITE` or `SUITE_RESERVED`: a checkout of the component
+    /// also checks out one license of the suite feature.
     pub suite: bool,
+    /// `OPTIONS=SUITE_RESERVED`: while a holder has the suite license, one
+    /// license of each other component is kept for them
+    /// (`engine/suite.rs`).
+    pub suite_reserved: bool,
     /// Which checkouts of the package's components share one suite
     /// license (`SUITE_DUP_GROUP=` on the enabling line, else `UHD`).
     pub suite_dup: DupGroup,

@@ -82,22 +82,38 @@ impl OptionsFile {
     /// The idle timeout for `feature` in seconds: its `TIMEOUT`, else
     /// `TIMEOUTALL`, else `None`.
     pub fn timeout_secs(&self, feature: &str) -> Option<u64> {
-        self.timeouts
-            .iter()
-            .rev()
-            .find(|t| t.feature.name == feature)
-            .map(|t| u64::from(t.value))
-            .or(self.timeout_all)
+        self.component_timeout_secs(feature, None)
+    }
+
+    /// The idle timeout for `feature`, a component of `package` if given:
+    /// the feature's own `TIMEOUT`, else the package's, else `TIMEOUTALL`.
+    pub fn component_timeout_secs(&self, feature: &str, package: Option<&str>) -> Option<u64> {
+        last_limit(&self.timeouts, feature, package).or(self.timeout_all)
     }
 
     /// The default linger of `feature` in seconds (`LINGER`), if any.
     pub fn linger_secs(&self, feature: &str) -> Option<u64> {
-        self.lingers
+        self.component_linger_secs(feature, None)
+    }
+
+    /// The default linger of `feature`, a component of `package` if given:
+    /// the feature's own `LINGER`, else the package's.
+    pub fn component_linger_secs(&self, feature: &str, package: Option<&str>) -> Option<u64> {
+        last_limit(&self.lingers, feature, package)
+    }
+}
+
+/// The value of the last of `limits` naming `feature`, else of the last
+/// naming `package`.
+fn last_limit(limits: &[FeatureLimit], feature: &str, package: Option<&str>) -> Option<u64> {
+    let last = |name: &str| {
+        limits
             .iter()
             .rev()
-            .find(|t| t.feature.name == feature)
+            .find(|t| t.feature.name == name)
             .map(|t| u64::from(t.value))
-    }
+    };
+    last(feature).or_else(|| package.and_then(last))
 }
 
 /// What a rule does.

@@ -235,3 +235,123 @@ fn an_upgrade_serves_the_new_version_from_its_own_licenses_only() {
     e.checkout(&req("f", "u", "old3"), NOW).unwrap();
     assert_eq!(out(&e, "f"), 5, "nothing counted twice");
 }
+
+/// `SUITE_RESERVED`: suite `R` of 2, components `a`, `b`, `c` (2 each).
+const RESERVED: &str = "PACKAGE R v 1.0 COMPONENTS=\"a b c\" OPTIONS=SUITE_RESERVED\n\
+                        FEATURE R v 1.0 permanent 2\n";
+
+/// Licenses of `feature` kept for suite holders.
+fn kept(e: &Engine, feature: &str) -> u32 {
+    e.snapshot(NOW)
+        .features
+        .iter()
+        .filter(|f| f.name == feature)
+        .flat_map(|f| &f.pools)
+        .map(|p| p.suite_kept)
+        .sum()
+}
+
+#[test]
+fn a_reserved_suite_keeps_one_of_each_other_component_for_its_holder() {
+    let e = engine(RESERVED);
+    e.checkout(&req("a", "A", "x1"), NOW).unwrap();
+    assert_eq!(
+        (out(&e, "a"), out(&e, "b"), out(&e, "c"), out(&e, "R")),
+        (1, 1, 1, 1),
+        "A's b and c are kept"
+    );
+    assert_eq!((kept(&e, "a"), kept(&e, "b"), kept(&e, "c")), (0, 1, 1));
+    // B takes the other free b; B's a and c are kept: c is full.
+    e.checkout(&req("b", "B", "y1"), NOW).unwrap();
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "c")), (2, 2, 2));
+    // B wants a second b (another instance): the last b is A's.
+    let d = e.checkout(&req("b", "B", "y2"), NOW).unwrap_err();
+    assert_eq!(d.reason, Reason::AllInUse);
+    assert_eq!(out(&e, "b"), 2, "nothing over-granted");
+    // A's own checkout of b takes the kept one.
+    e.checkout(&req("b", "A", "x2"), NOW).unwrap();
+    assert_eq!((out(&e, "b"), kept(&e, "b")), (2, 0));
+    // A checks a in while holding b: a becomes A's kept a.
+    e.checkin("a", "A", "host", "", "x1").unwrap();
+    assert_eq!((out(&e, "a"), kept(&e, "a")), (2, 2));
+    // A's last component goes: the suite and every kept license with it.
+    e.checkin("b", "A", "host", "", "x2").unwrap();
+    assert_eq!(
+        (out(&e, "a"), out(&e, "b"), out(&e, "c"), out(&e, "R")),
+        (1, 1, 1, 1),
+        "only B's b and B's kept a and c are left"
+    );
+    e.checkout(&req("b", "B", "y2"), NOW).unwrap();
+    assert_eq!(out(&e, "b"), 2);
+    e.checkin("b", "B", "host", "", "y1").unwrap();
+    e.checkin("b", "B", "host", "", "y2").unwrap();
+    assert_eq!(
+        (out(&e, "a"), out(&e, "b"), out(&e, "c"), out(&e, "R")),
+        (0, 0, 0, 0),
+        "nothing leaked"
+    );
+}
+
+#[test]
+fn a_component_full_when_the_suite_is_taken_is_not_kept() {
+    let e = engine(RESERVED);
+    // A holds both c licenses (two instances) and keeps an a and a b.
+    e.checkout(&req("c", "A", "x1"), NOW).unwrap();
+    e.checkout(&req("c", "A", "x2"), NOW).unwrap();
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "c")), (1, 1, 2));
+    // B's checkout of a is not refused for the full c: B keeps b only.
+    e.checkout(&req("a", "B", "y1"), NOW).unwrap();
+    assert_eq!((kept(&e, "a"), kept(&e, "b"), kept(&e, "c")), (1, 2, 0));
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "R")), (2, 2, 2));
+    // A gives one c back while holding the suite: it becomes A's kept c,
+    // not B's (nothing is kept later for B).
+    e.checkin("c", "A", "host", "", "x2").unwrap();
+    assert_eq!((out(&e, "c"), kept(&e, "c")), (2, 1));
+    assert_eq!(
+        e.checkout(&req("c", "B", "y2"), NOW).unwrap_err().reason,
+        Reason::AllInUse
+    );
+    e.checkin("c", "A", "host", "", "x1").unwrap();
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "c")), (1, 1, 0));
+    e.checkout(&req("c", "B", "y2"), NOW).unwrap();
+    assert_eq!((out(&e, "b"), kept(&e, "b")), (1, 1), "B's kept b only");
+}
+
+#[test]
+fn a_refused_suite_keeps_nothing_and_a_restored_holder_keeps_nothing_yet() {
+    let e = engine(RESERVED);
+    e.checkout(&req("a", "A", "x1"), NOW).unwrap();
+    e.checkout(&req("a", "B", "y1"), NOW).unwrap();
+    // b is full (A's and B's kept ones), and so is the suite: C is
+    // refused, and keeps nothing.
+    assert_eq!(
+        e.checkout(&req("b", "C", "z1"), NOW).unwrap_err().reason,
+        Reason::AllInUse
+    );
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "c")), (2, 2, 2));
+    // A restored component instance takes its suite, keeps nothing.
+    let e = engine(RESERVED);
+    e.restore(&Restore {
+        names: crate::engine::Names {
+            feature: "a",
+            user: "A",
+            host: "host",
+            display: "",
+            handle: "x1",
+        },
+        count: 1,
+        version: 0,
+        since_ms: NOW,
+        linger_ms: 0,
+        deadline_ms: None,
+        identity: None,
+    })
+    .unwrap();
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "R")), (1, 0, 1));
+    // A's b, then b back while a is held: now kept.
+    e.checkout(&req("b", "A", "x2"), NOW).unwrap();
+    e.checkin("b", "A", "host", "", "x2").unwrap();
+    assert_eq!((out(&e, "b"), kept(&e, "b")), (1, 1));
+    e.checkin("a", "A", "host", "", "x1").unwrap();
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "R")), (0, 0, 0));
+}

@@ -75,6 +75,25 @@ fn a_suite_keeps_its_enabling_line_and_ignores_num_lic() {
     assert!(s.warnings[0].message.contains("num_lic is not allowed"));
     let a = named(&s, "a")[0].package.as_ref().unwrap();
     assert_eq!(a.suite_dup.to_string(), "U");
+    assert!(a.suite && a.suite_reserved);
+    assert!(
+        s.applied
+            .iter()
+            .any(|x| x.summary == "reserved suite s: a 1.0 x2 (from line 2)"),
+        "{:?}",
+        s.applied
+    );
+    assert_eq!(a.package_version.to_string(), "1.0");
+    let c = named(
+        &set("PACKAGE s v COMPONENTS=c OPTIONS=SUITE
+FEATURE s v 1.0 permanent 2
+"),
+        "c",
+    )[0]
+    .package
+    .clone()
+    .unwrap();
+    assert!(c.suite && !c.suite_reserved);
 }
 
 #[test]
