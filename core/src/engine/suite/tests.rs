@@ -355,3 +355,17 @@ fn a_refused_suite_keeps_nothing_and_a_restored_holder_keeps_nothing_yet() {
     e.checkin("a", "A", "host", "", "x1").unwrap();
     assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "R")), (0, 0, 0));
 }
+
+#[test]
+fn a_reconciled_component_goes_back_without_a_suite_license() {
+    // RECONCILE charges the component's pool only (the suite license is
+    // not taken for an offline session); its check-in gives back the
+    // component and nothing of the suite.
+    let e = engine(SUITE);
+    e.checkout(&req("b", "u2", "h2"), NOW).unwrap();
+    let got = e.reconcile(&req("a", "u1", "h1"), NOW - 1000, NOW).unwrap();
+    assert!(!got.grant.overdraft);
+    assert_eq!((out(&e, "a"), out(&e, "S")), (1, 1));
+    e.checkin("a", "u1", "host", "", "h1").unwrap();
+    assert_eq!((out(&e, "a"), out(&e, "b"), out(&e, "S")), (0, 1, 1));
+}
