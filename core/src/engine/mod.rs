@@ -1287,6 +1287,7 @@ impl Engine {
                             package: pool.line.package.as_ref().map(|c| c.package.clone()),
                             suite_in_use: lent[p as usize],
                             suite_kept: kept[p as usize],
+                            reserved_free: self.reserved_free(PoolId(p)),
                             holders: list,
                         }
                     })
@@ -1363,6 +1364,9 @@ pub struct PoolSnapshot {
     /// of its `SUITE_RESERVED` suite (held by no instance, not listed in
     /// `holders`: see `engine/suite.rs`).
     pub suite_kept: u32,
+    /// Licenses of this pool that RESERVE rules hold back and nobody uses
+    /// (free, but only for those the rules name).
+    pub reserved_free: u32,
     /// Who holds them.
     pub holders: Vec<HolderSnapshot>,
 }

@@ -203,6 +203,7 @@ struct FeatureFigures {
     in_use: u64,
     overdraft: u64,
     queued: u64,
+    reserved: u64,
 }
 
 /// STATUS at this moment, as the STATUS request builds it (queue included),
@@ -248,6 +249,15 @@ pub(crate) fn render(shared: &Shared) -> String {
         f.in_use += u64::from(p.in_use);
         f.overdraft += u64::from(p.overdraft);
     }
+    for f in &snapshot.features {
+        if let Some(figures) = figures.get_mut(f.name.as_str()) {
+            figures.reserved += f
+                .pools
+                .iter()
+                .map(|p| u64::from(p.reserved_free) + u64::from(p.suite_kept))
+                .sum::<u64>();
+        }
+    }
     for q in &status.queue {
         if let Some(f) = figures.get_mut(q.names.feature.as_str()) {
             f.queued += 1;
@@ -259,6 +269,7 @@ pub(crate) fn render(shared: &Shared) -> String {
     let in_use = Family::<Labels, Gauge>::default();
     let overdraft = Family::<Labels, Gauge>::default();
     let queued = Family::<Labels, Gauge>::default();
+    let reserved = Family::<Labels, Gauge>::default();
     let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     for name in &order {
         let f = &figures[name];
@@ -269,6 +280,7 @@ pub(crate) fn render(shared: &Shared) -> String {
         in_use.get_or_create(&l).set(to_i64(f.in_use));
         overdraft.get_or_create(&l).set(to_i64(f.overdraft));
         queued.get_or_create(&l).set(to_i64(f.queued));
+        reserved.get_or_create(&l).set(to_i64(f.reserved));
     }
     let expiry = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     for f in &snapshot.features {
@@ -298,6 +310,11 @@ pub(crate) fn render(shared: &Shared) -> String {
         "queue_length",
         "Checkouts waiting in the queue (wait=) per feature",
         queued,
+    );
+    reg.register(
+        "licenses_reserved",
+        "Free licenses held back per feature: by RESERVE rules for those they name, or kept for a SUITE_RESERVED suite's holders",
+        reserved,
     );
     reg.register(
         "license_expiry_timestamp_seconds",
