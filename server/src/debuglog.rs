@@ -290,9 +290,9 @@ enum Msg {
 #[derive(Debug, Clone)]
 pub struct LogHandle {
     tx: Sender<Msg>,
-    /// Wakes the writer before its tick is over (bounded(1): a second
-    /// ring while one is pending does nothing).
-    bell: Sender<()>,
+    /// The writer thread, unparked to wake it before its tick is over (a
+    /// second ring while one is pending does nothing).
+    writer: std::thread::Thread,
     /// Emptied batch vectors, back from the writer.
     spare: Receiver<Vec<Event>>,
     dropped: Arc<AtomicU64>,
@@ -413,7 +413,7 @@ impl LogHandle {
 
     /// Wakes the writer now rather than at its next tick.
     fn ring(&self) {
-        let _ = self.bell.try_send(());
+        self.writer.unpark();
     }
 }
 
@@ -579,7 +579,6 @@ impl DebugLog {
             })?;
         }
         let (tx, rx) = bounded(LOG_CHANNEL_BATCHES);
-        let (bell, bell_rx) = bounded(1);
         let (spare_tx, spare) = bounded(LOG_CHANNEL_BATCHES);
         let dropped = Arc::new(AtomicU64::new(0));
         let usage = usage.is_on().then(|| Sink::new(usage, clock.now_ms()));
@@ -599,11 +598,11 @@ impl DebugLog {
         };
         let thread = std::thread::Builder::new()
             .name("tally-log".into())
-            .spawn(move || writer.run(rx, bell_rx, spare_tx))?;
+            .spawn(move || writer.run(rx, spare_tx))?;
         Ok(DebugLog {
             handle: LogHandle {
                 tx,
-                bell,
+                writer: thread.thread().clone(),
                 spare,
                 dropped,
                 batches: Arc::default(),
@@ -683,7 +682,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Msg>, bell: Receiver<()>, spare: Sender<Vec<Event>>) {
+    fn run(mut self, rx: Receiver<Msg>, spare: Sender<Vec<Event>>) {
         loop {
             // Idle: block until something comes.
             let msg = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -712,7 +711,8 @@ impl Writer {
                 }
                 self.usage_tick();
                 let _ = self.out.flush();
-                let _ = bell.recv_timeout(WRITER_TICK);
+                // Parked, not a channel wait: no spinning, no yields.
+                std::thread::park_timeout(WRITER_TICK);
                 if rx.is_empty() {
                     break;
                 }
