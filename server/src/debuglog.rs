@@ -1,10 +1,25 @@
 //! The debug log, in lmgrd's format, written by a thread of its own.
 //!
-//! Event loops never format or write: they hand an [`Event`] (plain values,
-//! no heap for OUT/IN/DENIED) to a bounded crossbeam channel with
-//! `try_send`. If the writer falls behind and the channel is full, the event
-//! is dropped and counted; the writer reports the count in the log and
-//! STATUS shows it (`log_dropped`). A loop never blocks on the log.
+//! Event loops never format or write: they copy an [`Event`] (plain values,
+//! no heap for OUT/IN/DENIED) into a loop-owned [`LogBatch`], which goes to
+//! the writer over a bounded crossbeam channel once per poll round (or
+//! when it holds [`BATCH_EVENTS`] events), with `try_send`; the batch's
+//! vector comes back to the loops for reuse, so the steady state allocates
+//! nothing. The writer does not wake per event: after a drain it sleeps
+//! [`WRITER_TICK`] (or until a loop sees the channel a quarter full), then
+//! drains again, one `write` per drain; only a drain that found nothing
+//! lets it block until the next message.
+//!
+//! If the writer falls behind (a slow disk) and the channel is full, the
+//! batch is dropped and its events counted; the writer reports the count
+//! in the log (`N debug log lines dropped: the log writer fell behind`)
+//! and STATUS shows it (`log_dropped`). A loop never blocks on the log.
+//! What is queued is bounded: at most [`LOG_CHANNEL_BATCHES`] batches of
+//! at most [`BATCH_EVENTS`] events ([`LOG_CHANNEL_EVENTS`] events).
+//!
+//! Order: a loop's events reach the log in the order the loop made them;
+//! the events of different loops interleave by batch (each line keeps its
+//! own event's time).
 //!
 //! Line formats (hour padded with a space, as lmgrd does):
 //!
@@ -22,9 +37,9 @@ use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{Local, TimeZone, Timelike};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -33,8 +48,32 @@ use tally_core::engine::{Engine, FeatureId, HolderBuf, Reason};
 
 use crate::usage::{Sink, UsageConfig};
 
-/// Events the channel holds before new ones are dropped.
-pub const LOG_CHANNEL_EVENTS: usize = 65_536;
+/// Events a loop's [`LogBatch`] holds before it is handed over, whether
+/// or not the poll round is over.
+pub const BATCH_EVENTS: usize = 32;
+
+/// Messages (batches, or single events from other threads) the channel
+/// holds before new batches are dropped.
+pub const LOG_CHANNEL_BATCHES: usize = 2048;
+
+/// The most events the channel holds: [`LOG_CHANNEL_BATCHES`] full
+/// batches.
+pub const LOG_CHANNEL_EVENTS: usize = LOG_CHANNEL_BATCHES * BATCH_EVENTS;
+
+/// Queued messages at which a loop that hands a batch over wakes the
+/// writer before its tick is over.
+const WAKE_AT_MESSAGES: usize = LOG_CHANNEL_BATCHES / 4;
+
+/// How long the writer sleeps after a drain while there is traffic.
+pub const WRITER_TICK: Duration = Duration::from_millis(10);
+
+/// The writer's buffer: a tick's lines under load, written with one
+/// `write`.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// How long [`LogHandle::flush`] waits for a loop's open batch, and then
+/// for the writer.
+const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 /// How often a `TIMESTAMP` line is written: every 6 hours, in ms.
 pub const TIMESTAMP_EVERY_MS: u64 = 6 * 3600 * 1000;
@@ -236,17 +275,36 @@ pub enum Event {
     Serve(Sender<io::Result<()>>),
 }
 
-/// The loops' end of the log: cheap to clone, never blocks.
+/// What goes over the channel: a loop's batch, or one event.
+#[derive(Debug)]
+enum Msg {
+    /// A [`LogBatch`]'s events, in the loop's order (the vector goes back
+    /// to the loops, emptied).
+    Batch(Vec<Event>),
+    /// One event from elsewhere (lines, control).
+    One(Event),
+}
+
+/// The log's end for any thread: cheap to clone, never blocks on license
+/// events. Event loops use a [`LogBatch`] of their own.
 #[derive(Debug, Clone)]
 pub struct LogHandle {
-    tx: Sender<Event>,
+    tx: Sender<Msg>,
+    /// The writer thread, unparked to wake it before its tick is over (a
+    /// second ring while one is pending does nothing).
+    writer: std::thread::Thread,
+    /// Emptied batch vectors, back from the writer.
+    spare: Receiver<Vec<Event>>,
     dropped: Arc<AtomicU64>,
+    /// Every [`LogBatch`]'s sequence (odd while it holds events), for
+    /// [`LogHandle::flush`].
+    batches: Arc<Mutex<Vec<Arc<AtomicU64>>>>,
 }
 
 impl LogHandle {
     /// Queues an event, or counts it as dropped if the writer is behind.
     pub fn send(&self, event: Event) {
-        if self.tx.try_send(event).is_err() {
+        if self.tx.try_send(Msg::One(event)).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -254,14 +312,15 @@ impl LogHandle {
     /// Queues an event, waiting for room if the writer is behind (for the
     /// rare start/stop/reread lines, which must not be lost).
     pub fn send_wait(&self, event: Event) {
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Msg::One(event));
+        self.ring();
     }
 
     /// Hands the writer the engine that names feature ids from now on
     /// (after a reread). Blocks if the channel is full: if it were dropped,
     /// the ids of the new engine would be looked up in the old one.
     pub fn switch_engine(&self, engine: Arc<Engine>) {
-        let _ = self.tx.send(Event::Engine(engine));
+        self.send_wait(Event::Engine(engine));
     }
 
     /// Queues a license event.
@@ -286,7 +345,7 @@ impl LogHandle {
     /// Queues a free-form line (blocking if the channel is full: for the
     /// rare start/stop/reread lines, which must not be lost).
     pub fn line(&self, at_ms: u64, daemon: &str, text: impl Into<String>) {
-        let _ = self.tx.send(Event::Line {
+        self.send_wait(Event::Line {
             at_ms,
             daemon: daemon.into(),
             text: text.into(),
@@ -300,15 +359,184 @@ impl LogHandle {
 
     /// Asks the writer to reopen the log file (SIGHUP, REOPEN_LOG).
     pub fn reopen(&self) {
-        let _ = self.tx.send(Event::Reopen);
+        self.send_wait(Event::Reopen);
     }
 
-    /// Waits until everything queued before this call is written.
+    /// Waits until everything queued before this call is written,
+    /// including what the loops' batches held when it was made (each loop
+    /// hands its batch over at the end of its poll round: waited for, up
+    /// to 5 s). A loop flushes only with its own batch handed
+    /// over ([`LogBatch::flush`]).
     pub fn flush(&self) {
+        let deadline = Instant::now() + FLUSH_WAIT;
+        self.wait_for_batches(deadline);
         let (tx, rx) = bounded(1);
-        if self.tx.send(Event::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
+        if self.tx.send(Msg::One(Event::Flush(tx))).is_ok() {
+            self.ring();
+            let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
         }
+    }
+
+    /// A loop's batch for its events.
+    pub fn batch(&self) -> LogBatch {
+        let seq = Arc::new(AtomicU64::new(0));
+        lock(&self.batches).push(seq.clone());
+        LogBatch {
+            log: self.clone(),
+            events: Vec::with_capacity(BATCH_EVENTS),
+            seq,
+        }
+    }
+
+    /// Waits until every batch that held events now has been handed over
+    /// (its sequence moved on), or `deadline`.
+    fn wait_for_batches(&self, deadline: Instant) {
+        let open: Vec<(Arc<AtomicU64>, u64)> = lock(&self.batches)
+            .iter()
+            .filter_map(|s| {
+                let v = s.load(Ordering::SeqCst);
+                (v % 2 == 1).then(|| (s.clone(), v))
+            })
+            .collect();
+        for (seq, v) in open {
+            let mut tries = 0u32;
+            while seq.load(Ordering::SeqCst) == v && Instant::now() < deadline {
+                if tries < 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                tries += 1;
+            }
+        }
+    }
+
+    /// Wakes the writer now rather than at its next tick.
+    fn ring(&self) {
+        self.writer.unpark();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loop's events on their way to the writer: copied in as they come,
+/// handed over as one message at the end of the poll round
+/// ([`LogBatch::hand_over`]) or when it holds [`BATCH_EVENTS`]. Dropping it
+/// hands over what it holds.
+#[derive(Debug)]
+pub struct LogBatch {
+    log: LogHandle,
+    events: Vec<Event>,
+    /// Odd while `events` is not empty: bumped when the first event comes
+    /// in and when the batch is handed over ([`LogHandle::flush`] waits
+    /// for an odd one to move on).
+    seq: Arc<AtomicU64>,
+}
+
+impl LogBatch {
+    /// Adds a license event (or any event) to the batch; a full batch is
+    /// handed over at once.
+    pub fn push(&mut self, event: Event) {
+        if self.events.is_empty() {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+        }
+        self.events.push(event);
+        if self.events.len() >= BATCH_EVENTS {
+            self.hand_over();
+        }
+    }
+
+    /// Hands the batch to the writer, or counts its events as dropped if
+    /// the channel is full. Never blocks.
+    pub fn hand_over(&mut self) {
+        self.give(false);
+    }
+
+    /// Adds a line that must not be lost (start, stop, reread, accept
+    /// trouble) and hands the batch over, waiting for room if need be.
+    pub fn line(&mut self, at_ms: u64, daemon: &str, text: impl Into<String>) {
+        self.push_wait(Event::Line {
+            at_ms,
+            daemon: daemon.into(),
+            text: text.into(),
+        });
+    }
+
+    /// Adds an event that must not be lost and hands the batch over,
+    /// waiting for room if need be.
+    pub fn push_wait(&mut self, event: Event) {
+        if self.events.is_empty() {
+            self.seq.fetch_add(1, Ordering::SeqCst);
+        }
+        self.events.push(event);
+        self.give(true);
+    }
+
+    /// Hands the batch over (waiting for room), then the engine that
+    /// names feature ids from now on: the batch's ids are the old
+    /// engine's.
+    pub fn switch_engine(&mut self, engine: Arc<Engine>) {
+        self.give(true);
+        self.log.switch_engine(engine);
+    }
+
+    /// Hands the batch over (waiting for room) and asks the writer to
+    /// reopen the log file.
+    pub fn reopen(&mut self) {
+        self.give(true);
+        self.log.reopen();
+    }
+
+    /// Hands the batch over (waiting for room), then [`LogHandle::flush`].
+    pub fn flush(&mut self) {
+        self.give(true);
+        self.log.flush();
+    }
+
+    /// The handle this batch sends with.
+    pub fn handle(&self) -> &LogHandle {
+        &self.log
+    }
+
+    fn give(&mut self, wait: bool) {
+        if self.events.is_empty() {
+            return;
+        }
+        let next = self
+            .log
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_EVENTS));
+        let batch = Msg::Batch(std::mem::replace(&mut self.events, next));
+        let sent = if wait {
+            self.log.tx.send(batch).map_err(|e| e.into_inner())
+        } else {
+            self.log.tx.try_send(batch).map_err(|e| e.into_inner())
+        };
+        match sent {
+            Ok(()) if wait || self.log.tx.len() >= WAKE_AT_MESSAGES => self.log.ring(),
+            Ok(()) => {}
+            Err(Msg::Batch(mut lost)) => {
+                self.log
+                    .dropped
+                    .fetch_add(lost.len() as u64, Ordering::Relaxed);
+                lost.clear();
+                self.events = lost;
+                self.log.ring();
+            }
+            Err(Msg::One(_)) => unreachable!("a batch was sent"),
+        }
+        self.seq.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for LogBatch {
+    fn drop(&mut self) {
+        self.hand_over();
+        let mut all = lock(&self.log.batches);
+        all.retain(|s| !Arc::ptr_eq(s, &self.seq));
     }
 }
 
@@ -350,12 +578,13 @@ impl DebugLog {
                 append: true,
             })?;
         }
-        let (tx, rx) = bounded(LOG_CHANNEL_EVENTS);
+        let (tx, rx) = bounded(LOG_CHANNEL_BATCHES);
+        let (spare_tx, spare) = bounded(LOG_CHANNEL_BATCHES);
         let dropped = Arc::new(AtomicU64::new(0));
         let usage = usage.is_on().then(|| Sink::new(usage, clock.now_ms()));
         let writer = Writer {
             usage,
-            out: BufWriter::new(Box::new(io::sink())),
+            out: BufWriter::with_capacity(WRITE_BUFFER, Box::new(io::sink())),
             held: Some(Vec::new()),
             target: target.clone(),
             engine,
@@ -369,9 +598,15 @@ impl DebugLog {
         };
         let thread = std::thread::Builder::new()
             .name("tally-log".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(rx, spare_tx))?;
         Ok(DebugLog {
-            handle: LogHandle { tx, dropped },
+            handle: LogHandle {
+                tx,
+                writer: thread.thread().clone(),
+                spare,
+                dropped,
+                batches: Arc::default(),
+            },
             thread: Some(thread),
         })
     }
@@ -383,8 +618,9 @@ impl DebugLog {
         let (tx, rx) = bounded(1);
         self.handle
             .tx
-            .send(Event::Serve(tx))
+            .send(Msg::One(Event::Serve(tx)))
             .map_err(|_| io::Error::other("the debug log writer stopped"))?;
+        self.handle.ring();
         rx.recv()
             .map_err(|_| io::Error::other("the debug log writer stopped"))?
     }
@@ -397,7 +633,7 @@ impl DebugLog {
     /// Writes everything queued and stops the writer (handles still held
     /// elsewhere then count their events as dropped).
     pub fn shutdown(mut self) {
-        let _ = self.handle.tx.send(Event::Stop);
+        self.handle.send_wait(Event::Stop);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -446,10 +682,11 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Event>) {
+    fn run(mut self, rx: Receiver<Msg>, spare: Sender<Vec<Event>>) {
         loop {
-            let event = match rx.recv_timeout(Duration::from_secs(1)) {
-                Ok(e) => e,
+            // Idle: block until something comes.
+            let msg = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
                     self.housekeeping(self.time.now_ms());
                     self.usage_tick();
@@ -458,22 +695,47 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            if !self.handle(event) {
+            if !self.take(msg, &spare) {
                 break;
             }
-            // Drain what is there, then flush once.
-            while let Ok(e) = rx.try_recv() {
-                if !self.handle(e) {
-                    self.stop_usage();
-                    let _ = self.out.flush();
-                    return;
+            // Busy: drain what is there and write it at once, then sleep a
+            // tick (or until rung) instead of waking for the next event;
+            // back to blocking when a tick brought nothing.
+            loop {
+                while let Ok(m) = rx.try_recv() {
+                    if !self.take(m, &spare) {
+                        self.stop_usage();
+                        let _ = self.out.flush();
+                        return;
+                    }
+                }
+                self.usage_tick();
+                let _ = self.out.flush();
+                // Parked, not a channel wait: no spinning, no yields.
+                std::thread::park_timeout(WRITER_TICK);
+                if rx.is_empty() {
+                    break;
                 }
             }
-            self.usage_tick();
-            let _ = self.out.flush();
         }
         self.stop_usage();
         let _ = self.out.flush();
+    }
+
+    /// Handles one message; false on [`Event::Stop`]. A batch's vector goes
+    /// back to the loops.
+    fn take(&mut self, msg: Msg, spare: &Sender<Vec<Event>>) -> bool {
+        match msg {
+            Msg::One(e) => self.handle(e),
+            Msg::Batch(mut events) => {
+                let mut go = true;
+                for e in events.drain(..) {
+                    go &= self.handle(e);
+                }
+                let _ = spare.try_send(events);
+                go
+            }
+        }
     }
 
     /// The usage sink's once-a-drain work, and its notes for the log.
@@ -525,7 +787,7 @@ impl Writer {
                         None => Ok(()),
                     };
                     let result = started.and_then(|()| open_target(&self.target)).map(|out| {
-                        self.out = BufWriter::new(out);
+                        self.out = BufWriter::with_capacity(WRITE_BUFFER, out);
                         for e in self.held.take().unwrap_or_default() {
                             self.handle(e);
                         }
@@ -622,7 +884,7 @@ impl Writer {
         let _ = self.out.flush();
         match open_target(&target) {
             Ok(out) => {
-                self.out = BufWriter::new(out);
+                self.out = BufWriter::with_capacity(WRITE_BUFFER, out);
                 self.write(now, "lmgrd", "Debug log reopened");
             }
             Err(e) => self.write(now, "lmgrd", &format!("Debug log not reopened: {e}")),

@@ -81,7 +81,7 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if out_of_resources(&e) => {
                     let now = self.w.now();
-                    let log = &self.w.log;
+                    let log = &mut self.w.log;
                     let stall = self.accept_stalled.get_or_insert_with(|| {
                         let text = format!(
                             "accept failed: {e}; connections wait in the backlog, retrying every {ACCEPT_RETRY_MS} ms"

@@ -48,7 +48,7 @@ use tally_core::engine::InstanceId;
 
 use crate::auth::FailureLog;
 use crate::cmd::{self, Ctx, Effects};
-use crate::debuglog::{Event, LogHandle};
+use crate::debuglog::{Event, LogBatch};
 use crate::journal::LoopJournal;
 use crate::metrics::Cause;
 use crate::shared::Shared;
@@ -116,7 +116,8 @@ pub(crate) struct Worker {
     timers: LoopTimers,
     /// Where sockets are read into before their bytes join `rbuf`.
     read_buf: Vec<u8>,
-    log: LogHandle,
+    /// This loop's log events, handed over at the end of each poll round.
+    log: LogBatch,
     /// Where STATUS requests are built (`status_thread.rs`).
     status_jobs: crossbeam_channel::Sender<status_thread::Job>,
     /// Connections to serve again this turn (a waiter was answered): a
@@ -199,6 +200,8 @@ impl Worker {
         let Some(job) = self.fx.status.take() else {
             return;
         };
+        // REPORT flushes the log to commit usage: this round's events first.
+        self.log.hand_over();
         match self.status_jobs.send(job) {
             Ok(()) => conn.status_pending = true,
             // The thread is gone: build it here rather than not at all.
@@ -224,8 +227,8 @@ impl Worker {
             for event in self.fx.log.drain(..) {
                 match event {
                     // Start, stop and reread lines must not be lost.
-                    Event::Line { .. } => self.log.send_wait(event),
-                    event => self.log.send(event),
+                    Event::Line { .. } => self.log.push_wait(event),
+                    event => self.log.push(event),
                 }
             }
         }
@@ -277,7 +280,7 @@ impl Loop {
             conns: slab::Slab::new(),
             next_serial: 0,
             w: Worker {
-                log: shared.log.clone(),
+                log: shared.log.batch(),
                 ctx: Ctx {
                     index,
                     gen,
@@ -369,6 +372,8 @@ impl Loop {
             if let Some(j) = self.w.ctx.journal.as_mut() {
                 j.send();
             }
+            // The round's log events, as one message.
+            self.w.log.hand_over();
             if self.w.answered > 0 {
                 let ns = u64::try_from(woke.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 let n = std::mem::take(&mut self.w.answered);
@@ -545,6 +550,7 @@ impl Loop {
     /// Stops the loop: replies waiting for the journal go out, then every
     /// connection is closed (no engine is touched).
     fn shut_down(mut self) {
+        self.w.log.hand_over();
         if let Some(j) = self.w.ctx.journal.as_mut() {
             j.wait_durable(SHUTDOWN_JOURNAL_WAIT);
         }

@@ -93,6 +93,9 @@ impl Loop {
     /// what it published. False if the server is shutting down meanwhile:
     /// then the loop stops waiting and must touch no engine again.
     pub(super) fn wait_out_reread(&mut self) -> bool {
+        // Its events name the old engine's ids: before the rereading loop
+        // switches the writer to the new one.
+        self.w.log.hand_over();
         let shared = self.w.ctx.shared.clone();
         loop {
             match shared.pause.park(self.w.ctx.index, PARK_WAIT) {
