@@ -266,8 +266,10 @@ pub enum Event {
     Engine(Arc<Engine>),
     /// Reopen the log file (after logrotate moved it away).
     Reopen,
-    /// Write everything queued so far, then answer.
-    Flush(Sender<()>),
+    /// Write everything queued so far, then answer; with `true`, also
+    /// commit the usage history's batch first (REPORT, the upload: never
+    /// a loop, which must not wait for SQLite).
+    Flush(Sender<()>, bool),
     /// Write everything queued so far and end the writer thread.
     Stop,
     /// The server can serve: open the target and write what was held
@@ -368,10 +370,21 @@ impl LogHandle {
     /// to 5 s). A loop flushes only with its own batch handed
     /// over ([`LogBatch::flush`]).
     pub fn flush(&self) {
+        self.flush_then(false);
+    }
+
+    /// [`LogHandle::flush`], and the usage history's rows so far committed
+    /// to its database (REPORT and the upload read it next). Waits for
+    /// SQLite: never from a loop.
+    pub fn flush_usage(&self) {
+        self.flush_then(true);
+    }
+
+    fn flush_then(&self, usage: bool) {
         let deadline = Instant::now() + FLUSH_WAIT;
         self.wait_for_batches(deadline);
         let (tx, rx) = bounded(1);
-        if self.tx.send(Msg::One(Event::Flush(tx))).is_ok() {
+        if self.tx.send(Msg::One(Event::Flush(tx, usage))).is_ok() {
             self.ring();
             let _ = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
         }
@@ -776,7 +789,7 @@ impl Writer {
             match event {
                 // The server never served: nothing is written.
                 Event::Stop => return false,
-                Event::Flush(done) => {
+                Event::Flush(done, _) => {
                     let _ = done.send(());
                 }
                 Event::Reopen => {}
@@ -855,9 +868,14 @@ impl Writer {
                 }
                 self.reopen();
             }
-            Event::Flush(done) => {
+            Event::Flush(done, usage) => {
                 if let Some(u) = self.usage.as_mut() {
-                    u.sync(self.time.now_ms());
+                    let now = self.time.now_ms();
+                    if usage {
+                        u.sync(now);
+                    } else {
+                        u.flush(now);
+                    }
                 }
                 let _ = self.out.flush();
                 let _ = done.send(());

@@ -172,7 +172,7 @@ fn build_report(r: &ReportJob, info: &ServerInfo, line: &mut Vec<u8>) {
         .write_bytes(line);
         return;
     };
-    r.log.flush();
+    r.log.flush_usage();
     let server = crate::usage::report::ReportServer {
         name: info.name.clone(),
         version: info.version.clone(),

@@ -65,6 +65,15 @@ fn a_borrow_survives_kill_9_and_is_returned_early_by_the_admin() {
         "the borrow went back with its connection"
     );
     drop(bob);
+    // The debug log is written in batches (docs/operations.md): its OUT
+    // line is on disk before the kill, or a kill -9 may lose it.
+    assert!(
+        eventually(GENEROUS, || t.log_lines().iter().any(
+            |l| l.contains("OUT: \"ROAD\" alice@laptop1 [h1]  (BORROW)")
+        )),
+        "{:?}",
+        t.log_lines()
+    );
 
     t.kill9();
     let t2 = Tallyd::start_with_state(LICENSE, &[], &state.0);

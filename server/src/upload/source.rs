@@ -23,7 +23,7 @@ fn report(shared: &Shared, period: &Period) -> io::Result<Vec<u8>> {
             "no usage history: tallyd keeps one in its state dir, not with --durability off",
         ));
     };
-    shared.log.flush();
+    shared.log.flush_usage();
     let now = shared.now();
     let (_, gen) = shared.generation.load();
     let facts = &gen.facts;

@@ -352,8 +352,15 @@ impl Sink {
         }
     }
 
+    /// Everything so far is in the report log (a flush of the debug log:
+    /// nothing waits for the database).
+    pub(crate) fn flush(&mut self, now: u64) {
+        self.advance(now);
+        self.flush_report();
+    }
+
     /// Everything so far is in the report log and committed to the
-    /// database (REPORT, shutdown).
+    /// database (REPORT, the upload, shutdown).
     pub(crate) fn sync(&mut self, now: u64) {
         self.advance(now);
         self.batch(now);
