@@ -298,6 +298,8 @@ pub struct LogHandle {
     /// Emptied batch vectors, back from the writer.
     spare: Receiver<Vec<Event>>,
     dropped: Arc<AtomicU64>,
+    /// Lines written so far (the writer's count).
+    written: Arc<AtomicU64>,
     /// Every [`LogBatch`]'s sequence (odd while it holds events), for
     /// [`LogHandle::flush`].
     batches: Arc<Mutex<Vec<Arc<AtomicU64>>>>,
@@ -357,6 +359,11 @@ impl LogHandle {
     /// Events dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines written to the debug log so far (`tally_log_lines_written_total`).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// Asks the writer to reopen the log file (SIGHUP, REOPEN_LOG).
@@ -594,6 +601,7 @@ impl DebugLog {
         let (tx, rx) = bounded(LOG_CHANNEL_BATCHES);
         let (spare_tx, spare) = bounded(LOG_CHANNEL_BATCHES);
         let dropped = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
         let usage = usage.is_on().then(|| Sink::new(usage, clock.now_ms()));
         let writer = Writer {
             usage,
@@ -602,6 +610,7 @@ impl DebugLog {
             target: target.clone(),
             engine,
             dropped: dropped.clone(),
+            written: written.clone(),
             reported_drops: 0,
             // The start line carries the date; the first TIMESTAMP comes
             // six hours later.
@@ -618,6 +627,7 @@ impl DebugLog {
                 writer: thread.thread().clone(),
                 spare,
                 dropped,
+                written,
                 batches: Arc::default(),
             },
             thread: Some(thread),
@@ -684,6 +694,8 @@ struct Writer {
     target: LogTarget,
     engine: Arc<Engine>,
     dropped: Arc<AtomicU64>,
+    /// Lines written (this thread alone adds to it).
+    written: Arc<AtomicU64>,
     reported_drops: u64,
     last_timestamp_ms: u64,
     /// The server's clock (`server::Config::clock`).
@@ -847,6 +859,7 @@ impl Writer {
                 write_prefix(&mut self.out, &mut self.clock, at_ms, vendor);
                 let _ = write_license_line(&mut self.out, action, name, &holder, count);
                 let _ = self.out.write_all(b"\n");
+                self.written.fetch_add(1, Ordering::Relaxed);
             }
             Event::Line {
                 at_ms,
@@ -942,6 +955,7 @@ impl Writer {
         write_prefix(&mut self.out, &mut self.clock, at_ms, daemon);
         let _ = self.out.write_all(text.as_bytes());
         let _ = self.out.write_all(b"\n");
+        self.written.fetch_add(1, Ordering::Relaxed);
     }
 }
 

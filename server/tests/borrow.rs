@@ -68,9 +68,10 @@ fn a_borrow_survives_kill_9_and_is_returned_early_by_the_admin() {
     // The debug log is written in batches (docs/operations.md): its OUT
     // line is on disk before the kill, or a kill -9 may lose it.
     assert!(
-        eventually(GENEROUS, || t.log_lines().iter().any(
-            |l| l.contains("OUT: \"ROAD\" alice@laptop1 [h1]  (BORROW)")
-        )),
+        eventually(GENEROUS, || t
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("OUT: \"ROAD\" alice@laptop1 [h1]  (BORROW)"))),
         "{:?}",
         t.log_lines()
     );

@@ -39,9 +39,20 @@ impl Drop for Served {
 
 impl Served {
     fn start(license: &str) -> Served {
+        Served::start_with(license, None, &[])
+    }
+
+    /// [`Served::start`] with an options file's text and more arguments.
+    fn start_with(license: &str, options: Option<&str>, extra: &[&str]) -> Served {
         let scratch = Scratch::new("metrics");
         let lic = scratch.path("license.lic");
         std::fs::write(&lic, license).expect("write license");
+        let mut more: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        if let Some(text) = options {
+            let opt = scratch.path("tally.opt");
+            std::fs::write(&opt, text).expect("write options");
+            more.extend(["--options".to_string(), opt.display().to_string()]);
+        }
         let mut child = Command::new(tallyd_bin())
             .arg("-c")
             .arg(&lic)
@@ -50,6 +61,7 @@ impl Served {
             .arg("--state-dir")
             .arg(scratch.path("state"))
             .args(["--port", "0", "--workers", "2", "--http", "127.0.0.1:0"])
+            .args(&more)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -338,26 +350,78 @@ fn promtool() -> Option<String> {
     found().then(|| "promtool".into())
 }
 
+/// RESERVE's free licenses, the debug log's lines and the uploader's last
+/// result: each a figure of the scrape, and promtool takes it.
 #[test]
-fn promtool_accepts_a_live_scrape() {
-    let Some(promtool) = promtool() else {
-        // .ci/run installs promtool and sets this: CI never skips it.
-        assert!(
-            std::env::var_os("TALLY_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (TALLY_REQUIRE_PROMTOOL) but missing"
-        );
-        eprintln!(
-            "SKIPPED promtool_accepts_a_live_scrape: promtool is not on PATH and \
-             scripts/install-promtool could not install it (needs root and apt-get: \
-             apt-get install -y prometheus)"
-        );
-        return;
-    };
-    let s = Served::start(LICENSE);
+fn reservations_log_lines_and_the_upload_result_are_figures() {
+    // An upload endpoint nobody listens on: the attempt cannot connect.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("https://127.0.0.1:{port}");
+    let s = Served::start_with(
+        LICENSE,
+        Some("RESERVE 2 MANY USER zed\n"),
+        &[
+            "--upload-url",
+            &url,
+            "--upload-delay",
+            "1h",
+            "--upload-attempts",
+            "1",
+        ],
+    );
+    let m = scrape(&s);
+    assert_eq!(value(&m, "tally_licenses_reserved{feature=\"MANY\"}"), 2.0);
+    assert_eq!(value(&m, "tally_licenses_reserved{feature=\"ONE\"}"), 0.0);
+    assert_eq!(
+        value(&m, "tally_upload_last_attempt_timestamp_seconds"),
+        0.0
+    );
+    assert!(
+        !m.keys().any(|k| k.starts_with("tally_upload_last_result")),
+        "{m:?}"
+    );
     let mut c = s.connect();
-    assert!(c.req("CHECKOUT ONE ann h a").starts_with("OK "));
-    assert!(c.req("CHECKOUT ONE bob h b").starts_with("DENIED "));
-    let (_, _, body) = get(s.http, "/metrics", None);
+    assert!(c.req("CHECKOUT MANY zed h z").starts_with("OK "));
+    assert_eq!(c.req("UPLOAD"), "OK UPLOAD STARTED");
+    assert!(eventually(GENEROUS, || {
+        value(&scrape(&s), "tally_upload_last_attempt_timestamp_seconds") > 0.0
+    }));
+    let m = scrape(&s);
+    assert_eq!(value(&m, "tally_licenses_reserved{feature=\"MANY\"}"), 1.0);
+    assert_eq!(
+        value(
+            &m,
+            "tally_upload_last_result{code=\"CTX_UPLOADER_CONNECT_FAILED\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "tally_upload_last_result{code=\"CTX_UPLOADER_SUCCESS\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&m, "tally_upload_last_success_timestamp_seconds"),
+        0.0
+    );
+    assert_eq!(value(&m, "tally_upload_pending_reports"), 1.0);
+    // The start lines at least; more as the log writer gets to them.
+    assert!(value(&m, "tally_log_lines_written_total") >= 3.0, "{m:?}");
+    if let Some(promtool) = promtool() {
+        let (_, _, body) = get(s.http, "/metrics", None);
+        promtool_check(&promtool, &body);
+    }
+}
+
+/// `promtool check metrics` of `body`: passes, or the test fails with its
+/// output.
+fn promtool_check(promtool: &str, body: &str) {
     let mut check = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -378,6 +442,29 @@ fn promtool_accepts_a_live_scrape() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn promtool_accepts_a_live_scrape() {
+    let Some(promtool) = promtool() else {
+        // .ci/run installs promtool and sets this: CI never skips it.
+        assert!(
+            std::env::var_os("TALLY_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required (TALLY_REQUIRE_PROMTOOL) but missing"
+        );
+        eprintln!(
+            "SKIPPED promtool_accepts_a_live_scrape: promtool is not on PATH and \
+             scripts/install-promtool could not install it (needs root and apt-get: \
+             apt-get install -y prometheus)"
+        );
+        return;
+    };
+    let s = Served::start(LICENSE);
+    let mut c = s.connect();
+    assert!(c.req("CHECKOUT ONE ann h a").starts_with("OK "));
+    assert!(c.req("CHECKOUT ONE bob h b").starts_with("DENIED "));
+    let (_, _, body) = get(s.http, "/metrics", None);
+    promtool_check(&promtool, &body);
 }
 
 #[test]

@@ -361,6 +361,49 @@ pub(crate) fn render(shared: &Shared) -> String {
         counter(dropped),
     );
     reg.register(
+        "log_lines_written",
+        "Lines written to the debug log",
+        counter(shared.log.written()),
+    );
+    if let Some(u) = shared.upload.get() {
+        let st = u.status();
+        // The last attempt's result code: 1 on its own label, 0 on the
+        // others, so an alert can match on `code!="CTX_UPLOADER_SUCCESS"`.
+        let last = Family::<Vec<(&'static str, &'static str)>, Gauge>::default();
+        if let Some(a) = &st.last {
+            for c in crate::upload::Code::ALL {
+                last.get_or_create(&vec![("code", c.as_str())])
+                    .set(i64::from(c == a.code));
+            }
+        }
+        reg.register(
+            "upload_last_result",
+            "The last report upload attempt's result code (1 on it)",
+            last,
+        );
+        let at = Gauge::<i64>::default();
+        at.set(st.last.as_ref().map_or(0, |a| to_i64(a.finished)));
+        reg.register(
+            "upload_last_attempt_timestamp_seconds",
+            "When the last report upload attempt finished, Unix seconds (0: none yet)",
+            at,
+        );
+        let ok = Gauge::<i64>::default();
+        ok.set(st.last_success.map_or(0, to_i64));
+        reg.register(
+            "upload_last_success_timestamp_seconds",
+            "When a report upload last succeeded, Unix seconds (0: never since start)",
+            ok,
+        );
+        let pending = Gauge::<i64>::default();
+        pending.set(to_i64(st.pending as u64));
+        reg.register(
+            "upload_pending_reports",
+            "Reports waiting in upload/pending for an upload",
+            pending,
+        );
+    }
+    reg.register(
         "request_latency_seconds",
         "Time of each request in its event loop: from the wake-up that read it to the end of that round (replies written)",
         Figures::of(shared.metrics.iter().map(|l| &l.request_latency)),
