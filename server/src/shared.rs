@@ -117,6 +117,23 @@ pub(crate) struct Facts {
 }
 
 impl Shared {
+    /// The server's part of a STATUS or REPORT reply at `now`: `facts` (of
+    /// the generation the reply is built from) and the live figures.
+    pub(crate) fn server_info(&self, facts: &Facts, now: u64) -> crate::status::ServerInfo {
+        crate::status::ServerInfo {
+            name: "tallyd".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            host: facts.host.clone(),
+            port: facts.port,
+            license_file: facts.license_file.clone(),
+            vendors: facts.vendors.clone(),
+            started_ms: facts.started_ms,
+            now_ms: now,
+            connections: self.connections.load(std::sync::atomic::Ordering::Relaxed),
+            log_dropped: self.log.dropped(),
+        }
+    }
+
     /// Wakes every loop (shutdown, a reread, a license back for a waiter).
     pub(crate) fn wake_all(&self) {
         if let Some(wakers) = self.wakers.get() {

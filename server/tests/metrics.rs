@@ -4,15 +4,17 @@
 //! against STATUS; and `promtool check metrics` on the scraped text.
 
 mod common;
+mod served;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{eventually, tallyd_bin, Client, Scratch, REPLY_TIMEOUT};
+use common::{eventually, REPLY_TIMEOUT};
+use served::Served;
 
 const GENEROUS: Duration = Duration::from_secs(10);
 
@@ -21,86 +23,6 @@ VENDOR CITRIX
 FEATURE ONE CITRIX 1.0 permanent 1
 FEATURE MANY CITRIX 1.0 31-dec-2099 5
 ";
-
-/// A tallyd with `--http 127.0.0.1:0`, and where each port is.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    http: SocketAddr,
-    _scratch: Scratch,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Served {
-    fn start(license: &str) -> Served {
-        Served::start_with(license, None, &[])
-    }
-
-    /// [`Served::start`] with an options file's text and more arguments.
-    fn start_with(license: &str, options: Option<&str>, extra: &[&str]) -> Served {
-        let scratch = Scratch::new("metrics");
-        let lic = scratch.path("license.lic");
-        std::fs::write(&lic, license).expect("write license");
-        let mut more: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
-        if let Some(text) = options {
-            let opt = scratch.path("tally.opt");
-            std::fs::write(&opt, text).expect("write options");
-            more.extend(["--options".to_string(), opt.display().to_string()]);
-        }
-        let mut child = Command::new(tallyd_bin())
-            .arg("-c")
-            .arg(&lic)
-            .arg("-l")
-            .arg(scratch.path("debug.log"))
-            .arg("--state-dir")
-            .arg(scratch.path("state"))
-            .args(["--port", "0", "--workers", "2", "--http", "127.0.0.1:0"])
-            .args(&more)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tallyd");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let (mut addr, mut http) = (None, None);
-        while addr.is_none() || http.is_none() {
-            let line = lines
-                .next()
-                .expect("tallyd exited before listening")
-                .expect("read tallyd stderr");
-            if let Some(rest) = line.strip_prefix("tallyd: serving ") {
-                addr = Some(
-                    rest.rsplit(" on ")
-                        .next()
-                        .expect("address")
-                        .parse()
-                        .unwrap(),
-                );
-            }
-            if let Some(rest) = line.strip_prefix("tallyd: metrics on http://") {
-                let a = rest.strip_suffix("/metrics").expect("the /metrics URL");
-                http = Some(a.parse().expect("socket address"));
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        Served {
-            child,
-            addr: addr.unwrap(),
-            http: http.unwrap(),
-            _scratch: scratch,
-        }
-    }
-
-    fn connect(&self) -> Client {
-        Client::new(TcpStream::connect(self.addr).expect("connect to tallyd"))
-    }
-}
 
 /// One HTTP/1.0 GET (a test client: the response is read to its end):
 /// (status code, content type, body).
@@ -152,7 +74,7 @@ fn value(m: &HashMap<String, f64>, key: &str) -> f64 {
 
 #[test]
 fn metrics_count_what_was_done_and_agree_with_status() {
-    let s = Served::start(LICENSE);
+    let s = Served::start("metrics", LICENSE);
     let mut a = s.connect();
     let mut b = s.connect();
     let mut admin = s.connect();
@@ -285,7 +207,7 @@ fn metrics_count_what_was_done_and_agree_with_status() {
 
 #[test]
 fn a_queued_checkout_shows_in_the_queue_length() {
-    let s = Served::start(LICENSE);
+    let s = Served::start("metrics", LICENSE);
     let mut a = s.connect();
     let mut b = s.connect();
     assert!(a.req("CHECKOUT ONE ann h a").starts_with("OK "));
@@ -304,7 +226,7 @@ fn a_queued_checkout_shows_in_the_queue_length() {
 
 #[test]
 fn other_paths_and_methods_are_refused_and_openmetrics_is_negotiated() {
-    let s = Served::start(LICENSE);
+    let s = Served::start("metrics", LICENSE);
     assert_eq!(get(s.http, "/nope", None).0, 404);
     let mut t = TcpStream::connect(s.http).unwrap();
     t.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
@@ -362,6 +284,7 @@ fn reservations_log_lines_and_the_upload_result_are_figures() {
         .port();
     let url = format!("https://127.0.0.1:{port}");
     let s = Served::start_with(
+        "metrics",
         LICENSE,
         Some("RESERVE 2 MANY USER zed\n"),
         &[
@@ -459,7 +382,7 @@ fn promtool_accepts_a_live_scrape() {
         );
         return;
     };
-    let s = Served::start(LICENSE);
+    let s = Served::start("metrics", LICENSE);
     let mut c = s.connect();
     assert!(c.req("CHECKOUT ONE ann h a").starts_with("OK "));
     assert!(c.req("CHECKOUT ONE bob h b").starts_with("DENIED "));
@@ -469,7 +392,7 @@ fn promtool_accepts_a_live_scrape() {
 
 #[test]
 fn the_status_api_is_status_paged_with_handles_hidden() {
-    let s = Served::start(LICENSE);
+    let s = Served::start("metrics", LICENSE);
     let mut c = s.connect();
     assert!(c.req("CHECKOUT MANY ann h secret").starts_with("OK "));
     let (code, kind, body) = get(s.http, "/api/v1/status", None);

@@ -3,11 +3,8 @@
 //! an admin request: like STATUS it says what is used, with users and
 //! hosts only counted.
 
-use std::sync::atomic::Ordering;
-
 use super::{Ctx, Effects, Session};
 use crate::protocol::{Reply, ReportQuery};
-use crate::status::ServerInfo;
 use crate::status_thread::{Job, ReportJob};
 use crate::usage::report::period;
 
@@ -28,19 +25,7 @@ pub(crate) fn report(
             return;
         }
     };
-    let facts = cx.gen.get().facts.clone();
-    let info = ServerInfo {
-        name: "tallyd".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        host: facts.host,
-        port: facts.port,
-        license_file: facts.license_file,
-        vendors: facts.vendors,
-        started_ms: facts.started_ms,
-        now_ms: now,
-        connections: cx.shared.connections.load(Ordering::Relaxed),
-        log_dropped: cx.shared.log.dropped(),
-    };
+    let info = cx.shared.server_info(&cx.gen.get().facts, now);
     fx.status = Some(Job {
         loop_index: cx.index,
         conn: s.key,

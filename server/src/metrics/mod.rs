@@ -28,7 +28,7 @@ use tally_core::engine::{BorrowRefusal, Reason};
 use tally_core::license::Expiry;
 
 use crate::shared::Shared;
-use crate::status::{ServerInfo, Status};
+use crate::status::Status;
 use histogram::Figures;
 pub(crate) use histogram::Histogram;
 use recent::MinuteRing;
@@ -212,19 +212,7 @@ pub(crate) fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapsh
     let now = shared.now();
     let (_, gen) = shared.generation.load();
     let snapshot = gen.engine.snapshot(now);
-    let facts = &gen.facts;
-    let info = ServerInfo {
-        name: "tallyd".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        host: facts.host.clone(),
-        port: facts.port,
-        license_file: facts.license_file.clone(),
-        vendors: facts.vendors.clone(),
-        started_ms: facts.started_ms,
-        now_ms: now,
-        connections: shared.connections.load(Ordering::Relaxed),
-        log_dropped: shared.log.dropped(),
-    };
+    let info = shared.server_info(&gen.facts, now);
     let mut status = Status::from_snapshot(&snapshot, info);
     status.queue = shared.queues.snapshot();
     (status, snapshot)

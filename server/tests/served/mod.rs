@@ -31,16 +31,44 @@ impl Served {
 
     /// [`Served::start`], with `seed` given the state directory first (to
     /// put a usage history there, say).
+    #[allow(dead_code)] // not every test that includes this module seeds
     pub(crate) fn start_seeded(
         name: &str,
         license: &str,
         seed: impl FnOnce(&std::path::Path),
+    ) -> Served {
+        Served::start_full(name, license, seed, None, &[])
+    }
+
+    /// [`Served::start`] with an options file's text and more arguments.
+    #[allow(dead_code)] // not every test that includes this module needs them
+    pub(crate) fn start_with(
+        name: &str,
+        license: &str,
+        options: Option<&str>,
+        extra: &[&str],
+    ) -> Served {
+        Served::start_full(name, license, |_| {}, options, extra)
+    }
+
+    fn start_full(
+        name: &str,
+        license: &str,
+        seed: impl FnOnce(&std::path::Path),
+        options: Option<&str>,
+        extra: &[&str],
     ) -> Served {
         let scratch = Scratch::new(name);
         std::fs::create_dir_all(scratch.path("state")).expect("create the state dir");
         seed(&scratch.path("state"));
         let lic = scratch.path("license.lic");
         std::fs::write(&lic, license).expect("write license");
+        let mut more: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        if let Some(text) = options {
+            let opt = scratch.path("tally.opt");
+            std::fs::write(&opt, text).expect("write options");
+            more.extend(["--options".to_string(), opt.display().to_string()]);
+        }
         let mut child = Command::new(tallyd_bin())
             .arg("-c")
             .arg(&lic)
@@ -49,6 +77,7 @@ impl Served {
             .arg("--state-dir")
             .arg(scratch.path("state"))
             .args(["--port", "0", "--workers", "2", "--http", "127.0.0.1:0"])
+            .args(&more)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -98,6 +127,7 @@ impl Served {
 
 /// Sends `request` (raw bytes) and reads the response to its end: (status
 /// code, body). `None` if the server closed without a status line.
+#[allow(dead_code)] // not every test that includes this module uses it
 pub(crate) fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).expect("connect to the HTTP port");
     s.set_read_timeout(Some(REPLY_TIMEOUT)).unwrap();
@@ -120,6 +150,7 @@ pub(crate) fn exchange(addr: SocketAddr, request: &[u8]) -> Option<(u16, String)
 }
 
 /// One HTTP/1.0 GET of `path`: (status code, body).
+#[allow(dead_code)] // not every test that includes this module uses it
 pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let req = format!("GET {path} HTTP/1.0\r\nHost: tally\r\n\r\n");
     exchange(addr, req.as_bytes()).expect("a response")
