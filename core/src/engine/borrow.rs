@@ -186,17 +186,32 @@ impl Borrowing {
         let none = OptionsFile::default();
         let options = options.unwrap_or(&none);
         let mut warnings = Vec::new();
-        let hours = pools
-            .iter()
-            .map(|p| {
-                let line_hours = p.line.borrow_hours().filter(|_| borrowable(p))?;
-                Some(match last_for(&options.max_borrow_hours, &p.line) {
-                    // 0: nothing may be borrowed (TooLong, "at most 0").
-                    Some(m) => line_hours.min(m.value),
-                    None => line_hours,
-                })
-            })
-            .collect::<Vec<_>>();
+        let mut hours = Vec::with_capacity(pools.len());
+        let mut raised = Vec::new();
+        for p in pools {
+            let Some(line_hours) = p.line.borrow_hours().filter(|_| borrowable(p)) else {
+                hours.push(None);
+                continue;
+            };
+            hours.push(Some(match last_for(&options.max_borrow_hours, &p.line) {
+                // More than the line's: the guide says it must be less; the
+                // line's stands (it never raises it), said once per rule.
+                Some(m) if m.value > line_hours => {
+                    if !raised.contains(&m.line) {
+                        raised.push(m.line);
+                        warnings.push(format!(
+                            "{}: MAX_BORROW_HOURS {} {} (line {}) is more than the line's BORROW={line_hours}; \
+                             the line's {line_hours} hours apply",
+                            options.source, m.feature, m.value, m.line
+                        ));
+                    }
+                    line_hours
+                }
+                // 0: nothing may be borrowed (TooLong, "at most 0").
+                Some(m) => m.value,
+                None => line_hours,
+            }));
+        }
         let mut lowwater = Vec::new();
         for (keyword, limits) in [
             ("BORROW_LOWWATER", &options.borrow_lowwater),

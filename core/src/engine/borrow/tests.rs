@@ -107,6 +107,16 @@ fn max_borrow_hours_lowers_the_line_never_raises_it() {
     assert!(e.borrow(&req("u", "a"), 24, None, NOW).is_ok());
     let e = engine(lic, Some("MAX_BORROW_HOURS f1 100\n"));
     assert_eq!(
+        e.policy_warnings(),
+        [
+            "test.opt: MAX_BORROW_HOURS f1 100 (line 1) is more than the line's BORROW=48; \
+          the line's 48 hours apply"
+        ]
+    );
+    assert!(engine(lic, Some("MAX_BORROW_HOURS f1 48\n"))
+        .policy_warnings()
+        .is_empty());
+    assert_eq!(
         refusal(e.borrow(&req("u", "a"), 49, None, NOW)),
         BorrowRefusal::TooLong { max_hours: 48 }
     );
