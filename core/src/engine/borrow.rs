@@ -417,8 +417,8 @@ impl Engine {
             }
         });
         let mut blocked = None;
-        for p in 0..admit.len() {
-            if !admit[p] {
+        for (p, may) in admit.iter_mut().enumerate() {
+            if !*may {
                 continue;
             }
             let full = rules.iter().find(|l| {
@@ -427,7 +427,7 @@ impl Engine {
                     && lent.saturating_add(u64::from(count)) > u64::from(l.room)
             });
             if let Some(l) = full {
-                admit[p] = false;
+                *may = false;
                 blocked.get_or_insert(BorrowRefusal::LowWater {
                     keep: l.keep,
                     line: l.line,

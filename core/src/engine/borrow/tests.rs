@@ -450,7 +450,7 @@ fn a_borrow_racing_a_checkout_of_its_key_is_all_or_nothing() {
             }
             // The checkout made it: the borrow was refused and took nothing.
             (Err(_), Ok(g)) => {
-                assert_eq!(refusal(b.clone()), BorrowRefusal::AlreadyHeld, "run {i}");
+                assert_eq!(refusal(b), BorrowRefusal::AlreadyHeld, "run {i}");
                 assert_eq!(g.kind, GrantKind::New, "run {i}");
                 assert!(!h.borrowed, "run {i}");
                 let want = (linger != 0).then_some(NOW + linger);
