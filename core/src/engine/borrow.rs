@@ -25,9 +25,10 @@
 //! Borrows are rare: they are decided one at a time under one lock, and
 //! LOWWATER counts what is borrowed by reading the table. None of it is
 //! on the path of an ordinary checkout: an engine without `BORROW` lines
-//! has no [`Borrowing`]; a renewal tests the mark on the linger word the
-//! table's renewal loads anyway (one relaxed load of the slot it CASes),
-//! and the table never clears it (`table.rs`, `LINGER_MARK`).
+//! has no [`Borrowing`]; a renewal tests the mark in the table, on one
+//! relaxed load of the slot's linger word (the value its linger CAS then
+//! expects, made only when the linger changed), and the table never
+//! clears it (`table.rs`, `LINGER_MARK`).
 
 use std::net::IpAddr;
 

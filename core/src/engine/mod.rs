@@ -877,7 +877,7 @@ impl Engine {
         match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
             // A renewal would end a borrow (`borrow.rs`): refused, by the
-            // table, from the linger word it reads anyway.
+            // table, from the linger word it reads for its own CAS.
             Renew::Marked => Some(Err(BorrowRefusal::Borrowed.into())),
             Renew::Renewed { old_deadline } => {
                 let moved_earlier = deadline != NO_DEADLINE && deadline < old_deadline;
