@@ -56,12 +56,20 @@ fn a_borrow_survives_kill_9_and_is_returned_early_by_the_admin() {
     );
     let r = alice.req("CHECKOUT DESK alice laptop1 h3 borrow=1");
     assert!(r.starts_with("DENIED DESK h3 NOT_BORROWABLE "), "{r}");
-    // Alice leaves the network: the borrow stays out.
+    // Alice leaves the network: the borrow stays out. Once tallyd has
+    // handled her close (it counts the connection gone after releasing
+    // what the connection held), the STATUS connection is the only one.
     drop(alice);
+    assert!(
+        eventually(GENEROUS, || t.connect().status()["server"]["connections"]
+            == 1),
+        "alice's close was never handled"
+    );
     let mut bob = t.connect();
     let denied = "DENIED ROAD b1 ALL_IN_USE -4 Licensed number of users already reached.";
-    assert!(
-        eventually(GENEROUS, || bob.req("CHECKOUT ROAD bob pc2 b1") == denied),
+    assert_eq!(
+        bob.req("CHECKOUT ROAD bob pc2 b1"),
+        denied,
         "the borrow went back with its connection"
     );
     drop(bob);

@@ -25,24 +25,27 @@
 //! Borrows are rare: they are decided one at a time under one lock, and
 //! LOWWATER counts what is borrowed by reading the table. None of it is
 //! on the path of an ordinary checkout: an engine without `BORROW` lines
-//! has no [`Borrowing`]; a renewal pays one relaxed load (has this engine
-//! ever held a borrow?) and, in an engine that has, one read of the
-//! instance's linger.
+//! has no [`Borrowing`]; a renewal tests the mark in the table, on one
+//! relaxed load of the slot's linger word (the value its linger CAS then
+//! expects, made only when the linger changed), and the table never
+//! clears it (`table.rs`, `LINGER_MARK`).
 
 use std::net::IpAddr;
 
 use super::policy::{by_feature, selects, Access, Policy};
 use super::pool::Pool;
+use super::table::{Claimed, Found};
+use super::uses::Counting;
 use super::{Denial, Engine, Grant, GrantKind, Reason, Request};
 use crate::clock::Millis;
 use crate::license::PoolLine;
 use crate::options::{FeatureLimit, OptionsFile};
-use crate::sync::{lock, Mutex, Ordering};
+use crate::sync::{lock, Mutex};
 
 /// The mark of a borrowed instance in its linger word (and in a
 /// [`super::Restore`]'s `linger_ms`, and a journal's): the top bit, far
 /// above any linger ([`super::MAX_LINGER_MS`] needs 42 bits).
-pub const BORROWED: u64 = 1 << 63;
+pub const BORROWED: u64 = super::table::LINGER_MARK;
 
 /// Milliseconds in an hour.
 const HOUR_MS: u64 = 3_600_000;
@@ -184,17 +187,32 @@ impl Borrowing {
         let none = OptionsFile::default();
         let options = options.unwrap_or(&none);
         let mut warnings = Vec::new();
-        let hours = pools
-            .iter()
-            .map(|p| {
-                let line_hours = p.line.borrow_hours().filter(|_| borrowable(p))?;
-                Some(match last_for(&options.max_borrow_hours, &p.line) {
-                    // 0: nothing may be borrowed (TooLong, "at most 0").
-                    Some(m) => line_hours.min(m.value),
-                    None => line_hours,
-                })
-            })
-            .collect::<Vec<_>>();
+        let mut hours = Vec::with_capacity(pools.len());
+        let mut raised = Vec::new();
+        for p in pools {
+            let Some(line_hours) = p.line.borrow_hours().filter(|_| borrowable(p)) else {
+                hours.push(None);
+                continue;
+            };
+            hours.push(Some(match last_for(&options.max_borrow_hours, &p.line) {
+                // More than the line's: the guide says it must be less; the
+                // line's stands (it never raises it), said once per rule.
+                Some(m) if m.value > line_hours => {
+                    if !raised.contains(&m.line) {
+                        raised.push(m.line);
+                        warnings.push(format!(
+                            "{}: MAX_BORROW_HOURS {} {} (line {}) is more than the line's BORROW={line_hours}; \
+                             the line's {line_hours} hours apply",
+                            options.source, m.feature, m.value, m.line
+                        ));
+                    }
+                    line_hours
+                }
+                // 0: nothing may be borrowed (TooLong, "at most 0").
+                Some(m) => m.value,
+                None => line_hours,
+            }));
+        }
         let mut lowwater = Vec::new();
         for (keyword, limits) in [
             ("BORROW_LOWWATER", &options.borrow_lowwater),
@@ -313,10 +331,13 @@ impl Engine {
     /// rule of [`Engine::checkout_from`] applies too. The caller arms a
     /// timer for the grant's `schedule` as for any linger.
     ///
-    /// The mark is set just after the instance is published: a checkout
-    /// under the same key racing the borrow (only the borrower's own
-    /// client uses its handle) may renew it in between, and its deadline
-    /// is then that renewal's.
+    /// Only the lines that may lend (BORROW, the hours, INCLUDE_BORROW /
+    /// EXCLUDE_BORROW, LOWWATER room) serve it, judged under the borrow
+    /// lock before anything is taken: a refused borrow takes nothing. The
+    /// instance is published with its mark and deadline, and a checkout
+    /// under the same key racing it either finds it (a renewal, refused
+    /// [`BorrowRefusal::Borrowed`]) or makes it (the borrow is then
+    /// [`BorrowRefusal::AlreadyHeld`]): the key is claimed once.
     pub fn borrow(
         &self,
         req: &Request<'_>,
@@ -339,76 +360,156 @@ impl Engine {
         if !feature.key.dup().is_by_handle() {
             return Err(BorrowRefusal::Shared.into());
         }
-        // Before taking anything: the refusal of the feature's most
-        // permissive line, if none would lend.
+        // The lines whose rules let this borrower borrow this long, or the
+        // refusal of the feature's most permissive line if none does.
+        let mut admit = vec![false; self.pools.len()];
         let mut why = BorrowRefusal::NotBorrowable;
-        let mut any = false;
         for &p in &feature.pools {
             match b.refuses(p, fid, req, hours, ip) {
-                None => any = true,
+                None => admit[p as usize] = true,
                 Some(r) => why = stronger(why, r),
             }
         }
-        if !any {
+        if !admit.contains(&true) {
             return Err(why.into());
         }
         let _one_at_a_time = lock(&b.lock);
-        if self.find_in(fid, req.key_fields()).is_some() {
-            return Err(BorrowRefusal::AlreadyHeld.into());
-        }
-        // Before the instance is published: whoever finds it sees the flag.
-        self.lent.store(1, Ordering::Relaxed);
-        let mut borrowing = *req;
-        borrowing.linger_ms = u64::from(hours) * HOUR_MS;
-        let grant = self.checkout_from(&borrowing, ip, now)?;
-        let Some(id) = grant.id.filter(|_| grant.kind == GrantKind::New) else {
-            // An uncounted or startup line holds nothing to lend (a
-            // renewal cannot happen: the key held nothing just now, and
-            // only its own client uses it).
-            return Err(BorrowRefusal::NotBorrowable.into());
-        };
-        // The pool that served it must lend too, and keep its low water.
-        let p = grant.pool.0;
-        let refusal = b.refuses(p, fid, req, hours, ip).or_else(|| {
-            let rules = b.lowwater.iter().filter(|l| l.pools.contains(&p));
-            rules.into_iter().find_map(|l| {
-                let out = self.borrowed_in(&l.pools);
-                (out.saturating_add(u64::from(grant.count)) > u64::from(l.room)).then_some(
-                    BorrowRefusal::LowWater {
-                        keep: l.keep,
-                        line: l.line,
-                    },
-                )
-            })
-        });
-        if let Some(r) = refusal {
-            // Never seen by anyone but a snapshot: given back at once.
-            let _ = self.release(id);
+        // Under the lock: what is borrowed is what the table holds marked
+        // (only borrows, one at a time, and restores make marked instances).
+        let kept = self.low_water(b, &mut admit, req.count);
+        if let (Some(r), false) = (kept, admit.contains(&true)) {
             return Err(r.into());
         }
-        self.table.mark_linger(id, BORROWED);
+        let mut borrowing = *req;
+        borrowing.linger_ms = u64::from(hours) * HOUR_MS;
+        let lending = Lending { admit: &admit };
+        let grant = match self.checkout_as(fid, &borrowing, &mut None, ip, now, &lending, &mut ()) {
+            // The lines left are out: say why the others did not lend.
+            Err(d) if d.reason == Reason::AllInUse && kept.is_some() => {
+                return Err(kept.map_or(d, Denial::from))
+            }
+            Err(d)
+                if d.reason == Reason::AllInUse
+                    && !self.lender_serves(fid, req, &admit, ip, now) =>
+            {
+                return Err(BorrowRefusal::NotBorrowable.into())
+            }
+            other => other?,
+        };
+        if grant.kind != GrantKind::New {
+            // Not reached: uncounted and startup lines are never admitted.
+            return Err(BorrowRefusal::NotBorrowable.into());
+        }
         Ok(grant)
     }
 
-    /// Licenses borrowed from `pools` now (one read of the table).
-    fn borrowed_in(&self, pools: &[u32]) -> u64 {
-        let mut n = 0u64;
+    /// Clears in `admit` the pools whose `BORROW_LOWWATER` rules leave no
+    /// room for `count` more; the first blocking rule's refusal if it
+    /// cleared any. One read of the table if a rule selects an admitted
+    /// pool.
+    fn low_water(&self, b: &Borrowing, admit: &mut [bool], count: u32) -> Option<BorrowRefusal> {
+        let rules: Vec<&LowWater> = b
+            .lowwater
+            .iter()
+            .filter(|l| l.pools.iter().any(|&p| admit[p as usize]))
+            .collect();
+        if rules.is_empty() {
+            return None;
+        }
+        let mut out = vec![0u64; self.pools.len()];
         self.table.for_each_live(|r| {
-            if r.linger & BORROWED != 0 && pools.contains(&r.pool) {
-                n += u64::from(r.count);
+            if r.linger & BORROWED != 0 {
+                out[r.pool as usize] += u64::from(r.count);
             }
         });
-        n
+        let mut blocked = None;
+        for (p, may) in admit.iter_mut().enumerate() {
+            if !*may {
+                continue;
+            }
+            let full = rules.iter().find(|l| {
+                let lent: u64 = l.pools.iter().map(|&q| out[q as usize]).sum();
+                l.pools.contains(&(p as u32))
+                    && lent.saturating_add(u64::from(count)) > u64::from(l.room)
+            });
+            if let Some(l) = full {
+                *may = false;
+                blocked.get_or_insert(BorrowRefusal::LowWater {
+                    keep: l.keep,
+                    line: l.line,
+                });
+            }
+        }
+        blocked
     }
 
-    /// Whether live instance `id` is borrowed (false if it is not live).
-    /// One relaxed load in an engine that never held a borrow.
+    /// Whether a pool in `admit` serves `req` now by the ordinary rules
+    /// (version, dates, the options file): if none does, a borrow the
+    /// other lines could serve is [`BorrowRefusal::NotBorrowable`], not
+    /// `ALL_IN_USE`.
+    fn lender_serves(
+        &self,
+        fid: u32,
+        req: &Request<'_>,
+        admit: &[bool],
+        ip: Option<IpAddr>,
+        now: Millis,
+    ) -> bool {
+        let who = self.policy.as_deref().filter(|p| p.covers(fid)).map(|p| {
+            let n = &req.names;
+            (p, p.who(fid, n.user, n.host, n.display, ip))
+        });
+        let want = req.version.unwrap_or(0);
+        self.features[fid as usize]
+            .pools
+            .iter()
+            .any(|&p| admit[p as usize] && self.serves(p, want, who.as_ref(), now))
+    }
+
+    /// Whether live instance `id` is borrowed (false if it is not live):
+    /// one read of its slot.
     pub fn is_borrowed(&self, id: super::InstanceId) -> bool {
-        self.lent.load(Ordering::Relaxed) != 0
-            && self
-                .table
-                .read(id)
-                .is_some_and(|r| r.linger & BORROWED != 0)
+        self.table
+            .read(id)
+            .is_some_and(|r| r.linger & BORROWED != 0)
+    }
+}
+
+/// A borrow's checkout ([`Engine::borrow`]): only the admitted pools
+/// serve, the instance is published marked, and an instance already under
+/// the key (found, or made by a racing checkout) refuses the borrow.
+struct Lending<'a> {
+    /// By pool: may it lend.
+    admit: &'a [bool],
+}
+
+impl Counting for Lending<'_> {
+    type Counted = ();
+
+    fn counts(&self, _: &Engine, _: u32) -> bool {
+        false
+    }
+
+    fn renew(
+        &self,
+        _: &Engine,
+        _: (u32, &Found<'_>),
+        _: u64,
+        _: (&Request<'_>, Millis),
+        _: bool,
+        (): &mut (),
+    ) -> Option<Result<Grant, Denial>> {
+        Some(Err(BorrowRefusal::AlreadyHeld.into()))
+    }
+
+    fn first(&self, _: &Engine, _: (u32, &Claimed<'_>), _: (&str, u64), _: bool, (): &mut ()) {}
+
+    fn admits(&self, p: u32) -> bool {
+        self.admit.get(p as usize).copied().unwrap_or(false)
+    }
+
+    fn linger_word(&self, linger_ms: u64) -> u64 {
+        linger_ms | BORROWED
     }
 }
 

@@ -68,7 +68,6 @@ use uses::{Counting, NoUses};
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
 use crate::options::OptionsFile;
-use crate::sync::{AtomicU32, Ordering};
 use borrow::Borrowing;
 use key::{InstanceKey, KeyFields, KeyPrefix, KeySeed};
 use policy::{Access, Policy, Who};
@@ -355,12 +354,6 @@ pub struct Engine {
     suites: Suites,
     /// `BORROW` lines' rules (`borrow.rs`); `None` if no line says BORROW.
     borrowing: Option<Box<Borrowing>>,
-    /// 1 once the engine holds, or has held, a borrowed instance (lent by
-    /// it, or restored: a REREAD or a restart may bring borrows into an
-    /// engine without `BORROW` lines). Renewals read it (`Relaxed`: it is
-    /// stored before the instance's slot is published, whose `Acquire`
-    /// load any renewal of it passes through first).
-    lent: AtomicU32,
 }
 
 impl Engine {
@@ -485,7 +478,6 @@ impl Engine {
             policy: None,
             suites,
             borrowing,
-            lent: AtomicU32::new(0),
         }
     }
 
@@ -629,7 +621,10 @@ impl Engine {
             let n = &req.names;
             (p, p.who(fid, n.user, n.host, n.display, ip))
         });
-        let eligible = self.eligible(feature, req, who.as_ref(), now)?;
+        // Every pool for a checkout (a constant `true`); a borrow's own.
+        let eligible = self
+            .eligible(feature, req, who.as_ref(), now)?
+            .filter(|&p| counting.admits(p));
 
         // Startup and uncounted pools hold nothing in the table.
         if let Some(p) = eligible
@@ -708,6 +703,7 @@ impl Engine {
                             self.table.abandon(claim);
                             // Off the hot path: full now, or full forever?
                             if reason == Reason::AllInUse
+                                && eligible.clone().next().is_some()
                                 && eligible
                                     .clone()
                                     .all(|p| self.pools[p as usize].limit < req.count)
@@ -748,7 +744,7 @@ impl Engine {
                             pool: p,
                             count: req.count,
                             since: now,
-                            linger: req.linger_ms,
+                            linger: counting.linger_word(req.linger_ms),
                             deadline,
                             holder,
                         },
@@ -927,13 +923,11 @@ impl Engine {
         if let Err(d) = self.renewable(found, now) {
             return Some(Err(d));
         }
-        // A renewal would end a borrow (`borrow.rs`): refused. One read of
-        // the instance, in an engine that has held a borrow only.
-        if self.is_borrowed(id) {
-            return Some(Err(BorrowRefusal::Borrowed.into()));
-        }
         match self.table.renew(found, deadline, linger) {
             Renew::Gone => None,
+            // A renewal would end a borrow (`borrow.rs`): refused, by the
+            // table, from the linger word it reads for its own CAS.
+            Renew::Marked => Some(Err(BorrowRefusal::Borrowed.into())),
             Renew::Renewed { old_deadline } => {
                 let moved_earlier = deadline != NO_DEADLINE && deadline < old_deadline;
                 Some(Ok(Grant {
@@ -1147,9 +1141,6 @@ impl Engine {
                         // Not counted (an older instance's entry goes):
                         // see `Engine::restore_uses`.
                         self.first_use(cell, c.gen(), r.names.handle, None, false);
-                    }
-                    if r.linger_ms & BORROWED != 0 {
-                        self.lent.store(1, Ordering::Relaxed);
                     }
                     return Ok(self.table.publish(
                         c,

@@ -213,6 +213,12 @@ const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
 /// in the year 2109.
 pub(crate) const MAX_DEADLINE: u64 = NO_DEADLINE - 1;
 
+/// A bit of the linger word that marks an instance for good: written at
+/// publish, never cleared by a renewal, which refuses such an instance
+/// ([`Renew::Marked`]). The engine's borrow mark (`BORROWED`); far above
+/// any linger.
+pub(crate) const LINGER_MARK: u64 = 1 << 63;
+
 // Unix ms deadlines must fit until at least 2100-01-01.
 const _: () = assert!(MAX_DEADLINE > 4_102_444_800_000);
 
@@ -451,6 +457,8 @@ pub(crate) enum Renew {
     Renewed { old_deadline: u64 },
     /// The instance was released before the renewal landed.
     Gone,
+    /// The instance's linger word carries [`LINGER_MARK`]: nothing changed.
+    Marked,
 }
 
 /// What a table keeps besides its slots, in every level.
@@ -791,7 +799,15 @@ impl Table {
             Ordering::Relaxed,
         );
         slot.cold.since.store(fields.since, Ordering::Relaxed);
-        slot.linger.store(fields.linger, Ordering::Relaxed);
+        if fields.linger & LINGER_MARK == 0 {
+            slot.linger.store(fields.linger, Ordering::Relaxed);
+        } else {
+            // A marked instance (rare): an RMW, so that the mark comes after
+            // a late linger CAS of a renewal of the slot's previous owner
+            // in the linger word's order (that CAS then fails, or precedes
+            // it) in any model of it, loom's included.
+            slot.linger.swap(fields.linger, Ordering::Relaxed);
+        }
         fields.holder.store(&slot.cold.meta);
         // Release: publishes every field to acquire loads of LIVE.
         slot.word.store(
@@ -821,7 +837,10 @@ impl Table {
 
     /// Moves a found instance's deadline to `deadline` (and records the
     /// linger that produced it, for status). The first CAS expects the word
-    /// the lookup saw.
+    /// the lookup saw. An instance whose linger word carries
+    /// [`LINGER_MARK`] is not renewed ([`Renew::Marked`]): the mark is
+    /// written at publish and never changes while the instance is live, so
+    /// the check and the CAS judge the same instance.
     pub(crate) fn renew(&self, found: &Found<'_>, deadline: u64, linger: u64) -> Renew {
         let id = found.id;
         let slot = found.at.level.slot(found.at.local);
@@ -830,19 +849,55 @@ impl Table {
             if w.state() != State::Live || w.gen() != id.gen {
                 return Renew::Gone;
             }
+            let seen = match linger_of(&slot, w) {
+                Ok(l) if l & LINGER_MARK != 0 => return Renew::Marked,
+                Ok(l) => l,
+                Err(actual) => {
+                    w = actual;
+                    continue;
+                }
+            };
+            // The linger first (status only: a racing renewal may win it),
+            // by a CAS from the value seen, never a store: the slot may have
+            // been released and published again since, and a store would
+            // wipe the next instance's mark (the CAS then fails, and so does
+            // the word's below). Before the word's CAS, whose release orders
+            // it before any later owner's publish.
+            if seen != linger {
+                let _ = slot.linger.compare_exchange(
+                    seen,
+                    linger,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
             let next = Word::new(State::Live, id.gen, deadline);
             match slot
                 .word
                 .compare_exchange(w.0, next.0, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    // Status only: a racing renewal may interleave here.
-                    slot.linger.store(linger, Ordering::Relaxed);
                     return Renew::Renewed {
                         old_deadline: w.deadline(),
                     };
                 }
                 Err(actual) => w = Word(actual),
+            }
+        }
+    }
+
+    /// Whether found instance `found` carries [`LINGER_MARK`] (false if it
+    /// is no longer live: a renewal then finds it gone).
+    pub(crate) fn marked(&self, found: &Found<'_>) -> bool {
+        let slot = found.at.level.slot(found.at.local);
+        let mut w = found.word;
+        loop {
+            if w.state() != State::Live || w.gen() != found.id.gen {
+                return false;
+            }
+            match linger_of(&slot, w) {
+                Ok(l) => return l & LINGER_MARK != 0,
+                Err(actual) => w = actual,
             }
         }
     }
@@ -867,23 +922,6 @@ impl Table {
                 Err(actual) => w = Word(actual),
             }
         }
-    }
-
-    /// Sets `bits` in a LIVE instance's linger word (the engine's borrow
-    /// mark); false if `id` is not live. Relaxed, as the other field
-    /// stores: readers take the word's Acquire first and tolerate a field
-    /// that is one update behind (see the module docs).
-    pub(crate) fn mark_linger(&self, id: InstanceId, bits: u64) -> bool {
-        let Some(at) = self.locate(id.slot as usize) else {
-            return false;
-        };
-        let slot = at.level.slot(at.local);
-        let w = slot.load(Ordering::Acquire);
-        if w.state() != State::Live || w.gen() != id.gen {
-            return false;
-        }
-        slot.linger.fetch_or(bits, Ordering::Relaxed);
-        true
     }
 
     /// The DUP_GROUP uses of the bucket of instance `id`'s slot and its
@@ -1037,6 +1075,28 @@ fn twin_in<'t>(
         }
     }
     None
+}
+
+/// The linger word of the instance that word `w` (loaded with `Acquire`,
+/// or by a CAS that read it) shows in `slot`: one relaxed load. A word
+/// with [`LINGER_MARK`] is confirmed as the instance's by a seqlock
+/// re-check (`Err`: the word changed, it may be a later owner's, whose
+/// publish writes the linger after the release fence in `reserve`); one
+/// without it is `w`'s or a later owner's, and then a CAS expecting `w`
+/// fails.
+#[inline(always)]
+fn linger_of(slot: &level::Slot<'_>, w: Word) -> Result<u64, Word> {
+    let l = slot.linger.load(Ordering::Relaxed);
+    if l & LINGER_MARK == 0 {
+        return Ok(l);
+    }
+    fence(Ordering::Acquire);
+    let now = slot.load(Ordering::Relaxed);
+    if now == w {
+        Ok(l)
+    } else {
+        Err(now)
+    }
 }
 
 /// Looks at slot `at`: returns its word and grant field if it is LIVE with

@@ -68,7 +68,7 @@
 
 use super::table::{Claimed, Found, Renew, MAX_DEADLINE, NO_DEADLINE};
 use super::{deadline_out, Denial, Engine, FeatureId, Grant, GrantKind, InstanceId, PoolId};
-use super::{HolderBuf, Reason, Release, Request, Restore};
+use super::{BorrowRefusal, HolderBuf, Reason, Release, Request, Restore};
 use crate::clock::Millis;
 use crate::sync::{lock, Mutex};
 
@@ -301,6 +301,20 @@ pub(super) trait Counting {
         counts: bool,
         counted: &mut Self::Counted,
     );
+
+    /// Whether pool `p` may serve the checkout (beside the ordinary
+    /// rules): every pool but for a borrow (`borrow.rs`).
+    #[inline(always)]
+    fn admits(&self, _p: u32) -> bool {
+        true
+    }
+
+    /// The linger word a new instance is published with, for a request
+    /// lingering `linger_ms`: that, but for a borrow (its mark added).
+    #[inline(always)]
+    fn linger_word(&self, linger_ms: u64) -> u64 {
+        linger_ms
+    }
 }
 
 /// Counts no use: [`Engine::checkout_from`].
@@ -483,6 +497,11 @@ impl Engine {
         // this check and the count (module docs). Not live: start over.
         let previous = self.table.deadline_of(id)?;
         let prior = prior(id);
+        // A borrowed instance is not renewed (`borrow.rs`): asked before
+        // the use is counted (the mark never changes while it is live).
+        if self.table.marked(found) {
+            return Some(Err(BorrowRefusal::Borrowed.into()));
+        }
         let uses = bucket.entry(lane, id.gen, || {
             // Never counted: its deadline is a promise.
             let mut u = Uses::default();
@@ -500,6 +519,8 @@ impl Engine {
                 bucket.remove(lane, id.gen);
                 None
             }
+            // Not reached: the mark was asked for above, under the lock.
+            Renew::Marked => Some(Err(BorrowRefusal::Borrowed.into())),
             Renew::Renewed { old_deadline } => {
                 let pool = PoolId(found.pool);
                 *counted = Some(Counted {
