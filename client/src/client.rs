@@ -98,6 +98,10 @@ pub struct Checkout {
     pub linger_ms: u64,
     /// The client's display (`display=`), if any.
     pub display: Option<String>,
+    /// A borrow of this many hours (`borrow=`; docs/protocol.md): the
+    /// server keeps the license out until then whatever the connection
+    /// does, for use away from the network. `None`: an ordinary checkout.
+    pub borrow_hours: Option<u32>,
 }
 
 impl Checkout {
@@ -117,7 +121,24 @@ impl Checkout {
             version: None,
             linger_ms: 0,
             display: None,
+            borrow_hours: None,
         }
+    }
+
+    /// A borrow for `hours` (`borrow=`): only a license-file line with
+    /// `BORROW` lends, for at most its hours (and the options file's
+    /// `MAX_BORROW_HOURS`). A borrow is not renewed: return it early with
+    /// [`Client::checkin`], or an admin does (`tallyctl borrow return`).
+    ///
+    /// ```
+    /// use tally_client::Checkout;
+    ///
+    /// let c = Checkout::new("ROAD", "alice", "laptop1", "h1").borrow(48);
+    /// assert_eq!(c.line().unwrap(), "CHECKOUT ROAD alice laptop1 h1 borrow=48");
+    /// ```
+    pub fn borrow(mut self, hours: u32) -> Checkout {
+        self.borrow_hours = Some(hours);
+        self
     }
 
     /// With this linger (rounded down to the millisecond).
@@ -176,6 +197,9 @@ impl Checkout {
         if let Some(d) = &self.display {
             line.push_str(" display=");
             line.push_str(checked("display", d)?);
+        }
+        if let Some(h) = self.borrow_hours {
+            line.push_str(&format!(" borrow={h}"));
         }
         Ok(line)
     }
@@ -547,7 +571,11 @@ impl Client {
         let grant = self.grant(&server, req, replies.pop())?;
         self.held
             .retain(|h| !h.same_instance(&req.feature, &req.handle));
-        self.held.push(req.clone());
+        // A borrow is the server's to keep across connections: nothing to
+        // send again on a reconnection.
+        if req.borrow_hours.is_none() {
+            self.held.push(req.clone());
+        }
         Ok(grant)
     }
 

@@ -71,3 +71,35 @@ fn the_admin_returns_a_borrow_that_survived_a_kill_9() {
         "{out:?}"
     );
 }
+
+/// The client library's borrow: granted until its end, kept when the
+/// client goes away, returned early with a check-in.
+#[test]
+fn the_client_library_borrows_and_returns_early() {
+    let t = Tallyd::start(LICENSE, &[]);
+    let server =
+        tally_client::ServerAddr::parse(&format!("{}@127.0.0.1", t.addr.port()), "test").unwrap();
+    let mut c = tally_client::Client::new(vec![server.clone()]);
+    let req = tally_client::Checkout::new("ROAD", "alice", "laptop1", "h1").borrow(24);
+    let g = c.checkout(&req).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let day = 24 * 3_600_000;
+    assert!(
+        g.deadline_ms > now + day - 60_000 && g.deadline_ms <= now + day + 1000,
+        "{g:?}"
+    );
+    // More than the line's 48 hours: denied, naming the limit.
+    let long = tally_client::Checkout::new("ROAD", "alice", "laptop1", "h2").borrow(49);
+    let e = c.checkout(&long).unwrap_err();
+    assert!(e.to_string().contains("at most 48 hours"), "{e}");
+    drop(c);
+    // The client is gone; the borrow stays out.
+    let mut bob = t.connect();
+    assert!(bob.req("CHECKOUT ROAD bob pc2 b1").starts_with("DENIED "));
+    let mut c = tally_client::Client::new(vec![server]);
+    c.checkin("ROAD", "h1").unwrap();
+    assert!(bob.req("CHECKOUT ROAD bob pc2 b1").starts_with("OK "));
+}
