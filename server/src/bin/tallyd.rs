@@ -428,23 +428,8 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         message: start_error(e, state_dir_given),
     })?;
-    if let Some(summary) = server.recovery_summary() {
-        eprintln!("tallyd: {summary}");
-    }
-    eprintln!(
-        "tallyd: serving {} on {}",
-        args.license
-            .as_ref()
-            .map_or(DEMO_SOURCE.to_string(), |p| p.display().to_string()),
-        server.local_addr()
-    );
-    if let Some(addr) = server.http_addr() {
-        eprintln!("tallyd: metrics on http://{addr}/metrics");
-    }
-    if let Some(u) = server.upload_handle() {
-        let s = u.status();
-        eprintln!("tallyd: report upload to {} (log {})", s.url, s.log);
-    }
+    // Installed before the "serving" line: whoever reads it may signal at
+    // once, and SIGHUP's default action would end the process.
     let stop = server.shutdown_handle();
     let log = server.log_handle();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -464,6 +449,23 @@ fn run(args: Args) -> Result<(), Failure> {
             }
         }
     });
+    if let Some(summary) = server.recovery_summary() {
+        eprintln!("tallyd: {summary}");
+    }
+    eprintln!(
+        "tallyd: serving {} on {}",
+        args.license
+            .as_ref()
+            .map_or(DEMO_SOURCE.to_string(), |p| p.display().to_string()),
+        server.local_addr()
+    );
+    if let Some(addr) = server.http_addr() {
+        eprintln!("tallyd: metrics on http://{addr}/metrics");
+    }
+    if let Some(u) = server.upload_handle() {
+        let s = u.status();
+        eprintln!("tallyd: report upload to {} (log {})", s.url, s.log);
+    }
     server.wait();
     signal_handle.close();
     Ok(())
