@@ -18,6 +18,7 @@
 
 pub mod baseline;
 pub mod driver;
+pub mod html;
 pub mod load;
 pub mod results;
 pub mod scrape;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::driver;
+use crate::results::Ladder;
 use crate::wire::{Conn, Encoder, Op, Outcome};
 
 /// Highest latency recorded, in ns (60 s).
@@ -44,6 +45,12 @@ pub struct Measured {
     pub denied: u64,
     /// Replies counted ERR (and requests lost to an I/O error).
     pub err: u64,
+    /// The latency distribution (µs) as a percentile ladder.
+    pub ladder: Ladder,
+    /// The server process's CPU time (user + system, all its threads) in
+    /// the measured window divided by the requests answered in it, in µs;
+    /// `None` when the server's pid was not given.
+    pub cpu_us_per_req: Option<f64>,
 }
 
 impl Measured {
@@ -70,13 +77,18 @@ impl Measured {
             ok: c.ok,
             denied: c.denied,
             err: c.err,
+            ladder: Ladder::from_histogram(h, 1000.0),
+            cpu_us_per_req: None,
         }
     }
 
     /// One line for a terminal.
     pub fn line(&self) -> String {
+        let cpu = self
+            .cpu_us_per_req
+            .map_or(String::new(), |c| format!(" | server CPU {c:.2} us/req"));
         format!(
-            "{:.0} req/s | us p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} | OK {} DENIED {} ERR {}",
+            "{:.0} req/s | us p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} | OK {} DENIED {} ERR {}{cpu}",
             self.ops_per_s,
             self.p50_us,
             self.p90_us,
@@ -87,6 +99,52 @@ impl Measured {
             self.denied,
             self.err
         )
+    }
+}
+
+/// CPU time a process has used, user + system, summed over all its
+/// threads (live and exited), in clock ticks: fields 14 and 15 of a
+/// `/proc/PID/stat` line. The command name (field 2) is in parentheses and
+/// may hold spaces and parentheses itself, so fields are counted from the
+/// last `)`.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After ")": field 3 (state) is the first.
+    let mut f = rest.split_whitespace().skip(14 - 3);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second of `/proc/PID/stat` times (`getconf CLK_TCK`;
+/// 100, Linux's USER_HZ, if that fails).
+pub fn clock_ticks_per_s() -> f64 {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TCK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|&t| t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// The CPU time process `pid` has used (all threads, user + system), in
+/// seconds, from `/proc/PID/stat`.
+pub fn process_cpu_s(pid: u32) -> Result<f64, String> {
+    let path = format!("/proc/{pid}/stat");
+    let s = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    let ticks = parse_stat_ticks(&s).ok_or_else(|| format!("{path}: no utime/stime in {s:?}"))?;
+    Ok(ticks as f64 / clock_ticks_per_s())
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
     }
 }
 
@@ -180,8 +238,10 @@ pub fn generator_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn drive(
     addr: SocketAddr,
+    cpu_of: Option<u32>,
     enc: &Encoder,
     work: Workload,
     conns: usize,
@@ -210,6 +270,14 @@ fn drive(
             std::thread::spawn(move || driver::run(addr, resp, plans, mode, start, warm_end, end))
         })
         .collect();
+    // The server's CPU time over the measured window, read by this thread
+    // (idle until the generator threads end) at its start and end.
+    let cpu = cpu_of.map(|pid| {
+        sleep_until(warm_end);
+        let c0 = process_cpu_s(pid);
+        sleep_until(end);
+        c0.and_then(|c0| Ok(process_cpu_s(pid)? - c0))
+    });
     let mut all = histogram();
     let mut counts = Counts::default();
     for h in hs {
@@ -221,7 +289,15 @@ fn drive(
             err: r.err,
         });
     }
-    Ok(Measured::from(&all, counts, t.seconds))
+    let mut m = Measured::from(&all, counts, t.seconds);
+    let served = (counts.ok + counts.denied + counts.err) as f64;
+    if let Some(cpu) = cpu {
+        let cpu = cpu?;
+        if served > 0.0 {
+            m.cpu_us_per_req = Some(cpu * 1e6 / served);
+        }
+    }
+    Ok(m)
 }
 
 /// Closed loop: `conns` connections, each sending a batch of `pipeline`
@@ -235,7 +311,31 @@ pub fn closed_loop(
     pipeline: usize,
     t: Timing,
 ) -> Result<Measured, String> {
-    drive(addr, enc, work, conns, pipeline, driver::Mode::Closed, t)
+    drive(
+        addr,
+        None,
+        enc,
+        work,
+        conns,
+        pipeline,
+        driver::Mode::Closed,
+        t,
+    )
+}
+
+/// [`closed_loop`] that also measures the CPU time of the server process
+/// `server_pid` per request ([`Measured::cpu_us_per_req`]).
+pub fn closed_loop_cpu(
+    addr: SocketAddr,
+    server_pid: u32,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    pipeline: usize,
+    t: Timing,
+) -> Result<Measured, String> {
+    let mode = driver::Mode::Closed;
+    drive(addr, Some(server_pid), enc, work, conns, pipeline, mode, t)
 }
 
 /// Open loop: `conns` connections, each offered `rate / conns` requests
@@ -250,6 +350,32 @@ pub fn open_loop(
     rate: f64,
     t: Timing,
 ) -> Result<Measured, String> {
+    open_loop_on(addr, None, enc, work, conns, rate, t)
+}
+
+/// [`open_loop`] that also measures the CPU time of the server process
+/// `server_pid` per request ([`Measured::cpu_us_per_req`]).
+pub fn open_loop_cpu(
+    addr: SocketAddr,
+    server_pid: u32,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    rate: f64,
+    t: Timing,
+) -> Result<Measured, String> {
+    open_loop_on(addr, Some(server_pid), enc, work, conns, rate, t)
+}
+
+fn open_loop_on(
+    addr: SocketAddr,
+    cpu_of: Option<u32>,
+    enc: &Encoder,
+    work: Workload,
+    conns: usize,
+    rate: f64,
+    t: Timing,
+) -> Result<Measured, String> {
     let per_conn = rate / conns as f64;
     if per_conn <= 0.0 || !per_conn.is_finite() {
         return Err(format!("open loop: bad rate {rate}"));
@@ -257,7 +383,7 @@ pub fn open_loop(
     let mode = driver::Mode::Open {
         interval_ns: 1e9 / per_conn,
     };
-    drive(addr, enc, work, conns, 1, mode, t)
+    drive(addr, cpu_of, enc, work, conns, 1, mode, t)
 }
 
 /// Result of a logon storm.
@@ -381,6 +507,15 @@ impl Lateness {
             h.saturating_record(s.max(1));
         }
         h.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// The rounds' lateness as a percentile ladder, in ms.
+    pub fn ladder_ms(&self) -> Ladder {
+        let mut h = histogram();
+        for &s in &self.samples_us {
+            h.saturating_record(s.max(1));
+        }
+        Ladder::from_histogram(&h, 1000.0)
     }
 }
 
@@ -543,4 +678,45 @@ fn connect_from(src: std::net::Ipv4Addr, dst: SocketAddr) -> std::io::Result<Tcp
     s.bind(&SocketAddr::from((src, 0)).into())?;
     s.connect_timeout(&dst.into(), Duration::from_secs(10))?;
     Ok(s.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_ticks_are_utime_plus_stime_after_the_last_paren() {
+        // A real tallyd line (fields 14 and 15: utime 1234, stime 567),
+        // its command name made awkward: spaces and a ") " inside.
+        let line = "4242 (tally d) S 1) S 1 4242 4242 0 -1 4194560 1000 0 0 0 1234 567 0 0 20 0 3 0 100 123456789 2048 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 0 17 0 0 0 0 0 0\n";
+        assert_eq!(parse_stat_ticks(line), Some(1234 + 567));
+        let plain = "7 (redis-server) R 1 7 7 0 -1 0 0 0 0 0 10 20 0 0 20 0 5 0 1 1 1";
+        assert_eq!(parse_stat_ticks(plain), Some(30));
+        // Truncated or garbled: no figure rather than a wrong one.
+        assert_eq!(parse_stat_ticks("7 (x) R 1 7 7 0 -1 0 0 0 0 0 10"), None);
+        assert_eq!(parse_stat_ticks("no parens at all 1 2 3"), None);
+        assert_eq!(
+            parse_stat_ticks("7 (x) R 1 7 7 0 -1 0 0 0 0 0 ten 20 0"),
+            None
+        );
+    }
+
+    #[test]
+    fn this_process_cpu_time_is_read_and_grows() {
+        let pid = std::process::id();
+        let a = process_cpu_s(pid).expect("read own /proc stat");
+        // Spin until the figure moves (one clock tick of CPU), for at most
+        // 20 s of wall time on a loaded machine.
+        let t = Instant::now();
+        let mut x = 0u64;
+        let mut b = a;
+        while b == a && t.elapsed() < Duration::from_secs(20) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            b = process_cpu_s(pid).expect("read own /proc stat");
+        }
+        assert!(b > a, "CPU time did not grow over a busy loop: {a} -> {b}");
+        assert!(clock_ticks_per_s() >= 1.0);
+    }
 }

@@ -155,6 +155,127 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     /// Remarks printed with the table.
     pub notes: Vec<String>,
+    /// Latency distributions behind the percentile entries, for the HTML
+    /// report's plots (absent in files written before schema 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distributions: Vec<Distribution>,
+}
+
+/// The quantiles a [`Ladder`] keeps: deciles, then ever more nines up to
+/// the maximum (1.0).
+pub const LADDER_QUANTILES: [f64; 22] = [
+    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999,
+    0.9995, 0.9998, 0.9999, 0.99995, 0.99999, 1.0,
+];
+
+/// A compact latency distribution: the value at each of a fixed set of
+/// quantiles (a percentile ladder), read from an HDR histogram.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ladder {
+    /// Samples recorded.
+    pub count: u64,
+    /// Quantiles, ascending (0 = min, 1 = max).
+    pub q: Vec<f64>,
+    /// The value at each quantile, in the [`Distribution`]'s unit.
+    pub v: Vec<f64>,
+}
+
+impl Ladder {
+    /// The ladder of histogram `h` at [`LADDER_QUANTILES`], values divided
+    /// by `scale` (1000 for a histogram in ns and a ladder in µs).
+    pub fn from_histogram(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Ladder {
+        if h.is_empty() {
+            return Ladder::default();
+        }
+        let v = LADDER_QUANTILES
+            .iter()
+            .map(|&q| {
+                if q >= 1.0 {
+                    h.max() as f64 / scale
+                } else {
+                    h.value_at_quantile(q) as f64 / scale
+                }
+            })
+            .collect();
+        Ladder {
+            count: h.len(),
+            q: LADDER_QUANTILES.to_vec(),
+            v,
+        }
+    }
+
+    /// The value at quantile `q`, interpolated linearly between the
+    /// ladder's steps (exact at them); `None` for an empty ladder.
+    pub fn at(&self, q: f64) -> Option<f64> {
+        let n = self.q.len().min(self.v.len());
+        if n == 0 {
+            return None;
+        }
+        let i = self.q[..n].partition_point(|&x| x < q);
+        if i == 0 {
+            return Some(self.v[0]);
+        }
+        if i >= n {
+            return Some(self.v[n - 1]);
+        }
+        if self.q[i] == q {
+            return Some(self.v[i]);
+        }
+        let (q0, q1, v0, v1) = (self.q[i - 1], self.q[i], self.v[i - 1], self.v[i]);
+        if q1 <= q0 {
+            return Some(v1);
+        }
+        Some(v0 + (v1 - v0) * (q - q0) / (q1 - q0))
+    }
+
+    /// The step-by-step median of several ladders of the same quantiles
+    /// (the curve the report draws for a figure's repetitions).
+    pub fn median_of(ls: &[Ladder]) -> Ladder {
+        let ls: Vec<&Ladder> = ls.iter().filter(|l| !l.v.is_empty()).collect();
+        let Some(first) = ls.first() else {
+            return Ladder::default();
+        };
+        let q = first.q.clone();
+        let v = (0..q.len())
+            .map(|i| {
+                let mut col: Vec<f64> = ls.iter().filter_map(|l| l.v.get(i).copied()).collect();
+                col.sort_by(f64::total_cmp);
+                let n = col.len();
+                if n % 2 == 1 {
+                    col[n / 2]
+                } else {
+                    (col[n / 2 - 1] + col[n / 2]) / 2.0
+                }
+            })
+            .collect();
+        let mut counts: Vec<u64> = ls.iter().map(|l| l.count).collect();
+        counts.sort_unstable();
+        Ladder {
+            count: counts[counts.len() / 2],
+            q,
+            v,
+        }
+    }
+}
+
+/// The latency distribution of one measurement (scenario, variant,
+/// target): one ladder per repetition, and for small measurements (the
+/// expiry rounds) the raw samples.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Distribution {
+    /// Scenario name, as in its [`Entry`]s.
+    pub scenario: String,
+    /// Variant, as in its entries.
+    pub variant: String,
+    /// Target, as in its entries.
+    pub target: String,
+    /// Unit of the values (`µs`, `ms`).
+    pub unit: String,
+    /// One ladder per repetition.
+    pub ladders: Vec<Ladder>,
+    /// Every sample, when there are few (expiry lateness), for histograms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<f64>,
 }
 
 /// Reads a result file.
@@ -184,10 +305,12 @@ fn fmt_num(v: f64, unit: &str) -> String {
 }
 
 /// Metrics the main table shows, in order.
-const TABLE_METRICS: [&str; 23] = [
+const TABLE_METRICS: [&str; 25] = [
     "offered_per_s",
     "listen_overflows",
     "ops_per_s",
+    "cpu_us_per_req",
+    "cpu_ratio",
     "p50_us",
     "p99_us",
     "p999_us",
@@ -209,6 +332,63 @@ const TABLE_METRICS: [&str; 23] = [
     "scrape_ms",
     "scrape_bytes",
 ];
+
+/// The rows of the main table: scenario, variant, `metric (unit)`, tally,
+/// redis-lua (or the one `redis`), redis-set, and the two ratios (> 1:
+/// tally better), for the Markdown and the HTML report alike.
+pub fn table_rows(r: &Report) -> Vec<[String; 8]> {
+    // (scenario, variant, metric) -> target -> entry, in first-seen order.
+    let mut order: Vec<(String, String, String)> = Vec::new();
+    let mut by: BTreeMap<(String, String, String), BTreeMap<String, &Entry>> = BTreeMap::new();
+    for e in r.entries.iter().filter(|e| e.scenario != "criterion") {
+        if !TABLE_METRICS.contains(&e.metric.as_str()) {
+            continue;
+        }
+        let k = (e.scenario.clone(), e.variant.clone(), e.metric.clone());
+        if !by.contains_key(&k) {
+            order.push(k.clone());
+        }
+        by.entry(k).or_default().insert(e.target.clone(), e);
+    }
+    let mut rows = Vec::new();
+    for k in &order {
+        let row = &by[k];
+        let cell = |t: &str| {
+            row.get(t)
+                .map_or("–".to_string(), |e| fmt_num(e.median, &e.unit))
+        };
+        let unit = row.values().next().map_or("", |e| e.unit.as_str());
+        // Idle connections: one Redis server; show it in the Lua column.
+        let lua_cell = row
+            .get("redis-lua")
+            .or_else(|| row.get("redis"))
+            .map_or("–".into(), |e| fmt_num(e.median, &e.unit));
+        let ratio = |other: Option<&&Entry>| -> String {
+            let (Some(t), Some(o)) = (row.get("tally"), other) else {
+                return String::new();
+            };
+            if t.median <= 0.0 || o.median <= 0.0 {
+                return String::new();
+            }
+            match t.better {
+                Better::Higher => format!("{:.2}×", t.median / o.median),
+                Better::Lower => format!("{:.2}×", o.median / t.median),
+                Better::None => String::new(),
+            }
+        };
+        rows.push([
+            k.0.clone(),
+            k.1.clone(),
+            format!("{} ({unit})", k.2),
+            cell("tally"),
+            lua_cell,
+            cell("redis-set"),
+            ratio(row.get("redis-lua").or_else(|| row.get("redis"))),
+            ratio(row.get("redis-set")),
+        ]);
+    }
+    rows
+}
 
 /// The Markdown tables of a report: tally vs redis-lua vs redis-set with
 /// ratios (> 1 means tally is better), the counts, criterion, skips.
@@ -232,64 +412,13 @@ pub fn markdown(r: &Report) -> String {
         "Machine: {} cores, {}, {:.0} GiB, Linux {}. {}\n",
         r.machine.nproc, r.machine.cpu, r.machine.mem_gib, r.machine.kernel, r.placement
     );
-    // (scenario, variant, metric) -> target -> entry, in first-seen order.
-    let mut order: Vec<(String, String, String)> = Vec::new();
-    let mut by: BTreeMap<(String, String, String), BTreeMap<String, &Entry>> = BTreeMap::new();
-    for e in r.entries.iter().filter(|e| e.scenario != "criterion") {
-        if !TABLE_METRICS.contains(&e.metric.as_str()) {
-            continue;
-        }
-        let k = (e.scenario.clone(), e.variant.clone(), e.metric.clone());
-        if !by.contains_key(&k) {
-            order.push(k.clone());
-        }
-        by.entry(k).or_default().insert(e.target.clone(), e);
-    }
     let _ = writeln!(
         s,
         "| scenario | variant | metric | tally | redis-lua | redis-set | tally vs lua | tally vs set |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
-    for k in &order {
-        let row = &by[k];
-        let cell = |t: &str| {
-            row.get(t)
-                .map_or("–".to_string(), |e| fmt_num(e.median, &e.unit))
-        };
-        let unit = row.values().next().map_or("", |e| e.unit.as_str());
-        let tally_cell = row
-            .get("tally")
-            .map_or("–".into(), |e| fmt_num(e.median, &e.unit));
-        // Idle connections: one Redis server; show it in the Lua column.
-        let lua_cell = row
-            .get("redis-lua")
-            .or_else(|| row.get("redis"))
-            .map_or("–".into(), |e| fmt_num(e.median, &e.unit));
-        let ratio = |other: Option<&&Entry>| -> String {
-            let (Some(t), Some(o)) = (row.get("tally"), other) else {
-                return String::new();
-            };
-            if t.median <= 0.0 || o.median <= 0.0 {
-                return String::new();
-            }
-            match t.better {
-                Better::Higher => format!("{:.2}×", t.median / o.median),
-                Better::Lower => format!("{:.2}×", o.median / t.median),
-                Better::None => String::new(),
-            }
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} ({unit}) | {} | {} | {} | {} | {} |",
-            k.0,
-            k.1,
-            k.2,
-            tally_cell,
-            lua_cell,
-            cell("redis-set"),
-            ratio(row.get("redis-lua").or_else(|| row.get("redis"))),
-            ratio(row.get("redis-set")),
-        );
+    for row in table_rows(r) {
+        let _ = writeln!(s, "| {} |", row.join(" | "));
     }
     let _ = writeln!(
         s,
@@ -356,6 +485,163 @@ pub fn markdown(r: &Report) -> String {
     }
     for n in &r.notes {
         let _ = writeln!(s, "- {n}");
+    }
+    s
+}
+
+/// Short names a figure selector may use for a metric.
+const METRIC_ALIASES: [(&str, &str); 5] = [
+    ("throughput", "ops_per_s"),
+    ("cpu", "cpu_us_per_req"),
+    ("memory", "bytes_per_held"),
+    ("p99", "p99_us"),
+    ("p50", "p50_us"),
+];
+
+/// Finds the entry a figure selector names in `r`.
+///
+/// A selector is either an entry's full key (`steady | closed 50x1 | tally
+/// | ops_per_s`) or `SCENARIO/VARIANT/TARGET/METRIC`, where VARIANT is any
+/// part of the variant's name (`50x1`), and METRIC a metric name, its
+/// prefix before a unit (`p99` for `p99_us`) or an alias (`throughput`,
+/// `cpu`, `memory`). `Ok(None)`: the file has no such figure;
+/// `Err`: the selector is malformed or matches several entries.
+pub fn find_figure<'a>(r: &'a Report, sel: &str) -> Result<Option<&'a Entry>, String> {
+    if sel.contains(" | ") {
+        return Ok(r.entries.iter().find(|e| e.key() == sel));
+    }
+    let parts: Vec<&str> = sel.split('/').collect();
+    let [scenario, variant, target, metric] = parts[..] else {
+        return Err(format!(
+            "figure {sel:?}: want SCENARIO/VARIANT/TARGET/METRIC (e.g. steady/50x1/tally/throughput) or an entry's key"
+        ));
+    };
+    let metric = METRIC_ALIASES
+        .iter()
+        .find(|(a, _)| *a == metric)
+        .map_or(metric, |(_, m)| m);
+    let hits: Vec<&Entry> = r
+        .entries
+        .iter()
+        .filter(|e| {
+            e.scenario == scenario
+                && e.variant.contains(variant)
+                && e.target == target
+                && (e.metric == metric
+                    || e.metric
+                        .strip_prefix(metric)
+                        .is_some_and(|u| u.starts_with('_')))
+        })
+        .collect();
+    match hits[..] {
+        [] => Ok(None),
+        [e] => Ok(Some(e)),
+        _ => {
+            // One exact variant name wins over the ones containing it.
+            let exact: Vec<&&Entry> = hits.iter().filter(|e| e.variant == variant).collect();
+            if let [e] = exact[..] {
+                return Ok(Some(e));
+            }
+            Err(format!(
+                "figure {sel:?} matches {} entries: {}",
+                hits.len(),
+                hits.iter()
+                    .map(|e| format!("{:?}", e.key()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
+    }
+}
+
+/// One result file's value of a figure, for a trend.
+#[derive(Debug, Clone)]
+pub struct TrendPoint {
+    /// The file it came from.
+    pub file: String,
+    /// Its run's date.
+    pub date: String,
+    /// Its run's commit.
+    pub git_sha: String,
+    /// A `--quick` run.
+    pub quick: bool,
+    /// The figure there (`None`: not measured in that file).
+    pub entry: Option<Entry>,
+}
+
+/// A figure across result files, in the order given; the files are sorted
+/// by the caller (by name, i.e. by date, for `bench/results/*.json`).
+pub fn trend(files: &[(String, Report)], sel: &str) -> Result<Vec<TrendPoint>, String> {
+    let mut out = Vec::new();
+    for (name, r) in files {
+        let entry = find_figure(r, sel).map_err(|e| format!("{name}: {e}"))?;
+        out.push(TrendPoint {
+            file: name.clone(),
+            date: r.date.clone(),
+            git_sha: r.git_sha.clone(),
+            quick: r.quick,
+            entry: entry.cloned(),
+        });
+    }
+    if out.iter().all(|p| p.entry.is_none()) {
+        return Err(format!(
+            "figure {sel:?}: in none of the {} file(s)",
+            files.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// The Markdown table of a trend: each file's median, spread and change
+/// against the first file that has the figure (+ = better).
+pub fn trend_table(sel: &str, points: &[TrendPoint]) -> String {
+    let mut s = String::new();
+    let first = points.iter().find_map(|p| p.entry.as_ref());
+    if let Some(e) = first {
+        let _ = writeln!(
+            s,
+            "Figure: {} ({}, {} is better)\n",
+            e.key(),
+            e.unit,
+            match e.better {
+                Better::Higher => "higher",
+                Better::Lower => "lower",
+                Better::None => "neither",
+            }
+        );
+    } else {
+        let _ = writeln!(s, "Figure: {sel}\n");
+    }
+    let _ = writeln!(s, "| file | date | commit | median | spread | vs first |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for p in points {
+        let (med, spread, vs) = match (&p.entry, first) {
+            (Some(e), Some(f)) => {
+                let change = if f.median.abs() > f64::EPSILON {
+                    (e.median - f.median) / f.median.abs()
+                } else {
+                    0.0
+                };
+                let better = match e.better {
+                    Better::Lower => -change,
+                    _ => change,
+                };
+                (
+                    format!("{} {}", fmt_num(e.median, &e.unit), e.unit),
+                    format!("{:.1} %", e.spread * 100.0),
+                    format!("{:+.1} %", better * 100.0),
+                )
+            }
+            _ => ("–".into(), String::new(), String::new()),
+        };
+        let _ = writeln!(
+            s,
+            "| {}{} | {} | {} | {med} | {spread} | {vs} |",
+            p.file,
+            if p.quick { " (quick)" } else { "" },
+            p.date,
+            p.git_sha
+        );
     }
     s
 }
@@ -559,5 +845,153 @@ mod tests {
             md.contains("| steady | closed 50x1 | ops_per_s (req/s) | 200 | 100 | – | 2.00× |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn ladder_round_trips_through_json_and_matches_the_histogram() {
+        let mut h = crate::load::histogram();
+        // 1..=100,000 ns, and a tail: 20 samples (0.02 %) of 50 ms.
+        for v in 1..=100_000u64 {
+            h.saturating_record(v);
+        }
+        for _ in 0..20 {
+            h.saturating_record(50_000_000);
+        }
+        let l = Ladder::from_histogram(&h, 1000.0);
+        assert_eq!(l.count, 100_020);
+        assert_eq!(l.q, LADDER_QUANTILES.to_vec());
+        let json = serde_json::to_string(&l).expect("serialize");
+        let back: Ladder = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, l);
+        // Exact at its steps: the same figures the entries hold.
+        for (&q, &v) in l.q.iter().zip(&l.v) {
+            let want = if q >= 1.0 {
+                h.max()
+            } else {
+                h.value_at_quantile(q)
+            } as f64
+                / 1000.0;
+            assert_eq!(back.at(q), Some(want), "q {q}");
+            assert_eq!(v, want);
+        }
+        // The tail is kept: p99.99 and max are the 50 ms samples.
+        assert!(back.at(0.9999).expect("p99.99") > 49_000.0);
+        assert!(back.at(0.5).expect("p50") < 60.0);
+        // Between steps: monotone interpolation.
+        let (a, m, b) = (back.at(0.99), back.at(0.992), back.at(0.995));
+        assert!(a <= m && m <= b, "{a:?} {m:?} {b:?}");
+        assert_eq!(Ladder::default().at(0.5), None);
+    }
+
+    #[test]
+    fn median_of_ladders_is_taken_step_by_step() {
+        let mk = |v: [f64; 3], count| Ladder {
+            count,
+            q: vec![0.0, 0.5, 1.0],
+            v: v.to_vec(),
+        };
+        let m = Ladder::median_of(&[
+            mk([1.0, 10.0, 300.0], 10),
+            mk([3.0, 20.0, 100.0], 30),
+            mk([2.0, 30.0, 200.0], 20),
+        ]);
+        assert_eq!(m.v, vec![2.0, 20.0, 200.0]);
+        assert_eq!(m.count, 20);
+        assert!(Ladder::median_of(&[]).v.is_empty());
+    }
+
+    #[test]
+    fn a_report_with_distributions_round_trips() {
+        let mut h = crate::load::histogram();
+        for v in [1_000u64, 2_000, 3_000] {
+            h.saturating_record(v);
+        }
+        let r = Report {
+            schema: 2,
+            distributions: vec![Distribution {
+                scenario: "steady".into(),
+                variant: "closed 50x1".into(),
+                target: "tally".into(),
+                unit: "µs".into(),
+                ladders: vec![Ladder::from_histogram(&h, 1000.0)],
+                samples: vec![],
+            }],
+            ..Report::default()
+        };
+        let back: Report =
+            serde_json::from_str(&serde_json::to_string(&r).expect("ser")).expect("de");
+        assert_eq!(back.distributions.len(), 1);
+        assert_eq!(back.distributions[0].ladders, r.distributions[0].ladders);
+        assert!(back.distributions[0].samples.is_empty());
+    }
+
+    #[test]
+    fn every_result_file_in_bench_results_still_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+        let mut old = 0;
+        for f in std::fs::read_dir(&dir).expect("bench/results") {
+            let p = f.expect("entry").path();
+            if p.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).expect("read");
+            let r = load(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!r.entries.is_empty(), "{}", p.display());
+            if !text.contains("\"distributions\"") {
+                assert!(r.distributions.is_empty());
+                old += 1;
+            }
+            // Its table still renders.
+            assert!(markdown(&r).contains("| scenario | variant |"));
+        }
+        assert!(
+            old >= 5,
+            "only {old} pre-distribution files in {}",
+            dir.display()
+        );
+    }
+
+    #[test]
+    fn figure_selectors_find_one_entry() {
+        let mut a = entry("ops_per_s", Better::Higher, &[200.0]);
+        let mut b = entry("p99_us", Better::Lower, &[50.0]);
+        let mut c = a.clone();
+        c.variant = "closed 4x32".into();
+        let mut d = a.clone();
+        d.target = "redis-lua".into();
+        a.settle();
+        b.settle();
+        let r = Report {
+            entries: vec![a, b, c, d],
+            ..Report::default()
+        };
+        let key = |sel| find_figure(&r, sel).expect("valid").map(|e| e.key());
+        assert_eq!(
+            key("steady/50x1/tally/throughput").as_deref(),
+            Some("steady | closed 50x1 | tally | ops_per_s")
+        );
+        assert_eq!(
+            key("steady/4x32/tally/ops_per_s").as_deref(),
+            Some("steady | closed 4x32 | tally | ops_per_s")
+        );
+        assert_eq!(
+            key("steady/50x1/tally/p99").as_deref(),
+            Some("steady | closed 50x1 | tally | p99_us")
+        );
+        assert_eq!(
+            key("steady | closed 50x1 | redis-lua | ops_per_s").as_deref(),
+            Some("steady | closed 50x1 | redis-lua | ops_per_s")
+        );
+        assert_eq!(key("renew/50x1/tally/throughput"), None);
+        // "closed" names both loads: ambiguous, said so.
+        assert!(find_figure(&r, "steady/closed/tally/throughput").is_err());
+        assert!(find_figure(&r, "steady/tally").is_err());
+        let files = vec![("a.json".to_string(), r.clone()), ("b.json".to_string(), r)];
+        let t = trend(&files, "steady/50x1/tally/throughput").expect("trend");
+        assert_eq!(t.len(), 2);
+        let table = trend_table("steady/50x1/tally/throughput", &t);
+        assert!(table.contains("| a.json |"), "{table}");
+        assert!(table.contains("+0.0 %"), "{table}");
+        assert!(trend(&files, "renew/50x1/tally/throughput").is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::load::{self, Measured, Timing, Workload};
-use crate::results::{Better, Entry, Report, Skipped};
+use crate::results::{Better, Distribution, Entry, Report, Skipped};
 use crate::servers::{self, Placement, Redis, Running, TallydSpec};
 use crate::status;
 use crate::wire::{Conn, Encoder, Target};
@@ -162,7 +162,7 @@ fn measured_entries(scenario: &str, variant: &str, target: &str, ms: &[Measured]
         median: 0.0,
         spread: 0.0,
     };
-    vec![
+    let mut out = vec![
         m("ops_per_s", "req/s", Better::Higher, &|x| x.ops_per_s),
         m("p50_us", "µs", Better::Lower, &|x| x.p50_us),
         m("p90_us", "µs", Better::Lower, &|x| x.p90_us),
@@ -172,7 +172,58 @@ fn measured_entries(scenario: &str, variant: &str, target: &str, ms: &[Measured]
         m("ok", "count", Better::None, &|x| x.ok as f64),
         m("denied", "count", Better::None, &|x| x.denied as f64),
         m("err", "count", Better::None, &|x| x.err as f64),
-    ]
+    ];
+    // The server's CPU per request, where it was measured.
+    let cpu: Vec<f64> = ms.iter().filter_map(|x| x.cpu_us_per_req).collect();
+    if !cpu.is_empty() {
+        let mut e = m("cpu_us_per_req", "µs", Better::Lower, &|_| 0.0);
+        e.values = cpu;
+        out.push(e);
+    }
+    out
+}
+
+/// tally's CPU per request over each Redis row's, where both were run.
+fn cpu_ratios(scenario: &str, variant: &str, by_target: &[(Target, Vec<Measured>)]) -> Vec<Entry> {
+    let Some((_, t)) = by_target.iter().find(|(k, _)| *k == Target::Tally) else {
+        return Vec::new();
+    };
+    by_target
+        .iter()
+        .filter(|(k, _)| k.is_redis())
+        .map(|(k, o)| cpu_ratio(scenario, variant, k.name(), t, o))
+        .filter(|e| !e.values.is_empty())
+        .collect()
+}
+
+/// The latency distributions (µs) of a measurement's repetitions.
+fn distribution(scenario: &str, variant: &str, target: &str, ms: &[Measured]) -> Distribution {
+    Distribution {
+        scenario: scenario.into(),
+        variant: variant.into(),
+        target: target.into(),
+        unit: "µs".into(),
+        ladders: ms.iter().map(|m| m.ladder.clone()).collect(),
+        samples: Vec::new(),
+    }
+}
+
+/// tally's CPU per request over another target's, one value per
+/// repetition pair (`cpu_ratio`, lower is better: the issue's "0.80×
+/// Redis's").
+fn cpu_ratio(scenario: &str, variant: &str, other: &str, t: &[Measured], o: &[Measured]) -> Entry {
+    single(
+        scenario,
+        &format!("{variant}: tally / {other}"),
+        "tally",
+        "cpu_ratio",
+        "×",
+        Better::Lower,
+        t.iter()
+            .zip(o)
+            .filter_map(|(t, o)| Some(status::ratio(t.cpu_us_per_req?, o.cpu_us_per_req?)))
+            .collect(),
+    )
 }
 
 /// The debug log's dropped events so far (STATUS `log_dropped`).
@@ -398,9 +449,18 @@ impl Suite {
                 (_, Some(r)) => r.server.addr,
             }
         };
+        // The server process whose CPU time is read (taskset execs: the
+        // child's pid is the server's).
+        let pid_of = |t: Target| -> u32 {
+            match (t, &redis) {
+                (Target::Tally, _) | (_, None) => tallyd.pid(),
+                (_, Some(r)) => r.server.pid(),
+            }
+        };
         let mut entries = Vec::new();
         for (conns, pipe) in closed {
             let variant = format!("closed {conns}x{pipe}");
+            let mut by_target: Vec<(Target, Vec<Measured>)> = Vec::new();
             for &target in &targets {
                 let enc = self.encoder(target, redis.as_ref());
                 if let Some(r) = &redis {
@@ -408,7 +468,8 @@ impl Suite {
                 }
                 let label = format!("{scenario} {variant} {}", target.name());
                 let ms = self.repeat(&label, || {
-                    load::closed_loop(addr_of(target), &enc, work, conns, pipe, t)
+                    let (addr, pid) = (addr_of(target), pid_of(target));
+                    load::closed_loop_cpu(addr, pid, &enc, work, conns, pipe, t)
                 })?;
                 if scenario == "steady" && conns == 50 && target == Target::RedisLua {
                     let mut v: Vec<f64> = ms.iter().map(|m| m.ops_per_s).collect();
@@ -420,7 +481,11 @@ impl Suite {
                     self.open_rate = ms.first().map(|m| m.ops_per_s * 0.5);
                 }
                 entries.extend(measured_entries(scenario, &variant, target.name(), &ms));
+                let d = distribution(scenario, &variant, target.name(), &ms);
+                self.report.distributions.push(d);
+                by_target.push((target, ms));
             }
+            entries.extend(cpu_ratios(scenario, &variant, &by_target));
         }
         // Open loop at half the Lua semaphore's closed-loop capacity.
         let rate = self
@@ -433,6 +498,7 @@ impl Suite {
         // The rate is an entry of its own, so the variant name (the key
         // `compare` matches on) stays the same from run to run.
         let variant = "open 50 conns".to_string();
+        let mut by_target: Vec<(Target, Vec<Measured>)> = Vec::new();
         for &target in &targets {
             let enc = self.encoder(target, redis.as_ref());
             if let Some(r) = &redis {
@@ -440,9 +506,11 @@ impl Suite {
             }
             let label = format!("{scenario} {variant} {}", target.name());
             let ms = self.repeat(&label, || {
-                load::open_loop(addr_of(target), &enc, work, 50, rate, t)
+                load::open_loop_cpu(addr_of(target), pid_of(target), &enc, work, 50, rate, t)
             })?;
             entries.extend(measured_entries(scenario, &variant, target.name(), &ms));
+            let d = distribution(scenario, &variant, target.name(), &ms);
+            self.report.distributions.push(d);
             entries.push(single(
                 scenario,
                 &variant,
@@ -452,7 +520,9 @@ impl Suite {
                 Better::None,
                 vec![rate; ms.len()],
             ));
+            by_target.push((target, ms));
         }
+        entries.extend(cpu_ratios(scenario, &variant, &by_target));
         self.push(entries);
         Ok(())
     }
@@ -506,6 +576,8 @@ impl Suite {
                 std::thread::sleep(Duration::from_millis(300));
             }
             let mut es = measured_entries("storm", &variant, target.name(), &ms);
+            let d = distribution("storm", &variant, target.name(), &ms);
+            self.report.distributions.push(d);
             // Throughput of a storm is its arrival rate: not a figure.
             es.retain(|e| e.metric != "ops_per_s");
             es.push(single(
@@ -547,6 +619,13 @@ impl Suite {
             ));
             let variant = format!("{bg} other lingers");
             let (mut p50, mut p99, mut p999, mut max) = (vec![], vec![], vec![], vec![]);
+            let mut dist = Distribution {
+                scenario: "expiry".into(),
+                variant: variant.clone(),
+                target: "tally".into(),
+                unit: "ms".into(),
+                ..Distribution::default()
+            };
             for rep in 0..self.cfg.reps {
                 let l = load::expiry(
                     tallyd.addr,
@@ -568,7 +647,11 @@ impl Suite {
                 p99.push(l.quantile_ms(0.99));
                 p999.push(l.quantile_ms(0.999));
                 max.push(l.quantile_ms(1.0));
+                dist.ladders.push(l.ladder_ms());
+                dist.samples
+                    .extend(l.samples_us.iter().map(|&us| us as f64 / 1000.0));
             }
+            self.report.distributions.push(dist);
             let e = |m: &str, v: Vec<f64>| {
                 single("expiry", &variant, "tally", m, "ms", Better::Lower, v)
             };
@@ -804,12 +887,10 @@ impl Suite {
                 let ms = self.repeat(&label, || {
                     load::closed_loop(tallyd.addr, &enc, work, 50, 1, t)
                 })?;
-                entries.extend(measured_entries(
-                    "durability",
-                    &format!("{name} {mode}"),
-                    "tally",
-                    &ms,
-                ));
+                let variant = format!("{name} {mode}");
+                entries.extend(measured_entries("durability", &variant, "tally", &ms));
+                let d = distribution("durability", &variant, "tally", &ms);
+                self.report.distributions.push(d);
             }
         }
         self.push(entries);
@@ -865,6 +946,8 @@ impl Suite {
             self.progress(&format!("  reportlog {mode}: log_dropped {dropped}"));
             let variant = format!("pairs 50x1 {mode}");
             entries.extend(measured_entries("reportlog", &variant, "tally", &ms));
+            let d = distribution("reportlog", &variant, "tally", &ms);
+            self.report.distributions.push(d);
             entries.push(single(
                 "reportlog",
                 &variant,
@@ -1061,6 +1144,13 @@ impl Suite {
         let every = SCRAPE_EVERY.as_millis();
         let variant = format!("closed 50x1, /metrics every {every} ms");
         entries.extend(measured_entries("scrape", &variant, "tally", &scraped));
+        for (v, ms) in [
+            ("closed 50x1, no scraper", &alone),
+            (variant.as_str(), &scraped),
+        ] {
+            let d = distribution("scrape", v, "tally", ms);
+            self.report.distributions.push(d);
+        }
         let ratio_variant = format!("closed 50x1: /metrics every {every} ms / no scraper");
         let pairs = || alone.iter().zip(&scraped);
         entries.push(single(

@@ -5,12 +5,15 @@
 //!     [--tallyd PATH] [--label NAME]                           # another tallyd, file suffix
 //! tally-bench compare OLD.json NEW.json [--floor 0.05]         # exit 1 on a regression
 //! tally-bench table RESULT.json                               # print its Markdown table
+//! tally-bench html RESULT.json [--out PAGE.html]              # (re)make its HTML report
+//! tally-bench trend FIGURE FILE.json... [--html PAGE.html]    # one figure across files
+//! tally-bench compare --trend FIGURE FILE.json...             # the same
 //! ```
 //!
 //! `all` pins the servers (tallyd with one event loop, redis-server) to
 //! core 0 and itself to the other cores with `taskset`, runs every scenario
 //! against tally, the Redis Lua semaphore and Redis `SET`, and writes
-//! `bench/results/<date>-<git-sha>.json` and `.md`.
+//! `bench/results/<date>-<git-sha>.json`, `.md` and `.html`.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+use tally_bench::html;
 use tally_bench::results::{self, Machine, Report};
 use tally_bench::servers;
 use tally_bench::suite::{Suite, SuiteConfig, SCENARIOS};
@@ -72,20 +76,76 @@ enum Cmd {
         open_rate: Option<f64>,
     },
     /// Compare two result files; exit 1 if NEW regressed beyond the noise.
+    /// With --trend FIGURE: that figure's trend across all the files given.
     Compare {
         /// The older result file.
         old: PathBuf,
         /// The newer result file.
         new: PathBuf,
+        /// More result files (only with --trend).
+        more: Vec<PathBuf>,
         /// Smallest relative change ever called a regression.
         #[arg(long, default_value_t = 0.05)]
         floor: f64,
+        /// Show this figure's trend across the files instead (see `trend`).
+        #[arg(long)]
+        trend: Option<String>,
+        /// With --trend: also write the trend plot to this HTML file.
+        #[arg(long, requires = "trend")]
+        html: Option<PathBuf>,
     },
     /// Print the Markdown table of a result file.
     Table {
         /// A result file.
         file: PathBuf,
     },
+    /// Write a result file's HTML report (plots and the figures table).
+    Html {
+        /// A result file.
+        file: PathBuf,
+        /// The page (default: the result file with .html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// One figure across result files (in the order given): a table, and
+    /// with --html a plot.
+    Trend {
+        /// SCENARIO/VARIANT/TARGET/METRIC, VARIANT any part of its name and
+        /// METRIC a name, its prefix (p99) or throughput, cpu, memory, e.g.
+        /// steady/50x1/tally/throughput; or an entry's full key.
+        figure: String,
+        /// Result files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Also write the trend plot to this HTML file.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+}
+
+/// Writes `r`'s HTML report to `path`.
+fn write_html(r: &Report, path: &Path) -> Result<(), String> {
+    let page = html::report(r)?;
+    std::fs::write(path, page).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn trend(figure: &str, files: &[PathBuf], html_out: Option<&Path>) -> Result<bool, String> {
+    let mut reports = Vec::new();
+    for f in files {
+        let name = f.file_name().map_or_else(
+            || f.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        reports.push((name, results::load(f)?));
+    }
+    let points = results::trend(&reports, figure)?;
+    println!("{}", results::trend_table(figure, &points));
+    if let Some(out) = html_out {
+        let page = html::trend(figure, &points)?;
+        std::fs::write(out, page).map_err(|e| format!("{}: {e}", out.display()))?;
+        println!("wrote {}", out.display());
+    }
+    Ok(true)
 }
 
 fn git(root: &Path, args: &[&str]) -> Option<String> {
@@ -201,7 +261,7 @@ fn all(
         ));
     }
     let report = Report {
-        schema: 1,
+        schema: 2,
         date: now.format("%Y-%m-%d %H:%M UTC").to_string(),
         git_sha: sha.clone(),
         command: command.clone(),
@@ -236,12 +296,19 @@ fn all(
     );
     let json = dir.join(format!("{stem}.json"));
     let md = dir.join(format!("{stem}.md"));
+    let page = dir.join(format!("{stem}.html"));
     let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     std::fs::write(&json, text + "\n").map_err(|e| format!("{}: {e}", json.display()))?;
     let table = results::markdown(&report);
     std::fs::write(&md, &table).map_err(|e| format!("{}: {e}", md.display()))?;
+    write_html(&report, &page)?;
     println!("{table}");
-    println!("wrote {} and {}", json.display(), md.display());
+    println!(
+        "wrote {}, {} and {}",
+        json.display(),
+        md.display(),
+        page.display()
+    );
     Ok(())
 }
 
@@ -307,11 +374,49 @@ fn main() -> ExitCode {
             quick, reps, only, no_pin, root, out, tallyd, label, redis, open_rate,
         )
         .map(|()| true),
-        Cmd::Compare { old, new, floor } => compare(&old, &new, floor),
+        Cmd::Compare {
+            old,
+            new,
+            more,
+            floor,
+            trend: None,
+            html: _,
+        } => {
+            if more.is_empty() {
+                compare(&old, &new, floor)
+            } else {
+                Err(format!(
+                    "compare takes two result files ({} given); for a trend across more, add --trend FIGURE",
+                    more.len() + 2
+                ))
+            }
+        }
+        Cmd::Compare {
+            old,
+            new,
+            more,
+            trend: Some(figure),
+            html,
+            ..
+        } => {
+            let files: Vec<PathBuf> = [old, new].into_iter().chain(more).collect();
+            trend(&figure, &files, html.as_deref())
+        }
         Cmd::Table { file } => results::load(&file).map(|r| {
             println!("{}", results::markdown(&r));
             true
         }),
+        Cmd::Html { file, out } => results::load(&file).and_then(|r| {
+            let out = out.unwrap_or_else(|| file.with_extension("html"));
+            write_html(&r, &out)?;
+            println!("wrote {}", out.display());
+            Ok(true)
+        }),
+        Cmd::Trend {
+            figure,
+            files,
+            html,
+        } => trend(&figure, &files, html.as_deref()),
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
