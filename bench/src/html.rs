@@ -148,17 +148,19 @@ fn percentile_plot(title: &str, unit: &str, curves: &[Curve]) -> Result<String, 
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 18))
             .margin(12)
+            .margin_right(36)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..xmax, (ylo..yhi).log_scale())
             .map_err(err)?;
         chart
             .configure_mesh()
+            .max_light_lines(2)
             .x_labels(xmax as usize + 1)
             .x_label_formatter(&|x| nines_label(*x))
             .x_desc("percentile")
             .y_desc(format!("latency ({unit}, log)"))
-            .y_label_formatter(&|y| fmt_axis(*y))
+            .y_label_formatter(&|y| fmt_log_axis(*y))
             .draw()
             .map_err(err)?;
         for (c, p) in curves.iter().zip(&pts) {
@@ -180,7 +182,7 @@ fn percentile_plot(title: &str, unit: &str, curves: &[Curve]) -> Result<String, 
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((FONT, 13))
@@ -190,8 +192,24 @@ fn percentile_plot(title: &str, unit: &str, curves: &[Curve]) -> Result<String, 
     })
 }
 
+/// A log axis' label: only at 1, 2 and 5 times a power of ten, so the
+/// crowded labels near each decade's top stay blank.
+fn fmt_log_axis(v: f64) -> String {
+    if v <= 0.0 {
+        return String::new();
+    }
+    let m = v / 10f64.powf(v.log10().floor());
+    if [1.0, 2.0, 5.0, 10.0].iter().any(|k| (m - k).abs() < 0.02) {
+        fmt_axis(v)
+    } else {
+        String::new()
+    }
+}
+
 fn fmt_axis(v: f64) -> String {
-    if v >= 1e6 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 1e6 {
         format!("{:.0}M", v / 1e6)
     } else if v >= 1e3 {
         format!("{:.0}k", v / 1e3)
@@ -208,7 +226,7 @@ fn fmt_count(n: u64) -> String {
     let s = n.to_string();
     let mut o = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             o.push(',');
         }
         o.push(ch);
@@ -236,12 +254,14 @@ fn bar_plot(
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 18))
             .margin(12)
+            .margin_right(36)
             .x_label_area_size(50)
             .y_label_area_size(70)
             .build_cartesian_2d(0f64..n, 0f64..ymax)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .max_light_lines(2)
             .disable_x_mesh()
             .disable_x_axis()
             .y_desc(y_desc)
@@ -345,12 +365,14 @@ fn histogram_plot(
         let mut chart = ChartBuilder::on(root)
             .caption(title, (FONT, 18))
             .margin(12)
+            .margin_right(36)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(lo..hi, 0f64..ymax)
             .map_err(err)?;
         chart
             .configure_mesh()
+            .max_light_lines(2)
             .x_desc(format!("lateness ({unit})"))
             .y_desc("% of rounds")
             .draw()
@@ -412,13 +434,73 @@ fn target_rank(t: &str) -> usize {
     }
 }
 
+/// Coarse distributions made from a file's percentile entries (`p50_us`,
+/// `p90_us`, `p99_us`, `p999_us`, `max_us`; the count from `ok` + `denied`
+/// + `err`), for result files written before the ladders were kept.
+fn coarse_distributions(r: &Report) -> Vec<Distribution> {
+    const STEPS: [(&str, f64); 5] = [
+        ("p50_us", 0.5),
+        ("p90_us", 0.9),
+        ("p99_us", 0.99),
+        ("p999_us", 0.999),
+        ("max_us", 1.0),
+    ];
+    let mut out: Vec<Distribution> = Vec::new();
+    for e in r.entries.iter().filter(|e| e.metric == "p50_us") {
+        let find = |m: &str| {
+            r.entries.iter().find(|x| {
+                x.scenario == e.scenario
+                    && x.variant == e.variant
+                    && x.target == e.target
+                    && x.metric == m
+            })
+        };
+        let (mut q, mut v) = (Vec::new(), Vec::new());
+        for (m, at) in STEPS {
+            if let Some(x) = find(m) {
+                q.push(at);
+                v.push(x.median);
+            }
+        }
+        let reps = e.values.len().max(1) as f64;
+        let count = ["ok", "denied", "err"]
+            .iter()
+            .filter_map(|m| find(m))
+            .map(|x| x.values.iter().sum::<f64>() / reps)
+            .sum::<f64>();
+        out.push(Distribution {
+            scenario: e.scenario.clone(),
+            variant: e.variant.clone(),
+            target: e.target.clone(),
+            unit: e.unit.clone(),
+            ladders: vec![Ladder {
+                count: count.max(1000.0) as u64,
+                q,
+                v,
+            }],
+            samples: Vec::new(),
+        });
+    }
+    out
+}
+
 /// The latency plots: per (scenario, variant) with a curve per target where
 /// a scenario has several targets, else per scenario with a curve per
 /// variant. In the order the distributions were measured.
 fn latency_figs(r: &Report) -> Result<Vec<Fig>, String> {
+    let coarse = if r.distributions.is_empty() {
+        coarse_distributions(r)
+    } else {
+        Vec::new()
+    };
+    let from = if coarse.is_empty() {
+        ""
+    } else {
+        " Drawn from the file's p50, p90, p99, p99.9 and max only (it predates the ladders)."
+    };
     let mut order: Vec<String> = Vec::new();
     let mut by: BTreeMap<String, Vec<&Distribution>> = BTreeMap::new();
-    for d in &r.distributions {
+    for d in r.distributions.iter().chain(&coarse) {
         if !by.contains_key(&d.scenario) {
             order.push(d.scenario.clone());
         }
@@ -452,7 +534,7 @@ fn latency_figs(r: &Report) -> Result<Vec<Fig>, String> {
                 figs.push(Fig {
                     svg: percentile_plot(&title, &unit, &curves)?,
                     caption: format!(
-                        "{sc}, {v}: latency by percentile, tally and the Redis rows (median of {} repetition(s) at each step).",
+                        "{sc}, {v}: latency by percentile, tally and the Redis rows (median of {} repetition(s) at each step).{from}",
                         r.reps
                     ),
                 });
@@ -626,9 +708,9 @@ pub fn report(r: &Report) -> Result<String, String> {
         &mut o,
         &format!("tally benchmarks: {} ({})", r.git_sha, r.date),
     );
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<p class=\"meta\">Command: <code>{}</code>{}. {} repetition(s) per figure. Machine: {} cores, {}, {:.0} GiB, Linux {}. {}</p>\n",
+        "<p class=\"meta\">Command: <code>{}</code>{}. {} repetition(s) per figure. Machine: {} cores, {}, {:.0} GiB, Linux {}. {}</p>",
         esc(&r.command),
         if r.quick { ", <b>QUICK: smoke sizes, not figures</b>" } else { "" },
         r.reps,
@@ -641,10 +723,7 @@ pub fn report(r: &Report) -> Result<String, String> {
     let lat = latency_figs(r)?;
     let _ = writeln!(o, "<h2>Latency distributions</h2>");
     if lat.is_empty() {
-        let _ = writeln!(
-            o,
-            "<p>This result file keeps no latency distributions (written before schema 2): only the percentiles in the table below.</p>"
-        );
+        let _ = writeln!(o, "<p>No latency measured in this result file.</p>");
     }
     for f in &lat {
         figure_html(&mut o, f);
@@ -749,6 +828,7 @@ pub fn trend(sel: &str, points: &[TrendPoint]) -> Result<String, String> {
             .map_err(err)?;
         chart
             .configure_mesh()
+            .max_light_lines(2)
             .disable_x_mesh()
             .disable_x_axis()
             .y_desc(format!("{} ({unit}), {better}", first.metric))

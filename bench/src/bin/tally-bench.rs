@@ -107,8 +107,8 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// One figure across result files (in the order given): a table, and
-    /// with --html a plot.
+    /// One figure across result files (in the order the runs were taken):
+    /// a table, and with --html a plot.
     Trend {
         /// SCENARIO/VARIANT/TARGET/METRIC, VARIANT any part of its name and
         /// METRIC a name, its prefix (p99) or throughput, cpu, memory, e.g.
@@ -138,6 +138,9 @@ fn trend(figure: &str, files: &[PathBuf], html_out: Option<&Path>) -> Result<boo
         );
         reports.push((name, results::load(f)?));
     }
+    // In the order the runs were taken ("YYYY-MM-DD HH:MM UTC" sorts as
+    // text; the file names alone put two runs of one day in commit order).
+    reports.sort_by(|a, b| a.1.date.cmp(&b.1.date));
     let points = results::trend(&reports, figure)?;
     println!("{}", results::trend_table(figure, &points));
     if let Some(out) = html_out {
