@@ -629,7 +629,7 @@ pub fn trend_table(sel: &str, points: &[TrendPoint]) -> String {
                 (
                     format!("{} {}", fmt_num(e.median, &e.unit), e.unit),
                     format!("{:.1} %", e.spread * 100.0),
-                    format!("{:+.1} %", better * 100.0),
+                    format!("{:+.1} %", better * 100.0 + 0.0),
                 )
             }
             _ => ("–".into(), String::new(), String::new()),
