@@ -74,6 +74,45 @@ fn closed_and_open_loops_count_every_reply_ok_against_tallyd() {
 }
 
 #[test]
+fn server_cpu_per_request_is_read_from_the_server_process() {
+    let t = tallyd();
+    let enc = tally_enc();
+    let work = Workload::Pairs { linger_s: 0 };
+    // Without a pid: no figure.
+    let m = load::closed_loop(t.addr, &enc, work, 4, 8, SHORT).expect("closed loop");
+    assert_eq!(m.cpu_us_per_req, None);
+    // With tallyd's: a figure, and (the clock ticks at 10 ms) one that
+    // moves off zero once tallyd has served enough; a few tries at most.
+    let mut seen = Vec::new();
+    for _ in 0..10 {
+        let m = load::closed_loop_cpu(t.addr, t.pid(), &enc, work, 4, 8, SHORT).expect("closed");
+        assert!(m.ok > 0 && m.err == 0, "{}", m.line());
+        let cpu = m
+            .cpu_us_per_req
+            .expect("a CPU figure when the pid is given");
+        assert!(cpu.is_finite() && cpu >= 0.0, "{}", m.line());
+        seen.push(cpu);
+        if cpu > 0.0 {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|&c| c > 0.0),
+        "tallyd never used CPU: {seen:?}"
+    );
+    let m = load::open_loop_cpu(t.addr, t.pid(), &enc, work, 2, 400.0, SHORT).expect("open");
+    assert!(m.cpu_us_per_req.is_some(), "{}", m.line());
+    // A pid that is not there: an error, not a made-up figure.
+    let gone = {
+        let mut c = Command::new("true").spawn().expect("spawn true");
+        let pid = c.id();
+        c.wait().expect("reap");
+        pid
+    };
+    assert!(load::closed_loop_cpu(t.addr, gone, &enc, work, 2, 1, SHORT).is_err());
+}
+
+#[test]
 fn a_full_pool_is_counted_denied_not_err() {
     // 10,000 seats; 4 connections x 32 renewals hold 128: fine. Hold the
     // rest, then every further new checkout is DENIED.
