@@ -278,6 +278,37 @@ pub struct Distribution {
     pub samples: Vec<f64>,
 }
 
+/// A report as the text of a result file: pretty-printed, except that each
+/// [`Distribution`] takes one line (their hundreds of numbers would
+/// otherwise take one line each and triple the file).
+pub fn to_json(r: &Report) -> Result<String, String> {
+    let rest = Report {
+        distributions: Vec::new(),
+        ..r.clone()
+    };
+    let mut text = serde_json::to_string_pretty(&rest).map_err(|e| e.to_string())?;
+    if !r.distributions.is_empty() {
+        let lines = r
+            .distributions
+            .iter()
+            .map(|d| serde_json::to_string(d).map(|l| format!("    {l}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        // The pretty text ends with "\n}": the field goes before it.
+        let end = text
+            .rfind('}')
+            .ok_or_else(|| "report did not serialize to an object".to_string())?;
+        text.truncate(end);
+        let body = text.trim_end().to_string();
+        text = format!(
+            "{body},\n  \"distributions\": [\n{}\n  ]\n}}",
+            lines.join(",\n")
+        );
+    }
+    text.push('\n');
+    Ok(text)
+}
+
 /// Reads a result file.
 pub fn load(path: &std::path::Path) -> Result<Report, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -923,6 +954,32 @@ mod tests {
         assert_eq!(back.distributions.len(), 1);
         assert_eq!(back.distributions[0].ladders, r.distributions[0].ladders);
         assert!(back.distributions[0].samples.is_empty());
+        // The file's text: one line per distribution, and it loads back.
+        let mut r2 = r.clone();
+        r2.distributions.push(Distribution {
+            samples: vec![0.5, 1.5],
+            ..r.distributions[0].clone()
+        });
+        r2.entries = vec![entry("ops_per_s", Better::Higher, &[1.0, 2.0])];
+        let text = to_json(&r2).expect("to_json");
+        let back: Report = serde_json::from_str(&text).expect("to_json is JSON");
+        assert_eq!(back.distributions.len(), 2);
+        assert_eq!(back.distributions[1].samples, vec![0.5, 1.5]);
+        assert_eq!(back.entries[0].values, vec![1.0, 2.0]);
+        assert_eq!(
+            text.lines().filter(|l| l.contains("\"ladders\"")).count(),
+            2
+        );
+        assert!(text.ends_with("}\n"));
+        // Without distributions: the plain pretty form.
+        let plain = Report {
+            distributions: Vec::new(),
+            ..r2
+        };
+        assert_eq!(
+            to_json(&plain).expect("to_json"),
+            serde_json::to_string_pretty(&plain).expect("pretty") + "\n"
+        );
     }
 
     #[test]

@@ -300,8 +300,8 @@ fn all(
     let json = dir.join(format!("{stem}.json"));
     let md = dir.join(format!("{stem}.md"));
     let page = dir.join(format!("{stem}.html"));
-    let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-    std::fs::write(&json, text + "\n").map_err(|e| format!("{}: {e}", json.display()))?;
+    let text = results::to_json(&report)?;
+    std::fs::write(&json, text).map_err(|e| format!("{}: {e}", json.display()))?;
     let table = results::markdown(&report);
     std::fs::write(&md, &table).map_err(|e| format!("{}: {e}", md.display()))?;
     write_html(&report, &page)?;
