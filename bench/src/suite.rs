@@ -1056,14 +1056,17 @@ impl Suite {
             .enumerate()
         {
             let name = probe.name();
-            entries.extend(probe_entries(
-                &format!("{n} features, {name} alone"),
-                &alone[i],
-            ));
-            entries.extend(probe_entries(
-                &format!("{n} features, {name} under {k} STATUS loops"),
-                &loaded[i],
-            ));
+            let (va, vl) = (
+                format!("{n} features, {name} alone"),
+                format!("{n} features, {name} under {k} STATUS loops"),
+            );
+            entries.extend(probe_entries(&va, &alone[i]));
+            entries.extend(probe_entries(&vl, &loaded[i]));
+            let ds = [
+                distribution("status", &va, "tally", &alone[i]),
+                distribution("status", &vl, "tally", &loaded[i]),
+            ];
+            self.report.distributions.extend(ds);
             let variant = format!("{n} features, {name}: under {k} STATUS loops / alone");
             let pairs = || alone[i].iter().zip(&loaded[i]);
             let r = |metric: &str, f: &dyn Fn(&Measured) -> f64| {
