@@ -199,7 +199,10 @@ fn fmt_log_axis(v: f64) -> String {
         return String::new();
     }
     let m = v / 10f64.powf(v.log10().floor());
-    if [1.0, 2.0, 5.0, 10.0].iter().any(|k| (m - k).abs() < 0.02) {
+    if [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .any(|k| (m - k).abs() < 1e-6 * k)
+    {
         fmt_axis(v)
     } else {
         String::new()
