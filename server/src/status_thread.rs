@@ -64,6 +64,7 @@ pub(crate) struct OwnedQuery {
     pub(crate) feature: Option<String>,
     pub(crate) from: usize,
     pub(crate) limit: Option<usize>,
+    pub(crate) holders: crate::status::HolderPaging,
 }
 
 impl From<&StatusQuery<'_>> for OwnedQuery {
@@ -72,6 +73,7 @@ impl From<&StatusQuery<'_>> for OwnedQuery {
             feature: q.feature.map(str::to_string),
             from: q.from,
             limit: q.limit,
+            holders: q.holders,
         }
     }
 }
@@ -147,13 +149,14 @@ pub(crate) fn build(job: Job) -> Vec<u8> {
         Reply::Picture(&picture).write_bytes(&mut line);
         return line;
     }
-    let now = job.info.now_ms;
-    let mut status = Status::from_snapshot(&job.engine.snapshot(now), job.info);
-    status.queue = job.queue;
-    status.page(
+    let mut status = Status::for_request(
+        &job.engine,
+        job.info,
+        job.queue,
         job.query.feature.as_deref(),
         job.query.from,
         job.query.limit,
+        job.query.holders,
     );
     if job.hide_handles {
         status.hide_handles();

@@ -88,7 +88,13 @@ fn a_real_status_reads_back_field_for_field() {
     assert!(eventually(Duration::from_secs(10), || {
         a.status()["queue"].as_array().is_some_and(|q| q.len() == 1)
     }));
-    for request in ["STATUS", "STATUS TWO from=0 limit=1"] {
+    for request in [
+        "STATUS",
+        "STATUS TWO from=0 limit=1",
+        "STATUS holders_limit=0",
+        "STATUS ONE holders_limit=1",
+        "STATUS holders_limit=1 holders_after=0.0",
+    ] {
         let reply = a.req(request);
         let json = reply.strip_prefix("OK ").expect("OK <json>");
         let sent: serde_json::Value = serde_json::from_str(json).expect("JSON");

@@ -39,7 +39,8 @@ pub enum Command<'a> {
         /// connection that did not check the license out.
         holder: Option<(&'a str, &'a str)>,
     },
-    /// `STATUS [feature] [from=<n>] [limit=<n>]`.
+    /// `STATUS [feature] [from=<n>] [limit=<n>] [holders_limit=<n>]
+    /// [holders_after=<cursor>]`.
     Status(StatusQuery<'a>),
     /// `PING`.
     Ping,
@@ -135,6 +136,9 @@ pub struct StatusQuery<'a> {
     pub from: usize,
     /// At most this many features (`None`: all that follow).
     pub limit: Option<usize>,
+    /// `holders_limit=` and `holders_after=`: which holders each entry
+    /// lists (default: all).
+    pub holders: crate::status::HolderPaging,
 }
 
 /// Whether `REMOVE`'s `display` field names a holder whose display is
@@ -378,15 +382,19 @@ fn parse_report<'a>(fields: &mut Fields<'a>) -> Result<ReportQuery<'a>, ProtoErr
 
 fn parse_status<'a>(fields: &mut Fields<'a>) -> Result<StatusQuery<'a>, ProtoError> {
     let mut feature = None;
-    let [from, limit] = options(fields, ["from", "limit"], |name| {
-        if feature.replace(name).is_some() {
-            return Err(ProtoError::new(
-                ErrCode::BadField,
-                "STATUS names at most one feature",
-            ));
-        }
-        Ok(())
-    })?;
+    let [from, limit, holders_limit, holders_after] = options(
+        fields,
+        ["from", "limit", "holders_limit", "holders_after"],
+        |name| {
+            if feature.replace(name).is_some() {
+                return Err(ProtoError::new(
+                    ErrCode::BadField,
+                    "STATUS names at most one feature",
+                ));
+            }
+            Ok(())
+        },
+    )?;
     let number = |key: &str, v: Option<&str>| -> Result<Option<usize>, ProtoError> {
         v.map(|v| {
             v.parse::<usize>().map_err(|_| {
@@ -405,10 +413,34 @@ fn parse_status<'a>(fields: &mut Fields<'a>) -> Result<StatusQuery<'a>, ProtoErr
             "limit= must be at least 1",
         ));
     }
+    let after = holders_after
+        .map(|v| {
+            v.parse::<crate::status::HolderCursor>().map_err(|()| {
+                ProtoError::new(
+                    ErrCode::BadField,
+                    format!(
+                        "holders_after=\"{}\" is not a holder cursor (<since_ms>.<key>, from holders_next)",
+                        printable(v)
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let holders_limit = number("holders_limit", holders_limit)?;
+    if after.is_some() && holders_limit.is_none() {
+        return Err(ProtoError::new(
+            ErrCode::BadField,
+            "holders_after= needs holders_limit=",
+        ));
+    }
     Ok(StatusQuery {
         feature,
         from: number("from", from)?.unwrap_or(0),
         limit,
+        holders: crate::status::HolderPaging {
+            limit: holders_limit,
+            after,
+        },
     })
 }
 

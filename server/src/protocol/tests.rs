@@ -36,7 +36,32 @@ fn minimal_requests() {
         Command::Status(StatusQuery {
             feature: Some("F1"),
             from: 2,
-            limit: Some(10)
+            limit: Some(10),
+            holders: Default::default(),
+        })
+    );
+    assert_eq!(
+        parse(b"STATUS F1 holders_limit=0").unwrap(),
+        Command::Status(StatusQuery {
+            feature: Some("F1"),
+            holders: crate::status::HolderPaging {
+                limit: Some(0),
+                after: None
+            },
+            ..StatusQuery::default()
+        })
+    );
+    assert_eq!(
+        parse(b"STATUS holders_after=1700000000000.42 holders_limit=500").unwrap(),
+        Command::Status(StatusQuery {
+            holders: crate::status::HolderPaging {
+                limit: Some(500),
+                after: Some(crate::status::HolderCursor {
+                    since_ms: 1_700_000_000_000,
+                    key: 42
+                })
+            },
+            ..StatusQuery::default()
         })
     );
     assert_eq!(
@@ -62,6 +87,11 @@ fn minimal_requests() {
         b"STATUS limit=x",
         b"STATUS from=1 from=2",
         b"STATUS limit=0",
+        b"STATUS holders_limit=-1",
+        b"STATUS holders_limit=1 holders_after=12",
+        b"STATUS holders_limit=1 holders_after=1.x",
+        b"STATUS holders_limit=1 holders_after=.1",
+        b"STATUS holders_after=1.1",
     ] {
         assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
     }

@@ -24,6 +24,7 @@ fn pool(name: &str, total: Option<u32>, in_use: u32, overdraft: u32) -> FeatureS
         package: None,
         suite_in_use: 0,
         holders: Vec::new(),
+        holders_next: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn status(features: Vec<FeatureStatus>) -> Status {
         handles_hidden: true,
         from: 0,
         next: None,
+        holders_limit: None,
     }
 }
 
