@@ -30,6 +30,11 @@ pub struct Status {
     /// `from=` of the next page, or `null` when this one is the last.
     #[serde(default)]
     pub next: Option<usize>,
+    /// The request's `holders_limit=`, when it gave one (absent
+    /// otherwise): each entry lists at most this many holders, and one with
+    /// more has `holders_next`; 0: a summary, no holder listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holders_limit: Option<usize>,
 }
 
 /// About the server process.
@@ -100,6 +105,11 @@ pub struct FeatureStatus {
     pub suite_in_use: u32,
     /// Who holds licenses of this pool.
     pub holders: Vec<HolderStatus>,
+    /// With `holders_limit=`: the `holders_after=` cursor of this pool's
+    /// next page of holders (`<since_ms>.<key>`), absent when `holders`
+    /// ends the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holders_next: Option<String>,
 }
 
 /// One held instance.

@@ -138,6 +138,48 @@ pub fn lmstat_report<Tz: TimeZone>(
 where
     Tz::Offset: fmt::Display,
 {
+    let mut text = String::new();
+    let done: Result<(), std::convert::Infallible> = lmstat_report_paged(
+        status,
+        server,
+        now,
+        options,
+        &mut |_, _, _| Ok((Vec::new(), None)),
+        &mut |line| text.push_str(line),
+    );
+    match done {
+        Ok(()) => text,
+    }
+}
+
+/// A further page of one pool's holders, and the cursor of the page after
+/// it (`None`: the list is at its end).
+pub type HolderPage = (Vec<HolderStatus>, Option<String>);
+
+/// [`lmstat_report`] written as it goes, for a server too big for one
+/// reply: `status` lists at most a page of holders per pool (a STATUS with
+/// `holders_limit=`), and a pool with more (`holders_next`) has the rest
+/// fetched page by page with `more(pool, index, cursor)`: `index` is the
+/// pool's place among the entries of its feature (the `from=` of a
+/// `STATUS <feature>`), `cursor` the `holders_after=`. Each line goes to
+/// `write` (LF included) as soon as it is made, so the memory is one page.
+///
+/// For a pool read in pages the `Users of` line's "in use" is the reply's
+/// `in_use` (the server's count when the first page was taken): the
+/// holders printed after it come from later pages, and a check-out or
+/// check-in in between makes the two differ by as much. Otherwise, as
+/// [`lmstat_report`], it is the sum of the holder lines.
+pub fn lmstat_report_paged<Tz: TimeZone, E>(
+    status: &Status,
+    server: &ServerAddr,
+    now: &DateTime<Tz>,
+    options: &LmstatOptions,
+    more: &mut dyn FnMut(&FeatureStatus, usize, &str) -> Result<HolderPage, E>,
+    write: &mut dyn FnMut(&str),
+) -> Result<(), E>
+where
+    Tz::Offset: fmt::Display,
+{
     let info = &status.server;
     let host = if info.host.is_empty() {
         name(&server.host)
@@ -151,7 +193,7 @@ where
     };
     let version = numeric_version(&info.version);
 
-    let mut out = Lines::default();
+    let mut out = Lines::to(write);
     header(&mut out, now);
     out.push("[Detecting lmgrd processes...]");
     out.push(format!("License server status: {port}@{host}"));
@@ -176,7 +218,7 @@ where
     }
     out.blank();
     if options.features == FeatureSelection::None {
-        return out.finish();
+        return Ok(());
     }
     out.push("Feature usage info:");
     out.blank();
@@ -193,10 +235,14 @@ where
         }
         let used: u64 = pools
             .iter()
-            .flat_map(|p| &p.holders)
-            .map(|h| u64::from(h.count))
-            .sum::<u64>()
-            + pools.iter().map(|p| u64::from(p.suite_in_use)).sum::<u64>();
+            .map(|p| match p.holders_next {
+                Some(_) => u64::from(p.in_use),
+                None => {
+                    p.holders.iter().map(|h| u64::from(h.count)).sum::<u64>()
+                        + u64::from(p.suite_in_use)
+                }
+            })
+            .sum();
         if options.active_only && used == 0 {
             continue;
         }
@@ -212,7 +258,10 @@ where
             ));
         }
         out.blank();
-        for pool in pools.iter().filter(|p| !p.holders.is_empty()) {
+        for (index, pool) in pools.iter().enumerate() {
+            if pool.holders.is_empty() {
+                continue;
+            }
             out.push(format!(
                 "  \"{fname}\" v{}, vendor: {}, expiry: {}",
                 version_word(&pool.version),
@@ -228,6 +277,15 @@ where
             for holder in &pool.holders {
                 out.push(holder_line(holder, pool, &host, port, info.now_ms, now));
             }
+            let mut cursor = pool.holders_next.clone();
+            while let Some(after) = cursor {
+                let (page, next) = more(pool, index, &after)?;
+                for holder in &page {
+                    out.push(holder_line(holder, pool, &host, port, info.now_ms, now));
+                }
+                // A page that moved nowhere ends it (never loop).
+                cursor = next.filter(|n| *n != after && !page.is_empty());
+            }
             out.blank();
         }
         let waiting: Vec<_> = status
@@ -242,7 +300,7 @@ where
             out.blank();
         }
     }
-    out.finish()
+    Ok(())
 }
 
 /// A queued checkout (`wait=`): a holder line without a ticket, ending in
@@ -503,22 +561,43 @@ fn pad(s: &str, width: usize) -> String {
 }
 
 /// Output lines, joined with LF and ending in LF; trailing spaces are never
-/// written (each line is trimmed at the end).
-#[derive(Debug, Default)]
-struct Lines(Vec<String>);
+/// written (each line is trimmed at the end). Kept, or (`Lines::to`)
+/// written out one by one.
+#[derive(Default)]
+struct Lines<'w> {
+    kept: Vec<String>,
+    write: Option<&'w mut dyn FnMut(&str)>,
+}
 
-impl Lines {
+impl<'w> Lines<'w> {
+    /// Lines written to `write` as they come, each with its LF.
+    fn to(write: &'w mut dyn FnMut(&str)) -> Lines<'w> {
+        Lines {
+            kept: Vec::new(),
+            write: Some(write),
+        }
+    }
+
     fn push(&mut self, line: impl Into<String>) {
         let line: String = line.into();
-        self.0.push(line.trim_end().to_string());
+        let line = line.trim_end();
+        match &mut self.write {
+            Some(w) => {
+                let mut l = String::with_capacity(line.len() + 1);
+                l.push_str(line);
+                l.push('\n');
+                w(&l);
+            }
+            None => self.kept.push(line.to_string()),
+        }
     }
 
     fn blank(&mut self) {
-        self.0.push(String::new());
+        self.push(String::new());
     }
 
     fn finish(self) -> String {
-        let mut s = self.0.join("\n");
+        let mut s = self.kept.join("\n");
         s.push('\n');
         s
     }

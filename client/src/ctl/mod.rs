@@ -95,7 +95,7 @@ use args::{BorrowAction, Cli, Command, LmstatArgs, RemoveArgs};
 use client::{exchange, expect_ok, field, not_ok};
 use lmstat::{FeatureSelection, LmstatOptions};
 
-use crate::status::Status;
+use crate::status::{FeatureStatus, Status};
 
 /// Environment variable that fixes "now" and the time zone (tests only).
 pub const ENV_NOW: &str = "TALLYCTL_NOW";
@@ -316,8 +316,26 @@ fn run_lmstat(
     };
     let servers = servers()?;
     let now = Now::get()?;
-    let fetched =
-        request(&servers, "STATUS".to_string(), None, wait).and_then(|(server, reply)| {
+    // Pools only (`-i`, plain lmstat): the summary, which costs the server
+    // nothing per holder; otherwise a page of holders per pool, the rest
+    // fetched as it is printed. A server without holder paging (ERR
+    // BAD_FIELD) is asked the old way, all at once.
+    let pools_only =
+        a.info.is_some() || !(a.feature.is_some() || a.all || a.active || a.vendor.is_some());
+    let first = if pools_only {
+        "STATUS holders_limit=0".to_string()
+    } else {
+        format!("STATUS holders_limit={LMSTAT_PAGE}")
+    };
+    let fetched = request(&servers, first, None, wait)
+        .and_then(|(server, reply)| {
+            if reply.starts_with("ERR BAD_FIELD") {
+                request(&[server], "STATUS".to_string(), None, wait)
+            } else {
+                Ok((server, reply))
+            }
+        })
+        .and_then(|(server, reply)| {
             let body = expect_ok(&server, &reply)?;
             Ok((parse_status(&server, body)?, server))
         });
@@ -348,11 +366,62 @@ fn run_lmstat(
         active_only: a.active,
         vendor: a.vendor.clone().flatten(),
     };
-    print(&match now {
-        Now::Local(now) => lmstat::lmstat_report(&status, &server, &now, &options),
-        Now::Fixed(now) => lmstat::lmstat_report(&status, &server, &now, &options),
-    });
-    Ok(0)
+    // Written as it comes: a pool of millions of holders is printed page
+    // by page, never held whole.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut write = |line: &str| {
+        // A closed pipe (`lmstat -a | head`) is not an error; the rest is
+        // still fetched and dropped, as a whole report would be.
+        let _ = out.write_all(line.as_bytes());
+    };
+    let mut more = |pool: &FeatureStatus, index: usize, after: &str| {
+        holder_page(&server, pool, index, after, wait)
+    };
+    let done = match now {
+        Now::Local(now) => {
+            lmstat::lmstat_report_paged(&status, &server, &now, &options, &mut more, &mut write)
+        }
+        Now::Fixed(now) => {
+            lmstat::lmstat_report_paged(&status, &server, &now, &options, &mut more, &mut write)
+        }
+    };
+    let _ = out.flush();
+    done.map(|()| 0)
+}
+
+/// Holders per pool in each page `lmstat` asks for (`holders_limit=`).
+const LMSTAT_PAGE: usize = 50_000;
+
+/// The page of `pool`'s holders after `after`: `STATUS <feature>
+/// from=<index> limit=1 holders_limit=.. holders_after=..`, checked to be
+/// the same pool (a REREAD in between would shift the entries).
+fn holder_page(
+    server: &ServerAddr,
+    pool: &FeatureStatus,
+    index: usize,
+    after: &str,
+    wait: Duration,
+) -> Result<lmstat::HolderPage, CtlError> {
+    let line = format!(
+        "STATUS {} from={index} limit=1 holders_limit={LMSTAT_PAGE} holders_after={after}",
+        pool.name
+    );
+    let (server, reply) = request(std::slice::from_ref(server), line, None, wait)?;
+    let body = expect_ok(&server, &reply)?;
+    let mut status = parse_status(&server, body)?;
+    match status.features.pop() {
+        Some(p) if p.name == pool.name && p.line == pool.line && status.features.is_empty() => {
+            Ok((p.holders, p.holders_next))
+        }
+        _ => Err(CtlError::BadReply {
+            addr: server.clone(),
+            reply: body.chars().take(200).collect(),
+            why: format!(
+                "expected the pool of {} on line {} (did the license file change while paging?)",
+                pool.name, pool.line
+            ),
+        }),
+    }
 }
 
 /// `borrow return FEATURE USER HOST [DISPLAY]`: BORROW_RETURN. Exits 1
