@@ -10,7 +10,7 @@
 //! speaks protocol v1 and RESP, [`driver`] and [`load`] generate closed-
 //! and open-loop load, [`servers`] starts a private tallyd and redis-server,
 //! [`suite`] runs the scenarios ([`status`]: the STATUS scenario's probes
-//! and clients; [`scrape`]: the `/metrics` scraper of the scrape scenario), [`results`] writes, tabulates and compares the result
+//! and clients; [`scrape`]: the `/metrics` scraper of the scrape scenario; [`scale`]: ten million lingering licenses held, expiring and recovered), [`results`] writes, tabulates and compares the result
 //! files.
 
 #![forbid(unsafe_code)]
@@ -21,6 +21,7 @@ pub mod driver;
 pub mod html;
 pub mod load;
 pub mod results;
+pub mod scale;
 pub mod scrape;
 pub mod servers;
 pub mod status;

@@ -680,6 +680,163 @@ fn connect_from(src: std::net::Ipv4Addr, dst: SocketAddr) -> std::io::Result<Tcp
     Ok(s.into())
 }
 
+/// [`hold_lingering`] over `conns` connections at once (handles
+/// `{prefix}{i}`, connection `c` taking every `i` with `i % conns == c`),
+/// each pipelining batches of 1000; for holding millions. Calls
+/// `progress(done)` about once a second with the checkouts granted so far.
+pub fn hold_lingering_parallel(
+    addr: SocketAddr,
+    enc: &Encoder,
+    n: usize,
+    prefix: &str,
+    linger_s: u32,
+    conns: usize,
+    progress: &dyn Fn(usize),
+) -> Result<(), String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let conns = conns.clamp(1, n.max(1));
+    let done = AtomicUsize::new(0);
+    let failed = std::sync::Mutex::new(None::<String>);
+    std::thread::scope(|s| {
+        for c in 0..conns {
+            let (done, failed) = (&done, &failed);
+            s.spawn(move || {
+                let r = (|| -> Result<(), String> {
+                    let mut conn =
+                        Conn::connect(addr, enc.target.is_redis()).map_err(|e| e.to_string())?;
+                    let mut buf = Vec::with_capacity(1000 * 64);
+                    let mut handle = String::new();
+                    let mut i = c;
+                    while i < n {
+                        buf.clear();
+                        let mut batch = 0;
+                        while i < n && batch < 1000 {
+                            handle.clear();
+                            use std::fmt::Write as _;
+                            let _ = write!(handle, "{prefix}{i}");
+                            enc.encode(
+                                Op::Acquire {
+                                    feature: crate::servers::FEATURE,
+                                    handle: &handle,
+                                    linger_s,
+                                },
+                                &mut buf,
+                            );
+                            batch += 1;
+                            i += conns;
+                        }
+                        conn.send(&buf).map_err(|e| format!("send: {e}"))?;
+                        for _ in 0..batch {
+                            let o = conn.outcome().map_err(|e| format!("reply: {e}"))?;
+                            if o != Outcome::Ok {
+                                return Err(format!("a lingering checkout was refused ({o:?})"));
+                            }
+                        }
+                        done.fetch_add(batch, Ordering::Relaxed);
+                        if failed.lock().map_or(true, |f| f.is_some()) {
+                            return Ok(());
+                        }
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = r {
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(e);
+                    }
+                }
+            });
+        }
+        // Progress until every connection is through (or one failed).
+        let mut last = Instant::now();
+        loop {
+            let d = done.load(Ordering::Relaxed);
+            let stop = d >= n || failed.lock().map_or(true, |f| f.is_some());
+            if stop {
+                break;
+            }
+            if last.elapsed() >= Duration::from_secs(1) {
+                progress(d);
+                last = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    match failed.into_inner().ok().flatten() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Expiry lateness with early grants counted.
+#[derive(Debug, Clone, Default)]
+pub struct Expiries {
+    /// Lateness of each round that was granted at or after its deadline,
+    /// µs (grant reply received minus deadline).
+    pub samples_us: Vec<u64>,
+    /// Rounds whose spinning checkout was granted with its reply received
+    /// before the holder's deadline: certainly early.
+    pub early: u64,
+}
+
+/// [`expiry`] on feature `feature` (count 1), counting early grants:
+/// the holder checks it out with `linger_ms`, a second client spins on it
+/// from 5 ms before the announced deadline; a grant whose reply arrives
+/// before the deadline is early (the holder's license was given away
+/// before its linger ended), one after it is late by the difference.
+pub fn expiry_counted(
+    addr: SocketAddr,
+    feature: &str,
+    rounds: usize,
+    linger_ms: u64,
+    tag: &str,
+) -> Result<Expiries, String> {
+    let e = |e: std::io::Error| e.to_string();
+    let mut holder = Conn::connect(addr, false).map_err(e)?;
+    let mut spinner = Conn::connect(addr, false).map_err(e)?;
+    let linger = format!("{}.{:03}", linger_ms / 1000, linger_ms % 1000);
+    let mut out = Expiries::default();
+    let bound = Instant::now()
+        + Duration::from_secs(30)
+        + Duration::from_millis(linger_ms * 3) * rounds as u32;
+    for round in 0..rounds {
+        let r = holder
+            .request_line(&format!(
+                "CHECKOUT {feature} holder hh {tag}r{round} linger={linger}"
+            ))
+            .map_err(e)?;
+        let deadline_ms: u64 = r
+            .rsplit(' ')
+            .next()
+            .and_then(|d| d.parse().ok())
+            .filter(|_| r.starts_with("OK"))
+            .ok_or_else(|| format!("holder checkout: {r}"))?;
+        while unix_us() / 1000 + 5 < deadline_ms {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        loop {
+            if Instant::now() > bound {
+                return Err(format!("expiry: round {round} never granted"));
+            }
+            let r = spinner
+                .request_line(&format!("CHECKOUT {feature} spin sh {tag}s{round}"))
+                .map_err(e)?;
+            if r.starts_with("OK") {
+                let at = unix_us();
+                if at < deadline_ms * 1000 {
+                    out.early += 1;
+                } else {
+                    out.samples_us.push(at - deadline_ms * 1000);
+                }
+                spinner
+                    .request_line(&format!("CHECKIN {feature} {tag}s{round}"))
+                    .map_err(e)?;
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use crate::status;
 use crate::wire::{Conn, Encoder, Target};
 
 /// Scenario names, in run order.
-pub const SCENARIOS: [&str; 11] = [
+pub const SCENARIOS: [&str; 12] = [
     "steady",
     "renew",
     "storm",
@@ -27,6 +27,7 @@ pub const SCENARIOS: [&str; 11] = [
     "reportlog",
     "status",
     "scrape",
+    "scale",
     "criterion",
 ];
 
@@ -418,6 +419,15 @@ impl Suite {
                 "reportlog" => self.reportlog(),
                 "status" => self.status(),
                 "scrape" => self.scrape(),
+                "scale" => crate::scale::run(
+                    &self.cfg,
+                    crate::scale::Progress {
+                        t0: self.t0,
+                        step: self.step,
+                        steps: self.steps,
+                    },
+                )
+                .map(|es| self.push(es)),
                 _ => self.criterion(),
             };
             if let Err(e) = r {
