@@ -325,7 +325,7 @@ fn run_lmstat(
     let first = if pools_only {
         "STATUS holders_limit=0".to_string()
     } else {
-        format!("STATUS holders_limit={LMSTAT_PAGE}")
+        format!("STATUS holders_limit={}", lmstat_page())
     };
     let fetched = request(&servers, first, None, wait)
         .and_then(|(server, reply)| {
@@ -389,8 +389,18 @@ fn run_lmstat(
     done.map(|()| 0)
 }
 
-/// Holders per pool in each page `lmstat` asks for (`holders_limit=`).
+/// Holders per pool in each page `lmstat` asks for (`holders_limit=`),
+/// unless `TALLYCTL_LMSTAT_PAGE` says otherwise.
 const LMSTAT_PAGE: usize = 50_000;
+
+/// [`LMSTAT_PAGE`], or `TALLYCTL_LMSTAT_PAGE` when it is a number from 1.
+fn lmstat_page() -> usize {
+    std::env::var("TALLYCTL_LMSTAT_PAGE")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(LMSTAT_PAGE)
+}
 
 /// The page of `pool`'s holders after `after`: `STATUS <feature>
 /// from=<index> limit=1 holders_limit=.. holders_after=..`, checked to be
@@ -403,8 +413,9 @@ fn holder_page(
     wait: Duration,
 ) -> Result<lmstat::HolderPage, CtlError> {
     let line = format!(
-        "STATUS {} from={index} limit=1 holders_limit={LMSTAT_PAGE} holders_after={after}",
-        pool.name
+        "STATUS {} from={index} limit=1 holders_limit={} holders_after={after}",
+        pool.name,
+        lmstat_page()
     );
     let (server, reply) = request(std::slice::from_ref(server), line, None, wait)?;
     let body = expect_ok(&server, &reply)?;
