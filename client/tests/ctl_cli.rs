@@ -114,7 +114,7 @@ fn server_down_prints_lmutil_error_and_exits_241() {
 #[test]
 fn lmstat_a_against_fake_server_matches_golden() {
     let (port, server) = fake_server(vec![(
-        "STATUS".to_string(),
+        "STATUS holders_limit=50000".to_string(),
         format!("OK {}", status_line()),
     )]);
     let c = format!("{port}@127.0.0.1");
@@ -126,7 +126,10 @@ fn lmstat_a_against_fake_server_matches_golden() {
         stderr(&out)
     );
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(server.join().ok(), Some(vec!["STATUS".to_string()]));
+    assert_eq!(
+        server.join().ok(),
+        Some(vec!["STATUS holders_limit=50000".to_string()])
+    );
 }
 
 #[test]
@@ -136,7 +139,7 @@ fn invoked_as_lmutil_with_flags_in_exporter_order() {
     std::os::unix::fs::symlink(bin(), &lmutil).expect("symlink");
 
     let (port, server) = fake_server(vec![(
-        "STATUS".to_string(),
+        "STATUS holders_limit=50000".to_string(),
         format!("OK {}", status_line()),
     )]);
     let c = format!("{port}@127.0.0.1");
@@ -152,7 +155,7 @@ fn invoked_as_lmutil_with_flags_in_exporter_order() {
         .expect("the fake server saw the requests it expected");
 
     let (port, server) = fake_server(vec![(
-        "STATUS".to_string(),
+        "STATUS holders_limit=0".to_string(),
         format!("OK {}", status_line()),
     )]);
     let c = format!("{port}@127.0.0.1");
@@ -321,9 +324,51 @@ fn status_json_is_the_servers_line() {
         .expect("the fake server saw the requests it expected");
 }
 
+/// A tallyd without holder paging refuses `holders_limit=` (`ERR
+/// BAD_FIELD`): lmstat asks again the old way, on a new connection, and
+/// prints the same report.
+#[test]
+fn lmstat_asks_an_older_server_the_old_way() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for reply in [
+            "ERR BAD_FIELD unknown option \"holders_limit\" (expected from=, limit=)".to_string(),
+            format!("OK {}", status_line()),
+        ] {
+            let (stream, _) = listener.accept().expect("accept");
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut writer = stream;
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a request");
+            seen.push(line.trim_end().to_string());
+            writer
+                .write_all(format!("{reply}\n").as_bytes())
+                .expect("write");
+        }
+        seen
+    });
+    let c = format!("{port}@127.0.0.1");
+    let out = tallyctl(bin(), &["lmstat", "-a", "-c", &c]);
+    assert_eq!(
+        stdout(&out),
+        golden("lmstat_a_mixed.txt"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.join().ok(),
+        Some(vec![
+            "STATUS holders_limit=50000".to_string(),
+            "STATUS".to_string()
+        ])
+    );
+}
+
 #[test]
 fn garbage_status_reply_is_a_protocol_error() {
-    let (port, server) = fake_server(script(&[("STATUS", "OK {not json")]));
+    let (port, server) = fake_server(script(&[("STATUS holders_limit=50000", "OK {not json")]));
     let c = format!("{port}@127.0.0.1");
     let out = tallyctl(bin(), &["lmstat", "-a", "-c", &c]);
     assert_eq!(out.status.code(), Some(244));
