@@ -735,9 +735,10 @@ pub fn report(r: &Report) -> Result<String, String> {
         let _ = writeln!(o, "<h2>Expiry lateness</h2>");
         figure_html(&mut o, &f);
     }
+    // The memory scenario's and the scale scenario's (10 M held) bars.
     if let Some(f) = metric_bars(
         r,
-        Some("memory"),
+        None,
         "bytes_per_held",
         "memory per held license",
         "RSS growth per held license",

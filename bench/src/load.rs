@@ -563,59 +563,15 @@ pub fn hold_lingering(
     Ok(())
 }
 
-/// Expiry lateness (tally only): a count=1 feature; a holder checks it out
-/// with `linger_ms`; a second client spins from just before the announced
-/// deadline until it is granted. Lateness = grant time − deadline
-/// (includes the spinning client's round trip).
+/// Expiry lateness on the bench license's expiry feature (count 1):
+/// [`expiry_counted`] on [`crate::servers::EXPIRY_FEATURE`].
 pub fn expiry(
     addr: SocketAddr,
     rounds: usize,
     linger_ms: u64,
     tag: &str,
-) -> Result<Lateness, String> {
-    let e = |e: std::io::Error| e.to_string();
-    let mut holder = Conn::connect(addr, false).map_err(e)?;
-    let mut spinner = Conn::connect(addr, false).map_err(e)?;
-    let f = crate::servers::EXPIRY_FEATURE;
-    let linger = format!("{}.{:03}", linger_ms / 1000, linger_ms % 1000);
-    let mut samples = Vec::with_capacity(rounds);
-    let bound = Instant::now()
-        + Duration::from_secs(30)
-        + Duration::from_millis(linger_ms * 3) * rounds as u32;
-    for round in 0..rounds {
-        let r = holder
-            .request_line(&format!(
-                "CHECKOUT {f} holder hh {tag}r{round} linger={linger}"
-            ))
-            .map_err(e)?;
-        let deadline_ms: u64 = r
-            .rsplit(' ')
-            .next()
-            .and_then(|d| d.parse().ok())
-            .filter(|_| r.starts_with("OK"))
-            .ok_or_else(|| format!("holder checkout: {r}"))?;
-        while unix_us() / 1000 + 5 < deadline_ms {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        loop {
-            if Instant::now() > bound {
-                return Err(format!("expiry: round {round} never granted"));
-            }
-            let r = spinner
-                .request_line(&format!("CHECKOUT {f} spin sh {tag}s{round}"))
-                .map_err(e)?;
-            if r.starts_with("OK") {
-                samples.push(unix_us().saturating_sub(deadline_ms * 1000));
-                spinner
-                    .request_line(&format!("CHECKIN {f} {tag}s{round}"))
-                    .map_err(e)?;
-                break;
-            }
-        }
-    }
-    Ok(Lateness {
-        samples_us: samples,
-    })
+) -> Result<Expiries, String> {
+    expiry_counted(addr, crate::servers::EXPIRY_FEATURE, rounds, linger_ms, tag)
 }
 
 /// Connects `n` idle connections from source addresses 127.0.0.1,
@@ -776,6 +732,15 @@ pub struct Expiries {
     /// Rounds whose spinning checkout was granted with its reply received
     /// before the holder's deadline: certainly early.
     pub early: u64,
+}
+
+impl Expiries {
+    /// The on-time rounds' lateness (early ones are counted in `early`).
+    pub fn lateness(&self) -> Lateness {
+        Lateness {
+            samples_us: self.samples_us.clone(),
+        }
+    }
 }
 
 /// [`expiry`] on feature `feature` (count 1), counting early grants:

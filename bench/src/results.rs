@@ -336,7 +336,7 @@ fn fmt_num(v: f64, unit: &str) -> String {
 }
 
 /// Metrics the main table shows, in order.
-const TABLE_METRICS: [&str; 25] = [
+const TABLE_METRICS: [&str; 35] = [
     "offered_per_s",
     "listen_overflows",
     "ops_per_s",
@@ -362,6 +362,16 @@ const TABLE_METRICS: [&str; 25] = [
     "throughput_ratio",
     "scrape_ms",
     "scrape_bytes",
+    "early",
+    "hold_s",
+    "rss_bytes",
+    "peak_rss_bytes",
+    "status_summary_ms",
+    "status_page_ms",
+    "recovery_s",
+    "held_after_recovery",
+    "rss_after_recovery_bytes",
+    "bytes_per_seat",
 ];
 
 /// The rows of the main table: scenario, variant, `metric (unit)`, tally,

@@ -629,6 +629,7 @@ impl Suite {
             ));
             let variant = format!("{bg} other lingers");
             let (mut p50, mut p99, mut p999, mut max) = (vec![], vec![], vec![], vec![]);
+            let mut early = vec![];
             let mut dist = Distribution {
                 scenario: "expiry".into(),
                 variant: variant.clone(),
@@ -637,22 +638,25 @@ impl Suite {
                 ..Distribution::default()
             };
             for rep in 0..self.cfg.reps {
-                let l = load::expiry(
+                let x = load::expiry(
                     tallyd.addr,
                     self.sizes.expiry_rounds,
                     self.sizes.expiry_linger_ms,
                     &format!("x{rep}"),
                 )?;
+                let l = x.lateness();
                 self.progress(&format!(
-                    "  expiry {variant} rep {}/{}: {} rounds, lateness ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
+                    "  expiry {variant} rep {}/{}: {} rounds, lateness ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}; early {}",
                     rep + 1,
                     self.cfg.reps,
-                    l.samples_us.len(),
+                    l.samples_us.len() as u64 + x.early,
                     l.quantile_ms(0.5),
                     l.quantile_ms(0.99),
                     l.quantile_ms(0.999),
-                    l.quantile_ms(1.0)
+                    l.quantile_ms(1.0),
+                    x.early
                 ));
+                early.push(x.early as f64);
                 p50.push(l.quantile_ms(0.5));
                 p99.push(l.quantile_ms(0.99));
                 p999.push(l.quantile_ms(0.999));
@@ -670,6 +674,15 @@ impl Suite {
                 e("p99_ms", p99),
                 e("p999_ms", p999),
                 e("max_ms", max),
+                single(
+                    "expiry",
+                    &variant,
+                    "tally",
+                    "early",
+                    "count",
+                    Better::Lower,
+                    early,
+                ),
             ]);
         }
         Ok(())

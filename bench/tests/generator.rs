@@ -183,7 +183,8 @@ fn storm_and_expiry_complete_against_tallyd() {
     assert_eq!(s.m.ok, 40);
     load::hold_lingering(t.addr, &tally_enc(), 100, "bg", 3600).expect("background");
     let l = load::expiry(t.addr, 2, 50, "t").expect("expiry");
-    assert_eq!(l.samples_us.len(), 2);
+    assert_eq!(l.samples_us.len(), 2, "on time");
+    assert_eq!(l.early, 0, "granted before the holder's deadline");
 }
 
 #[test]

@@ -231,13 +231,15 @@ fn run(args: &Args) -> Result<(), String> {
                 return Err("expiry: the Redis semaphore has no expiry to measure".into());
             }
             load::hold_lingering(addr, &enc, *background, "bg", 86_400)?;
-            let l = load::expiry(addr, *rounds, *linger_ms, "")?;
+            let x = load::expiry(addr, *rounds, *linger_ms, "")?;
+            let l = x.lateness();
             println!(
-                "expiry lateness with {background} other lingers, {rounds} rounds: p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms",
+                "expiry lateness with {background} other lingers, {rounds} rounds: p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms max {:.2} ms, early {}",
                 l.quantile_ms(0.5),
                 l.quantile_ms(0.99),
                 l.quantile_ms(0.999),
-                l.quantile_ms(1.0)
+                l.quantile_ms(1.0),
+                x.early
             );
             Ok(())
         }
