@@ -31,7 +31,9 @@
 pub mod boot;
 pub mod damage;
 pub mod files;
+pub mod kept;
 pub mod record;
+pub mod scan;
 pub mod state;
 mod writer;
 
@@ -39,15 +41,18 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use mio::Waker;
+use tally_core::engine::Engine;
 use tally_core::watermark::Watermark;
 
 pub use files::{JournalError, Recovered};
+pub use kept::Kept;
 pub use record::Instance;
 pub use state::State;
 use writer::Writer;
@@ -79,6 +84,11 @@ fn snapshot_every_bytes() -> u64 {
 
 /// Longest time between snapshots (if anything was journaled), ms.
 pub const SNAPSHOT_EVERY_MS: u64 = 10 * 60 * 1000;
+
+/// Least time between two marker rounds, ms (see [`kept::Recent`]): the
+/// recent releases a snapshot writes as tombstones span about two of
+/// these.
+pub const MARK_ROUND_MS: u64 = 50;
 
 /// Batches the channel holds before a loop's send blocks (backpressure).
 pub const JOURNAL_CHANNEL_BATCHES: usize = 4096;
@@ -123,8 +133,17 @@ pub struct Batch {
 pub enum Msg {
     /// Records.
     Batch(Batch),
-    /// After a license reread: old id -> new id (absent = dropped).
-    Remap(HashMap<u64, u64>),
+    /// After a license reread: old id -> new id (absent = dropped), and
+    /// the engine that holds the new ids.
+    Remap(HashMap<u64, u64>, Arc<Engine>),
+    /// Loop `from` saw marker round `epoch` begin: every record of what it
+    /// did before is in the batches it sent before this ([`kept::Recent`]).
+    Marker {
+        /// The loop.
+        from: usize,
+        /// The round.
+        epoch: u64,
+    },
     /// Write everything, snapshot, and stop; then answer.
     Stop(Sender<()>),
 }
@@ -153,6 +172,10 @@ pub struct LoopJournal {
     no: u64,
     durable: Arc<Durable>,
     sync: bool,
+    /// The marker round the journal thread asks for, and the last one
+    /// this loop answered.
+    epoch: Arc<AtomicU64>,
+    answered: u64,
 }
 
 impl LoopJournal {
@@ -188,29 +211,44 @@ impl LoopJournal {
         self.sync.then_some(self.no)
     }
 
-    /// Hands this round's records to the journal thread (end of a round).
-    /// Returns the batch number sent, if any.
+    /// Hands this round's records to the journal thread (end of a round),
+    /// then, if a marker round began since this loop last answered one,
+    /// its marker (one relaxed load per round otherwise). Returns the
+    /// batch number sent, if any.
     pub fn send(&mut self) -> Option<u64> {
-        if self.buf.is_empty() {
-            return None;
+        let sent = if self.buf.is_empty() {
+            None
+        } else {
+            let next = self.recycle.try_recv().unwrap_or_default();
+            let bytes = std::mem::replace(&mut self.buf, next);
+            let no = self.no;
+            self.no += 1;
+            // Blocks only if the journal is thousands of batches behind.
+            let _ = self.tx.send(Msg::Batch(Batch {
+                from: self.index,
+                no,
+                bytes,
+            }));
+            Some(no)
+        };
+        if self.epoch.load(Ordering::Relaxed) != self.answered {
+            // Acquire: the round's start is before whatever this loop does
+            // after answering.
+            let epoch = self.epoch.load(Ordering::Acquire);
+            self.answered = epoch;
+            let _ = self.tx.send(Msg::Marker {
+                from: self.index,
+                epoch,
+            });
         }
-        let next = self.recycle.try_recv().unwrap_or_default();
-        let bytes = std::mem::replace(&mut self.buf, next);
-        let no = self.no;
-        self.no += 1;
-        // Blocks only if the journal is thousands of batches behind.
-        let _ = self.tx.send(Msg::Batch(Batch {
-            from: self.index,
-            no,
-            bytes,
-        }));
-        Some(no)
+        sent
     }
 
-    /// Sends this round's records, then the id map of a reread.
-    pub fn remap(&mut self, map: HashMap<u64, u64>) {
+    /// Sends this round's records, then the id map of a reread and the
+    /// engine of the new ids.
+    pub fn remap(&mut self, map: HashMap<u64, u64>, engine: Arc<Engine>) {
         self.send();
-        let _ = self.tx.send(Msg::Remap(map));
+        let _ = self.tx.send(Msg::Remap(map, engine));
     }
 
     /// Waits (at most `limit`) until every batch sent is durable.
@@ -316,25 +354,30 @@ pub struct Journal {
     mode: Durability,
     thread: Option<JoinHandle<()>>,
     figures: Arc<JournalFigures>,
+    epoch: Arc<AtomicU64>,
 }
 
 impl Journal {
-    /// Starts generation `gen` in `dir` from `state` (snapshot, fresh
-    /// segment, old files deleted), then the writer thread. `lock` is the
-    /// directory's lock, held until the thread ends; `clock` dates what
-    /// the snapshots prune; `log` receives lines for the debug log.
+    /// Starts generation `gen` in `dir` (a snapshot scanned from `engine`,
+    /// which holds what recovery restored, with what `kept` remembers; a
+    /// fresh segment; old files deleted), then the writer thread. `lock`
+    /// is the directory's lock, held until the thread ends; `clock` dates
+    /// what the snapshots prune; `log` receives lines for the debug log.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         dir: &Path,
         lock: File,
         gen: u64,
-        state: State,
+        engine: Arc<Engine>,
+        kept: Kept,
         mode: Durability,
         wakers: Vec<Arc<Waker>>,
         clock: Arc<dyn tally_core::clock::Clock>,
         log: impl Fn(String) + Send + 'static,
     ) -> Result<Journal, JournalError> {
-        let segment = files::start_generation(dir, gen, &state)?;
+        let scan = scan::Scan::at_mark(&engine, &kept, clock.now_ms());
+        let segment = files::start_generation(dir, gen, &scan)?;
+        drop(scan);
         let figures = Arc::new(JournalFigures::default());
         JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
         JournalFigures::set(&figures.segment_bytes, record::FILE_HEADER as u64);
@@ -343,6 +386,7 @@ impl Journal {
             per_loop: (0..loops).map(|_| Watermark::new()).collect(),
         });
         let (tx, rx) = bounded(JOURNAL_CHANNEL_BATCHES);
+        let epoch = Arc::new(AtomicU64::new(0));
         let (mut recycle_tx, mut recycle_rx) = (Vec::new(), Vec::new());
         for _ in 0..loops {
             let (t, r) = bounded(8);
@@ -356,7 +400,10 @@ impl Journal {
             segment,
             segment_bytes: 0,
             seq: 0,
-            state,
+            kept,
+            engine,
+            epoch: epoch.clone(),
+            last_round: Instant::now(),
             mode,
             counters: counters.clone(),
             wakers,
@@ -388,6 +435,7 @@ impl Journal {
             mode,
             thread: Some(thread),
             figures,
+            epoch,
         })
     }
 
@@ -406,6 +454,8 @@ impl Journal {
             no: 1,
             durable: self.counters.clone(),
             sync: self.mode == Durability::Sync,
+            epoch: self.epoch.clone(),
+            answered: 0,
         }
     }
 
