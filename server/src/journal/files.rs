@@ -509,6 +509,26 @@ impl SnapshotBody for State {
     }
 }
 
+/// A snapshot body's frames and END as bytes (no file header): the
+/// model tests read it back as recovery does.
+#[cfg(test)]
+pub(crate) fn snapshot_frames(body: &dyn SnapshotBody) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut frames = Frames {
+        out: &mut out,
+        buf: Vec::new(),
+        seq: 0,
+        instances: 0,
+        tombstones: 0,
+    };
+    body.write_frames(&mut frames)
+        .expect("a Vec takes every write");
+    let mut end = Vec::new();
+    record::encode_end(&mut end, frames.instances, frames.tombstones);
+    frames.other(&end).expect("a Vec takes every write");
+    out
+}
+
 /// Writes snapshot `gen` of `body` whole: streamed into a `.tmp` (no copy
 /// of it in memory), synced, renamed into place, the directory synced.
 /// Returns the instances written.

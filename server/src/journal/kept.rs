@@ -85,11 +85,12 @@ impl Kept {
     /// live in `engine`, and reconciled ids older than [`SEEN_KEEP_MS`]
     /// whose instance is not live.
     pub fn prune(&mut self, engine: &Engine, now: u64) {
-        let live = |id: u64| id != 0 && engine.is_live(InstanceId::from_bits(id));
+        let live = |id: u64| engine.is_live(InstanceId::from_bits(id));
         self.long_names().retain(|&id, _| live(id));
         self.reconciled.retain(|_, p| match record::decode(p) {
+            // Instance 0 of a RECONCILE record: none.
             Ok(Record::Reconcile(r)) => {
-                live(r.instance) || r.at_ms.saturating_add(SEEN_KEEP_MS) >= now
+                (r.instance != 0 && live(r.instance)) || r.at_ms.saturating_add(SEEN_KEEP_MS) >= now
             }
             _ => false,
         });

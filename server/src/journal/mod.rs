@@ -37,6 +37,9 @@ pub mod scan;
 pub mod state;
 mod writer;
 
+#[cfg(test)]
+mod model_tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};

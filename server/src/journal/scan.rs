@@ -97,7 +97,12 @@ impl SnapshotBody for Scan {
                     i.names = full.names;
                     record::encode_instance(&mut p, TAG_INSTANCE, &i);
                 }
-                _ => record::encode_instance(&mut p, TAG_INSTANCE, &i),
+                _ => {
+                    // Shortened, and no record of it yet: said so, for the
+                    // replay of the record that follows the mark.
+                    i.renewed = shortened;
+                    record::encode_instance(&mut p, TAG_INSTANCE, &i);
+                }
             }
             if let Err(e) = f.instance(&p) {
                 failed = Some(e);

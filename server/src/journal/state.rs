@@ -43,7 +43,8 @@ impl State {
     /// Applies one decoded record (its encoded payload is `payload`).
     pub fn apply(&mut self, rec: &Record<'_>, payload: &[u8]) {
         match rec {
-            Record::Out(i) | Record::Instance(i) => self.apply_out(i, payload),
+            Record::Out(i) => self.apply_out(i, payload, false),
+            Record::Instance(i) => self.apply_out(i, payload, true),
             Record::In { id, at_ms } | Record::Tombstone { id, at_ms } => {
                 self.live.remove(id);
                 self.tombstones.insert(*id, *at_ms);
@@ -65,7 +66,7 @@ impl State {
             })
     }
 
-    fn apply_out(&mut self, i: &Instance<'_>, payload: &[u8]) {
+    fn apply_out(&mut self, i: &Instance<'_>, payload: &[u8], snapshot: bool) {
         if self.tombstones.contains_key(&i.id) {
             return;
         }
@@ -76,13 +77,25 @@ impl State {
             return;
         };
         match self.live.get_mut(&i.id) {
+            // A checkout's record (count 0: a DUP_GROUP check-in's, which
+            // names only the handle) brings the full names a snapshot
+            // lacked; the first checkout time stays.
+            Some(p) if !snapshot && i.count != 0 && record::names_incomplete(p) => {
+                let since = record::at_of(p).unwrap_or(i.at_ms);
+                let mut full: Box<[u8]> = payload.into();
+                record::as_instance(&mut full, since);
+                *p = full;
+            }
             Some(p) if i.renewed => record::patch_instance(p, i.linger_ms, deadline),
             _ => {
                 let mut p: Box<[u8]> = payload.into();
-                // A renewal of an instance the journal never saw out with a
-                // linger (it was connection-bound): its first checkout time
-                // is unknown, the renewal's is the best there is.
-                record::as_instance(&mut p, i.at_ms);
+                if !snapshot {
+                    // A renewal of an instance the journal never saw out
+                    // with a linger (it was connection-bound): its first
+                    // checkout time is unknown, the renewal's is the best
+                    // there is.
+                    record::as_instance(&mut p, i.at_ms);
+                }
                 self.live.insert(i.id, p);
             }
         }
