@@ -17,13 +17,100 @@
 //! with whatever else arrived meanwhile), `async` (records are written at
 //! once and synced every [`ASYNC_SYNC_MS`]; replies do not wait), `off` (no
 //! journal). Connection-bound checkouts (no linger) are not journaled: a
-//! restart closes their connections, which releases them anyway.
+//! restart closes their connections, which releases them anyway. See
+//! [`files`] for the directory layout and recovery.
 //!
-//! The thread also keeps [`State`], the live lingering instances built from
-//! the records, and from it writes a snapshot and starts a new segment every
-//! [`SNAPSHOT_EVERY_BYTES`] of journal, at [`SNAPSHOT_EVERY_MS`], and at a
-//! clean shutdown. See [`files`] for the directory layout and recovery.
+//! # Snapshots: a scan of the engine after a mark
 //!
+//! The journal keeps no copy of the live instances. A snapshot (every
+//! [`SNAPSHOT_EVERY_BYTES`] of journal, at [`SNAPSHOT_EVERY_MS`], at a
+//! clean stop, after a reread or a failed sync) is taken in two steps:
+//!
+//! 1. **The mark.** The journal thread starts segment `g + 1`: every record
+//!    it takes from now on goes there. It copies, at this instant, what
+//!    [`Kept`] holds: the reconciled admission ids and the *recent
+//!    releases* (below).
+//! 2. **The scan.** A thread of its own (or the journal thread, for the
+//!    synchronous cases) reads the engine's lingering instances
+//!    ([`Engine::for_each_lingering`]: each slot read consistently, the
+//!    table as a whole not at one instant) while the loops go on, and
+//!    writes them as snapshot `g + 1` with the recent releases as
+//!    tombstones; only once it is synced are the older files deleted.
+//!
+//! Recovery loads the newest whole snapshot and replays every segment from
+//! its generation on ([`files`]), applying records by id: OUT and
+//! INSTANCE set an instance (a renewal patches its deadline), IN and
+//! TOMBSTONE remove it for good (ids are not reused within a run: a slot's
+//! generation would have to wrap), a connection-bound renewal removes it.
+//!
+//! ## Why the result is the live state
+//!
+//! Take any instance `x` and a crash after every record of `x` was taken
+//! (in `sync` mode: every record whose reply went out; a loop writes a
+//! record right after its engine call, so the engine's change always comes
+//! first). Write `M` for the mark, `S(x)` for the moment the scan read
+//! `x`'s slot (after `M`).
+//!
+//! - *No record of `x` after `M`.* Every change of `x` that is journaled
+//!   happened before its record, so before `M`, so before `S(x)`: the scan
+//!   read `x`'s last state (live with its deadline, or gone). The changes a
+//!   journal does not record do not matter to a restart: a
+//!   connection-bound instance is not scanned, and a DUP_GROUP instance
+//!   held by a bound use is scanned with its latest promise, which its
+//!   records carry too.
+//! - *Records of `x` after `M`.* They are replayed over whatever the scan
+//!   read, in channel order. A loop's records arrive in its own order, and
+//!   an instance is renewed only by the loop of the connection that holds
+//!   it, so the last grant or renewal record is the last grant or renewal.
+//!   A release is final, whatever comes after it: a grant or renewal
+//!   record of another loop that the release overtook (made before it,
+//!   sent after it) is ignored because the IN came first in the replay,
+//!   or the snapshot has it as a tombstone, or the scan did not see `x`
+//!   and that record is not after `M`. The one case that needs the
+//!   tombstones: the IN before `M`, the overtaken record after it. That
+//!   record was sent after its loop's last send before `M`; the release
+//!   came after it; so the IN arrived after that send too.
+//!   The *marker rounds* ([`kept::Recent`]) bound how far back that is:
+//!   the journal thread raises an epoch and wakes the loops, each loop
+//!   answers at the end of its next event round with a marker after its
+//!   batch; once every loop has answered, every record still to come was
+//!   made after its loop's marker, so every release it can have been
+//!   overtaken by arrived after the round began. The journal keeps the
+//!   releases since the start of the last completed round (rounds start
+//!   at most every [`MARK_ROUND_MS`], only while releases happen): a
+//!   fraction of a second of them, written as the snapshot's tombstones,
+//!   not one per release for a minute as before (150 k releases/s would
+//!   have been nine million).
+//! - *Records not yet taken at the crash* (not acknowledged): the scan may
+//!   hold a grant or renewal whose record was lost, or miss an instance
+//!   whose release was not journaled yet. The first is restored (its
+//!   client's retry renews it), within the license's count as every
+//!   restored instance ([`Engine::restore_within_count`]); the second was
+//!   being checked in. Nothing acknowledged is lost, nothing is restored
+//!   beyond the count.
+//!
+//! Two loops renewing one instance within one event round of each other
+//! (the same handle on two connections) may leave the earlier deadline
+//! in the journal, as before this design: the order of two loops' records
+//! is not the engine's.
+//!
+//! What the scan cannot read from the table: names longer than its copy
+//! (more than 116 bytes of user, host, display and handle; a restart
+//! computes the instance's key from the full names) are kept by the
+//! journal thread for those instances only ([`kept::LongNames`]); one the
+//! scan meets before its record arrived is written marked
+//! ([`record::names_incomplete`]) and its record after the mark brings the
+//! names. The version is the charged pool's, as a reread restores it.
+//! Reconciled admission ids are kept as records, as before (few).
+//!
+//! A reread sends the id map and the new engine ([`Msg::Remap`]): every
+//! record with a new id comes after it, so the snapshot of the new engine
+//! is marked there (synchronously, before the next record is written).
+//!
+//! Memory: per held license, nothing beyond the table's slot (at
+//! 0c38786, 1 M held with `--durability sync`: 532 B per held license
+//! before, of which 133 B the journal's copy; see docs/benchmarks.md).
+
 //! Hot path: the loop only appends to its own buffer (no syscall, no lock;
 //! the buffer's capacity is reused across batches). The channel send and
 //! the batch's allocation happen once per event round, not per request.

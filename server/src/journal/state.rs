@@ -1,13 +1,16 @@
-//! The journal's own picture of the live lingering instances, built from
-//! the records alone (never from the engine), so a snapshot costs the event
-//! loops nothing.
+//! The live lingering instances as recovery rebuilds them from the
+//! records: a snapshot, then every segment after its mark
+//! ([`super::files::recover`]). The running journal keeps no such copy
+//! (its snapshots scan the engine: see the parent module); this is the
+//! replay's state, dropped once recovery has restored it into the engine.
 //!
 //! Records of one instance can reach the journal out of engine order when
 //! two loops touch it (a renewal on one connection, a check-in of the same
 //! handle on another, each in its own loop's batch). Engine ids are never
 //! reused within a run, so a release leaves a tombstone, and a later OUT
 //! for a tombstoned id is ignored: a released instance never comes back.
-//! Tombstones older than [`TOMBSTONE_KEEP_MS`] are dropped at snapshots.
+//! A snapshot's TOMBSTONE records (the recent releases of the run that
+//! wrote it) do the same for records after its mark.
 //!
 //! RECONCILE records are kept by admission id (the latest record of an id
 //! wins; a RECONCILE never writes an id twice): the ids a restart must
@@ -20,7 +23,8 @@ use std::collections::HashMap;
 
 use super::record::{self, Instance, Record};
 
-/// How long a tombstone is kept: far longer than a batch can be in flight.
+/// How long [`State::prune`] keeps a tombstone: far longer than a batch
+/// can be in flight.
 pub const TOMBSTONE_KEEP_MS: u64 = 60_000;
 
 /// How long a reconciled admission id is remembered: 90 days, far longer
