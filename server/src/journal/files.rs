@@ -509,9 +509,17 @@ impl SnapshotBody for State {
     }
 }
 
+/// Snapshot `gen` of `body` as the bytes of its file, in memory (tests and
+/// the fuzz targets; the journal streams its snapshots: [`write_snapshot`]).
+pub fn encode_snapshot(gen: u64, body: &dyn SnapshotBody) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(FILE_HEADER);
+    record::file_header(&mut buf, SNAPSHOT_MAGIC, gen);
+    buf.extend_from_slice(&snapshot_frames(body));
+    buf
+}
+
 /// A snapshot body's frames and END as bytes (no file header): the
 /// model tests read it back as recovery does.
-#[cfg(test)]
 pub(crate) fn snapshot_frames(body: &dyn SnapshotBody) -> Vec<u8> {
     let mut out = Vec::new();
     let mut frames = Frames {
