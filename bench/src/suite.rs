@@ -730,7 +730,8 @@ impl Suite {
         ));
         drop(tallyd);
         // The same with the journal on (the default in production): its
-        // thread keeps a map of the live lingering instances.
+        // snapshots scan the table (it once kept its own copy of every
+        // lingering instance, ~130 B each: server/src/journal/mod.rs).
         let tallyd = self.tallyd(&["--durability".to_string(), "sync".to_string()])?;
         let (_, _, per) = rss_per_held(&tallyd, &enc, n)?;
         drop(tallyd);

@@ -298,7 +298,12 @@ impl Server {
             loops.push((poll, listener));
         }
         let journal = match booted.prepared {
-            Some(p) => Some(p.start(wakers.clone(), handle.clone(), shared.clock.clone())?),
+            Some(p) => Some(p.start(
+                engine.clone(),
+                wakers.clone(),
+                handle.clone(),
+                shared.clock.clone(),
+            )?),
             None => None,
         };
         if let Some(j) = &journal {

@@ -61,6 +61,13 @@ impl HolderBuf {
         HolderBuf { bytes }
     }
 
+    /// Whether these names fit a slot whole ([`HolderBuf::new`] keeps them
+    /// as they are); if not, the table's copy is shortened and only the
+    /// caller has the full names.
+    pub fn fits(user: &str, host: &str, display: &str, handle: &str) -> bool {
+        user.len() + host.len() + display.len() + handle.len() <= TEXT_BYTES
+    }
+
     /// [`HolderBuf::new`] for names that do not fit: each too-long one is
     /// cut to the largest common limit under which all fit.
     #[cold]

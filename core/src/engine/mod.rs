@@ -46,6 +46,7 @@ mod names;
 mod policy;
 mod pool;
 mod reconcile;
+mod scan;
 mod suite;
 #[allow(unsafe_code)] // the levels' pointers; each block says why it holds
 mod table;
@@ -60,6 +61,7 @@ pub use holder::HolderBuf;
 pub use lingers::{Due, Lingers, Timers};
 pub use names::Names;
 pub use reconcile::Reconciled;
+pub use scan::Lingering;
 pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};

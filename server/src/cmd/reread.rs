@@ -143,6 +143,7 @@ pub(crate) fn migrate(cx: &mut Ctx, p: &Prepared, now: u64, fx: &mut Effects) ->
                 .iter()
                 .map(|(old, (new, _))| (old.to_bits(), new.to_bits()))
                 .collect(),
+            new_engine.clone(),
         );
     }
     (remap, removed)

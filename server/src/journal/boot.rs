@@ -22,8 +22,8 @@ use std::time::Instant;
 use tally_core::engine::{Engine, InstanceId, Reason, Restore};
 
 use super::files::{self, JournalError};
+use super::kept::{names_fit, Kept};
 use super::record::{self, Instance, TAG_INSTANCE};
-use super::state::State;
 use super::{Durability, Journal};
 use crate::debuglog::LogHandle;
 
@@ -34,7 +34,9 @@ pub struct Prepared {
     dir: PathBuf,
     lock: std::fs::File,
     gen: u64,
-    state: State,
+    /// What the journal thread starts with (the instances themselves are
+    /// in the engine, which its first snapshot scans).
+    kept: Kept,
     mode: Durability,
 }
 
@@ -99,7 +101,7 @@ pub fn recover_into(
     found.sort_by_key(|i| (reconciled.contains(&i.id), i.at_ms, i.id));
     // Old journal id -> new one, for the RECONCILE records.
     let mut renumbered = std::collections::HashMap::new();
-    let mut state = State::default();
+    let mut kept = Kept::default();
     let mut payload = Vec::with_capacity(128);
     for i in &found {
         let n = &i.names;
@@ -147,7 +149,13 @@ pub fn recover_into(
                         ..*i
                     },
                 );
-                state.live.insert(id.to_bits(), payload.as_slice().into());
+                if !names_fit(i) {
+                    // The table shortens them: the journal keeps them.
+                    kept.long
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id.to_bits(), payload.as_slice().into());
+                }
             }
             Err(why) => {
                 booted.not_restored += 1;
@@ -172,8 +180,7 @@ pub fn recover_into(
         let instance = renumbered.get(&r.instance).copied().unwrap_or(0);
         payload.clear();
         record::encode_reconcile(&mut payload, &record::Reconciled { instance, ..r });
-        state
-            .reconciled
+        kept.reconciled
             .insert(r.id.into(), payload.as_slice().into());
         booted.reconciled.push((
             r.id.to_string(),
@@ -218,16 +225,34 @@ pub fn recover_into(
         dir: dir.to_path_buf(),
         lock,
         gen: rec.next_gen,
-        state,
+        kept,
         mode,
     });
+    // The replay's copy of every instance is no longer needed (they are in
+    // the engine now): its memory goes back to the system, not only to the
+    // allocator, so a restarted server's RSS is what it holds.
+    drop(found);
+    drop(rec);
+    give_back_free_memory();
     Ok(booted)
 }
 
+/// Returns the allocator's free pages to the system (glibc's
+/// `malloc_trim`; elsewhere nothing).
+fn give_back_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // Safety: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Prepared {
-    /// Starts the journal thread (snapshot of the restored state first).
+    /// Starts the journal thread (snapshot of what `engine` holds, the
+    /// restored instances, first).
     pub fn start(
         self,
+        engine: std::sync::Arc<Engine>,
         wakers: Vec<std::sync::Arc<mio::Waker>>,
         log: LogHandle,
         clock: std::sync::Arc<dyn tally_core::clock::Clock>,
@@ -236,7 +261,8 @@ impl Prepared {
             &self.dir,
             self.lock,
             self.gen,
-            self.state,
+            engine,
+            self.kept,
             self.mode,
             wakers,
             clock.clone(),

@@ -433,38 +433,159 @@ fn load_snapshot(
     }
 }
 
-/// Writes snapshot `gen` of `state` whole (tmp, sync, rename, sync dir).
-pub fn write_snapshot(dir: &Path, gen: u64, state: &State) -> Result<(), JournalError> {
-    write_snapshot_bytes(dir, gen, &encode_snapshot(gen, state))
+/// What a snapshot holds, written frame by frame (END is added by
+/// [`write_snapshot`]): the journal's [`State`] (recovery, tests), or a
+/// scan of the engine's table (the running journal: `journal/scan.rs`).
+pub trait SnapshotBody {
+    /// Writes every instance, tombstone and reconciled id through `f`.
+    fn write_frames(&self, f: &mut Frames<'_>) -> io::Result<()>;
 }
 
-/// Snapshot `gen` of `state` as the bytes of its file (in memory: a copy of
-/// the state that another thread can write while this one goes on).
-pub fn encode_snapshot(gen: u64, state: &State) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(FILE_HEADER + state.live.len() * 96 + 64);
+/// The frames of a snapshot being written: numbered from 0, counted for
+/// its END record.
+pub struct Frames<'a> {
+    out: &'a mut dyn Write,
+    buf: Vec<u8>,
+    seq: u64,
+    instances: u64,
+    tombstones: u64,
+}
+
+impl std::fmt::Debug for Frames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frames")
+            .field("seq", &self.seq)
+            .field("instances", &self.instances)
+            .field("tombstones", &self.tombstones)
+            .finish()
+    }
+}
+
+impl Frames<'_> {
+    /// An INSTANCE payload.
+    pub fn instance(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.instances += 1;
+        self.frame(payload)
+    }
+
+    /// A tombstone of a release at `at_ms`.
+    pub fn tombstone(&mut self, id: u64, at_ms: u64) -> io::Result<()> {
+        let mut p = Vec::with_capacity(17);
+        record::encode_tombstone(&mut p, id, at_ms);
+        self.tombstones += 1;
+        self.frame(&p)
+    }
+
+    /// Any other payload (a RECONCILE record; END does not count them).
+    pub fn other(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.frame(payload)
+    }
+
+    fn frame(&mut self, payload: &[u8]) -> io::Result<()> {
+        self.buf.clear();
+        record::frame(&mut self.buf, self.seq, payload);
+        self.seq += 1;
+        self.out.write_all(&self.buf)
+    }
+
+    /// Instances written so far.
+    pub fn instances(&self) -> u64 {
+        self.instances
+    }
+}
+
+impl SnapshotBody for State {
+    fn write_frames(&self, f: &mut Frames<'_>) -> io::Result<()> {
+        for payload in self.live.values() {
+            f.instance(payload)?;
+        }
+        for (&id, &at) in &self.tombstones {
+            f.tombstone(id, at)?;
+        }
+        for payload in self.reconciled.values() {
+            f.other(payload)?;
+        }
+        Ok(())
+    }
+}
+
+/// Snapshot `gen` of `body` as the bytes of its file, in memory (tests and
+/// the fuzz targets; the journal streams its snapshots: [`write_snapshot`]).
+pub fn encode_snapshot(gen: u64, body: &dyn SnapshotBody) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(FILE_HEADER);
     record::file_header(&mut buf, SNAPSHOT_MAGIC, gen);
-    state.write_frames(&mut buf, 0);
+    buf.extend_from_slice(&snapshot_frames(body));
     buf
 }
 
-/// Writes the bytes of snapshot `gen` (from [`encode_snapshot`]) whole:
-/// tmp, sync, rename, sync dir.
-pub fn write_snapshot_bytes(dir: &Path, gen: u64, buf: &[u8]) -> Result<(), JournalError> {
+/// A snapshot body's frames and END as bytes (no file header): the
+/// model tests read it back as recovery does.
+pub(crate) fn snapshot_frames(body: &dyn SnapshotBody) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut frames = Frames {
+        out: &mut out,
+        buf: Vec::new(),
+        seq: 0,
+        instances: 0,
+        tombstones: 0,
+    };
+    body.write_frames(&mut frames)
+        .expect("a Vec takes every write");
+    let mut end = Vec::new();
+    record::encode_end(&mut end, frames.instances, frames.tombstones);
+    frames.other(&end).expect("a Vec takes every write");
+    out
+}
+
+/// Writes snapshot `gen` of `body` whole: streamed into a `.tmp` (no copy
+/// of it in memory), synced, renamed into place, the directory synced.
+/// Returns the instances written.
+pub fn write_snapshot(dir: &Path, gen: u64, body: &dyn SnapshotBody) -> Result<u64, JournalError> {
     let path = snapshot_path(dir, gen);
     let tmp = path.with_extension("tmp");
     let written = File::create(&tmp)
         .map_err(io_at("create", &tmp))
-        .and_then(|mut f| {
-            f.write_all(buf).map_err(io_at("write", &tmp))?;
-            sync_all(&f).map_err(io_at("sync", &tmp))
+        .and_then(|f| {
+            let mut w = io::BufWriter::with_capacity(1 << 20, f);
+            let mut header = Vec::with_capacity(FILE_HEADER);
+            record::file_header(&mut header, SNAPSHOT_MAGIC, gen);
+            let mut frames = Frames {
+                out: &mut w,
+                buf: Vec::with_capacity(256),
+                seq: 0,
+                instances: 0,
+                tombstones: 0,
+            };
+            let body = frames
+                .out
+                .write_all(&header)
+                .and_then(|()| body.write_frames(&mut frames))
+                .and_then(|()| {
+                    let mut end = Vec::with_capacity(17);
+                    record::encode_end(&mut end, frames.instances, frames.tombstones);
+                    frames.other(&end)
+                });
+            let n = frames.instances;
+            body.map_err(io_at("write", &tmp))?;
+            let f = w.into_inner().map_err(|e| JournalError::Io {
+                what: "write",
+                path: tmp.clone(),
+                source: e.into_error(),
+            })?;
+            sync_all(&f).map_err(io_at("sync", &tmp))?;
+            Ok(n)
         })
-        .and_then(|()| std::fs::rename(&tmp, &path).map_err(io_at("rename into place", &path)));
+        .and_then(|n| {
+            std::fs::rename(&tmp, &path).map_err(io_at("rename into place", &path))?;
+            Ok(n)
+        });
     if written.is_err() {
         // A full disk must not keep a half-written snapshot eating space.
         let _ = std::fs::remove_file(&tmp);
     }
-    written?;
-    sync_dir(dir)
+    let n = written?;
+    sync_dir(dir)?;
+    Ok(n)
 }
 
 /// Creates segment `gen` with its header, synced.
@@ -506,10 +627,14 @@ pub fn delete_before(dir: &Path, gen: u64) -> Result<(), JournalError> {
     Ok(())
 }
 
-/// Starts generation `gen`: snapshot of `state`, an empty segment, and the
+/// Starts generation `gen`: snapshot of `body`, an empty segment, and the
 /// older files deleted. Returns the open segment.
-pub fn start_generation(dir: &Path, gen: u64, state: &State) -> Result<File, JournalError> {
-    write_snapshot(dir, gen, state)?;
+pub fn start_generation(
+    dir: &Path,
+    gen: u64,
+    body: &dyn SnapshotBody,
+) -> Result<File, JournalError> {
+    write_snapshot(dir, gen, body)?;
     let f = create_segment(dir, gen)?;
     delete_before(dir, gen)?;
     Ok(f)

@@ -17,13 +17,100 @@
 //! with whatever else arrived meanwhile), `async` (records are written at
 //! once and synced every [`ASYNC_SYNC_MS`]; replies do not wait), `off` (no
 //! journal). Connection-bound checkouts (no linger) are not journaled: a
-//! restart closes their connections, which releases them anyway.
+//! restart closes their connections, which releases them anyway. See
+//! [`files`] for the directory layout and recovery.
 //!
-//! The thread also keeps [`State`], the live lingering instances built from
-//! the records, and from it writes a snapshot and starts a new segment every
-//! [`SNAPSHOT_EVERY_BYTES`] of journal, at [`SNAPSHOT_EVERY_MS`], and at a
-//! clean shutdown. See [`files`] for the directory layout and recovery.
+//! # Snapshots: a scan of the engine after a mark
 //!
+//! The journal keeps no copy of the live instances. A snapshot (every
+//! [`SNAPSHOT_EVERY_BYTES`] of journal, at [`SNAPSHOT_EVERY_MS`], at a
+//! clean stop, after a reread or a failed sync) is taken in two steps:
+//!
+//! 1. **The mark.** The journal thread starts segment `g + 1`: every record
+//!    it takes from now on goes there. It copies, at this instant, what
+//!    [`Kept`] holds: the reconciled admission ids and the *recent
+//!    releases* (below).
+//! 2. **The scan.** A thread of its own (or the journal thread, for the
+//!    synchronous cases) reads the engine's lingering instances
+//!    ([`Engine::for_each_lingering`]: each slot read consistently, the
+//!    table as a whole not at one instant) while the loops go on, and
+//!    writes them as snapshot `g + 1` with the recent releases as
+//!    tombstones; only once it is synced are the older files deleted.
+//!
+//! Recovery loads the newest whole snapshot and replays every segment from
+//! its generation on ([`files`]), applying records by id: OUT and
+//! INSTANCE set an instance (a renewal patches its deadline), IN and
+//! TOMBSTONE remove it for good (ids are not reused within a run: a slot's
+//! generation would have to wrap), a connection-bound renewal removes it.
+//!
+//! ## Why the result is the live state
+//!
+//! Take any instance `x` and a crash after every record of `x` was taken
+//! (in `sync` mode: every record whose reply went out; a loop writes a
+//! record right after its engine call, so the engine's change always comes
+//! first). Write `M` for the mark, `S(x)` for the moment the scan read
+//! `x`'s slot (after `M`).
+//!
+//! - *No record of `x` after `M`.* Every change of `x` that is journaled
+//!   happened before its record, so before `M`, so before `S(x)`: the scan
+//!   read `x`'s last state (live with its deadline, or gone). The changes a
+//!   journal does not record do not matter to a restart: a
+//!   connection-bound instance is not scanned, and a DUP_GROUP instance
+//!   held by a bound use is scanned with its latest promise, which its
+//!   records carry too.
+//! - *Records of `x` after `M`.* They are replayed over whatever the scan
+//!   read, in channel order. A loop's records arrive in its own order, and
+//!   an instance is renewed only by the loop of the connection that holds
+//!   it, so the last grant or renewal record is the last grant or renewal.
+//!   A release is final, whatever comes after it: a grant or renewal
+//!   record of another loop that the release overtook (made before it,
+//!   sent after it) is ignored because the IN came first in the replay,
+//!   or the snapshot has it as a tombstone, or the scan did not see `x`
+//!   and that record is not after `M`. The one case that needs the
+//!   tombstones: the IN before `M`, the overtaken record after it. That
+//!   record was sent after its loop's last send before `M`; the release
+//!   came after it; so the IN arrived after that send too.
+//!   The *marker rounds* ([`kept::Recent`]) bound how far back that is:
+//!   the journal thread raises an epoch and wakes the loops, each loop
+//!   answers at the end of its next event round with a marker after its
+//!   batch; once every loop has answered, every record still to come was
+//!   made after its loop's marker, so every release it can have been
+//!   overtaken by arrived after the round began. The journal keeps the
+//!   releases since the start of the last completed round (rounds start
+//!   at most every [`MARK_ROUND_MS`], only while releases happen): a
+//!   fraction of a second of them, written as the snapshot's tombstones,
+//!   not one per release for a minute as before (150 k releases/s would
+//!   have been nine million).
+//! - *Records not yet taken at the crash* (not acknowledged): the scan may
+//!   hold a grant or renewal whose record was lost, or miss an instance
+//!   whose release was not journaled yet. The first is restored (its
+//!   client's retry renews it), within the license's count as every
+//!   restored instance ([`Engine::restore_within_count`]); the second was
+//!   being checked in. Nothing acknowledged is lost, nothing is restored
+//!   beyond the count.
+//!
+//! Two loops renewing one instance within one event round of each other
+//! (the same handle on two connections) may leave the earlier deadline
+//! in the journal, as before this design: the order of two loops' records
+//! is not the engine's.
+//!
+//! What the scan cannot read from the table: names longer than its copy
+//! (more than 116 bytes of user, host, display and handle; a restart
+//! computes the instance's key from the full names) are kept by the
+//! journal thread for those instances only ([`kept::LongNames`]); one the
+//! scan meets before its record arrived is written marked
+//! ([`record::names_incomplete`]) and its record after the mark brings the
+//! names. The version is the charged pool's, as a reread restores it.
+//! Reconciled admission ids are kept as records, as before (few).
+//!
+//! A reread sends the id map and the new engine ([`Msg::Remap`]): every
+//! record with a new id comes after it, so the snapshot of the new engine
+//! is marked there (synchronously, before the next record is written).
+//!
+//! Memory: per held license, nothing beyond the table's slot (at
+//! 0c38786, 1 M held with `--durability sync`: 532 B per held license
+//! before, of which 133 B the journal's copy; see docs/benchmarks.md).
+
 //! Hot path: the loop only appends to its own buffer (no syscall, no lock;
 //! the buffer's capacity is reused across batches). The channel send and
 //! the batch's allocation happen once per event round, not per request.
@@ -31,23 +118,31 @@
 pub mod boot;
 pub mod damage;
 pub mod files;
+pub mod kept;
 pub mod record;
+pub mod scan;
 pub mod state;
 mod writer;
+
+#[cfg(test)]
+mod model_tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use mio::Waker;
+use tally_core::engine::Engine;
 use tally_core::watermark::Watermark;
 
 pub use files::{JournalError, Recovered};
+pub use kept::Kept;
 pub use record::Instance;
 pub use state::State;
 use writer::Writer;
@@ -79,6 +174,11 @@ fn snapshot_every_bytes() -> u64 {
 
 /// Longest time between snapshots (if anything was journaled), ms.
 pub const SNAPSHOT_EVERY_MS: u64 = 10 * 60 * 1000;
+
+/// Least time between two marker rounds, ms (see [`kept::Recent`]): the
+/// recent releases a snapshot writes as tombstones span about two of
+/// these.
+pub const MARK_ROUND_MS: u64 = 50;
 
 /// Batches the channel holds before a loop's send blocks (backpressure).
 pub const JOURNAL_CHANNEL_BATCHES: usize = 4096;
@@ -123,8 +223,17 @@ pub struct Batch {
 pub enum Msg {
     /// Records.
     Batch(Batch),
-    /// After a license reread: old id -> new id (absent = dropped).
-    Remap(HashMap<u64, u64>),
+    /// After a license reread: old id -> new id (absent = dropped), and
+    /// the engine that holds the new ids.
+    Remap(HashMap<u64, u64>, Arc<Engine>),
+    /// Loop `from` saw marker round `epoch` begin: every record of what it
+    /// did before is in the batches it sent before this ([`kept::Recent`]).
+    Marker {
+        /// The loop.
+        from: usize,
+        /// The round.
+        epoch: u64,
+    },
     /// Write everything, snapshot, and stop; then answer.
     Stop(Sender<()>),
 }
@@ -153,6 +262,10 @@ pub struct LoopJournal {
     no: u64,
     durable: Arc<Durable>,
     sync: bool,
+    /// The marker round the journal thread asks for, and the last one
+    /// this loop answered.
+    epoch: Arc<AtomicU64>,
+    answered: u64,
 }
 
 impl LoopJournal {
@@ -188,29 +301,44 @@ impl LoopJournal {
         self.sync.then_some(self.no)
     }
 
-    /// Hands this round's records to the journal thread (end of a round).
-    /// Returns the batch number sent, if any.
+    /// Hands this round's records to the journal thread (end of a round),
+    /// then, if a marker round began since this loop last answered one,
+    /// its marker (one relaxed load per round otherwise). Returns the
+    /// batch number sent, if any.
     pub fn send(&mut self) -> Option<u64> {
-        if self.buf.is_empty() {
-            return None;
+        let sent = if self.buf.is_empty() {
+            None
+        } else {
+            let next = self.recycle.try_recv().unwrap_or_default();
+            let bytes = std::mem::replace(&mut self.buf, next);
+            let no = self.no;
+            self.no += 1;
+            // Blocks only if the journal is thousands of batches behind.
+            let _ = self.tx.send(Msg::Batch(Batch {
+                from: self.index,
+                no,
+                bytes,
+            }));
+            Some(no)
+        };
+        if self.epoch.load(Ordering::Relaxed) != self.answered {
+            // Acquire: the round's start is before whatever this loop does
+            // after answering.
+            let epoch = self.epoch.load(Ordering::Acquire);
+            self.answered = epoch;
+            let _ = self.tx.send(Msg::Marker {
+                from: self.index,
+                epoch,
+            });
         }
-        let next = self.recycle.try_recv().unwrap_or_default();
-        let bytes = std::mem::replace(&mut self.buf, next);
-        let no = self.no;
-        self.no += 1;
-        // Blocks only if the journal is thousands of batches behind.
-        let _ = self.tx.send(Msg::Batch(Batch {
-            from: self.index,
-            no,
-            bytes,
-        }));
-        Some(no)
+        sent
     }
 
-    /// Sends this round's records, then the id map of a reread.
-    pub fn remap(&mut self, map: HashMap<u64, u64>) {
+    /// Sends this round's records, then the id map of a reread and the
+    /// engine of the new ids.
+    pub fn remap(&mut self, map: HashMap<u64, u64>, engine: Arc<Engine>) {
         self.send();
-        let _ = self.tx.send(Msg::Remap(map));
+        let _ = self.tx.send(Msg::Remap(map, engine));
     }
 
     /// Waits (at most `limit`) until every batch sent is durable.
@@ -316,25 +444,30 @@ pub struct Journal {
     mode: Durability,
     thread: Option<JoinHandle<()>>,
     figures: Arc<JournalFigures>,
+    epoch: Arc<AtomicU64>,
 }
 
 impl Journal {
-    /// Starts generation `gen` in `dir` from `state` (snapshot, fresh
-    /// segment, old files deleted), then the writer thread. `lock` is the
-    /// directory's lock, held until the thread ends; `clock` dates what
-    /// the snapshots prune; `log` receives lines for the debug log.
+    /// Starts generation `gen` in `dir` (a snapshot scanned from `engine`,
+    /// which holds what recovery restored, with what `kept` remembers; a
+    /// fresh segment; old files deleted), then the writer thread. `lock`
+    /// is the directory's lock, held until the thread ends; `clock` dates
+    /// what the snapshots prune; `log` receives lines for the debug log.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         dir: &Path,
         lock: File,
         gen: u64,
-        state: State,
+        engine: Arc<Engine>,
+        kept: Kept,
         mode: Durability,
         wakers: Vec<Arc<Waker>>,
         clock: Arc<dyn tally_core::clock::Clock>,
         log: impl Fn(String) + Send + 'static,
     ) -> Result<Journal, JournalError> {
-        let segment = files::start_generation(dir, gen, &state)?;
+        let scan = scan::Scan::at_mark(&engine, &kept, clock.now_ms());
+        let segment = files::start_generation(dir, gen, &scan)?;
+        drop(scan);
         let figures = Arc::new(JournalFigures::default());
         JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
         JournalFigures::set(&figures.segment_bytes, record::FILE_HEADER as u64);
@@ -343,6 +476,7 @@ impl Journal {
             per_loop: (0..loops).map(|_| Watermark::new()).collect(),
         });
         let (tx, rx) = bounded(JOURNAL_CHANNEL_BATCHES);
+        let epoch = Arc::new(AtomicU64::new(0));
         let (mut recycle_tx, mut recycle_rx) = (Vec::new(), Vec::new());
         for _ in 0..loops {
             let (t, r) = bounded(8);
@@ -356,7 +490,10 @@ impl Journal {
             segment,
             segment_bytes: 0,
             seq: 0,
-            state,
+            kept,
+            engine,
+            epoch: epoch.clone(),
+            last_round: Instant::now(),
             mode,
             counters: counters.clone(),
             wakers,
@@ -388,6 +525,7 @@ impl Journal {
             mode,
             thread: Some(thread),
             figures,
+            epoch,
         })
     }
 
@@ -406,6 +544,8 @@ impl Journal {
             no: 1,
             durable: self.counters.clone(),
             sync: self.mode == Durability::Sync,
+            epoch: self.epoch.clone(),
+            answered: 0,
         }
     }
 

@@ -31,7 +31,11 @@
 //!   (`tally_core::engine::BORROWED`, far above any linger): the layout is
 //!   unchanged, journals written before borrowing read as before, and a
 //!   tallyd older than borrowing restores a borrow as a linger of that
-//!   (huge) length, still checked in at its deadline.
+//!   (huge) length, still checked in at its deadline. In a snapshot,
+//!   `renewed` = 1 says the names are the table's shortened copy (a scan
+//!   met the instance before its record reached the journal): the next
+//!   OUT of the id, which follows after the snapshot's mark, brings the
+//!   full ones ([`names_incomplete`]).
 //! - [`TAG_IN`]: a release: tag, id u64, at u64.
 //! - [`TAG_TOMBSTONE`] (snapshots only): a recent release, kept so a
 //!   renewal record that was written after it cannot bring it back.
@@ -383,6 +387,20 @@ pub fn patch_instance(payload: &mut [u8], linger_ms: u64, deadline_ms: u64) {
         payload[OFF_LINGER..OFF_LINGER + 8].copy_from_slice(&linger_ms.to_le_bytes());
         payload[OFF_DEADLINE..OFF_DEADLINE + 8].copy_from_slice(&deadline_ms.to_le_bytes());
     }
+}
+
+/// Whether `payload` is an INSTANCE whose names are the table's shortened
+/// copy (its `renewed` byte set, which an INSTANCE otherwise never has):
+/// written by a snapshot scan that met an instance with names too long for
+/// the table before the journal had its record. The OUT record that brings
+/// the full names follows in a segment after the snapshot's mark.
+pub fn names_incomplete(payload: &[u8]) -> bool {
+    payload.first() == Some(&TAG_INSTANCE) && payload.get(OFF_RENEWED).is_some_and(|&b| b != 0)
+}
+
+/// The `at` field of an instance payload (INSTANCE: the first checkout).
+pub fn at_of(payload: &[u8]) -> Option<u64> {
+    u64_at(payload, OFF_AT).ok()
 }
 
 /// Turns an OUT payload into an INSTANCE payload with first checkout

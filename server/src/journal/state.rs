@@ -1,13 +1,16 @@
-//! The journal's own picture of the live lingering instances, built from
-//! the records alone (never from the engine), so a snapshot costs the event
-//! loops nothing.
+//! The live lingering instances as recovery rebuilds them from the
+//! records: a snapshot, then every segment after its mark
+//! ([`super::files::recover`]). The running journal keeps no such copy
+//! (its snapshots scan the engine: see the parent module); this is the
+//! replay's state, dropped once recovery has restored it into the engine.
 //!
 //! Records of one instance can reach the journal out of engine order when
 //! two loops touch it (a renewal on one connection, a check-in of the same
 //! handle on another, each in its own loop's batch). Engine ids are never
 //! reused within a run, so a release leaves a tombstone, and a later OUT
 //! for a tombstoned id is ignored: a released instance never comes back.
-//! Tombstones older than [`TOMBSTONE_KEEP_MS`] are dropped at snapshots.
+//! A snapshot's TOMBSTONE records (the recent releases of the run that
+//! wrote it) do the same for records after its mark.
 //!
 //! RECONCILE records are kept by admission id (the latest record of an id
 //! wins; a RECONCILE never writes an id twice): the ids a restart must
@@ -20,7 +23,8 @@ use std::collections::HashMap;
 
 use super::record::{self, Instance, Record};
 
-/// How long a tombstone is kept: far longer than a batch can be in flight.
+/// How long [`State::prune`] keeps a tombstone: far longer than a batch
+/// can be in flight.
 pub const TOMBSTONE_KEEP_MS: u64 = 60_000;
 
 /// How long a reconciled admission id is remembered: 90 days, far longer
@@ -43,7 +47,8 @@ impl State {
     /// Applies one decoded record (its encoded payload is `payload`).
     pub fn apply(&mut self, rec: &Record<'_>, payload: &[u8]) {
         match rec {
-            Record::Out(i) | Record::Instance(i) => self.apply_out(i, payload),
+            Record::Out(i) => self.apply_out(i, payload, false),
+            Record::Instance(i) => self.apply_out(i, payload, true),
             Record::In { id, at_ms } | Record::Tombstone { id, at_ms } => {
                 self.live.remove(id);
                 self.tombstones.insert(*id, *at_ms);
@@ -65,7 +70,7 @@ impl State {
             })
     }
 
-    fn apply_out(&mut self, i: &Instance<'_>, payload: &[u8]) {
+    fn apply_out(&mut self, i: &Instance<'_>, payload: &[u8], snapshot: bool) {
         if self.tombstones.contains_key(&i.id) {
             return;
         }
@@ -76,13 +81,25 @@ impl State {
             return;
         };
         match self.live.get_mut(&i.id) {
+            // A checkout's record (count 0: a DUP_GROUP check-in's, which
+            // names only the handle) brings the full names a snapshot
+            // lacked; the first checkout time stays.
+            Some(p) if !snapshot && i.count != 0 && record::names_incomplete(p) => {
+                let since = record::at_of(p).unwrap_or(i.at_ms);
+                let mut full: Box<[u8]> = payload.into();
+                record::as_instance(&mut full, since);
+                *p = full;
+            }
             Some(p) if i.renewed => record::patch_instance(p, i.linger_ms, deadline),
             _ => {
                 let mut p: Box<[u8]> = payload.into();
-                // A renewal of an instance the journal never saw out with a
-                // linger (it was connection-bound): its first checkout time
-                // is unknown, the renewal's is the best there is.
-                record::as_instance(&mut p, i.at_ms);
+                if !snapshot {
+                    // A renewal of an instance the journal never saw out
+                    // with a linger (it was connection-bound): its first
+                    // checkout time is unknown, the renewal's is the best
+                    // there is.
+                    record::as_instance(&mut p, i.at_ms);
+                }
                 self.live.insert(i.id, p);
             }
         }

@@ -1,6 +1,7 @@
 //! The journal thread: takes the loops' batches, frames and writes them
 //! with one `write` and (in `sync` mode) one `fdatasync` per round, keeps
-//! [`State`] and writes snapshots (see the parent module's data path).
+//! what [`Kept`] holds, runs the marker rounds and starts the snapshots,
+//! which scan the engine (see the parent module's data path and argument).
 
 use super::*;
 
@@ -11,7 +12,14 @@ pub(super) struct Writer {
     pub(super) segment: File,
     pub(super) segment_bytes: u64,
     pub(super) seq: u64,
-    pub(super) state: State,
+    /// Reconciled ids, long names, recent releases.
+    pub(super) kept: Kept,
+    /// The engine whose ids the records name (a reread sends the next).
+    pub(super) engine: Arc<Engine>,
+    /// The marker round the loops are asked to answer.
+    pub(super) epoch: Arc<AtomicU64>,
+    /// When the last marker round began.
+    pub(super) last_round: Instant,
     pub(super) mode: Durability,
     pub(super) counters: Arc<Durable>,
     pub(super) wakers: Vec<Arc<Waker>>,
@@ -59,15 +67,19 @@ impl Writer {
                         }
                         self.give_back(b);
                     }
-                    Msg::Remap(map) => {
+                    Msg::Remap(map, engine) => {
                         // The ids change: the snapshot of the new ids must
                         // be durable before a record with them is written
                         // (a segment mixing both would be misread), so it
-                        // is retried until it is.
+                        // is retried until it is. Every record with a new
+                        // id comes after this message: the snapshot is a
+                        // scan of the new engine, marked here.
                         self.commit();
-                        self.state.remap(&map);
+                        self.kept.remap(&map);
+                        self.engine = engine;
                         self.rewrite();
                     }
+                    Msg::Marker { from, epoch } => self.kept.recent.marker(from, epoch),
                     Msg::Stop(reply) => {
                         stop = Some(reply);
                         break;
@@ -105,7 +117,32 @@ impl Writer {
             if self.segment_bytes >= snapshot_every_bytes() {
                 self.snapshot_in_background();
             }
+            self.maybe_start_round();
         }
+    }
+
+    /// Starts a marker round if releases are kept that one would let go
+    /// and the last began [`MARK_ROUND_MS`] ago: raises the epoch, wakes
+    /// every loop (each answers at the end of its next event round).
+    fn maybe_start_round(&mut self) {
+        if !self.kept.recent.wants_round()
+            || self.last_round.elapsed() < Duration::from_millis(MARK_ROUND_MS)
+        {
+            return;
+        }
+        self.last_round = Instant::now();
+        let epoch = self.epoch.load(Ordering::Relaxed) + 1;
+        // The round's start (what it lets go of) first, then the epoch.
+        self.kept.recent.start_round(epoch, self.wakers.len());
+        self.epoch.store(epoch, Ordering::Release);
+        for w in &self.wakers {
+            let _ = w.wake();
+        }
+    }
+
+    /// The snapshot source at this instant (the mark).
+    fn scan(&self) -> scan::Scan {
+        scan::Scan::at_mark(&self.engine, &self.kept, self.clock.now_ms())
     }
 
     /// Frames a batch's records into the output and applies them.
@@ -119,7 +156,7 @@ impl Writer {
             at += 4 + len;
             match record::decode(payload) {
                 Ok(rec) => {
-                    self.state.apply(&rec, payload);
+                    self.kept.apply(&rec, payload);
                     record::frame(&mut self.out, self.seq, payload);
                     self.seq += 1;
                 }
@@ -234,7 +271,7 @@ impl Writer {
         self.reap_snapshot();
         let gen = self.next_generation();
         loop {
-            match files::start_generation(&self.dir, gen, &self.state) {
+            match files::start_generation(&self.dir, gen, &self.scan()) {
                 Ok(f) => break self.switch_to(gen, f),
                 Err(e) => {
                     self.disk_failed("rewrite", &e, "checkouts wait until it can");
@@ -288,8 +325,9 @@ impl Writer {
         false
     }
 
-    /// Async mode's periodic sync; periodic snapshots.
+    /// Async mode's periodic sync; periodic snapshots; marker rounds.
     fn idle(&mut self) {
+        self.maybe_start_round();
         if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_MS) {
             self.sync_or_rewrite();
             self.dirty = false;
@@ -302,10 +340,11 @@ impl Writer {
         }
     }
 
-    /// A periodic snapshot, written without holding up the journal: the
-    /// state is copied into a buffer and a new segment `gen + 1` started
-    /// here; a thread writes and syncs snapshot `gen + 1` and only then
-    /// deletes the older files. A crash before that leaves the older
+    /// A periodic snapshot, written without holding up the journal: a new
+    /// segment `gen + 1` is started here (the mark: every record taken
+    /// from now on goes into it), then a thread scans the engine into
+    /// snapshot `gen + 1`, syncs it, and only then deletes the older
+    /// files. A crash before that leaves the older
     /// snapshot and segments, which recovery replays together with segment
     /// `gen + 1` (it reads every segment from its snapshot's generation on).
     /// If the previous one is still being written, this waits for a later
@@ -322,16 +361,18 @@ impl Writer {
             }
         }
         let gen = self.next_generation();
-        let bytes = files::encode_snapshot(gen, &self.state);
         match files::create_segment(&self.dir, gen) {
             Ok(f) => {
                 self.switch_to(gen, f);
+                // After the mark: the tombstones are every recent release
+                // taken before it.
+                let scan = self.scan();
                 let dir = self.dir.clone();
                 let (figures, clock) = (self.figures.clone(), self.clock.clone());
                 let spawned = std::thread::Builder::new()
                     .name("tally-snapshot".into())
                     .spawn(move || {
-                        files::write_snapshot_bytes(&dir, gen, &bytes)?;
+                        files::write_snapshot(&dir, gen, &scan)?;
                         JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
                         files::delete_before(&dir, gen)?;
                         Ok(gen)
@@ -352,7 +393,7 @@ impl Writer {
     fn next_generation(&mut self) -> u64 {
         self.dirty = false;
         let now = self.clock.now_ms();
-        self.state.prune(now);
+        self.kept.prune(&self.engine, now);
         self.gen + 1
     }
 
@@ -394,7 +435,7 @@ impl Writer {
             }
         }
         let gen = self.next_generation();
-        match files::start_generation(&self.dir, gen, &self.state) {
+        match files::start_generation(&self.dir, gen, &self.scan()) {
             Ok(f) => {
                 self.switch_to(gen, f);
                 self.snapshot_written();
