@@ -218,6 +218,9 @@ impl Server {
         let local_addr = std_listener
             .local_addr()
             .map_err(io_err("read the listen address"))?;
+        // Before the first accept: grown later, the table stalls an accept
+        // for an RCU grace period at each doubling (`net/accept.rs`).
+        net::reserve_descriptors(&std_listener);
         let usage = usage_config(&config);
         let log =
             DebugLog::start_with_usage(&config.log, engine.clone(), clock.clone(), usage.clone())

@@ -55,6 +55,7 @@ use crate::shared::Shared;
 use crate::status_thread;
 use crate::timers::{Fired, LoopTimers, Timer};
 
+pub(crate) use accept::reserve_descriptors;
 use accept::AcceptStall;
 pub use conn::WRITE_HIGH_WATER;
 use conn::{Conn, Reads, DRAIN_MS, READ_CHUNK};
