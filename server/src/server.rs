@@ -221,6 +221,7 @@ impl Server {
         // Before the first accept: grown later, the table stalls an accept
         // for an RCU grace period at each doubling (`net/accept.rs`).
         net::reserve_descriptors(&std_listener);
+        net::widen_backlog(&std_listener).map_err(io_err("widen the listen backlog"))?;
         let usage = usage_config(&config);
         let log =
             DebugLog::start_with_usage(&config.log, engine.clone(), clock.clone(), usage.clone())

@@ -55,8 +55,8 @@ use crate::shared::Shared;
 use crate::status_thread;
 use crate::timers::{Fired, LoopTimers, Timer};
 
-pub(crate) use accept::reserve_descriptors;
 use accept::AcceptStall;
+pub(crate) use accept::{reserve_descriptors, widen_backlog};
 pub use conn::WRITE_HIGH_WATER;
 use conn::{Conn, Reads, DRAIN_MS, READ_CHUNK};
 
