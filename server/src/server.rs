@@ -42,7 +42,7 @@ use crate::status_thread::StatusThread;
 use crate::upload::{ReportSource, UploadConfig, UploadError, UploadHandle, Uploader};
 use crate::usage::{self, UsageConfig};
 
-pub use crate::net::WRITE_HIGH_WATER;
+pub use crate::net::{READ_TURN_BYTES, WRITE_HIGH_WATER};
 
 /// How to run a server.
 #[derive(Debug, Clone)]
