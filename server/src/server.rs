@@ -42,7 +42,7 @@ use crate::status_thread::StatusThread;
 use crate::upload::{ReportSource, UploadConfig, UploadError, UploadHandle, Uploader};
 use crate::usage::{self, UsageConfig};
 
-pub use crate::net::WRITE_HIGH_WATER;
+pub use crate::net::{READ_TURN_BYTES, WRITE_HIGH_WATER};
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -218,6 +218,10 @@ impl Server {
         let local_addr = std_listener
             .local_addr()
             .map_err(io_err("read the listen address"))?;
+        // Before the first accept: grown later, the table stalls an accept
+        // for an RCU grace period at each doubling (`net/accept.rs`).
+        net::reserve_descriptors(&std_listener);
+        net::widen_backlog(&std_listener).map_err(io_err("widen the listen backlog"))?;
         let usage = usage_config(&config);
         let log =
             DebugLog::start_with_usage(&config.log, engine.clone(), clock.clone(), usage.clone())

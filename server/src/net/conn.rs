@@ -30,6 +30,14 @@ const WRITE_SLICE_BYTES: usize = 256 * 1024;
 /// Bytes read from a socket per `read` call.
 pub(super) const READ_CHUNK: usize = 16 * 1024;
 
+/// Bytes read from one connection per turn of the loop. A client that
+/// pipelines faster than the loop answers would otherwise keep its socket
+/// from ever running dry and be served until [`WRITE_HIGH_WATER`] bytes of
+/// replies (tens of thousands of requests) while the loop's other
+/// connections wait; past this it is served again on the next turn, after
+/// them.
+pub const READ_TURN_BYTES: usize = 64 * 1024;
+
 /// A connection the server closes (after LINE_TOO_LONG, QUIT, too many
 /// failed AUTHs) first gets its last reply and a FIN, then has up to this
 /// many bytes read and dropped, so that a client still sending gets the
@@ -70,7 +78,11 @@ pub(crate) struct Conn {
     /// Its last flush stopped at [`WRITE_SLICE_BYTES`] with more to write
     /// (the socket did not say WouldBlock, so no event will come for it).
     pub(super) write_more: bool,
-    /// Listed in the loop's `writers` (to be written on the next turn).
+    /// Its last serve stopped reading at [`READ_TURN_BYTES`], the socket
+    /// perhaps not empty (no event would come for what is left).
+    pub(super) read_more: bool,
+    /// Listed in the loop's `writers` (to be served again on the next
+    /// turn: `write_more` or `read_more`).
     pub(super) write_listed: bool,
 }
 
@@ -103,6 +115,7 @@ impl Conn {
             gate,
             gated: false,
             write_more: false,
+            read_more: false,
             write_listed: false,
         }
     }
@@ -133,6 +146,8 @@ impl Conn {
         }
         let mut peer_closed = false;
         let mut drained = false;
+        let mut taken = 0;
+        self.read_more = false;
         loop {
             // Answer what is buffered before reading more (backpressure). A
             // queued connection is still read, to see it close.
@@ -142,12 +157,18 @@ impl Conn {
             if drained {
                 break;
             }
+            if taken >= READ_TURN_BYTES {
+                // Its turn is over (what was read is answered below).
+                self.read_more = true;
+                break;
+            }
             match self.stream.read(chunk) {
                 Ok(0) => {
                     peer_closed = true;
                     break;
                 }
                 Ok(n) => {
+                    taken += n;
                     self.rbuf.extend_from_slice(&chunk[..n]);
                     // Less than asked for: the socket was empty at that
                     // instant, and whatever arrives later raises a new

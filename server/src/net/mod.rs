@@ -14,8 +14,9 @@
 //! READABLE | WRITABLE once and never re-registered; on every event the
 //! loop reads until `WouldBlock`, answers every complete line in order into
 //! the connection's write buffer, then writes until `WouldBlock` or one
-//! write slice; a connection stopped by the slice is listed and written
-//! again on the next turn (no event would come for it). If a client
+//! write slice; a connection stopped by the slice, or by its turn's read
+//! budget (`READ_TURN_BYTES`: a fast pipeliner does not hold the loop), is
+//! listed and served again on the next turn (no event would come for it). If a client
 //! pipelines without reading, processing pauses at [`WRITE_HIGH_WATER`]
 //! bytes of unsent replies and resumes on WRITABLE (`conn.rs`).
 //!
@@ -56,8 +57,9 @@ use crate::status_thread;
 use crate::timers::{Fired, LoopTimers, Timer};
 
 use accept::AcceptStall;
-pub use conn::WRITE_HIGH_WATER;
+pub(crate) use accept::{reserve_descriptors, widen_backlog};
 use conn::{Conn, Reads, DRAIN_MS, READ_CHUNK};
+pub use conn::{READ_TURN_BYTES, WRITE_HIGH_WATER};
 
 /// Longest a loop sleeps when no timer is due, so flags are seen even if a
 /// wake-up were lost.
@@ -254,7 +256,8 @@ struct Loop {
     accept_stalled: Option<AcceptStall>,
     /// STATUS replies built off the loop, for parked connections.
     status_done: crossbeam_channel::Receiver<status_thread::Done>,
-    /// Connections with more to write than one slice (`write_more`).
+    /// Connections to serve again next turn: more to write than one slice
+    /// (`write_more`) or more to read than one turn (`read_more`).
     writers: Vec<usize>,
     /// What came due in one timer round (a buffer kept across rounds).
     fired: Vec<Fired>,
@@ -522,7 +525,7 @@ impl Loop {
                 conn.gated = true;
                 self.gated.push(key);
             }
-            if conn.write_more && !conn.write_listed {
+            if (conn.write_more || conn.read_more) && !conn.write_listed {
                 conn.write_listed = true;
                 self.writers.push(key);
             }

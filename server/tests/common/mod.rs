@@ -171,14 +171,13 @@ impl Tallyd {
         let log = scratch.path("debug.log");
         let log_arg = format!("+{}", log.display());
         let mut cmd = Command::new(tallyd_bin());
-        cmd.envs(env.iter().copied()).arg("-c").arg(&license).args([
-            "-l",
-            &log_arg,
-            "--port",
-            "0",
-            "--workers",
-            "2",
-        ]);
+        cmd.envs(env.iter().copied())
+            .arg("-c")
+            .arg(&license)
+            .args(["-l", &log_arg, "--port", "0"]);
+        if !extra.contains(&"--workers") {
+            cmd.args(["--workers", "2"]);
+        }
         if !extra.contains(&"--state-dir") {
             cmd.arg("--state-dir").arg(state);
         }
