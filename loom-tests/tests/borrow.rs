@@ -81,7 +81,6 @@ fn a_late_renewal_does_not_unmark_the_next_borrow() {
         let t = thread::spawn(move || e2.checkout(&req("a", 2_000), NOW).map(|g| g.kind));
         e.checkin("F", "u", "h", "", "a").unwrap();
         let b = e.borrow(&req("a", 0), 1, None, NOW);
-        let early = e.snapshot(NOW).features[0].pools[0].holders.clone();
         let c = t.join().unwrap();
         let s = e.snapshot(NOW);
         let p = &s.features[0].pools[0];
