@@ -56,6 +56,23 @@ fn scan_flags_every_lane_with_the_fingerprint() {
 }
 
 #[test]
+fn the_zero_word_is_free_of_generation_zero() {
+    // Levels are allocated zeroed (`level::try_zeroed`): a slot's word 0
+    // must be what `Bucket::new` writes.
+    assert_eq!(Word::new(State::Free, 0, 0).0, 0);
+    let t = Table::with_capacity(64, true);
+    for i in 0..t.slot_count() {
+        let at = t.locate(i).unwrap();
+        let w = at.level.slot(at.local).load(Ordering::Relaxed);
+        assert_eq!((w.state(), w.gen(), w.deadline()), (State::Free, 0, 0));
+        assert_eq!(
+            at.level.charge(at.local).unwrap().load(Ordering::Relaxed),
+            0
+        );
+    }
+}
+
+#[test]
 fn word_round_trips() {
     let w = Word::new(State::Live, (1 << GEN_BITS) - 1, MAX_DEADLINE);
     assert_eq!(w.state(), State::Live);
