@@ -815,7 +815,9 @@ impl Table {
             // it) in any model of it, loom's included.
             slot.linger.swap(fields.linger, Ordering::Relaxed);
         }
-        fields.holder.store(&slot.cold().meta);
+        fields
+            .holder
+            .store_split(&slot.cold().meta, slot.cold_rest());
         // Release: publishes every field to acquire loads of LIVE.
         slot.word.store(
             Word::new(State::Live, c.gen, fields.deadline).0,
@@ -1174,7 +1176,7 @@ fn read_fields(at: At<'_>, w: Word) -> LiveRead {
         since: slot.cold().since.load(Ordering::Relaxed),
         linger: slot.linger.load(Ordering::Relaxed),
         deadline: w.deadline(),
-        holder: HolderBuf::load(&slot.cold().meta),
+        holder: HolderBuf::load_split(&slot.cold().meta, slot.cold_rest()),
         key: InstanceKey {
             lo: slot.key_lo.load(Ordering::Relaxed),
             hi: slot.key_hi.load(Ordering::Relaxed),

@@ -104,22 +104,32 @@ impl Bucket {
     }
 }
 
-/// A slot's cold data: read only for status, logging and release. Two
-/// cache lines, aligned: a checkout with short names writes only the first.
+/// Holder words kept beside the start time, in the cold array: with the
+/// four length bytes, 52 bytes of names (of [`META_WORDS`]).
+const FIRST_WORDS: usize = if META_WORDS < 7 { META_WORDS } else { 7 };
+/// Holder words kept apart, in the level's second cold array ([`ColdRest`]).
+const REST_WORDS: usize = META_WORDS - FIRST_WORDS;
+
+/// A slot's cold data: read only for status, logging and release. One
+/// cache line, aligned: the start time and the first [`FIRST_WORDS`] words
+/// of the holder's names, which is all of them unless they are long (more
+/// than 52 bytes together); the rest are in a second array, [`ColdRest`],
+/// whose pages short names never touch (so never bring into RSS: see
+/// [`try_zeroed`]).
 ///
-/// A level's cold array is lane-major: lane `l` of every bucket, then lane
-/// `l + 1` (slot `b * SLOTS_PER_BUCKET + l` is at `l * buckets + b`). A
-/// claim takes the first free lane of its bucket, so a level that is
+/// A level's cold arrays are lane-major: lane `l` of every bucket, then
+/// lane `l + 1` (slot `b * SLOTS_PER_BUCKET + l` is at `l * buckets + b`).
+/// A claim takes the first free lane of its bucket, so a level that is
 /// lightly used (the newest, after it is published) writes only the first
-/// lanes' stretch of the array, and the pages of the rest stay untouched
-/// and out of RSS (see [`try_zeroed`]); bucket-major, every page would hold
-/// some bucket's lane 0.
+/// lanes' stretch of the arrays, and the pages of the rest stay untouched
+/// and out of RSS; bucket-major, every page would hold some bucket's
+/// lane 0.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(super) struct Cold {
     /// Unix ms of the first checkout of this instance.
     pub(super) since: AtomicU64,
-    pub(super) meta: [AtomicU64; META_WORDS],
+    pub(super) meta: [AtomicU64; FIRST_WORDS],
 }
 
 impl Cold {
@@ -128,6 +138,18 @@ impl Cold {
             since: AtomicU64::new(0),
             meta: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+}
+
+/// The holder words of a slot past the first [`FIRST_WORDS`] (written and
+/// read only for long names). One cache line.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub(super) struct ColdRest(pub(super) [AtomicU64; REST_WORDS]);
+
+impl ColdRest {
+    fn new() -> ColdRest {
+        ColdRest(std::array::from_fn(|_| AtomicU64::new(0)))
     }
 }
 
@@ -150,8 +172,23 @@ impl<'a> Slot<'a> {
     /// read the hot fields alone).
     #[inline]
     pub(super) fn cold(&self) -> &'a Cold {
+        &self.level.cold[self.cold_index()]
+    }
+
+    /// The slot's holder words past [`Cold::meta`] (none under loom).
+    #[inline]
+    pub(super) fn cold_rest(&self) -> &'a [AtomicU64] {
+        self.level
+            .rest
+            .get(self.cold_index())
+            .map_or(&[], |r| &r.0[..])
+    }
+
+    /// The slot's index in the lane-major cold arrays.
+    #[inline]
+    fn cold_index(&self) -> usize {
         let (b, lane) = (self.local / SLOTS_PER_BUCKET, self.local % SLOTS_PER_BUCKET);
-        &self.level.cold[lane * self.level.buckets() + b]
+        lane * self.level.buckets() + b
     }
 
     #[inline]
@@ -306,6 +343,9 @@ unsafe impl ZeroIsNew for Bucket {}
 // Safety: a `Cold` is atomics only, all 0 from `Cold::new`.
 unsafe impl ZeroIsNew for Cold {}
 
+// Safety: a `ColdRest` is atomics only, all 0 from `ColdRest::new`.
+unsafe impl ZeroIsNew for ColdRest {}
+
 // Safety: an atomic integer's bytes are the integer's; 0 is `new(0)` (outside
 // loom, the only place `try_zeroed` relies on it).
 unsafe impl ZeroIsNew for AtomicU64 {}
@@ -318,6 +358,9 @@ unsafe impl ZeroIsNew for AtomicU64 {}
 pub(super) struct Level {
     hot: Zeroed<Bucket>,
     cold: Zeroed<Cold>,
+    /// The holder words of each slot past its `Cold` ones (empty if there
+    /// are none: under loom).
+    rest: Zeroed<ColdRest>,
     /// The options' charge record of each slot (`policy.rs`), or empty.
     charges: Zeroed<AtomicU64>,
     /// The DUP_GROUP uses of each bucket's shared instances
@@ -339,6 +382,7 @@ impl Level {
         Some(Level {
             hot: try_zeroed(buckets, Bucket::new)?,
             cold: try_zeroed(slots, Cold::new)?,
+            rest: try_zeroed(if REST_WORDS > 0 { slots } else { 0 }, ColdRest::new)?,
             charges: try_zeroed(if extras.charges { slots } else { 0 }, || AtomicU64::new(0))?,
             uses: try_boxed(if extras.uses { buckets } else { 0 }, || {
                 Mutex::new(BucketUses::default())
@@ -363,6 +407,7 @@ impl Level {
     pub(super) fn bytes(&self) -> usize {
         std::mem::size_of_val::<[Bucket]>(&*self.hot)
             + std::mem::size_of_val::<[Cold]>(&*self.cold)
+            + std::mem::size_of_val::<[ColdRest]>(&*self.rest)
             + std::mem::size_of_val::<[AtomicU64]>(&*self.charges)
             + std::mem::size_of_val::<[Mutex<BucketUses>]>(&self.uses)
     }

@@ -87,6 +87,43 @@ fn word_round_trips() {
 }
 
 #[test]
+fn long_and_short_holder_names_round_trip_through_a_reused_slot() {
+    // One bucket: every claim lands in its slots, and a released slot is
+    // the next claim's. Names over 52 bytes use the level's second cold
+    // array; a short holder after a long one must not read its leftovers.
+    let t = Table::with_capacity(1, false);
+    let long = HolderBuf::new(
+        "a-rather-long-user-name",
+        "build-agent-17.eng.example.com",
+        "build-agent-17.eng.example.com:0.0",
+        "client-handle-0001",
+    );
+    let short = HolderBuf::new("u", "h", "d", "x");
+    assert_ne!(long, short);
+    for round in 0..3 {
+        let (first, second) = if round % 2 == 0 {
+            (&long, &short)
+        } else {
+            (&short, &long)
+        };
+        let a = insert(&t, key(1), first).unwrap();
+        let b = insert(&t, key(2), second).unwrap();
+        assert_eq!(t.read(a).unwrap().holder, *first);
+        assert_eq!(t.read(b).unwrap().holder, *second);
+        assert_eq!(t.release(a, |_| true, |_, _| {}).unwrap().holder, *first);
+        assert_eq!(t.release(b, |_| true, |_, _| {}).unwrap().holder, *second);
+    }
+    let mut seen = Vec::new();
+    let a = insert(&t, key(3), &long).unwrap();
+    let b = insert(&t, key(4), &short).unwrap();
+    t.for_each_live(|r| seen.push((r.id, r.holder)));
+    seen.sort_by_key(|(id, _)| id.slot);
+    let mut want = vec![(a, long), (b, short)];
+    want.sort_by_key(|(id, _)| id.slot);
+    assert_eq!(seen, want);
+}
+
+#[test]
 fn claim_find_renew_release() {
     let t = Table::with_capacity(8, false);
     let h = HolderBuf::new("u", "h", "d", "x");
