@@ -817,7 +817,7 @@ impl Table {
         }
         fields
             .holder
-            .store_split(&slot.cold().meta, slot.cold_rest());
+            .store_split(&slot.cold().meta, || slot.cold_rest());
         // Release: publishes every field to acquire loads of LIVE.
         slot.word.store(
             Word::new(State::Live, c.gen, fields.deadline).0,
@@ -1163,6 +1163,7 @@ fn read_at(at: At<'_>, gen: u32) -> Option<LiveRead> {
     }
 }
 
+#[inline(always)]
 fn read_fields(at: At<'_>, w: Word) -> LiveRead {
     let slot = at.level.slot(at.local);
     let grant = slot.grant.load(Ordering::Relaxed);
@@ -1176,7 +1177,7 @@ fn read_fields(at: At<'_>, w: Word) -> LiveRead {
         since: slot.cold().since.load(Ordering::Relaxed),
         linger: slot.linger.load(Ordering::Relaxed),
         deadline: w.deadline(),
-        holder: HolderBuf::load_split(&slot.cold().meta, slot.cold_rest()),
+        holder: HolderBuf::load_split(&slot.cold().meta, || slot.cold_rest()),
         key: InstanceKey {
             lo: slot.key_lo.load(Ordering::Relaxed),
             hi: slot.key_hi.load(Ordering::Relaxed),
