@@ -130,25 +130,66 @@ impl HolderBuf {
     /// Writes the packed bytes into a slot's words (relaxed; published by the
     /// slot word's release store). Only the words in use: short names touch
     /// one cache line, not the slot's whole holder area.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn store(&self, words: &[AtomicU64; META_WORDS]) {
+        self.store_split(words, || &[]);
+    }
+
+    /// [`HolderBuf::store`] into words kept in two places: word `i` is
+    /// `first[i]`, or `rest()[i - first.len()]` past `first` (the table
+    /// keeps the first line's worth beside the slot's start time and the
+    /// rest in an array that short names never touch, nor look up).
+    /// `first.len() + rest().len()` must be [`META_WORDS`].
+    #[inline]
+    pub(crate) fn store_split<'w>(
+        &self,
+        first: &[AtomicU64],
+        rest: impl FnOnce() -> &'w [AtomicU64],
+    ) {
         let lengths = [self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]];
         let used = Self::words_used(lengths);
-        for (w, chunk) in words[..used].iter().zip(self.bytes.chunks_exact(8)) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        let near = used.min(first.len());
+        let store = |words: &[AtomicU64], bytes: &[u8]| {
+            for (w, chunk) in words.iter().zip(bytes.chunks_exact(8)) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(chunk);
+                w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+            }
+        };
+        store(&first[..near], &self.bytes);
+        if used > near {
+            store(&rest()[..used - near], &self.bytes[8 * near..]);
         }
     }
 
     /// Reads the packed bytes back (relaxed; validated by the caller's
     /// generation check): the words [`HolderBuf::store`] wrote, the rest 0.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn load(words: &[AtomicU64; META_WORDS]) -> HolderBuf {
+        Self::load_split(words, || &[])
+    }
+
+    /// [`HolderBuf::load`] from words kept as [`HolderBuf::store_split`]
+    /// writes them: words past what the lengths say are not read (nor is
+    /// `rest` called, if the first word says they fit `first`).
+    #[inline]
+    pub(crate) fn load_split<'w>(
+        first: &[AtomicU64],
+        rest: impl FnOnce() -> &'w [AtomicU64],
+    ) -> HolderBuf {
         let mut bytes = [0u8; META_BYTES];
-        let first = words[0].load(Ordering::Relaxed).to_le_bytes();
-        bytes[..8].copy_from_slice(&first);
-        let used = Self::words_used([first[0], first[1], first[2], first[3]]);
-        for (w, chunk) in words[1..used].iter().zip(bytes[8..].chunks_exact_mut(8)) {
-            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        let head = first[0].load(Ordering::Relaxed).to_le_bytes();
+        bytes[..8].copy_from_slice(&head);
+        let used = Self::words_used([head[0], head[1], head[2], head[3]]);
+        let near = used.min(first.len());
+        let load = |words: &[AtomicU64], bytes: &mut [u8]| {
+            for (w, chunk) in words.iter().zip(bytes.chunks_exact_mut(8)) {
+                chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            }
+        };
+        load(&first[1..near], &mut bytes[8..]);
+        if used > near {
+            load(&rest()[..used - near], &mut bytes[8 * near..]);
         }
         HolderBuf { bytes }
     }

@@ -104,14 +104,32 @@ impl Bucket {
     }
 }
 
-/// A slot's cold data: read only for status, logging and release. Two
-/// cache lines, aligned: a checkout with short names writes only the first.
+/// Holder words kept beside the start time, in the cold array: with the
+/// four length bytes, 52 bytes of names (of [`META_WORDS`]).
+const FIRST_WORDS: usize = if META_WORDS < 7 { META_WORDS } else { 7 };
+/// Holder words kept apart, in the level's second cold array ([`ColdRest`]).
+const REST_WORDS: usize = META_WORDS - FIRST_WORDS;
+
+/// A slot's cold data: read only for status, logging and release. One
+/// cache line, aligned: the start time and the first [`FIRST_WORDS`] words
+/// of the holder's names, which is all of them unless they are long (more
+/// than 52 bytes together); the rest are in a second array, [`ColdRest`],
+/// whose pages short names never touch (so never bring into RSS: see
+/// [`try_zeroed`]).
+///
+/// A level's cold arrays are lane-major: lane `l` of every bucket, then
+/// lane `l + 1` (slot `b * SLOTS_PER_BUCKET + l` is at `l * buckets + b`).
+/// A claim takes the first free lane of its bucket, so a level that is
+/// lightly used (the newest, after it is published) writes only the first
+/// lanes' stretch of the arrays, and the pages of the rest stay untouched
+/// and out of RSS; bucket-major, every page would hold some bucket's
+/// lane 0.
 #[derive(Debug)]
 #[repr(C, align(64))]
 pub(super) struct Cold {
     /// Unix ms of the first checkout of this instance.
     pub(super) since: AtomicU64,
-    pub(super) meta: [AtomicU64; META_WORDS],
+    pub(super) meta: [AtomicU64; FIRST_WORDS],
 }
 
 impl Cold {
@@ -120,6 +138,18 @@ impl Cold {
             since: AtomicU64::new(0),
             meta: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+}
+
+/// The holder words of a slot past the first [`FIRST_WORDS`] (written and
+/// read only for long names). One cache line.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub(super) struct ColdRest(pub(super) [AtomicU64; REST_WORDS]);
+
+impl ColdRest {
+    fn new() -> ColdRest {
+        ColdRest(std::array::from_fn(|_| AtomicU64::new(0)))
     }
 }
 
@@ -132,10 +162,35 @@ pub(super) struct Slot<'a> {
     pub(super) key_hi: &'a AtomicU64,
     pub(super) grant: &'a AtomicU64,
     pub(super) linger: &'a AtomicU64,
-    pub(super) cold: &'a Cold,
+    /// The level and the local index, for [`Slot::cold`].
+    level: &'a Level,
+    local: usize,
 }
 
-impl Slot<'_> {
+impl<'a> Slot<'a> {
+    /// The slot's cold data (found only when asked for: most slot looks
+    /// read the hot fields alone).
+    #[inline]
+    pub(super) fn cold(&self) -> &'a Cold {
+        &self.level.cold[self.cold_index()]
+    }
+
+    /// The slot's holder words past [`Cold::meta`] (none under loom).
+    #[inline]
+    pub(super) fn cold_rest(&self) -> &'a [AtomicU64] {
+        self.level
+            .rest
+            .get(self.cold_index())
+            .map_or(&[], |r| &r.0[..])
+    }
+
+    /// The slot's index in the lane-major cold arrays.
+    #[inline]
+    fn cold_index(&self) -> usize {
+        let (b, lane) = (self.local / SLOTS_PER_BUCKET, self.local % SLOTS_PER_BUCKET);
+        lane * self.level.buckets() + b
+    }
+
     #[inline]
     pub(super) fn load(&self, order: Ordering) -> Word {
         Word(self.word.load(order))
@@ -160,16 +215,154 @@ fn try_boxed<T>(n: usize, f: impl FnMut() -> T) -> Option<Box<[T]>> {
     Some(v.into_boxed_slice())
 }
 
+/// A type whose every field is an atomic integer (or an array of them)
+/// initialised to 0 by `new`: all-zero bytes are that value.
+///
+/// # Safety
+///
+/// All-zero bytes must be a valid value of the type, equal to the one
+/// its `new` makes.
+unsafe trait ZeroIsNew {}
+
+/// `n` values as `new` makes them, or `None` if the memory cannot be had.
+/// Outside loom the memory comes zeroed from the allocator's `calloc`,
+/// untouched: a large allocation is fresh pages the kernel maps on first
+/// touch, so the part of a level no slot has used yet stays out of the
+/// process's RSS (a newly published level is mostly empty). Under loom,
+/// whose atomics are not plain integers, each value is made with `new`.
+#[cfg(loom)]
+fn try_zeroed<T: ZeroIsNew>(n: usize, new: fn() -> T) -> Option<Zeroed<T>> {
+    try_boxed(n, new)
+}
+
+/// Under loom, a level's arrays are plain boxes.
+#[cfg(loom)]
+type Zeroed<T> = Box<[T]>;
+
+/// See the loom version.
+#[cfg(not(loom))]
+fn try_zeroed<T: ZeroIsNew>(n: usize, new: fn() -> T) -> Option<Zeroed<T>> {
+    let _ = new; // all-zero bytes are its value (`ZeroIsNew`)
+    Zeroed::new(n)
+}
+
+/// A fixed array of `T` in zeroed memory (outside loom). Not a
+/// `Box<[T]>`: the global allocator's `alloc_zeroed` writes the zeros
+/// itself for an alignment above 16 (a bucket's and a cold slot's are 64),
+/// touching every page; this asks for alignment 16, which `calloc` serves
+/// from fresh pages, and aligns the start itself within 64 spare bytes.
+#[cfg(not(loom))]
+struct Zeroed<T> {
+    /// The first value (aligned for `T`).
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+    /// The allocation and its layout, for `dealloc`.
+    base: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+#[cfg(not(loom))]
+impl<T: ZeroIsNew> Zeroed<T> {
+    /// Alignment asked of the allocator: what `calloc` gives.
+    const BASE_ALIGN: usize = 16;
+
+    fn new(n: usize) -> Option<Zeroed<T>> {
+        let align = std::mem::align_of::<T>();
+        let size = std::mem::size_of::<T>()
+            .checked_mul(n)?
+            .checked_add(align)?;
+        let layout = std::alloc::Layout::from_size_align(size, Self::BASE_ALIGN.min(align)).ok()?;
+        // Safety: the layout's size is at least `align`, so not 0.
+        let base = std::ptr::NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })?;
+        let skip = base.as_ptr().align_offset(align);
+        if skip > align {
+            // Safety: `base` was allocated just above with `layout`.
+            unsafe { std::alloc::dealloc(base.as_ptr(), layout) };
+            return None;
+        }
+        // Safety: `skip <= align` and `align` spare bytes were allocated,
+        // so the `n` values from `base + skip` lie within the allocation.
+        let ptr = unsafe { base.add(skip) }.cast::<T>();
+        Some(Zeroed {
+            ptr,
+            len: n,
+            base,
+            layout,
+        })
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> std::ops::Deref for Zeroed<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        // Safety: `ptr` is aligned for `T` and starts `len` values within
+        // a live allocation (`new`), all initialised: zero bytes, a valid
+        // `T` (`ZeroIsNew`, required by `new`); shared only as `&[T]`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+#[cfg(not(loom))]
+impl<T> Drop for Zeroed<T> {
+    fn drop(&mut self) {
+        // Safety: the values are initialised and ours (`&mut self`);
+        // dropped once, then the allocation is freed with the layout it
+        // was made with.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            ));
+            std::alloc::dealloc(self.base.as_ptr(), self.layout);
+        }
+    }
+}
+
+// Safety: a `Zeroed<T>` owns its values as a `Box<[T]>` does.
+#[cfg(not(loom))]
+unsafe impl<T: Send> Send for Zeroed<T> {}
+// Safety: as for `Send`: shared access is `&[T]`.
+#[cfg(not(loom))]
+unsafe impl<T: Sync> Sync for Zeroed<T> {}
+
+#[cfg(not(loom))]
+impl<T: std::fmt::Debug> std::fmt::Debug for Zeroed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zeroed").field("len", &self.len).finish()
+    }
+}
+
+// Safety: a `Bucket` is atomics only; `Bucket::new` sets the tags and the
+// spill count to 0 and every slot to 0, its word FREE of generation 0 with
+// no deadline, which is the word 0 (the table's unit test
+// `the_zero_word_is_free_of_generation_zero`).
+unsafe impl ZeroIsNew for Bucket {}
+
+// Safety: a `Cold` is atomics only, all 0 from `Cold::new`.
+unsafe impl ZeroIsNew for Cold {}
+
+// Safety: a `ColdRest` is atomics only, all 0 from `ColdRest::new`.
+unsafe impl ZeroIsNew for ColdRest {}
+
+// Safety: an atomic integer's bytes are the integer's; 0 is `new(0)` (outside
+// loom, the only place `try_zeroed` relies on it).
+unsafe impl ZeroIsNew for AtomicU64 {}
+
 /// One level: `buckets` buckets (a power of two), their cold slots and,
 /// in an engine with an options file, one charge record per slot; in an
 /// engine with DUP_GROUP features, one lock per bucket over the uses of its
 /// shared instances.
 #[derive(Debug)]
 pub(super) struct Level {
-    hot: Box<[Bucket]>,
-    cold: Box<[Cold]>,
+    hot: Zeroed<Bucket>,
+    cold: Zeroed<Cold>,
+    /// The holder words of each slot past its `Cold` ones (empty if there
+    /// are none: under loom).
+    rest: Zeroed<ColdRest>,
     /// The options' charge record of each slot (`policy.rs`), or empty.
-    charges: Box<[AtomicU64]>,
+    charges: Zeroed<AtomicU64>,
     /// The DUP_GROUP uses of each bucket's shared instances
     /// (`engine/uses.rs`), or empty.
     uses: Box<[Mutex<BucketUses>]>,
@@ -187,9 +380,10 @@ impl Level {
         debug_assert!(buckets.is_power_of_two());
         let slots = buckets.checked_mul(SLOTS_PER_BUCKET)?;
         Some(Level {
-            hot: try_boxed(buckets, Bucket::new)?,
-            cold: try_boxed(slots, Cold::new)?,
-            charges: try_boxed(if extras.charges { slots } else { 0 }, || AtomicU64::new(0))?,
+            hot: try_zeroed(buckets, Bucket::new)?,
+            cold: try_zeroed(slots, Cold::new)?,
+            rest: try_zeroed(if REST_WORDS > 0 { slots } else { 0 }, ColdRest::new)?,
+            charges: try_zeroed(if extras.charges { slots } else { 0 }, || AtomicU64::new(0))?,
             uses: try_boxed(if extras.uses { buckets } else { 0 }, || {
                 Mutex::new(BucketUses::default())
             })?,
@@ -211,9 +405,10 @@ impl Level {
 
     /// Bytes of the level's arrays (not of the `Level` itself).
     pub(super) fn bytes(&self) -> usize {
-        std::mem::size_of_val::<[Bucket]>(&self.hot)
-            + std::mem::size_of_val::<[Cold]>(&self.cold)
-            + std::mem::size_of_val::<[AtomicU64]>(&self.charges)
+        std::mem::size_of_val::<[Bucket]>(&*self.hot)
+            + std::mem::size_of_val::<[Cold]>(&*self.cold)
+            + std::mem::size_of_val::<[ColdRest]>(&*self.rest)
+            + std::mem::size_of_val::<[AtomicU64]>(&*self.charges)
             + std::mem::size_of_val::<[Mutex<BucketUses>]>(&self.uses)
     }
 
@@ -233,7 +428,8 @@ impl Level {
             key_hi: &hot.key_hi,
             grant: &hot.grant,
             linger: &hot.linger,
-            cold: &self.cold[i],
+            level: self,
+            local: i,
         }
     }
 

@@ -56,6 +56,23 @@ fn scan_flags_every_lane_with_the_fingerprint() {
 }
 
 #[test]
+fn the_zero_word_is_free_of_generation_zero() {
+    // Levels are allocated zeroed (`level::try_zeroed`): a slot's word 0
+    // must be what `Bucket::new` writes.
+    assert_eq!(Word::new(State::Free, 0, 0).0, 0);
+    let t = Table::with_capacity(64, true);
+    for i in 0..t.slot_count() {
+        let at = t.locate(i).unwrap();
+        let w = at.level.slot(at.local).load(Ordering::Relaxed);
+        assert_eq!((w.state(), w.gen(), w.deadline()), (State::Free, 0, 0));
+        assert_eq!(
+            at.level.charge(at.local).unwrap().load(Ordering::Relaxed),
+            0
+        );
+    }
+}
+
+#[test]
 fn word_round_trips() {
     let w = Word::new(State::Live, (1 << GEN_BITS) - 1, MAX_DEADLINE);
     assert_eq!(w.state(), State::Live);
@@ -67,6 +84,43 @@ fn word_round_trips() {
         (w.state(), w.gen(), w.deadline()),
         (State::Releasing, 7, NO_DEADLINE)
     );
+}
+
+#[test]
+fn long_and_short_holder_names_round_trip_through_a_reused_slot() {
+    // One bucket: every claim lands in its slots, and a released slot is
+    // the next claim's. Names over 52 bytes use the level's second cold
+    // array; a short holder after a long one must not read its leftovers.
+    let t = Table::with_capacity(1, false);
+    let long = HolderBuf::new(
+        "a-rather-long-user-name",
+        "build-agent-17.eng.example.com",
+        "build-agent-17.eng.example.com:0.0",
+        "client-handle-0001",
+    );
+    let short = HolderBuf::new("u", "h", "d", "x");
+    assert_ne!(long, short);
+    for round in 0..3 {
+        let (first, second) = if round % 2 == 0 {
+            (&long, &short)
+        } else {
+            (&short, &long)
+        };
+        let a = insert(&t, key(1), first).unwrap();
+        let b = insert(&t, key(2), second).unwrap();
+        assert_eq!(t.read(a).unwrap().holder, *first);
+        assert_eq!(t.read(b).unwrap().holder, *second);
+        assert_eq!(t.release(a, |_| true, |_, _| {}).unwrap().holder, *first);
+        assert_eq!(t.release(b, |_| true, |_, _| {}).unwrap().holder, *second);
+    }
+    let mut seen = Vec::new();
+    let a = insert(&t, key(3), &long).unwrap();
+    let b = insert(&t, key(4), &short).unwrap();
+    t.for_each_live(|r| seen.push((r.id, r.holder)));
+    seen.sort_by_key(|(id, _)| id.slot);
+    let mut want = vec![(a, long), (b, short)];
+    want.sort_by_key(|(id, _)| id.slot);
+    assert_eq!(seen, want);
 }
 
 #[test]
