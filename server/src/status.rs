@@ -370,6 +370,22 @@ impl Status {
     }
 }
 
+/// A pool's `in_use` and `overdraft` as the full STATUS reports them,
+/// from the pool's counters instead of its holders: for a counted pool
+/// the admission counter less the licenses kept for `SUITE_RESERVED`
+/// holders (which the full form counts nowhere); it equals the full
+/// form's figure whenever no checkout is in flight. No holder is read.
+pub fn counted_in_use(p: &PoolSnapshot) -> (u32, u32) {
+    match p.count {
+        Some(total) if !p.startup => {
+            let in_use = p.in_use.saturating_sub(p.suite_kept);
+            let held = in_use.saturating_sub(p.suite_in_use);
+            (in_use, held.saturating_sub(total))
+        }
+        _ => (p.in_use.saturating_add(p.suite_in_use), p.overdraft),
+    }
+}
+
 /// For `skip_serializing_if`.
 fn is_zero(n: &u32) -> bool {
     *n == 0
