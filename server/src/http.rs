@@ -55,7 +55,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
 
-use crate::metrics::{render, status_now, to_text_004, OPENMETRICS, TEXT_004};
+use crate::metrics::{render, to_text_004, OPENMETRICS, TEXT_004};
 use crate::shared::Shared;
 use crate::status::Status;
 use crate::web::UsageHistory;
@@ -448,8 +448,20 @@ pub(crate) fn status_page(
     from: usize,
     limit: Option<usize>,
 ) -> Status {
-    let (mut status, _) = status_now(shared);
-    status.page(feature, from, limit);
+    // Only the page's pools' holders are read (one table visit), not a
+    // snapshot of every holder.
+    let now = shared.now();
+    let (_, gen) = shared.generation.load();
+    let info = shared.server_info(&gen.facts, now);
+    let mut status = Status::for_request(
+        &gen.engine,
+        info,
+        shared.queues.snapshot(),
+        feature,
+        from,
+        limit,
+        crate::status::HolderPaging::default(),
+    );
     status.hide_handles();
     status
 }

@@ -13,11 +13,14 @@
 //! with `holders_after=` pages through each pool's holders by a cursor
 //! ([`HolderCursor`]), so a client that pages holds one page at a time.
 
+use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use tally_core::engine::{Engine, FeatureSnapshot, HolderSnapshot, PoolId, PoolSnapshot, Snapshot};
+use tally_core::engine::{
+    Engine, FeatureSnapshot, HolderSnapshot, HolderView, PoolId, PoolSnapshot, Snapshot,
+};
 use tally_core::license::{Expiry, PoolKind};
 
 /// The whole STATUS reply.
@@ -157,7 +160,11 @@ impl Status {
         let mut features = Vec::new();
         for f in &snapshot.features {
             for p in &f.pools {
-                features.push(pool_status(f, p, p.holders.iter()));
+                let held = p
+                    .holders
+                    .iter()
+                    .fold(0u32, |n, h| n.saturating_add(h.count));
+                features.push(pool_status(f, p, held, p.holders.iter().map(holder_status)));
             }
         }
         Status::of(server, features)
@@ -200,7 +207,11 @@ impl Status {
         if let Some(name) = feature {
             queue.retain(|q| q.names.feature == name);
         }
-        let snapshot = engine.snapshot(now);
+        // The pools' terms and counters, then one pass over the table that
+        // keeps, of the page's pools only, their holders' sum and the
+        // holders the page lists: memory for the page, not for every
+        // holder (`snapshot` + `holder_page` over it gave the same answer).
+        let snapshot = engine.pools_snapshot(now);
         let pools: Vec<(&FeatureSnapshot, &PoolSnapshot)> = snapshot
             .features
             .iter()
@@ -210,16 +221,48 @@ impl Status {
         let total = pools.len();
         let from = from.min(total);
         let end = limit.map_or(total, |l| from.saturating_add(l).min(total));
-        let features = pools[from..end]
-            .iter()
-            .map(|&(f, p)| match holders.limit {
-                None => pool_status(f, p, p.holders.iter()),
-                Some(n) => {
-                    let (page, next) = holder_page(&p.holders, holders.after, n);
-                    let mut s = pool_status(f, p, page.into_iter());
-                    s.holders_next = next;
-                    s
+        let page = &pools[from..end];
+        let mut slot_of: Vec<Option<usize>> = vec![None; engine.pool_count()];
+        let mut acc: Vec<PoolHolders> = Vec::with_capacity(page.len());
+        for (i, &(_, p)) in page.iter().enumerate() {
+            if let Some(s) = slot_of.get_mut(p.id.0 as usize) {
+                *s = Some(i);
+            }
+            acc.push(PoolHolders {
+                held: 0,
+                list: match holders.limit {
+                    None => Listing::All(Vec::new()),
+                    Some(n) => Listing::Page(HolderPage::new(holders.after, n, p.in_use)),
+                },
+            });
+        }
+        if !page.is_empty() {
+            engine.for_each_holder(|h| {
+                let Some(&Some(i)) = slot_of.get(h.pool.0 as usize) else {
+                    return;
+                };
+                let a = &mut acc[i];
+                a.held = a.held.saturating_add(h.count);
+                match &mut a.list {
+                    Listing::All(all) => all.push(*h),
+                    Listing::Page(page) => page.offer(h),
                 }
+            });
+        }
+        let features = page
+            .iter()
+            .zip(acc)
+            .map(|(&(f, p), a)| {
+                let (list, next) = match a.list {
+                    Listing::All(mut all) => {
+                        all.sort_by_key(|h| (h.since_ms, h.ticket()));
+                        (all, None)
+                    }
+                    Listing::Page(page) => page.finish(),
+                };
+                let mut s = pool_status(f, p, a.held, list.iter().map(view_status));
+                s.holders_next = next;
+                s
             })
             .collect();
         let mut s = Status::of(server, features);
@@ -327,6 +370,22 @@ impl Status {
     }
 }
 
+/// A pool's `in_use` and `overdraft` as the full STATUS reports them,
+/// from the pool's counters instead of its holders: for a counted pool
+/// the admission counter less the licenses kept for `SUITE_RESERVED`
+/// holders (which the full form counts nowhere); it equals the full
+/// form's figure whenever no checkout is in flight. No holder is read.
+pub fn counted_in_use(p: &PoolSnapshot) -> (u32, u32) {
+    match p.count {
+        Some(total) if !p.startup => {
+            let in_use = p.in_use.saturating_sub(p.suite_kept);
+            let held = in_use.saturating_sub(p.suite_in_use);
+            (in_use, held.saturating_sub(total))
+        }
+        _ => (p.in_use.saturating_add(p.suite_in_use), p.overdraft),
+    }
+}
+
 /// For `skip_serializing_if`.
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -340,24 +399,20 @@ fn kind_name(kind: PoolKind) -> String {
     .to_string()
 }
 
-/// One pool's entry, listing `holders`.
-fn pool_status<'a>(
+/// One pool's entry, listing `holders`; `held` is the sum of the counts
+/// of all the pool's holders (not only those listed).
+fn pool_status(
     f: &FeatureSnapshot,
     p: &PoolSnapshot,
-    holders: impl Iterator<Item = &'a HolderSnapshot>,
+    held: u32,
+    holders: impl Iterator<Item = HolderStatus>,
 ) -> FeatureStatus {
     // A counted pool's in_use is the sum of the holders listed, so the two
     // always agree (the pool's own counter may also count checkouts in
     // flight while the table was scanned). A page of holders sums the
-    // pool's whole list (`p.holders`), not the page.
+    // pool's whole list, not the page.
     let consistent = match p.count {
-        Some(total) if !p.startup => {
-            let held: u32 = p
-                .holders
-                .iter()
-                .fold(0u32, |n, h| n.saturating_add(h.count));
-            (held, held.saturating_sub(total))
-        }
+        Some(total) if !p.startup => (held, held.saturating_sub(total)),
         _ => (p.in_use, p.overdraft),
     };
     FeatureStatus {
@@ -382,22 +437,53 @@ fn pool_status<'a>(
         dup_group: f.dup_group.to_string(),
         package: p.package.clone(),
         suite_in_use: p.suite_in_use,
-        holders: holders
-            .map(|h| HolderStatus {
-                user: h.user.clone(),
-                host: h.host.clone(),
-                display: h.display.clone(),
-                handle: h.handle.clone(),
-                ticket: h.ticket,
-                count: h.count,
-                since_ms: h.since_ms,
-                linger_ms: h.linger_ms,
-                deadline_ms: h.deadline_ms,
-                borrowed_until_ms: h.deadline_ms.filter(|_| h.borrowed),
-            })
-            .collect(),
+        holders: holders.collect(),
         holders_next: None,
     }
+}
+
+fn holder_status(h: &HolderSnapshot) -> HolderStatus {
+    HolderStatus {
+        user: h.user.clone(),
+        host: h.host.clone(),
+        display: h.display.clone(),
+        handle: h.handle.clone(),
+        ticket: h.ticket,
+        count: h.count,
+        since_ms: h.since_ms,
+        linger_ms: h.linger_ms,
+        deadline_ms: h.deadline_ms,
+        borrowed_until_ms: h.deadline_ms.filter(|_| h.borrowed),
+    }
+}
+
+fn view_status(h: &HolderView) -> HolderStatus {
+    HolderStatus {
+        user: h.holder.user().to_string(),
+        host: h.holder.host().to_string(),
+        display: h.holder.display().to_string(),
+        handle: h.holder.handle().to_string(),
+        ticket: h.ticket(),
+        count: h.count,
+        since_ms: h.since_ms,
+        linger_ms: h.linger_ms,
+        deadline_ms: h.deadline_ms,
+        borrowed_until_ms: h.deadline_ms.filter(|_| h.borrowed),
+    }
+}
+
+/// What one table pass keeps of a pool of a STATUS page.
+struct PoolHolders {
+    /// The counts of all its holders, summed.
+    held: u32,
+    list: Listing,
+}
+
+enum Listing {
+    /// No `holders_limit=`: every holder (the old reply).
+    All(Vec<HolderView>),
+    /// A page of them.
+    Page(HolderPage),
 }
 
 /// How a STATUS lists holders (`holders_limit=`, `holders_after=`).
@@ -438,12 +524,18 @@ impl HolderCursor {
 
     /// The cursor of a holder.
     pub fn of(h: &HolderSnapshot) -> HolderCursor {
+        HolderCursor::at(h.since_ms, h.ticket)
+    }
+
+    /// The cursor of the holder of `ticket`, first checked out at
+    /// `since_ms`.
+    pub fn at(since_ms: u64, ticket: u64) -> HolderCursor {
         static SECRET: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
         let key = SECRET
             .get_or_init(std::collections::hash_map::RandomState::new)
-            .hash_one(h.ticket);
+            .hash_one(ticket);
         HolderCursor {
-            since_ms: h.since_ms,
+            since_ms,
             // 0 is START's: never a holder's key.
             key: key.max(1),
         }
@@ -487,39 +579,296 @@ impl<'de> Deserialize<'de> for HolderCursor {
     }
 }
 
-/// The first `limit` holders of `all` after `after`, in paging order, and
-/// the cursor of the next page if any remain. Memory: the page, not the
-/// list (a bounded selection over `all`).
-fn holder_page(
-    all: &[HolderSnapshot],
-    after: Option<HolderCursor>,
+/// The first `limit` holders of a pool after `after`, in paging order,
+/// chosen as a table pass offers them one by one: a max-heap of the
+/// `limit + 1` smallest cursors after `after` (the extra one says whether
+/// a next page exists), so memory is the page's, not the pool's.
+struct HolderPage {
+    after: HolderCursor,
     limit: usize,
-) -> (Vec<&HolderSnapshot>, Option<HolderCursor>) {
-    let after = after.unwrap_or(HolderCursor::START);
-    // A max-heap of the `limit + 1` smallest cursors after `after`: the
-    // extra one says whether a next page exists.
-    let mut heap: std::collections::BinaryHeap<(HolderCursor, usize)> =
-        std::collections::BinaryHeap::with_capacity(limit.saturating_add(1).min(all.len()));
-    let keep = limit.saturating_add(1);
-    for (i, h) in all.iter().enumerate() {
-        let c = HolderCursor::of(h);
-        if c <= after {
-            continue;
-        }
-        if heap.len() < keep {
-            heap.push((c, i));
-        } else if heap.peek().is_some_and(|&(top, _)| c < top) {
-            heap.pop();
-            heap.push((c, i));
+    heap: BinaryHeap<Ranked>,
+}
+
+/// A holder ranked by its cursor, then its ticket: the order of the whole
+/// list among holders of one `since_ms` (so even equal cursors, a hash
+/// collision, rank as the snapshot listed them).
+struct Ranked(HolderCursor, HolderView);
+
+impl Ranked {
+    fn rank(&self) -> (HolderCursor, u64) {
+        (self.0, self.1.ticket())
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Ranked) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Ranked) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Ranked) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl HolderPage {
+    /// A page of at most `limit` (at least 1) holders after `after`, of a
+    /// pool that counts about `hint` licenses out (to size the heap).
+    fn new(after: Option<HolderCursor>, limit: usize, hint: u32) -> HolderPage {
+        let keep = limit.saturating_add(1);
+        HolderPage {
+            after: after.unwrap_or(HolderCursor::START),
+            limit,
+            heap: BinaryHeap::with_capacity(keep.min(hint as usize).min(1 << 16)),
         }
     }
-    let mut picked = heap.into_sorted_vec();
-    let more = picked.len() > limit;
-    picked.truncate(limit);
-    let next = more.then(|| picked.last().map_or(after, |&(c, _)| c));
-    let mut page: Vec<&HolderSnapshot> = picked.into_iter().map(|(_, i)| &all[i]).collect();
-    // Within the page, the order of the whole list (first checkout, then
-    // ticket): a page that holds every holder lists them as the old reply.
-    page.sort_by_key(|h| (h.since_ms, h.ticket));
-    (page, next)
+
+    fn offer(&mut self, h: &HolderView) {
+        // Cheap refusals first: the cursor's hash only when `since_ms`
+        // leaves the holder a chance.
+        if h.since_ms < self.after.since_ms {
+            return;
+        }
+        let full = self.heap.len() > self.limit;
+        if full
+            && self
+                .heap
+                .peek()
+                .is_some_and(|top| h.since_ms > top.0.since_ms)
+        {
+            return;
+        }
+        let c = HolderCursor::at(h.since_ms, h.ticket());
+        if c <= self.after {
+            return;
+        }
+        let r = Ranked(c, *h);
+        if !full {
+            self.heap.push(r);
+        } else if self.heap.peek().is_some_and(|top| r < *top) {
+            self.heap.pop();
+            self.heap.push(r);
+        }
+    }
+
+    /// The page, in the order of the whole list (first checkout, then
+    /// ticket), and the cursor of the next page if any remain.
+    fn finish(self) -> (Vec<HolderView>, Option<HolderCursor>) {
+        let mut picked = self.heap.into_sorted_vec();
+        let more = picked.len() > self.limit;
+        picked.truncate(self.limit);
+        let next = more.then(|| picked.last().map_or(self.after, |r| r.0));
+        let mut page: Vec<HolderView> = picked.into_iter().map(|r| r.1).collect();
+        // A page that holds every holder lists them as the old reply.
+        page.sort_by_key(|h| (h.since_ms, h.ticket()));
+        (page, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_core::engine::{EngineConfig, Request};
+    use tally_core::license::parse_str;
+
+    fn info(now: u64) -> ServerInfo {
+        ServerInfo {
+            name: "tallyd".into(),
+            version: "0".into(),
+            host: "h".into(),
+            port: 1,
+            license_file: "t".into(),
+            vendors: vec!["v".into()],
+            started_ms: 0,
+            now_ms: now,
+            connections: 0,
+            log_dropped: 0,
+        }
+    }
+
+    /// The reply as it was built before the table visit: a whole
+    /// snapshot, then a page of it (the code this module had, kept here
+    /// as the reference).
+    fn old_reply(
+        engine: &Engine,
+        now: u64,
+        feature: Option<&str>,
+        from: usize,
+        limit: Option<usize>,
+        holders: HolderPaging,
+    ) -> Status {
+        fn old_page(
+            all: &[HolderSnapshot],
+            after: Option<HolderCursor>,
+            limit: usize,
+        ) -> (Vec<&HolderSnapshot>, Option<HolderCursor>) {
+            let after = after.unwrap_or(HolderCursor::START);
+            let mut heap = BinaryHeap::new();
+            let keep = limit.saturating_add(1);
+            for (i, h) in all.iter().enumerate() {
+                let c = HolderCursor::of(h);
+                if c <= after {
+                    continue;
+                }
+                if heap.len() < keep {
+                    heap.push((c, i));
+                } else if heap.peek().is_some_and(|&(top, _)| c < top) {
+                    heap.pop();
+                    heap.push((c, i));
+                }
+            }
+            let mut picked = heap.into_sorted_vec();
+            let more = picked.len() > limit;
+            picked.truncate(limit);
+            let next = more.then(|| picked.last().map_or(after, |&(c, _)| c));
+            let mut page: Vec<&HolderSnapshot> = picked.into_iter().map(|(_, i)| &all[i]).collect();
+            page.sort_by_key(|h| (h.since_ms, h.ticket));
+            (page, next)
+        }
+        let snapshot = engine.snapshot(now);
+        let pools: Vec<(&FeatureSnapshot, &PoolSnapshot)> = snapshot
+            .features
+            .iter()
+            .filter(|f| feature.map_or(true, |n| f.name == n))
+            .flat_map(|f| f.pools.iter().map(move |p| (f, p)))
+            .collect();
+        let total = pools.len();
+        let from = from.min(total);
+        let end = limit.map_or(total, |l| from.saturating_add(l).min(total));
+        let features = pools[from..end]
+            .iter()
+            .map(|&(f, p)| {
+                let held = p
+                    .holders
+                    .iter()
+                    .fold(0u32, |n, h| n.saturating_add(h.count));
+                match holders.limit {
+                    None => pool_status(f, p, held, p.holders.iter().map(holder_status)),
+                    Some(n) => {
+                        let (page, next) = old_page(&p.holders, holders.after, n);
+                        let mut s = pool_status(f, p, held, page.into_iter().map(holder_status));
+                        s.holders_next = next;
+                        s
+                    }
+                }
+            })
+            .collect();
+        let mut s = Status::of(info(now), features);
+        s.from = from;
+        s.next = (end < total).then_some(end);
+        s.holders_limit = holders.limit;
+        s
+    }
+
+    fn new_reply(
+        engine: &Engine,
+        now: u64,
+        feature: Option<&str>,
+        from: usize,
+        limit: Option<usize>,
+        holders: HolderPaging,
+    ) -> Status {
+        Status::for_request(engine, info(now), Vec::new(), feature, from, limit, holders)
+    }
+
+    /// Every page of every pool, both ways, until the cursors run out;
+    /// returns how many holders the pages listed.
+    fn compare_all_pages(engine: &Engine, now: u64, n: usize) -> usize {
+        let mut listed = 0;
+        for from in 0..4 {
+            let mut after = None;
+            loop {
+                let paging = HolderPaging {
+                    limit: Some(n),
+                    after,
+                };
+                let old = old_reply(engine, now, None, from, Some(1), paging);
+                let new = new_reply(engine, now, None, from, Some(1), paging);
+                assert_eq!(new, old, "pool {from}, page after {after:?}, limit {n}");
+                let Some(p) = new.features.first() else {
+                    break;
+                };
+                listed += p.holders.len();
+                match p.holders_next {
+                    Some(c) => after = Some(c),
+                    None => break,
+                }
+            }
+        }
+        listed
+    }
+
+    #[test]
+    fn a_page_is_what_the_whole_snapshot_paged_gave_through_churn() {
+        let lic = parse_str(
+            "t",
+            "FEATURE F v 1.0 permanent 300\n\
+             INCREMENT F v 1.0 permanent 200\n\
+             FEATURE G v 1.0 permanent 400\n\
+             FEATURE H v 1.0 permanent 5\n",
+        );
+        let e = Engine::new(&lic, EngineConfig::default());
+        let now = 1_000_000;
+        let mut live: Vec<(String, String)> = Vec::new();
+        let mut seed = 7u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for step in 0..1500u64 {
+            let feature = ["F", "F", "G", "H"][(rand() % 4) as usize];
+            let handle = format!("c{step}");
+            let user = format!("u{}", rand() % 50);
+            let mut r = Request::new(feature, &user, "host", &handle);
+            r.count = 1 + (rand() % 3) as u32;
+            r.linger_ms = rand() % 3 * 1000;
+            // Many holders share a millisecond: ties on since_ms.
+            if e.checkout(&r, now + step / 16).is_ok() {
+                live.push((feature.to_string(), handle));
+            }
+            if rand() % 3 == 0 && !live.is_empty() {
+                let (f, h) = live.swap_remove((rand() as usize) % live.len());
+                let id = e.find_by_handle(e.feature_id(&f).unwrap(), &h).unwrap();
+                e.release(id).unwrap();
+            }
+            if step % 500 == 499 {
+                let t = now + step / 16;
+                let mut total = 0;
+                for n in [1, 7, 64, 1000] {
+                    total = compare_all_pages(&e, t, n);
+                }
+                assert_eq!(total, live.len(), "every holder listed once");
+                for (feature, from, limit) in [
+                    (None, 0, None),
+                    (Some("F"), 1, Some(1)),
+                    (Some("G"), 0, None),
+                    (None, 2, Some(5)),
+                ] {
+                    for holders in [
+                        HolderPaging::default(),
+                        HolderPaging {
+                            limit: Some(3),
+                            after: None,
+                        },
+                    ] {
+                        assert_eq!(
+                            new_reply(&e, t, feature, from, limit, holders),
+                            old_reply(&e, t, feature, from, limit, holders),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

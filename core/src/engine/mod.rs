@@ -52,6 +52,7 @@ mod suite;
 mod table;
 mod unservable;
 mod uses;
+mod visit;
 
 use rustc_hash::FxHashMap;
 
@@ -66,6 +67,7 @@ pub use table::InstanceId;
 pub use unservable::{unservable, Unservable, MAX_HOLDERS};
 pub use uses::{Counted, Ended, Use, Uses};
 use uses::{Counting, NoUses};
+pub use visit::HolderView;
 
 use crate::clock::Millis;
 use crate::license::{DupGroup, Expiry, LicenseSet, PoolKind, Version};
@@ -1219,78 +1221,22 @@ impl Engine {
         }
     }
 
-    /// A read-only picture of every pool and holder. Each holder is read
-    /// consistently; the picture as a whole is not one atomic instant.
+    /// A read-only picture of every pool and holder, each pool's holders
+    /// in order of first checkout, then ticket. Each holder is read
+    /// consistently; the picture as a whole is not one atomic instant. It
+    /// copies every holder: a caller that needs only some of them, or
+    /// counts, visits them ([`Engine::for_each_holder`]) or reads the
+    /// pools alone ([`Engine::pools_snapshot`]).
     pub fn snapshot(&self, now: Millis) -> Snapshot {
         let mut holders: Vec<Vec<HolderSnapshot>> = vec![Vec::new(); self.pools.len()];
-        self.table.for_each_live(|r| {
-            if let Some(list) = holders.get_mut(r.pool as usize) {
-                list.push(HolderSnapshot {
-                    ticket: r.id.ticket(),
-                    id: r.id,
-                    identity: Identity {
-                        key: r.key,
-                        dup: self.features[self.pools[r.pool as usize].feature as usize]
-                            .key
-                            .dup(),
-                    },
-                    user: r.holder.user().to_string(),
-                    host: r.holder.host().to_string(),
-                    display: r.holder.display().to_string(),
-                    handle: r.holder.handle().to_string(),
-                    count: r.count,
-                    since_ms: r.since,
-                    linger_ms: r.linger & !BORROWED,
-                    deadline_ms: deadline_out(r.deadline),
-                    borrowed: r.linger & BORROWED != 0,
-                });
-            }
-        });
-        for list in &mut holders {
+        self.for_each_holder(|h| holders[h.pool.0 as usize].push(h.to_snapshot()));
+        let mut snapshot = self.pools_snapshot(now);
+        for p in snapshot.features.iter_mut().flat_map(|f| &mut f.pools) {
+            let mut list = std::mem::take(&mut holders[p.id.0 as usize]);
             list.sort_by_key(|h| (h.since_ms, h.ticket));
+            p.holders = list;
         }
-        let lent = self.suites.lent(self.pools.len());
-        let kept = self.suites.kept(self.pools.len());
-        let features = self
-            .features
-            .iter()
-            .map(|f| FeatureSnapshot {
-                name: f.name.clone(),
-                vendor: f.vendor.clone(),
-                dup_group: f.key.dup(),
-                pools: f
-                    .pools
-                    .iter()
-                    .map(|&p| {
-                        let pool = &self.pools[p as usize];
-                        let list = std::mem::take(&mut holders[p as usize]);
-                        let in_use = u32::try_from(pool.in_use()).unwrap_or(u32::MAX);
-                        PoolSnapshot {
-                            id: PoolId(p),
-                            kind: pool.line.kind,
-                            line: pool.line.line,
-                            version: pool.line.version.clone(),
-                            expiry: pool.line.expiry,
-                            count: pool.line.count,
-                            overdraft_limit: pool.line.overdraft,
-                            startup: pool.startup,
-                            in_use,
-                            overdraft: in_use.saturating_sub(pool.count),
-                            expired: pool.is_expired(now),
-                            package: pool.line.package.as_ref().map(|c| c.package.clone()),
-                            suite_in_use: lent[p as usize],
-                            suite_kept: kept[p as usize],
-                            reserved_free: self.reserved_free(PoolId(p)),
-                            holders: list,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
-        Snapshot {
-            taken_ms: now,
-            features,
-        }
+        snapshot
     }
 }
 

@@ -2,6 +2,7 @@
 //! BORROW_RETURN (`tallyctl borrow return`): an admin ends borrows early.
 
 use bytes::BytesMut;
+use tally_core::engine::InstanceId;
 
 use super::{Ctx, Effects};
 use crate::debuglog::{Action, Event, FeatureRef};
@@ -42,59 +43,58 @@ pub(crate) fn remove(
         let _ = Reply::NoSuchFeature { feature }.write_to(out);
         return;
     };
+    // One visit of the table, keeping only the holders `pick` selects
+    // (a few), then released in the order a snapshot listed them: pool
+    // (a feature's pools have ids in file order), first checkout, ticket.
+    let mut picked: Vec<(u32, u64, u64, InstanceId)> = Vec::new();
+    cx.engine.for_each_holder(|h| {
+        if h.feature != fid {
+            return;
+        }
+        let (user, host, shown) = (h.holder.user(), h.holder.host(), h.holder.display());
+        let selected = match pick {
+            Pick::Names {
+                user: u,
+                host: m,
+                display,
+            } => user == u && host == m && remove_display_matches(shown, host, display),
+            Pick::Ticket(t) => h.ticket() == t,
+            Pick::Borrowed {
+                user: u,
+                host: m,
+                display,
+            } => {
+                h.borrowed
+                    && user == u
+                    && host == m
+                    && display.map_or(true, |d| remove_display_matches(shown, host, d))
+            }
+        };
+        if selected {
+            picked.push((h.pool.0, h.since_ms, h.ticket(), h.id));
+        }
+    });
+    picked.sort_unstable_by_key(|&(pool, since, ticket, _)| (pool, since, ticket));
     let mut removed = 0;
-    for f in cx
-        .engine
-        .snapshot(now)
-        .features
-        .iter()
-        .filter(|f| f.name == feature)
-    {
-        for h in f.pools.iter().flat_map(|p| &p.holders) {
-            let selected = match pick {
-                Pick::Names {
-                    user,
-                    host,
-                    display,
-                } => {
-                    h.user == user
-                        && h.host == host
-                        && remove_display_matches(&h.display, &h.host, display)
-                }
-                Pick::Ticket(t) => h.ticket == t,
-                Pick::Borrowed {
-                    user,
-                    host,
-                    display,
-                } => {
-                    h.borrowed
-                        && h.user == user
-                        && h.host == host
-                        && display.map_or(true, |d| remove_display_matches(&h.display, &h.host, d))
-                }
-            };
-            if !selected {
-                continue;
-            }
-            let Some(r) = cx.engine.release(h.id) else {
-                continue;
-            };
-            removed += 1;
-            if let Pick::Borrowed { .. } = pick {
-                let batch = cx.released(&r, crate::metrics::Cause::BorrowReturn, now, fx);
-                fx.gate(batch);
-            } else {
-                fx.log.push(Event::License {
-                    at_ms: now,
-                    action: Action::Removing,
-                    feature: FeatureRef::Id(fid),
-                    holder: r.holder,
-                    count: r.count,
-                    debug: true,
-                });
-                let batch = cx.released(&r, crate::metrics::Cause::Remove, now, fx);
-                fx.gate(batch);
-            }
+    for (_, _, _, id) in picked {
+        let Some(r) = cx.engine.release(id) else {
+            continue;
+        };
+        removed += 1;
+        if let Pick::Borrowed { .. } = pick {
+            let batch = cx.released(&r, crate::metrics::Cause::BorrowReturn, now, fx);
+            fx.gate(batch);
+        } else {
+            fx.log.push(Event::License {
+                at_ms: now,
+                action: Action::Removing,
+                feature: FeatureRef::Id(fid),
+                holder: r.holder,
+                count: r.count,
+                debug: true,
+            });
+            let batch = cx.released(&r, crate::metrics::Cause::Remove, now, fx);
+            fx.gate(batch);
         }
     }
     let reply = match pick {

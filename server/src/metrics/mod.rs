@@ -218,35 +218,40 @@ pub(crate) fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapsh
     (status, snapshot)
 }
 
-/// The whole `/metrics` text at this moment.
+/// The whole `/metrics` text at this moment. Every gauge comes from the
+/// pools' counters ([`tally_core::engine::Engine::pools_snapshot`]): no
+/// holder is copied or visited, so a scrape costs the same with ten
+/// million holders as with none. `licenses_in_use` is the full STATUS's
+/// figure with the holders' sum replaced by the pool's admission counter
+/// ([`crate::status::counted_in_use`]), which may also count a checkout
+/// in flight.
 pub(crate) fn render(shared: &Shared) -> String {
-    let (status, snapshot) = status_now(shared);
-    let connections = status.server.connections;
-    let dropped = status.server.log_dropped;
-    // Per feature, in license-file order (STATUS lists one entry per pool).
+    let now = shared.now();
+    let (_, gen) = shared.generation.load();
+    let snapshot = gen.engine.pools_snapshot(now);
+    let info = shared.server_info(&gen.facts, now);
+    let queue = shared.queues.snapshot();
+    let connections = info.connections;
+    let dropped = info.log_dropped;
+    // Per feature, in license-file order.
     let mut order: Vec<&str> = Vec::new();
     let mut figures: HashMap<&str, FeatureFigures> = HashMap::new();
-    for p in &status.features {
-        let f = figures.entry(p.name.as_str()).or_insert_with(|| {
-            order.push(p.name.as_str());
-            FeatureFigures::default()
-        });
-        if let Some(total) = p.total {
-            f.issued = Some(f.issued.unwrap_or(0) + u64::from(total));
-        }
-        f.in_use += u64::from(p.in_use);
-        f.overdraft += u64::from(p.overdraft);
-    }
     for f in &snapshot.features {
-        if let Some(figures) = figures.get_mut(f.name.as_str()) {
-            figures.reserved += f
-                .pools
-                .iter()
-                .map(|p| u64::from(p.reserved_free) + u64::from(p.suite_kept))
-                .sum::<u64>();
+        for p in &f.pools {
+            let fig = figures.entry(f.name.as_str()).or_insert_with(|| {
+                order.push(f.name.as_str());
+                FeatureFigures::default()
+            });
+            if let Some(total) = p.count {
+                fig.issued = Some(fig.issued.unwrap_or(0) + u64::from(total));
+            }
+            let (in_use, overdraft) = crate::status::counted_in_use(p);
+            fig.in_use += u64::from(in_use);
+            fig.overdraft += u64::from(overdraft);
+            fig.reserved += u64::from(p.reserved_free) + u64::from(p.suite_kept);
         }
     }
-    for q in &status.queue {
+    for q in &queue {
         if let Some(f) = figures.get_mut(q.names.feature.as_str()) {
             f.queued += 1;
         }
