@@ -7,8 +7,8 @@
 //! and store (no read-modify-write, no lock, no allocation). A scrape sums
 //! every loop's counters with relaxed loads, so a figure may lag a request
 //! or two behind, never more. The gauges (licenses issued, in use,
-//! overdraft, queued, expiry) are read at scrape time from an engine
-//! snapshot and the queue, as STATUS reads them, on the HTTP thread.
+//! overdraft, queued, expiry) are read at scrape time from the pools'
+//! counters (no holder copied) and the queue, on the HTTP thread.
 //!
 //! The HTTP side that serves it is `http.rs`.
 
@@ -28,7 +28,6 @@ use tally_core::engine::{BorrowRefusal, Reason};
 use tally_core::license::Expiry;
 
 use crate::shared::Shared;
-use crate::status::Status;
 use histogram::Figures;
 pub(crate) use histogram::Histogram;
 use recent::MinuteRing;
@@ -204,18 +203,6 @@ struct FeatureFigures {
     overdraft: u64,
     queued: u64,
     reserved: u64,
-}
-
-/// STATUS at this moment, as the STATUS request builds it (queue included),
-/// and the engine snapshot it was built from.
-pub(crate) fn status_now(shared: &Shared) -> (Status, tally_core::engine::Snapshot) {
-    let now = shared.now();
-    let (_, gen) = shared.generation.load();
-    let snapshot = gen.engine.snapshot(now);
-    let info = shared.server_info(&gen.facts, now);
-    let mut status = Status::from_snapshot(&snapshot, info);
-    status.queue = shared.queues.snapshot();
-    (status, snapshot)
 }
 
 /// The whole `/metrics` text at this moment. Every gauge comes from the

@@ -21,7 +21,7 @@ use chrono::NaiveDate;
 use tally_core::license::Expiry;
 
 use crate::http::Extras;
-use crate::metrics::{recent_denials, status_now, Recent};
+use crate::metrics::{recent_denials, Recent};
 use crate::shared::Shared;
 use crate::status::{FeatureStatus, Status};
 
@@ -99,10 +99,22 @@ pub(crate) struct PageData<'a> {
 /// The page of `shared` now: pools `from..from + limit` (default
 /// [`PAGE_POOLS`]).
 pub(crate) fn page(shared: &Shared, extras: &Extras, from: usize, limit: Option<usize>) -> String {
-    let (mut status, snapshot) = status_now(shared);
-    let total = status.features.len();
+    // The page's pools with their holders (one table visit, holders of
+    // other pools not copied), and every pool's terms for the expiries.
+    let now = shared.now();
+    let (_, gen) = shared.generation.load();
+    let snapshot = gen.engine.pools_snapshot(now);
+    let total = snapshot.features.iter().map(|f| f.pools.len()).sum();
     let limit = limit.unwrap_or(PAGE_POOLS).max(1);
-    status.page(None, from, Some(limit));
+    let mut status = Status::for_request(
+        &gen.engine,
+        shared.server_info(&gen.facts, now),
+        shared.queues.snapshot(),
+        None,
+        from,
+        Some(limit),
+        crate::status::HolderPaging::default(),
+    );
     status.hide_handles();
     // By (feature, line): one pass each way, for servers of 100,000 features.
     let ends: HashMap<(&str, u32), u64> = snapshot
