@@ -96,12 +96,18 @@ impl HolderBuf {
     }
 
     fn field(&self, i: usize) -> &str {
+        std::str::from_utf8(self.field_bytes(i)).unwrap_or("?")
+    }
+
+    /// Field `i`'s bytes as stored (UTF-8, cut on a character boundary).
+    #[inline]
+    fn field_bytes(&self, i: usize) -> &[u8] {
         let start = 4 + self.bytes[..i]
             .iter()
             .map(|&b| usize::from(b))
             .sum::<usize>();
         let end = (start + usize::from(self.bytes[i])).min(META_BYTES);
-        std::str::from_utf8(&self.bytes[start.min(end)..end]).unwrap_or("?")
+        &self.bytes[start.min(end)..end]
     }
 
     /// The user name.
@@ -177,10 +183,25 @@ impl HolderBuf {
         first: &[AtomicU64],
         rest: impl FnOnce() -> &'w [AtomicU64],
     ) -> HolderBuf {
+        Self::load_fields_split(first, rest, 4)
+    }
+
+    /// [`HolderBuf::load_split`] of only the words that hold the lengths
+    /// and the first `fields` names (user, host, …): the renewal's holder
+    /// check reads user and host, often one word, not all of them. Fields
+    /// past `fields` read as whatever of them those words hold (or empty).
+    #[inline]
+    pub(crate) fn load_fields_split<'w>(
+        first: &[AtomicU64],
+        rest: impl FnOnce() -> &'w [AtomicU64],
+        fields: usize,
+    ) -> HolderBuf {
         let mut bytes = [0u8; META_BYTES];
         let head = first[0].load(Ordering::Relaxed).to_le_bytes();
         bytes[..8].copy_from_slice(&head);
-        let used = Self::words_used([head[0], head[1], head[2], head[3]]);
+        let mut lengths = [head[0], head[1], head[2], head[3]];
+        lengths[fields.min(4)..].fill(0);
+        let used = Self::words_used(lengths);
         let near = used.min(first.len());
         let load = |words: &[AtomicU64], bytes: &mut [u8]| {
             for (w, chunk) in words.iter().zip(bytes.chunks_exact_mut(8)) {
@@ -199,14 +220,18 @@ impl HolderBuf {
     /// Whether this holder's user and host are `user` and `host`. A name
     /// this copy shortened (ending in `~`) matches every name it is a
     /// shortening of.
+    /// Compared as bytes: the stored copy is valid UTF-8 cut on a
+    /// character boundary, so a byte prefix is a character prefix (no
+    /// `from_utf8` on the renewal path).
+    #[inline]
     pub fn is_user_host(&self, user: &str, host: &str) -> bool {
-        fn same(stored: &str, asked: &str) -> bool {
+        fn same(stored: &[u8], asked: &[u8]) -> bool {
             stored == asked
                 || stored
-                    .strip_suffix('~')
+                    .strip_suffix(b"~")
                     .is_some_and(|prefix| asked.len() > prefix.len() && asked.starts_with(prefix))
         }
-        same(self.user(), user) && same(self.host(), host)
+        same(self.field_bytes(0), user.as_bytes()) && same(self.field_bytes(1), host.as_bytes())
     }
 }
 
@@ -284,6 +309,12 @@ mod tests {
         let short = HolderBuf::new("alice", "pc1", "", "x");
         assert!(short.is_user_host("alice", "pc1"));
         assert!(!short.is_user_host("alicex", "pc1") && !short.is_user_host("mallory", "pc1"));
+        // Multibyte names, cut on a character boundary, compare as bytes.
+        let wide = "é".repeat(100);
+        let w = HolderBuf::new(&wide, "pc1", "", &"h".repeat(150));
+        assert!(w.user().ends_with('~'));
+        assert!(w.is_user_host(&wide, "pc1"));
+        assert!(!w.is_user_host(&"e".repeat(100), "pc1"));
     }
 
     #[test]

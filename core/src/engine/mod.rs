@@ -903,10 +903,10 @@ impl Engine {
         if !feature.key.dup().is_by_handle() {
             return Ok(());
         }
-        let Some(live) = self.table.read(found.id) else {
+        let Some(holder) = self.table.user_host(found.id) else {
             return Ok(()); // released meanwhile: the renewal finds it gone
         };
-        if live.holder.is_user_host(req.names.user, req.names.host) {
+        if holder.is_user_host(req.names.user, req.names.host) {
             Ok(())
         } else {
             Err(Reason::NotHolder.into())

@@ -954,6 +954,29 @@ impl Table {
         read_at(self.locate(id.slot as usize)?, id.gen)
     }
 
+    /// Reads only a LIVE instance's user and host (the renewal's holder
+    /// check: the words of the holder that hold them, often one), or
+    /// `None` if `id` is not live: the same seqlock read as
+    /// [`Table::read`] without the other fields. The display and handle
+    /// of the copy returned may be cut or empty.
+    pub(crate) fn user_host(&self, id: InstanceId) -> Option<HolderBuf> {
+        let at = self.locate(id.slot as usize)?;
+        let slot = at.level.slot(at.local);
+        loop {
+            let w = slot.load(Ordering::Acquire);
+            if w.state() != State::Live || w.gen() != id.gen {
+                return None;
+            }
+            let holder = HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2);
+            // Seqlock check, as in `read_at`.
+            fence(Ordering::Acquire);
+            let again = slot.load(Ordering::Relaxed);
+            if again.state() == State::Live && again.gen() == id.gen {
+                return Some(holder);
+            }
+        }
+    }
+
     /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
     /// its current deadline: LIVE -> RELEASING, then `credit` (the caller
     /// gives the licenses back to the pool, and takes the slot's charge

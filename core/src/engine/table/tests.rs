@@ -408,3 +408,24 @@ fn max_instances_is_every_slot_of_a_default_table() {
     let t = Table::with_capacity(INITIAL_INSTANCES, false);
     assert_eq!(t.offset(t.max_levels) as u64, MAX_INSTANCES);
 }
+
+#[test]
+fn user_host_reads_the_holders_names_and_nothing_once_released() {
+    let t = Table::with_capacity(64, false);
+    let long = "l".repeat(60); // past the first cold words: the second array
+    for (n, h) in [
+        HolderBuf::new("u", "h", "d", "x"),
+        HolderBuf::new(&long, "host", "disp", "handle"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = insert(&t, key(n as u64 + 1), h).unwrap();
+        let got = t.user_host(id).expect("live");
+        assert_eq!((got.user(), got.host()), (h.user(), h.host()));
+        assert!(got.is_user_host(h.user(), h.host()));
+        assert!(!got.is_user_host(h.user(), "other"));
+        t.release(id, |_| true, |_, _| {}).unwrap();
+        assert_eq!(t.user_host(id), None, "released: nothing");
+    }
+}
