@@ -107,6 +107,9 @@ impl SnapshotBody for Scan {
             if let Err(e) = f.instance(&p) {
                 failed = Some(e);
             }
+            if f.instances() == 1 {
+                super::files::debug_step("scan");
+            }
         });
         if let Some(e) = failed {
             return Err(e);
