@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{eventually, Scratch, Tallyd};
+use tally_server::journal::files;
 
 const LICENSE: &str = "\
 SERVER this_host ANY 27000
@@ -542,4 +543,74 @@ fn changes_during_a_scan_are_right_after_the_snapshot_replaces_the_old_one() {
 #[test]
 fn a_reread_during_a_scan_keeps_every_change_before_and_after_it() {
     paused_scan(Then::Reread);
+}
+
+/// A REREAD while a background scan of the old engine runs, then a crash
+/// once that snapshot is durable and before the reread's own snapshot is:
+/// recovery starts from the old engine's snapshot. Holders whose names
+/// are too long for the table's copy (the journal keeps their full names
+/// by id) must be read back with their full names (a restart keys the
+/// instance by them; shortened, it would be another instance than the
+/// client's). They are checked out,
+/// in and out again a few times first, so their old ids (slot
+/// generations) differ from the new engine's.
+#[test]
+fn a_reread_during_a_scan_keeps_the_full_names_of_long_named_holders() {
+    let scratch = Scratch::new("reread-long");
+    let state = scratch.path("state");
+    let flag = scratch.path("crash-at");
+    let paused = flag.with_extension("paused");
+    let flag_s = flag.to_str().expect("utf-8 path").to_string();
+    let mut t = Tallyd::start_with_env(
+        LICENSE,
+        &ARGS,
+        &state,
+        &[("TALLYD_DEBUG_CRASH_AT", &flag_s)],
+    );
+    let mut d = Driver::connect(&t);
+    for _ in 0..3 {
+        d.all(&outs("L", 0..5, 3600));
+        d.all(&ins("L", 0..5));
+    }
+    d.all(&outs("L", 0..5, 3600));
+    d.all(&outs("a", 0..40, 3600));
+    set_flag(&flag, "scan pause");
+    let mut r = 0;
+    while !paused.exists() {
+        assert!(r < 300, "no snapshot started: {:?}", names(&state));
+        d.all(&outs(&format!("b{r}x"), 0..20, 3600));
+        r += 1;
+    }
+    d.w.write_all(b"REREAD\n").expect("send REREAD");
+    // Time for the journal thread to take the reread (it then waits for
+    // the paused snapshot); were it later, the test would only miss the
+    // case, not fail.
+    std::thread::sleep(Duration::from_millis(300));
+    set_flag(&flag, "snapshot-durable pause");
+    assert!(
+        eventually(GENEROUS, || std::fs::read_to_string(&paused)
+            .is_ok_and(|s| s == "snapshot-durable")),
+        "the old engine's snapshot never became durable: {:?}",
+        names(&state)
+    );
+    set_flag(&flag, "kill");
+    assert!(t.wait_exit(GENEROUS).is_some(), "tallyd did not die");
+    let left = names(&state);
+    assert!(gen_file(&state, "snapshot", 2).exists(), "{left:?}");
+    assert!(!gen_file(&state, "snapshot", 3).exists(), "{left:?}");
+    // What a restart reads: the full names, which it keys them by.
+    let rec = files::recover(&state, false).expect("recover");
+    let mut long: Vec<(String, String)> = rec
+        .state
+        .instances()
+        .filter(|i| i.names.handle.starts_with('L'))
+        .map(|i| (i.names.handle.to_string(), i.names.user.to_string()))
+        .collect();
+    long.sort();
+    let want: Vec<(String, String)> = (0..5).map(|i| (format!("L{i}"), user_of("L"))).collect();
+    assert_eq!(long, want, "the long names as recovery reads them");
+    let t2 = Tallyd::start_with_state(LICENSE, &ARGS, &state);
+    check_restored(&t2, &d, "reread during a scan");
+    drop(t2);
+    drop(t);
 }
