@@ -614,3 +614,133 @@ fn a_reread_during_a_scan_keeps_the_full_names_of_long_named_holders() {
     drop(t2);
     drop(t);
 }
+
+/// A tmpfs mounted for one test, unmounted (and its directory removed) on
+/// drop; `None` (the test prints SKIPPED and passes) where mounting is
+/// not allowed (it needs root or CAP_SYS_ADMIN).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(name: &str, size: &str) -> Option<Tmpfs> {
+        let dir = std::env::temp_dir().join(format!("tally-tmpfs-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the mount point");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Tmpfs(dir))
+        } else {
+            eprintln!("SKIPPED: {name}: cannot mount a tmpfs (needs root or CAP_SYS_ADMIN)");
+            let _ = std::fs::remove_dir(&dir);
+            None
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = std::process::Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// Writes `path` until the file system refuses.
+fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).expect("create the filler");
+    let chunk = vec![0xa5u8; 4096];
+    for _ in 0..1_000_000 {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    for _ in 0..4096 {
+        if !matches!(f.write(&[0xa5]), Ok(1)) {
+            break;
+        }
+    }
+}
+
+/// The disk fills while a background snapshot is being written (its scan
+/// paused, the disk filled, the scan let go): the snapshot fails without
+/// leaving its `.tmp` or touching generation 1, the failure is logged
+/// when it happens (not at the next snapshot, which a quiet server may
+/// never reach), and after space comes back, more checkouts and a
+/// `kill -9`, the restart (from generation 1 and both segments) holds
+/// exactly what was acknowledged.
+#[test]
+fn a_snapshot_that_meets_a_full_disk_is_reported_and_loses_nothing() {
+    let Some(fs) = Tmpfs::mount("snapshot-enospc", "2m") else {
+        return;
+    };
+    let scratch = Scratch::new("snapshot-enospc");
+    let state = fs.0.join("state");
+    let filler = fs.0.join("filler");
+    let flag = scratch.path("crash-at");
+    let paused = flag.with_extension("paused");
+    let flag_s = flag.to_str().expect("utf-8 path").to_string();
+    let mut t = Tallyd::start_with_env(
+        LICENSE,
+        &ARGS,
+        &state,
+        &[("TALLYD_DEBUG_CRASH_AT", &flag_s)],
+    );
+    let mut d = Driver::connect(&t);
+    before_the_snapshot(&mut d);
+    set_flag(&flag, "scan pause");
+    let mut r = 0;
+    while !paused.exists() {
+        assert!(r < 300, "no snapshot started: {:?}", names(&state));
+        d.all(&batch(&d, r));
+        r += 1;
+    }
+    let tmp = gen_file(&state, "snapshot", 2).with_extension("tmp");
+    assert!(tmp.exists(), "{:?}", names(&state));
+    fill(&filler);
+    std::fs::remove_file(&flag).expect("let the scan go on");
+    assert!(
+        eventually(GENEROUS, || !tmp.exists()),
+        "the failed snapshot's .tmp stays: {:?}",
+        names(&state)
+    );
+    assert!(
+        eventually(GENEROUS, || t
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("journal: snapshot failed")
+                && l.contains("snapshot-0000000000000002.tmp"))),
+        "the failed snapshot is not reported: {:?}",
+        t.log_lines()
+    );
+    std::fs::remove_file(&filler).expect("free the space");
+    let left = names(&state);
+    for p in [
+        gen_file(&state, "snapshot", 1),
+        gen_file(&state, "journal", 1),
+        gen_file(&state, "journal", 2),
+    ] {
+        assert!(p.exists(), "{} missing: {left:?}", p.display());
+    }
+    assert!(!gen_file(&state, "snapshot", 2).exists(), "{left:?}");
+    for _ in 0..3 {
+        d.all(&batch(&d, r));
+        r += 1;
+    }
+    t.kill9();
+    let t2 = Tallyd::start_with_state(LICENSE, &ARGS, &state);
+    check_restored(&t2, &d, "a snapshot on a full disk");
+    drop(t2);
+    drop(t);
+}
