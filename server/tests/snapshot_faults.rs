@@ -744,3 +744,121 @@ fn a_snapshot_that_meets_a_full_disk_is_reported_and_loses_nothing() {
     drop(t2);
     drop(t);
 }
+
+/// Runs tallyd on `state` expecting it to refuse to start: its exit
+/// status and stderr.
+fn refused(state: &Path, scratch: &Scratch) -> (Option<i32>, String) {
+    let lic = scratch.path("refused.lic");
+    std::fs::write(&lic, LICENSE).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tallyd"))
+        .arg("-c")
+        .arg(&lic)
+        .args(["--port", "0", "--state-dir"])
+        .arg(state)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tallyd");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The byte offsets of a snapshot's frames (after its 16-byte header).
+fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut at = 16;
+    let mut starts = Vec::new();
+    while at + 16 <= bytes.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        at += 16 + len as usize;
+    }
+    starts
+}
+
+/// A snapshot cut short (disk damage: snapshots are renamed into place
+/// only whole) at `cut` of its frames' offsets: tallyd refuses to start
+/// (status 65) naming the file and what is wrong, touching nothing; with
+/// `--salvage-journal` it restores the instances before the cut and sets
+/// the file aside.
+fn truncated_snapshot(
+    name: &str,
+    cut: impl FnOnce(&[usize]) -> usize,
+    why: impl FnOnce(&[usize]) -> Vec<String>,
+) {
+    let scratch = Scratch::new(name);
+    let state = scratch.path("state");
+    let mut t = Tallyd::start_with_state(LICENSE, &ARGS, &state);
+    let mut d = Driver::connect(&t);
+    d.all(&outs("a", 0..100, 3600));
+    assert_eq!(t.connect().req("DOWN"), "OK DOWN");
+    assert!(t.wait_exit(GENEROUS).is_some(), "no exit after DOWN");
+    // The clean stop's snapshot holds every instance; its segment is empty.
+    let snap = std::fs::read_dir(&state)
+        .expect("list")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().contains("snapshot-"))
+        .max()
+        .expect("a snapshot");
+    let mut bytes = std::fs::read(&snap).expect("read");
+    let starts = frame_starts(&bytes);
+    assert!(
+        starts.len() > 100,
+        "100 instances and END: {}",
+        starts.len()
+    );
+    bytes.truncate(cut(&starts));
+    let why = why(&starts);
+    std::fs::write(&snap, &bytes).expect("cut");
+
+    let (status, err) = refused(&state, &scratch);
+    eprintln!("{name}: refused with {status:?}: {err}");
+    assert_eq!(status, Some(65), "{err}");
+    assert!(err.contains(&snap.display().to_string()), "{err}");
+    for w in &why {
+        assert!(err.contains(w.as_str()), "{w:?} not in {err}");
+    }
+    assert!(err.contains("--salvage-journal"), "{err}");
+    assert_eq!(std::fs::read(&snap).expect("untouched"), bytes);
+
+    let t2 = Tallyd::start_with_state(LICENSE, &["--salvage-journal"], &state);
+    let (after, in_use) = holders(&t2);
+    assert_eq!(in_use, after.len() as u64);
+    // The first 50 frames are instances (a snapshot writes them first).
+    assert_eq!(after.len(), 50, "the instances before the cut");
+    for h in after.keys() {
+        assert!(d.held.contains_key(h), "never held: {h}");
+    }
+    assert!(!snap.exists(), "the damaged snapshot stays at its name");
+    assert!(
+        std::fs::read_dir(state.join("damaged"))
+            .map(|r| r.count())
+            .unwrap_or(0)
+            == 1,
+        "the damaged snapshot is set aside"
+    );
+    drop(t2);
+}
+
+#[test]
+fn a_snapshot_cut_mid_record_is_refused_and_salvaged() {
+    truncated_snapshot(
+        "cut-mid",
+        |s| s[50] + 20,
+        |s| {
+            vec![
+                format!("is damaged: at byte {} (torn write", s[50]),
+                "50 intact records before it".into(),
+            ]
+        },
+    );
+}
+
+#[test]
+fn a_snapshot_cut_between_records_is_refused_as_incomplete() {
+    truncated_snapshot(
+        "cut-between",
+        |s| s[50],
+        |_| vec!["is damaged: it has no end record (incomplete)".into()],
+    );
+}
