@@ -44,6 +44,65 @@ use super::state::State;
 /// exists, every journal and snapshot sync fails with EIO.
 pub const DEBUG_SYNC_EIO_ENV: &str = "TALLYD_DEBUG_SYNC_EIO";
 
+/// Test hook, debug builds only: while the file this variable names
+/// exists, its first word names a step of writing a snapshot at which
+/// tallyd stops dead (it sends itself SIGKILL, as a `kill -9` landing
+/// exactly there would): `snapshot-written` (the `.tmp` written, not
+/// synced), `snapshot-synced` (not renamed), `snapshot-renamed` (the
+/// directory not synced), `snapshot-durable` (older files not deleted),
+/// `delete-started` (one older file deleted), `scan` (a running scan,
+/// after its first instance). With a second word `pause` the step waits
+/// instead: it writes the step's name to `<file>.paused` and goes on once
+/// the file is gone or names another step, or stops dead there once the
+/// file says `kill` (so a test can have records journaled after the mark
+/// first).
+pub const DEBUG_CRASH_AT_ENV: &str = "TALLYD_DEBUG_CRASH_AT";
+
+/// A named step of writing a snapshot, for the test hook
+/// [`DEBUG_CRASH_AT_ENV`] (nothing in a release build).
+pub(crate) fn debug_step(step: &str) {
+    #[cfg(debug_assertions)]
+    if let Some(p) = std::env::var_os(DEBUG_CRASH_AT_ENV) {
+        let flag = Path::new(&p);
+        let Ok(text) = std::fs::read_to_string(flag) else {
+            return;
+        };
+        let mut words = text.split_whitespace();
+        if words.next() != Some(step) {
+            return;
+        }
+        if words.next() == Some("pause") {
+            let paused = flag.with_extension("paused");
+            let _ = std::fs::write(&paused, step);
+            // Until the file is gone or names another step, or says `kill`.
+            while let Ok(text) = std::fs::read_to_string(flag) {
+                if text.split_whitespace().any(|w| w == "kill") {
+                    debug_kill(step);
+                }
+                if text.split_whitespace().next() != Some(step) {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let _ = std::fs::remove_file(&paused);
+        } else {
+            debug_kill(step);
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = step;
+}
+
+/// Stops tallyd dead at `step` (the test hook [`DEBUG_CRASH_AT_ENV`]).
+#[cfg(debug_assertions)]
+fn debug_kill(step: &str) {
+    eprintln!("tallyd: debug: killed at snapshot step {step}");
+    // Safety: kill(2) of this process with a valid signal.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
 /// Errors of the state directory.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -572,11 +631,14 @@ pub fn write_snapshot(dir: &Path, gen: u64, body: &dyn SnapshotBody) -> Result<u
                 path: tmp.clone(),
                 source: e.into_error(),
             })?;
+            debug_step("snapshot-written");
             sync_all(&f).map_err(io_at("sync", &tmp))?;
+            debug_step("snapshot-synced");
             Ok(n)
         })
         .and_then(|n| {
             std::fs::rename(&tmp, &path).map_err(io_at("rename into place", &path))?;
+            debug_step("snapshot-renamed");
             Ok(n)
         });
     if written.is_err() {
@@ -585,6 +647,7 @@ pub fn write_snapshot(dir: &Path, gen: u64, body: &dyn SnapshotBody) -> Result<u
     }
     let n = written?;
     sync_dir(dir)?;
+    debug_step("snapshot-durable");
     Ok(n)
 }
 
@@ -622,6 +685,7 @@ pub fn delete_before(dir: &Path, gen: u64) -> Result<(), JournalError> {
         let g = parse_gen(name, "snapshot-").or_else(|| parse_gen(name, "journal-"));
         if g.is_some_and(|g| g < gen) {
             std::fs::remove_file(e.path()).map_err(io_at("delete", &e.path()))?;
+            debug_step("delete-started");
         }
     }
     Ok(())

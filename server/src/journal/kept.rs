@@ -98,19 +98,27 @@ impl Kept {
 
     /// After a license reread: old ids -> new ones (absent: dropped). The
     /// recent releases are of old ids, which no record names again.
+    ///
+    /// The long names under the new ids go into a map of their own: a
+    /// background scan of the old engine may still be running, and it
+    /// looks its instances up by their old ids in the map it was given at
+    /// its mark (every record of an old id came before the reread, so that
+    /// map is final for them). Rewritten in place, it would find nothing
+    /// (or another instance's names, an old id being some new one) and
+    /// write shortened names, which a restart from that snapshot would
+    /// key the instance by.
     pub fn remap(&mut self, remap: &HashMap<u64, u64>) {
-        {
-            let mut long = self.long_names();
-            let old = std::mem::take(&mut *long);
-            for (id, mut p) in old {
-                if let Some(&new) = remap.get(&id) {
-                    if p.len() > 9 {
-                        p[1..9].copy_from_slice(&new.to_le_bytes());
-                    }
-                    long.insert(new, p);
+        let mut renamed = HashMap::new();
+        for (&id, p) in self.long_names().iter() {
+            if let Some(&new) = remap.get(&id) {
+                let mut p = p.clone();
+                if p.len() > 9 {
+                    p[1..9].copy_from_slice(&new.to_le_bytes());
                 }
+                renamed.insert(new, p);
             }
         }
+        self.long = Arc::new(Mutex::new(renamed));
         for p in self.reconciled.values_mut() {
             if let Ok(Record::Reconcile(r)) = record::decode(p) {
                 let new = remap.get(&r.instance).copied().unwrap_or(0);
@@ -254,5 +262,21 @@ mod tests {
         assert!(r.is_empty());
         r.start_round(3, 0);
         assert!(!r.wants_round());
+    }
+
+    #[test]
+    fn a_remap_leaves_a_running_scan_the_long_names_by_their_old_ids() {
+        let mut k = Kept::default();
+        k.long
+            .lock()
+            .expect("lock")
+            .insert(5, vec![0u8; 12].into_boxed_slice());
+        // What a scan of the old engine took at its mark.
+        let at_mark = k.long.clone();
+        k.remap(&HashMap::from([(5, 9)]));
+        assert!(at_mark.lock().expect("lock").contains_key(&5));
+        let now = k.long.lock().expect("lock");
+        assert_eq!(now.keys().copied().collect::<Vec<_>>(), [9]);
+        assert_eq!(now[&9][1..9], 9u64.to_le_bytes());
     }
 }

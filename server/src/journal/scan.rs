@@ -107,6 +107,11 @@ impl SnapshotBody for Scan {
             if let Err(e) = f.instance(&p) {
                 failed = Some(e);
             }
+            // The test hook's step (`files::DEBUG_CRASH_AT_ENV`).
+            #[cfg(debug_assertions)]
+            if f.instances() == 1 {
+                super::files::debug_step("scan");
+            }
         });
         if let Some(e) = failed {
             return Err(e);

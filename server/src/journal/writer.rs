@@ -114,6 +114,7 @@ impl Writer {
                 let _ = reply.send(());
                 return;
             }
+            self.reap_finished();
             if self.segment_bytes >= snapshot_every_bytes() {
                 self.snapshot_in_background();
             }
@@ -327,6 +328,7 @@ impl Writer {
 
     /// Async mode's periodic sync; periodic snapshots; marker rounds.
     fn idle(&mut self) {
+        self.reap_finished();
         self.maybe_start_round();
         if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(ASYNC_SYNC_MS) {
             self.sync_or_rewrite();
@@ -414,6 +416,15 @@ impl Writer {
                 Ok(Err(e)) => self.snapshot_failed(&e.to_string()),
                 Err(_) => self.snapshot_failed("its thread panicked"),
             }
+        }
+    }
+
+    /// Reaps a background snapshot that has ended, so that a failure
+    /// is said when it happens, not at the next snapshot (which a full
+    /// disk or a quiet server may put far off).
+    fn reap_finished(&mut self) {
+        if self.writing.as_ref().is_some_and(|h| h.is_finished()) {
+            self.reap_snapshot();
         }
     }
 
