@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::load;
 use crate::results::{Better, Entry};
+use crate::scrape;
 use crate::servers::{self, FEATURE};
 use crate::suite::SuiteConfig;
 use crate::wire::{Conn, Encoder, Target};
@@ -115,6 +116,8 @@ struct Daemon {
     core: Option<usize>,
     dir: PathBuf,
     port: u16,
+    /// Its `--http` port (`/metrics`: the server's own lateness figures).
+    http_port: u16,
     starts: usize,
 }
 
@@ -125,18 +128,29 @@ impl Daemon {
         std::fs::create_dir_all(dir.join("state"))
             .map_err(|e| format!("{}: {e}", dir.display()))?;
         std::fs::write(dir.join("scale.lic"), license(n)).map_err(|e| e.to_string())?;
+        let port = servers::free_port()?;
+        let http_port = (0..100)
+            .map(|_| servers::free_port())
+            .find(|p| p.as_ref().map_or(true, |&p| p != port))
+            .unwrap_or_else(|| Err("no second free port".into()))?;
         Ok(Daemon {
             child: None,
             bin: cfg.tallyd.clone(),
             core: cfg.place.server_core,
             dir,
-            port: servers::free_port()?,
+            port,
+            http_port,
             starts: 0,
         })
     }
 
     fn addr(&self) -> SocketAddr {
         ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Its `--http` address (`/metrics`).
+    fn http(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.http_port).into()
     }
 
     fn pid(&self) -> Result<u32, String> {
@@ -164,6 +178,7 @@ impl Daemon {
             .arg("-l")
             .arg(self.dir.join("debug.log"))
             .args(["--port", &self.port.to_string(), "--workers", "1"])
+            .args(["--http", &self.http().to_string()])
             .arg("--state-dir")
             .arg(self.dir.join("state"))
             .stdout(Stdio::null())
@@ -357,7 +372,10 @@ pub fn run(cfg: &SuiteConfig, p: Progress) -> Result<Vec<Entry>, String> {
     ));
     out.push(entry(&variant, "bytes_per_held", "B", Better::Lower, per));
 
-    // 3. Expiry lateness with the n outstanding.
+    // 3. Expiry lateness with the n outstanding, as the spinning clients
+    // see it and as the server counted it (/metrics before and after).
+    let metrics = || scrape::metrics_text(d.http()).unwrap_or_default();
+    let before = metrics();
     let rounds = if cfg.quick { 20 } else { 130 };
     let results: Vec<Result<load::Expiries, String>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..EXPIRY_STREAMS)
@@ -413,6 +431,30 @@ pub fn run(cfg: &SuiteConfig, p: Progress) -> Result<Vec<Entry>, String> {
         Better::Lower,
         early as f64,
     ));
+    // The server's side of it: how late its wheel expired the lingers
+    // (now - deadline at expiry, ms resolution), and how long the journal's
+    // syncs took meanwhile (a grant's reply waits for one in sync mode).
+    let after = metrics();
+    let delta = |name: &str| {
+        scrape::histogram_delta(
+            &scrape::histogram_buckets(&before, name),
+            &scrape::histogram_buckets(&after, name),
+        )
+    };
+    let (expired, late_bound) = delta("tally_linger_expiry_lateness_seconds");
+    let (syncs, sync_bound) = delta("tally_journal_fsync_seconds");
+    let ms = |b: Option<f64>| b.map_or(0.0, |s| s * 1e3);
+    p.say(&format!(
+        "  scale: the server meanwhile: {expired} linger expiries, all within {:.3} ms of their deadline (bucket bound); {syncs} journal syncs, all within {:.3} ms",
+        ms(late_bound),
+        ms(sync_bound)
+    ));
+    for (m, v) in [
+        ("server_expiry_lateness_bound_ms", ms(late_bound)),
+        ("journal_sync_bound_ms", ms(sync_bound)),
+    ] {
+        out.push(entry(&variant, m, "ms", Better::Lower, v));
+    }
 
     // 4. STATUS of the big feature: summary and one page of holders.
     let (count, summary_took) = held_count(addr)?;
