@@ -90,30 +90,6 @@ pub fn histogram_delta(before: &[(f64, u64)], after: &[(f64, u64)]) -> (u64, Opt
     (total, max)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_histograms_delta_counts_only_the_new_observations_and_bounds_them() {
-        let text = |a: u64, b: u64, inf: u64| {
-            format!(
-                "# TYPE x histogram\nx_bucket{{le=\"0.001\"}} {a}\nx_bucket{{le=\"0.002\"}} {b}\nx_bucket{{le=\"+Inf\"}} {inf}\nx_count {inf}\n"
-            )
-        };
-        let before = histogram_buckets(&text(5, 7, 8), "x");
-        assert_eq!(before, vec![(0.001, 5), (0.002, 7), (f64::INFINITY, 8)]);
-        // Three new ones, the slowest in (0.001, 0.002].
-        let after = histogram_buckets(&text(7, 10, 11), "x");
-        assert_eq!(histogram_delta(&before, &after), (3, Some(0.002)));
-        // One past the last bound.
-        let after = histogram_buckets(&text(5, 7, 9), "x");
-        assert_eq!(histogram_delta(&before, &after), (1, Some(f64::INFINITY)));
-        assert_eq!(histogram_delta(&before, &before), (0, None));
-        assert!(histogram_buckets("y_bucket{le=\"1\"} 3", "x").is_empty());
-    }
-}
-
 impl Scraper {
     /// Starts scraping `http` (tallyd's `--http` address) every `every`.
     pub fn start(http: SocketAddr, every: Duration) -> Scraper {
@@ -154,5 +130,29 @@ impl Scraper {
     pub fn stop(self) -> ScrapeStats {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histograms_delta_counts_only_the_new_observations_and_bounds_them() {
+        let text = |a: u64, b: u64, inf: u64| {
+            format!(
+                "# TYPE x histogram\nx_bucket{{le=\"0.001\"}} {a}\nx_bucket{{le=\"0.002\"}} {b}\nx_bucket{{le=\"+Inf\"}} {inf}\nx_count {inf}\n"
+            )
+        };
+        let before = histogram_buckets(&text(5, 7, 8), "x");
+        assert_eq!(before, vec![(0.001, 5), (0.002, 7), (f64::INFINITY, 8)]);
+        // Three new ones, the slowest in (0.001, 0.002].
+        let after = histogram_buckets(&text(7, 10, 11), "x");
+        assert_eq!(histogram_delta(&before, &after), (3, Some(0.002)));
+        // One past the last bound.
+        let after = histogram_buckets(&text(5, 7, 9), "x");
+        assert_eq!(histogram_delta(&before, &after), (1, Some(f64::INFINITY)));
+        assert_eq!(histogram_delta(&before, &before), (0, None));
+        assert!(histogram_buckets("y_bucket{le=\"1\"} 3", "x").is_empty());
     }
 }
