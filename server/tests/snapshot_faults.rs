@@ -745,6 +745,69 @@ fn a_snapshot_that_meets_a_full_disk_is_reported_and_loses_nothing() {
     drop(t);
 }
 
+/// A background snapshot that is durable, but whose deletion of the older
+/// files fails (here one of them cannot be unlinked: a directory by a
+/// segment's name), is said to be durable with the old files left, not
+/// as a failed snapshot; nothing acknowledged is lost.
+#[test]
+fn a_snapshot_whose_old_files_cannot_be_deleted_is_said_durable() {
+    let scratch = Scratch::new("snapshot-old-files-kept");
+    let state = scratch.path("state");
+    let flag = scratch.path("crash-at");
+    let paused = flag.with_extension("paused");
+    let flag_s = flag.to_str().expect("utf-8 path").to_string();
+    let mut t = Tallyd::start_with_env(
+        LICENSE,
+        &ARGS,
+        &state,
+        &[("TALLYD_DEBUG_CRASH_AT", &flag_s)],
+    );
+    let mut d = Driver::connect(&t);
+    before_the_snapshot(&mut d);
+    set_flag(&flag, "snapshot-durable pause");
+    let mut r = 0;
+    while !paused.exists() {
+        assert!(r < 300, "no snapshot became durable: {:?}", names(&state));
+        d.all(&batch(&d, r));
+        r += 1;
+    }
+    // An older generation's name that unlink(2) refuses (EISDIR).
+    let stuck = gen_file(&state, "journal", 0);
+    std::fs::create_dir(&stuck).expect("mkdir");
+    std::fs::write(stuck.join("x"), "x").expect("a file in it");
+    std::fs::remove_file(&flag).expect("let the snapshot go on");
+    assert!(
+        eventually(GENEROUS, || t
+            .log_lines()
+            .iter()
+            .any(|l| l.contains(
+                "journal: snapshot 2 is durable, but the older files could not all be deleted"
+            ) && l.contains("journal-0000000000000000.tly"))),
+        "the kept old files are not reported: {:?}",
+        t.log_lines()
+    );
+    assert!(
+        !t.log_lines().iter().any(|l| l.contains("snapshot failed")),
+        "{:?}",
+        t.log_lines()
+    );
+    assert!(
+        gen_file(&state, "snapshot", 2).exists(),
+        "{:?}",
+        names(&state)
+    );
+    std::fs::remove_dir_all(&stuck).expect("rmdir");
+    for _ in 0..3 {
+        d.all(&batch(&d, r));
+        r += 1;
+    }
+    t.kill9();
+    let t2 = Tallyd::start_with_state(LICENSE, &ARGS, &state);
+    check_restored(&t2, &d, "a snapshot that kept the old files");
+    drop(t2);
+    drop(t);
+}
+
 /// Runs tallyd on `state` expecting it to refuse to start: its exit
 /// status and stderr.
 fn refused(state: &Path, scratch: &Scratch) -> (Option<i32>, String) {

@@ -34,10 +34,16 @@ pub(super) struct Writer {
     pub(super) clock: Arc<dyn tally_core::clock::Clock>,
     pub(super) failing: bool,
     /// A periodic snapshot being written by a thread of its own.
-    pub(super) writing: Option<std::thread::JoinHandle<Result<u64, JournalError>>>,
+    /// Its end: `Ok(Some(e))` if the snapshot is durable but the older
+    /// files could not all be deleted.
+    pub(super) writing: Option<std::thread::JoinHandle<SnapshotEnd>>,
     /// What `/metrics` reads (fsync latency, segment size, last snapshot).
     pub(super) figures: Arc<JournalFigures>,
 }
+
+/// How a background snapshot ended: `Ok(Some((gen, e)))` if snapshot
+/// `gen` is durable but deleting the older files failed with `e`.
+pub(super) type SnapshotEnd = Result<Option<(u64, JournalError)>, JournalError>;
 
 impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
@@ -272,7 +278,7 @@ impl Writer {
         self.reap_snapshot();
         let gen = self.next_generation();
         loop {
-            match files::start_generation(&self.dir, gen, &self.scan()) {
+            match self.start_generation(gen) {
                 Ok(f) => break self.switch_to(gen, f),
                 Err(e) => {
                     self.disk_failed("rewrite", &e, "checkouts wait until it can");
@@ -376,8 +382,7 @@ impl Writer {
                     .spawn(move || {
                         files::write_snapshot(&dir, gen, &scan)?;
                         JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
-                        files::delete_before(&dir, gen)?;
-                        Ok(gen)
+                        Ok(files::delete_before(&dir, gen).err().map(|e| (gen, e)))
                     });
                 match spawned {
                     Ok(h) => self.writing = Some(h),
@@ -412,7 +417,8 @@ impl Writer {
     fn reap_snapshot(&mut self) {
         if let Some(h) = self.writing.take() {
             match h.join() {
-                Ok(Ok(_)) => {}
+                Ok(Ok(None)) => {}
+                Ok(Ok(Some((gen, e)))) => self.old_files_kept(gen, &e),
                 Ok(Err(e)) => self.snapshot_failed(&e.to_string()),
                 Err(_) => self.snapshot_failed("its thread panicked"),
             }
@@ -426,6 +432,30 @@ impl Writer {
         if self.writing.as_ref().is_some_and(|h| h.is_finished()) {
             self.reap_snapshot();
         }
+    }
+
+    /// Snapshot `gen`, a new segment and the older files deleted (as
+    /// [`files::start_generation`]); the generation is started once its
+    /// snapshot and segment are durable, even if deleting the older files
+    /// fails (said, and tried again at the next snapshot).
+    fn start_generation(&mut self, gen: u64) -> Result<File, JournalError> {
+        files::write_snapshot(&self.dir, gen, &self.scan())?;
+        let f = files::create_segment(&self.dir, gen)?;
+        if let Err(e) = files::delete_before(&self.dir, gen) {
+            self.old_files_kept(gen, &e);
+        }
+        Ok(f)
+    }
+
+    /// Snapshot `gen` is durable (a restart starts from it), but the older
+    /// files could not all be deleted: they take room until the next
+    /// snapshot deletes them.
+    fn old_files_kept(&self, gen: u64, e: &JournalError) {
+        let msg = format!(
+            "journal: snapshot {gen} is durable, but the older files could not all be deleted ({e}); they stay in the state dir until the next snapshot deletes them (a restart reads from snapshot {gen} on)"
+        );
+        eprintln!("tallyd: {msg}");
+        (self.log)(msg);
     }
 
     fn snapshot_failed(&self, why: &str) {
@@ -446,7 +476,7 @@ impl Writer {
             }
         }
         let gen = self.next_generation();
-        match files::start_generation(&self.dir, gen, &self.scan()) {
+        match self.start_generation(gen) {
             Ok(f) => {
                 self.switch_to(gen, f);
                 self.snapshot_written();
