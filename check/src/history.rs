@@ -12,6 +12,7 @@
 //! 2        checkin  h0     105     130       released
 //! 3        checkout h2     110     140       denied
 //! 4        checkout h3     115     900       unknown
+//! 5        checkin  h1     120     300       unknown 2000   # settled by 2000
 //! 0        expiry   h1     200     250       released
 //! ```
 
@@ -92,6 +93,9 @@ pub struct Op {
     pub responded: u64,
     /// What the reply said.
     pub outcome: Outcome,
+    /// For [`Outcome::Unknown`]: the latest time it can take effect, if
+    /// the test knows one ([`Op::settled_by`]); `None`: any time.
+    pub settled: Option<u64>,
 }
 
 impl Op {
@@ -139,7 +143,20 @@ impl Op {
             invoked,
             responded,
             outcome,
+            settled: None,
         }
+    }
+
+    /// An unknown result that can take effect only until `t` (then it has,
+    /// or never will). For a request to a leader that was killed, `t` is
+    /// any time by which a later leader has answered some request: a new
+    /// leader commits its term's first entry before it serves, and with it
+    /// every entry of an older term it will ever commit. Without a bound,
+    /// every unknown result overlaps everything after it, and a failing
+    /// history with many of them is expensive to search.
+    pub fn settled_by(mut self, t: u64) -> Op {
+        self.settled = Some(t);
+        self
     }
 }
 
@@ -154,20 +171,25 @@ impl fmt::Display for Op {
             self.invoked,
             self.responded,
             self.outcome.word()
-        )
+        )?;
+        match self.settled {
+            Some(t) => write!(f, " {t}"),
+            None => Ok(()),
+        }
     }
 }
 
 /// Why an operation or a history is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryError {
-    /// Responded before it was invoked.
+    /// Responded (or settled) before it was invoked.
     Backwards {
         /// The operation's index.
         op: usize,
     },
     /// An outcome its kind cannot have (a check-in `granted`, a checkout
-    /// `released`, an expiry that is not `released`).
+    /// `released`, an expiry that is not `released`), or a settle time on
+    /// a known outcome.
     Mismatch {
         /// The operation's index.
         op: usize,
@@ -238,8 +260,11 @@ impl History {
     /// a handle of one word).
     pub fn push(&mut self, op: Op) -> Result<(), HistoryError> {
         let i = self.ops.len();
-        if op.responded < op.invoked {
+        if op.responded < op.invoked || op.settled.is_some_and(|t| t < op.invoked) {
             return Err(HistoryError::Backwards { op: i });
+        }
+        if op.settled.is_some() && op.outcome != Outcome::Unknown {
+            return Err(HistoryError::Mismatch { op: i });
         }
         let fits = matches!(
             (op.kind, op.outcome),
@@ -332,10 +357,14 @@ impl History {
                     h.held = held;
                 }
                 (_, Some(h)) => {
+                    let (words, settled) = match words[..] {
+                        [.., "unknown", t] => (&words[..words.len() - 1], Some(t)),
+                        _ => (&words[..], None),
+                    };
                     let [client, kind, handle, invoked, responded, outcome] = words[..] else {
                         return Err(bad(
                             line,
-                            "expected `client kind handle invoked responded outcome`",
+                            "expected `client kind handle invoked responded outcome [settled]`",
                         ));
                     };
                     let client = client
@@ -366,8 +395,14 @@ impl History {
                             ))
                         }
                     };
-                    h.push(Op::new(client, kind, handle, invoked, responded, outcome))
-                        .map_err(|e| bad(line, &e.to_string()))?;
+                    let mut op = Op::new(client, kind, handle, invoked, responded, outcome);
+                    if let Some(t) = settled {
+                        op = op.settled_by(
+                            t.parse()
+                                .map_err(|_| bad(line, "settled is not a number"))?,
+                        );
+                    }
+                    h.push(op).map_err(|e| bad(line, &e.to_string()))?;
                 }
             }
         }

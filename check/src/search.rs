@@ -102,6 +102,7 @@ struct Prepared {
     handle: usize,
     invoked: u64,
     responded: u64,
+    settled: Option<u64>,
 }
 
 impl Prepared {
@@ -189,6 +190,7 @@ impl Checker {
                 handle: map[o.handle.as_str()],
                 invoked: o.invoked,
                 responded: o.responded,
+                settled: o.settled,
             })
             .collect();
         let all: Vec<(Prepared, bool)> = ops.iter().map(|p| (*p, p.known())).collect();
@@ -261,14 +263,17 @@ impl Checker {
     }
 
     /// Wing and Gong's search over `ops` (each with whether it must be
-    /// linearized: a known reply within the prefix). Call events and the
-    /// return events of mandatory operations in one list by time, calls
-    /// before returns at equal times (intervals are closed: touching
-    /// operations are concurrent). Walk it: a call whose operation can
-    /// take effect now is taken out with its return (lifted) and the walk
-    /// starts again from the head; reaching a return means the operation
-    /// before it in the stack must be undone (backtrack). A (linearized
-    /// set, state) pair met before is not searched again.
+    /// linearized: a known reply within the prefix). Call events, the
+    /// return events of mandatory operations and the settle events of
+    /// unknown ones that have one, in one list by time, calls before
+    /// returns at equal times (intervals are closed: touching operations
+    /// are concurrent). Walk it: a call whose operation can take effect now
+    /// is taken out with its return (lifted) and the walk starts again from
+    /// the head; reaching a return means the operation before it in the
+    /// stack must be undone (backtrack); reaching a settle event means that
+    /// operation never took effect (it is lifted too, as a forced step that
+    /// a backtrack undoes on its way to the choice before). A (set of
+    /// operations done, state) pair met before is not searched again.
     fn search(&self, ops: &[(Prepared, bool)], limit: u64, start: &[u64]) -> Searched {
         // Events: (time, 0 = call / 1 = return, op).
         let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(ops.len() * 2);
@@ -276,6 +281,8 @@ impl Checker {
             events.push((p.invoked, 0, j));
             if *mandatory {
                 events.push((p.responded, 1, j));
+            } else if let Some(t) = p.settled {
+                events.push((t, 1, j));
             }
         }
         events.sort_unstable();
@@ -317,7 +324,8 @@ impl Checker {
         }
         let mut state: Bits = start.to_vec();
         let mut linearized: Bits = vec![0; ops.len().div_ceil(64).max(1)];
-        let mut stack: Vec<(usize, Bits)> = Vec::new();
+        // (call node, state before, forced: a settle, not a choice)
+        let mut stack: Vec<(usize, Bits, bool)> = Vec::new();
         let mut seen: HashSet<(Bits, Bits)> = HashSet::new();
         let mut steps = 0u64;
         let mut entry = next[0];
@@ -326,12 +334,15 @@ impl Checker {
             if steps > self.max_steps {
                 return Searched::GaveUp(steps - 1);
             }
-            if entry != NIL && is_call[entry] {
+            let mut back = false;
+            if entry == NIL {
+                back = true;
+            } else if is_call[entry] {
                 let j = op_of[entry];
                 if let Some(after) = Self::step(&ops[j].0, &state, limit) {
                     flip(&mut linearized, j);
                     if seen.insert((linearized.clone(), after.clone())) {
-                        stack.push((entry, std::mem::replace(&mut state, after)));
+                        stack.push((entry, std::mem::replace(&mut state, after), false));
                         unlink(&mut next, &mut prev, entry);
                         if partner[entry] != NIL {
                             unlink(&mut next, &mut prev, partner[entry]);
@@ -342,7 +353,8 @@ impl Checker {
                                 return Searched::Found(
                                     stack
                                         .iter()
-                                        .map(|&(node, _)| ops[op_of[node]].0.orig)
+                                        .filter(|&&(_, _, forced)| !forced)
+                                        .map(|&(node, _, _)| ops[op_of[node]].0.orig)
                                         .collect(),
                                 );
                             }
@@ -353,23 +365,46 @@ impl Checker {
                     flip(&mut linearized, j);
                 }
                 entry = next[entry];
+            } else if ops[op_of[entry]].1 {
+                // A return of an operation not yet linearized.
+                back = true;
             } else {
-                // A return of an operation not yet linearized (or the end):
-                // undo the last choice and try the next call after it.
-                let Some((node, before)) = stack.pop() else {
-                    return Searched::None;
-                };
-                let j = op_of[node];
+                // Its settle time: the unknown operation never took effect.
+                let j = op_of[entry];
+                let call = call_node[j];
                 flip(&mut linearized, j);
-                state = before;
-                if partner[node] != NIL {
-                    relink(&mut next, &mut prev, partner[node]);
+                if seen.insert((linearized.clone(), state.clone())) {
+                    stack.push((call, state.clone(), true));
+                    unlink(&mut next, &mut prev, call);
+                    unlink(&mut next, &mut prev, entry);
+                    entry = next[entry];
+                } else {
+                    flip(&mut linearized, j);
+                    back = true;
                 }
-                relink(&mut next, &mut prev, node);
-                if ops[j].1 {
-                    remaining += 1;
+            }
+            if back {
+                // Undo the forced steps, then the last choice, and try the
+                // next call after it.
+                loop {
+                    let Some((node, before, forced)) = stack.pop() else {
+                        return Searched::None;
+                    };
+                    let j = op_of[node];
+                    flip(&mut linearized, j);
+                    state = before;
+                    if partner[node] != NIL {
+                        relink(&mut next, &mut prev, partner[node]);
+                    }
+                    relink(&mut next, &mut prev, node);
+                    if ops[j].1 {
+                        remaining += 1;
+                    }
+                    if !forced {
+                        entry = next[node];
+                        break;
+                    }
                 }
-                entry = next[node];
             }
         }
     }

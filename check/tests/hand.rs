@@ -1,6 +1,9 @@
 //! Hand-made histories, legal and illegal, with the operation each failure
 //! must be reported at.
 
+mod common;
+
+use common::replay;
 use tally_check::{Checker, Denials, History, HistoryError, Kind, Op, Outcome, Verdict};
 
 use Outcome::{Denied, Granted, NotHeld, Released, Unknown};
@@ -21,34 +24,6 @@ fn failing_op(v: &Verdict) -> Option<usize> {
             v.op
         }
         other => panic!("expected a violation, got {other:?}"),
-    }
-}
-
-/// Replays a witness order sequentially: every reply agrees and the count
-/// stays within the limit.
-fn replay(h: &History, order: &[usize]) {
-    let mut held: Vec<&str> = h.held().iter().map(String::as_str).collect();
-    for &i in order {
-        let op = &h.ops()[i];
-        let has = held.contains(&op.handle.as_str());
-        match (op.kind, op.outcome) {
-            (Kind::Checkout, Granted | Unknown) => {
-                if !has {
-                    held.push(&op.handle);
-                }
-            }
-            (Kind::Checkout, Denied) => assert!(!has && held.len() >= h.limit() as usize, "op {i}"),
-            (Kind::Checkin, NotHeld) => assert!(!has, "op {i}"),
-            (_, Released | Unknown) => {
-                assert!(has, "op {i}");
-                held.retain(|x| *x != op.handle);
-            }
-            other => panic!("op {i}: {other:?}"),
-        }
-        assert!(
-            held.len() <= h.limit() as usize,
-            "over the limit after op {i}"
-        );
     }
 }
 
@@ -217,6 +192,43 @@ fn unknown_check_ins_may_or_may_not_have_taken_effect() {
         ],
     );
     assert_eq!(failing_op(&check(&h)), Some(1));
+}
+
+#[test]
+fn a_settled_unknown_took_effect_by_then_or_never() {
+    // b holds the one seat until its check-in at [50, 55]; a's checkout
+    // timed out. With no bound it may have taken effect after b's check-in,
+    // so a's check-in at [60, 65] is legal.
+    let ops = |settled: Option<u64>| {
+        let mut a = Op::checkout(1, "a", 0, 10, Unknown);
+        if let Some(t) = settled {
+            a = a.settled_by(t);
+        }
+        history(
+            1,
+            [
+                a,
+                Op::checkin(2, "b", 50, 55, Released),
+                Op::checkin(1, "a", 60, 65, Released),
+            ],
+        )
+        .with_held(["b"])
+    };
+    linearizable(&ops(None));
+    linearizable(&ops(Some(57)));
+    // Settled by 20, while b held the seat: it never took effect, and a
+    // held nothing to check in.
+    assert_eq!(failing_op(&check(&ops(Some(20)))), Some(2));
+    // A settle time is for unknown results only.
+    let mut h = History::new(1);
+    assert_eq!(
+        h.push(Op::checkout(1, "a", 0, 10, Granted).settled_by(20)),
+        Err(HistoryError::Mismatch { op: 0 })
+    );
+    assert_eq!(
+        h.push(Op::checkout(1, "a", 30, 40, Unknown).settled_by(20)),
+        Err(HistoryError::Backwards { op: 0 })
+    );
 }
 
 #[test]
@@ -412,14 +424,19 @@ held h0 h9 h0
 3 checkout h2 110 140 denied
 
 4 checkout h3 115 900 unknown
+6 checkin h3 116 901 unknown 2000
 0 expiry h1 200 250 released
 5 checkin h7 300 310 not_held
 ";
     let h = History::parse(text).unwrap();
     assert_eq!(h.limit(), 2);
     assert_eq!(h.held(), ["h0", "h9"]);
-    assert_eq!(h.ops().len(), 6);
-    assert_eq!(h.ops()[4], Op::expiry(0, "h1", 200, 250));
+    assert_eq!(h.ops().len(), 7);
+    assert_eq!(
+        h.ops()[4],
+        Op::checkin(6, "h3", 116, 901, Unknown).settled_by(2000)
+    );
+    assert_eq!(h.ops()[5], Op::expiry(0, "h1", 200, 250));
     assert_eq!(History::parse(&h.to_string()).unwrap(), h);
     linearizable(&h);
 }
@@ -439,4 +456,6 @@ fn bad_text_is_refused_with_its_line() {
     assert_eq!(line_of("limit 1\n1 checkout a 0 1 maybe"), 2);
     assert_eq!(line_of("limit 1\n\n1 checkout a 5 1 granted"), 3);
     assert_eq!(line_of("limit 1\nx checkout a 0 1 granted"), 2);
+    assert_eq!(line_of("limit 1\n1 checkout a 0 1 unknown x"), 2);
+    assert_eq!(line_of("limit 1\n1 checkout a 0 1 granted 5"), 2);
 }
