@@ -123,12 +123,15 @@
 //! # Ok::<(), tally_check::HistoryError>(())
 //! ```
 //!
-//! The `tally-check` command checks a history in the text form
+//! A test's client threads record into one [`Recorder`] (one monotonic
+//! clock, one list). The `tally-check` command checks a history in the text form
 //! ([`history`] module docs): `tally-check FILE` prints the verdict and
 //! exits 0 (linearizable), 1 (not) or 2 (gave up, or a bad file).
 
 pub mod history;
+mod recorder;
 mod search;
 
 pub use history::{History, HistoryError, Kind, Op, Outcome};
+pub use recorder::Recorder;
 pub use search::{Checker, Denials, Verdict, Violation, DEFAULT_MAX_STEPS};
