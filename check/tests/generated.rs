@@ -45,12 +45,36 @@ const GAP: u64 = 100;
 /// Runs `steps` on a feature of `limit` seats, `initial` handles held
 /// first; returns the history and the handles held at the end.
 fn run(limit: u32, initial: usize, steps: &[Step], unknowns: bool) -> (History, usize) {
+    let (h, held, _) = run_quiet(limit, initial, steps, unknowns, None);
+    (h, held)
+}
+
+/// A quiet time after the `quiet`-th step's instant: nothing is in flight
+/// from `QUIET / 3` after that instant to `QUIET / 3` before the next.
+const QUIET: u64 = 3000;
+
+/// As [`run`], with a quiet time after step `quiet` (if there is such a
+/// step); also returns the handles held in the quiet time and when it is.
+fn run_quiet(
+    limit: u32,
+    initial: usize,
+    steps: &[Step],
+    unknowns: bool,
+    quiet: Option<usize>,
+) -> (History, usize, Option<(usize, u64)>) {
+    let mut in_quiet = None;
     let mut held: Vec<usize> = (0..initial.min(limit as usize)).collect();
     let start: Vec<String> = held.iter().map(|h| format!("h{h}")).collect();
     // (handle, kind, outcome, instant, step)
     let mut done = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        let t = 1000 + GAP * i as u64;
+        let t = 1000
+            + GAP * i as u64
+            + if quiet.is_some_and(|q| i > q) {
+                QUIET
+            } else {
+                0
+            };
         let has = held.contains(&s.handle);
         let (kind, outcome) = match s.action {
             0 | 1 if has => (Kind::Checkout, Outcome::Granted),
@@ -76,6 +100,9 @@ fn run(limit: u32, initial: usize, steps: &[Step], unknowns: bool) -> (History, 
             outcome
         };
         done.push((s.handle, kind, outcome, t, s));
+        if quiet == Some(i) {
+            in_quiet = Some((held.len(), t));
+        }
     }
     let mut ops = Vec::new();
     for (k, &(h, kind, outcome, t, s)) in done.iter().enumerate() {
@@ -108,7 +135,7 @@ fn run(limit: u32, initial: usize, steps: &[Step], unknowns: bool) -> (History, 
         ops.push(op);
     }
     let history = History::from_ops(limit, ops).unwrap().with_held(start);
-    (history, held.len())
+    (history, held.len(), in_quiet)
 }
 
 fn with_grants_at_the_end(h: &History, n: usize) -> History {
@@ -181,5 +208,47 @@ proptest! {
         } else {
             prop_assert!(v.is_violation(), "{v:?}\n{h}");
         }
+    }
+
+    #[test]
+    fn an_over_grant_in_a_quiet_moment_is_named(
+        limit in 1u32..=4,
+        initial in 0usize..=4,
+        steps in prop::collection::vec(step(), 1..40),
+        at in any::<prop::sample::Index>(),
+    ) {
+        // Known replies only, and nothing in flight in the quiet time: the
+        // holders then are the same in every order. Grants of fresh
+        // handles there, one more than the free seats, each checked in
+        // soon after: the last of them is the first over-grant.
+        let (mut h, _, quiet) = run_quiet(limit, initial, &steps, false, Some(at.index(steps.len())));
+        let Some((held, t)) = quiet else {
+            // That step did nothing (an expiry of a handle not held).
+            return Ok(());
+        };
+        let n = h.ops().len();
+        let extra = limit as usize - held + 1;
+        for j in 0..extra as u64 {
+            h.push(Op::checkout(200, &format!("q{j}"), t + QUIET / 3, t + QUIET / 3 + 10 + j, Outcome::Granted))
+                .unwrap();
+        }
+        for j in 0..extra as u64 {
+            h.push(Op::checkin(200, &format!("q{j}"), t + QUIET / 3 + 100, t + QUIET / 3 + 200, Outcome::Released))
+                .unwrap();
+        }
+        match Checker::new().check(&h) {
+            Verdict::Violation(v) => {
+                prop_assert!(v.exact);
+                prop_assert_eq!(v.op, Some(n + extra - 1), "{}\n{}", v, h);
+            }
+            other => prop_assert!(false, "{other:?}\n{h}"),
+        }
+        // One fewer fits.
+        let mut fits = h.ops()[..n].to_vec();
+        fits.extend(h.ops()[n..n + extra - 1].iter().cloned());
+        fits.extend(h.ops()[n + extra..n + 2 * extra - 1].iter().cloned());
+        let fits = History::from_ops(limit, fits).unwrap().with_held(h.held().to_vec());
+        let v = Checker::new().check(&fits);
+        prop_assert!(v.is_linearizable(), "{v:?}\n{fits}");
     }
 }
