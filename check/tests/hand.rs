@@ -459,3 +459,33 @@ fn bad_text_is_refused_with_its_line() {
     assert_eq!(line_of("limit 1\n1 checkout a 0 1 unknown x"), 2);
     assert_eq!(line_of("limit 1\n1 checkout a 0 1 granted 5"), 2);
 }
+
+#[test]
+fn a_log_out_of_engine_order_across_a_failover_is_caught() {
+    // docs/replication.md, "Why one loop": X's check-in and Y's grant of
+    // X's seat reach the log in the wrong order, the leader dies between
+    // them. The new leader still holds X, so X's client, retrying, is
+    // granted X as a renewal while Y holds the one seat.
+    let h = history(
+        1,
+        [
+            Op::checkin(1, "x", 10, 40, Unknown).settled_by(100),
+            Op::checkout(2, "y", 20, 30, Granted),
+            Op::checkout(1, "x", 200, 210, Granted),
+        ],
+    )
+    .with_held(["x"]);
+    assert_eq!(failing_op(&check(&h)), Some(2));
+    // Had the new leader released X (its check-in committed), X's retry
+    // would have been denied: legal.
+    let h = history(
+        1,
+        [
+            Op::checkin(1, "x", 10, 40, Unknown).settled_by(100),
+            Op::checkout(2, "y", 20, 30, Granted),
+            Op::checkout(1, "x", 200, 210, Denied),
+        ],
+    )
+    .with_held(["x"]);
+    linearizable(&h);
+}
