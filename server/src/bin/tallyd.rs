@@ -72,7 +72,9 @@ struct Args {
     state_dir: Option<PathBuf>,
 
     /// Journal KiB after which a snapshot is taken (in the background) and
-    /// older journal files deleted; also taken every 10 minutes.
+    /// older journal files deleted; or, if the last snapshot is bigger, as
+    /// many bytes of journal as it has (so millions held are not
+    /// snapshotted again at every KIB); also taken every 10 minutes.
     #[arg(long, value_name = "KIB", default_value_t = tally_server::journal::SNAPSHOT_EVERY_BYTES / 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every_kib: u64,

@@ -222,6 +222,12 @@ pub fn snapshot_path(dir: &Path, gen: u64) -> PathBuf {
     dir.join(format!("snapshot-{gen:016x}.tly"))
 }
 
+/// The size of snapshot `gen`, bytes (0 if it cannot be read: the
+/// snapshot threshold is then `--snapshot-every-kib` alone).
+pub fn snapshot_size(dir: &Path, gen: u64) -> u64 {
+    std::fs::metadata(snapshot_path(dir, gen)).map_or(0, |m| m.len())
+}
+
 fn parse_gen(name: &str, prefix: &str) -> Option<u64> {
     let hex = name.strip_prefix(prefix)?.strip_suffix(".tly")?;
     u64::from_str_radix(hex, 16).ok()

@@ -11,6 +11,9 @@ pub(super) struct Writer {
     pub(super) gen: u64,
     pub(super) segment: File,
     pub(super) segment_bytes: u64,
+    /// The size of the last snapshot written, bytes: the next is taken
+    /// once the segment reaches [`snapshot_threshold`] of it.
+    pub(super) snapshot_bytes: u64,
     pub(super) seq: u64,
     /// Reconciled ids, long names, recent releases.
     pub(super) kept: Kept,
@@ -34,16 +37,18 @@ pub(super) struct Writer {
     pub(super) clock: Arc<dyn tally_core::clock::Clock>,
     pub(super) failing: bool,
     /// A periodic snapshot being written by a thread of its own.
-    /// Its end: `Ok(Some(e))` if the snapshot is durable but the older
-    /// files could not all be deleted.
+    /// Its end: the snapshot's size, and `Some(e)` if it is durable but
+    /// the older files could not all be deleted.
     pub(super) writing: Option<std::thread::JoinHandle<SnapshotEnd>>,
     /// What `/metrics` reads (fsync latency, segment size, last snapshot).
     pub(super) figures: Arc<JournalFigures>,
 }
 
-/// How a background snapshot ended: `Ok(Some((gen, e)))` if snapshot
-/// `gen` is durable but deleting the older files failed with `e`.
-pub(super) type SnapshotEnd = Result<Option<(u64, JournalError)>, JournalError>;
+/// How a background snapshot ended: `Ok((bytes, None))` if it is durable
+/// (`bytes` long) and the older files are deleted, `Ok((bytes, Some((gen,
+/// e))))` if snapshot `gen` is durable but deleting the older files
+/// failed with `e`.
+pub(super) type SnapshotEnd = Result<(u64, Option<(u64, JournalError)>), JournalError>;
 
 impl Writer {
     pub(super) fn run(mut self, rx: Receiver<Msg>) {
@@ -121,7 +126,8 @@ impl Writer {
                 return;
             }
             self.reap_finished();
-            if self.segment_bytes >= snapshot_every_bytes() {
+            if self.segment_bytes >= snapshot_threshold(snapshot_every_bytes(), self.snapshot_bytes)
+            {
                 self.snapshot_in_background();
             }
             self.maybe_start_round();
@@ -382,7 +388,9 @@ impl Writer {
                     .spawn(move || {
                         files::write_snapshot(&dir, gen, &scan)?;
                         JournalFigures::set(&figures.last_snapshot_ms, clock.now_ms());
-                        Ok(files::delete_before(&dir, gen).err().map(|e| (gen, e)))
+                        let bytes = files::snapshot_size(&dir, gen);
+                        let kept = files::delete_before(&dir, gen).err().map(|e| (gen, e));
+                        Ok((bytes, kept))
                     });
                 match spawned {
                     Ok(h) => self.writing = Some(h),
@@ -417,8 +425,12 @@ impl Writer {
     fn reap_snapshot(&mut self) {
         if let Some(h) = self.writing.take() {
             match h.join() {
-                Ok(Ok(None)) => {}
-                Ok(Ok(Some((gen, e)))) => self.old_files_kept(gen, &e),
+                Ok(Ok((bytes, kept))) => {
+                    self.snapshot_bytes = bytes;
+                    if let Some((gen, e)) = kept {
+                        self.old_files_kept(gen, &e);
+                    }
+                }
                 Ok(Err(e)) => self.snapshot_failed(&e.to_string()),
                 Err(_) => self.snapshot_failed("its thread panicked"),
             }
@@ -437,9 +449,11 @@ impl Writer {
     /// Snapshot `gen`, a new segment and the older files deleted (as
     /// [`files::start_generation`]); the generation is started once its
     /// snapshot and segment are durable, even if deleting the older files
-    /// fails (said, and tried again at the next snapshot).
+    /// fails (said, and tried again at the next snapshot). Sets the last
+    /// snapshot's size.
     fn start_generation(&mut self, gen: u64) -> Result<File, JournalError> {
         files::write_snapshot(&self.dir, gen, &self.scan())?;
+        self.snapshot_bytes = files::snapshot_size(&self.dir, gen);
         let f = files::create_segment(&self.dir, gen)?;
         if let Err(e) = files::delete_before(&self.dir, gen) {
             self.old_files_kept(gen, &e);
