@@ -18,6 +18,13 @@ pub const MS_PER_SEC: u64 = 1_000;
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now_ms(&self) -> Millis;
+
+    /// Whether [`now_ms`](Clock::now_ms) is the operating system's wall
+    /// clock (`CLOCK_REALTIME`), so that a server may wait for a deadline
+    /// with an OS timer on that clock. `false` unless a clock says so.
+    fn follows_system_clock(&self) -> bool {
+        false
+    }
 }
 
 /// The operating system's wall clock.
@@ -30,6 +37,10 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as Millis)
             .unwrap_or(0)
+    }
+
+    fn follows_system_clock(&self) -> bool {
+        true
     }
 }
 

@@ -142,12 +142,15 @@ impl LoopCounters {
         self.request_latency.record_n(ns, n);
     }
 
-    /// A linger due at `deadline` (Unix ms) expired at `now`.
+    /// A linger due at `deadline` (Unix ms) expired at `now_us` (Unix µs).
     #[inline]
-    pub(crate) fn linger_expired(&self, now: u64, deadline: Option<u64>) {
+    pub(crate) fn linger_expired(&self, now_us: u64, deadline: Option<u64>) {
         if let Some(d) = deadline {
-            self.linger_lateness
-                .record(now.saturating_sub(d).saturating_mul(1_000_000));
+            self.linger_lateness.record(
+                now_us
+                    .saturating_sub(d.saturating_mul(1_000))
+                    .saturating_mul(1_000),
+            );
         }
     }
 

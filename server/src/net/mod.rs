@@ -23,7 +23,9 @@
 //! Timers: each loop has one timer service (`timers.rs`, on the core's
 //! wheel: linger expiry, idle checks, drain ends, queue waits, an accept
 //! retry), sleeps at most until its next deadline and does what is due
-//! when it wakes, in deadline order; there is no periodic sweep.
+//! when it wakes, in deadline order; there is no periodic sweep. On the
+//! system clock a `timerfd` armed at the next deadline wakes the poll to
+//! the microsecond, not the millisecond its timeout allows (`wake.rs`).
 //!
 //! Metrics: each loop keeps its own counters (`metrics/`); for the
 //! request-latency histogram it reads the monotonic clock once when it
@@ -37,6 +39,7 @@ mod accept;
 mod conn;
 mod reread;
 mod waiters;
+mod wake;
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -72,7 +75,9 @@ const SHUTDOWN_JOURNAL_WAIT: Duration = Duration::from_secs(10);
 pub(crate) const LISTENER: Token = Token(0);
 /// The waker's token in every loop.
 pub(crate) const WAKER: Token = Token(1);
-const FIRST_CONN: usize = 2;
+/// The deadline timer's token in every loop (`wake.rs`).
+const DEADLINE: Token = Token(2);
+const FIRST_CONN: usize = 3;
 
 /// What a loop starts with besides the shared state: its end of the journal
 /// and the recovered lingering instances whose expiry it arms.
@@ -261,6 +266,9 @@ struct Loop {
     writers: Vec<usize>,
     /// What came due in one timer round (a buffer kept across rounds).
     fired: Vec<Fired>,
+    /// Wakes the poll at the next deadline to the microsecond, on the
+    /// system clock (`wake.rs`); `None`: the poll timeout alone.
+    deadline_timer: Option<wake::DeadlineTimer>,
 }
 
 impl Loop {
@@ -274,6 +282,12 @@ impl Loop {
         let gen = shared.generation.reader();
         let (engine, opts) = (gen.get().engine.clone(), gen.get().opts.clone());
         let mut timers = LoopTimers::with_capacity(shared.now(), start.arm.len());
+        let deadline_timer = if shared.clock.follows_system_clock() {
+            // Without it (EMFILE, say) the loop wakes by its poll timeout.
+            wake::DeadlineTimer::new(poll.registry(), DEADLINE).ok()
+        } else {
+            None
+        };
         for (id, at) in start.arm {
             timers.arm_linger(id, at);
         }
@@ -306,6 +320,7 @@ impl Loop {
             status_done: start.status_done,
             writers: Vec::new(),
             fired: Vec::new(),
+            deadline_timer,
         }
     }
 
@@ -316,7 +331,11 @@ impl Loop {
             let next = self.w.timers.next_deadline();
             let wait = if self.writers.is_empty() {
                 next.map_or(MAX_POLL_WAIT, |d| {
-                    Duration::from_millis(d.saturating_sub(now)).min(MAX_POLL_WAIT)
+                    match self.deadline_timer.as_mut() {
+                        Some(t) if d > now => t.wait_for(d, now),
+                        _ => Duration::from_millis(d.saturating_sub(now)),
+                    }
+                    .min(MAX_POLL_WAIT)
                 })
             } else {
                 Duration::ZERO // a slice of a long write is due
@@ -341,6 +360,11 @@ impl Loop {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => {}
+                    DEADLINE => {
+                        if let Some(t) = self.deadline_timer.as_mut() {
+                            t.fired();
+                        }
+                    }
                     Token(t) => self.on_conn_event(
                         t - FIRST_CONN,
                         // A short read may end the reading only if the peer
@@ -394,11 +418,18 @@ impl Loop {
         let mut fired = std::mem::take(&mut self.fired);
         let w = &mut self.w;
         w.timers.drain_due(&w.ctx.engine, now, |_, f| fired.push(f));
+        // Lateness to the microsecond on the system clock (one read per
+        // round that released something), else in the clock's milliseconds.
+        let mut now_us = None;
         for f in fired.drain(..) {
             match f {
                 Fired::Released(r) => {
                     let w = &mut self.w;
-                    w.ctx.counters().linger_expired(now, r.deadline);
+                    let at = *now_us.get_or_insert_with(|| match self.deadline_timer {
+                        Some(_) => wake::unix_us(),
+                        None => now.saturating_mul(1_000),
+                    });
+                    w.ctx.counters().linger_expired(at, r.deadline);
                     w.ctx.released(&r, Cause::LingerExpiry, now, &mut w.fx);
                     w.carry_common();
                 }
