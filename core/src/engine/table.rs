@@ -258,6 +258,9 @@ impl Word {
                 | state as u64,
         )
     }
+    /// The state (tests; the protocol tests bits: [`Word::is`],
+    /// [`Word::is_live`]).
+    #[cfg(test)]
     pub(crate) fn state(self) -> State {
         match self.0 & STATE_MASK {
             0 => State::Free,
@@ -272,6 +275,19 @@ impl Word {
     }
     pub(crate) fn deadline(self) -> u64 {
         self.0 >> (STATE_BITS + GEN_BITS)
+    }
+    /// Whether the word is LIVE in generation `gen`: one compare of its
+    /// state and generation bits (a `gen` beyond [`GEN_BITS`], from an id
+    /// a caller made up, matches no word).
+    #[inline(always)]
+    pub(crate) fn is_live(self, gen: u32) -> bool {
+        self.0 & (STATE_MASK | (GEN_MASK << STATE_BITS))
+            == (u64::from(gen) << STATE_BITS) | State::Live as u64
+    }
+    /// Whether the word is in state `s` (its state bits alone).
+    #[inline(always)]
+    pub(crate) fn is(self, s: State) -> bool {
+        self.0 & STATE_MASK == s as u64
     }
     fn next_gen(self) -> u32 {
         ((u64::from(self.gen()) + 1) & GEN_MASK) as u32
@@ -754,7 +770,7 @@ impl Table {
             return Claim::Owned(claimed);
         };
         self.abandon(claimed);
-        if w.state() == State::Live {
+        if w.is(State::Live) {
             Claim::Exists(Found::new(at, w, grant))
         } else {
             Claim::Retry
@@ -855,7 +871,7 @@ impl Table {
         let slot = found.at.level.slot(found.at.local);
         let mut w = found.word;
         loop {
-            if w.state() != State::Live || w.gen() != id.gen {
+            if !w.is_live(id.gen) {
                 return Renew::Gone;
             }
             let seen = match linger_of(&slot, w) {
@@ -901,7 +917,7 @@ impl Table {
         let slot = found.at.level.slot(found.at.local);
         let mut w = found.word;
         loop {
-            if w.state() != State::Live || w.gen() != found.id.gen {
+            if !w.is_live(found.id.gen) {
                 return false;
             }
             match linger_of(&slot, w) {
@@ -919,7 +935,7 @@ impl Table {
         let slot = at.level.slot(at.local);
         let mut w = slot.load(Ordering::Acquire);
         loop {
-            if w.state() != State::Live || w.gen() != id.gen {
+            if !w.is_live(id.gen) {
                 return None;
             }
             let next = Word::new(State::Live, id.gen, deadline);
@@ -946,7 +962,7 @@ impl Table {
     pub(crate) fn deadline_of(&self, id: InstanceId) -> Option<u64> {
         let at = self.locate(id.slot as usize)?;
         let w = at.level.slot(at.local).load(Ordering::Acquire);
-        (w.state() == State::Live && w.gen() == id.gen).then(|| w.deadline())
+        w.is_live(id.gen).then(|| w.deadline())
     }
 
     /// Reads a LIVE instance's fields, or `None` if `id` is not live.
@@ -964,14 +980,14 @@ impl Table {
         let slot = at.level.slot(at.local);
         loop {
             let w = slot.load(Ordering::Acquire);
-            if w.state() != State::Live || w.gen() != id.gen {
+            if !w.is_live(id.gen) {
                 return None;
             }
             let holder = HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2);
             // Seqlock check, as in `read_at`.
             fence(Ordering::Acquire);
             let again = slot.load(Ordering::Relaxed);
-            if again.state() == State::Live && again.gen() == id.gen {
+            if again.is_live(id.gen) {
                 return Some(holder);
             }
         }
@@ -993,7 +1009,7 @@ impl Table {
         let slot = level.slot(local);
         let mut w = slot.load(Ordering::Acquire);
         loop {
-            if w.state() != State::Live || w.gen() != id.gen || !should(w.deadline()) {
+            if !w.is_live(id.gen) || !should(w.deadline()) {
                 return None;
             }
             let releasing = Word::new(State::Releasing, id.gen, w.deadline());
@@ -1042,7 +1058,7 @@ impl Table {
                             local: b * SLOTS_PER_BUCKET + lane,
                         };
                         let word = level.slot(at.local).load(Ordering::Acquire);
-                        if word.state() != State::Live {
+                        if !word.is(State::Live) {
                             continue;
                         }
                         if let Some(r) = read_at(at, word.gen()) {
@@ -1139,7 +1155,8 @@ fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<
     let slot = at.level.slot(at.local);
     loop {
         let w = slot.load(Ordering::Acquire);
-        if matches!(w.state(), State::Free | State::Reserved) {
+        // FREE or RESERVED (0 and 1): no key to look at.
+        if w.0 & STATE_MASK <= State::Reserved as u64 {
             return None;
         }
         let same = slot.key_is(key);
@@ -1154,11 +1171,10 @@ fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<
         if !same {
             return None;
         }
-        match w.state() {
-            State::Live => return Some((w, grant)),
-            State::Claiming if stop_at_claiming => return Some((w, grant)),
-            _ => spin_wait(), // same key mid-claim or mid-release
+        if w.is(State::Live) || (stop_at_claiming && w.is(State::Claiming)) {
+            return Some((w, grant));
         }
+        spin_wait(); // same key mid-claim or mid-release
     }
 }
 
@@ -1168,7 +1184,7 @@ fn read_at(at: At<'_>, gen: u32) -> Option<LiveRead> {
     let slot = at.level.slot(at.local);
     loop {
         let w = slot.load(Ordering::Acquire);
-        if w.state() != State::Live || w.gen() != gen {
+        if !w.is_live(gen) {
             return None;
         }
         let read = read_fields(at, w);
@@ -1177,7 +1193,7 @@ fn read_at(at: At<'_>, gen: u32) -> Option<LiveRead> {
         // this one; see `wait_for_key`).
         fence(Ordering::Acquire);
         let again = slot.load(Ordering::Relaxed);
-        if again.state() == State::Live && again.gen() == gen {
+        if again.is_live(gen) {
             return Some(LiveRead {
                 deadline: again.deadline(),
                 ..read

@@ -555,7 +555,7 @@ impl Level {
             for i in start..start + SLOTS_PER_BUCKET {
                 let slot = self.slot(i);
                 let w = slot.load(Ordering::Relaxed);
-                if w.state() != State::Free {
+                if !w.is(State::Free) {
                     continue;
                 }
                 // Acquire: the previous owner's release happened-before our
