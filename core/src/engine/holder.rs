@@ -225,8 +225,9 @@ impl HolderBuf {
     /// `from_utf8` on the renewal path).
     #[inline]
     pub fn is_user_host(&self, user: &str, host: &str) -> bool {
+        #[inline(always)]
         fn same(stored: &[u8], asked: &[u8]) -> bool {
-            stored == asked
+            eq_short(stored, asked)
                 || stored
                     .strip_suffix(b"~")
                     .is_some_and(|prefix| asked.len() > prefix.len() && asked.starts_with(prefix))
@@ -253,6 +254,27 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
         }
     } else {
         dst.copy_from_slice(src);
+    }
+}
+
+/// `a == b` for names of a few bytes without a call to `memcmp`: up to 16
+/// bytes as two overlapping 8- (or 4-) byte compares.
+#[inline(always)]
+fn eq_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    if (8..=16).contains(&n) {
+        w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8)
+    } else if (4..8).contains(&n) {
+        w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4)
+    } else if n < 4 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
     }
 }
 
@@ -315,6 +337,23 @@ mod tests {
         assert!(w.user().ends_with('~'));
         assert!(w.is_user_host(&wide, "pc1"));
         assert!(!w.is_user_host(&"e".repeat(100), "pc1"));
+    }
+
+    #[test]
+    fn eq_short_is_slice_equality() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..=a.len() {
+            let x = &a[..n];
+            assert!(eq_short(x, x), "{n}");
+            for i in 0..n {
+                let mut y = x.to_vec();
+                y[i] ^= 1;
+                assert!(!eq_short(x, &y), "{n} {i}");
+            }
+            if n > 0 {
+                assert!(!eq_short(x, &a[..n - 1]), "{n}");
+            }
+        }
     }
 
     #[test]

@@ -903,13 +903,10 @@ impl Engine {
         if !feature.key.dup().is_by_handle() {
             return Ok(());
         }
-        let Some(holder) = self.table.user_host(found.id) else {
-            return Ok(()); // released meanwhile: the renewal finds it gone
-        };
-        if holder.is_user_host(req.names.user, req.names.host) {
-            Ok(())
-        } else {
-            Err(Reason::NotHolder.into())
+        // `None`: released meanwhile, the renewal finds it gone.
+        match self.table.held_by(found, req.names.user, req.names.host) {
+            Some(false) => Err(Reason::NotHolder.into()),
+            Some(true) | None => Ok(()),
         }
     }
 

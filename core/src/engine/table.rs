@@ -970,27 +970,22 @@ impl Table {
         read_at(self.locate(id.slot as usize)?, id.gen)
     }
 
-    /// Reads only a LIVE instance's user and host (the renewal's holder
-    /// check: the words of the holder that hold them, often one), or
-    /// `None` if `id` is not live: the same seqlock read as
-    /// [`Table::read`] without the other fields. The display and handle
-    /// of the copy returned may be cut or empty.
+    /// Reads only a LIVE instance's user and host (the words of the holder
+    /// that hold them, often one), or `None` if `id` is not live: the same
+    /// seqlock read as [`Table::read`] without the other fields. The
+    /// display and handle of the copy returned may be cut or empty.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn user_host(&self, id: InstanceId) -> Option<HolderBuf> {
-        let at = self.locate(id.slot as usize)?;
-        let slot = at.level.slot(at.local);
-        loop {
-            let w = slot.load(Ordering::Acquire);
-            if !w.is_live(id.gen) {
-                return None;
-            }
-            let holder = HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2);
-            // Seqlock check, as in `read_at`.
-            fence(Ordering::Acquire);
-            let again = slot.load(Ordering::Relaxed);
-            if again.is_live(id.gen) {
-                return Some(holder);
-            }
-        }
+        user_host_with(self.locate(id.slot as usize)?, id.gen, |h| *h)
+    }
+
+    /// Whether found instance `found` is held by `user` on `host`
+    /// ([`HolderBuf::is_user_host`]), judged on one consistent read of the
+    /// words of its holder that hold them (the renewal's holder check: no
+    /// copy of the holder leaves the read); `None` if it is no longer live.
+    #[inline]
+    pub(crate) fn held_by(&self, found: &Found<'_>, user: &str, host: &str) -> Option<bool> {
+        user_host_with(found.at, found.id.gen, |h| h.is_user_host(user, host))
     }
 
     /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
@@ -1175,6 +1170,29 @@ fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<
             return Some((w, grant));
         }
         spin_wait(); // same key mid-claim or mid-release
+    }
+}
+
+/// `f` of the user and host of the LIVE instance in slot `at` of
+/// generation `gen` (read as [`HolderBuf::load_fields_split`] does, the
+/// seqlock as in [`read_at`]; `f` may see a torn copy, whose result is
+/// thrown away), or `None` if it is not (or no longer) that.
+#[inline(always)]
+fn user_host_with<R>(at: At<'_>, gen: u32, f: impl Fn(&HolderBuf) -> R) -> Option<R> {
+    let slot = at.level.slot(at.local);
+    loop {
+        let w = slot.load(Ordering::Acquire);
+        if !w.is_live(gen) {
+            return None;
+        }
+        let holder = HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2);
+        let r = f(&holder);
+        // Seqlock check, as in `read_at`.
+        fence(Ordering::Acquire);
+        let again = slot.load(Ordering::Relaxed);
+        if again.is_live(gen) {
+            return Some(r);
+        }
     }
 }
 
