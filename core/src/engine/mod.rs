@@ -989,18 +989,23 @@ impl Engine {
             .by_name
             .get(feature)
             .ok_or(CheckinError::NoSuchFeature)?;
-        let id = self
-            .find_in(
-                fid,
-                KeyFields {
-                    user,
-                    host,
-                    display,
-                    handle,
-                },
-            )
+        let fields = KeyFields {
+            user,
+            host,
+            display,
+            handle,
+        };
+        let key = self.features[fid as usize].key.key(fields);
+        // The instance as the lookup found it: released from that slot and
+        // word (no second locate by id).
+        let Lookup::Live(found) = self.table.lookup(key) else {
+            return Err(CheckinError::NotHeld);
+        };
+        let read = self
+            .table
+            .release_found(&found, |_| true, |r, charge| self.credit(r, charge))
             .ok_or(CheckinError::NotHeld)?;
-        self.release(id).ok_or(CheckinError::NotHeld)
+        Ok(self.release_out(&read))
     }
 
     /// The live instance of feature `fid` that `handle` holds, looked up
@@ -1176,19 +1181,33 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let (pools, policy, suites) = (&self.pools, self.policy.as_deref(), &self.suites);
-        let read = self.table.release(id, should, |r, charge| {
-            if let Some(policy) = policy {
-                policy.release(r.pool, charge, r.count);
-            }
-            // A reserved suite may keep one of the licenses for the holder.
-            let kept = suites
-                .of(r.pool)
-                .is_some_and(|s| suites.give(s, pools, &r.holder, r.pool));
-            pools[r.pool as usize].unreserve(r.count - u32::from(kept))
-        })?;
+        let read = self
+            .table
+            .release(id, should, |r, charge| self.credit(r, charge))?;
+        Some(self.release_out(&read))
+    }
+
+    /// Gives a released instance's licenses back (while its slot is
+    /// RELEASING): the options' counters, a reserved suite's kept
+    /// license, the pool.
+    #[inline(always)]
+    fn credit(&self, r: &table::LiveRead, charge: Option<&crate::sync::AtomicU64>) {
+        if let Some(policy) = self.policy.as_deref() {
+            policy.release(r.pool, charge, r.count);
+        }
+        // A reserved suite may keep one of the licenses for the holder.
+        let suites = &self.suites;
+        let kept = suites
+            .of(r.pool)
+            .is_some_and(|s| suites.give(s, &self.pools, &r.holder, r.pool));
+        self.pools[r.pool as usize].unreserve(r.count - u32::from(kept))
+    }
+
+    /// The [`Release`] of a released instance.
+    #[inline(always)]
+    fn release_out(&self, read: &table::LiveRead) -> Release {
         let pool = &self.pools[read.pool as usize];
-        Some(Release {
+        Release {
             id: read.id,
             feature: FeatureId(pool.feature),
             pool: PoolId(read.pool),
@@ -1197,7 +1216,7 @@ impl Engine {
             deadline: deadline_out(read.deadline),
             borrowed: read.linger & BORROWED != 0,
             holder: read.holder,
-        })
+        }
     }
 
     /// Checks in instance `id` if its deadline has passed at `now`.

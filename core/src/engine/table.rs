@@ -1000,38 +1000,21 @@ impl Table {
         credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
     ) -> Option<LiveRead> {
         let at = self.locate(id.slot as usize)?;
-        let (level, local) = (at.level, at.local);
-        let slot = level.slot(local);
-        let mut w = slot.load(Ordering::Acquire);
-        loop {
-            if !w.is_live(id.gen) || !should(w.deadline()) {
-                return None;
-            }
-            let releasing = Word::new(State::Releasing, id.gen, w.deadline());
-            match slot
-                .word
-                .compare_exchange(w.0, releasing.0, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(actual) => w = Word(actual),
-            }
-        }
-        // The slot is ours until FREE: its fields are stable.
-        let read = read_fields(at, w);
-        credit(&read, level.charge(local));
-        // The key can go unseen now that the pool is credited; cleared
-        // before the FREE store, so the next owner finds the byte 0.
-        // Release: a scanner that no longer sees the fingerprint must see
-        // the credit too (else a same-key checkout could find neither the
-        // instance nor its license: the loom model renewal_races_expiry).
-        level.flip_tag(local, tag_of(read.key), Ordering::Release);
-        let [primary, _] = level.buckets_of(read.key);
-        if local / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
-            level.spilled(primary).fetch_sub(1, Ordering::Release);
-        }
-        slot.word
-            .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
-        Some(read)
+        let w = at.level.slot(at.local).load(Ordering::Acquire);
+        release_at(at, id.gen, w, should, credit)
+    }
+
+    /// [`Table::release`] of an instance found by key: from the slot and
+    /// word the lookup saw (no locate, no second load; the first CAS
+    /// expects that word, as [`Table::renew`]'s does).
+    #[inline]
+    pub(crate) fn release_found(
+        &self,
+        found: &Found<'_>,
+        should: impl Fn(u64) -> bool,
+        credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
+    ) -> Option<LiveRead> {
+        release_at(found.at, found.id.gen, found.word, should, credit)
     }
 
     /// Calls `f` for every LIVE instance (a consistent read of each, not an
@@ -1064,6 +1047,49 @@ impl Table {
             }
         }
     }
+}
+
+/// [`Table::release`] of the instance of generation `gen` in slot `at`,
+/// whose word was last seen as `w` (loaded with `Acquire`, or by a CAS).
+#[inline(always)]
+fn release_at(
+    at: At<'_>,
+    gen: u32,
+    mut w: Word,
+    should: impl Fn(u64) -> bool,
+    credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
+) -> Option<LiveRead> {
+    let (level, local) = (at.level, at.local);
+    let slot = level.slot(local);
+    loop {
+        if !w.is_live(gen) || !should(w.deadline()) {
+            return None;
+        }
+        let releasing = Word::new(State::Releasing, gen, w.deadline());
+        match slot
+            .word
+            .compare_exchange(w.0, releasing.0, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(actual) => w = Word(actual),
+        }
+    }
+    // The slot is ours until FREE: its fields are stable.
+    let read = read_fields(at, w);
+    credit(&read, level.charge(local));
+    // The key can go unseen now that the pool is credited; cleared
+    // before the FREE store, so the next owner finds the byte 0.
+    // Release: a scanner that no longer sees the fingerprint must see
+    // the credit too (else a same-key checkout could find neither the
+    // instance nor its license: the loom model renewal_races_expiry).
+    level.flip_tag(local, tag_of(read.key), Ordering::Release);
+    let [primary, _] = level.buckets_of(read.key);
+    if local / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
+        level.spilled(primary).fetch_sub(1, Ordering::Release);
+    }
+    slot.word
+        .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
+    Some(read)
 }
 
 /// The LIVE instance of `key` in `level`, if any (one level of
