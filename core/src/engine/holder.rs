@@ -236,6 +236,55 @@ impl HolderBuf {
     }
 }
 
+/// What a slot's holder text is written from at publish: a packed
+/// [`HolderBuf`], or the names it would pack
+/// ([`Names`](super::Names), packed straight into the slot's words, no
+/// `HolderBuf` built in between, when they fit the first words).
+pub(crate) trait StoreHolder {
+    /// Writes the packed holder into a slot's words as
+    /// [`HolderBuf::store_split`] does (the same words, the same bytes).
+    fn store_holder<'w>(&self, first: &[AtomicU64], rest: impl FnOnce() -> &'w [AtomicU64]);
+}
+
+impl StoreHolder for HolderBuf {
+    #[inline]
+    fn store_holder<'w>(&self, first: &[AtomicU64], rest: impl FnOnce() -> &'w [AtomicU64]) {
+        self.store_split(first, rest);
+    }
+}
+
+impl StoreHolder for super::Names<&str> {
+    /// The names' lengths and text, as [`HolderBuf::new`] packs them, put
+    /// together in a buffer of the first words only and stored from there
+    /// when they fit those words (names of up to 52 bytes together, say),
+    /// else through a [`HolderBuf`].
+    #[inline]
+    fn store_holder<'w>(&self, first: &[AtomicU64], rest: impl FnOnce() -> &'w [AtomicU64]) {
+        const NEAR: usize = 64;
+        let fields = [self.user, self.host, self.display, self.handle];
+        let total = fields.iter().map(|f| f.len()).sum::<usize>();
+        let room = (first.len() * 8).min(NEAR);
+        if 4 + total > room {
+            HolderBuf::new(self.user, self.host, self.display, self.handle)
+                .store_split(first, rest);
+            return;
+        }
+        let mut bytes = [0u8; NEAR];
+        let mut at = 4;
+        for (i, field) in fields.iter().enumerate() {
+            bytes[i] = field.len() as u8;
+            copy_short(&mut bytes[at..at + field.len()], field.as_bytes());
+            at += field.len();
+        }
+        let used = at.div_ceil(8);
+        for (w, chunk) in first[..used].iter().zip(bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+    }
+}
+
 /// `dst.copy_from_slice(src)` for names of a few bytes without a call to
 /// `memcpy`: up to 16 bytes as two overlapping 8- (or 4-) byte moves.
 #[inline(always)]
@@ -337,6 +386,38 @@ mod tests {
         assert!(w.user().ends_with('~'));
         assert!(w.is_user_host(&wide, "pc1"));
         assert!(!w.is_user_host(&"e".repeat(100), "pc1"));
+    }
+
+    #[test]
+    fn names_store_the_words_their_holder_buf_does() {
+        use crate::engine::Names;
+        let words = |n: usize| -> Vec<AtomicU64> { (0..n).map(|_| AtomicU64::new(0)).collect() };
+        let long = "x".repeat(200);
+        for total in [0, 1, 7, 8, 20, 51, 52, 53, 60, 116, 117, 300] {
+            let user = &long[..total.min(3)];
+            let host = &long[..total.saturating_sub(3).min(40)];
+            let rest_len = total.saturating_sub(user.len() + host.len());
+            let handle = &long[..rest_len.min(long.len())];
+            let names = Names::new("F", user, host, handle);
+            // Stale words of a previous owner: both leave them alike.
+            let (f1, r1, f2, r2) = (words(7), words(8), words(7), words(8));
+            for w in f1.iter().chain(&r1).chain(&f2).chain(&r2) {
+                w.store(0x5a5a, Ordering::Relaxed);
+            }
+            names.store_holder(&f1, || &r1);
+            names.holder().store_split(&f2, || &r2);
+            let load = |w: &[AtomicU64]| {
+                w.iter()
+                    .map(|w| w.load(Ordering::Relaxed))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!((load(&f1), load(&r1)), (load(&f2), load(&r2)), "{total}");
+            assert_eq!(
+                HolderBuf::load_split(&f1, || &r1),
+                names.holder(),
+                "{total}"
+            );
+        }
     }
 
     #[test]

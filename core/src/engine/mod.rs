@@ -595,12 +595,13 @@ impl Engine {
             .by_name
             .get(req.names.feature)
             .ok_or(Reason::NoSuchFeature)?;
-        self.checkout_as(fid, req, &mut None, ip, now, &NoUses, &mut ())
+        self.checkout_as(fid, req, None, ip, now, &NoUses, &mut ())
     }
 
     /// [`Engine::checkout_from`] of feature `fid` (the request validated,
     /// its feature looked up), a new instance keeping the holder text in
-    /// `holder` (built there if it is `None`), counting the use as
+    /// `holder` (built there if it is `Some(None)`; with no `holder` given,
+    /// packed from the names straight into the slot), counting the use as
     /// `counting` says and writing what it counted to `counted` (left
     /// alone if nothing was):
     /// `NoUses` (every checkout but [`Engine::checkout_use`]'s: nothing
@@ -613,13 +614,19 @@ impl Engine {
         &self,
         fid: u32,
         req: &Request<'_>,
-        holder: &mut Option<HolderBuf>,
+        holder: Option<&mut Option<HolderBuf>>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
         counting: &C,
         counted: &mut C::Counted,
     ) -> Result<Grant, Denial> {
         let feature = &self.features[fid as usize];
+        // The caller's holder text, or (none given) one of our own, built
+        // only if a suite needs it: a new instance then packs the names
+        // straight into its slot.
+        let keep_holder = holder.is_some();
+        let mut own = None;
+        let holder = holder.unwrap_or(&mut own);
         // Names interned only when the options file has rules for the feature.
         let who = self.policy.as_deref().filter(|p| p.covers(fid)).map(|p| {
             let n = &req.names;
@@ -739,20 +746,38 @@ impl Engine {
                     // and locks its bucket finds its first use.
                     let first = (req.names.handle, deadline);
                     counting.first(self, (fid, &claim), first, counts, counted);
-                    // Built only now (unless the caller has): renewals and
-                    // denials never need it.
-                    let holder = holder.get_or_insert_with(|| req.names.holder());
-                    let id = self.table.publish(
-                        claim,
-                        &Fields {
-                            pool: p,
-                            count: req.count,
-                            since: now,
-                            linger: counting.linger_word(req.linger_ms),
-                            deadline,
-                            holder,
-                        },
-                    );
+                    // Packed only now (unless the caller has): renewals
+                    // and denials never need it; packed straight into the
+                    // slot from the names when nobody else needs it.
+                    let (since, linger) = (now, counting.linger_word(req.linger_ms));
+                    let (pool, count) = (p, req.count);
+                    if keep_holder && holder.is_none() {
+                        *holder = Some(req.names.holder());
+                    }
+                    let id = match holder {
+                        Some(holder) => self.table.publish(
+                            claim,
+                            &Fields {
+                                pool,
+                                count,
+                                since,
+                                linger,
+                                deadline,
+                                holder,
+                            },
+                        ),
+                        None => self.table.publish(
+                            claim,
+                            &Fields {
+                                pool,
+                                count,
+                                since,
+                                linger,
+                                deadline,
+                                holder: &req.names,
+                            },
+                        ),
+                    };
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,

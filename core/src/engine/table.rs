@@ -167,7 +167,7 @@ mod level;
 
 use std::ptr;
 
-use super::holder::HolderBuf;
+use super::holder::{HolderBuf, StoreHolder};
 use super::key::InstanceKey;
 use super::uses::BucketUses;
 use crate::sync::{
@@ -385,9 +385,11 @@ impl<'t> Claimed<'t> {
     }
 }
 
-/// What a claimed slot becomes when published.
+/// What a claimed slot becomes when published. `H`: where the holder's
+/// text comes from (a packed [`HolderBuf`], or the names themselves, packed
+/// straight into the slot: [`StoreHolder`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Fields<'a> {
+pub(crate) struct Fields<'a, H: StoreHolder = HolderBuf> {
     /// The pool charged.
     pub(crate) pool: u32,
     /// Licenses charged.
@@ -399,7 +401,7 @@ pub(crate) struct Fields<'a> {
     /// Deadline field: Unix ms, or [`NO_DEADLINE`].
     pub(crate) deadline: u64,
     /// Who holds it.
-    pub(crate) holder: &'a HolderBuf,
+    pub(crate) holder: &'a H,
 }
 
 /// A LIVE instance found by key, with what a renewal needs: where it is,
@@ -815,7 +817,11 @@ impl Table {
 
     /// Makes a claimed slot a LIVE instance: writes its fields, then
     /// publishes them with the LIVE store.
-    pub(crate) fn publish(&self, c: Claimed<'_>, fields: &Fields<'_>) -> InstanceId {
+    pub(crate) fn publish<H: StoreHolder>(
+        &self,
+        c: Claimed<'_>,
+        fields: &Fields<'_, H>,
+    ) -> InstanceId {
         let slot = c.at.level.slot(c.at.local);
         slot.grant.store(
             u64::from(fields.pool) | (u64::from(fields.count) << 32),
@@ -833,7 +839,7 @@ impl Table {
         }
         fields
             .holder
-            .store_split(&slot.cold().meta, || slot.cold_rest());
+            .store_holder(&slot.cold().meta, || slot.cold_rest());
         // Release: publishes every field to acquire loads of LIVE.
         slot.word.store(
             Word::new(State::Live, c.gen, fields.deadline).0,
