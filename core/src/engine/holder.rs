@@ -217,6 +217,36 @@ impl HolderBuf {
 }
 
 impl HolderBuf {
+    /// [`HolderBuf::is_user_host`] of the holder stored in a slot's words
+    /// (as [`HolderBuf::load_fields_split`] reads them), without building
+    /// the `HolderBuf` when the stored user and host are whole (their
+    /// lengths are the asked ones) and in the first words: those words
+    /// alone are read and compared. Otherwise (a shortened name, or long
+    /// ones) through a copy.
+    #[inline]
+    pub(crate) fn words_are_user_host<'w>(
+        first: &[AtomicU64],
+        rest: impl FnOnce() -> &'w [AtomicU64],
+        user: &str,
+        host: &str,
+    ) -> bool {
+        const NEAR: usize = 64;
+        let head = first[0].load(Ordering::Relaxed);
+        let (lu, lh) = (usize::from(head as u8), usize::from((head >> 8) as u8));
+        let end = 4 + lu + lh;
+        if lu != user.len() || lh != host.len() || end > (first.len() * 8).min(NEAR) {
+            return Self::load_fields_split(first, rest, 2).is_user_host(user, host);
+        }
+        let mut bytes = [0u8; NEAR];
+        bytes[..8].copy_from_slice(&head.to_le_bytes());
+        let used = end.div_ceil(8);
+        for (w, chunk) in first[1..used].iter().zip(bytes[8..].chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        eq_short(&bytes[4..4 + lu], user.as_bytes())
+            && eq_short(&bytes[4 + lu..end], host.as_bytes())
+    }
+
     /// Whether this holder's user and host are `user` and `host`. A name
     /// this copy shortened (ending in `~`) matches every name it is a
     /// shortening of.
@@ -417,6 +447,36 @@ mod tests {
                 names.holder(),
                 "{total}"
             );
+        }
+    }
+
+    #[test]
+    fn stored_words_match_user_and_host_as_the_holder_does() {
+        let words = |n: usize| -> Vec<AtomicU64> { (0..n).map(|_| AtomicU64::new(0)).collect() };
+        let (long, wide) = ("u".repeat(200), "é".repeat(100));
+        let names = [
+            ("alice", "pc1"),
+            ("", ""),
+            ("bob", ""),
+            ("USER15", "GENE-VM-2K3"),
+            ("a-user-of-twenty-one", "a-host-name-of-twenty-nine-b"),
+            (long.as_str(), "pc1"),
+            (wide.as_str(), "pc1"),
+        ];
+        for (user, host) in names {
+            let h = HolderBuf::new(user, host, "disp", &"h".repeat(150));
+            let (first, rest) = (words(7), words(8));
+            h.store_split(&first, || &rest);
+            for (u, o) in names
+                .iter()
+                .flat_map(|&(u, _)| names.iter().map(move |&(_, o)| (u, o)))
+            {
+                assert_eq!(
+                    HolderBuf::words_are_user_host(&first, || &rest, u, o),
+                    h.is_user_host(u, o),
+                    "{user:?}@{host:?} asked {u:?}@{o:?}"
+                );
+            }
         }
     }
 

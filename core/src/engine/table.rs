@@ -982,16 +982,24 @@ impl Table {
     /// display and handle of the copy returned may be cut or empty.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn user_host(&self, id: InstanceId) -> Option<HolderBuf> {
-        user_host_with(self.locate(id.slot as usize)?, id.gen, |h| *h)
+        let at = self.locate(id.slot as usize)?;
+        let w = at.level.slot(at.local).load(Ordering::Acquire);
+        holder_read(at, id.gen, w, |slot| {
+            HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2)
+        })
     }
 
     /// Whether found instance `found` is held by `user` on `host`
     /// ([`HolderBuf::is_user_host`]), judged on one consistent read of the
     /// words of its holder that hold them (the renewal's holder check: no
-    /// copy of the holder leaves the read); `None` if it is no longer live.
+    /// holder is built for short names: [`HolderBuf::words_are_user_host`]),
+    /// starting from the word the lookup saw; `None` if it is no longer
+    /// live.
     #[inline]
     pub(crate) fn held_by(&self, found: &Found<'_>, user: &str, host: &str) -> Option<bool> {
-        user_host_with(found.at, found.id.gen, |h| h.is_user_host(user, host))
+        holder_read(found.at, found.id.gen, found.word, |slot| {
+            HolderBuf::words_are_user_host(&slot.cold().meta, || slot.cold_rest(), user, host)
+        })
     }
 
     /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
@@ -1205,26 +1213,30 @@ fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<
     }
 }
 
-/// `f` of the user and host of the LIVE instance in slot `at` of
-/// generation `gen` (read as [`HolderBuf::load_fields_split`] does, the
-/// seqlock as in [`read_at`]; `f` may see a torn copy, whose result is
+/// `f` of slot `at`'s holder words while it holds the LIVE instance of
+/// generation `gen` (`w`: its word as last loaded with `Acquire`), under
+/// the seqlock of [`read_at`] (`f` may see a torn copy, whose result is
 /// thrown away), or `None` if it is not (or no longer) that.
 #[inline(always)]
-fn user_host_with<R>(at: At<'_>, gen: u32, f: impl Fn(&HolderBuf) -> R) -> Option<R> {
+fn holder_read<R>(
+    at: At<'_>,
+    gen: u32,
+    mut w: Word,
+    f: impl Fn(&level::Slot<'_>) -> R,
+) -> Option<R> {
     let slot = at.level.slot(at.local);
     loop {
-        let w = slot.load(Ordering::Acquire);
         if !w.is_live(gen) {
             return None;
         }
-        let holder = HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2);
-        let r = f(&holder);
+        let r = f(&slot);
         // Seqlock check, as in `read_at`.
         fence(Ordering::Acquire);
         let again = slot.load(Ordering::Relaxed);
         if again.is_live(gen) {
             return Some(r);
         }
+        w = slot.load(Ordering::Acquire);
     }
 }
 
