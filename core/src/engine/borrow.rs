@@ -383,7 +383,7 @@ impl Engine {
         let mut borrowing = *req;
         borrowing.linger_ms = u64::from(hours) * HOUR_MS;
         let lending = Lending { admit: &admit };
-        let grant = match self.checkout_as(fid, &borrowing, &mut None, ip, now, &lending, &mut ()) {
+        let grant = match self.checkout_as(fid, &borrowing, None, ip, now, &lending, &mut ()) {
             // The lines left are out: say why the others did not lend.
             Err(d) if d.reason == Reason::AllInUse && kept.is_some() => {
                 return Err(kept.map_or(d, Denial::from))

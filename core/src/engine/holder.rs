@@ -217,6 +217,36 @@ impl HolderBuf {
 }
 
 impl HolderBuf {
+    /// [`HolderBuf::is_user_host`] of the holder stored in a slot's words
+    /// (as [`HolderBuf::load_fields_split`] reads them), without building
+    /// the `HolderBuf` when the stored user and host are whole (their
+    /// lengths are the asked ones) and in the first words: those words
+    /// alone are read and compared. Otherwise (a shortened name, or long
+    /// ones) through a copy.
+    #[inline]
+    pub(crate) fn words_are_user_host<'w>(
+        first: &[AtomicU64],
+        rest: impl FnOnce() -> &'w [AtomicU64],
+        user: &str,
+        host: &str,
+    ) -> bool {
+        const NEAR: usize = 64;
+        let head = first[0].load(Ordering::Relaxed);
+        let (lu, lh) = (usize::from(head as u8), usize::from((head >> 8) as u8));
+        let end = 4 + lu + lh;
+        if lu != user.len() || lh != host.len() || end > (first.len() * 8).min(NEAR) {
+            return Self::load_fields_split(first, rest, 2).is_user_host(user, host);
+        }
+        let mut bytes = [0u8; NEAR];
+        bytes[..8].copy_from_slice(&head.to_le_bytes());
+        let used = end.div_ceil(8);
+        for (w, chunk) in first[1..used].iter().zip(bytes[8..].chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+        }
+        eq_short(&bytes[4..4 + lu], user.as_bytes())
+            && eq_short(&bytes[4 + lu..end], host.as_bytes())
+    }
+
     /// Whether this holder's user and host are `user` and `host`. A name
     /// this copy shortened (ending in `~`) matches every name it is a
     /// shortening of.
@@ -225,13 +255,63 @@ impl HolderBuf {
     /// `from_utf8` on the renewal path).
     #[inline]
     pub fn is_user_host(&self, user: &str, host: &str) -> bool {
+        #[inline(always)]
         fn same(stored: &[u8], asked: &[u8]) -> bool {
-            stored == asked
+            eq_short(stored, asked)
                 || stored
                     .strip_suffix(b"~")
                     .is_some_and(|prefix| asked.len() > prefix.len() && asked.starts_with(prefix))
         }
         same(self.field_bytes(0), user.as_bytes()) && same(self.field_bytes(1), host.as_bytes())
+    }
+}
+
+/// What a slot's holder text is written from at publish: a packed
+/// [`HolderBuf`], or the names it would pack
+/// ([`Names`](super::Names), packed straight into the slot's words, no
+/// `HolderBuf` built in between, when they fit the first words).
+pub(crate) trait StoreHolder {
+    /// Writes the packed holder into a slot's words as
+    /// [`HolderBuf::store_split`] does (the same words, the same bytes).
+    fn store_holder<'w>(&self, first: &[AtomicU64], rest: impl FnOnce() -> &'w [AtomicU64]);
+}
+
+impl StoreHolder for HolderBuf {
+    #[inline]
+    fn store_holder<'w>(&self, first: &[AtomicU64], rest: impl FnOnce() -> &'w [AtomicU64]) {
+        self.store_split(first, rest);
+    }
+}
+
+impl StoreHolder for super::Names<&str> {
+    /// The names' lengths and text, as [`HolderBuf::new`] packs them, put
+    /// together in a buffer of the first words only and stored from there
+    /// when they fit those words (names of up to 52 bytes together, say),
+    /// else through a [`HolderBuf`].
+    #[inline]
+    fn store_holder<'w>(&self, first: &[AtomicU64], rest: impl FnOnce() -> &'w [AtomicU64]) {
+        const NEAR: usize = 64;
+        let fields = [self.user, self.host, self.display, self.handle];
+        let total = fields.iter().map(|f| f.len()).sum::<usize>();
+        let room = (first.len() * 8).min(NEAR);
+        if 4 + total > room {
+            HolderBuf::new(self.user, self.host, self.display, self.handle)
+                .store_split(first, rest);
+            return;
+        }
+        let mut bytes = [0u8; NEAR];
+        let mut at = 4;
+        for (i, field) in fields.iter().enumerate() {
+            bytes[i] = field.len() as u8;
+            copy_short(&mut bytes[at..at + field.len()], field.as_bytes());
+            at += field.len();
+        }
+        let used = at.div_ceil(8);
+        for (w, chunk) in first[..used].iter().zip(bytes.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
     }
 }
 
@@ -253,6 +333,27 @@ fn copy_short(dst: &mut [u8], src: &[u8]) {
         }
     } else {
         dst.copy_from_slice(src);
+    }
+}
+
+/// `a == b` for names of a few bytes without a call to `memcmp`: up to 16
+/// bytes as two overlapping 8- (or 4-) byte compares.
+#[inline(always)]
+fn eq_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or([0; 8]));
+    let w4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4]));
+    if (8..=16).contains(&n) {
+        w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8)
+    } else if (4..8).contains(&n) {
+        w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4)
+    } else if n < 4 {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    } else {
+        a == b
     }
 }
 
@@ -315,6 +416,85 @@ mod tests {
         assert!(w.user().ends_with('~'));
         assert!(w.is_user_host(&wide, "pc1"));
         assert!(!w.is_user_host(&"e".repeat(100), "pc1"));
+    }
+
+    #[test]
+    fn names_store_the_words_their_holder_buf_does() {
+        use crate::engine::Names;
+        let words = |n: usize| -> Vec<AtomicU64> { (0..n).map(|_| AtomicU64::new(0)).collect() };
+        let long = "x".repeat(200);
+        for total in [0, 1, 7, 8, 20, 51, 52, 53, 60, 116, 117, 300] {
+            let user = &long[..total.min(3)];
+            let host = &long[..total.saturating_sub(3).min(40)];
+            let rest_len = total.saturating_sub(user.len() + host.len());
+            let handle = &long[..rest_len.min(long.len())];
+            let names = Names::new("F", user, host, handle);
+            // Stale words of a previous owner: both leave them alike.
+            let (f1, r1, f2, r2) = (words(7), words(8), words(7), words(8));
+            for w in f1.iter().chain(&r1).chain(&f2).chain(&r2) {
+                w.store(0x5a5a, Ordering::Relaxed);
+            }
+            names.store_holder(&f1, || &r1);
+            names.holder().store_split(&f2, || &r2);
+            let load = |w: &[AtomicU64]| {
+                w.iter()
+                    .map(|w| w.load(Ordering::Relaxed))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!((load(&f1), load(&r1)), (load(&f2), load(&r2)), "{total}");
+            assert_eq!(
+                HolderBuf::load_split(&f1, || &r1),
+                names.holder(),
+                "{total}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_words_match_user_and_host_as_the_holder_does() {
+        let words = |n: usize| -> Vec<AtomicU64> { (0..n).map(|_| AtomicU64::new(0)).collect() };
+        let (long, wide) = ("u".repeat(200), "é".repeat(100));
+        let names = [
+            ("alice", "pc1"),
+            ("", ""),
+            ("bob", ""),
+            ("USER15", "GENE-VM-2K3"),
+            ("a-user-of-twenty-one", "a-host-name-of-twenty-nine-b"),
+            (long.as_str(), "pc1"),
+            (wide.as_str(), "pc1"),
+        ];
+        for (user, host) in names {
+            let h = HolderBuf::new(user, host, "disp", &"h".repeat(150));
+            let (first, rest) = (words(7), words(8));
+            h.store_split(&first, || &rest);
+            for (u, o) in names
+                .iter()
+                .flat_map(|&(u, _)| names.iter().map(move |&(_, o)| (u, o)))
+            {
+                assert_eq!(
+                    HolderBuf::words_are_user_host(&first, || &rest, u, o),
+                    h.is_user_host(u, o),
+                    "{user:?}@{host:?} asked {u:?}@{o:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn eq_short_is_slice_equality() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..=a.len() {
+            let x = &a[..n];
+            assert!(eq_short(x, x), "{n}");
+            for i in 0..n {
+                let mut y = x.to_vec();
+                y[i] ^= 1;
+                assert!(!eq_short(x, &y), "{n} {i}");
+            }
+            if n > 0 {
+                assert!(!eq_short(x, &a[..n - 1]), "{n}");
+            }
+        }
     }
 
     #[test]

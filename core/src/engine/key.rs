@@ -83,11 +83,21 @@ impl KeyPrefix {
     }
 
     /// The key of a checkout with these fields, under the feature's
-    /// grouping.
+    /// grouping. Inlined: the handle's hash (every checkout and check-in
+    /// of a feature without DUP_GROUP) takes its bytes straight from the
+    /// caller, not a call with the four fields on the stack.
+    #[inline(always)]
     pub(crate) fn key(&self, f: KeyFields<'_>) -> InstanceKey {
         if self.dup.is_by_handle() {
             return xxh3_128_with_seed(f.handle.as_bytes(), self.seed).into();
         }
+        self.grouped_key(f)
+    }
+
+    /// [`KeyPrefix::key`] under a `DUP_GROUP` (kept out of the inlined
+    /// path).
+    #[inline(never)]
+    fn grouped_key(&self, f: KeyFields<'_>) -> InstanceKey {
         let mut h = Xxh3::with_seed(self.seed);
         let mut field = |s: &str| {
             h.update(&(s.len() as u64).to_le_bytes());

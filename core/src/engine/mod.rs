@@ -595,12 +595,13 @@ impl Engine {
             .by_name
             .get(req.names.feature)
             .ok_or(Reason::NoSuchFeature)?;
-        self.checkout_as(fid, req, &mut None, ip, now, &NoUses, &mut ())
+        self.checkout_as(fid, req, None, ip, now, &NoUses, &mut ())
     }
 
     /// [`Engine::checkout_from`] of feature `fid` (the request validated,
     /// its feature looked up), a new instance keeping the holder text in
-    /// `holder` (built there if it is `None`), counting the use as
+    /// `holder` (built there if it is `Some(None)`; with no `holder` given,
+    /// packed from the names straight into the slot), counting the use as
     /// `counting` says and writing what it counted to `counted` (left
     /// alone if nothing was):
     /// `NoUses` (every checkout but [`Engine::checkout_use`]'s: nothing
@@ -613,13 +614,19 @@ impl Engine {
         &self,
         fid: u32,
         req: &Request<'_>,
-        holder: &mut Option<HolderBuf>,
+        holder: Option<&mut Option<HolderBuf>>,
         ip: Option<std::net::IpAddr>,
         now: Millis,
         counting: &C,
         counted: &mut C::Counted,
     ) -> Result<Grant, Denial> {
         let feature = &self.features[fid as usize];
+        // The caller's holder text, or (none given) one of our own, built
+        // only if a suite needs it: a new instance then packs the names
+        // straight into its slot.
+        let keep_holder = holder.is_some();
+        let mut own = None;
+        let holder = holder.unwrap_or(&mut own);
         // Names interned only when the options file has rules for the feature.
         let who = self.policy.as_deref().filter(|p| p.covers(fid)).map(|p| {
             let n = &req.names;
@@ -739,20 +746,38 @@ impl Engine {
                     // and locks its bucket finds its first use.
                     let first = (req.names.handle, deadline);
                     counting.first(self, (fid, &claim), first, counts, counted);
-                    // Built only now (unless the caller has): renewals and
-                    // denials never need it.
-                    let holder = holder.get_or_insert_with(|| req.names.holder());
-                    let id = self.table.publish(
-                        claim,
-                        &Fields {
-                            pool: p,
-                            count: req.count,
-                            since: now,
-                            linger: counting.linger_word(req.linger_ms),
-                            deadline,
-                            holder,
-                        },
-                    );
+                    // Packed only now (unless the caller has): renewals
+                    // and denials never need it; packed straight into the
+                    // slot from the names when nobody else needs it.
+                    let (since, linger) = (now, counting.linger_word(req.linger_ms));
+                    let (pool, count) = (p, req.count);
+                    if keep_holder && holder.is_none() {
+                        *holder = Some(req.names.holder());
+                    }
+                    let id = match holder {
+                        Some(holder) => self.table.publish(
+                            claim,
+                            &Fields {
+                                pool,
+                                count,
+                                since,
+                                linger,
+                                deadline,
+                                holder,
+                            },
+                        ),
+                        None => self.table.publish(
+                            claim,
+                            &Fields {
+                                pool,
+                                count,
+                                since,
+                                linger,
+                                deadline,
+                                holder: &req.names,
+                            },
+                        ),
+                    };
                     return Ok(Grant {
                         id: Some(id),
                         kind: GrantKind::New,
@@ -903,13 +928,10 @@ impl Engine {
         if !feature.key.dup().is_by_handle() {
             return Ok(());
         }
-        let Some(holder) = self.table.user_host(found.id) else {
-            return Ok(()); // released meanwhile: the renewal finds it gone
-        };
-        if holder.is_user_host(req.names.user, req.names.host) {
-            Ok(())
-        } else {
-            Err(Reason::NotHolder.into())
+        // `None`: released meanwhile, the renewal finds it gone.
+        match self.table.held_by(found, req.names.user, req.names.host) {
+            Some(false) => Err(Reason::NotHolder.into()),
+            Some(true) | None => Ok(()),
         }
     }
 
@@ -992,18 +1014,23 @@ impl Engine {
             .by_name
             .get(feature)
             .ok_or(CheckinError::NoSuchFeature)?;
-        let id = self
-            .find_in(
-                fid,
-                KeyFields {
-                    user,
-                    host,
-                    display,
-                    handle,
-                },
-            )
+        let fields = KeyFields {
+            user,
+            host,
+            display,
+            handle,
+        };
+        let key = self.features[fid as usize].key.key(fields);
+        // The instance as the lookup found it: released from that slot and
+        // word (no second locate by id).
+        let Lookup::Live(found) = self.table.lookup(key) else {
+            return Err(CheckinError::NotHeld);
+        };
+        let read = self
+            .table
+            .release_found(&found, |_| true, |r, charge| self.credit(r, charge))
             .ok_or(CheckinError::NotHeld)?;
-        self.release(id).ok_or(CheckinError::NotHeld)
+        Ok(self.release_out(&read))
     }
 
     /// The live instance of feature `fid` that `handle` holds, looked up
@@ -1179,19 +1206,33 @@ impl Engine {
     }
 
     fn release_if(&self, id: InstanceId, should: impl Fn(u64) -> bool) -> Option<Release> {
-        let (pools, policy, suites) = (&self.pools, self.policy.as_deref(), &self.suites);
-        let read = self.table.release(id, should, |r, charge| {
-            if let Some(policy) = policy {
-                policy.release(r.pool, charge, r.count);
-            }
-            // A reserved suite may keep one of the licenses for the holder.
-            let kept = suites
-                .of(r.pool)
-                .is_some_and(|s| suites.give(s, pools, &r.holder, r.pool));
-            pools[r.pool as usize].unreserve(r.count - u32::from(kept))
-        })?;
+        let read = self
+            .table
+            .release(id, should, |r, charge| self.credit(r, charge))?;
+        Some(self.release_out(&read))
+    }
+
+    /// Gives a released instance's licenses back (while its slot is
+    /// RELEASING): the options' counters, a reserved suite's kept
+    /// license, the pool.
+    #[inline(always)]
+    fn credit(&self, r: &table::LiveRead, charge: Option<&crate::sync::AtomicU64>) {
+        if let Some(policy) = self.policy.as_deref() {
+            policy.release(r.pool, charge, r.count);
+        }
+        // A reserved suite may keep one of the licenses for the holder.
+        let suites = &self.suites;
+        let kept = suites
+            .of(r.pool)
+            .is_some_and(|s| suites.give(s, &self.pools, &r.holder, r.pool));
+        self.pools[r.pool as usize].unreserve(r.count - u32::from(kept))
+    }
+
+    /// The [`Release`] of a released instance.
+    #[inline(always)]
+    fn release_out(&self, read: &table::LiveRead) -> Release {
         let pool = &self.pools[read.pool as usize];
-        Some(Release {
+        Release {
             id: read.id,
             feature: FeatureId(pool.feature),
             pool: PoolId(read.pool),
@@ -1200,7 +1241,7 @@ impl Engine {
             deadline: deadline_out(read.deadline),
             borrowed: read.linger & BORROWED != 0,
             holder: read.holder,
-        })
+        }
     }
 
     /// Checks in instance `id` if its deadline has passed at `now`.

@@ -167,7 +167,7 @@ mod level;
 
 use std::ptr;
 
-use super::holder::HolderBuf;
+use super::holder::{HolderBuf, StoreHolder};
 use super::key::InstanceKey;
 use super::uses::BucketUses;
 use crate::sync::{
@@ -258,6 +258,9 @@ impl Word {
                 | state as u64,
         )
     }
+    /// The state (tests; the protocol tests bits: [`Word::is`],
+    /// [`Word::is_live`]).
+    #[cfg(test)]
     pub(crate) fn state(self) -> State {
         match self.0 & STATE_MASK {
             0 => State::Free,
@@ -272,6 +275,19 @@ impl Word {
     }
     pub(crate) fn deadline(self) -> u64 {
         self.0 >> (STATE_BITS + GEN_BITS)
+    }
+    /// Whether the word is LIVE in generation `gen`: one compare of its
+    /// state and generation bits (a `gen` beyond [`GEN_BITS`], from an id
+    /// a caller made up, matches no word).
+    #[inline(always)]
+    pub(crate) fn is_live(self, gen: u32) -> bool {
+        self.0 & (STATE_MASK | (GEN_MASK << STATE_BITS))
+            == (u64::from(gen) << STATE_BITS) | State::Live as u64
+    }
+    /// Whether the word is in state `s` (its state bits alone).
+    #[inline(always)]
+    pub(crate) fn is(self, s: State) -> bool {
+        self.0 & STATE_MASK == s as u64
     }
     fn next_gen(self) -> u32 {
         ((u64::from(self.gen()) + 1) & GEN_MASK) as u32
@@ -369,9 +385,11 @@ impl<'t> Claimed<'t> {
     }
 }
 
-/// What a claimed slot becomes when published.
+/// What a claimed slot becomes when published. `H`: where the holder's
+/// text comes from (a packed [`HolderBuf`], or the names themselves, packed
+/// straight into the slot: [`StoreHolder`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Fields<'a> {
+pub(crate) struct Fields<'a, H: StoreHolder = HolderBuf> {
     /// The pool charged.
     pub(crate) pool: u32,
     /// Licenses charged.
@@ -383,7 +401,7 @@ pub(crate) struct Fields<'a> {
     /// Deadline field: Unix ms, or [`NO_DEADLINE`].
     pub(crate) deadline: u64,
     /// Who holds it.
-    pub(crate) holder: &'a HolderBuf,
+    pub(crate) holder: &'a H,
 }
 
 /// A LIVE instance found by key, with what a renewal needs: where it is,
@@ -754,7 +772,7 @@ impl Table {
             return Claim::Owned(claimed);
         };
         self.abandon(claimed);
-        if w.state() == State::Live {
+        if w.is(State::Live) {
             Claim::Exists(Found::new(at, w, grant))
         } else {
             Claim::Retry
@@ -799,7 +817,11 @@ impl Table {
 
     /// Makes a claimed slot a LIVE instance: writes its fields, then
     /// publishes them with the LIVE store.
-    pub(crate) fn publish(&self, c: Claimed<'_>, fields: &Fields<'_>) -> InstanceId {
+    pub(crate) fn publish<H: StoreHolder>(
+        &self,
+        c: Claimed<'_>,
+        fields: &Fields<'_, H>,
+    ) -> InstanceId {
         let slot = c.at.level.slot(c.at.local);
         slot.grant.store(
             u64::from(fields.pool) | (u64::from(fields.count) << 32),
@@ -817,7 +839,7 @@ impl Table {
         }
         fields
             .holder
-            .store_split(&slot.cold().meta, || slot.cold_rest());
+            .store_holder(&slot.cold().meta, || slot.cold_rest());
         // Release: publishes every field to acquire loads of LIVE.
         slot.word.store(
             Word::new(State::Live, c.gen, fields.deadline).0,
@@ -855,7 +877,7 @@ impl Table {
         let slot = found.at.level.slot(found.at.local);
         let mut w = found.word;
         loop {
-            if w.state() != State::Live || w.gen() != id.gen {
+            if !w.is_live(id.gen) {
                 return Renew::Gone;
             }
             let seen = match linger_of(&slot, w) {
@@ -901,7 +923,7 @@ impl Table {
         let slot = found.at.level.slot(found.at.local);
         let mut w = found.word;
         loop {
-            if w.state() != State::Live || w.gen() != found.id.gen {
+            if !w.is_live(found.id.gen) {
                 return false;
             }
             match linger_of(&slot, w) {
@@ -919,7 +941,7 @@ impl Table {
         let slot = at.level.slot(at.local);
         let mut w = slot.load(Ordering::Acquire);
         loop {
-            if w.state() != State::Live || w.gen() != id.gen {
+            if !w.is_live(id.gen) {
                 return None;
             }
             let next = Word::new(State::Live, id.gen, deadline);
@@ -946,7 +968,7 @@ impl Table {
     pub(crate) fn deadline_of(&self, id: InstanceId) -> Option<u64> {
         let at = self.locate(id.slot as usize)?;
         let w = at.level.slot(at.local).load(Ordering::Acquire);
-        (w.state() == State::Live && w.gen() == id.gen).then(|| w.deadline())
+        w.is_live(id.gen).then(|| w.deadline())
     }
 
     /// Reads a LIVE instance's fields, or `None` if `id` is not live.
@@ -954,27 +976,30 @@ impl Table {
         read_at(self.locate(id.slot as usize)?, id.gen)
     }
 
-    /// Reads only a LIVE instance's user and host (the renewal's holder
-    /// check: the words of the holder that hold them, often one), or
-    /// `None` if `id` is not live: the same seqlock read as
-    /// [`Table::read`] without the other fields. The display and handle
-    /// of the copy returned may be cut or empty.
+    /// Reads only a LIVE instance's user and host (the words of the holder
+    /// that hold them, often one), or `None` if `id` is not live: the same
+    /// seqlock read as [`Table::read`] without the other fields. The
+    /// display and handle of the copy returned may be cut or empty.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn user_host(&self, id: InstanceId) -> Option<HolderBuf> {
         let at = self.locate(id.slot as usize)?;
-        let slot = at.level.slot(at.local);
-        loop {
-            let w = slot.load(Ordering::Acquire);
-            if w.state() != State::Live || w.gen() != id.gen {
-                return None;
-            }
-            let holder = HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2);
-            // Seqlock check, as in `read_at`.
-            fence(Ordering::Acquire);
-            let again = slot.load(Ordering::Relaxed);
-            if again.state() == State::Live && again.gen() == id.gen {
-                return Some(holder);
-            }
-        }
+        let w = at.level.slot(at.local).load(Ordering::Acquire);
+        holder_read(at, id.gen, w, |slot| {
+            HolderBuf::load_fields_split(&slot.cold().meta, || slot.cold_rest(), 2)
+        })
+    }
+
+    /// Whether found instance `found` is held by `user` on `host`
+    /// ([`HolderBuf::is_user_host`]), judged on one consistent read of the
+    /// words of its holder that hold them (the renewal's holder check: no
+    /// holder is built for short names: [`HolderBuf::words_are_user_host`]),
+    /// starting from the word the lookup saw; `None` if it is no longer
+    /// live.
+    #[inline]
+    pub(crate) fn held_by(&self, found: &Found<'_>, user: &str, host: &str) -> Option<bool> {
+        holder_read(found.at, found.id.gen, found.word, |slot| {
+            HolderBuf::words_are_user_host(&slot.cold().meta, || slot.cold_rest(), user, host)
+        })
     }
 
     /// Releases instance `id` if it is LIVE and `should(deadline)` holds for
@@ -989,38 +1014,21 @@ impl Table {
         credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
     ) -> Option<LiveRead> {
         let at = self.locate(id.slot as usize)?;
-        let (level, local) = (at.level, at.local);
-        let slot = level.slot(local);
-        let mut w = slot.load(Ordering::Acquire);
-        loop {
-            if w.state() != State::Live || w.gen() != id.gen || !should(w.deadline()) {
-                return None;
-            }
-            let releasing = Word::new(State::Releasing, id.gen, w.deadline());
-            match slot
-                .word
-                .compare_exchange(w.0, releasing.0, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(actual) => w = Word(actual),
-            }
-        }
-        // The slot is ours until FREE: its fields are stable.
-        let read = read_fields(at, w);
-        credit(&read, level.charge(local));
-        // The key can go unseen now that the pool is credited; cleared
-        // before the FREE store, so the next owner finds the byte 0.
-        // Release: a scanner that no longer sees the fingerprint must see
-        // the credit too (else a same-key checkout could find neither the
-        // instance nor its license: the loom model renewal_races_expiry).
-        level.flip_tag(local, tag_of(read.key), Ordering::Release);
-        let [primary, _] = level.buckets_of(read.key);
-        if local / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
-            level.spilled(primary).fetch_sub(1, Ordering::Release);
-        }
-        slot.word
-            .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
-        Some(read)
+        let w = at.level.slot(at.local).load(Ordering::Acquire);
+        release_at(at, id.gen, w, should, credit)
+    }
+
+    /// [`Table::release`] of an instance found by key: from the slot and
+    /// word the lookup saw (no locate, no second load; the first CAS
+    /// expects that word, as [`Table::renew`]'s does).
+    #[inline]
+    pub(crate) fn release_found(
+        &self,
+        found: &Found<'_>,
+        should: impl Fn(u64) -> bool,
+        credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
+    ) -> Option<LiveRead> {
+        release_at(found.at, found.id.gen, found.word, should, credit)
     }
 
     /// Calls `f` for every LIVE instance (a consistent read of each, not an
@@ -1042,7 +1050,7 @@ impl Table {
                             local: b * SLOTS_PER_BUCKET + lane,
                         };
                         let word = level.slot(at.local).load(Ordering::Acquire);
-                        if word.state() != State::Live {
+                        if !word.is(State::Live) {
                             continue;
                         }
                         if let Some(r) = read_at(at, word.gen()) {
@@ -1053,6 +1061,49 @@ impl Table {
             }
         }
     }
+}
+
+/// [`Table::release`] of the instance of generation `gen` in slot `at`,
+/// whose word was last seen as `w` (loaded with `Acquire`, or by a CAS).
+#[inline(always)]
+fn release_at(
+    at: At<'_>,
+    gen: u32,
+    mut w: Word,
+    should: impl Fn(u64) -> bool,
+    credit: impl FnOnce(&LiveRead, Option<&AtomicU64>),
+) -> Option<LiveRead> {
+    let (level, local) = (at.level, at.local);
+    let slot = level.slot(local);
+    loop {
+        if !w.is_live(gen) || !should(w.deadline()) {
+            return None;
+        }
+        let releasing = Word::new(State::Releasing, gen, w.deadline());
+        match slot
+            .word
+            .compare_exchange(w.0, releasing.0, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(actual) => w = Word(actual),
+        }
+    }
+    // The slot is ours until FREE: its fields are stable.
+    let read = read_fields(at, w);
+    credit(&read, level.charge(local));
+    // The key can go unseen now that the pool is credited; cleared
+    // before the FREE store, so the next owner finds the byte 0.
+    // Release: a scanner that no longer sees the fingerprint must see
+    // the credit too (else a same-key checkout could find neither the
+    // instance nor its license: the loom model renewal_races_expiry).
+    level.flip_tag(local, tag_of(read.key), Ordering::Release);
+    let [primary, _] = level.buckets_of(read.key);
+    if local / SLOTS_PER_BUCKET != primary / SLOTS_PER_BUCKET {
+        level.spilled(primary).fetch_sub(1, Ordering::Release);
+    }
+    slot.word
+        .store(Word::new(State::Free, w.next_gen(), 0).0, Ordering::Release);
+    Some(read)
 }
 
 /// The LIVE instance of `key` in `level`, if any (one level of
@@ -1139,7 +1190,8 @@ fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<
     let slot = at.level.slot(at.local);
     loop {
         let w = slot.load(Ordering::Acquire);
-        if matches!(w.state(), State::Free | State::Reserved) {
+        // FREE or RESERVED (0 and 1): no key to look at.
+        if w.0 & STATE_MASK <= State::Reserved as u64 {
             return None;
         }
         let same = slot.key_is(key);
@@ -1154,11 +1206,37 @@ fn wait_for_key(at: At<'_>, key: InstanceKey, stop_at_claiming: bool) -> Option<
         if !same {
             return None;
         }
-        match w.state() {
-            State::Live => return Some((w, grant)),
-            State::Claiming if stop_at_claiming => return Some((w, grant)),
-            _ => spin_wait(), // same key mid-claim or mid-release
+        if w.is(State::Live) || (stop_at_claiming && w.is(State::Claiming)) {
+            return Some((w, grant));
         }
+        spin_wait(); // same key mid-claim or mid-release
+    }
+}
+
+/// `f` of slot `at`'s holder words while it holds the LIVE instance of
+/// generation `gen` (`w`: its word as last loaded with `Acquire`), under
+/// the seqlock of [`read_at`] (`f` may see a torn copy, whose result is
+/// thrown away), or `None` if it is not (or no longer) that.
+#[inline(always)]
+fn holder_read<R>(
+    at: At<'_>,
+    gen: u32,
+    mut w: Word,
+    f: impl Fn(&level::Slot<'_>) -> R,
+) -> Option<R> {
+    let slot = at.level.slot(at.local);
+    loop {
+        if !w.is_live(gen) {
+            return None;
+        }
+        let r = f(&slot);
+        // Seqlock check, as in `read_at`.
+        fence(Ordering::Acquire);
+        let again = slot.load(Ordering::Relaxed);
+        if again.is_live(gen) {
+            return Some(r);
+        }
+        w = slot.load(Ordering::Acquire);
     }
 }
 
@@ -1168,7 +1246,7 @@ fn read_at(at: At<'_>, gen: u32) -> Option<LiveRead> {
     let slot = at.level.slot(at.local);
     loop {
         let w = slot.load(Ordering::Acquire);
-        if w.state() != State::Live || w.gen() != gen {
+        if !w.is_live(gen) {
             return None;
         }
         let read = read_fields(at, w);
@@ -1177,7 +1255,7 @@ fn read_at(at: At<'_>, gen: u32) -> Option<LiveRead> {
         // this one; see `wait_for_key`).
         fence(Ordering::Acquire);
         let again = slot.load(Ordering::Relaxed);
-        if again.state() == State::Live && again.gen() == gen {
+        if again.is_live(gen) {
             return Some(LiveRead {
                 deadline: again.deadline(),
                 ..read

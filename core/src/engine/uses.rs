@@ -437,8 +437,7 @@ impl Engine {
             .get(req.names.feature)
             .ok_or(Reason::NoSuchFeature)?;
         let mut counted = None;
-        let grant =
-            self.checkout_as(fid, req, &mut None, ip, now, &ByPrior(prior), &mut counted)?;
+        let grant = self.checkout_as(fid, req, None, ip, now, &ByPrior(prior), &mut counted)?;
         Ok((grant, counted))
     }
 
@@ -466,7 +465,7 @@ impl Engine {
         }
         let mut counted = None;
         let by = ByPrior(prior);
-        let grant = self.checkout_as(feature.0, req, holder, ip, now, &by, &mut counted)?;
+        let grant = self.checkout_as(feature.0, req, Some(holder), ip, now, &by, &mut counted)?;
         Ok((grant, counted))
     }
 

@@ -470,6 +470,18 @@ impl Level {
             .sum()
     }
 
+    /// Whether the bucket starting at slot `start` has [`CROWDED`] slots in
+    /// use, without counting them while its last fingerprint word is empty
+    /// (then at most the other words' lanes are: fewer than `CROWDED`), as
+    /// it is in a bucket that is not crowded, whose claims take the first
+    /// free lanes.
+    #[inline]
+    fn crowded(&self, start: usize) -> bool {
+        const _: () = assert!(8 * (TAG_WORDS - 1) < CROWDED as usize);
+        let tags = &self.hot[start / SLOTS_PER_BUCKET].tags;
+        tags[TAG_WORDS - 1].load(Ordering::Relaxed) & BYTE_HI != 0 && self.used(start) >= CROWDED
+    }
+
     /// The spill count of the bucket starting at slot `start`.
     #[inline]
     pub(super) fn spilled(&self, start: usize) -> &AtomicU32 {
@@ -546,7 +558,7 @@ impl Level {
     pub(super) fn reserve(&self, key: InstanceKey) -> Option<(usize, u32)> {
         let [a, b] = self.buckets_of(key);
         let n = if a == b { 1 } else { 2 };
-        let order = if n == 2 && self.used(a) >= CROWDED && self.used(b) < self.used(a) {
+        let order = if n == 2 && self.crowded(a) && self.used(b) < self.used(a) {
             [b, a]
         } else {
             [a, b]
@@ -555,7 +567,7 @@ impl Level {
             for i in start..start + SLOTS_PER_BUCKET {
                 let slot = self.slot(i);
                 let w = slot.load(Ordering::Relaxed);
-                if w.state() != State::Free {
+                if !w.is(State::Free) {
                     continue;
                 }
                 // Acquire: the previous owner's release happened-before our
