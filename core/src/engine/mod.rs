@@ -112,6 +112,22 @@ pub struct EngineConfig {
     pub min_instances: usize,
 }
 
+impl EngineConfig {
+    /// This config with the table's first level sized to restore
+    /// `instances` at once (a restart's recovery, a REREAD's migration),
+    /// so that the table does not grow level by level while they come
+    /// back: [`EngineConfig::min_instances`] raised to two thirds of them,
+    /// which gives the level at least four slots for every three
+    /// instances (at most three quarters full, where its two-choice
+    /// buckets of 16 hold them all).
+    pub fn restoring(self, instances: usize) -> EngineConfig {
+        EngineConfig {
+            min_instances: self.min_instances.max(instances - instances / 3),
+            ..self
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
