@@ -21,6 +21,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use super::record::{self, Instance, Record};
 
 /// How long [`State::prune`] keeps a tombstone: far longer than a batch
@@ -35,8 +37,10 @@ pub const SEEN_KEEP_MS: u64 = 90 * 24 * 3600 * 1000;
 /// releases and reconciled admission ids.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct State {
-    /// Journal id -> INSTANCE payload.
-    pub live: HashMap<u64, Box<[u8]>>,
+    /// Journal id -> INSTANCE payload (engine ids of the run that wrote
+    /// them, not chosen by clients: hashed with the cheap Fx hash, which
+    /// matters when a restart replays millions).
+    pub live: FxHashMap<u64, Box<[u8]>>,
     /// Journal id -> release time, Unix ms.
     pub tombstones: HashMap<u64, u64>,
     /// Admission id -> RECONCILE payload.
