@@ -282,10 +282,15 @@ impl Server {
             None => journal::boot::Booted::default(),
         };
         shared.reconciled.load(booted.reconciled);
-        let mut arm: Vec<Vec<(InstanceId, u64)>> = vec![Vec::new(); workers];
+        // Each loop arms its share of the restored deadlines. Sized up front:
+        // grown push by push, millions of them cost seconds of reallocation.
+        let share = booted.arm.len().div_ceil(workers);
+        let mut arm: Vec<Vec<(InstanceId, u64)>> =
+            (0..workers).map(|_| Vec::with_capacity(share)).collect();
         for (n, a) in booted.arm.iter().enumerate() {
             arm[n % workers].push(*a);
         }
+        drop(booted.arm);
 
         let mut loops = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);

@@ -710,9 +710,13 @@ impl Table {
     pub(crate) fn prefetch(&self, key: InstanceKey) {
         let n = self.levels.load(Ordering::Acquire);
         let level = self.level(n - 1);
-        for start in level.buckets_of(key) {
-            level.prefetch_bucket(start);
-        }
+        let [primary, secondary] = level.buckets_of(key);
+        // The primary's fingerprints and the words a claim scans for a free
+        // slot until the bucket is crowded (it then looks at the secondary,
+        // whose fingerprints come first too); more would only queue behind
+        // the misses that matter.
+        level.prefetch_bucket(primary, 512);
+        level.prefetch_bucket(secondary, 64);
     }
 
     /// Claims a slot for `key` unless the key is already live. On

@@ -19,6 +19,7 @@
 //! a snapshot [`SEEN_KEEP_MS`] after it was reconciled, once its instance
 //! is no longer live.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
@@ -84,18 +85,25 @@ impl State {
             self.live.remove(&i.id);
             return;
         };
-        match self.live.get_mut(&i.id) {
+        // One probe of the map per record (a restart replays millions).
+        let entry = self.live.entry(i.id);
+        match entry {
             // A checkout's record (count 0: a DUP_GROUP check-in's, which
             // names only the handle) brings the full names a snapshot
             // lacked; the first checkout time stays.
-            Some(p) if !snapshot && i.count != 0 && record::names_incomplete(p) => {
+            Entry::Occupied(mut e)
+                if !snapshot && i.count != 0 && record::names_incomplete(e.get()) =>
+            {
+                let p = e.get_mut();
                 let since = record::at_of(p).unwrap_or(i.at_ms);
                 let mut full: Box<[u8]> = payload.into();
                 record::as_instance(&mut full, since);
                 *p = full;
             }
-            Some(p) if i.renewed => record::patch_instance(p, i.linger_ms, deadline),
-            _ => {
+            Entry::Occupied(mut e) if i.renewed => {
+                record::patch_instance(e.get_mut(), i.linger_ms, deadline);
+            }
+            entry => {
                 let mut p: Box<[u8]> = payload.into();
                 if !snapshot {
                     // A renewal of an instance the journal never saw out
@@ -104,7 +112,14 @@ impl State {
                     // there is.
                     record::as_instance(&mut p, i.at_ms);
                 }
-                self.live.insert(i.id, p);
+                match entry {
+                    Entry::Occupied(mut e) => {
+                        e.insert(p);
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(p);
+                    }
+                }
             }
         }
     }

@@ -392,13 +392,14 @@ impl Level {
         })
     }
 
-    /// Asks the CPU to start loading the bucket starting at slot `start`
-    /// (its fingerprints and its slots' words), without waiting for it: a
-    /// hint, which changes nothing a thread sees.
+    /// Asks the CPU to start loading the first `bytes` of the bucket
+    /// starting at slot `start` (its fingerprints, then its slots' words),
+    /// without waiting for them: a hint, which changes nothing a thread
+    /// sees.
     #[inline]
-    pub(super) fn prefetch_bucket(&self, start: usize) {
+    pub(super) fn prefetch_bucket(&self, start: usize, bytes: usize) {
         let bucket: *const Bucket = &self.hot[start / SLOTS_PER_BUCKET];
-        for line in (0..std::mem::size_of::<Bucket>()).step_by(64) {
+        for line in (0..bytes.min(std::mem::size_of::<Bucket>())).step_by(64) {
             prefetch(bucket.cast::<u8>().wrapping_add(line));
         }
     }
