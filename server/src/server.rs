@@ -194,13 +194,20 @@ impl Server {
         let now = clock.now_ms();
         let seed = random_seed();
         let options = config.policy.loaded.as_ref().map(|(_, o)| o);
+        // Durability: the journal is read before the engine is built, so the
+        // engine has room for what it restores (below, before any connection
+        // is accepted).
+        let read =
+            journal::boot::read(&config.state_dir, config.durability, config.salvage_journal)?;
+        let engine_config = EngineConfig {
+            seed,
+            ..EngineConfig::default()
+        };
         let engine = Arc::new(crate::options::build_engine(
             &config.licenses,
             options,
-            EngineConfig {
-                seed,
-                ..EngineConfig::default()
-            },
+            read.as_ref()
+                .map_or(engine_config, |r| r.config(engine_config)),
         ));
         let server_options = Arc::new(ServerOptions::new(
             &engine,
@@ -270,19 +277,20 @@ impl Server {
             options_lines(path, o, &engine, |text| handle.line(now, "lmgrd", text));
         }
         // Durability: recover before any connection is accepted.
-        let booted = journal::boot::recover_into(
-            &config.state_dir,
-            config.durability,
-            config.salvage_journal,
-            &engine,
-            &handle,
-            now,
-        )?;
+        let booted = match read {
+            Some(r) => r.restore_into(&engine, &handle, now),
+            None => journal::boot::Booted::default(),
+        };
         shared.reconciled.load(booted.reconciled);
-        let mut arm: Vec<Vec<(InstanceId, u64)>> = vec![Vec::new(); workers];
+        // Each loop arms its share of the restored deadlines. Sized up front:
+        // grown push by push, millions of them cost seconds of reallocation.
+        let share = booted.arm.len().div_ceil(workers);
+        let mut arm: Vec<Vec<(InstanceId, u64)>> =
+            (0..workers).map(|_| Vec::with_capacity(share)).collect();
         for (n, a) in booted.arm.iter().enumerate() {
             arm[n % workers].push(*a);
         }
+        drop(booted.arm);
 
         let mut loops = Vec::with_capacity(workers);
         let mut wakers = Vec::with_capacity(workers);

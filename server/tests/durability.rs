@@ -662,3 +662,70 @@ fn recovery_spreads_over_several_pools_and_survives_a_reread() {
         .req("CHECKOUT MPM_ADV_RC u6 pc h6 linger=60")
         .starts_with("DENIED MPM_ADV_RC h6 ALL_IN_USE"));
 }
+
+/// More lingering instances than one default table level holds (4,096):
+/// recovery builds the engine sized for what the journal holds and
+/// restores them all, names, first-checkout times, deadlines and counts,
+/// after a kill -9.
+#[test]
+fn a_restart_restores_more_instances_than_one_default_table_level() {
+    const HELD: usize = 9_000;
+    let license = format!(
+        "SERVER this_host ANY 27000\nVENDOR CITRIX\n\
+         INCREMENT MANY CITRIX 1.0 permanent {}\n\
+         FEATURE FEW CITRIX 1.0 permanent 3\n",
+        HELD + 10
+    );
+    let args = ["--durability", "sync"];
+    let state = Scratch::new("state");
+    let mut t = Tallyd::start_with_state(&license, &args, &state.0);
+    let mut c = t.connect();
+    let handles: Vec<usize> = (0..HELD).collect();
+    for chunk in handles.chunks(1_000) {
+        let mut batch = String::new();
+        for i in chunk {
+            batch.push_str(&format!(
+                "CHECKOUT MANY u{} pc{} m{i} linger={}\n",
+                i % 7,
+                i % 13,
+                600 + i % 5000
+            ));
+        }
+        c.send(batch.as_bytes());
+        for i in chunk {
+            let r = c.read_line().expect("a reply");
+            assert!(r.starts_with(&format!("OK MANY m{i} ")), "{r}");
+        }
+    }
+    assert!(c
+        .req("CHECKOUT FEW alice pc1 f1 linger=600")
+        .starts_with("OK "));
+    let before = holders(&t, "MANY");
+    assert_eq!(before.len(), HELD);
+    drop(c);
+    t.kill9();
+
+    let t2 = Tallyd::start_with_state(&license, &args, &state.0);
+    let after = holders(&t2, "MANY");
+    assert_eq!(after.len(), HELD);
+    assert_eq!(after, before);
+    let mut c2 = t2.connect();
+    assert_eq!(c2.in_use("MANY"), HELD as u64);
+    assert_eq!(c2.in_use("FEW"), 1);
+    assert!(
+        eventually(GENEROUS, || t2
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("journal: recovered")
+                && l.contains(&format!("restored {},", HELD + 1)))),
+        "no recovery summary in {:?}",
+        t2.log_lines()
+    );
+    // The restored instances are the same ones: a renewal renews, a
+    // check-in checks in.
+    assert!(c2
+        .req("CHECKOUT MANY u0 pc0 m0 linger=60")
+        .starts_with("OK MANY m0 "));
+    assert_eq!(c2.req("CHECKIN MANY m1"), "OK MANY m1");
+    assert_eq!(c2.in_use("MANY"), HELD as u64 - 1);
+}

@@ -209,3 +209,41 @@ fn forced_restores_past_u32_max_never_wrap_a_max_counter() {
     e.checkin("F", "user", "host", "", "b").unwrap();
     assert!(e.checkout(&req("c"), NOW).is_ok());
 }
+
+/// Recovery builds the engine with [`EngineConfig::restoring`] for what the
+/// journal holds: its first level then takes every restored instance, and
+/// no level is published while they come back (each would be another
+/// allocation, and another level for every lookup to search). The sizes
+/// include the fullest first level that sizing makes (49,152 instances:
+/// 65,536 slots, three quarters full) and a few seeds.
+#[test]
+fn an_engine_sized_for_its_restores_restores_them_in_one_level() {
+    let set = parse_str("t.lic", "INCREMENT F V 1.0 permanent 4294967295\n");
+    for n in [9_000, 49_152, 49_153, 100_000] {
+        for seed in [(1, 10), (0x5eed, 0xfeed), (7, 7)] {
+            let config = EngineConfig {
+                seed,
+                ..EngineConfig::default()
+            }
+            .restoring(n);
+            let e = Engine::new(&set, config);
+            let slots = e.table_slots();
+            assert!(slots <= 3 * n, "{n}: {slots} slots");
+            for i in 0..n {
+                let h = format!("r{i}");
+                e.restore_within_count(&restored(&h, 1))
+                    .unwrap_or_else(|why| panic!("{n}, {seed:?}: restore {i}: {why:?}"));
+            }
+            assert_eq!(e.table_slots(), slots, "{n}, {seed:?}: the table grew");
+            assert_eq!(pool(&e).in_use as usize, n);
+        }
+    }
+    // Unsized, the same restores publish levels.
+    let e = Engine::new(&set, EngineConfig::default());
+    let slots = e.table_slots();
+    for i in 0..9_000 {
+        e.restore_within_count(&restored(&format!("r{i}"), 1))
+            .unwrap();
+    }
+    assert!(e.table_slots() > slots);
+}

@@ -57,14 +57,25 @@ pub(crate) fn prepare(cx: &Ctx, files: Files, now: u64) -> Prepared {
         options,
     } = files;
     // Features the new file drops keep their holders until they drain.
-    let retired = crate::reread::keep_removed_features(&mut licenses, &cx.engine.snapshot(now));
+    let held = cx.engine.snapshot(now);
+    let retired = crate::reread::keep_removed_features(&mut licenses, &held);
+    // Sized for the instances `migrate` moves into it: its table takes them
+    // in its first level instead of growing level by level.
+    let holders = held
+        .features
+        .iter()
+        .flat_map(|f| &f.pools)
+        .map(|p| p.holders.len())
+        .sum();
+    drop(held);
     let engine = Arc::new(crate::options::build_engine(
         &licenses,
         options.as_ref(),
         EngineConfig {
             seed: shared.seed,
             ..EngineConfig::default()
-        },
+        }
+        .restoring(holders),
     ));
     let opts = Arc::new(ServerOptions::new(
         &engine,

@@ -456,6 +456,9 @@ fn load_snapshot(
     let body = bytes.get(FILE_HEADER..).unwrap_or_default();
     let survey = record::survey(body, Some(0));
     let mut state = State::default();
+    // Nearly every frame of a snapshot is a live instance: room for them
+    // all at once, not table after table as they come.
+    state.live.reserve(survey.frames.len());
     let mut ended = None;
     for (_, r) in &survey.frames {
         let payload = &body[r.clone()];

@@ -403,6 +403,12 @@ pub fn at_of(payload: &[u8]) -> Option<u64> {
     u64_at(payload, OFF_AT).ok()
 }
 
+/// The `id` field of an instance payload, read without decoding the rest
+/// (recovery sorts millions of them by their fixed fields).
+pub fn id_of(payload: &[u8]) -> Option<u64> {
+    u64_at(payload, OFF_ID).ok()
+}
+
 /// Turns an OUT payload into an INSTANCE payload with first checkout
 /// `since_ms` (in place).
 pub fn as_instance(payload: &mut [u8], since_ms: u64) {

@@ -19,7 +19,10 @@
 //! a snapshot [`SEEN_KEEP_MS`] after it was reconciled, once its instance
 //! is no longer live.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 
 use super::record::{self, Instance, Record};
 
@@ -35,8 +38,10 @@ pub const SEEN_KEEP_MS: u64 = 90 * 24 * 3600 * 1000;
 /// releases and reconciled admission ids.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct State {
-    /// Journal id -> INSTANCE payload.
-    pub live: HashMap<u64, Box<[u8]>>,
+    /// Journal id -> INSTANCE payload (engine ids of the run that wrote
+    /// them, not chosen by clients: hashed with the cheap Fx hash, which
+    /// matters when a restart replays millions).
+    pub live: FxHashMap<u64, Box<[u8]>>,
     /// Journal id -> release time, Unix ms.
     pub tombstones: HashMap<u64, u64>,
     /// Admission id -> RECONCILE payload.
@@ -80,18 +85,25 @@ impl State {
             self.live.remove(&i.id);
             return;
         };
-        match self.live.get_mut(&i.id) {
+        // One probe of the map per record (a restart replays millions).
+        let entry = self.live.entry(i.id);
+        match entry {
             // A checkout's record (count 0: a DUP_GROUP check-in's, which
             // names only the handle) brings the full names a snapshot
             // lacked; the first checkout time stays.
-            Some(p) if !snapshot && i.count != 0 && record::names_incomplete(p) => {
+            Entry::Occupied(mut e)
+                if !snapshot && i.count != 0 && record::names_incomplete(e.get()) =>
+            {
+                let p = e.get_mut();
                 let since = record::at_of(p).unwrap_or(i.at_ms);
                 let mut full: Box<[u8]> = payload.into();
                 record::as_instance(&mut full, since);
                 *p = full;
             }
-            Some(p) if i.renewed => record::patch_instance(p, i.linger_ms, deadline),
-            _ => {
+            Entry::Occupied(mut e) if i.renewed => {
+                record::patch_instance(e.get_mut(), i.linger_ms, deadline);
+            }
+            entry => {
                 let mut p: Box<[u8]> = payload.into();
                 if !snapshot {
                     // A renewal of an instance the journal never saw out
@@ -100,7 +112,14 @@ impl State {
                     // there is.
                     record::as_instance(&mut p, i.at_ms);
                 }
-                self.live.insert(i.id, p);
+                match entry {
+                    Entry::Occupied(mut e) => {
+                        e.insert(p);
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(p);
+                    }
+                }
             }
         }
     }

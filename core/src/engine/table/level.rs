@@ -392,6 +392,18 @@ impl Level {
         })
     }
 
+    /// Asks the CPU to start loading the first `bytes` of the bucket
+    /// starting at slot `start` (its fingerprints, then its slots' words),
+    /// without waiting for them: a hint, which changes nothing a thread
+    /// sees.
+    #[inline]
+    pub(super) fn prefetch_bucket(&self, start: usize, bytes: usize) {
+        let bucket: *const Bucket = &self.hot[start / SLOTS_PER_BUCKET];
+        for line in (0..bytes.min(std::mem::size_of::<Bucket>())).step_by(64) {
+            prefetch(bucket.cast::<u8>().wrapping_add(line));
+        }
+    }
+
     /// Number of buckets.
     pub(super) fn buckets(&self) -> usize {
         self.hot.len()
@@ -592,4 +604,19 @@ impl Level {
         }
         None
     }
+}
+
+/// Hints the CPU to load the cache line at `p` (nothing on targets without
+/// a prefetch instruction here).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // Safety: a prefetch is a hint: it reads nothing the program sees and
+    // faults on no address, valid or not. SSE, which it needs, is part of
+    // every x86_64 target.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
 }
