@@ -480,3 +480,51 @@ fn dup_group_promises_and_checkins_survive_a_crash() {
     assert_eq!(holders[0]["user"], "v");
     assert_eq!(holders[0]["deadline_ms"], promised, "{s}");
 }
+
+/// A lingering license is released at its deadline whether the loops wake
+/// by their timerfd or, when none could be made (EMFILE: the debug-build
+/// hook `TALLYD_DEBUG_NO_TIMERFD` makes that failure), by the poll timeout
+/// alone; the log says which loops have none, and a queued client gets the
+/// license after the deadline, never before.
+#[test]
+fn lingers_expire_with_and_without_a_timerfd() {
+    for no_timerfd in [false, true] {
+        let scratch = common::Scratch::new("timerfd");
+        let env: &[(&str, &str)] = if no_timerfd {
+            &[("TALLYD_DEBUG_NO_TIMERFD", "1")]
+        } else {
+            &[]
+        };
+        let d = Tallyd::start_with_env(
+            "FEATURE ONE CITRIX 1.0 permanent 1\n",
+            &["--durability", "off"],
+            &scratch.path("state"),
+            env,
+        );
+        let mut holder = d.connect();
+        let mut waiter = d.connect();
+        for round in 0..3 {
+            let r = holder.req(&format!("CHECKOUT ONE u h hold{round} linger=0.200"));
+            assert!(r.starts_with("OK ONE"), "{no_timerfd}: {r}");
+            let deadline: u64 = r.rsplit(' ').next().unwrap().parse().unwrap();
+            let r = waiter.req(&format!("CHECKOUT ONE w h wait{round} wait=10"));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            assert!(r.starts_with("OK ONE"), "{no_timerfd}: {r}");
+            assert!(
+                now >= deadline,
+                "{no_timerfd}: granted at {now}, before {deadline}"
+            );
+            assert_eq!(
+                waiter.req(&format!("CHECKIN ONE wait{round}")),
+                format!("OK ONE wait{round}")
+            );
+        }
+        let said = eventually(Duration::from_secs(5), || {
+            d.log_lines().iter().any(|l| l.contains("no timerfd"))
+        });
+        assert_eq!(said, no_timerfd, "{:?}", d.log_lines());
+    }
+}

@@ -284,7 +284,17 @@ impl Loop {
         let mut timers = LoopTimers::with_capacity(shared.now(), start.arm.len());
         let deadline_timer = if shared.clock.follows_system_clock() {
             // Without it (EMFILE, say) the loop wakes by its poll timeout.
-            wake::DeadlineTimer::new(poll.registry(), DEADLINE).ok()
+            match wake::DeadlineTimer::new(poll.registry(), DEADLINE) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let text = format!(
+                        "loop {index}: no timerfd ({e}): timers wake it by the poll timeout, to the millisecond"
+                    );
+                    eprintln!("tallyd: {text}");
+                    shared.log.line(shared.now(), "lmgrd", text);
+                    None
+                }
+            }
         } else {
             None
         };

@@ -25,6 +25,10 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+/// Test hook, debug builds only: when set, making a loop's `timerfd` fails
+/// as with EMFILE, so the loop runs on its poll timeout alone.
+pub(crate) const DEBUG_NO_TIMERFD_ENV: &str = "TALLYD_DEBUG_NO_TIMERFD";
+
 /// The system clock in Unix microseconds.
 pub(crate) fn unix_us() -> u64 {
     std::time::SystemTime::now()
@@ -43,6 +47,10 @@ pub(crate) struct DeadlineTimer {
 impl DeadlineTimer {
     /// A disarmed timer registered with `registry` under `token`.
     pub(crate) fn new(registry: &Registry, token: Token) -> io::Result<DeadlineTimer> {
+        #[cfg(debug_assertions)]
+        if std::env::var_os(DEBUG_NO_TIMERFD_ENV).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
         // SAFETY: plain syscall; the descriptor returned is owned below.
         let fd = unsafe {
             libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
